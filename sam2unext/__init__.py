@@ -1,0 +1,52 @@
+"""SAM2-UNeXT / SAM2-UNet model core: presets, building, loading, inference, loss.
+
+Importing the package is cheap: torch, timm and the models load on first use of a name.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from sam2unext.errors import (
+    CheckpointError,
+    DatasetError,
+    InputError,
+    OutputError,
+    PresetError,
+    UserError,
+)
+from sam2unext.presets import PRESETS, Preset, get_preset, list_presets
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily, see __getattr__)
+_LAZY = {
+    "build_model": "sam2unext.api",
+    "load_model": "sam2unext.api",
+    "save_checkpoint": "sam2unext.api",
+    "read_checkpoint_metadata": "sam2unext.api",
+    "SegmentationModel": "sam2unext.models",
+    "SAM2UNeXT": "sam2unext.models",
+    "SAM2UNet": "sam2unext.models",
+    "structure_loss": "sam2unext.loss",
+    "low_res_view": "sam2unext.transforms",
+}
+
+__all__ = [
+    "PRESETS", "Preset", "get_preset", "list_presets",
+    "UserError", "PresetError", "CheckpointError", "InputError", "OutputError", "DatasetError",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sam2unext' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,230 @@
+"""Public entry points: build, load and save models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sam2unext.checkpoints import (
+    FORMAT_TAG,
+    load_dinov2,
+    load_sam2_hiera,
+    load_strict,
+    make_metadata,
+    read_safetensors,
+    read_state_dict,
+    save_state_with_metadata,
+    upstream_to_ours,
+)
+from sam2unext.encoders import build_dinov2, build_hiera_trunk
+from sam2unext.errors import CheckpointError, PresetError, UserError
+from sam2unext.models import SegmentationModel, model_class, resolve_dtype
+from sam2unext.presets import Preset, get_preset
+
+DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
+
+
+def build_model(preset: str | Preset, *, hiera: str | Path | None = None,
+                dinov2: str | Path | None = None, **overrides: Any) -> SegmentationModel:
+    """Build a model for ``preset`` (random adapters/glue/decoder; encoders from files).
+
+    Args:
+        preset: Preset name or :class:`Preset`.
+        hiera: Meta ``sam2_hiera_*.pt`` (SAM2 or SAM2.1) for the trunk; random if None.
+        dinov2: DINOv2 weights (timm safetensors or Meta ``.pth``); random if None.
+        **overrides: Preset fields to change, e.g. ``decoder_channels=64``.
+
+    Returns:
+        The model, in training mode, on CPU, float32.
+
+    Raises:
+        PresetError: unknown preset, a ``dinov2`` file for a SAM2-UNet preset, bad override.
+        CheckpointError: an encoder file that is missing, unsafe or does not fit.
+    """
+    config = get_preset(preset)
+    if overrides:
+        try:
+            config = config.with_overrides(**overrides)
+        except TypeError as exc:
+            raise PresetError(f"bad preset override for {config.name!r}: {exc}") from None
+    trunk = build_hiera_trunk(config)
+    if hiera is not None:
+        load_sam2_hiera(trunk, hiera, config.name)
+    if config.family == "sam2unet":
+        if dinov2 is not None:
+            raise PresetError(f"preset {config.name!r} has no DINOv2 branch; drop the dinov2 file")
+        return model_class(config)(config, trunk=trunk)
+    dino = build_dinov2(config)
+    if dinov2 is not None:
+        load_dinov2(dino, dinov2, config.name)
+    return model_class(config)(config, trunk=trunk, dino=dino)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; other names go to ``torch.device``.
+
+    Raises:
+        UserError: unknown or unavailable device.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise UserError(f"unknown device {device!r}; use auto, cpu or cuda[:N]") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available; use cpu or auto")
+    return resolved
+
+
+def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
+    state, metadata = read_safetensors(path)
+    if metadata.get("format") != FORMAT_TAG:
+        if preset is None:
+            raise CheckpointError(
+                f"{path} has no sam2unext-geo metadata; pass --preset to read it as a public "
+                f"SAM2-UNeXT/SAM2-UNet state_dict")
+        return _load_upstream_state(state, path, preset)
+    config = Preset.from_dict(json.loads(metadata["preset_config"]))
+    if preset is not None and get_preset(preset).name != config.name:
+        raise PresetError(
+            f"{path} was saved for preset {config.name!r}, not {preset!r}; drop the preset "
+            f"argument")
+    model = model_class(config)(config)
+    load_strict(model, state, preset=config.name, source=path, what="sam2unext-geo checkpoint")
+    model.task = metadata.get("task") or None
+    model.extra = json.loads(metadata.get("extra") or "{}")
+    return model
+
+
+def _load_upstream_state(state: dict, path: Path, preset: str) -> SegmentationModel:
+    config = get_preset(preset)
+    family = "sam2unext" if any(k.startswith("sam.") for k in state) else (
+        "sam2unet" if any(k.startswith("encoder.") for k in state) else None)
+    if family is None and any(k.startswith("image_encoder.") or k.startswith("model")
+                              for k in state):
+        raise CheckpointError(
+            f"{path} is a SAM2 foundation checkpoint, not a trained segmentation model; pass it "
+            f"as the Hiera checkpoint (hiera=...) instead")
+    if family is not None and family != config.family:
+        raise PresetError(
+            f"{path} is a {family} checkpoint but preset {config.name!r} is {config.family}; "
+            f"pick a {family}-* preset")
+    model = model_class(config)(config)
+    load_strict(model, upstream_to_ours(state), preset=config.name, source=path,
+                what=f"public {config.family} checkpoint")
+    return model
+
+
+def load_model(checkpoint: str | Path | None = None, preset: str | None = None, *,
+               hiera: str | Path | None = None, dinov2: str | Path | None = None,
+               device: str | torch.device = "auto",
+               dtype: str | torch.dtype = "float32") -> SegmentationModel:
+    """A ready-to-predict model (eval mode, on ``device``).
+
+    Args:
+        checkpoint: Our ``.safetensors`` (preset from its metadata), a public SAM2-UNeXT/
+            SAM2-UNet ``.pth`` state_dict (needs ``preset``), ``"demo"`` (bundled tiny demo
+            weights), or None (build ``preset`` from ``hiera``/``dinov2`` files).
+        preset: Preset name; required for public ``.pth`` files and for ``checkpoint=None``.
+        hiera: Meta SAM2 checkpoint for the trunk (only with ``checkpoint=None``).
+        dinov2: DINOv2 checkpoint (only with ``checkpoint=None``).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+        dtype: Compute dtype of :meth:`SegmentationModel.predict`: ``float32``, ``bfloat16``
+            or ``float16`` (CUDA only; on CPU it falls back to float32 with a warning).
+            Weights stay float32; reduced precision runs under ``torch.autocast``.
+
+    Returns:
+        The model.
+
+    Raises:
+        PresetError, CheckpointError, UserError: see the message.
+    """
+    target = resolve_device(device)
+    compute = resolve_dtype(dtype, target)
+    if checkpoint is None:
+        if preset is None:
+            raise PresetError("give a checkpoint file or a preset name")
+        model = build_model(preset, hiera=hiera, dinov2=dinov2)
+    else:
+        if hiera is not None or dinov2 is not None:
+            raise CheckpointError(
+                "hiera/dinov2 files are only used when building from a preset; a whole-model "
+                "checkpoint already holds the encoders")
+        if str(checkpoint) == "demo":
+            if not DEMO_WEIGHTS.is_file():
+                raise CheckpointError(
+                    f"demo weights not found at {DEMO_WEIGHTS}; reinstall the package or pass "
+                    f"a checkpoint file")
+            path = DEMO_WEIGHTS
+        else:
+            path = Path(checkpoint)
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint not found: {path}; check the path")
+        if path.suffix == ".safetensors":
+            model = _load_ours(path, preset)
+        else:
+            if preset is None:
+                raise PresetError(
+                    f"{path} is a plain state_dict; pass the preset it was trained with "
+                    f"(e.g. sam2unext-large)")
+            model = _load_upstream_state(read_state_dict(path), path, preset)
+    model.inference_dtype = compute
+    return model.to(target).eval()
+
+
+def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | None = None,
+                    extra: dict | None = None) -> Path:
+    """Save ``model`` as safetensors with the metadata :func:`load_model` needs.
+
+    Args:
+        model: A model from :func:`build_model` / :func:`load_model`.
+        path: Output ``.safetensors`` file.
+        task: Free-text task label (e.g. ``"buildings"``).
+        extra: JSON-serialisable extra metadata (training settings, metrics ...).
+
+    Returns:
+        The written path.
+
+    Raises:
+        CheckpointError: extra is not JSON-serialisable.
+    """
+    path = Path(path)
+    try:
+        metadata = make_metadata(model.config.to_dict(), task, extra)
+    except TypeError as exc:
+        raise CheckpointError(f"extra metadata for {path} is not JSON-serialisable: {exc}") from None
+    save_state_with_metadata(model.state_dict(), path, metadata)
+    return path
+
+
+def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
+    """Metadata of one of our checkpoints: ``preset``, ``task``, ``extra`` (decoded), ...
+
+    Raises:
+        CheckpointError: missing/unreadable file or no sam2unext-geo metadata.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}; check the path")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+    except Exception as exc:
+        raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from None
+    if metadata.get("format") != FORMAT_TAG:
+        raise CheckpointError(f"{path} is not a sam2unext-geo checkpoint (no format metadata)")
+    return {
+        "format": metadata["format"],
+        "preset": metadata.get("preset"),
+        "preset_config": json.loads(metadata.get("preset_config") or "{}"),
+        "task": metadata.get("task") or None,
+        "extra": json.loads(metadata.get("extra") or "{}"),
+    }

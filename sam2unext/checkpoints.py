@@ -1,0 +1,236 @@
+"""Reading, converting and strictly loading weights; our safetensors format.
+
+Supported sources:
+
+1. Meta's ``sam2_hiera_*.pt`` / ``sam2.1_hiera_*.pt`` (``{"model": ...}``, trunk under
+   ``image_encoder.trunk.``) into the Hiera trunk (:func:`sam2_to_timm_hiera`).
+2. DINOv2: timm's ``model.safetensors`` or Meta's ``dinov2_vit*14_pretrain.pth``, converted
+   and position-resampled by timm's own ``checkpoint_filter_fn``.
+3. Whole models saved by the public SAM2-UNeXT / SAM2-UNet training code
+   (:func:`upstream_to_ours`).
+4. Our format: safetensors + metadata (``format``, ``preset``, ``preset_config``, ``task``,
+   ``extra``).
+
+Nothing here ever unpickles arbitrary objects: ``.pt``/``.pth`` go through
+``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+import torch.nn as nn
+
+from sam2unext.errors import CheckpointError
+
+FORMAT_TAG = "sam2unext-geo"
+SAM2_TRUNK_PREFIX = "image_encoder.trunk."
+_MLP_RENAMES = (("mlp.layers.0.", "mlp.fc1."), ("mlp.layers.1.", "mlp.fc2."))
+# Keys a full DINOv2 checkpoint has that the features-only (pruned) ViT does not.
+_DINO_DROPPABLE = re.compile(r"^(norm\.|fc_norm\.|head\.|head_drop\.|mask_token$)")
+
+
+def _require_file(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}; check the path")
+    return path
+
+
+def torch_load_safe(path: str | Path) -> Any:
+    """``torch.load`` with ``weights_only=True`` on CPU; unsafe pickles are refused.
+
+    Raises:
+        CheckpointError: missing file, a pickle payload that is not plain tensors/containers,
+            or an unreadable file.
+    """
+    path = _require_file(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"refusing {path}: it carries a pickle payload that is not plain tensors "
+            f"(weights_only load failed: {first[:160]}); re-save it as a plain state_dict"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {path}: {first[:160]}") from None
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and string metadata of a ``.safetensors`` file.
+
+    Raises:
+        CheckpointError: missing or malformed file.
+    """
+    from safetensors import safe_open
+
+    path = _require_file(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
+        raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from None
+    return tensors, metadata
+
+
+def read_state_dict(path: str | Path) -> dict[str, Any]:
+    """A state dict from ``.safetensors`` or (safely) from a torch ``.pt``/``.pth`` file.
+
+    Raises:
+        CheckpointError: missing, unsafe or unreadable file, or not a mapping.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)[0]
+    data = torch_load_safe(path)
+    if not isinstance(data, Mapping):
+        raise CheckpointError(f"{path} holds a {type(data).__name__}, not a state_dict")
+    return dict(data)
+
+
+def _rename_mlp(key: str) -> str:
+    for old, new in _MLP_RENAMES:
+        key = key.replace(old, new)
+    return key
+
+
+def sam2_to_timm_hiera(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Meta SAM2/SAM2.1 checkpoint -> timm ``HieraDet`` state dict (pure function).
+
+    Keeps only keys under ``image_encoder.trunk.``, strips that prefix and renames the MLP
+    (``mlp.layers.0/1`` -> ``mlp.fc1/fc2``). Accepts the ``{"model": ...}`` wrapper or the
+    inner dict.
+    """
+    state = checkpoint.get("model", checkpoint)
+    return {
+        _rename_mlp(key[len(SAM2_TRUNK_PREFIX):]): value
+        for key, value in state.items()
+        if key.startswith(SAM2_TRUNK_PREFIX)
+    }
+
+
+def upstream_to_ours(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Public SAM2-UNeXT/SAM2-UNet ``state_dict`` -> ours (pure function).
+
+    Only the Hiera MLP inside the adapted blocks is renamed; every other key is identical.
+    """
+    out = {}
+    for key, value in state.items():
+        if key.startswith(("sam.blocks.", "encoder.blocks.")):
+            key = _rename_mlp(key)
+        out[key] = value
+    return out
+
+
+def ours_to_upstream(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Inverse of :func:`upstream_to_ours` (for exporting to the public code)."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith(("sam.blocks.", "encoder.blocks.")):
+            key = key.replace("mlp.fc1.", "mlp.layers.0.").replace("mlp.fc2.", "mlp.layers.1.")
+        out[key] = value
+    return out
+
+
+def load_strict(module: nn.Module, state: Mapping[str, Any], *, preset: str, source: str | Path,
+                what: str) -> None:
+    """Load ``state`` into ``module`` requiring the exact same keys and shapes.
+
+    Args:
+        module: Target module.
+        state: Converted state dict.
+        preset: Preset name (for the error message).
+        source: File the weights came from (for the error message).
+        what: What the file should be, e.g. ``"SAM2 Hiera checkpoint"``.
+
+    Raises:
+        CheckpointError: one line naming the first missing/unexpected/mis-shaped key, the
+            preset and the file.
+    """
+    expected = module.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    if missing:
+        raise CheckpointError(
+            f"{source}: missing key {missing[0]!r} ({len(missing)} missing) for preset {preset!r};"
+            f" is it a {what} for this preset?")
+    if unexpected:
+        raise CheckpointError(
+            f"{source}: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected) for "
+            f"preset {preset!r}; is it a {what} for this preset?")
+    for key, target in expected.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{source}: key {key!r} is not a tensor (preset {preset!r})")
+        if tuple(value.shape) != tuple(target.shape):
+            raise CheckpointError(
+                f"{source}: key {key!r} has shape {tuple(value.shape)} but preset {preset!r} "
+                f"needs {tuple(target.shape)}; pick the preset this {what} was made for")
+    module.load_state_dict(state, strict=True)
+
+
+def load_sam2_hiera(trunk: nn.Module, path: str | Path, preset: str) -> None:
+    """Load Meta's ``sam2_hiera_*.pt`` (SAM2 or SAM2.1) into a plain timm Hiera trunk.
+
+    Raises:
+        CheckpointError: unreadable/unsafe file, no trunk keys, or a mismatch.
+    """
+    raw = read_state_dict(path)
+    state = sam2_to_timm_hiera(raw)
+    if not state:
+        raise CheckpointError(
+            f"{path}: no '{SAM2_TRUNK_PREFIX}*' keys; pass Meta's sam2_hiera_*.pt as the Hiera "
+            f"checkpoint for preset {preset!r}")
+    load_strict(trunk, state, preset=preset, source=path, what="SAM2 Hiera checkpoint")
+
+
+def load_dinov2(dino: nn.Module, path: str | Path, preset: str) -> None:
+    """Load a DINOv2 checkpoint (timm safetensors or Meta ``.pth``) into the feature getter.
+
+    timm's ``checkpoint_filter_fn`` converts Meta's keys and resamples the positional
+    embedding to the model's grid (bicubic, antialiased: what the public code's timm
+    ``pretrained=True`` loading does). The final norm/head, absent from the features-only
+    model, are dropped.
+
+    Raises:
+        CheckpointError: unreadable/unsafe file or a mismatch.
+    """
+    from timm.models.vision_transformer import checkpoint_filter_fn
+
+    raw = read_state_dict(path)
+    vit = dino.model
+    try:
+        state = checkpoint_filter_fn(dict(raw), vit)
+    except Exception as exc:  # malformed tensors make timm's resampling fail
+        raise CheckpointError(f"{path}: not a DINOv2 checkpoint for preset {preset!r} ({exc})") from None
+    expected = vit.state_dict()
+    state = {k: v for k, v in state.items() if k in expected or not _DINO_DROPPABLE.match(k)}
+    load_strict(vit, state, preset=preset, source=path, what="DINOv2 checkpoint")
+
+
+def save_state_with_metadata(state: Mapping[str, torch.Tensor], path: str | Path,
+                             metadata: Mapping[str, str]) -> None:
+    """Write tensors + string metadata as safetensors (contiguous CPU copies)."""
+    from safetensors.torch import save_file
+
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    save_file(tensors, str(path), metadata=dict(metadata))
+
+
+def make_metadata(preset_config: dict, task: str | None, extra: dict | None) -> dict[str, str]:
+    """Our metadata block: every value a string, as safetensors requires."""
+    return {
+        "format": FORMAT_TAG,
+        "preset": preset_config["name"],
+        "preset_config": json.dumps(preset_config),
+        "task": task or "",
+        "extra": json.dumps(extra or {}),
+    }

@@ -1,0 +1,248 @@
+"""SAM2-UNeXT and SAM2-UNet, with a shared inference API (:meth:`SegmentationModel.predict`).
+
+Module names mirror the public code (``sam``/``dino``/``align1..4``/``reduce1..4``/``up1..4``/
+``head`` and ``encoder``/``rfb1..4``/``up1..4``/``side1..2``/``head``), so a public state dict
+maps onto ours by renaming only the Hiera MLP (``mlp.layers.0/1`` -> ``mlp.fc1/fc2``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sam2unext.encoders import add_adapters, build_dinov2, build_hiera_trunk, hiera_stage_features
+from sam2unext.errors import InputError, UserError
+from sam2unext.layers import RFBModified, UpConcatFirst, UpSampleFirst
+from sam2unext.presets import Preset
+from sam2unext.transforms import as_float_batch, low_res_view, normalize, resize_image
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    """Map a dtype name to the compute dtype used on ``device``.
+
+    ``float16`` is only used on CUDA; on CPU it falls back to ``float32`` with a warning
+    (CPU half-precision kernels are slow and lossy; use ``bfloat16`` there).
+
+    Raises:
+        UserError: unknown dtype name.
+    """
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise UserError(f"unsupported dtype {dtype}; use float32, bfloat16 or float16")
+        resolved = dtype
+    else:
+        if dtype not in DTYPES:
+            raise UserError(f"unknown dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+        resolved = DTYPES[dtype]
+    if resolved == torch.float16 and device.type != "cuda":
+        warnings.warn("float16 needs a CUDA device; running in float32 on " + device.type,
+                      stacklevel=3)
+        return torch.float32
+    return resolved
+
+
+class SegmentationModel(nn.Module):
+    """Common base: preset metadata and image-level inference.
+
+    Attributes:
+        preset: Preset name.
+        config: The full :class:`Preset`.
+        input_size: Tile side the network sees.
+        low_res_size: DINOv2 input side, or None (SAM2-UNet).
+        inference_dtype: Compute dtype used by :meth:`predict` (set by ``load_model``).
+    """
+
+    def __init__(self, config: Preset) -> None:
+        super().__init__()
+        self.config = config
+        self.preset = config.name
+        self.input_size = config.input_size
+        self.low_res_size = config.low_res_size
+        self.inference_dtype = torch.float32
+        self.task: str | None = None
+        self.extra: dict = {}
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _autocast(self, dtype: torch.dtype, device: torch.device):
+        if dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    def predict(
+        self,
+        image: torch.Tensor | np.ndarray,
+        low_res: torch.Tensor | np.ndarray | None = None,
+        *,
+        batch_size: int | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> torch.Tensor | np.ndarray:
+        """Foreground probabilities for ordinary images.
+
+        Resizes to ``input_size`` (bilinear, antialiased when shrinking), ImageNet-normalizes,
+        runs under ``torch.inference_mode`` in eval mode, resizes the logits back (bilinear,
+        ``align_corners=False``, as the public test code) and applies the sigmoid.
+
+        Args:
+            image: uint8 or [0, 1] float tensor ``[B,3,H,W]``/``[3,H,W]``, or numpy ``HxWx3``.
+            low_res: Optional low-res copy for the DINOv2 branch (same conventions); when None
+                the model derives it with :func:`sam2unext.transforms.low_res_view`.
+            batch_size: Images per forward pass (default: all at once).
+            dtype: ``float32``/``bfloat16``/``float16`` (default: ``inference_dtype``).
+
+        Returns:
+            float32 CPU tensor ``[B,1,H,W]`` for tensor input; numpy float32 ``[H,W]`` for
+            numpy input.
+
+        Raises:
+            InputError: malformed image or low-res batch.
+        """
+        batch, was_numpy = as_float_batch(image)
+        low = None
+        if low_res is not None and self.low_res_size is not None:
+            low, _ = as_float_batch(low_res)
+            if low.shape[0] != batch.shape[0]:
+                raise InputError(
+                    f"low_res batch has {low.shape[0]} images but image has {batch.shape[0]}")
+        device = self._device()
+        compute = resolve_dtype(dtype if dtype is not None else self.inference_dtype, device)
+        height, width = batch.shape[-2:]
+        step = batch_size or batch.shape[0]
+        was_training = self.training
+        self.eval()
+        outputs = []
+        try:
+            with torch.inference_mode(), self._autocast(compute, device):
+                for start in range(0, batch.shape[0], step):
+                    x = normalize(resize_image(batch[start:start + step].to(device),
+                                               self.input_size))
+                    lr = None
+                    if low is not None:
+                        lr = normalize(resize_image(low[start:start + step].to(device),
+                                                    self.low_res_size))
+                    logits = self(x, lr).float()
+                    if logits.shape[-2:] != (height, width):
+                        logits = F.interpolate(logits, size=(height, width), mode="bilinear",
+                                               align_corners=False)
+                    outputs.append(torch.sigmoid(logits).cpu())
+        finally:
+            self.train(was_training)
+        probs = torch.cat(outputs)
+        if was_numpy:
+            return probs[0, 0].numpy()
+        return probs
+
+
+class SAM2UNeXT(SegmentationModel):
+    """SAM2 Hiera (adapted, frozen) + DINOv2 (frozen) + dense glue + U-Net decoder."""
+
+    def __init__(self, config: Preset, trunk: nn.Module | None = None,
+                 dino: nn.Module | None = None) -> None:
+        """
+        Args:
+            config: A ``sam2unext`` preset.
+            trunk: A plain Hiera trunk (already loaded); built with random weights if None.
+            dino: A DINOv2 feature getter (already loaded); built randomly if None.
+        """
+        super().__init__(config)
+        self.sam = add_adapters(trunk if trunk is not None else build_hiera_trunk(config))
+        self.dino = dino if dino is not None else build_dinov2(config)
+        c = config.decoder_channels
+        width = config.dinov2_width
+        s1, s2, s3, s4 = config.stage_channels
+        self.align1 = nn.Conv2d(width, s1, 1)
+        self.align2 = nn.Conv2d(width, s2, 1)
+        self.align3 = nn.Conv2d(width, s3, 1)
+        self.align4 = nn.Conv2d(width, s4, 1)
+        self.reduce1 = nn.Conv2d(2 * s1, c, 1)
+        self.reduce2 = nn.Conv2d(2 * s2, c, 1)
+        self.reduce3 = nn.Conv2d(2 * s3, c, 1)
+        self.reduce4 = nn.Conv2d(2 * s4, c, 1)
+        self.up1 = UpConcatFirst(2 * c, c)
+        self.up2 = UpConcatFirst(2 * c, c)
+        self.up3 = UpConcatFirst(2 * c, c)
+        self.up4 = UpConcatFirst(c, c)
+        self.head = nn.Conv2d(c, 1, 1)
+
+    def glue(self, stages: list[torch.Tensor], dino_map: torch.Tensor) -> list[torch.Tensor]:
+        """Dense glue: align DINOv2 to each stage's width and size, concat, reduce to ``c``."""
+        aligns = (self.align1, self.align2, self.align3, self.align4)
+        reduces = (self.reduce1, self.reduce2, self.reduce3, self.reduce4)
+        fused = []
+        for feat, align, reduce in zip(stages, aligns, reduces):
+            d = F.interpolate(align(dino_map), size=feat.shape[-2:], mode="bilinear")
+            fused.append(reduce(torch.cat([feat, d], dim=1)))
+        return fused
+
+    def decode(self, x1, x2, x3, x4) -> torch.Tensor:
+        """U-Net decoder to the stride-2 map, head once, x2 bilinear to input size."""
+        x = self.up4(x4)
+        x = self.up3(x, x3)
+        x = self.up2(x, x2)
+        x = self.up1(x, x1)
+        return F.interpolate(self.head(x), scale_factor=2, mode="bilinear")
+
+    def forward(self, image: torch.Tensor, low_res: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B,1,S,S]`` for an ImageNet-normalized batch ``[B,3,S,S]``.
+
+        Args:
+            image: Normalized tile batch.
+            low_res: Normalized low-res batch ``[B,3,L,L]``; default
+                ``low_res_view(image, low_res_size)``.
+        """
+        if low_res is None:
+            low_res = low_res_view(image, self.low_res_size)
+        stages = hiera_stage_features(self.sam, image)
+        dino_map = self.dino(low_res)[-1]
+        return self.decode(*self.glue(stages, dino_map))
+
+
+class SAM2UNet(SegmentationModel):
+    """SAM2 Hiera (adapted, frozen) + RFB blocks + U-Net decoder with deep supervision."""
+
+    def __init__(self, config: Preset, trunk: nn.Module | None = None) -> None:
+        super().__init__(config)
+        self.encoder = add_adapters(trunk if trunk is not None else build_hiera_trunk(config))
+        c = config.decoder_channels
+        s1, s2, s3, s4 = config.stage_channels
+        self.rfb1 = RFBModified(s1, c)
+        self.rfb2 = RFBModified(s2, c)
+        self.rfb3 = RFBModified(s3, c)
+        self.rfb4 = RFBModified(s4, c)
+        self.up1 = UpSampleFirst(2 * c, c)
+        self.up2 = UpSampleFirst(2 * c, c)
+        self.up3 = UpSampleFirst(2 * c, c)
+        self.up4 = UpSampleFirst(2 * c, c)  # present (and unused) in the public model
+        self.side1 = nn.Conv2d(c, 1, kernel_size=1)
+        self.side2 = nn.Conv2d(c, 1, kernel_size=1)
+        self.head = nn.Conv2d(c, 1, kernel_size=1)
+
+    def forward(self, image: torch.Tensor, low_res: torch.Tensor | None = None):
+        """Logits ``[B,1,S,S]``; in training mode ``(out, out1, out2)`` like the public code.
+
+        ``low_res`` is accepted for interface symmetry and ignored.
+        """
+        x1, x2, x3, x4 = hiera_stage_features(self.encoder, image)
+        x1, x2, x3, x4 = self.rfb1(x1), self.rfb2(x2), self.rfb3(x3), self.rfb4(x4)
+        x = self.up1(x4, x3)
+        out1 = F.interpolate(self.side1(x), scale_factor=16, mode="bilinear") if self.training else None
+        x = self.up2(x, x2)
+        out2 = F.interpolate(self.side2(x), scale_factor=8, mode="bilinear") if self.training else None
+        x = self.up3(x, x1)
+        out = F.interpolate(self.head(x), scale_factor=4, mode="bilinear")
+        if self.training:
+            return out, out1, out2
+        return out
+
+
+def model_class(config: Preset) -> type[SegmentationModel]:
+    """The model class of a preset's family."""
+    return SAM2UNeXT if config.family == "sam2unext" else SAM2UNet

@@ -1,0 +1,86 @@
+"""Tensor transforms shared by the model, its inference API and the geo tiler."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sam2unext.errors import InputError
+
+#: ImageNet statistics used by both encoders (public code: torchvision ``Normalize``).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def low_res_view(image: torch.Tensor, size: int) -> torch.Tensor:
+    """The low-resolution copy of a tile that the DINOv2 branch sees.
+
+    Bilinear, ``align_corners=False``, no antialias: exactly what the public SAM2-UNeXT code
+    does with ``F.interpolate(x, size=(448, 448), mode='bilinear')``. Interpolation is linear,
+    so it commutes with per-channel normalization: apply it before or after normalizing.
+
+    Args:
+        image: Float tensor ``[B, 3, H, W]``.
+        size: Output side (448 for the real presets).
+
+    Returns:
+        Float tensor ``[B, 3, size, size]``.
+    """
+    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def normalize(image: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalize a float image in [0, 1], ``[B, 3, H, W]``."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    return (image - mean) / std
+
+
+def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize a float image batch to ``size x size`` (bilinear, antialiased when shrinking).
+
+    This matches the PIL/torchvision ``Resize`` of the public test loaders; a no-op when the
+    image already has that size.
+    """
+    if image.shape[-2:] == (size, size):
+        return image
+    shrinking = image.shape[-2] > size or image.shape[-1] > size
+    return F.interpolate(
+        image, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking
+    )
+
+
+def as_float_batch(image: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
+    """Bring an image to a float32 ``[B, 3, H, W]`` tensor with values in [0, 1].
+
+    Args:
+        image: uint8 or float tensor ``[B, 3, H, W]`` / ``[3, H, W]`` (float already in [0, 1]),
+            or a numpy ``[H, W, 3]`` array (uint8, or float in [0, 1]).
+
+    Returns:
+        ``(batch, was_numpy)``.
+
+    Raises:
+        InputError: wrong rank or channel count.
+    """
+    was_numpy = isinstance(image, np.ndarray)
+    if was_numpy:
+        if image.ndim != 3 or image.shape[-1] != 3:
+            raise InputError(f"numpy image must be HxWx3, got shape {tuple(image.shape)}")
+        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        tensor = image
+    else:
+        raise InputError(f"image must be a torch tensor or numpy array, got {type(image).__name__}")
+    if tensor.ndim == 3:
+        tensor = tensor.unsqueeze(0)
+    if tensor.ndim != 4 or tensor.shape[1] != 3:
+        raise InputError(f"image tensor must be [B,3,H,W] or [3,H,W], got {tuple(tensor.shape)}")
+    if tensor.dtype == torch.uint8:
+        tensor = tensor.float() / 255.0
+    elif tensor.is_floating_point():
+        tensor = tensor.float()
+    else:
+        raise InputError(f"image dtype must be uint8 or float, got {tensor.dtype}")
+    return tensor, was_numpy
