@@ -1,0 +1,256 @@
+"""The Dask graph: threaded tile reads → batched model step → ordered stitching.
+
+Local (``scheduler=None``): one graph run by Dask's threaded scheduler. Reads of a batch are
+gated on the stitching of the batch ``prefetch`` places earlier, so at most ``prefetch``
+batches are in flight (bounded memory) while the reads of the next batches overlap the
+current forward pass; forward passes are chained (one at a time on the device) and the
+stitch/write steps are chained in tile order.
+
+Distributed (``scheduler="tcp://host:port"`` or a ``distributed.Client``): every worker gets
+the model once through a worker plugin and keeps it in a per-process cache; each task reads
+its batch of tiles from the (shared) file and returns the probabilities, which this process
+stitches in order with at most ``max_in_flight`` batches outstanding.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .reading import ReadPlan, TileReader, to_unit_float
+from .tiling import TileGrid
+
+#: Output of one batch: tile indexes of the batch and their probabilities (None = skipped).
+BatchResult = list[tuple[int, np.ndarray | None]]
+
+
+def batches_of(n_tiles: int, batch_size: int) -> list[list[int]]:
+    """Consecutive (row-major) tile indexes grouped into batches."""
+    return [list(range(i, min(i + batch_size, n_tiles))) for i in range(0, n_tiles, batch_size)]
+
+
+def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
+    """One forward pass over uint8 ``[3, T, T]`` tiles → float32 ``[B, T, T]`` probabilities.
+
+    The low-res view for the DINOv2 branch is made with
+    :func:`sam2unext.transforms.low_res_view` when the tile has the model's input size (the
+    exact pair the model would make); otherwise the model derives it from its resized input.
+    """
+    from sam2unext.transforms import low_res_view
+
+    hi = to_unit_float(np.stack(tiles))
+    low_size = getattr(model, "low_res_size", None)
+    low = low_res_view(hi, low_size) if low_size and getattr(model, "input_size", None) == tile_size else None
+    prob = model.predict(hi, low)
+    return np.asarray(prob.detach().cpu().numpy() if hasattr(prob, "detach") else prob,
+                      dtype=np.float32)[:, 0]
+
+
+def predict_batch(model, reads: Sequence[np.ndarray | None], indices: Sequence[int], tile_size: int) -> BatchResult:
+    """Run the model on the non-skipped tiles of a batch."""
+    run = [t for t in reads if t is not None]
+    probs = iter(run_model(model, run, tile_size)) if run else iter(())
+    return [(i, next(probs) if t is not None else None) for i, t in zip(indices, reads)]
+
+
+@dataclass
+class RunStats:
+    """Counts gathered while running."""
+
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    model_seconds: float = 0.0
+    batches: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchResult], None], *,
+              batch_size: int = 4, prefetch: int = 2, num_workers: int | None = None,
+              stats: RunStats | None = None) -> RunStats:
+    """Run the whole scene with Dask's threaded scheduler.
+
+    Args:
+        model: object with ``predict``, ``input_size`` and ``low_res_size``.
+        plan: the read plan.
+        grid: the tile grid.
+        consume: called with each batch's results, in tile order (stitch + write).
+        batch_size: tiles per forward pass.
+        prefetch: batches allowed in flight ahead of the stitcher (>= 1).
+        num_workers: threads (default: enough for ``prefetch`` batches of reads).
+
+    Returns:
+        :class:`RunStats`.
+    """
+    import time
+
+    from dask.threaded import get as threaded_get
+
+    stats = stats or RunStats()
+    reader = TileReader(plan, grid.tile_size)
+    batches = batches_of(len(grid), batch_size)
+    token = uuid.uuid4().hex[:8]
+
+    def read(i, _gate):
+        return reader.read(grid.window(i))
+
+    def predict(indices, _previous, *reads):
+        t0 = time.perf_counter()
+        out = predict_batch(model, reads, indices, grid.tile_size)
+        stats.model_seconds += time.perf_counter() - t0
+        return out
+
+    def stitch(result, _previous):
+        consume(result)
+        run = sum(p is not None for _, p in result)
+        stats.tiles_run += run
+        stats.tiles_skipped += len(result) - run
+        stats.batches += 1
+        return None
+
+    graph: dict = {}
+    for k, batch in enumerate(batches):
+        gate = (f"stitch-{token}", k - prefetch) if k >= prefetch else None
+        for i in batch:
+            graph[(f"read-{token}", i)] = (read, i, gate)
+        prev_predict = (f"predicted-{token}", k - 1) if k else None
+        graph[(f"predict-{token}", k)] = (predict, batch, prev_predict, *[(f"read-{token}", i) for i in batch])
+        graph[(f"predicted-{token}", k)] = (_token, (f"predict-{token}", k))
+        prev_stitch = (f"stitch-{token}", k - 1) if k else None
+        graph[(f"stitch-{token}", k)] = (stitch, (f"predict-{token}", k), prev_stitch)
+    workers = num_workers or max(4, min(16, batch_size * prefetch + 2))
+    try:
+        if batches:
+            threaded_get(graph, [(f"stitch-{token}", len(batches) - 1)], num_workers=workers)
+    finally:
+        reader.close()
+    return stats
+
+
+def _token(_value) -> None:
+    return None
+
+
+# ---------------------------------------------------------------- distributed
+
+
+#: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
+_MODEL_CACHE: dict[str, object] = {}
+_CACHE_LOCK = threading.Lock()
+#: Number of model loads per key in this process (lets tests check "once per worker").
+LOAD_COUNTS: dict[str, int] = {}
+
+
+def cached_model(key: str, factory: Callable[[], object]):
+    """The model for ``key`` in this process, built with ``factory`` on first use."""
+    with _CACHE_LOCK:
+        if key not in _MODEL_CACHE:
+            _MODEL_CACHE[key] = factory()
+            LOAD_COUNTS[key] = LOAD_COUNTS.get(key, 0) + 1
+        return _MODEL_CACHE[key]
+
+
+def release_model(key: str) -> None:
+    """Forget a cached model."""
+    with _CACHE_LOCK:
+        _MODEL_CACHE.pop(key, None)
+
+
+class ModelPlugin:
+    """``distributed`` worker plugin: loads the model once per worker at registration.
+
+    Args:
+        key: cache key (e.g. derived from checkpoint/preset/device).
+        factory: picklable zero-argument callable returning the model.
+    """
+
+    idempotent = False
+
+    def __init__(self, key: str, factory: Callable[[], object]):
+        self.key = key
+        self.factory = factory
+        self.name = f"sam2unext-model-{key}"
+
+    def setup(self, worker=None):
+        cached_model(self.key, self.factory)
+
+    def teardown(self, worker=None):
+        release_model(self.key)
+
+
+def remote_batch(plan: ReadPlan, grid: TileGrid, indices: list[int], key: str,
+                 factory: Callable[[], object]) -> BatchResult:
+    """Worker task: read a batch of tiles and run the cached model on them."""
+    reader = TileReader(plan, grid.tile_size)
+    try:
+        reads = [reader.read(grid.window(i)) for i in indices]
+    finally:
+        reader.close()
+    return predict_batch(cached_model(key, factory), reads, indices, grid.tile_size)
+
+
+def run_distributed(scheduler, factory: Callable[[], object], key: str, plan: ReadPlan, grid: TileGrid,
+                    consume: Callable[[BatchResult], None], *, batch_size: int = 4,
+                    max_in_flight: int | None = None, stats: RunStats | None = None) -> RunStats:
+    """Run the scene on a ``dask.distributed`` cluster; stitch here in tile order.
+
+    Args:
+        scheduler: scheduler address or a ``distributed.Client``.
+        factory: picklable zero-argument callable that builds the model on a worker.
+        key: cache key of that model.
+        plan, grid, consume, batch_size: as for :func:`run_local`.
+        max_in_flight: batches outstanding at once (default: 2 per worker thread).
+
+    Returns:
+        :class:`RunStats`.
+    """
+    from distributed import Client, as_completed
+
+    stats = stats or RunStats()
+    own_client = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own_client else scheduler
+    plugin = ModelPlugin(key, factory)
+    try:
+        client.register_plugin(plugin, name=plugin.name)
+        if max_in_flight is None:
+            max_in_flight = max(2, 2 * sum(client.nthreads().values()))
+        batches = batches_of(len(grid), batch_size)
+        plan_f, grid_f = client.scatter([plan, grid], broadcast=True)
+        pending: dict[int, BatchResult] = {}
+        order = iter(range(len(batches)))
+        futures = as_completed()
+        which: dict = {}
+
+        def submit_next() -> None:
+            k = next(order, None)
+            if k is not None:
+                fut = client.submit(remote_batch, plan_f, grid_f, batches[k], key, factory, pure=False)
+                which[fut.key] = k
+                futures.add(fut)
+
+        for _ in range(min(max_in_flight, len(batches))):
+            submit_next()
+        expected = 0
+        for fut in futures:
+            pending[which.pop(fut.key)] = fut.result()
+            fut.release()
+            submit_next()
+            while expected in pending:
+                result = pending.pop(expected)
+                consume(result)
+                run = sum(p is not None for _, p in result)
+                stats.tiles_run += run
+                stats.tiles_skipped += len(result) - run
+                stats.batches += 1
+                expected += 1
+    finally:
+        try:
+            client.unregister_worker_plugin(plugin.name)
+        except Exception:  # noqa: BLE001 (best effort cleanup on a possibly broken cluster)
+            pass
+        if own_client:
+            client.close()
+    return stats

@@ -1,0 +1,132 @@
+"""Progress reporting: a tqdm bar (notebook-aware), a JSON-lines stream, or nothing.
+
+The JSON stream is the contract read by the QGIS plugin (docs/CONTRACTS.md): one object per
+line on stdout, flushed after each line, nothing else on stdout. ``predict_raster`` emits
+``start``, ``progress`` and ``done`` per scene; the command adds ``error`` and ``complete``
+with :meth:`Progress.error` and :meth:`Progress.complete`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import IO, Any
+
+MODES = ("bar", "json", "none")
+
+
+class Progress:
+    """Silent reporter; the base of the other modes.
+
+    Methods are called with the events of docs/CONTRACTS.md.
+    """
+
+    def start(self, scene: str, tiles: int, width: int, height: int) -> None:
+        """A scene starts."""
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        """``done`` of ``total`` units of ``stage`` are finished."""
+
+    def done(self, scene: str, probability: str, vector: str | None, tiles_run: int, tiles_skipped: int,
+             seconds: float, area: float) -> None:
+        """A scene is finished."""
+
+    def error(self, message: str, exit_code: int) -> None:
+        """A run failed (the command calls this)."""
+
+    def complete(self, scenes: int, seconds: float) -> None:
+        """All scenes are finished (the command calls this)."""
+
+    def close(self) -> None:
+        """Release resources (bars)."""
+
+
+class JsonProgress(Progress):
+    """JSON lines on ``stream`` (default stdout); ``progress`` events are rate-limited.
+
+    Args:
+        stream: where lines go.
+        min_interval: least seconds between two ``progress`` lines of a stage (the last one,
+            ``done == total``, is always written).
+    """
+
+    def __init__(self, stream: IO[str] | None = None, min_interval: float = 0.2):
+        self.stream = stream
+        self.min_interval = min_interval
+        self._last: dict[str, float] = {}
+
+    def emit(self, event: dict[str, Any]) -> None:
+        """Write one event as a JSON line and flush."""
+        out = self.stream or sys.stdout
+        out.write(json.dumps(event, separators=(",", ":")) + "\n")
+        out.flush()
+
+    def start(self, scene, tiles, width, height):
+        self.emit({"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height)})
+
+    def update(self, stage, done, total):
+        now = time.monotonic()
+        if done < total and now - self._last.get(stage, -1e9) < self.min_interval:
+            return
+        self._last[stage] = now
+        self.emit({"event": "progress", "stage": stage, "done": int(done), "total": int(total)})
+
+    def done(self, scene, probability, vector, tiles_run, tiles_skipped, seconds, area):
+        self.emit({"event": "done", "scene": scene, "probability": probability, "vector": vector,
+                   "tiles_run": int(tiles_run), "tiles_skipped": int(tiles_skipped),
+                   "seconds": round(float(seconds), 3), "area": float(area)})
+
+    def error(self, message, exit_code):
+        self.emit({"event": "error", "message": message, "exit_code": int(exit_code)})
+        print(message, file=sys.stderr, flush=True)
+
+    def complete(self, scenes, seconds):
+        self.emit({"event": "complete", "scenes": int(scenes), "seconds": round(float(seconds), 3)})
+
+
+class BarProgress(Progress):
+    """tqdm bars (``tqdm.auto``: a widget in notebooks, text on stderr elsewhere)."""
+
+    def __init__(self):
+        self._bars: dict[str, Any] = {}
+        self._scene = ""
+
+    def start(self, scene, tiles, width, height):
+        self._scene = scene
+
+    def update(self, stage, done, total):
+        from tqdm.auto import tqdm
+
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = self._bars[stage] = tqdm(total=total, desc=f"{stage} {self._scene}".strip(), unit="tile"
+                                           if stage == "predict" else "it", leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            self._bars.pop(stage, None)
+
+    def close(self):
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+
+def make_progress(progress: str | Progress | None) -> Progress:
+    """A reporter from a mode name (``"bar"``, ``"json"``, ``"none"``/None) or an instance.
+
+    Raises:
+        ValueError: unknown mode.
+    """
+    if isinstance(progress, Progress):
+        return progress
+    if progress in (None, "none", False):
+        return Progress()
+    if progress == "json":
+        return JsonProgress()
+    if progress in ("bar", True):
+        return BarProgress()
+    from sam2unext.errors import InputError
+
+    raise InputError(f"progress {progress!r} must be one of {', '.join(MODES)}")

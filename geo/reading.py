@@ -1,0 +1,301 @@
+"""Open and validate rasters, choose bands, compute the scene stretch, read tile windows.
+
+Everything a tile needs is gathered once per scene into a picklable :class:`ReadPlan`
+(path, bands, stretch, optional resampling grid), so the same plan drives threaded reads
+in this process and reads on ``dask.distributed`` workers. Only windows are ever read.
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from sam2unext.errors import InputError
+
+from .tiling import clip_window, pad_to_tile
+
+Stretch = tuple[tuple[float, float], ...]  # per selected band (min, max)
+
+#: Percentiles of the automatic stretch for non-uint8 imagery.
+DEFAULT_PERCENTILES = (2.0, 98.0)
+#: Longest side of the decimated read used for stretch statistics.
+STATS_SIDE = 1024
+
+
+def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
+    """Open a raster with rasterio after checking it exists and is not empty.
+
+    Raises:
+        InputError: missing file, zero-size file or raster, or not a raster GDAL can read.
+    """
+    p = Path(path)
+    if not str(path).startswith(("/vsi", "http://", "https://")):
+        if not p.exists():
+            raise InputError(f"input raster {p} does not exist; check the path")
+        if p.is_file() and p.stat().st_size == 0:
+            raise InputError(f"input raster {p} is an empty (zero-size) file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            src = rasterio.open(p)
+    except RasterioIOError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "unreadable"
+        raise InputError(f"input {p} is not a raster GDAL can read ({first})") from None
+    if src.width == 0 or src.height == 0 or src.count == 0:
+        src.close()
+        raise InputError(f"input raster {p} has zero size ({src.width}x{src.height}, {src.count} bands)")
+    return src
+
+
+def alpha_band(src: rasterio.io.DatasetReader) -> int | None:
+    """1-based index of the band GDAL marks as alpha, or None."""
+    for i, ci in enumerate(src.colorinterp, start=1):
+        if ci == ColorInterp.alpha:
+            return i
+    return None
+
+
+def default_bands(src: rasterio.io.DatasetReader) -> tuple[int, int, int]:
+    """RGB for 3+ colour bands (by colour interpretation when tagged), grey x3 for one band."""
+    alpha = alpha_band(src)
+    colour = [i for i in range(1, src.count + 1) if i != alpha]
+    interp = {ci: i for i, ci in enumerate(src.colorinterp, start=1)}
+    if all(c in interp for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
+        return interp[ColorInterp.red], interp[ColorInterp.green], interp[ColorInterp.blue]
+    if len(colour) >= 3:
+        return colour[0], colour[1], colour[2]
+    return colour[0], colour[0], colour[0]
+
+
+def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | None) -> tuple[int, int, int]:
+    """Validate a 1-based band selection (1 or 3 bands) and return three band indexes.
+
+    Raises:
+        InputError: wrong number of bands or an index outside ``1..count``.
+    """
+    if bands is None:
+        return default_bands(src)
+    sel = (bands,) if isinstance(bands, int) else tuple(int(b) for b in bands)
+    if len(sel) not in (1, 3):
+        raise InputError(f"bands {sel} must name 1 or 3 bands (1-based, e.g. 3,2,1)")
+    for b in sel:
+        if not 1 <= b <= src.count:
+            raise InputError(f"band {b} is out of range for {src.name}, which has bands 1..{src.count}")
+    return (sel * 3) if len(sel) == 1 else sel  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """Everything needed to read model-ready tiles from one scene (picklable).
+
+    Attributes:
+        path: raster path.
+        bands: three 1-based band indexes.
+        stretch: per-band (min, max) mapped to 0..255, or None for uint8 used as is.
+        height, width: size of the processing grid (after optional resampling).
+        transform: geotransform of the processing grid.
+        crs: CRS (WKT) or None.
+        resample: True when reading through a resampling (warped) view.
+    """
+
+    path: str
+    bands: tuple[int, int, int]
+    stretch: Stretch | None
+    height: int
+    width: int
+    transform: Affine
+    crs: str | None
+    resample: bool = False
+
+    def open(self):
+        """Open a dataset for this plan: the file, or a resampled view of it."""
+        src = open_raster(self.path)
+        if not self.resample:
+            return src
+        vrt = WarpedVRT(src, crs=src.crs, transform=self.transform, width=self.width,
+                        height=self.height, resampling=Resampling.bilinear)
+        vrt._sam2unext_parent = src  # keep the parent open as long as the view
+        return vrt
+
+
+def resampled_grid(src, resolution: float) -> tuple[Affine, int, int]:
+    """Grid with pixel size ``resolution`` (map units) covering the same area as ``src``.
+
+    Raises:
+        InputError: non-positive resolution or a raster without CRS.
+    """
+    if resolution <= 0:
+        raise InputError(f"resolution {resolution} must be a positive pixel size in map units")
+    if src.crs is None:
+        raise InputError(f"{src.name} has no CRS, so --resolution cannot be applied; drop it")
+    t = src.transform
+    res_x = float(np.hypot(t.a, t.d))
+    res_y = float(np.hypot(t.b, t.e))
+    width = max(1, int(round(src.width * res_x / resolution)))
+    height = max(1, int(round(src.height * res_y / resolution)))
+    new_t = t * Affine.scale(src.width / width, src.height / height)
+    return new_t, height, width
+
+
+def compute_stretch(src, bands: Sequence[int], stretch=None,
+                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Stretch | None:
+    """The scene-wide stretch of the selected bands to 0..255.
+
+    Args:
+        src: open dataset.
+        bands: three 1-based bands.
+        stretch: None (uint8 as is, else percentiles from a decimated read, overviews used
+            when present), one ``(min, max)`` for all bands, or one pair per band.
+        percentiles: low/high percentiles of the automatic stretch.
+
+    Returns:
+        Per-band ``(min, max)``, or None when the data are used unchanged.
+
+    Raises:
+        InputError: malformed ``stretch``.
+    """
+    if stretch is not None:
+        pairs = list(stretch)
+        if len(pairs) == 2 and all(np.isscalar(v) for v in pairs):
+            pairs = [tuple(pairs)] * 3
+        if len(pairs) != 3 or any(len(p) != 2 or float(p[1]) <= float(p[0]) for p in pairs):
+            raise InputError(f"stretch {stretch!r} must be (min, max) with max > min, or one pair per band")
+        return tuple((float(a), float(b)) for a, b in pairs)
+    if all(src.dtypes[b - 1] == "uint8" for b in bands):
+        return None
+    scale = max(src.height, src.width) / STATS_SIDE
+    shape = (max(1, int(src.height / scale)), max(1, int(src.width / scale))) if scale > 1 else (src.height, src.width)
+    out = []
+    unique = sorted(set(bands))
+    data = src.read(unique, out_shape=(len(unique), *shape), masked=True, resampling=Resampling.nearest)
+    valid_all = ~np.ma.getmaskarray(data).any(axis=0)
+    for b in bands:
+        values = np.asarray(data[unique.index(b)])[valid_all]
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            out.append((0.0, 1.0))
+            continue
+        lo, hi = np.percentile(values.astype(np.float64), percentiles)
+        if hi <= lo:
+            hi = lo + 1.0
+        out.append((float(lo), float(hi)))
+    return tuple(out)
+
+
+def apply_stretch(data: np.ndarray, stretch: Stretch | None) -> np.ndarray:
+    """Map ``[3, H, W]`` band data to uint8 with the scene stretch (rounded, clipped)."""
+    if stretch is None:
+        return data.astype(np.uint8, copy=False)
+    out = np.empty(data.shape, dtype=np.uint8)
+    for i, (lo, hi) in enumerate(stretch):
+        band = (data[i].astype(np.float32) - np.float32(lo)) * np.float32(255.0 / (hi - lo))
+        np.rint(band, out=band)
+        np.clip(band, 0, 255, out=band)
+        band[~np.isfinite(band)] = 0
+        out[i] = band
+    return out
+
+
+def to_unit_float(tiles_uint8: np.ndarray):
+    """uint8 ``[B, 3, H, W]`` → float32 torch tensor in [0, 1] (the model's input)."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(tiles_uint8)).float().div_(255.0)
+
+
+def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
+    """Boolean validity of ``window`` (nodata, alpha band and mask all excluded)."""
+    masks = ds.read_masks(sorted(set(bands)), window=window)
+    return np.all(masks > 0, axis=0)
+
+
+class TileReader:
+    """Reads model-ready uint8 tiles for a :class:`ReadPlan`, one dataset handle per thread.
+
+    Call :meth:`close` when done (closes every handle opened by any thread).
+    """
+
+    def __init__(self, plan: ReadPlan, tile_size: int):
+        self.plan = plan
+        self.tile_size = tile_size
+        self._local = threading.local()
+        self._handles: list = []
+        self._lock = threading.Lock()
+
+    def dataset(self):
+        """This thread's open dataset."""
+        ds = getattr(self._local, "ds", None)
+        if ds is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                ds = self.plan.open()
+            self._local.ds = ds
+            with self._lock:
+                self._handles.append(ds)
+        return ds
+
+    def read(self, window: Window) -> np.ndarray | None:
+        """Read one tile as uint8 ``[3, T, T]`` (padded past the scene edge).
+
+        Returns:
+            The tile, or None when none of its pixels is valid (the tile is skipped).
+        """
+        ds = self.dataset()
+        inner = clip_window(window, self.plan.height, self.plan.width)
+        valid = read_valid(ds, inner, self.plan.bands)
+        if not valid.any():
+            return None
+        unique = sorted(set(self.plan.bands))
+        data = ds.read(unique, window=inner)
+        data = data[[unique.index(b) for b in self.plan.bands]]
+        tile = apply_stretch(data, self.plan.stretch)
+        return pad_to_tile(tile, self.tile_size)
+
+    def close(self) -> None:
+        """Close all handles."""
+        with self._lock:
+            for ds in self._handles:
+                parent = getattr(ds, "_sam2unext_parent", None)
+                ds.close()
+                if parent is not None:
+                    parent.close()
+            self._handles.clear()
+        self._local = threading.local()
+
+
+def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float | None = None) -> ReadPlan:
+    """Open, validate and summarise a scene into a :class:`ReadPlan`.
+
+    Raises:
+        InputError: unreadable input, bad bands, bad stretch or resolution.
+    """
+    with open_raster(path) as src:
+        sel = select_bands(src, bands)
+        if resolution:
+            transform, height, width = resampled_grid(src, float(resolution))
+        else:
+            transform, height, width = src.transform, src.height, src.width
+        stats_src = src
+        vrt = None
+        if resolution:
+            vrt = WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
+                            resampling=Resampling.bilinear)
+            stats_src = vrt
+        try:
+            st = compute_stretch(stats_src, sel, stretch)
+        finally:
+            if vrt is not None:
+                vrt.close()
+        crs = src.crs.to_wkt() if src.crs else None
+        return ReadPlan(str(path), sel, st, height, width, transform, crs, bool(resolution))

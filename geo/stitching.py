@@ -1,0 +1,82 @@
+"""Out-of-core stitching: blend tiles into a band of open rows, write rows once final.
+
+Tiles must be added in row-major order (skipped tiles included, as ``None``). The
+accumulator holds ``min(tile_size, height)`` rows of the current tile row; when the last
+tile of a tile row arrives, the rows above the next tile row are final: they are
+normalized, masked and handed to the writer, and the band slides down. Memory is
+``tile_size x width`` float64 whatever the scene height.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .blending import axis_weight_sum, normalize, ramp_window
+from .tiling import TileGrid
+
+#: ``write(row0, prob[rows, width] float32, valid[rows, width] bool)``
+RowWriter = Callable[[int, np.ndarray, np.ndarray], None]
+#: ``valid(row0, rows) -> bool[rows, width]`` validity of the input rows
+ValidReader = Callable[[int, int], np.ndarray]
+
+
+class RowBandStitcher:
+    """Accumulate weighted tile predictions and emit finished full-width rows.
+
+    Args:
+        grid: the tile grid.
+        write: receives finished rows.
+        valid: returns the input validity of rows (nodata, alpha, mask).
+    """
+
+    def __init__(self, grid: TileGrid, write: RowWriter, valid: ValidReader):
+        self.grid = grid
+        self._write = write
+        self._valid = valid
+        self._w1d = ramp_window(grid.tile_size, grid.overlap_px)
+        self._row_total = axis_weight_sum(grid.height, grid.row_offsets, self._w1d)
+        self._col_total = axis_weight_sum(grid.width, grid.col_offsets, self._w1d)
+        self._acc = np.zeros((min(grid.tile_size, grid.height), grid.width), dtype=np.float64)
+        self._base = 0  # scene row of self._acc[0]
+        self._next = 0  # next expected tile index
+        self.rows_written = 0
+
+    def add(self, index: int, prob: np.ndarray | None) -> None:
+        """Add tile ``index``'s ``[T, T]`` probabilities (None for a skipped tile)."""
+        if index != self._next:
+            raise ValueError(f"tiles must be added in order: expected {self._next}, got {index}")
+        g = self.grid
+        n_cols = len(g.col_offsets)
+        r, c = divmod(index, n_cols)
+        if prob is not None:
+            r0, c0 = g.row_offsets[r], g.col_offsets[c]
+            h = min(g.tile_size, g.height - r0)
+            w = min(g.tile_size, g.width - c0)
+            weighted = np.multiply.outer(self._w1d[:h], self._w1d[:w])
+            weighted *= prob[:h, :w]
+            self._acc[r0 - self._base: r0 - self._base + h, c0:c0 + w] += weighted
+        self._next += 1
+        if c == n_cols - 1:
+            self._finish_tile_row(r)
+
+    def _finish_tile_row(self, r: int) -> None:
+        g = self.grid
+        end = g.row_offsets[r + 1] if r + 1 < len(g.row_offsets) else g.height
+        n = end - self._base
+        if n <= 0:
+            return
+        rows = slice(self._base, end)
+        prob = normalize(self._acc[:n], self._row_total[rows], self._col_total)
+        self._write(self._base, prob, self._valid(self._base, n))
+        self.rows_written += n
+        keep = self._acc.shape[0] - n
+        self._acc[:keep] = self._acc[n:]
+        self._acc[keep:] = 0.0
+        self._base = end
+
+    @property
+    def complete(self) -> bool:
+        """True once every row of the scene has been written."""
+        return self.rows_written == self.grid.height

@@ -1,0 +1,155 @@
+"""Write the stitched probability raster: row strips to a temporary file, then a COG.
+
+Rows arrive top to bottom from the stitcher and go to an uncompressed, striped temporary
+GeoTIFF in the target folder (whole strips, so nothing is read back or held in GDAL's cache).
+On :meth:`ProbabilityWriter.commit` GDAL's COG driver copies it to a tiled, compressed
+Cloud-Optimized GeoTIFF with overviews under a second temporary name, which is then renamed
+onto the output. Any failure (``KeyboardInterrupt`` and ``SystemExit`` included) removes
+both temporary files.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+from affine import Affine
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
+
+from sam2unext.errors import OutputError
+
+OUT_DTYPES = ("uint8", "float32")
+
+
+def quantize_probability(prob: np.ndarray) -> np.ndarray:
+    """float32 probabilities in [0, 1] → uint8 0..255 (round half to even, clipped)."""
+    scaled = np.asarray(prob, dtype=np.float32) * np.float32(255.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def check_output(path: str | Path, overwrite: bool) -> Path:
+    """Validate an output path before any work is done.
+
+    Raises:
+        OutputError: existing output without ``overwrite``, missing or unwritable folder.
+    """
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise OutputError(f"output {p} already exists; pass overwrite=True (--overwrite) to replace it")
+    if p.is_dir():
+        raise OutputError(f"output {p} is a folder; give a file name")
+    folder = p.parent if str(p.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"output folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {folder} is not writable; choose another output path")
+    return p
+
+
+def temp_name(final: Path, tag: str) -> Path:
+    """A hidden temporary path next to ``final`` (same folder, so renaming is atomic)."""
+    return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.{tag}.tif")
+
+
+def remove_quietly(*paths: Path) -> None:
+    """Delete files (and GDAL side-cars) that may or may not exist."""
+    for p in paths:
+        for q in (p, Path(str(p) + ".msk"), Path(str(p) + ".aux.xml")):
+            try:
+                q.unlink()
+            except FileNotFoundError:
+                pass
+
+
+class ProbabilityWriter:
+    """Row-strip writer of a probability raster with a temp name + rename.
+
+    Args:
+        path: final output path (already checked with :func:`check_output`).
+        height, width, transform, crs: output grid, copied from the input.
+        out_dtype: ``"uint8"`` (0..255, invalid pixels masked with an internal mask band)
+            or ``"float32"`` (0..1, invalid pixels NaN = nodata).
+        overwrite: replace an existing output at commit time.
+
+    Use as a context manager; call :meth:`commit` at the end of the ``with`` block.
+    """
+
+    def __init__(self, path: Path, *, height: int, width: int, transform: Affine, crs, out_dtype: str = "uint8",
+                 overwrite: bool = False):
+        if out_dtype not in OUT_DTYPES:
+            raise OutputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
+        self.path = Path(path)
+        self.out_dtype = out_dtype
+        self.overwrite = overwrite
+        self.height, self.width = height, width
+        self._strips = temp_name(self.path, "strips")
+        self._cog = temp_name(self.path, "cog")
+        profile = dict(driver="GTiff", width=width, height=height, count=1, dtype=out_dtype,
+                       transform=transform, crs=crs, tiled=False, blockysize=1, interleave="band")
+        if out_dtype == "float32":
+            profile["nodata"] = float("nan")
+        self._profile = profile
+        self._ds = None
+
+    def __enter__(self) -> "ProbabilityWriter":
+        try:
+            with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                self._ds = rasterio.open(self._strips, "w", **self._profile)
+        except (rasterio.errors.RasterioIOError, OSError) as exc:
+            remove_quietly(self._strips)
+            raise OutputError(f"cannot write {self.path}: {str(exc).splitlines()[0]}") from None
+        return self
+
+    def write_rows(self, row0: int, prob: np.ndarray, valid: np.ndarray) -> None:
+        """Write full-width rows starting at ``row0``.
+
+        Args:
+            row0: first row.
+            prob: float32 ``[rows, width]`` probabilities.
+            valid: bool ``[rows, width]``; False pixels become nodata.
+        """
+        window = Window(0, row0, self.width, prob.shape[0])
+        if self.out_dtype == "uint8":
+            values = quantize_probability(prob)
+            values[~valid] = 0
+            self._ds.write(values, 1, window=window)
+            self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
+        else:
+            values = np.where(valid, prob, np.float32(np.nan)).astype(np.float32)
+            self._ds.write(values, 1, window=window)
+
+    def commit(self) -> Path:
+        """Finish: convert to a COG and rename onto the output path.
+
+        Returns:
+            The output path.
+        """
+        self._ds.close()
+        self._ds = None
+        opts = dict(driver="COG", compress="DEFLATE", blocksize=512, overviews="AUTO",
+                    resampling="average", num_threads="ALL_CPUS", bigtiff="IF_SAFER")
+        if self.out_dtype == "float32":
+            opts["predictor"] = 3
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            rasterio.shutil.copy(self._strips, self._cog, **opts)
+        remove_quietly(self._strips)
+        if self.path.exists() and not self.overwrite:
+            raise OutputError(f"output {self.path} appeared while running; pass overwrite=True to replace it")
+        os.replace(self._cog, self.path)
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self._ds is not None:
+            try:
+                self._ds.close()
+            finally:
+                self._ds = None
+        remove_quietly(self._strips, self._cog)
