@@ -1,0 +1,196 @@
+"""Processing algorithms: the same ``sam2unext-geo`` subprocess as the dialog, driven by feedback."""
+
+from __future__ import annotations
+
+import os
+
+from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingContext,
+                       QgsProcessingException, QgsProcessingOutputRasterLayer,
+                       QgsProcessingOutputVectorLayer, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterDefinition, QgsProcessingParameterEnum,
+                       QgsProcessingParameterFile, QgsProcessingParameterFileDestination,
+                       QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+from qgis.PyQt.QtGui import QIcon
+
+from . import runner, settings
+from .layers import scene_name
+
+DEVICES = ("auto", "cpu", "cuda")
+ICON = os.path.join(os.path.dirname(__file__), "icon.png")
+
+
+def _executable() -> str:
+    try:
+        return runner.find_executable(settings.executable_setting() or None)
+    except runner.EnvironmentProblem as exc:
+        raise QgsProcessingException(str(exc)) from exc
+
+
+def _run(args: list, feedback, out_dir: str) -> runner.RunResult:
+    """Run the command with Processing feedback (progress, cancel, log)."""
+    feedback.pushCommandInfo(" ".join(args))
+
+    def on_event(event: dict) -> None:
+        pct = runner.progress_percent(event)
+        if pct is not None:
+            feedback.setProgress(pct)
+        if event.get("event") in ("start", "done", "error"):
+            feedback.pushInfo(str(event))
+
+    try:
+        return runner.run_command(args, on_event=on_event, is_cancelled=feedback.isCanceled,
+                                  out_dir=out_dir)
+    except runner.CancelledRun as exc:
+        raise QgsProcessingException(str(exc)) from exc
+    except (runner.EnvironmentProblem, runner.CommandFailed, ValueError) as exc:
+        raise QgsProcessingException(str(exc)) from exc
+
+
+def _raster_path(alg, parameters, name, context) -> str:
+    layer = alg.parameterAsRasterLayer(parameters, name, context)
+    if layer is None:
+        raise QgsProcessingException(f"Invalid raster for {name}.")
+    path = layer.source().split("|")[0]
+    if layer.providerType() != "gdal" or not os.path.isfile(path):
+        raise QgsProcessingException(
+            f"{layer.name()} is not a local raster file; export it to GeoTIFF first.")
+    return path
+
+
+def _load_on_completion(context: QgsProcessingContext, path: str, name: str, output: str) -> None:
+    if path and context.project() is not None:
+        context.addLayerToLoadOnCompletion(path, QgsProcessingContext.LayerDetails(name, context.project(), output))
+
+
+class _Base(QgsProcessingAlgorithm):
+    def group(self) -> str:
+        return "Segmentation"
+
+    def groupId(self) -> str:  # noqa: N802 - QGIS API
+        return "segmentation"
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON)
+
+    def createInstance(self):  # noqa: N802 - QGIS API
+        return type(self)()
+
+
+class PredictAlgorithm(_Base):
+    """``sam2unext:predict`` — probability GeoTIFF (+ polygons) for a raster layer."""
+
+    INPUT, PRESET, CHECKPOINT = "INPUT", "PRESET", "CHECKPOINT"
+    TILE_SIZE, OVERLAP, BATCH_SIZE, DEVICE = "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE"
+    BANDS, THRESHOLD, VECTORIZE, OVERWRITE = "BANDS", "THRESHOLD", "VECTORIZE", "OVERWRITE"
+    OUTPUT_FOLDER, PROBABILITY, POLYGONS = "OUTPUT_FOLDER", "PROBABILITY", "POLYGONS"
+
+    def name(self) -> str:
+        return "predict"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return "Segment raster (SAM2-UNeXT)"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        return ("Runs sam2unext-geo predict over the raster: overlapping tiles, batched inference, "
+                "a stitched probability GeoTIFF and (optionally) polygons in a GeoPackage, both in "
+                "the output folder. Weights: a preset name ('demo' = bundled demo weights) or a "
+                "checkpoint file (.safetensors, or an upstream .pth together with its preset). "
+                "The command runs in its own Python environment (PATH or the plugin settings).")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
+        self.addParameter(QgsProcessingParameterString(self.PRESET, "Preset ('demo' = bundled demo weights)",
+                                                       defaultValue="demo", optional=True))
+        self.addParameter(QgsProcessingParameterFile(self.CHECKPOINT, "Checkpoint file (overrides 'demo')",
+                                                     behavior=QgsProcessingParameterFile.File,
+                                                     fileFilter="Checkpoints (*.safetensors *.pth *.pt)",
+                                                     optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model input size)",
+                                                       QgsProcessingParameterNumber.Integer, 0, minValue=0))
+        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (fraction)",
+                                                       QgsProcessingParameterNumber.Double, 0.25,
+                                                       minValue=0.0, maxValue=0.9))
+        self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size",
+                                                       QgsProcessingParameterNumber.Integer, 4, minValue=1))
+        self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (e.g. 3,2,1; empty = first three)",
+                                                       optional=True))
+        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Threshold",
+                                                       QgsProcessingParameterNumber.Double, 0.5,
+                                                       minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterBoolean(self.VECTORIZE, "Vectorize to polygons", True))
+        overwrite = QgsProcessingParameterBoolean(self.OVERWRITE, "Overwrite existing outputs", True)
+        overwrite.setFlags(overwrite.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(overwrite)
+        self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
+        self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, "Probability"))
+        self.addOutput(QgsProcessingOutputVectorLayer(self.POLYGONS, "Polygons", QgsProcessing.TypeVectorPolygon))
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802 - QGIS API
+        scene = _raster_path(self, parameters, self.INPUT, context)
+        preset = self.parameterAsString(parameters, self.PRESET, context).strip() or None
+        checkpoint = self.parameterAsFile(parameters, self.CHECKPOINT, context).strip() or None
+        if preset == "demo":
+            preset, checkpoint = None, checkpoint or "demo"
+        out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        bands = self.parameterAsString(parameters, self.BANDS, context).strip()
+        try:
+            options = runner.PredictOptions(
+                scene=scene, out_dir=out_dir, preset=preset, checkpoint=checkpoint,
+                tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+                overlap=self.parameterAsDouble(parameters, self.OVERLAP, context),
+                batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
+                device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                bands=runner.normalize_bands(bands) if bands else None,
+                threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
+                vector=self.parameterAsBool(parameters, self.VECTORIZE, context),
+                overwrite=self.parameterAsBool(parameters, self.OVERWRITE, context))
+            args = runner.predict_args(_executable(), options)
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from exc
+        result = _run(args, feedback, out_dir)
+        if not result.done:
+            raise QgsProcessingException("sam2unext-geo finished without reporting any output.")
+        done = result.done[-1]
+        name = scene_name(done.get("scene") or scene)
+        _load_on_completion(context, done["probability"], f"{name} probability", self.PROBABILITY)
+        _load_on_completion(context, done.get("vector") or "", f"{name} polygons", self.POLYGONS)
+        return {self.OUTPUT_FOLDER: out_dir, self.PROBABILITY: done["probability"],
+                self.POLYGONS: done.get("vector")}
+
+
+class VectorizeAlgorithm(_Base):
+    """``sam2unext:vectorize`` — polygons from a probability raster at a threshold."""
+
+    INPUT, THRESHOLD, OUTPUT = "INPUT", "THRESHOLD", "OUTPUT"
+
+    def name(self) -> str:
+        return "vectorize"
+
+    def displayName(self) -> str:  # noqa: N802 - QGIS API
+        return "Vectorize probability raster"
+
+    def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
+        return ("Runs sam2unext-geo vectorize: polygons (GeoPackage) where the probability raster "
+                "reaches the threshold.")
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Probability raster"))
+        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Threshold",
+                                                       QgsProcessingParameterNumber.Double, 0.5,
+                                                       minValue=0.0, maxValue=1.0))
+        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Polygons",
+                                                                fileFilter="GeoPackage (*.gpkg)"))
+
+    def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802 - QGIS API
+        prob = _raster_path(self, parameters, self.INPUT, context)
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        args = runner.vectorize_args(_executable(), prob, output, threshold, overwrite=True)
+        result = _run(args, feedback, os.path.dirname(output) or None)
+        produced = (result.done[-1].get("vector") if result.done else None) or output
+        if not os.path.isfile(produced):
+            raise QgsProcessingException(f"sam2unext-geo vectorize did not write {produced}.")
+        _load_on_completion(context, produced, f"{scene_name(prob)} polygons", self.OUTPUT)
+        return {self.OUTPUT: produced}

@@ -1,0 +1,86 @@
+"""Add the run's outputs to the project: a styled probability raster and the polygons, grouped."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from qgis.core import (Qgis, QgsColorRampShader, QgsFillSymbol, QgsLayerTreeGroup, QgsProject,
+                       QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer,
+                       QgsVectorLayer)
+from qgis.PyQt.QtGui import QColor
+
+# Transparent at 0, then a magma-like ramp that becomes opaque towards certainty.
+_RAMP = ((0.00, (0, 0, 4, 0)), (0.25, (81, 18, 124, 90)), (0.50, (183, 55, 121, 170)),
+         (0.75, (252, 137, 97, 220)), (1.00, (252, 253, 191, 255)))
+
+
+def scene_name(path: str) -> str:
+    """The group name for a scene: its file name without extension."""
+    base = os.path.basename(str(path).split("|")[0])
+    return os.path.splitext(base)[0] or base
+
+
+def probability_max(layer: QgsRasterLayer) -> float:
+    """255 for integer probability rasters (scaled 0–255), 1.0 for float ones."""
+    dtype = layer.dataProvider().dataType(1)
+    return 1.0 if dtype in (Qgis.Float32, Qgis.Float64) else 255.0
+
+
+def style_probability(layer: QgsRasterLayer) -> None:
+    """Pseudocolor (interpolated, transparent near 0) over band 1; nodata stays transparent."""
+    vmax = probability_max(layer)
+    ramp = QgsColorRampShader(0.0, vmax)
+    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(f * vmax, QColor(*rgba), f"{f:.2f}")
+                               for f, rgba in _RAMP])
+    shader = QgsRasterShader()
+    shader.setRasterShaderFunction(ramp)
+    renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
+    renderer.setClassificationMin(0.0)
+    renderer.setClassificationMax(vmax)
+    layer.setRenderer(renderer)
+    layer.triggerRepaint()
+
+
+def style_polygons(layer: QgsVectorLayer) -> None:
+    """Cyan outline with a faint fill, readable over imagery and over the probability ramp."""
+    symbol = QgsFillSymbol.createSimple({"color": "0,255,255,40", "outline_color": "0,229,255,255",
+                                         "outline_width": "0.5"})
+    layer.renderer().setSymbol(symbol)
+    layer.triggerRepaint()
+
+
+def add_result_layers(probability: str, vector: Optional[str], scene: str,
+                      project: Optional[QgsProject] = None) -> tuple:
+    """Load the outputs and add them on top of the layer tree in a new group named ``scene``.
+
+    Args:
+        probability: path of the probability GeoTIFF.
+        vector: path of the polygon GeoPackage, or ``None``.
+        scene: group name (see :func:`scene_name`).
+        project: defaults to ``QgsProject.instance()``.
+
+    Returns:
+        ``(group, raster_layer, vector_layer_or_None)``.
+
+    Raises:
+        RuntimeError: an output cannot be opened by QGIS.
+    """
+    project = project or QgsProject.instance()
+    raster = QgsRasterLayer(probability, f"{scene} probability", "gdal")
+    if not raster.isValid():
+        raise RuntimeError(f"QGIS cannot open the probability raster {probability}.")
+    style_probability(raster)
+    polygons = None
+    if vector:
+        polygons = QgsVectorLayer(vector, f"{scene} polygons", "ogr")
+        if not polygons.isValid():
+            raise RuntimeError(f"QGIS cannot open the polygon layer {vector}.")
+        style_polygons(polygons)
+    group: QgsLayerTreeGroup = project.layerTreeRoot().insertGroup(0, scene)
+    for layer in (polygons, raster):
+        if layer is not None:
+            project.addMapLayer(layer, False)
+            group.addLayer(layer)
+    return group, raster, polygons

@@ -1,0 +1,89 @@
+"""Background QgsTask: run ``sam2unext-geo predict`` and add the results when it finishes."""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
+
+from . import runner
+from .layers import add_result_layers, scene_name
+
+LOG_TAG = "SAM2-UNeXT Geo"
+
+
+class PredictTask(QgsTask):
+    """Runs the command in a worker thread; progress from its JSON stream; Cancel stops it.
+
+    ``finished`` (main thread) adds the layers in a group named after the scene, or reports the
+    error. ``on_finished(task)`` is called afterwards (used by the dialog and the tests).
+    """
+
+    def __init__(self, executable: str, options: runner.PredictOptions, *,
+                 project: Optional[QgsProject] = None, check_environment: bool = True,
+                 notify: Optional[Callable[[str, int], None]] = None,
+                 on_finished: Optional[Callable[["PredictTask"], None]] = None):
+        super().__init__(f"SAM2-UNeXT: {scene_name(options.scene)}", QgsTask.CanCancel)
+        self.executable = executable
+        self.options = options
+        self.project = project
+        self.check_env = check_environment
+        self.notify = notify or (lambda msg, level: None)
+        self.on_finished = on_finished
+        self.result: Optional[runner.RunResult] = None
+        self.error: Optional[str] = None
+        self.cancelled_run = False
+        self.layers: tuple = ()
+        self.group = None
+
+    def run(self) -> bool:
+        """Worker thread: no GUI or project access here."""
+        try:
+            if self.check_env:
+                runner.check_environment(self.executable)
+            args = runner.predict_args(self.executable, self.options)
+            QgsMessageLog.logMessage("Running: " + " ".join(args), LOG_TAG, Qgis.Info)
+            self.result = runner.run_command(args, on_event=self._on_event, is_cancelled=self.isCanceled,
+                                             out_dir=self.options.out_dir)
+            if not self.result.done:
+                self.error = "sam2unext-geo finished without reporting any output."
+                return False
+            return True
+        except runner.CancelledRun:
+            self.cancelled_run = True
+            return False
+        except (runner.EnvironmentProblem, runner.CommandFailed, ValueError) as exc:
+            self.error = str(exc)
+            return False
+        except Exception as exc:  # noqa: BLE001 - a worker thread must not raise
+            self.error = f"{type(exc).__name__}: {exc}"
+            return False
+
+    def _on_event(self, event: dict) -> None:
+        pct = runner.progress_percent(event)
+        if pct is not None:
+            self.setProgress(pct)
+
+    def finished(self, ok: bool) -> None:
+        """Main thread: add layers on success; never on cancel or failure."""
+        try:
+            if ok and self.result is not None and not self.isCanceled():
+                done = self.result.done[-1]
+                scene = scene_name(done.get("scene") or self.options.scene)
+                self.group, *self.layers = add_result_layers(done["probability"], done.get("vector"),
+                                                             scene, self.project)
+                self.notify(f"{scene}: added probability and polygons "
+                            f"({done.get('seconds', 0):.1f} s).", Qgis.Success)
+            elif self.cancelled_run or self.isCanceled():
+                self.cancelled_run = True
+                self.notify("Cancelled; no layers or files were kept.", Qgis.Info)
+            else:
+                self.error = self.error or "sam2unext-geo failed."
+                QgsMessageLog.logMessage(self.error, LOG_TAG, Qgis.Critical)
+                self.notify(self.error, Qgis.Critical)
+        except Exception as exc:  # noqa: BLE001 - show it instead of a silent failure
+            self.error = str(exc)
+            self.notify(self.error, Qgis.Critical)
+        finally:
+            if self.on_finished:
+                self.on_finished(self)

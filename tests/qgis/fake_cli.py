@@ -1,0 +1,110 @@
+"""A stand-in for ``sam2unext-geo`` speaking the same JSON-lines progress stream (tests only).
+
+Runs under the system Python with GDAL's bindings. ``predict`` writes ``<stem>_prob.tif`` (uint8
+probability, same grid/CRS as the scene) and ``<stem>_polygons.gpkg`` through temporary names,
+sleeping ``FAKE_CLI_DELAY`` seconds (default 0.05) between progress lines; SIGTERM removes the
+temporary files and exits 143, like the real command. ``FAKE_CLI_BROKEN=1`` makes every command
+fail the way a broken environment does.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+
+TEMPS = []
+
+
+def emit(**event):
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+def on_term(signum, frame):
+    for path in TEMPS:
+        if os.path.exists(path):
+            os.remove(path)
+    sys.exit(143)
+
+
+def option(args, name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+
+
+def predict(args):
+    from osgeo import gdal, ogr, osr
+
+    gdal.UseExceptions()
+    scene, out_dir = args[0], option(args, "-o")
+    stem = os.path.splitext(os.path.basename(scene))[0]
+    src = gdal.Open(scene)
+    w, h = src.RasterXSize, src.RasterYSize
+    tiles = 8
+    emit(event="start", scene=stem, tiles=tiles, width=w, height=h)
+    os.makedirs(out_dir, exist_ok=True)
+    prob = os.path.join(out_dir, f"{stem}_prob.tif")
+    tmp = prob + ".tmp.tif"
+    TEMPS.append(tmp)
+    dst = gdal.GetDriverByName("GTiff").Create(tmp, w, h, 1, gdal.GDT_Byte)
+    dst.SetGeoTransform(src.GetGeoTransform())
+    dst.SetProjection(src.GetProjection())
+    band = dst.GetRasterBand(1)
+    band.SetNoDataValue(0)
+    row = bytes(int(255 * x / max(w - 1, 1)) for x in range(w))
+    for i in range(tiles):
+        time.sleep(float(os.environ.get("FAKE_CLI_DELAY", "0.05")))
+        emit(event="progress", stage="predict", done=i + 1, total=tiles)
+    for y in range(h):
+        band.WriteRaster(0, y, w, 1, row)
+    dst = None
+    os.replace(tmp, prob)
+    TEMPS.remove(tmp)
+    TEMPS.append(prob)
+    vector = None
+    if "--no-vector" not in args:
+        vector = os.path.join(out_dir, f"{stem}_polygons.gpkg")
+        tmpv = vector + ".tmp.gpkg"
+        TEMPS.append(tmpv)
+        gt = src.GetGeoTransform()
+        ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmpv)
+        srs = osr.SpatialReference(wkt=src.GetProjection())
+        layer = ds.CreateLayer("polygons", srs, ogr.wkbPolygon)
+        x0, x1 = gt[0] + gt[1] * w / 2, gt[0] + gt[1] * w
+        y0, y1 = gt[3], gt[3] + gt[5] * h
+        feat = ogr.Feature(layer.GetLayerDefn())
+        feat.SetGeometry(ogr.CreateGeometryFromWkt(
+            f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"))
+        layer.CreateFeature(feat)
+        ds = None
+        emit(event="progress", stage="vectorize", done=1, total=1)
+        os.replace(tmpv, vector)
+        TEMPS.append(vector)
+    emit(event="done", scene=stem, probability=prob, vector=vector, tiles_run=tiles,
+         tiles_skipped=0, seconds=0.1, area=0.0)
+    emit(event="complete", scenes=1, seconds=0.1)
+
+
+def main(argv):
+    signal.signal(signal.SIGTERM, on_term)
+    if os.environ.get("FAKE_CLI_BROKEN"):
+        sys.stderr.write("ModuleNotFoundError: No module named 'torch'\n")
+        return 1
+    if argv[:1] == ["--version"]:
+        print("sam2unext-geo 0.1.0 (fake)")
+        return 0
+    if argv[:1] == ["models"]:
+        print("sam2unext-test\nsam2unet-test")
+        return 0
+    if argv[:1] == ["predict"]:
+        try:
+            predict(argv[1:])
+        except SystemExit:
+            raise
+        return 0
+    sys.stderr.write(f"unknown command {argv}\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

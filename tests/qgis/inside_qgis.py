@@ -1,0 +1,402 @@
+"""Checks of the QGIS plugin that run inside real QGIS (system ``python3`` + ``python3-qgis``).
+
+Run by ``tests/qgis/test_qgis_plugin.py`` from the project's venv pytest::
+
+    QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/qgis/inside_qgis.py --results out.json \
+        [--real-cli /path/to/sam2unext-geo] [--only NAME ...]
+
+Each check is a function ``check_<name>()``; the results file maps the name to
+``{"status": "passed"|"failed"|"skipped", "detail": str, "seconds": float}``.
+No pytest is needed on the system Python.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+PLUGIN_DIR = ROOT / "qgis_plugin"          # contains the plugin folder sam2unext_geo/
+PLUGIN = "sam2unext_geo"
+FAKE_CLI = HERE / "fake_cli.py"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(PLUGIN_DIR))
+
+from osgeo import gdal, osr  # noqa: E402
+from qgis.core import QgsApplication, QgsProject, QgsRasterLayer, QgsSettings  # noqa: E402
+from qgis.PyQt.QtCore import QCoreApplication  # noqa: E402
+from qgis.PyQt.QtWidgets import QMainWindow, QMenu, QToolBar  # noqa: E402
+
+gdal.UseExceptions()
+REAL_CLI: str | None = None
+TMP = Path(tempfile.mkdtemp(prefix="sam2unext_qgis_"))
+
+
+class Skip(Exception):
+    """A check that cannot run here (reason in the message)."""
+
+
+class IfaceStandIn:
+    """The part of ``QgisInterface`` the plugin uses, over a real QMainWindow."""
+
+    def __init__(self):
+        self.window = QMainWindow()
+        self.messages: list = []
+        self.raster_menus: dict = {}
+        self.active = None
+
+    def mainWindow(self):  # noqa: N802 - QGIS API
+        return self.window
+
+    def messageBar(self):  # noqa: N802 - QGIS API
+        return self
+
+    def pushMessage(self, title, text, level=0, duration=0):  # noqa: N802 - QgsMessageBar API
+        self.messages.append(text)
+
+    def activeLayer(self):  # noqa: N802 - QGIS API
+        return self.active
+
+    def addToolBar(self, name):  # noqa: N802 - QGIS API
+        return self.window.addToolBar(name)
+
+    def addPluginToRasterMenu(self, name, action):  # noqa: N802 - QGIS API
+        self.raster_menus.setdefault(name, QMenu(name)).addAction(action)
+
+    def removePluginRasterMenu(self, name, action):  # noqa: N802 - QGIS API
+        menu = self.raster_menus.get(name)
+        if menu is not None:
+            menu.removeAction(action)
+            if not menu.actions():
+                del self.raster_menus[name]
+
+
+# helpers --------------------------------------------------------------------------------------
+def make_scene(path: Path, size: int = 96, epsg: int = 32633) -> Path:
+    """A 3-band uint8 GeoTIFF with a bright disk on a dark field, in a UTM CRS."""
+    import numpy as np
+
+    yy, xx = np.mgrid[0:size, 0:size]
+    disk = ((xx - size * 0.55) ** 2 + (yy - size * 0.45) ** 2) < (size * 0.25) ** 2
+    ds = gdal.GetDriverByName("GTiff").Create(str(path), size, size, 3, gdal.GDT_Byte)
+    ds.SetGeoTransform((500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0))
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    ds.SetProjection(srs.ExportToWkt())
+    for b, (lo, hi) in enumerate(((40, 220), (60, 200), (30, 90)), start=1):
+        ds.GetRasterBand(b).WriteArray(np.where(disk, hi, lo + (xx + yy) % 17).astype("uint8"))
+    ds = None
+    return path
+
+
+def fake_executable(delay: float = 0.05, broken: bool = False) -> str:
+    """A ``sam2unext-geo`` shim running tests/qgis/fake_cli.py with the system Python."""
+    folder = Path(tempfile.mkdtemp(prefix="fakebin_", dir=TMP))
+    exe = folder / "sam2unext-geo"
+    env = f"FAKE_CLI_DELAY={delay} " + ("FAKE_CLI_BROKEN=1 " if broken else "")
+    exe.write_text(f"#!/bin/sh\n{env}exec {sys.executable} {FAKE_CLI} \"$@\"\n")
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return str(exe)
+
+
+def real_cli() -> str:
+    if not REAL_CLI or not os.access(REAL_CLI, os.X_OK):
+        raise Skip(f"the real sam2unext-geo command is not installed ({REAL_CLI!r})")
+    return REAL_CLI
+
+
+def wait_until(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        QCoreApplication.processEvents()
+        if condition():
+            return True
+        time.sleep(0.02)
+    QCoreApplication.processEvents()
+    return condition()
+
+
+def load_plugin(iface):
+    """Load and start the plugin through qgis.utils, as QGIS does; return the plugin object."""
+    import qgis.utils
+
+    errors: list = []
+    qgis.utils.iface = iface
+    qgis.utils.plugin_paths = [str(PLUGIN_DIR)]
+    qgis.utils.updateAvailablePlugins()
+    assert PLUGIN in qgis.utils.available_plugins, qgis.utils.available_plugins
+    meta = qgis.utils.plugins_metadata_parser[PLUGIN]
+    assert meta.get("general", "qgisMinimumVersion") == "3.22" and meta.get("general", "icon")
+    qgis.utils.showException = lambda *a, **k: errors.append("".join(traceback.format_exception(*a[:3])))
+    if not qgis.utils.loadPlugin(PLUGIN) or not qgis.utils.startPlugin(PLUGIN):
+        raise AssertionError("plugin failed to load: " + "\n".join(errors))
+    return qgis.utils.plugins[PLUGIN], errors
+
+
+def unload_plugin():
+    import qgis.utils
+
+    errors: list = []
+    qgis.utils.showException = lambda *a, **k: errors.append("".join(traceback.format_exception(*a[:3])))
+    assert qgis.utils.unloadPlugin(PLUGIN), "unloadPlugin returned False: " + "\n".join(errors)
+
+
+def run_task(plugin, executable, options, timeout=240.0, cancel_after_progress=False, **kw):
+    """Start a PredictTask through the plugin and wait for its finished() call."""
+    finished: list = []
+    task = plugin.start_task(executable, options, **kw)
+    task.on_finished = lambda t: (plugin._forget(t), finished.append(t))
+    if cancel_after_progress:
+        assert wait_until(lambda: task.progress() > 0 or finished, 60), "no progress seen"
+        t0 = time.monotonic()
+        task.cancel()
+        assert wait_until(lambda: finished, 30), "task did not finish after cancel"
+        return task, time.monotonic() - t0
+    assert wait_until(lambda: finished, timeout), f"task did not finish in {timeout} s"
+    return task, None
+
+
+def predict_options(runner, scene, out_dir, preset="sam2unext-test", **kw):
+    return runner.PredictOptions(scene=str(scene), out_dir=str(out_dir), preset=preset,
+                                 overlap=0.25, batch_size=2, device="cpu", **kw)
+
+
+# checks ---------------------------------------------------------------------------------------
+def check_load_unload():
+    """initGui adds the toolbar action, menu entry and provider; unload removes them all."""
+    iface = IfaceStandIn()
+    plugin, errors = load_plugin(iface)
+    reg = QgsApplication.processingRegistry()
+    bars = [b for b in iface.window.findChildren(QToolBar) if b.objectName() == "sam2unext_geo_toolbar"]
+    assert len(bars) == 1, f"toolbar not found: {bars}"
+    names = [a.objectName() for a in bars[0].actions()]
+    assert "sam2unext_geo_predict" in names, names
+    assert not bars[0].actions()[0].icon().isNull(), "action has no icon"
+    assert any("SAM2-UNeXT" in m for m in iface.raster_menus), iface.raster_menus
+    assert reg.providerById("sam2unext") is not None, "provider not registered"
+    algs = sorted(a.id() for a in reg.providerById("sam2unext").algorithms())
+    assert algs == ["sam2unext:predict", "sam2unext:vectorize"], algs
+    unload_plugin()
+    assert reg.providerById("sam2unext") is None, "provider still registered"
+    assert not iface.raster_menus, iface.raster_menus
+    QCoreApplication.processEvents()
+    from qgis.PyQt.QtCore import QEvent
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    bars = [b for b in iface.window.findChildren(QToolBar) if b.objectName() == "sam2unext_geo_toolbar"]
+    assert not bars, "toolbar left behind"
+    assert not [m for m in sys.modules if m == PLUGIN or m.startswith(PLUGIN + ".")], "modules left"
+    assert not errors, errors
+    return f"toolbar action + raster menu + provider with {algs}; all removed on unload"
+
+
+def check_dialog_options():
+    """The dialog defaults to the active raster, builds options, remembers values in QgsSettings."""
+    iface = IfaceStandIn()
+    plugin, _ = load_plugin(iface)
+    try:
+        from sam2unext_geo.dialog import PredictDialog
+
+        scene = make_scene(TMP / "dialog_scene.tif")
+        layer = QgsRasterLayer(str(scene), "dialog_scene")
+        QgsProject.instance().addMapLayer(layer)
+        dlg = PredictDialog(None, layer)
+        assert dlg.layer_combo.currentLayer() is layer
+        dlg.preset_radio.setChecked(True)
+        dlg.preset_combo.setCurrentText("sam2unext-test")
+        dlg.tile_spin.setValue(128)
+        dlg.bands_edit.setText("3, 2,1")
+        dlg.out_widget.setFilePath(str(TMP / "dialog_out"))
+        opts = dlg.options()
+        assert opts.scene == str(scene) and opts.preset == "sam2unext-test" and opts.tile_size == 128
+        assert opts.bands == "3,2,1", opts.bands
+        dlg.save_settings()
+        again = PredictDialog(None, layer)
+        assert again.tile_spin.value() == 128 and again.preset_combo.currentText() == "sam2unext-test"
+        assert QgsSettings().value("sam2unext_geo/bands") == "3, 2,1"
+        QgsProject.instance().removeAllMapLayers()
+        return "options built from widgets; values restored from QgsSettings in a new dialog"
+    finally:
+        unload_plugin()
+
+
+def check_missing_environment():
+    """A missing or broken command gives a clear message with the install command; no layers."""
+    import sam2unext_geo.runner as runner  # plugin modules import fine without QGIS GUI
+
+    try:
+        runner.find_executable(str(TMP / "nowhere" / "sam2unext-geo"))
+        raise AssertionError("missing executable accepted")
+    except runner.EnvironmentProblem as exc:
+        assert "pip install" in str(exc) and "nowhere" in str(exc), str(exc)
+    broken = fake_executable(broken=True)
+    iface = IfaceStandIn()
+    plugin, _ = load_plugin(iface)
+    try:
+        scene = make_scene(TMP / "broken_scene.tif")
+        task, _ = run_task(plugin, broken, predict_options(runner, scene, TMP / "broken_out"), timeout=60)
+        assert task.error and "pip install" in task.error and "torch" in task.error, task.error
+        assert any("pip install" in m for m in iface.messages), iface.messages
+        assert not QgsProject.instance().mapLayers(), "layers added after a failure"
+        return task.error[:160] + "…"
+    finally:
+        unload_plugin()
+
+
+def check_task_adds_layers():
+    """The real CLI (tiny preset) via the background task adds both layers, grouped, in the input CRS."""
+    exe = real_cli()
+    iface = IfaceStandIn()
+    plugin, _ = load_plugin(iface)
+    try:
+        import sam2unext_geo.runner as runner
+
+        scene = make_scene(TMP / "field_32633.tif", size=96)
+        out = TMP / "task_out"
+        t0 = time.monotonic()
+        task, _ = run_task(plugin, exe, predict_options(runner, scene, out, vector=True))
+        secs = time.monotonic() - t0
+        assert task.error is None, task.error
+        root = QgsProject.instance().layerTreeRoot()
+        group = root.findGroup("field_32633")
+        assert group is not None, [c.name() for c in root.children()]
+        layers = [n.layer() for n in group.findLayers()]
+        assert len(layers) == 2, layers
+        src_crs = QgsRasterLayer(str(scene), "src").crs()
+        assert src_crs.authid() == "EPSG:32633", src_crs.authid()
+        for lyr in layers:
+            assert lyr.isValid() and lyr.crs() == src_crs, (lyr.name(), lyr.crs().authid())
+        kinds = sorted(type(lyr).__name__ for lyr in layers)
+        assert kinds == ["QgsRasterLayer", "QgsVectorLayer"], kinds
+        raster = next(lyr for lyr in layers if isinstance(lyr, QgsRasterLayer))
+        assert raster.renderer().type() == "singlebandpseudocolor", raster.renderer().type()
+        QgsProject.instance().removeAllMapLayers()
+        root.removeAllChildren()
+        return f"group field_32633 with {kinds} in EPSG:32633 in {secs:.1f} s"
+    finally:
+        unload_plugin()
+
+
+def check_cancel_leaves_nothing():
+    """Cancel mid-run: the subprocess stops promptly, no layers, no files, no output folder."""
+    exe = fake_executable(delay=1.0)     # 8 progress lines, 1 s apart: cancel lands mid-run
+    iface = IfaceStandIn()
+    plugin, _ = load_plugin(iface)
+    try:
+        import sam2unext_geo.runner as runner
+
+        scene = make_scene(TMP / "cancel_scene.tif")
+        out = TMP / "cancel_out"
+        started: list = []
+        orig = runner.run_command
+
+        def spy(*a, **k):
+            k["on_started"] = started.append
+            return orig(*a, **k)
+
+        runner.run_command = spy
+        try:
+            task, stop_secs = run_task(plugin, exe, predict_options(runner, scene, out),
+                                       cancel_after_progress=True, check_environment=False)
+        finally:
+            runner.run_command = orig
+        assert task.cancelled_run and task.error is None, (task.cancelled_run, task.error)
+        assert started and started[0].poll() is not None, "subprocess still running"
+        assert stop_secs < 5.0, f"cancel took {stop_secs:.1f} s"
+        assert not out.exists(), f"left behind: {list(out.iterdir())}"
+        assert not QgsProject.instance().mapLayers(), "layers added after cancel"
+        assert QgsProject.instance().layerTreeRoot().findGroup("cancel_scene") is None
+        return f"stopped in {stop_secs:.2f} s (exit {started[0].returncode}); no layers, no files"
+    finally:
+        unload_plugin()
+
+
+def qgis_process_binary() -> str:
+    """``qgis_process``; Debian 12's wrapper script passes --noversioncheck, which 3.22 rejects,
+    so the real binary next to it is used when present."""
+    exe = shutil.which("qgis_process")
+    if exe is None:
+        raise Skip("qgis_process not installed")
+    binary = exe + ".bin"
+    return binary if os.access(binary, os.X_OK) else exe
+
+
+def check_qgis_process():
+    """``qgis_process run sam2unext:predict`` (plugin found through QGIS_PLUGINPATH) writes the outputs."""
+    exe = real_cli()
+    qp = qgis_process_binary()
+    home = TMP / "qp_home"
+    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGIN_DIR), XDG_DATA_HOME=str(home / "data"),
+               XDG_CONFIG_HOME=str(home / "config"), QT_QPA_PLATFORM="offscreen",
+               PATH=str(Path(exe).parent) + os.pathsep + os.environ.get("PATH", ""))
+    enable = subprocess.run([qp, "plugins", "enable", PLUGIN], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert enable.returncode == 0, enable.stdout + enable.stderr
+    scene = make_scene(TMP / "qp_scene.tif", size=80)
+    out = TMP / "qp_out"
+    t0 = time.monotonic()
+    proc = subprocess.run([qp, "--json", "run", "sam2unext:predict", "--", f"INPUT={scene}",
+                           "PRESET=sam2unext-test", "DEVICE=1", "BATCH_SIZE=2", "VECTORIZE=true",
+                           f"OUTPUT_FOLDER={out}"], env=env, capture_output=True, text=True,
+                          timeout=240)
+    secs = time.monotonic() - t0
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    results = json.loads(proc.stdout[proc.stdout.index("{"):])["results"]
+    prob, vec = results["PROBABILITY"], results["POLYGONS"]
+    assert prob and Path(prob).is_file() and Path(prob).parent == out, results
+    assert vec and Path(vec).is_file(), results
+    ds = gdal.Open(prob)
+    srs = osr.SpatialReference(wkt=ds.GetProjection())
+    assert srs.GetAuthorityCode(None) == "32633", ds.GetProjection()[:80]
+    assert (ds.RasterXSize, ds.RasterYSize) == (80, 80)
+    return f"qgis_process run sam2unext:predict → {Path(prob).name}, {Path(vec).name} in {secs:.1f} s"
+
+
+CHECKS = [check_load_unload, check_dialog_options, check_missing_environment, check_task_adds_layers,
+          check_cancel_leaves_nothing, check_qgis_process]
+
+
+def main(argv=None) -> int:
+    global REAL_CLI
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", required=True)
+    parser.add_argument("--real-cli", default=os.environ.get("SAM2UNEXT_GEO_EXE"))
+    parser.add_argument("--only", nargs="*")
+    args = parser.parse_args(argv)
+    REAL_CLI = args.real_cli
+    app = QgsApplication([], True)
+    app.initQgis()
+    results = {}
+    for check in CHECKS:
+        name = check.__name__[len("check_"):]
+        if args.only and name not in args.only:
+            continue
+        QgsProject.instance().clear()
+        t0 = time.monotonic()
+        try:
+            detail, status = check(), "passed"
+        except Skip as exc:
+            detail, status = str(exc), "skipped"
+        except Exception:  # noqa: BLE001 - report every failure, keep going
+            detail, status = traceback.format_exc(), "failed"
+        results[name] = {"status": status, "detail": str(detail), "seconds": round(time.monotonic() - t0, 2)}
+        print(f"{status.upper():8s} {name} ({results[name]['seconds']} s): {str(detail).strip()[-1500:]}",
+              flush=True)
+    Path(args.results).write_text(json.dumps(results, indent=2))
+    shutil.rmtree(TMP, ignore_errors=True)
+    app.exitQgis()
+    return 0 if all(r["status"] != "failed" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
