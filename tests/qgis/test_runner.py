@@ -1,0 +1,125 @@
+"""The plugin's subprocess runner on its own (pure Python: no QGIS needed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import stat
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+RUNNER_PATH = Path(__file__).resolve().parents[2] / "qgis_plugin" / "sam2unext_geo" / "runner.py"
+spec = importlib.util.spec_from_file_location("sam2unext_qgis_runner", RUNNER_PATH)
+runner = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = runner
+spec.loader.exec_module(runner)
+
+
+def make_exe(folder: Path, body: str, name: str = "sam2unext-geo") -> str:
+    """An executable Python script (this interpreter) named like the command."""
+    exe = folder / name
+    exe.write_text(f"#!{sys.executable}\n" + textwrap.dedent(body))
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    return str(exe)
+
+
+def test_predict_args_is_a_list_with_every_option():
+    opts = runner.PredictOptions(scene="/d/a b.tif", out_dir="/o", checkpoint="demo", tile_size=512,
+                                 overlap=0.3, batch_size=8, device="cuda", bands="3, 2,1",
+                                 threshold=0.4, vector=False, overwrite=True)
+    args = runner.predict_args("/env/bin/sam2unext-geo", opts)
+    assert args[:5] == ["/env/bin/sam2unext-geo", "predict", "/d/a b.tif", "-o", "/o"]
+    for flag, value in (("--checkpoint", "demo"), ("--tile-size", "512"), ("--overlap", "0.3"),
+                        ("--batch-size", "8"), ("--device", "cuda"), ("--bands", "3,2,1"),
+                        ("--threshold", "0.4"), ("--progress", "json"), ("--format", "gpkg")):
+        assert args[args.index(flag) + 1] == value
+    assert "--no-vector" in args and "--overwrite" in args and "--preset" not in args
+
+
+def test_predict_args_needs_weights_and_valid_bands():
+    with pytest.raises(ValueError, match="preset or a checkpoint"):
+        runner.predict_args("x", runner.PredictOptions(scene="s", out_dir="o"))
+    with pytest.raises(ValueError, match="band numbers"):
+        runner.normalize_bands("3,x,1")
+
+
+def test_parse_event_and_progress():
+    assert runner.parse_event("not json") is None
+    assert runner.parse_event('{"no_event": 1}') is None
+    ev = runner.parse_event('{"event": "progress", "stage": "predict", "done": 5, "total": 10}\n')
+    assert runner.progress_percent(ev) == pytest.approx(45.0)
+    assert runner.progress_percent({"event": "progress", "stage": "vectorize", "done": 1, "total": 2}) == 95.0
+    assert runner.progress_percent({"event": "start"}) is None
+
+
+def test_find_executable_messages_and_folders(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(runner.EnvironmentProblem, match="pip install"):
+        runner.find_executable(None)
+    with pytest.raises(runner.EnvironmentProblem, match="does not exist"):
+        runner.find_executable(str(tmp_path / "missing"))
+    (tmp_path / "env" / "bin").mkdir(parents=True)
+    exe = make_exe(tmp_path / "env" / "bin", "print('x')\n")
+    assert runner.find_executable(str(tmp_path / "env")) == exe
+    monkeypatch.setenv("PATH", str(tmp_path / "env" / "bin"))
+    assert runner.find_executable(None) == exe
+
+
+def test_subprocess_env_drops_qgis_python_variables(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/usr/share/qgis/python")
+    monkeypatch.setenv("PROJ_LIB", "/qgis/proj")
+    env = runner.subprocess_env()
+    assert "PYTHONPATH" not in env and "PROJ_LIB" not in env and env["PYTHONUNBUFFERED"] == "1"
+
+
+def test_run_command_streams_events(tmp_path):
+    out = tmp_path / "out"
+    exe = make_exe(tmp_path, f"""
+        import json, os, sys
+        os.makedirs({str(out)!r}, exist_ok=True)
+        open(os.path.join({str(out)!r}, "p.tif"), "w").close()
+        print("warning: noise on stdout is ignored")
+        for i in range(3):
+            print(json.dumps({{"event": "progress", "stage": "predict", "done": i + 1, "total": 3}}), flush=True)
+        print(json.dumps({{"event": "done", "scene": "s", "probability": "p.tif", "vector": None}}), flush=True)
+    """)
+    seen = []
+    result = runner.run_command([exe], on_event=seen.append, out_dir=str(out))
+    assert [e["done"] for e in seen if e["event"] == "progress"] == [1, 2, 3]
+    assert result.done[0]["probability"] == "p.tif" and (out / "p.tif").exists()
+
+
+def test_run_command_failure_reports_error_and_cleans(tmp_path):
+    out = tmp_path / "out"
+    exe = make_exe(tmp_path, f"""
+        import json, os, sys
+        open(os.path.join({str(out)!r}, "partial.tif"), "w").close()
+        print(json.dumps({{"event": "error", "message": "InputError: scene.tif is not a raster", "exit_code": 2}}))
+        sys.exit(2)
+    """)
+    with pytest.raises(runner.CommandFailed, match="not a raster") as info:
+        runner.run_command([exe], out_dir=str(out))
+    assert info.value.exit_code == 2 and not out.exists()
+
+
+def test_cancel_terminates_and_removes_new_files(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("was here before")
+    exe = make_exe(tmp_path, f"""
+        import json, os, signal, sys, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # worst case: ignores SIGTERM
+        open(os.path.join({str(out)!r}, "scene_prob.tif.tmp"), "w").close()
+        print(json.dumps({{"event": "start", "scene": "s", "tiles": 9, "width": 1, "height": 1}}), flush=True)
+        time.sleep(60)
+    """)
+    events, t0 = [], time.monotonic()
+    with pytest.raises(runner.CancelledRun):
+        runner.run_command([exe], on_event=events.append, is_cancelled=lambda: bool(events),
+                           out_dir=str(out), grace_seconds=0.5)
+    assert time.monotonic() - t0 < 10
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
