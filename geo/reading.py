@@ -144,7 +144,7 @@ def resampled_grid(src, resolution: float) -> tuple[Affine, int, int]:
     res_y = float(np.hypot(t.b, t.e))
     width = max(1, int(round(src.width * res_x / resolution)))
     height = max(1, int(round(src.height * res_y / resolution)))
-    new_t = t * Affine.scale(src.width / width, src.height / height)
+    new_t = t @ Affine.scale(src.width / width, src.height / height)
     return new_t, height, width
 
 

@@ -18,12 +18,12 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.features import geometry_mask, shapes
+from rasterio.features import shapes
 from rasterio.windows import Window
 
 from sam2unext.errors import InputError, OutputError
 
-from .progress import Progress, make_progress
+from .progress import make_progress
 from .reading import open_raster
 from .writing import check_output, remove_quietly, temp_name
 
@@ -91,50 +91,68 @@ def write_binary(src, path: Path, threshold: float) -> None:
                 dst.write(((values > threshold) & valid & np.isfinite(values)).astype(np.uint8), 1, window=window)
 
 
-def polygon_stats(src, geom_px, scale: float) -> tuple[float, float]:
-    """Mean and max probability of the pixels inside a pixel-space polygon."""
-    minx, miny, maxx, maxy = geom_px.bounds
-    col0, row0 = int(np.floor(minx)), int(np.floor(miny))
-    window = Window(col0, row0, int(np.ceil(maxx)) - col0, int(np.ceil(maxy)) - row0)
-    values = src.read(1, window=window).astype(np.float64) / scale
-    inside = geometry_mask([geom_px], out_shape=values.shape, transform=Affine.translation(col0, row0), invert=True)
-    vals = values[inside]
-    return (float(vals.mean()), float(vals.max())) if vals.size else (0.0, 0.0)
+def polygon_stats(src, geoms_px, scale: float, strip: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and max probability of the pixels inside each pixel-space polygon.
+
+    Polygons are burnt as ids into one row strip at a time (pixel centres, the same pixels
+    that were polygonized) and probabilities are summed per id, so memory is one strip.
+    """
+    import shapely
+    from rasterio.features import rasterize
+
+    n = len(geoms_px)
+    sums = np.zeros(n + 1, dtype=np.float64)
+    counts = np.zeros(n + 1, dtype=np.float64)
+    maxes = np.full(n + 1, -np.inf, dtype=np.float64)
+    if n == 0:
+        return sums[1:], np.zeros(0)
+    tree = shapely.STRtree(geoms_px)
+    for row0 in range(0, src.height, strip):
+        h = min(strip, src.height - row0)
+        idx = tree.query(shapely.box(0, row0, src.width, row0 + h))
+        if idx.size == 0:
+            continue
+        ids = rasterize(((geoms_px[i], int(i) + 1) for i in idx), out_shape=(h, src.width),
+                        transform=Affine.translation(0, row0), fill=0, dtype="int32").ravel()
+        hit = ids > 0
+        if not hit.any():
+            continue
+        vals = src.read(1, window=Window(0, row0, src.width, h)).astype(np.float64).ravel()[hit] / scale
+        ids = ids[hit]
+        sums += np.bincount(ids, weights=vals, minlength=n + 1)
+        counts += np.bincount(ids, minlength=n + 1)
+        np.maximum.at(maxes, ids, vals)
+    counts[counts == 0] = np.nan
+    return (sums / counts)[1:], np.where(np.isfinite(maxes), maxes, np.nan)[1:]
 
 
-def polygons_from(src, binary_path: Path, threshold: float, *, min_area: float = 0.0, fill_holes: bool = False,
-                  simplify: float = 0.0, progress: Progress | None = None):
+def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: bool = False,
+                  simplify: float = 0.0):
     """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame."""
     import geopandas as gpd
-    from shapely import affinity
-    from shapely.geometry import Polygon, shape
+    import shapely
+    from shapely.geometry import shape
 
-    progress = progress or Progress()
     scale = probability_scale(src.dtypes[0])
     t = src.transform
-    coeffs = [t.a, t.b, t.d, t.e, t.c, t.f]
     pixel_area = abs(t.determinant)
-    geoms, rows = [], []
     with rasterio.open(binary_path) as binary:
         band = rasterio.band(binary, 1)
-        done = 0
-        for geom, _value in shapes(band, mask=band, connectivity=4):
-            poly_px = shape(geom)
-            done += 1
-            if poly_px.area * pixel_area < min_area:
-                continue
-            mean_p, max_p = polygon_stats(src, poly_px, scale)
-            poly = affinity.affine_transform(poly_px, coeffs)
-            if fill_holes:
-                poly = Polygon(poly.exterior)
-            if simplify > 0:
-                poly = poly.simplify(simplify, preserve_topology=True)
-            if poly.is_empty or poly.area < min_area:
-                continue
-            geoms.append(poly)
-            rows.append((poly.area, poly.length, mean_p, max_p))
-    data = np.array(rows, dtype=np.float64).reshape(-1, len(COLUMNS))
-    return gpd.GeoDataFrame({c: data[:, i] for i, c in enumerate(COLUMNS)},
+        geoms = np.array([shape(g) for g, _v in shapes(band, mask=band, connectivity=4)], dtype=object)
+    if geoms.size:
+        geoms = geoms[shapely.area(geoms) * pixel_area >= min_area]
+    mean_p, max_p = polygon_stats(src, geoms, scale)
+    matrix = np.array([[t.a, t.b], [t.d, t.e]])
+    offset = np.array([t.c, t.f])
+    geoms = shapely.transform(geoms, lambda xy: xy @ matrix.T + offset) if geoms.size else geoms
+    if fill_holes and geoms.size:
+        geoms = shapely.polygons(shapely.get_exterior_ring(geoms))
+    if simplify > 0 and geoms.size:
+        geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
+    keep = ~shapely.is_empty(geoms) & (shapely.area(geoms) >= min_area) if geoms.size else np.zeros(0, bool)
+    geoms, mean_p, max_p = geoms[keep], mean_p[keep], max_p[keep]
+    data = {"area": shapely.area(geoms), "perimeter": shapely.length(geoms), "mean_prob": mean_p, "max_prob": max_p}
+    return gpd.GeoDataFrame({k: np.asarray(v, dtype=np.float64) for k, v in data.items()},
                             geometry=gpd.GeoSeries(geoms, crs=src.crs), crs=src.crs)
 
 
@@ -196,8 +214,7 @@ def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *,
         with open_raster(prob_path) as src:
             reporter.update("vectorize", 0, 1)
             write_binary(src, binary, threshold)
-            gdf = polygons_from(src, binary, threshold, min_area=min_area, fill_holes=fill_holes,
-                                simplify=simplify, progress=reporter)
+            gdf = polygons_from(src, binary, min_area=min_area, fill_holes=fill_holes, simplify=simplify)
         write_vector(gdf, out, fmt)
         reporter.update("vectorize", 1, 1)
     finally:

@@ -1,0 +1,71 @@
+"""Pure tiling and blending functions."""
+
+import numpy as np
+import pytest
+
+from sam2unext.errors import InputError
+from sam2unext.geo.blending import axis_weight_sum, normalize, ramp_window, tile_weights
+from sam2unext.geo.tiling import axis_offsets, clip_window, make_grid, overlap_pixels, pad_to_tile
+
+
+@pytest.mark.parametrize("length,tile,stride", [(100, 32, 24), (32, 32, 24), (33, 32, 24), (10, 32, 24), (1000, 256, 192)])
+def test_axis_offsets_cover_every_pixel_and_stay_inside(length, tile, stride):
+    offsets = axis_offsets(length, tile, stride)
+    covered = np.zeros(length, bool)
+    for o in offsets:
+        covered[o:o + tile] = True
+        assert o >= 0
+        if length >= tile:
+            assert o + tile <= length
+    assert covered.all()
+    assert list(offsets) == sorted(set(offsets))
+
+
+def test_grid_shape_and_windows():
+    grid = make_grid(100, 70, 32, 0.25)
+    assert grid.overlap_px == 8
+    assert grid.shape == (len(grid.row_offsets), len(grid.col_offsets))
+    assert grid.row_offsets[-1] == 100 - 32 and grid.col_offsets[-1] == 70 - 32
+    w = grid.window(len(grid) - 1)
+    assert (w.row_off, w.col_off, w.height, w.width) == (68, 38, 32, 32)
+
+
+def test_overlap_in_pixels_and_errors():
+    assert overlap_pixels(64, 16) == 16
+    assert overlap_pixels(64, 0.5) == 32
+    with pytest.raises(InputError):
+        overlap_pixels(64, 64)
+    with pytest.raises(InputError):
+        make_grid(10, 10, 0)
+
+
+def test_clip_and_pad():
+    grid = make_grid(20, 25, 32, 0.25)
+    assert len(grid) == 1
+    inner = clip_window(grid.window(0), 20, 25)
+    assert (inner.height, inner.width) == (20, 25)
+    tile = pad_to_tile(np.ones((3, 20, 25), np.uint8), 32)
+    assert tile.shape == (3, 32, 32)
+    assert pad_to_tile(np.ones((3, 1, 5), np.uint8), 8).shape == (3, 8, 8)
+
+
+def test_weights_strictly_positive_and_symmetric():
+    w = ramp_window(64, 16)
+    assert (w > 0).all() and w.max() == 1.0
+    np.testing.assert_array_equal(w, w[::-1])
+    assert (ramp_window(8, 0) == 1).all()
+    assert (tile_weights(16, 8) > 0).all()
+
+
+def test_normalize_is_exact_when_tiles_agree():
+    rng = np.random.default_rng(0)
+    length, tile = 90, 32
+    offsets = axis_offsets(length, tile, 20)
+    w = ramp_window(tile, 12)
+    p = rng.random((length, length), dtype=np.float32)
+    acc = np.zeros((length, length))
+    for r in offsets:
+        for c in offsets:
+            acc[r:r + tile, c:c + tile] += np.outer(w, w) * p[r:r + tile, c:c + tile]
+    total = axis_weight_sum(length, offsets, w)
+    np.testing.assert_array_equal(normalize(acc, total, total), p)
