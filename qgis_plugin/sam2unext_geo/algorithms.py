@@ -188,8 +188,15 @@ class VectorizeAlgorithm(_Base):
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
         args = runner.vectorize_args(_executable(), prob, output, threshold, overwrite=True)
-        result = _run(args, feedback, os.path.dirname(output) or None)
-        produced = (result.done[-1].get("vector") if result.done else None) or output
+        existed = os.path.exists(output)
+        feedback.setProgress(10)
+        try:
+            _run(args, feedback, None)
+        except QgsProcessingException:
+            if not existed and os.path.exists(output):
+                os.remove(output)  # cancelled or failed: leave nothing behind
+            raise
+        produced = output
         if not os.path.isfile(produced):
             raise QgsProcessingException(f"sam2unext-geo vectorize did not write {produced}.")
         _load_on_completion(context, produced, f"{scene_name(prob)} polygons", self.OUTPUT)

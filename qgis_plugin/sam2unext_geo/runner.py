@@ -112,13 +112,15 @@ def predict_args(executable: str, options: PredictOptions) -> list[str]:
 
 def vectorize_args(executable: str, probability: str, output: Optional[str], threshold: float,
                    overwrite: bool = False) -> list[str]:
-    """Build the argument list of a ``vectorize`` run (probability raster → polygons)."""
+    """Build the argument list of a ``vectorize`` run (probability raster → polygons).
+
+    ``vectorize`` prints a text summary (no progress stream): the caller knows ``output``.
+    """
     args = [executable, "vectorize", str(probability), "--threshold", _num(threshold)]
     if output:
         args += ["-o", str(output)]
     if overwrite:
         args.append("--overwrite")
-    args += ["--progress", "json"]
     return args
 
 

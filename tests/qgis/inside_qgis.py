@@ -359,7 +359,17 @@ def check_qgis_process():
     srs = osr.SpatialReference(wkt=ds.GetProjection())
     assert srs.GetAuthorityCode(None) == "32633", ds.GetProjection()[:80]
     assert (ds.RasterXSize, ds.RasterYSize) == (80, 80)
-    return f"qgis_process run sam2unext:predict → {Path(prob).name}, {Path(vec).name} in {secs:.1f} s"
+    ds = None
+    again = TMP / "qp_vector" / "rethresholded.gpkg"
+    again.parent.mkdir()
+    proc = subprocess.run([qp, "--json", "run", "sam2unext:vectorize", "--", f"INPUT={prob}",
+                           "THRESHOLD=0.3", f"OUTPUT={again}"], env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
+    results = json.loads(proc.stdout[proc.stdout.index("{"):])["results"]
+    assert results["OUTPUT"] == str(again) and again.is_file(), results
+    return (f"qgis_process run sam2unext:predict → {Path(prob).name}, {Path(vec).name} in {secs:.1f} s; "
+            f"sam2unext:vectorize → {again.name}")
 
 
 CHECKS = [check_load_unload, check_dialog_options, check_missing_environment, check_task_adds_layers,

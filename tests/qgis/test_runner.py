@@ -40,6 +40,12 @@ def test_predict_args_is_a_list_with_every_option():
     assert "--no-vector" in args and "--overwrite" in args and "--preset" not in args
 
 
+def test_vectorize_args():
+    args = runner.vectorize_args("sam2unext-geo", "/o/s_prob.tif", "/o/p.gpkg", 0.6, overwrite=True)
+    assert args == ["sam2unext-geo", "vectorize", "/o/s_prob.tif", "--threshold", "0.6", "-o", "/o/p.gpkg",
+                    "--overwrite"]
+
+
 def test_predict_args_needs_weights_and_valid_bands():
     with pytest.raises(ValueError, match="preset or a checkpoint"):
         runner.predict_args("x", runner.PredictOptions(scene="s", out_dir="o"))
