@@ -140,13 +140,13 @@ def ours_to_upstream(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return out
 
 
-def load_strict(module: nn.Module, state: Mapping[str, Any], *, preset: str, source: str | Path,
-                what: str) -> None:
-    """Load ``state`` into ``module`` requiring the exact same keys and shapes.
+def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], *, preset: str,
+                     source: str | Path, what: str) -> None:
+    """Require ``state`` to have exactly the keys and shapes of ``expected``.
 
     Args:
-        module: Target module.
-        state: Converted state dict.
+        expected: Target keys -> tensors (or anything with ``.shape``; meta tensors work).
+        state: Converted state dict (values with ``.shape``).
         preset: Preset name (for the error message).
         source: File the weights came from (for the error message).
         what: What the file should be, e.g. ``"SAM2 Hiera checkpoint"``.
@@ -155,7 +155,6 @@ def load_strict(module: nn.Module, state: Mapping[str, Any], *, preset: str, sou
         CheckpointError: one line naming the first missing/unexpected/mis-shaped key, the
             preset and the file.
     """
-    expected = module.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
@@ -168,12 +167,22 @@ def load_strict(module: nn.Module, state: Mapping[str, Any], *, preset: str, sou
             f"preset {preset!r}; is it a {what} for this preset?")
     for key, target in expected.items():
         value = state[key]
-        if not isinstance(value, torch.Tensor):
+        if not hasattr(value, "shape"):
             raise CheckpointError(f"{source}: key {key!r} is not a tensor (preset {preset!r})")
         if tuple(value.shape) != tuple(target.shape):
             raise CheckpointError(
                 f"{source}: key {key!r} has shape {tuple(value.shape)} but preset {preset!r} "
                 f"needs {tuple(target.shape)}; pick the preset this {what} was made for")
+
+
+def load_strict(module: nn.Module, state: Mapping[str, Any], *, preset: str, source: str | Path,
+                what: str) -> None:
+    """Load ``state`` into ``module`` after :func:`check_state_dict` (same keys and shapes).
+
+    Raises:
+        CheckpointError: see :func:`check_state_dict`.
+    """
+    check_state_dict(module.state_dict(), state, preset=preset, source=source, what=what)
     module.load_state_dict(state, strict=True)
 
 
