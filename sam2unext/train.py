@@ -430,11 +430,37 @@ def train_model(
     )
 
 
-def build_training_model(preset: str, *, hiera: str | Path | None = None, dinov2: str | Path | None = None, seed: int = 0) -> nn.Module:
-    """Build a model for training (seeded, so random-init parts are reproducible)."""
+def make_training_model(
+    preset: str | None,
+    *,
+    hiera: str | Path | None = None,
+    dinov2: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """The model to train: a fresh preset (seeded), or one loaded from ``checkpoint``.
+
+    Args:
+        preset: preset name (needed unless ``checkpoint`` is our file carrying one).
+        hiera: SAM2 weights for the Hiera encoder of a fresh model (None: random init).
+        dinov2: DINOv2 weights for a fresh SAM2-UNeXT (None: random init).
+        checkpoint: start from these weights (fine-tuning) instead of a fresh model.
+        seed: seed for random initialization.
+
+    Raises:
+        PresetError, CheckpointError: from the model core.
+    """
+    seed_everything(seed)
+    if checkpoint is not None:
+        from sam2unext import load_model
+
+        return load_model(checkpoint, preset, device="cpu")
+    if preset is None:
+        from sam2unext.errors import PresetError
+
+        raise PresetError("no --preset given; name a preset (see `sam2unext-geo presets`) or pass --checkpoint")
     from sam2unext import build_model
 
-    seed_everything(seed)
     return build_model(preset, hiera=hiera, dinov2=dinov2)
 
 
@@ -443,9 +469,10 @@ def train_on_folders(
     masks: str | Path,
     run_dir: str | Path,
     *,
-    preset: str,
+    preset: str | None = None,
     hiera: str | Path | None = None,
     dinov2: str | Path | None = None,
+    checkpoint: str | Path | None = None,
     task: str | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
@@ -459,9 +486,10 @@ def train_on_folders(
         images: folder of training images.
         masks: folder of png masks.
         run_dir: output run folder.
-        preset: model preset name.
+        preset: model preset name (needed unless ``checkpoint`` carries one).
         hiera: SAM2 checkpoint for the Hiera encoder (None: random init).
         dinov2: DINOv2 weights for the auxiliary encoder (SAM2-UNeXT only).
+        checkpoint: start from these weights instead of a fresh model (fine-tuning).
         task: task name stored in the snapshots ("dis", "cod", "mas", "rssd").
         config: training settings.
         resume: continue the run in ``run_dir``.
@@ -476,7 +504,7 @@ def train_on_folders(
 
     config = config or TrainConfig()
     pairs = pair_files(images, masks)
-    model = build_training_model(preset, hiera=hiera, dinov2=dinov2, seed=config.seed)
+    model = make_training_model(preset, hiera=hiera, dinov2=dinov2, checkpoint=checkpoint, seed=config.seed)
     dataset = ImageMaskDataset(pairs, model.input_size, train=True, seed=config.seed)
     return train_model(
         model, dataset, run_dir, config, task=task, resume=resume, progress=progress, log=log,
