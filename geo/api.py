@@ -27,7 +27,7 @@ from rasterio.windows import Window
 
 from sam2unext.errors import InputError
 
-from .execution import RunStats, run_distributed, run_local
+from .execution import RunStats, run_local
 from .progress import make_progress
 from .reading import default_bands, make_plan, open_raster, read_valid
 from .stitching import RowBandStitcher
@@ -231,6 +231,8 @@ def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device,
                 stats = run_local(local_model, plan, grid, consume, batch_size=batch_size)
             else:
                 factory, key = _model_factory(model, checkpoint, preset, device)
+                from .cluster import run_distributed
+
                 stats = run_distributed(scheduler, factory, key, plan, grid, consume, batch_size=batch_size)
             if not stitcher.complete:
                 raise RuntimeError(f"stitching ended after {stitcher.rows_written} of {plan.height} rows")

@@ -446,3 +446,151 @@ def mask_iou(prediction: np.ndarray, truth: np.ndarray) -> float:
         raise ValueError(f"mask shapes differ: {p.shape} vs {t.shape}")
     union = np.logical_or(p, t).sum()
     return 1.0 if union == 0 else float(np.logical_and(p, t).sum() / union)
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` produced and measured.
+
+    Attributes:
+        scene, truth: the generated scene and its truth mask (GeoTIFFs).
+        probability, vector: the pipeline's probability COG and polygons.
+        quicklook: the PNG quick-look, or None.
+        iou: IoU of the thresholded probability raster (whole tiled pipeline) against the truth.
+        iou_whole: IoU of the same weights on the whole scene resized to one model input
+            (no tiling), or None when not computed.
+        tiles_run, seconds, polygons: tiles sent to the model, pipeline wall time, polygon count.
+        counts: objects drawn in the scene.
+    """
+
+    scene: Path
+    truth: Path
+    probability: Path
+    vector: Path | None
+    quicklook: Path | None
+    iou: float
+    iou_whole: float | None
+    tiles_run: int
+    seconds: float
+    polygons: int
+    counts: dict[str, int]
+
+
+def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED, tile_size: int | None = None,
+             overlap: float = 0.25, batch_size: int = 4, device: str = "auto", threshold: float = 0.5,
+             overwrite: bool = False, progress="bar", quicklook: bool = True,
+             compare_whole: bool = True, checkpoint: str = "demo") -> DemoResult:
+    """Draw a demo scene, run the full predict pipeline on it with the demo weights, score it.
+
+    Args:
+        folder: output folder (created).
+        size, seed: the scene (see :func:`generate_scene`).
+        tile_size, overlap, batch_size, device, threshold: passed to ``predict_raster``.
+        overwrite: replace existing outputs.
+        progress: ``"bar"``, ``"json"``, ``"none"`` or a progress reporter.
+        quicklook: write ``demo_quicklook.png`` (scene | probability | polygon outlines).
+        compare_whole: also score the weights on the untiled scene resized as a whole.
+        checkpoint: weights to run (``"demo"``: the bundled demo weights).
+
+    Returns:
+        :class:`DemoResult`.
+
+    Raises:
+        OutputError: the folder cannot be written, or outputs exist without ``overwrite``.
+        CheckpointError: the demo weights are missing.
+    """
+    from sam2unext import load_model
+    from sam2unext.geo.api import predict_raster
+    from sam2unext.geo.vectorize import probability_scale
+
+    folder = Path(folder)
+    model = load_model(checkpoint=checkpoint, device=device)
+    prob_path = folder / "demo_scene_prob.tif"
+    if prob_path.exists() and not overwrite:  # fail before drawing the scene
+        raise OutputError(f"{prob_path} already exists; pass --overwrite or choose another folder with -o")
+    scene_path, truth_path = write_demo_scene(folder, size=size, seed=seed, overwrite=overwrite)
+    res = predict_raster(scene_path, prob_path, model=model, tile_size=tile_size, overlap=overlap,
+                         batch_size=batch_size, threshold=threshold, overwrite=overwrite, progress=progress,
+                         as_geodataframe=True)
+    with rasterio.open(res.probability) as src:
+        prob = src.read(1).astype(np.float32) / np.float32(probability_scale(src.dtypes[0]))
+    with rasterio.open(truth_path) as src:
+        truth = src.read(1)
+    iou = mask_iou(prob > threshold, truth)
+    iou_whole = None
+    if compare_whole:
+        with rasterio.open(scene_path) as src:
+            image = src.read().transpose(1, 2, 0)
+        iou_whole = mask_iou(model.predict(image) > threshold, truth)
+    n_polygons = 0 if res.geodataframe is None else len(res.geodataframe)
+    look = None
+    if quicklook:
+        look = write_quicklook(scene_path, res.probability, res.vector, folder / "demo_quicklook.png",
+                               title=f"demo scene (synthetic), IoU {iou:.3f} through the tiled pipeline")
+    return DemoResult(scene_path, truth_path, res.probability, res.vector, look, iou, iou_whole, res.tiles_run,
+                      res.seconds, n_polygons, {})
+
+
+def write_quicklook(scene: str | Path, probability: str | Path, vector: str | Path | None, output: str | Path, *,
+                    title: str | None = None, max_side: int = 900) -> Path:
+    """A PNG of three panels: the scene, its probability map, and the polygon outlines on the scene.
+
+    Rasters are read decimated (overviews when present) to at most ``max_side`` pixels.
+
+    Args:
+        scene: RGB scene raster.
+        probability: probability raster (uint8 0..255 or float 0..1).
+        vector: polygon file, or None.
+        output: PNG path.
+        title: figure title.
+        max_side: longest side of each panel in pixels.
+
+    Returns:
+        ``output``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rasterio.enums import Resampling
+
+    from sam2unext.geo.vectorize import probability_scale
+
+    with rasterio.open(scene) as src:
+        shape = _decimated(src.height, src.width, max_side)
+        rgb = src.read([1, 2, 3], out_shape=(3, *shape), resampling=Resampling.average).transpose(1, 2, 0)
+        b = src.bounds
+        extent = (b.left, b.right, b.bottom, b.top)
+    with rasterio.open(probability) as src:
+        prob = src.read(1, out_shape=_decimated(src.height, src.width, max_side), resampling=Resampling.average)
+        prob = prob.astype(np.float32) / np.float32(probability_scale(src.dtypes[0]))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), dpi=110, constrained_layout=True)
+    axes[0].imshow(rgb, extent=extent)
+    axes[0].set_title("scene")
+    shown = axes[1].imshow(prob, extent=extent, cmap="magma", vmin=0, vmax=1)
+    axes[1].set_title("probability")
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02)
+    axes[2].imshow(rgb, extent=extent)
+    axes[2].set_title("polygons")
+    if vector is not None:
+        import geopandas as gpd
+
+        gdf = gpd.read_file(vector)
+        if len(gdf):
+            gdf.boundary.plot(ax=axes[2], color="#00e5ff", linewidth=0.8)
+        axes[2].set_title(f"polygons ({len(gdf)})")
+    for ax in axes:
+        ax.set_xlim(extent[0], extent[1])
+        ax.set_ylim(extent[2], extent[3])
+        ax.tick_params(labelsize=7)
+        ax.ticklabel_format(useOffset=False, style="plain")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(output)
+    plt.close(fig)
+    return Path(output)
+
+
+def _decimated(height: int, width: int, max_side: int) -> tuple[int, int]:
+    scale = max(1.0, max(height, width) / max_side)
+    return max(1, int(round(height / scale))), max(1, int(round(width / scale)))

@@ -1,0 +1,60 @@
+"""xarray in/out, GeoDataFrame out, JSON progress stream, describe_raster."""
+
+import json
+
+import numpy as np
+import rasterio
+import rioxarray
+from geo_helpers import expected_uint8
+
+from sam2unext.geo import JsonProgress, describe_raster, predict_raster
+from sam2unext.geo.testing import PixelModel
+
+
+def test_xarray_in_and_out(rgb_raster, tmp_path):
+    da = rioxarray.open_rasterio(rgb_raster)
+    res = predict_raster(da, tmp_path / "o.tif", model=PixelModel(32, 14), vector=True, progress="none",
+                         as_xarray=True, as_geodataframe=True)
+    out = res.data_array
+    assert out.rio.crs == da.rio.crs
+    assert out.shape == da.shape[1:]
+    assert out.rio.transform() == da.rio.transform()
+    np.testing.assert_array_equal(out.values.astype(np.uint8), expected_uint8(rgb_raster)[0])
+    assert res.geodataframe is not None and res.geodataframe.crs == da.rio.crs
+    assert len(res.geodataframe) > 0
+
+
+def test_json_progress_stream(rgb_raster, tmp_path, capsys):
+    res = predict_raster(rgb_raster, tmp_path / "o.tif", model=PixelModel(32, None), progress="json")
+    lines = capsys.readouterr().out.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert events[0] == {"event": "start", "scene": "rgb.tif", "tiles": res.tiles_run, "width": 173, "height": 150}
+    progress = [e for e in events if e["event"] == "progress"]
+    assert {e["stage"] for e in progress} >= {"predict", "write", "vectorize"}
+    predict = [e for e in progress if e["stage"] == "predict"]
+    assert predict[-1]["done"] == predict[-1]["total"] == res.tiles_run
+    assert [e["done"] for e in predict] == sorted(e["done"] for e in predict)
+    done = events[-1]
+    assert done["event"] == "done" and done["probability"] == str(res.probability)
+    assert done["vector"] == str(res.vector) and done["tiles_skipped"] == 0
+    assert isinstance(done["seconds"], float) and done["area"] == res.area
+
+
+def test_json_error_and_complete(capsys):
+    p = JsonProgress()
+    p.error("input x.tif does not exist", 2)
+    p.complete(3, 1.5)
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    assert events == [{"event": "error", "message": "input x.tif does not exist", "exit_code": 2},
+                      {"event": "complete", "scenes": 3, "seconds": 1.5}]
+    assert "does not exist" in captured.err
+
+
+def test_describe_raster(uint16_alpha_raster):
+    info = describe_raster(uint16_alpha_raster, tile_size=64, overlap=0.25)
+    assert (info["width"], info["height"], info["count"]) == (140, 120, 4)
+    assert info["default_bands"] == [1, 2, 3]
+    assert info["crs"] == "EPSG:32633" and info["tiles"] == 9
+    with rasterio.open(uint16_alpha_raster) as src:
+        assert info["transform"] == list(src.transform)[:6]
