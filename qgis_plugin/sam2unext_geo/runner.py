@@ -31,6 +31,7 @@ INSTALL_HINT = (
 _ENV_VARS_TO_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH",
                      "PROJ_LIB", "PROJ_DATA", "QGIS_PREFIX_PATH")
 DEFAULT_GRACE_SECONDS = 5.0
+_BROKEN_MARKERS = ("ModuleNotFoundError", "ImportError", "DLL load failed", "No module named")
 
 
 class EnvironmentProblem(RuntimeError):
@@ -92,7 +93,7 @@ def predict_args(executable: str, options: PredictOptions) -> list[str]:
     """
     if not options.preset and not options.checkpoint:
         raise ValueError("Choose a preset or a checkpoint file for the weights.")
-    args = [executable, "predict", str(options.scene), "-o", str(options.out_dir)]
+    args = [executable, "predict", os.path.abspath(options.scene), "-o", os.path.abspath(options.out_dir)]
     if options.checkpoint:
         args += ["--checkpoint", str(options.checkpoint)]
     if options.preset:
@@ -180,8 +181,11 @@ def _popen_kwargs() -> dict:
     return kwargs
 
 
-def check_environment(executable: str, timeout: float = 120.0) -> dict:
-    """Run ``sam2unext-geo --version`` and ``sam2unext-geo models``.
+def check_environment(executable: str, timeout: float = 120.0, full: bool = True) -> dict:
+    """Run ``sam2unext-geo --version`` and (``full``) ``sam2unext-geo models``.
+
+    ``--version`` is quick; ``models`` imports the whole core (torch) and takes seconds, so it is
+    run by the dialog's Check button, not before every run.
 
     Returns:
         ``{"executable", "version", "models"}`` (``models`` is the command's text output).
@@ -191,7 +195,8 @@ def check_environment(executable: str, timeout: float = 120.0) -> dict:
             and the install command.
     """
     info = {"executable": executable}
-    for key, extra in (("version", ["--version"]), ("models", ["models"])):
+    commands = (("version", ["--version"]), ("models", ["models"]))
+    for key, extra in commands[:2 if full else 1]:
         kwargs = _popen_kwargs()
         kwargs.pop("bufsize")
         kwargs.pop("stdin")
@@ -227,9 +232,12 @@ def parse_event(line: str) -> Optional[dict]:
     return event if isinstance(event, dict) and "event" in event else None
 
 
+STAGES = {"predict": (0.0, 85.0), "write": (85.0, 92.0), "vectorize": (92.0, 100.0)}
+
+
 def progress_percent(event: dict, stage_weights: Optional[dict] = None) -> Optional[float]:
-    """Map an event to an overall percentage (predict 0–90 %, vectorize 90–100 %, done 100 %)."""
-    weights = stage_weights or {"predict": (0.0, 90.0), "vectorize": (90.0, 100.0)}
+    """Map an event to an overall percentage (see ``STAGES``; ``done`` → 100 %; other stages → None)."""
+    weights = stage_weights or STAGES
     kind = event.get("event")
     if kind in ("done", "complete"):
         return 100.0
@@ -237,7 +245,9 @@ def progress_percent(event: dict, stage_weights: Optional[dict] = None) -> Optio
         return None
     total = max(int(event.get("total") or 0), 1)
     frac = min(max(float(event.get("done") or 0) / total, 0.0), 1.0)
-    lo, hi = weights.get(event.get("stage"), (0.0, 100.0))
+    if event.get("stage") not in weights:
+        return None
+    lo, hi = weights[event.get("stage")]
     return lo + (hi - lo) * frac
 
 
@@ -301,6 +311,7 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
         CancelledRun: cancelled by the user.
         CommandFailed: non-zero exit; message from the ``error`` event or stderr.
     """
+    cwd = os.getcwd()
     before = snapshot(out_dir) if out_dir else set()
     created = bool(out_dir) and not os.path.isdir(out_dir)
     if created:
@@ -310,7 +321,7 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
             raise CommandFailed(f"Cannot create the output folder {out_dir}: {exc}", 2) from exc
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(list(args), **_popen_kwargs())
+        proc = subprocess.Popen(list(args), cwd=cwd, **_popen_kwargs())
     except OSError as exc:
         if out_dir:
             remove_new_entries(out_dir, before, created)
@@ -343,6 +354,7 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
             continue
         result.events.append(event)
         if event["event"] == "done":
+            event = absolute_paths(event, cwd)
             result.done.append(event)
         elif event["event"] == "error":
             error_event = event
@@ -362,10 +374,22 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
     if proc.returncode != 0:
         if out_dir:
             remove_new_entries(out_dir, before, created)
-        message = (error_event or {}).get("message") or _last_line("\n".join(stderr_tail)) \
+        stderr_text = "\n".join(stderr_tail)
+        message = (error_event or {}).get("message") or _last_line(stderr_text) \
             or f"sam2unext-geo exited with code {proc.returncode}"
+        if any(marker in stderr_text for marker in _BROKEN_MARKERS):
+            message += f" The sam2unext-geo environment looks broken. {INSTALL_HINT}"
         raise CommandFailed(message, proc.returncode)
     return result
+
+
+def absolute_paths(event: dict, cwd: str) -> dict:
+    """The ``done`` event with ``probability``/``vector`` made absolute (the CLI may print them relative)."""
+    event = dict(event)
+    for key in ("probability", "vector"):
+        if event.get(key):
+            event[key] = os.path.normpath(os.path.join(cwd, event[key]))
+    return event
 
 
 def stop_process(proc: subprocess.Popen, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> int:

@@ -40,7 +40,7 @@ class PredictTask(QgsTask):
         """Worker thread: no GUI or project access here."""
         try:
             if self.check_env:
-                runner.check_environment(self.executable)
+                runner.check_environment(self.executable, full=False)
             args = runner.predict_args(self.executable, self.options)
             QgsMessageLog.logMessage("Running: " + " ".join(args), LOG_TAG, Qgis.Info)
             self.result = runner.run_command(args, on_event=self._on_event, is_cancelled=self.isCanceled,

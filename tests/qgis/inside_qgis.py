@@ -331,14 +331,24 @@ def qgis_process_binary() -> str:
     return binary if os.access(binary, os.X_OK) else exe
 
 
+def without_venvs(path: str) -> list:
+    """PATH entries that are not a virtual environment's bin/ folder."""
+    return [p for p in path.split(os.pathsep) if p and not (Path(p).parent / "pyvenv.cfg").exists()]
+
+
 def check_qgis_process():
     """``qgis_process run sam2unext:predict`` (plugin found through QGIS_PLUGINPATH) writes the outputs."""
     exe = real_cli()
     qp = qgis_process_binary()
     home = TMP / "qp_home"
+    # Only the command goes on PATH: a venv's bin/ on PATH (its python + pyvenv.cfg) would make
+    # QGIS's embedded Python adopt that venv's prefix and fail to import qgis.
+    bindir = TMP / "qp_bin"
+    bindir.mkdir()
+    (bindir / "sam2unext-geo").symlink_to(exe)
     env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGIN_DIR), XDG_DATA_HOME=str(home / "data"),
                XDG_CONFIG_HOME=str(home / "config"), QT_QPA_PLATFORM="offscreen",
-               PATH=str(Path(exe).parent) + os.pathsep + os.environ.get("PATH", ""))
+               PATH=os.pathsep.join([str(bindir)] + without_venvs(os.environ.get("PATH", ""))))
     enable = subprocess.run([qp, "plugins", "enable", PLUGIN], env=env, capture_output=True,
                             text=True, timeout=120)
     assert enable.returncode == 0, enable.stdout + enable.stderr

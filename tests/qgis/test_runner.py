@@ -57,8 +57,9 @@ def test_parse_event_and_progress():
     assert runner.parse_event("not json") is None
     assert runner.parse_event('{"no_event": 1}') is None
     ev = runner.parse_event('{"event": "progress", "stage": "predict", "done": 5, "total": 10}\n')
-    assert runner.progress_percent(ev) == pytest.approx(45.0)
-    assert runner.progress_percent({"event": "progress", "stage": "vectorize", "done": 1, "total": 2}) == 95.0
+    assert runner.progress_percent(ev) == pytest.approx(42.5)
+    assert runner.progress_percent({"event": "progress", "stage": "vectorize", "done": 1, "total": 2}) == 96.0
+    assert runner.progress_percent({"event": "progress", "stage": "unknown", "done": 1, "total": 2}) is None
     assert runner.progress_percent({"event": "start"}) is None
 
 
@@ -82,7 +83,7 @@ def test_subprocess_env_drops_qgis_python_variables(monkeypatch):
     assert "PYTHONPATH" not in env and "PROJ_LIB" not in env and env["PYTHONUNBUFFERED"] == "1"
 
 
-def test_run_command_streams_events(tmp_path):
+def test_run_command_streams_events(tmp_path, monkeypatch):
     out = tmp_path / "out"
     exe = make_exe(tmp_path, f"""
         import json, os, sys
@@ -91,12 +92,13 @@ def test_run_command_streams_events(tmp_path):
         print("warning: noise on stdout is ignored")
         for i in range(3):
             print(json.dumps({{"event": "progress", "stage": "predict", "done": i + 1, "total": 3}}), flush=True)
-        print(json.dumps({{"event": "done", "scene": "s", "probability": "p.tif", "vector": None}}), flush=True)
+        print(json.dumps({{"event": "done", "scene": "s", "probability": "out/p.tif", "vector": None}}), flush=True)
     """)
     seen = []
+    monkeypatch.chdir(tmp_path)
     result = runner.run_command([exe], on_event=seen.append, out_dir=str(out))
     assert [e["done"] for e in seen if e["event"] == "progress"] == [1, 2, 3]
-    assert result.done[0]["probability"] == "p.tif" and (out / "p.tif").exists()
+    assert result.done[0]["probability"] == str(out / "p.tif") and (out / "p.tif").exists()
 
 
 def test_run_command_failure_reports_error_and_cleans(tmp_path):
@@ -110,6 +112,17 @@ def test_run_command_failure_reports_error_and_cleans(tmp_path):
     with pytest.raises(runner.CommandFailed, match="not a raster") as info:
         runner.run_command([exe], out_dir=str(out))
     assert info.value.exit_code == 2 and not out.exists()
+
+
+def test_broken_environment_failure_names_the_install_command(tmp_path):
+    exe = make_exe(tmp_path, """
+        import sys
+        sys.stderr.write("Traceback ...\\nModuleNotFoundError: No module named 'torch'\\n")
+        sys.exit(1)
+    """)
+    with pytest.raises(runner.CommandFailed, match="pip install") as info:
+        runner.run_command([exe])
+    assert "No module named 'torch'" in str(info.value)
 
 
 def test_cancel_terminates_and_removes_new_files(tmp_path):
