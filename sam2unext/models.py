@@ -225,22 +225,24 @@ class SAM2UNet(SegmentationModel):
         self.side2 = nn.Conv2d(c, 1, kernel_size=1)
         self.head = nn.Conv2d(c, 1, kernel_size=1)
 
+    def decode(self, x1, x2, x3, x4, side_outputs: bool = False):
+        """RFBs and decoder. Returns ``out`` (stride-4 head, x4 bilinear), or with
+        ``side_outputs`` the tuple ``(out, out1, out2)`` of the deep-supervised heads."""
+        x1, x2, x3, x4 = self.rfb1(x1), self.rfb2(x2), self.rfb3(x3), self.rfb4(x4)
+        x = self.up1(x4, x3)
+        out1 = F.interpolate(self.side1(x), scale_factor=16, mode="bilinear") if side_outputs else None
+        x = self.up2(x, x2)
+        out2 = F.interpolate(self.side2(x), scale_factor=8, mode="bilinear") if side_outputs else None
+        x = self.up3(x, x1)
+        out = F.interpolate(self.head(x), scale_factor=4, mode="bilinear")
+        return (out, out1, out2) if side_outputs else out
+
     def forward(self, image: torch.Tensor, low_res: torch.Tensor | None = None):
         """Logits ``[B,1,S,S]``; in training mode ``(out, out1, out2)`` like the public code.
 
         ``low_res`` is accepted for interface symmetry and ignored.
         """
-        x1, x2, x3, x4 = hiera_stage_features(self.encoder, image)
-        x1, x2, x3, x4 = self.rfb1(x1), self.rfb2(x2), self.rfb3(x3), self.rfb4(x4)
-        x = self.up1(x4, x3)
-        out1 = F.interpolate(self.side1(x), scale_factor=16, mode="bilinear") if self.training else None
-        x = self.up2(x, x2)
-        out2 = F.interpolate(self.side2(x), scale_factor=8, mode="bilinear") if self.training else None
-        x = self.up3(x, x1)
-        out = F.interpolate(self.head(x), scale_factor=4, mode="bilinear")
-        if self.training:
-            return out, out1, out2
-        return out
+        return self.decode(*hiera_stage_features(self.encoder, image), side_outputs=self.training)
 
 
 def model_class(config: Preset) -> type[SegmentationModel]:
