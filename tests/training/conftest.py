@@ -14,14 +14,14 @@ from training_synth import make_folder_dataset  # noqa: E402
 from sam2unext.train import TrainConfig  # noqa: E402
 
 PRESET = "sam2unext-test"
-#: Short-run settings: lr above the paper's 2e-4 so three epochs on four images visibly learn.
+#: Short-run settings: lr above the paper's 2e-4 so three epochs on three images visibly learn.
 SHORT = dict(epochs=3, lr=1e-3, batch_size=1, snapshot_every=1, seed=3, num_workers=0)
 
 
 @pytest.fixture(scope="session")
 def folder_data(tmp_path_factory) -> tuple[Path, Path]:
-    """Four images (jpg/png, varied sizes) and their png masks."""
-    return make_folder_dataset(tmp_path_factory.mktemp("folders"), count=4)
+    """Three images (jpg/png, varied sizes) and their png masks."""
+    return make_folder_dataset(tmp_path_factory.mktemp("folders"), count=3)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,101 @@
+"""Short training runs of the tiny preset: loss, snapshots, resume, run-folder rules."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import PRESET, SHORT
+from safetensors.torch import load_file
+
+from sam2unext import load_model, read_checkpoint_metadata
+from sam2unext.errors import OutputError
+from sam2unext.train import (
+    RECIPES,
+    RESUME_FILE,
+    TrainConfig,
+    deep_supervision_loss,
+    family_of,
+    resolve_config,
+    train_on_folders,
+)
+
+
+def test_short_run_lowers_loss_and_writes_run_folder(short_run):
+    assert short_run.epochs_done == 3
+    assert short_run.epoch_losses[-1] < short_run.epoch_losses[0] * 0.95
+    names = sorted(p.name for p in short_run.run_dir.iterdir())
+    assert names == ["epoch_001.safetensors", "epoch_002.safetensors", "epoch_003.safetensors",
+                     "history.json", "loss_curve.png", RESUME_FILE]
+    assert (short_run.run_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((short_run.run_dir / "history.json").read_text())
+    assert history["epoch_losses"] == short_run.epoch_losses
+
+
+def test_snapshots_load_as_models(short_run):
+    last = short_run.last_snapshot
+    meta = read_checkpoint_metadata(last)
+    assert meta["preset"] == PRESET and meta["task"] == "cod"
+    model = load_model(last, device="cpu")
+    state = load_file(str(last))
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    first = load_file(str(short_run.snapshots[0]))
+    assert any(not torch.equal(first[k], state[k]) for k in state)  # training changed weights
+
+
+def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp_path):
+    images, masks = folder_data
+    run_dir = tmp_path / "killed"
+    first = train_on_folders(images, masks, run_dir, preset=PRESET, task="cod", config=TrainConfig(**SHORT),
+                             progress=False, log=None, stop_after_epoch=1)
+    assert first.epochs_done == 1
+    resumed = train_on_folders(images, masks, run_dir, preset=PRESET, task="cod",
+                               config=TrainConfig(**SHORT), resume=True, progress=False, log=None)
+    assert resumed.epochs_done == 3
+    assert resumed.epoch_losses == pytest.approx(short_run.epoch_losses, rel=1e-6)
+    got, want = load_file(str(resumed.last_snapshot)), load_file(str(short_run.last_snapshot))
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6, msg=name)
+    s_got = torch.load(run_dir / RESUME_FILE, weights_only=True)
+    s_want = torch.load(short_run.run_dir / RESUME_FILE, weights_only=True)
+    assert s_got["epoch"] == s_want["epoch"] == 3
+    assert s_got["scheduler"] == s_want["scheduler"]
+    assert s_got["optimizer"]["param_groups"] == s_want["optimizer"]["param_groups"]
+    for key, st in s_want["optimizer"]["state"].items():
+        for field, value in st.items():
+            torch.testing.assert_close(s_got["optimizer"]["state"][key][field], value, rtol=1e-5, atol=1e-7)
+
+
+def test_existing_run_needs_resume(folder_data, short_run):
+    images, masks = folder_data
+    with pytest.raises(OutputError, match="--resume"):
+        train_on_folders(images, masks, short_run.run_dir, preset=PRESET, config=TrainConfig(**SHORT),
+                         progress=False, log=None)
+
+
+def test_resume_without_state_is_a_user_error(folder_data, tmp_path):
+    images, masks = folder_data
+    with pytest.raises(OutputError, match="nothing to resume"):
+        train_on_folders(images, masks, tmp_path / "fresh", preset=PRESET, resume=True, progress=False, log=None)
+
+
+def test_recipes_follow_the_public_scripts():
+    assert family_of("sam2unext-large") == "sam2unext" and family_of("sam2unet-tiny") == "sam2unet"
+    unext = resolve_config(TrainConfig(), "sam2unext-large")
+    unet = resolve_config(TrainConfig(), "sam2unet-large")
+    assert (unext.lr, unext.batch_size, unext.weight_decay, unext.eta_min, unext.epochs) == (2e-4, 1, 5e-4, 1e-7, 20)
+    assert (unet.lr, unet.batch_size) == (1e-3, 12) == (RECIPES["sam2unet"].lr, RECIPES["sam2unet"].batch_size)
+    assert resolve_config(TrainConfig(lr=5e-5), "sam2unet-tiny").lr == 5e-5
+
+
+def test_deep_supervision_sums_the_three_outputs():
+    from sam2unext import structure_loss
+
+    torch.manual_seed(0)
+    mask = (torch.rand(1, 1, 40, 40) > 0.5).float()
+    outs = tuple(torch.randn(1, 1, 40, 40) for _ in range(3))
+    want = sum(structure_loss(o, mask) for o in outs)
+    assert torch.equal(deep_supervision_loss(outs, mask), want)
+    assert torch.equal(deep_supervision_loss(outs[0], mask), structure_loss(outs[0], mask))
