@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tile", type=int, default=1024)
     parser.add_argument("--overlap", type=float, default=0.25)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--tiny-size", type=int, default=1024, help="scene side for (c)")
+    parser.add_argument("--tiny-size", type=int, default=2048, help="scene side for (c)")
     parser.add_argument("--skip-torchgeo", action="store_true")
     parser.add_argument("--skip-tiny", action="store_true")
     args = parser.parse_args(argv)

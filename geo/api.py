@@ -36,7 +36,7 @@ from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
 
 #: GDAL block cache while running (MB): bounded so memory does not grow with the scene.
-GDAL_CACHE_MB = 256
+GDAL_CACHE_MB = 128
 
 
 @dataclass

@@ -16,6 +16,8 @@ import numpy as np
 from .blending import axis_weight_sum, normalize, ramp_window
 from .tiling import TileGrid
 
+#: Rows normalized and written at a time.
+FLUSH_ROWS = 128
 #: ``write(row0, prob[rows, width] float32, valid[rows, width] bool)``
 RowWriter = Callable[[int, np.ndarray, np.ndarray], None]
 #: ``valid(row0, rows) -> bool[rows, width]`` validity of the input rows
@@ -67,9 +69,11 @@ class RowBandStitcher:
         n = end - self._base
         if n <= 0:
             return
-        rows = slice(self._base, end)
-        prob = normalize(self._acc[:n], self._row_total[rows], self._col_total)
-        self._write(self._base, prob, self._valid(self._base, n))
+        for r0 in range(0, n, FLUSH_ROWS):  # in chunks: temporaries stay small
+            r1 = min(r0 + FLUSH_ROWS, n)
+            row0 = self._base + r0
+            prob = normalize(self._acc[r0:r1], self._row_total[row0:self._base + r1], self._col_total)
+            self._write(row0, prob, self._valid(row0, r1 - r0))
         self.rows_written += n
         keep = self._acc.shape[0] - n
         self._acc[:keep] = self._acc[n:]
