@@ -12,6 +12,7 @@ Example (notebook)::
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import tempfile
@@ -29,7 +30,7 @@ from sam2unext.errors import InputError
 
 from .execution import RunStats, run_local
 from .progress import make_progress
-from .reading import default_bands, make_plan, open_raster, read_valid
+from .reading import close_dataset, default_bands, make_plan, open_raster, read_valid
 from .stitching import RowBandStitcher
 from .tiling import make_grid
 from .vectorize import default_vector_path, format_from, vectorize_raster
@@ -211,9 +212,13 @@ def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device,
     n_tiles = len(grid)
     with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with plan.open() as mask_src, ProbabilityWriter(out, height=plan.height, width=plan.width,
-                                                        transform=plan.transform, crs=plan.crs,
-                                                        out_dtype=out_dtype, overwrite=overwrite) as writer:
+        with contextlib.ExitStack() as stack:
+            mask_src = plan.open()
+            stack.callback(close_dataset, mask_src)
+            writer = stack.enter_context(ProbabilityWriter(out, height=plan.height, width=plan.width,
+                                                           transform=plan.transform, crs=plan.crs,
+                                                           out_dtype=out_dtype, overwrite=overwrite))
+
             def valid(row0: int, rows: int) -> np.ndarray:
                 return read_valid(mask_src, Window(0, row0, plan.width, rows), plan.bands)
 

@@ -117,7 +117,7 @@ def make_progress(progress: str | Progress | None) -> Progress:
     """A reporter from a mode name (``"bar"``, ``"json"``, ``"none"``/None) or an instance.
 
     Raises:
-        ValueError: unknown mode.
+        InputError: unknown mode.
     """
     if isinstance(progress, Progress):
         return progress

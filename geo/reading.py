@@ -119,7 +119,10 @@ class ReadPlan:
     resample: bool = False
 
     def open(self):
-        """Open a dataset for this plan: the file, or a resampled view of it."""
+        """Open a dataset for this plan: the file, or a resampled view of it.
+
+        Close it with :func:`close_dataset` (which also closes the file under a view).
+        """
         src = open_raster(self.path)
         if not self.resample:
             return src
@@ -127,6 +130,14 @@ class ReadPlan:
                         height=self.height, resampling=Resampling.bilinear)
         vrt._sam2unext_parent = src  # keep the parent open as long as the view
         return vrt
+
+
+def close_dataset(ds) -> None:
+    """Close a dataset from :meth:`ReadPlan.open` and, for a resampled view, its file."""
+    parent = getattr(ds, "_sam2unext_parent", None)
+    ds.close()
+    if parent is not None:
+        parent.close()
 
 
 def resampled_grid(src, resolution: float) -> tuple[Affine, int, int]:
@@ -266,10 +277,7 @@ class TileReader:
         """Close all handles."""
         with self._lock:
             for ds in self._handles:
-                parent = getattr(ds, "_sam2unext_parent", None)
-                ds.close()
-                if parent is not None:
-                    parent.close()
+                close_dataset(ds)
             self._handles.clear()
         self._local = threading.local()
 
