@@ -1,0 +1,62 @@
+"""The `train`, `test` and `evaluate` command functions, registered on a typer app."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from conftest import PRESET
+from typer.testing import CliRunner
+
+from sam2unext.cli import training
+from sam2unext.errors import DatasetError, InputError
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    app = typer.Typer()
+    app.command("train")(training.train)
+    app.command("test")(training.test)
+    app.command("evaluate")(training.evaluate)
+    return app
+
+
+@pytest.mark.parametrize("command,needle", [("train", "--resume"), ("test", "--checkpoint"), ("evaluate", "--task")])
+def test_help_texts_have_options_and_examples(app, command, needle):
+    result = CliRunner().invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert needle in result.output and "sam2unext-geo " + command in result.output
+
+
+def test_train_test_evaluate_round_trip(app, folder_data, tmp_path):
+    images, masks = folder_data
+    run = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "--task", "cod", "--images", str(images), "--masks", str(masks),
+                                 "--preset", PRESET, "--epochs", "1", "--workers", "0", "--no-progress",
+                                 "-o", str(run)])
+    assert result.exit_code == 0, result.output
+    assert (run / "epoch_001.safetensors").is_file() and "trained 1 epochs" in result.output
+    pred = tmp_path / "pred"
+    result = runner.invoke(app, ["test", "-c", str(run / "epoch_001.safetensors"), "--images", str(images),
+                                 "-o", str(pred), "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert len(list(pred.glob("*.png"))) == 3
+    result = runner.invoke(app, ["evaluate", "--task", "cod", "--pred", str(pred), "--gt", str(masks),
+                                 "--name", "toy", "-o", str(tmp_path / "scores")])
+    assert result.exit_code == 0, result.output
+    assert "* S_alpha" in result.output
+    assert json.loads((tmp_path / "scores.json").read_text())["task"] == "cod"
+
+
+def test_user_errors_surface_as_user_error_types(app, folder_data, tmp_path):
+    images, _ = folder_data
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", "--pred", str(tmp_path), "--gt", str(tmp_path / "none")])
+    assert isinstance(result.exception, DatasetError)
+    result = runner.invoke(app, ["train", "--images", str(images), "--preset", PRESET, "-o", str(tmp_path / "r")])
+    assert isinstance(result.exception, InputError)
+    assert training.parse_bands("4,3,2") == [4, 3, 2] and training.parse_stretch("0,3000") == (0.0, 3000.0)
+    with pytest.raises(InputError):
+        training.parse_bands("4,3")
