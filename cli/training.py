@@ -17,6 +17,33 @@ import typer
 from sam2unext.errors import InputError
 
 
+TRAIN_EPILOG = """\b
+Examples:
+  sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT --preset sam2unext-large \\
+      --hiera sam2_hiera_large.pt --dinov2 dinov2_vitl14_reg4_pretrain.pth -o runs/cod
+  sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT --preset sam2unext-large \\
+      --hiera sam2_hiera_large.pt --dinov2 dinov2_vitl14_reg4_pretrain.pth -o runs/cod --resume
+  sam2unext-geo train --raster scene.tif --labels roofs.gpkg --checkpoint model.safetensors \\
+      --epochs 5 --lr 1e-4 -o runs/roofs
+\b
+Run folder: epoch_NNN.safetensors snapshots (load with --checkpoint), resume.pt,
+history.json and loss_curve.png.
+"""
+
+TEST_EPILOG = """\b
+Example:
+  sam2unext-geo test -c runs/cod/epoch_020.safetensors --images COD10K/Imgs -o preds/COD10K
+"""
+
+EVALUATE_EPILOG = """\b
+Example:
+  sam2unext-geo evaluate --task cod --pred preds/COD10K --gt COD10K/GT --name COD10K -o results/cod10k
+\b
+Headline metrics per task (as the paper's tables): dis S/Fw/E/MAE; cod S/adpF/E/MAE;
+mas mIoU/S/Fw/E/MAE; rssd S/meanF/maxF/E/MAE.
+"""
+
+
 class Task(str, Enum):
     """Benchmark task families of the paper."""
 
@@ -69,9 +96,9 @@ def train(
     task: Annotated[Optional[Task], typer.Option(help="Benchmark task, stored in the snapshots (dis, cod, mas, rssd).")] = None,
     images: Annotated[Optional[Path], typer.Option(help="Folder of training images (jpg/png/tif/bmp).")] = None,
     masks: Annotated[Optional[Path], typer.Option(help="Folder of png masks, same file stems as the images.")] = None,
-    raster: Annotated[Optional[list[Path]], typer.Option(help="GeoTIFF scene to fine-tune on (repeat, one per --labels).")] = None,
-    labels: Annotated[Optional[list[Path]], typer.Option(help="Polygon file (gpkg/shp/geojson) labeling the --raster at the same position.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. sam2unext-large (see `presets`).")] = None,
+    raster: Annotated[Optional[list[Path]], typer.Option(metavar="PATH", help="GeoTIFF scene to fine-tune on (repeat, one per --labels).")] = None,
+    labels: Annotated[Optional[list[Path]], typer.Option(metavar="PATH", help="Polygon file (gpkg/shp/geojson) labeling the --raster at the same position.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. sam2unext-large (see 'sam2unext-geo models').")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(help="Start from these weights instead of a fresh model (fine-tuning); 'demo' works.")] = None,
     hiera: Annotated[Optional[Path], typer.Option(help="SAM2 checkpoint for the Hiera encoder (sam2_hiera_*.pt).")] = None,
     dinov2: Annotated[Optional[Path], typer.Option(help="DINOv2 weights for the auxiliary encoder (SAM2-UNeXT).")] = None,
@@ -97,17 +124,7 @@ def train(
 
     The paper's recipe is the default: AdamW (lr 2e-4, weight decay 5e-4), cosine annealing
     to 1e-7 over 20 epochs, batch 1, frozen encoders (SAM2-UNet: lr 1e-3, batch 12).
-
-    Examples:
-
-      sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT
-        --preset sam2unext-large --hiera sam2_hiera_large.pt --dinov2 dinov2_vitl14.pth -o runs/cod
-
-      sam2unext-geo train -o runs/cod --resume --preset sam2unext-large --hiera ... --dinov2 ...
-        --images ... --masks ...
-
-      sam2unext-geo train --raster scene.tif --labels roofs.gpkg --checkpoint model.safetensors
-        --epochs 5 -o runs/roofs
+    Snapshots every 5 epochs and at the end; --resume continues after a kill.
     """
     from sam2unext.train import TrainConfig, train_on_folders
 
@@ -153,11 +170,7 @@ def test(
 ) -> None:
     """Predict an image folder to 8-bit PNGs at each image's original size.
 
-    Maps are min-max normalized per image as the public test code does, ready for `evaluate`.
-
-    Example:
-
-      sam2unext-geo test -c runs/cod/epoch_020.safetensors --images COD10K/Imgs -o preds/COD10K
+    Maps are min-max normalized per image as the public test code does, ready for 'evaluate'.
     """
     from sam2unext import load_model
     from sam2unext.testing import predict_folder
@@ -179,10 +192,6 @@ def evaluate(
 
     Prints mean Dice, mean IoU, S-measure, weighted F, adaptive F, mean and max F (β²=0.3),
     mean E-measure and MAE; '*' marks the metrics the paper reports for --task.
-
-    Example:
-
-      sam2unext-geo evaluate --task cod --pred preds/COD10K --gt COD10K/GT --name COD10K -o results/cod10k
     """
     from sam2unext.evaluate import evaluate_folders, format_table, write_results
 

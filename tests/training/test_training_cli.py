@@ -15,10 +15,10 @@ from sam2unext.errors import DatasetError, InputError
 
 @pytest.fixture(scope="module")
 def app() -> typer.Typer:
+    """Registered as cli/main.py does: the function, with its module's epilog of examples."""
     app = typer.Typer()
-    app.command("train")(training.train)
-    app.command("test")(training.test)
-    app.command("evaluate")(training.evaluate)
+    for name in ("train", "test", "evaluate"):
+        app.command(name, epilog=getattr(training, f"{name.upper()}_EPILOG"))(getattr(training, name))
     return app
 
 
