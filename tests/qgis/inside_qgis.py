@@ -382,7 +382,61 @@ def check_qgis_process():
             f"sam2unext:vectorize → {again.name}")
 
 
-CHECKS = [check_load_unload, check_dialog_options, check_missing_environment, check_task_adds_layers,
+DESKTOP_CODE = """
+import json, os, traceback
+import qgis.utils
+from qgis.utils import iface
+from qgis.core import QgsApplication
+from qgis.PyQt.QtWidgets import QToolBar
+res = {}
+try:
+    qgis.utils.updateAvailablePlugins()
+    res["available"] = "sam2unext_geo" in qgis.utils.available_plugins
+    res["started"] = qgis.utils.loadPlugin("sam2unext_geo") and qgis.utils.startPlugin("sam2unext_geo")
+    bars = [b for b in iface.mainWindow().findChildren(QToolBar) if b.objectName() == "sam2unext_geo_toolbar"]
+    res["toolbar_actions"] = [a.objectName() for b in bars for a in b.actions()]
+    res["raster_menu"] = [a.text() for a in iface.rasterMenu().actions()]
+    from sam2unext_geo.dialog import PredictDialog
+    dlg = PredictDialog(iface.mainWindow(), iface.activeLayer())
+    res["dialog"] = dlg.windowTitle()
+    dlg.deleteLater()
+    res["provider"] = QgsApplication.processingRegistry().providerById("sam2unext") is not None
+    res["unloaded"] = qgis.utils.unloadPlugin("sam2unext_geo")
+    res["provider_after"] = QgsApplication.processingRegistry().providerById("sam2unext") is not None
+    res["toolbar_after"] = [b.objectName() for b in iface.mainWindow().findChildren(QToolBar)
+                            if b.objectName() == "sam2unext_geo_toolbar" and b.isVisible()]
+except Exception:
+    res["error"] = traceback.format_exc()
+with open(os.environ["SAM2UNEXT_RESULT"], "w") as f:
+    json.dump(res, f)
+os._exit(0)
+"""
+
+
+def check_desktop_app():
+    """The real QGIS desktop (Xvfb, real QgisInterface) loads the plugin and unloads it cleanly."""
+    xvfb, qgis_bin = shutil.which("xvfb-run"), shutil.which("qgis")
+    if not xvfb or not qgis_bin:
+        raise Skip("xvfb-run or the qgis desktop binary is not installed")
+    code, result = TMP / "desktop_code.py", TMP / "desktop_result.json"
+    code.write_text(DESKTOP_CODE)
+    home = TMP / "desktop_home"
+    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGIN_DIR), XDG_DATA_HOME=str(home / "data"),
+               XDG_CONFIG_HOME=str(home / "config"), SAM2UNEXT_RESULT=str(result))
+    env.pop("QT_QPA_PLATFORM", None)
+    proc = subprocess.run([xvfb, "-a", qgis_bin, "--nologo", "--noversioncheck", "--code", str(code)],
+                          env=env, capture_output=True, text=True, timeout=150)
+    assert result.exists(), (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    res = json.loads(result.read_text())
+    assert "error" not in res, res["error"]
+    assert res["available"] and res["started"] and res["provider"], res
+    assert res["toolbar_actions"] == ["sam2unext_geo_predict"], res
+    assert any("SAM2-UNeXT" in t for t in res["raster_menu"]), res["raster_menu"]
+    assert res["unloaded"] and not res["provider_after"] and not res["toolbar_after"], res
+    return f"QGIS desktop: toolbar {res['toolbar_actions']}, raster menu entry, dialog, provider; unloaded"
+
+
+CHECKS = [check_load_unload, check_desktop_app, check_dialog_options, check_missing_environment, check_task_adds_layers,
           check_cancel_leaves_nothing, check_qgis_process]
 
 
