@@ -321,6 +321,40 @@ def check_cancel_leaves_nothing():
         unload_plugin()
 
 
+def check_cancel_real_cli():
+    """Cancel the real command mid-predict: SIGTERM ends it (exit 143), nothing is left behind."""
+    exe = real_cli()
+    iface = IfaceStandIn()
+    plugin, _ = load_plugin(iface)
+    try:
+        import sam2unext_geo.runner as runner
+
+        scene = make_scene(TMP / "cancel_real.tif", size=384)
+        out = TMP / "cancel_real_out"
+        started: list = []
+        orig = runner.run_command
+
+        def spy(*a, **k):
+            k["on_started"] = started.append
+            return orig(*a, **k)
+
+        runner.run_command = spy
+        try:
+            task, stop_secs = run_task(plugin, exe, predict_options(runner, scene, out, tile_size=32,
+                                                                    vector=True),
+                                       cancel_after_progress=True, check_environment=False)
+        finally:
+            runner.run_command = orig
+        assert task.cancelled_run and task.error is None, (task.cancelled_run, task.error)
+        code = started[0].returncode
+        assert code is not None and stop_secs < runner.DEFAULT_GRACE_SECONDS + 3, (code, stop_secs)
+        assert not out.exists(), f"left behind: {list(out.iterdir())}"
+        assert not QgsProject.instance().mapLayers(), "layers added after cancel"
+        return f"real command stopped {stop_secs:.2f} s after Cancel (exit {code}); no layers, no files"
+    finally:
+        unload_plugin()
+
+
 def qgis_process_binary() -> str:
     """``qgis_process``; Debian 12's wrapper script passes --noversioncheck, which 3.22 rejects,
     so the real binary next to it is used when present."""
@@ -437,7 +471,7 @@ def check_desktop_app():
 
 
 CHECKS = [check_load_unload, check_desktop_app, check_dialog_options, check_missing_environment, check_task_adds_layers,
-          check_cancel_leaves_nothing, check_qgis_process]
+          check_cancel_leaves_nothing, check_cancel_real_cli, check_qgis_process]
 
 
 def main(argv=None) -> int:
