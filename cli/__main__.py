@@ -1,0 +1,5 @@
+"""``python -m sam2unext.cli`` runs the ``sam2unext-geo`` command."""
+
+from sam2unext.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""Human-readable formatting of sizes, areas, durations and result summaries."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def echo(message: str = "", *, err: bool = False) -> None:
+    """Print one line to stdout (or stderr) and flush."""
+    stream = sys.stderr if err else sys.stdout
+    print(message, file=stream, flush=True)
+
+
+def warn(message: str) -> None:
+    """Print ``warning: <message>`` on stderr."""
+    echo(f"warning: {message}", err=True)
+
+
+def seconds(value: float) -> str:
+    """``12.3 s``, ``4 min 05 s`` or ``1 h 02 min``."""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(int(round(value)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def area(value: float, linear_units: str | None) -> str:
+    """An area in map units: ``m²``/``ha``/``km²`` for metre CRSs, else ``<n> <unit>²``."""
+    if linear_units in ("metre", "meter", "m"):
+        if value < 10_000:
+            return f"{value:,.0f} m²"
+        if value < 1_000_000:
+            return f"{value / 10_000:,.2f} ha"
+        return f"{value / 1_000_000:,.3f} km²"
+    unit = linear_units or "map unit"
+    return f"{value:,.6g} {unit}²"
+
+
+def linear_units_of(raster: str | Path) -> str | None:
+    """The CRS linear unit name of a raster (``"metre"``), or None for geographic/no CRS."""
+    import rasterio
+
+    try:
+        with rasterio.open(raster) as ds:
+            if ds.crs is None or ds.crs.is_geographic:
+                return "degree" if ds.crs is not None else None
+            return ds.crs.linear_units
+    except Exception:  # a summary must not fail the run
+        return None
+
+
+def megabytes(n_bytes: int) -> str:
+    """``12.3 MB``."""
+    return f"{n_bytes / 1e6:.1f} MB"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    """A plain left-aligned text table."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Command-line argument parsing that typer does not do: globs, band lists, output naming."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+
+from sam2unext.errors import InputError, OutputError
+
+_GLOB_CHARS = set("*?[")
+RASTER_SUFFIXES = (".tif", ".tiff")
+
+
+def expand_scenes(patterns: list[str]) -> list[Path]:
+    """Scene paths from arguments that are paths or glob patterns, in order, without duplicates.
+
+    Raises:
+        InputError: a path that does not exist, or a glob that matches nothing.
+    """
+    scenes: list[Path] = []
+    for pattern in patterns:
+        if _GLOB_CHARS & set(pattern) and not Path(pattern).exists():
+            matches = sorted(glob.glob(pattern, recursive=True))
+            if not matches:
+                raise InputError(f"no file matches {pattern!r}; check the pattern")
+            scenes += [Path(m) for m in matches if Path(m).is_file()]
+        else:
+            path = Path(pattern)
+            if not path.exists() and not pattern.startswith("/vsi"):
+                raise InputError(f"input raster {path} does not exist; check the path")
+            scenes.append(path)
+    unique = list(dict.fromkeys(scenes))
+    if not unique:
+        raise InputError(f"no scene files in {' '.join(patterns)}")
+    return unique
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """``"3,2,1"`` → ``(3, 2, 1)``; None stays None.
+
+    Raises:
+        InputError: not a comma-separated list of positive integers.
+    """
+    if text is None:
+        return None
+    try:
+        bands = tuple(int(b) for b in text.replace(" ", "").split(",") if b)
+    except ValueError:
+        bands = ()
+    if not bands or any(b < 1 for b in bands):
+        raise InputError(f"--bands {text!r} must be 1-based band numbers, e.g. 3,2,1 or 1")
+    return bands
+
+
+def probability_outputs(scenes: list[Path], output: Path | None) -> list[Path | None]:
+    """Where each scene's probability raster goes.
+
+    ``output`` may be a ``.tif`` file (one scene only) or a folder (created if missing; each
+    scene becomes ``<folder>/<stem>_prob.tif``). None leaves the default, next to the scene.
+
+    Raises:
+        OutputError: a ``.tif`` output with several scenes, an output folder that cannot be
+            created or written, or two scenes with the same name going to one folder.
+    """
+    if output is None:
+        return [None] * len(scenes)
+    if output.suffix.lower() in RASTER_SUFFIXES and not output.is_dir():
+        if len(scenes) > 1:
+            raise OutputError(f"-o {output} is a file but {len(scenes)} scenes were given; pass a folder with -o")
+        return [output]
+    make_folder(output)
+    targets = [output / f"{scene.stem}_prob.tif" for scene in scenes]
+    seen: dict[Path, Path] = {}
+    for scene, target in zip(scenes, targets):
+        if target in seen:
+            raise OutputError(f"scenes {seen[target]} and {scene} would both write {target}; rename one")
+        seen[target] = scene
+    return targets
+
+
+def make_folder(folder: Path) -> Path:
+    """Create ``folder`` (and parents) and check it can be written.
+
+    Raises:
+        OutputError: it cannot be created, is a file, or is not writable.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output {folder} is a file, not a folder; choose a folder with -o")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {folder} ({exc.strerror}); choose another with -o") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder {folder} is not writable; choose another with -o")
+    return folder

@@ -1,0 +1,167 @@
+"""The ``sam2unext-geo`` command.
+
+Commands are plain typer functions in their own modules (``predict``, ``describe``, ``demo``,
+``training``); this module registers them and maps errors to exit codes in ONE place:
+
+* ``sam2unext.errors.UserError`` (a mistake the user can fix) → its one-line message on
+  stderr, exit 2;
+* usage errors (unknown option, bad value) → one line on stderr, exit 2;
+* anything else → ``error: internal error: ...`` on stderr, exit 1;
+* SIGTERM → ``SystemExit(143)`` so that temporary outputs are cleaned up; Ctrl-C → exit 130.
+
+Tracebacks are shown only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from sam2unext.errors import UserError
+
+from . import describe, demo, predict
+from .state import STATE
+
+PROG = "sam2unext-geo"
+
+app = typer.Typer(
+    name=PROG,
+    help="SAM2-UNeXT / SAM2-UNet segmentation of large georeferenced scenes: tiles, batched "
+         "inference, seamless probability COGs and polygons.",
+    epilog="Try it without any weights: 'sam2unext-geo demo'. Details: 'sam2unext-geo COMMAND --help'.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sam2unext import __version__
+
+        typer.echo(f"{PROG} {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    STATE.debug = STATE.debug or debug
+
+
+app.command(epilog=predict.PREDICT_EPILOG)(predict.predict)
+app.command(epilog=predict.VECTORIZE_EPILOG)(predict.vectorize)
+app.command(epilog=describe.INFO_EPILOG)(describe.info)
+app.command(epilog=describe.MODELS_EPILOG)(describe.models)
+app.command(epilog=demo.DEMO_EPILOG)(demo.demo)
+
+try:  # train / test / evaluate live with the training code
+    from . import training
+except ImportError as _exc:  # pragma: no cover - only while cli/training.py is missing
+    if getattr(_exc, "name", None) not in (f"{__package__}.training", "training"):
+        raise
+else:
+    for _name in ("train", "test", "evaluate"):
+        _fn = getattr(training, _name, None)
+        if _fn is not None:
+            app.command(epilog=getattr(training, f"{_name.upper()}_EPILOG", None))(_fn)
+
+
+def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Usage-error and abort classes of typer (recent typer vendors click) and of click."""
+    errors: list[type] = [getattr(typer, "TyperException", None)]
+    aborts: list[type] = [typer.Abort]
+    try:
+        import click
+
+        errors.append(click.exceptions.ClickException)
+        aborts.append(click.exceptions.Abort)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(c for c in errors if c is not None), tuple(dict.fromkeys(aborts))
+
+
+_CLICK_ERRORS, _ABORTS = _click_classes()
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise SystemExit(143)
+
+
+def _report(message: str, exit_code: int) -> int:
+    """Send an error to the JSON stream (when on) and to stderr; return the exit code."""
+    reporter = STATE.reporter
+    if reporter is not None and hasattr(reporter, "emit"):  # JsonProgress
+        reporter.emit({"event": "error", "message": message, "exit_code": int(exit_code)})
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return exit_code
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; return its exit code (the console script exits with it).
+
+    Args:
+        argv: arguments without the program name (default ``sys.argv[1:]``).
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted anywhere on the line, not only before the command.
+    head = args[: args.index("--")] if "--" in args else args
+    if "--debug" in head:
+        STATE.debug = True
+        args = [a for i, a in enumerate(args) if not (a == "--debug" and i < len(head))]
+    if threading_main():
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name=PROG, standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except UserError as exc:
+        if STATE.debug:
+            traceback.print_exc()
+        return _report(f"{_one_line(exc)}", exc.exit_code)
+    except _CLICK_ERRORS as exc:  # usage errors: unknown option, bad value, missing argument
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr, flush=True)
+            return 2
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        return _report(f"{_one_line(exc.format_message())}{hint}", 2)
+    except _ABORTS:
+        return _report("aborted", 130)
+    except KeyboardInterrupt:
+        return _report("interrupted", 130)
+    except SystemExit:
+        raise
+    except Exception as exc:  # anything else is our bug, not the user's
+        if STATE.debug:
+            traceback.print_exc()
+            hint = ""
+        else:
+            hint = " (rerun with --debug for the traceback)"
+        return _report(f"internal error: {type(exc).__name__}: {_one_line(exc)}{hint}", 1)
+    finally:
+        STATE.reporter = None
+
+
+def threading_main() -> bool:
+    """True in the main thread (signal handlers can only be installed there)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

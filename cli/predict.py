@@ -1,0 +1,183 @@
+"""``predict`` and ``vectorize``: run the geo pipeline on scenes, re-threshold probability rasters."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .formatting import area, echo, linear_units_of, seconds
+from .inputs import expand_scenes, parse_bands, probability_outputs
+from .state import STATE
+from .weights import model_loader
+
+
+class ProgressMode(str, Enum):
+    bar = "bar"
+    json = "json"
+    none = "none"
+
+
+class VectorFormat(str, Enum):
+    gpkg = "gpkg"
+    geojson = "geojson"
+    fgb = "fgb"
+    parquet = "parquet"
+
+
+class OutDtype(str, Enum):
+    uint8 = "uint8"
+    float32 = "float32"
+
+
+PREDICT_EPILOG = """\b
+Examples:
+  sam2unext-geo predict scene.tif --checkpoint sam2unext-large-buildings.safetensors
+  sam2unext-geo predict 'tiles/*.tif' -o results/ --checkpoint model.safetensors --device cuda --batch-size 16
+  sam2unext-geo predict scene.tif --checkpoint SAM2-UNeXT.pth --preset sam2unext-large --bands 3,2,1
+  sam2unext-geo predict scene.tif --checkpoint demo --progress json --overwrite
+\b
+Outputs: <scene>_prob.tif (Cloud-Optimized GeoTIFF, probability 0..255) and
+<scene>_prob_polygons.gpkg, next to the scene or in the -o folder.
+"""
+
+VECTORIZE_EPILOG = """\b
+Examples:
+  sam2unext-geo vectorize scene_prob.tif --threshold 0.6 --min-area 20
+  sam2unext-geo vectorize scene_prob.tif -o buildings.fgb --simplify 0.5 --fill-holes
+"""
+
+Checkpoint = Annotated[Optional[str], typer.Option(
+    "--checkpoint", "-c", help="Trained weights: our .safetensors, an upstream SAM2-UNeXT/SAM2-UNet .pth "
+    "(with --preset), or 'demo' (synthetic-scene demo weights).", show_default=False)]
+PresetOpt = Annotated[Optional[str], typer.Option(
+    "--preset", "-p", help="Model preset (see 'sam2unext-geo models'); needed for upstream .pth files. "
+    "Without --checkpoint the weights are random (pipeline testing only).", show_default=False)]
+Hiera = Annotated[Optional[Path], typer.Option(
+    "--hiera", help="SAM2 checkpoint (sam2_hiera_*.pt) for the encoder when building from --preset.",
+    show_default=False)]
+Dinov2 = Annotated[Optional[Path], typer.Option(
+    "--dinov2", help="DINOv2 weights (timm model.safetensors) when building from --preset.", show_default=False)]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
+Threshold = Annotated[float, typer.Option("--threshold", "-t", min=0.0, max=1.0,
+                                          help="Probability above which a pixel is foreground.")]
+MinArea = Annotated[float, typer.Option("--min-area", min=0.0, help="Drop polygons smaller than this (map units²).")]
+Simplify = Annotated[float, typer.Option("--simplify", min=0.0,
+                                         help="Douglas-Peucker tolerance in map units (0 = none).")]
+FillHoles = Annotated[bool, typer.Option("--fill-holes", help="Remove holes inside polygons.")]
+
+
+def predict(
+    scenes: Annotated[list[str], typer.Argument(
+        help="Scene rasters (GeoTIFF or anything GDAL reads): several paths and/or quoted globs.",
+        metavar="SCENE...", show_default=False)],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Probability .tif (one scene) or a folder (created) for all outputs.",
+        show_default=False)] = None,
+    checkpoint: Checkpoint = None,
+    preset: PresetOpt = None,
+    hiera: Hiera = None,
+    dinov2: Dinov2 = None,
+    tile_size: Annotated[Optional[int], typer.Option(
+        "--tile-size", min=16, help="Tile side in pixels (default: the model's input size).",
+        show_default=False)] = None,
+    overlap: Annotated[float, typer.Option("--overlap", min=0.0,
+                                           help="Tile overlap: a fraction (< 1) or pixels.")] = 0.25,
+    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 4,
+    device: Device = "auto",
+    dtype: Annotated[str, typer.Option("--precision", help="float32, bfloat16 or float16 (CUDA only).")] = "float32",
+    bands: Annotated[Optional[str], typer.Option(
+        "--bands", help="1-based bands to use as RGB, e.g. 3,2,1 (or one band for grey).",
+        show_default=False)] = None,
+    resolution: Annotated[Optional[float], typer.Option(
+        "--resolution", help="Resample to this pixel size (map units) before tiling.", show_default=False)] = None,
+    threshold: Threshold = 0.5,
+    vector: Annotated[bool, typer.Option("--vector/--no-vector", help="Also write polygons.")] = True,
+    vector_format: Annotated[VectorFormat, typer.Option("--format", "-f", help="Polygon file format.")]
+    = VectorFormat.gpkg,
+    min_area: MinArea = 0.0,
+    simplify: Simplify = 0.0,
+    fill_holes: FillHoles = False,
+    out_dtype: Annotated[OutDtype, typer.Option("--dtype", help="Probability raster type: uint8 (0..255) or "
+                                                "float32 (0..1).")] = OutDtype.uint8,
+    scheduler: Annotated[Optional[str], typer.Option(
+        "--scheduler", help="dask.distributed scheduler address (default: local threads).",
+        show_default=False)] = None,
+    overwrite: Overwrite = False,
+    progress: Annotated[ProgressMode, typer.Option(
+        "--progress", help="bar (stderr), json (one event per line on stdout) or none.")] = ProgressMode.bar,
+) -> None:
+    """Segment scenes: tiles -> model -> seamless probability COG -> polygons.
+
+    Needs weights: --checkpoint FILE (or --checkpoint demo), or --preset NAME.
+    """
+    from sam2unext.geo import make_progress, predict_raster
+
+    reporter = make_progress(progress.value)
+    STATE.reporter = reporter
+    t0 = time.perf_counter()
+    paths = expand_scenes(scenes)
+    band_sel = parse_bands(bands)
+    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
+    targets = probability_outputs(paths, output)
+    model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
+
+    results = []
+    for scene, target in zip(paths, targets):
+        results.append(predict_raster(
+            scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+            device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
+            vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
+            out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter))
+    total = time.perf_counter() - t0
+    reporter.complete(len(results), total)
+    if progress is not ProgressMode.json:
+        print_summary(paths, results, total)
+
+
+def print_summary(scenes: list[Path], results: list, total: float) -> None:
+    """Per-scene lines and a total: outputs, tiles run, time, area found."""
+    units = linear_units_of(results[0].probability) if results else None
+    for scene, res in zip(scenes, results):
+        skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
+        found = f", {area(res.area, units)} found" if res.vector is not None else ""
+        echo(f"{scene}: {res.tiles_run} tiles{skipped} in {seconds(res.seconds)}{found}")
+        echo(f"  probability: {res.probability}")
+        if res.vector is not None:
+            echo(f"  polygons:    {res.vector}")
+    if len(results) > 1:
+        tiles = sum(r.tiles_run for r in results)
+        found = sum(r.area for r in results)
+        echo(f"total: {len(results)} scenes, {tiles} tiles in {seconds(total)}, {area(found, units)} found")
+
+
+def vectorize(
+    probability: Annotated[Path, typer.Argument(help="Probability raster written by predict.",
+                                                show_default=False, metavar="PROB.tif")],
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Polygon file (default <raster stem>_polygons.<format> next to it).",
+        show_default=False)] = None,
+    threshold: Threshold = 0.5,
+    vector_format: Annotated[Optional[VectorFormat], typer.Option(
+        "--format", "-f", help="gpkg, geojson, fgb or parquet (default: from the -o suffix, else gpkg).",
+        show_default=False)] = None,
+    min_area: MinArea = 0.0,
+    simplify: Simplify = 0.0,
+    fill_holes: FillHoles = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Re-threshold a probability raster into polygons without rerunning the model."""
+    from sam2unext.geo import vectorize_raster
+
+    t0 = time.perf_counter()
+    res = vectorize_raster(probability, output, threshold=threshold, min_area=min_area, fill_holes=fill_holes,
+                           simplify=simplify, vector_format=vector_format.value if vector_format else None,
+                           overwrite=overwrite, progress="none")
+    units = linear_units_of(probability)
+    echo(f"{probability}: {res.count} polygons, {area(res.area, units)} at threshold {threshold} "
+         f"in {seconds(time.perf_counter() - t0)}")
+    echo(f"  polygons: {res.path}")

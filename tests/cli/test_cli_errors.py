@@ -1,0 +1,109 @@
+"""Every documented user error: exit 2, one ``error:`` line naming the problem, no partial file."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cli_helpers import COMMAND, files_in, json_events, run_cli, write_small_scene
+
+
+def assert_user_error(res, message: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), res.stderr
+    assert message in lines[-1], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.fixture
+def work(scenes_dir, tmp_path):
+    """A folder holding one scene, a text file posing as a raster and a mismatched checkpoint."""
+    shutil.copy(scenes_dir / "beta.tif", tmp_path / "scene.tif")
+    (tmp_path / "notes.tif").write_text("not a raster\n")
+    from sam2unext import build_model, save_checkpoint
+
+    save_checkpoint(build_model("sam2unext-test"), tmp_path / "unext.safetensors")
+    return tmp_path
+
+
+CASES = {
+    "missing file": (["predict", "missing.tif", "--preset", "sam2unext-test"], "missing.tif does not exist"),
+    "glob matching nothing": (["predict", "nothing*.tif", "--preset", "sam2unext-test"], "no file matches"),
+    "not a raster": (["predict", "notes.tif", "--preset", "sam2unext-test"], "not a raster"),
+    "bad band": (["predict", "scene.tif", "--preset", "sam2unext-test", "--bands", "5"], "band 5 is out of range"),
+    "bad band list": (["predict", "scene.tif", "--preset", "sam2unext-test", "--bands", "red"], "--bands 'red'"),
+    "no weights": (["predict", "scene.tif"], "no weights given"),
+    "checkpoint/preset mismatch": (["predict", "scene.tif", "--checkpoint", "unext.safetensors", "--preset",
+                                    "sam2unet-test"], "was saved for preset 'sam2unext-test'"),
+    "unknown preset": (["predict", "scene.tif", "--preset", "sam2unext-huge"], "unknown preset 'sam2unext-huge'"),
+    "missing checkpoint": (["predict", "scene.tif", "--checkpoint", "nope.safetensors"], "checkpoint not found"),
+    "unwritable folder": (["predict", "scene.tif", "--checkpoint", "demo", "-o", "notes.tif/out"],
+                          "cannot create output folder notes.tif/out"),
+    "file output for many scenes": (["predict", "scene.tif", "notes.tif", "--checkpoint", "demo", "-o", "x.tif"],
+                                    "pass a folder with -o"),
+    "unknown option": (["predict", "scene.tif", "--tile", "9"], "No such option: --tile"),
+    "bad choice": (["predict", "scene.tif", "--progress", "loud"], "'loud' is not one of"),
+    "vectorize missing": (["vectorize", "missing_prob.tif"], "missing_prob.tif does not exist"),
+    "vectorize bad format": (["vectorize", "scene.tif", "--format", "shp"], "'shp' is not one of"),
+    "info not a raster": (["info", "notes.tif"], "not a raster"),
+    "demo into a file": (["demo", "-o", "notes.tif"], "is a file, not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_user_error_exits_2_with_one_line_and_leaves_no_file(work, case):
+    args, message = CASES[case]
+    before = files_in(work)
+    res = run_cli(*args, cwd=work)
+    assert_user_error(res, message)
+    assert files_in(work) == before
+
+
+def test_existing_output_needs_overwrite(work):
+    (work / "scene_prob.tif").write_bytes(b"keep me")
+    before = files_in(work)
+    res = run_cli("predict", "scene.tif", "--checkpoint", "demo", cwd=work)
+    assert_user_error(res, "scene_prob.tif already exists")
+    assert files_in(work) == before and (work / "scene_prob.tif").read_bytes() == b"keep me"
+
+    again = run_cli("predict", "scene.tif", "--checkpoint", "demo", "--overwrite", "--progress", "none", cwd=work)
+    assert again.returncode == 0, again.stderr
+    assert (work / "scene_prob.tif").stat().st_size > 1000
+
+
+def test_json_mode_reports_the_error_as_the_only_stdout_line(work):
+    res = run_cli("predict", "missing.tif", "--preset", "sam2unext-test", "--progress", "json", cwd=work)
+    assert_user_error(res, "does not exist")
+    events = json_events(res.stdout)
+    assert len(events) == 1 and events[0]["event"] == "error" and events[0]["exit_code"] == 2
+    assert "missing.tif does not exist" in events[0]["message"]
+
+
+def test_debug_shows_the_traceback(work):
+    res = run_cli("predict", "missing.tif", "--preset", "sam2unext-test", "--debug", cwd=work)
+    assert res.returncode == 2 and "Traceback" in res.stderr and "InputError" in res.stderr
+
+
+def test_sigterm_exits_143_and_leaves_no_output(tmp_path):
+    scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*COMMAND, "predict", str(scene), "-o", str(out), "--preset", "sam2unext-test",
+                             "--progress", "json", "--batch-size", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:  # wait until tiles are being predicted
+            if '"stage":"predict"' in line and '"done":0' not in line:
+                break
+            assert time.monotonic() < deadline, "no progress event"
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    assert rc == 143, proc.stderr.read()
+    assert files_in(out) == set()

@@ -1,0 +1,53 @@
+"""``info``, ``models``, ``--help`` and ``--version``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli_helpers import run_cli
+
+COMMANDS = ["predict", "vectorize", "info", "models", "demo", "train", "test", "evaluate"]
+
+
+def test_info_reports_bands_stretch_tiles_and_measured_time(scene):
+    res = run_cli("info", scene, "--preset", "sam2unext-test", "--device", "cpu", "--json")
+    assert res.returncode == 0, res.stderr
+    facts = json.loads(res.stdout)
+    assert (facts["width"], facts["height"], facts["count"]) == (384, 384, 3)
+    assert facts["crs"] == "EPSG:32633" and facts["dtypes"] == ["uint8"] * 3
+    assert facts["bands_used"] == [1, 2, 3] and facts["stretch"] is None
+    assert facts["tile_size"] == 256 and facts["tiles"] == 4
+    assert facts["seconds_per_tile"] > 0 and facts["estimated_seconds"] == pytest.approx(4 * facts["seconds_per_tile"])
+
+    text = run_cli("info", scene, "--tile-size", "128")
+    assert text.returncode == 0, text.stderr
+    assert "tiles:       16 of 128 px" in text.stdout and "EPSG:32633" in text.stdout
+
+
+def test_models_lists_presets_and_their_weight_files():
+    res = run_cli("models", "--json")
+    assert res.returncode == 0, res.stderr
+    rows = {r["preset"]: r for r in json.loads(res.stdout)}
+    assert {"sam2unext-large", "sam2unet-large", "sam2unext-test", "sam2unet-test"} <= set(rows)
+    large = rows["sam2unext-large"]
+    assert large["sam2_weights"] == "sam2_hiera_large.pt" and "vit_large_patch14_dinov2" in large["dinov2_weights"]
+    assert (large["input"], large["low_res"]) == (1024, 448) and large["parameters_m"] > 100
+    assert rows["sam2unet-large"]["low_res"] is None
+    text = run_cli("models")
+    assert text.returncode == 0 and "sam2unext-base_plus" in text.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command):
+    res = run_cli(command, "--help")
+    assert res.returncode == 0, res.stderr
+    assert "Usage: sam2unext-geo " + command in res.stdout
+    assert "Example" in res.stdout
+
+
+def test_version_and_bare_command():
+    assert run_cli("--version").stdout.startswith("sam2unext-geo ")
+    bare = run_cli()
+    assert bare.returncode == 2 and "Commands:" in bare.stderr
