@@ -99,3 +99,21 @@ def test_deep_supervision_sums_the_three_outputs():
     want = sum(structure_loss(o, mask) for o in outs)
     assert torch.equal(deep_supervision_loss(outs, mask), want)
     assert torch.equal(deep_supervision_loss(outs[0], mask), structure_loss(outs[0], mask))
+
+
+def test_grad_checkpointing_keeps_adapter_gradients():
+    from sam2unext.train import enable_grad_checkpointing, make_training_model
+
+    torch.manual_seed(1)
+    x = torch.randn(1, 3, 256, 256)
+    mask = (torch.rand(1, 1, 256, 256) > 0.5).float()
+    grads = []
+    for checkpointing in (False, True):
+        model = make_training_model(PRESET, seed=0).train()
+        if checkpointing:
+            assert enable_grad_checkpointing(model) >= 1
+        deep_supervision_loss(model(x), mask).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    assert any(".blocks." in n for n in grads[0])  # adapters inside the checkpointed encoder blocks
+    for name, value in grads[0].items():
+        torch.testing.assert_close(grads[1][name], value, rtol=1e-4, atol=1e-6, msg=name)
