@@ -209,14 +209,34 @@ class PredictDialog(QDialog):
         """Run ``--version`` and ``models``; show the result under the executable field."""
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
-            info = runner.check_environment(self.executable())
-            self.env_label.setText(f"OK: {info['executable']} — {info['version']}")
+            exe = self.executable()
+            info = runner.check_environment(exe)
+            self.add_presets(runner.preset_names(info["models"]))
+            gpu = runner.gpu_available(exe)
+            self.set_gpu_available(gpu)
+            gpu_text = {True: "GPU available", False: "no GPU: CPU only", None: "GPU unknown"}[gpu]
+            self.env_label.setText(f"OK: {info['executable']} — {info['version']} — {gpu_text}")
             return True
         except runner.EnvironmentProblem as exc:
             self.env_label.setText(str(exc))
             return False
         finally:
             QApplication.restoreOverrideCursor()
+
+    def add_presets(self, names: list) -> None:
+        """Offer the presets the installed command knows (keeps the current choice)."""
+        current = self.preset_combo.currentText()
+        for name in names:
+            if self.preset_combo.findText(name) < 0:
+                self.preset_combo.addItem(name)
+        self.preset_combo.setCurrentText(current)
+
+    def set_gpu_available(self, available) -> None:
+        """Enable the GPU device entry unless the environment has no CUDA GPU (``False``)."""
+        item = self.device_combo.model().item(self.device_combo.findData("cuda"))
+        item.setEnabled(available is not False)
+        if available is False and self.device_combo.currentData() == "cuda":
+            self.device_combo.setCurrentIndex(self.device_combo.findData("auto"))
 
     def _accept(self) -> None:
         try:

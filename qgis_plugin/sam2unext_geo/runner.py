@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -213,6 +214,51 @@ def check_environment(executable: str, timeout: float = 120.0, full: bool = True
                 f"looks broken. {INSTALL_HINT}")
         info[key] = proc.stdout.strip()
     return info
+
+
+def preset_names(models_output: str) -> list[str]:
+    """Preset names from the table printed by ``sam2unext-geo models`` (first column)."""
+    names = []
+    for line in models_output.splitlines():
+        words = line.split()
+        if words and (words[0] == "demo" or re.fullmatch(r"[A-Za-z0-9][\w.]*-[\w.-]*\w", words[0])):
+            names.append(words[0])
+    return names
+
+
+def environment_python(executable: str) -> Optional[str]:
+    """The Python of the command's environment: from its ``#!`` line, else next to it (symlinks resolved)."""
+    try:
+        with open(executable, "rb") as f:
+            first = f.readline(512).decode("utf-8", "replace")
+    except OSError:
+        first = ""
+    if first.startswith("#!"):
+        interpreter = first[2:].strip().split(" ")[0]
+        if os.path.isfile(interpreter):
+            return interpreter
+    folder = Path(executable).resolve().parent
+    for name in ("python.exe", "python", "python3"):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return None
+
+
+def gpu_available(executable: str, timeout: float = 120.0) -> Optional[bool]:
+    """Whether torch in the command's environment sees a CUDA GPU (``None``: could not tell)."""
+    python = environment_python(executable)
+    if python is None:
+        return None
+    kwargs = _popen_kwargs()
+    for key in ("bufsize", "stdin"):
+        kwargs.pop(key)
+    try:
+        proc = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
+                              stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = proc.stdout.strip()
+    return {"True": True, "False": False}.get(out) if proc.returncode == 0 else None
 
 
 def _last_line(text: Optional[str]) -> str:

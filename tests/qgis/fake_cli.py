@@ -94,7 +94,9 @@ def main(argv):
         print("sam2unext-geo 0.1.0 (fake)")
         return 0
     if argv[:1] == ["models"]:
-        print("sam2unext-test\nsam2unet-test")
+        print("preset          family      input\n--------------  ----------  -----\n"
+              "sam2unext-test  SAM2-UNeXT  256\nsam2unet-fake   SAM2-UNet   256\n"
+              "demo (--checkpoint demo)  SAM2-UNeXT  256\n\nPredicting needs a trained checkpoint.")
         return 0
     if argv[:1] == ["predict"]:
         try:

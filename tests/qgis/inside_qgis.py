@@ -224,8 +224,17 @@ def check_dialog_options():
         again = PredictDialog(None, layer)
         assert again.tile_spin.value() == 128 and again.preset_combo.currentText() == "sam2unext-test"
         assert QgsSettings().value("sam2unext_geo/bands") == "3, 2,1"
+        again.exe_widget.setFilePath(fake_executable())
+        assert again.check_environment(), again.env_label.text()
+        assert again.env_label.text().startswith("OK:") and "fake" in again.env_label.text()
+        assert again.preset_combo.findText("sam2unet-fake") >= 0, "presets not read from `models`"
+        again.set_gpu_available(False)
+        assert not again.device_combo.model().item(again.device_combo.findData("cuda")).isEnabled()
+        again.exe_widget.setFilePath(str(TMP / "missing" / "sam2unext-geo"))
+        assert not again.check_environment() and "pip install" in again.env_label.text()
         QgsProject.instance().removeAllMapLayers()
-        return "options built from widgets; values restored from QgsSettings in a new dialog"
+        return ("options built from widgets; values restored from QgsSettings in a new dialog; "
+                "Check reads presets from `models`, reports a missing command with the install command")
     finally:
         unload_plugin()
 

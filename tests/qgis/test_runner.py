@@ -63,6 +63,23 @@ def test_parse_event_and_progress():
     assert runner.progress_percent({"event": "start"}) is None
 
 
+def test_preset_names_from_models_table():
+    table = """preset                    family      input
+------------------------  ----------  -----
+sam2unext-large           SAM2-UNeXT  1024
+sam2unet-test             SAM2-UNet   256
+demo (--checkpoint demo)  SAM2-UNeXT  256
+
+Predicting needs a trained checkpoint (--checkpoint); the SAM2/DINOv2 files initialise training.
+"""
+    assert runner.preset_names(table) == ["sam2unext-large", "sam2unet-test", "demo"]
+
+
+def test_environment_python_next_to_or_from_shebang(tmp_path):
+    exe = make_exe(tmp_path, "print('x')\n")
+    assert runner.environment_python(exe) == sys.executable
+
+
 def test_find_executable_messages_and_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(runner.EnvironmentProblem, match="pip install"):
