@@ -460,7 +460,6 @@ class DemoResult:
         iou_whole: IoU of the same weights on the whole scene resized to one model input
             (no tiling), or None when not computed.
         tiles_run, seconds, polygons: tiles sent to the model, pipeline wall time, polygon count.
-        counts: objects drawn in the scene.
     """
 
     scene: Path
@@ -473,7 +472,6 @@ class DemoResult:
     tiles_run: int
     seconds: float
     polygons: int
-    counts: dict[str, int]
 
 
 def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED, tile_size: int | None = None,
@@ -528,7 +526,7 @@ def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED
         look = write_quicklook(scene_path, res.probability, res.vector, folder / "demo_quicklook.png",
                                title=f"demo scene (synthetic), IoU {iou:.3f} through the tiled pipeline")
     return DemoResult(scene_path, truth_path, res.probability, res.vector, look, iou, iou_whole, res.tiles_run,
-                      res.seconds, n_polygons, {})
+                      res.seconds, n_polygons)
 
 
 def write_quicklook(scene: str | Path, probability: str | Path, vector: str | Path | None, output: str | Path, *,
@@ -579,10 +577,12 @@ def write_quicklook(scene: str | Path, probability: str | Path, vector: str | Pa
         if len(gdf):
             gdf.boundary.plot(ax=axes[2], color="#00e5ff", linewidth=0.8)
         axes[2].set_title(f"polygons ({len(gdf)})")
-    for ax in axes:
+    for i, ax in enumerate(axes):
         ax.set_xlim(extent[0], extent[1])
         ax.set_ylim(extent[2], extent[3])
-        ax.tick_params(labelsize=7)
+        ax.set_xlabel("")
+        ax.set_ylabel("")
+        ax.tick_params(labelsize=7, labelleft=i == 0, labelbottom=i == 0)
         ax.ticklabel_format(useOffset=False, style="plain")
     if title:
         fig.suptitle(title)
