@@ -29,12 +29,14 @@ def test_help_texts_have_options_and_examples(app, command, needle):
     assert needle in result.output and "sam2unext-geo " + command in result.output
 
 
-def test_train_test_evaluate_round_trip(app, folder_data, tmp_path):
+def test_train_test_evaluate_round_trip(app, folder_data, short_run, tmp_path):
+    """Fine-tune from a snapshot (preset read from it), predict the folder, score it."""
     images, masks = folder_data
     run = tmp_path / "run"
     runner = CliRunner()
     result = runner.invoke(app, ["train", "--task", "cod", "--images", str(images), "--masks", str(masks),
-                                 "--preset", PRESET, "--epochs", "1", "--workers", "0", "--no-progress",
+                                 "--checkpoint", str(short_run.last_snapshot), "--epochs", "1", "--workers", "0",
+                                 "--no-progress",
                                  "-o", str(run)])
     assert result.exit_code == 0, result.output
     assert (run / "epoch_001.safetensors").is_file() and "trained 1 epochs" in result.output
