@@ -217,9 +217,12 @@ def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device,
             stack.callback(close_dataset, mask_src)
             writer = stack.enter_context(ProbabilityWriter(out, height=plan.height, width=plan.width,
                                                            transform=plan.transform, crs=plan.crs,
-                                                           out_dtype=out_dtype, overwrite=overwrite))
+                                                           out_dtype=out_dtype, overwrite=overwrite,
+                                                           masked=plan.masked))
 
             def valid(row0: int, rows: int) -> np.ndarray:
+                if not plan.masked:
+                    return np.ones((rows, plan.width), dtype=bool)
                 return read_valid(mask_src, Window(0, row0, plan.width, rows), plan.bands)
 
             stitcher = RowBandStitcher(grid, writer.write_rows, valid)

@@ -4,7 +4,7 @@ Each tile's prediction is multiplied by a separable raised-cosine window that is
 middle and falls towards the tile edge over the overlap, but never reaches 0: sample ``i`` of a
 ramp of ``n`` samples has weight ``0.5 - 0.5*cos(pi*(i+0.5)/n)`` > 0. Because the tile grid is
 a product of row and column offsets, the total weight at a pixel is the product of the 1-D
-sums, so the normalizer is exact and needs no accumulator of its own.
+sums, so the normalizer needs no accumulator of its own.
 """
 
 from __future__ import annotations
@@ -48,15 +48,18 @@ def axis_weight_sum(length: int, offsets: Sequence[int], window_1d: np.ndarray) 
     return total
 
 
-def normalize(weighted_sum: np.ndarray, row_weights: np.ndarray, col_weights: np.ndarray) -> np.ndarray:
+def normalize(weighted_sum: np.ndarray, inv_row_weights: np.ndarray, inv_col_weights: np.ndarray) -> np.ndarray:
     """Weighted mean from an accumulated ``sum(w*p)`` and the separable weight totals.
 
     Args:
         weighted_sum: ``[rows, cols]`` float64 accumulated ``w*p``.
-        row_weights: ``[rows]`` totals from :func:`axis_weight_sum` for those rows.
-        col_weights: ``[cols]`` totals for the columns.
+        inv_row_weights: ``[rows]`` reciprocals of the :func:`axis_weight_sum` totals of those rows.
+        inv_col_weights: ``[cols]`` reciprocals of the column totals.
 
     Returns:
-        float32 probabilities; when every tile agrees on ``p`` the result is exactly ``p``.
+        float32 probabilities. When every tile agrees on a float32 ``p``, the float64 result is
+        within a few float64 ulps of ``p``, so the cast to float32 gives exactly ``p``.
     """
-    return (weighted_sum / np.multiply.outer(row_weights, col_weights)).astype(np.float32)
+    out = weighted_sum * inv_col_weights
+    out *= inv_row_weights[:, None]
+    return out.astype(np.float32)

@@ -11,6 +11,7 @@ The distributed path is in :mod:`sam2unext.geo.cluster`.
 
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -118,7 +119,7 @@ def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchRes
         graph[(f"predicted-{token}", k)] = (_token, (f"predict-{token}", k))
         prev_stitch = (f"stitch-{token}", k - 1) if k else None
         graph[(f"stitch-{token}", k)] = (stitch, (f"predict-{token}", k), prev_stitch)
-    workers = num_workers or max(4, min(16, batch_size * prefetch + 2))
+    workers = num_workers or max(2, min((os.cpu_count() or 2) + 2, batch_size * prefetch + 2))
     try:
         if batches:
             threaded_get(graph, [(f"stitch-{token}", len(batches) - 1)], num_workers=workers)

@@ -25,7 +25,7 @@ from torch import nn
 
 from sam2unext.data import EpochDataset, normalize_tensor, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
-from sam2unext.train import TrainConfig, TrainResult, make_training_model, train_model
+from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
 
 from .reading import ReadPlan, apply_stretch, make_plan
 
@@ -277,6 +277,8 @@ def finetune(
     """
     config = config or TrainConfig()
     scenes = pair_scenes(rasters, labels)
+    if resume and preset is None:
+        preset, checkpoint = resume_preset(run_dir), None  # weights come from the snapshot
     model = make_training_model(preset, hiera=hiera, dinov2=dinov2, checkpoint=checkpoint, seed=config.seed)
     dataset = GeoTileDataset(
         scenes, model.input_size, tiles_per_scene=tiles_per_scene, bands=bands, stretch=stretch,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from affine import Affine
-from rasterio.enums import ColorInterp, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -107,6 +107,8 @@ class ReadPlan:
         transform: geotransform of the processing grid.
         crs: CRS (WKT) or None.
         resample: True when reading through a resampling (warped) view.
+        masked: False when GDAL reports every pixel of the bands valid (no nodata, alpha or
+            mask), so validity reads are skipped.
     """
 
     path: str
@@ -117,6 +119,7 @@ class ReadPlan:
     transform: Affine
     crs: str | None
     resample: bool = False
+    masked: bool = True
 
     def open(self):
         """Open a dataset for this plan: the file, or a resampled view of it.
@@ -264,8 +267,7 @@ class TileReader:
         """
         ds = self.dataset()
         inner = clip_window(window, self.plan.height, self.plan.width)
-        valid = read_valid(ds, inner, self.plan.bands)
-        if not valid.any():
+        if self.plan.masked and not read_valid(ds, inner, self.plan.bands).any():
             return None
         unique = sorted(set(self.plan.bands))
         data = ds.read(unique, window=inner)
@@ -306,4 +308,6 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
             if vrt is not None:
                 vrt.close()
         crs = src.crs.to_wkt() if src.crs else None
-        return ReadPlan(str(path), sel, st, height, width, transform, crs, bool(resolution))
+        masked = bool(resolution) or any(
+            src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
+        return ReadPlan(str(path), sel, st, height, width, transform, crs, bool(resolution), masked)

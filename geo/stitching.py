@@ -40,6 +40,10 @@ class RowBandStitcher:
         self._w1d = ramp_window(grid.tile_size, grid.overlap_px)
         self._row_total = axis_weight_sum(grid.height, grid.row_offsets, self._w1d)
         self._col_total = axis_weight_sum(grid.width, grid.col_offsets, self._w1d)
+        self._inv_row = 1.0 / self._row_total
+        self._inv_col = 1.0 / self._col_total
+        self._w2d = np.outer(self._w1d, self._w1d)
+        self._tmp = np.empty_like(self._w2d)
         self._acc = np.zeros((min(grid.tile_size, grid.height), grid.width), dtype=np.float64)
         self._base = 0  # scene row of self._acc[0]
         self._next = 0  # next expected tile index
@@ -56,8 +60,7 @@ class RowBandStitcher:
             r0, c0 = g.row_offsets[r], g.col_offsets[c]
             h = min(g.tile_size, g.height - r0)
             w = min(g.tile_size, g.width - c0)
-            weighted = np.multiply.outer(self._w1d[:h], self._w1d[:w])
-            weighted *= prob[:h, :w]
+            weighted = np.multiply(self._w2d[:h, :w], prob[:h, :w], out=self._tmp[:h, :w])
             self._acc[r0 - self._base: r0 - self._base + h, c0:c0 + w] += weighted
         self._next += 1
         if c == n_cols - 1:
@@ -72,7 +75,7 @@ class RowBandStitcher:
         for r0 in range(0, n, FLUSH_ROWS):  # in chunks: temporaries stay small
             r1 = min(r0 + FLUSH_ROWS, n)
             row0 = self._base + r0
-            prob = normalize(self._acc[r0:r1], self._row_total[row0:self._base + r1], self._col_total)
+            prob = normalize(self._acc[r0:r1], self._inv_row[row0:self._base + r1], self._inv_col)
             self._write(row0, prob, self._valid(row0, r1 - r0))
         self.rows_written += n
         keep = self._acc.shape[0] - n

@@ -1,10 +1,10 @@
 """Write the stitched probability raster: row strips to a temporary file, then a COG.
 
-Rows arrive top to bottom from the stitcher and go to an uncompressed, striped temporary
-GeoTIFF in the target folder (whole strips, so nothing is read back or held in GDAL's cache).
-On :meth:`ProbabilityWriter.commit` GDAL's COG driver copies it to a tiled, compressed
-Cloud-Optimized GeoTIFF with overviews under a second temporary name, which is then renamed
-onto the output. Any failure (``KeyboardInterrupt`` and ``SystemExit`` included) removes
+Rows arrive top to bottom from the stitcher and go to an uncompressed, tiled temporary
+GeoTIFF in the target folder (partly written blocks wait in GDAL's block cache, whose size the
+caller bounds). On :meth:`ProbabilityWriter.commit` GDAL's COG driver copies it to a tiled,
+ZSTD-compressed Cloud-Optimized GeoTIFF with overviews under a second temporary name, which
+is then renamed onto the output. Any failure (``KeyboardInterrupt`` and ``SystemExit`` included) removes
 both temporary files.
 """
 
@@ -25,6 +25,8 @@ from rasterio.windows import Window
 from sam2unext.errors import OutputError
 
 OUT_DTYPES = ("uint8", "float32")
+#: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.
+COMPRESS, COMPRESS_LEVEL = "ZSTD", 1
 
 
 def quantize_probability(prob: np.ndarray) -> np.ndarray:
@@ -76,22 +78,24 @@ class ProbabilityWriter:
         out_dtype: ``"uint8"`` (0..255, invalid pixels masked with an internal mask band)
             or ``"float32"`` (0..1, invalid pixels NaN = nodata).
         overwrite: replace an existing output at commit time.
+        masked: whether some input pixels may be invalid (uint8: write a mask band).
 
     Use as a context manager; call :meth:`commit` at the end of the ``with`` block.
     """
 
     def __init__(self, path: Path, *, height: int, width: int, transform: Affine, crs, out_dtype: str = "uint8",
-                 overwrite: bool = False):
+                 overwrite: bool = False, masked: bool = True):
         if out_dtype not in OUT_DTYPES:
             raise OutputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
         self.path = Path(path)
         self.out_dtype = out_dtype
         self.overwrite = overwrite
+        self.masked = masked
         self.height, self.width = height, width
         self._strips = temp_name(self.path, "strips")
         self._cog = temp_name(self.path, "cog")
         profile = dict(driver="GTiff", width=width, height=height, count=1, dtype=out_dtype,
-                       transform=transform, crs=crs, tiled=False, blockysize=1, interleave="band")
+                       transform=transform, crs=crs, tiled=True, blockxsize=512, blockysize=512)
         if out_dtype == "float32":
             profile["nodata"] = float("nan")
         self._profile = profile
@@ -120,7 +124,8 @@ class ProbabilityWriter:
             values = quantize_probability(prob)
             values[~valid] = 0
             self._ds.write(values, 1, window=window)
-            self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
+            if self.masked:
+                self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
         else:
             values = np.where(valid, prob, np.float32(np.nan)).astype(np.float32)
             self._ds.write(values, 1, window=window)
@@ -133,10 +138,9 @@ class ProbabilityWriter:
         """
         self._ds.close()
         self._ds = None
-        opts = dict(driver="COG", compress="DEFLATE", blocksize=512, overviews="AUTO",
-                    resampling="average", num_threads="ALL_CPUS", bigtiff="IF_SAFER")
-        if self.out_dtype == "float32":
-            opts["predictor"] = 3
+        opts = dict(driver="COG", compress=COMPRESS, level=COMPRESS_LEVEL, blocksize=512, overviews="AUTO",
+                    resampling="average", bigtiff="IF_SAFER",
+                    predictor=3 if self.out_dtype == "float32" else 2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             rasterio.shutil.copy(self._strips, self._cog, **opts)
