@@ -33,7 +33,7 @@ def option(args, name, default=None):
 
 
 def predict(args):
-    from osgeo import gdal, ogr, osr
+    from osgeo import gdal
 
     gdal.UseExceptions()
     scene, out_dir = args[0], option(args, "-o")
@@ -64,25 +64,45 @@ def predict(args):
     vector = None
     if "--no-vector" not in args:
         vector = os.path.join(out_dir, f"{stem}_polygons.gpkg")
-        tmpv = vector + ".tmp.gpkg"
-        TEMPS.append(tmpv)
-        gt = src.GetGeoTransform()
-        ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmpv)
-        srs = osr.SpatialReference(wkt=src.GetProjection())
-        layer = ds.CreateLayer("polygons", srs, ogr.wkbPolygon)
-        x0, x1 = gt[0] + gt[1] * w / 2, gt[0] + gt[1] * w
-        y0, y1 = gt[3], gt[3] + gt[5] * h
-        feat = ogr.Feature(layer.GetLayerDefn())
-        feat.SetGeometry(ogr.CreateGeometryFromWkt(
-            f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"))
-        layer.CreateFeature(feat)
-        ds = None
-        emit(event="progress", stage="vectorize", done=1, total=1)
-        os.replace(tmpv, vector)
+        write_polygon(vector, src)
         TEMPS.append(vector)
+        emit(event="progress", stage="vectorize", done=1, total=1)
     emit(event="done", scene=stem, probability=prob, vector=vector, tiles_run=tiles,
          tiles_skipped=0, seconds=0.1, area=0.0)
     emit(event="complete", scenes=1, seconds=0.1)
+
+
+def write_polygon(path, src):
+    """One polygon over the right half of ``src`` (an open GDAL dataset), written through a temp name."""
+    from osgeo import ogr, osr
+
+    w, h, gt = src.RasterXSize, src.RasterYSize, src.GetGeoTransform()
+    tmp = path + ".tmp.gpkg"
+    TEMPS.append(tmp)
+    ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
+    layer = ds.CreateLayer("polygons", osr.SpatialReference(wkt=src.GetProjection()), ogr.wkbPolygon)
+    x0, x1 = gt[0] + gt[1] * w / 2, gt[0] + gt[1] * w
+    y0, y1 = gt[3], gt[3] + gt[5] * h
+    feat = ogr.Feature(layer.GetLayerDefn())
+    feat.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y1},{x0} {y0}))"))
+    layer.CreateFeature(feat)
+    ds = None
+    os.replace(tmp, path)
+    TEMPS.remove(tmp)
+
+
+def vectorize(args):
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    prob = args[0]
+    out = option(args, "-o") or os.path.splitext(prob)[0] + "_polygons.gpkg"
+    if os.path.exists(out) and "--overwrite" not in args:
+        sys.stderr.write(f"error: {out} exists; pass --overwrite\n")
+        return 2
+    write_polygon(out, gdal.Open(prob))
+    print(f"{prob}: 1 polygons\n  polygons: {out}")
+    return 0
 
 
 def main(argv):
@@ -98,6 +118,8 @@ def main(argv):
               "sam2unext-test  SAM2-UNeXT  256\nsam2unet-fake   SAM2-UNet   256\n"
               "demo (--checkpoint demo)  SAM2-UNeXT  256\n\nPredicting needs a trained checkpoint.")
         return 0
+    if argv[:1] == ["vectorize"]:
+        return vectorize(argv[1:])
     if argv[:1] == ["predict"]:
         try:
             predict(argv[1:])

@@ -68,6 +68,9 @@ class IfaceStandIn:
     def activeLayer(self):  # noqa: N802 - QGIS API
         return self.active
 
+    def mapCanvas(self):  # noqa: N802 - QGIS API (no canvas: Processing then skips map scopes)
+        return None
+
     def addToolBar(self, name):  # noqa: N802 - QGIS API
         return self.window.addToolBar(name)
 
@@ -289,10 +292,20 @@ def check_task_adds_layers():
         assert kinds == ["QgsRasterLayer", "QgsVectorLayer"], kinds
         raster = next(lyr for lyr in layers if isinstance(lyr, QgsRasterLayer))
         assert raster.renderer().type() == "singlebandpseudocolor", raster.renderer().type()
+        # the real command's vectorize through the Processing algorithm (executable from settings)
+        processing = init_processing()
+        QgsSettings().setValue("sam2unext_geo/executable", exe)
+        again = TMP / "task_vec" / "again.gpkg"
+        again.parent.mkdir()
+        res = processing.run("sam2unext:vectorize", {"INPUT": raster.source(), "THRESHOLD": 0.3,
+                                                     "OUTPUT": str(again)})
+        assert res["OUTPUT"] == str(again) and again.is_file(), res
         QgsProject.instance().removeAllMapLayers()
         root.removeAllChildren()
-        return f"group field_32633 with {kinds} in EPSG:32633 in {secs:.1f} s"
+        return (f"group field_32633 with {kinds} in EPSG:32633 in {secs:.1f} s; "
+                f"sam2unext:vectorize wrote {again.name}")
     finally:
+        QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
 
 
@@ -364,6 +377,56 @@ def check_cancel_real_cli():
         unload_plugin()
 
 
+def init_processing():
+    """Import and initialize QGIS's Processing framework (idempotent); returns the module."""
+    if "/usr/share/qgis/python/plugins" not in sys.path:
+        sys.path.append("/usr/share/qgis/python/plugins")
+    import processing
+    from processing.core.Processing import Processing
+
+    Processing.initialize()
+    return processing
+
+
+def check_processing_model():
+    """A graphical-modeler model chaining predict → vectorize runs in-process (fake command)."""
+    from qgis.core import (QgsProcessingContext, QgsProcessingFeedback, QgsProcessingModelAlgorithm,
+                           QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource as Src,
+                           QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
+
+    processing = init_processing()
+    iface = IfaceStandIn()
+    plugin, _ = load_plugin(iface)
+    try:
+        QgsSettings().setValue("sam2unext_geo/executable", fake_executable())
+        scene = make_scene(TMP / "model_scene.tif")
+        out, vec = TMP / "model_out", TMP / "model_vec" / "again.gpkg"
+        vec.parent.mkdir()
+        model = QgsProcessingModelAlgorithm("predict_then_vectorize", "tests")
+        model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
+        predict = QgsProcessingModelChildAlgorithm("sam2unext:predict")
+        predict.setChildId("predict")
+        predict.addParameterSources("INPUT", [Src.fromModelParameter("scene")])
+        for name, value in (("PRESET", "sam2unext-test"), ("DEVICE", 1), ("OUTPUT_FOLDER", str(out))):
+            predict.addParameterSources(name, [Src.fromStaticValue(value)])
+        model.addChildAlgorithm(predict)
+        vectorize = QgsProcessingModelChildAlgorithm("sam2unext:vectorize")
+        vectorize.setChildId("vectorize")
+        vectorize.addParameterSources("INPUT", [Src.fromChildOutput("predict", "PROBABILITY")])
+        vectorize.addParameterSources("THRESHOLD", [Src.fromStaticValue(0.3)])
+        vectorize.addParameterSources("OUTPUT", [Src.fromStaticValue(str(vec))])
+        model.addChildAlgorithm(vectorize)
+        ok, msg = model.checkParameterValues({"scene": str(scene)}, QgsProcessingContext())
+        assert ok, msg
+        processing.run(model, {"scene": str(scene)}, feedback=QgsProcessingFeedback())
+        assert (out / "model_scene_prob.tif").is_file(), list(out.iterdir())
+        assert vec.is_file(), "vectorize child did not write its output"
+        return "model predict → vectorize ran; probability and re-thresholded polygons written"
+    finally:
+        QgsSettings().remove("sam2unext_geo/executable")
+        unload_plugin()
+
+
 def qgis_process_binary() -> str:
     """``qgis_process``; Debian 12's wrapper script passes --noversioncheck, which 3.22 rejects,
     so the real binary next to it is used when present."""
@@ -413,16 +476,7 @@ def check_qgis_process():
     assert srs.GetAuthorityCode(None) == "32633", ds.GetProjection()[:80]
     assert (ds.RasterXSize, ds.RasterYSize) == (80, 80)
     ds = None
-    again = TMP / "qp_vector" / "rethresholded.gpkg"
-    again.parent.mkdir()
-    proc = subprocess.run([qp, "--json", "run", "sam2unext:vectorize", "--", f"INPUT={prob}",
-                           "THRESHOLD=0.3", f"OUTPUT={again}"], env=env, capture_output=True,
-                          text=True, timeout=240)
-    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
-    results = json.loads(proc.stdout[proc.stdout.index("{"):])["results"]
-    assert results["OUTPUT"] == str(again) and again.is_file(), results
-    return (f"qgis_process run sam2unext:predict → {Path(prob).name}, {Path(vec).name} in {secs:.1f} s; "
-            f"sam2unext:vectorize → {again.name}")
+    return f"qgis_process run sam2unext:predict → {Path(prob).name}, {Path(vec).name} in {secs:.1f} s"
 
 
 DESKTOP_CODE = """
@@ -480,7 +534,7 @@ def check_desktop_app():
 
 
 CHECKS = [check_load_unload, check_desktop_app, check_dialog_options, check_missing_environment, check_task_adds_layers,
-          check_cancel_leaves_nothing, check_cancel_real_cli, check_qgis_process]
+          check_cancel_leaves_nothing, check_cancel_real_cli, check_processing_model, check_qgis_process]
 
 
 def main(argv=None) -> int:
