@@ -21,8 +21,7 @@ TRAIN_EPILOG = """\b
 Examples:
   sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT --preset sam2unext-large \\
       --hiera sam2_hiera_large.pt --dinov2 dinov2_vitl14_reg4_pretrain.pth -o runs/cod
-  sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT --preset sam2unext-large \\
-      --hiera sam2_hiera_large.pt --dinov2 dinov2_vitl14_reg4_pretrain.pth -o runs/cod --resume
+  sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT -o runs/cod --resume
   sam2unext-geo train --raster scene.tif --labels roofs.gpkg --checkpoint model.safetensors \\
       --epochs 5 --lr 1e-4 -o runs/roofs
 \b
@@ -113,7 +112,7 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision [on with CUDA].")] = None,
     grad_checkpointing: Annotated[bool, typer.Option(help="Recompute encoder activations in the backward pass (less GPU memory).")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its last snapshot.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its last snapshot (preset and weights come from it).")] = False,
     tiles_per_scene: Annotated[int, typer.Option(min=1, help="Geo fine-tuning: random tiles per scene per epoch.")] = 200,
     bands: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: bands used as RGB, e.g. 4,3,2 [as predict].")] = None,
     stretch: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: MIN,MAX mapped to 0..255 [as predict: automatic].")] = None,

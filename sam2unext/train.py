@@ -430,6 +430,22 @@ def train_model(
     )
 
 
+def resume_preset(run_dir: str | Path) -> str:
+    """Preset of the run in ``run_dir``, read from its last snapshot's metadata.
+
+    Raises:
+        OutputError: if the folder holds no resumable run.
+        CheckpointError: if the snapshot is unreadable.
+    """
+    from sam2unext import read_checkpoint_metadata
+
+    state_path = Path(run_dir) / RESUME_FILE
+    if not state_path.is_file():
+        raise OutputError(f"{run_dir} holds no {RESUME_FILE}; nothing to resume, drop --resume")
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    return read_checkpoint_metadata(Path(run_dir) / state["snapshot"])["preset"]
+
+
 def make_training_model(
     preset: str | None,
     *,
@@ -492,7 +508,8 @@ def train_on_folders(
         checkpoint: start from these weights instead of a fresh model (fine-tuning).
         task: task name stored in the snapshots ("dis", "cod", "mas", "rssd").
         config: training settings.
-        resume: continue the run in ``run_dir``.
+        resume: continue the run in ``run_dir`` from its last snapshot (which holds all the
+            weights, so ``preset`` may be omitted and encoder weights need not be given).
         progress: show a progress bar.
         log: message sink.
         stop_after_epoch: stop early after this epoch.
@@ -504,6 +521,8 @@ def train_on_folders(
 
     config = config or TrainConfig()
     pairs = pair_files(images, masks)
+    if resume and preset is None:
+        preset, checkpoint = resume_preset(run_dir), None  # weights come from the snapshot
     model = make_training_model(preset, hiera=hiera, dinov2=dinov2, checkpoint=checkpoint, seed=config.seed)
     dataset = ImageMaskDataset(pairs, model.input_size, train=True, seed=config.seed)
     return train_model(

@@ -51,7 +51,7 @@ def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp
     first = train_on_folders(images, masks, run_dir, preset=PRESET, task="cod", config=TrainConfig(**SHORT),
                              progress=False, log=None, stop_after_epoch=1)
     assert first.epochs_done == 1
-    resumed = train_on_folders(images, masks, run_dir, preset=PRESET, task="cod",
+    resumed = train_on_folders(images, masks, run_dir, task="cod",  # preset read from the snapshot
                                config=TrainConfig(**SHORT), resume=True, progress=False, log=None)
     assert resumed.epochs_done == 3
     assert resumed.epoch_losses == pytest.approx(short_run.epoch_losses, rel=1e-6)
