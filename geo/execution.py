@@ -15,6 +15,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -120,10 +121,13 @@ def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchRes
         prev_stitch = (f"stitch-{token}", k - 1) if k else None
         graph[(f"stitch-{token}", k)] = (stitch, (f"predict-{token}", k), prev_stitch)
     workers = num_workers or max(2, min((os.cpu_count() or 2) + 2, batch_size * prefetch + 2))
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="sam2unext-geo")
     try:
         if batches:
-            threaded_get(graph, [(f"stitch-{token}", len(batches) - 1)], num_workers=workers)
+            threaded_get(graph, [(f"stitch-{token}", len(batches) - 1)], pool=pool)
     finally:
+        # On an error or interrupt, tasks already running must end before their datasets close.
+        pool.shutdown(wait=True, cancel_futures=True)
         reader.close()
     return stats
 
