@@ -13,7 +13,7 @@ from qgis.core import (QgsProcessing, QgsProcessingAlgorithm, QgsProcessingConte
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 from qgis.PyQt.QtGui import QIcon
 
-from . import runner, settings
+from . import commands, environment, runner, settings
 from .layers import scene_name
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -22,8 +22,8 @@ ICON = os.path.join(os.path.dirname(__file__), "icon.png")
 
 def _executable() -> str:
     try:
-        return runner.find_executable(settings.executable_setting() or None)
-    except runner.EnvironmentProblem as exc:
+        return environment.find_executable(settings.executable_setting() or None)
+    except environment.EnvironmentProblem as exc:
         raise QgsProcessingException(str(exc)) from exc
 
 
@@ -32,7 +32,7 @@ def _run(args: list, feedback, out_dir: str) -> runner.RunResult:
     feedback.pushCommandInfo(" ".join(args))
 
     def on_event(event: dict) -> None:
-        pct = runner.progress_percent(event)
+        pct = commands.progress_percent(event)
         if pct is not None:
             feedback.setProgress(pct)
         if event.get("event") in ("start", "done", "error"):
@@ -43,7 +43,7 @@ def _run(args: list, feedback, out_dir: str) -> runner.RunResult:
                                   out_dir=out_dir)
     except runner.CancelledRun as exc:
         raise QgsProcessingException(str(exc)) from exc
-    except (runner.EnvironmentProblem, runner.CommandFailed, ValueError) as exc:
+    except (environment.EnvironmentProblem, runner.CommandFailed, ValueError) as exc:
         raise QgsProcessingException(str(exc)) from exc
 
 
@@ -136,17 +136,17 @@ class PredictAlgorithm(_Base):
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         bands = self.parameterAsString(parameters, self.BANDS, context).strip()
         try:
-            options = runner.PredictOptions(
+            options = commands.PredictOptions(
                 scene=scene, out_dir=out_dir, preset=preset, checkpoint=checkpoint,
                 tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                 overlap=self.parameterAsDouble(parameters, self.OVERLAP, context),
                 batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
                 device=DEVICES[self.parameterAsEnum(parameters, self.DEVICE, context)],
-                bands=runner.normalize_bands(bands) if bands else None,
+                bands=commands.normalize_bands(bands) if bands else None,
                 threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
                 vector=self.parameterAsBool(parameters, self.VECTORIZE, context),
                 overwrite=self.parameterAsBool(parameters, self.OVERWRITE, context))
-            args = runner.predict_args(_executable(), options)
+            args = commands.predict_args(_executable(), options)
         except ValueError as exc:
             raise QgsProcessingException(str(exc)) from exc
         result = _run(args, feedback, out_dir)
@@ -187,7 +187,7 @@ class VectorizeAlgorithm(_Base):
         prob = _raster_path(self, parameters, self.INPUT, context)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
-        args = runner.vectorize_args(_executable(), prob, output, threshold, overwrite=True)
+        args = commands.vectorize_args(_executable(), prob, output, threshold, overwrite=True)
         existed = os.path.exists(output)
         feedback.setProgress(10)
         try:

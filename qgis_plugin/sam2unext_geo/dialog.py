@@ -14,7 +14,7 @@ from qgis.PyQt.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QD
                                  QLineEdit, QMessageBox, QPushButton, QRadioButton, QSpinBox,
                                  QVBoxLayout)
 
-from . import runner, settings
+from . import commands, environment, settings
 
 PRESETS = ("demo", "sam2unext-large", "sam2unext-base_plus", "sam2unext-small", "sam2unext-tiny",
            "sam2unet-large", "sam2unet-base_plus", "sam2unet-small", "sam2unet-tiny",
@@ -32,7 +32,7 @@ def local_raster_path(layer: Optional[QgsRasterLayer]) -> Optional[str]:
 
 
 class PredictDialog(QDialog):
-    """Collects :class:`runner.PredictOptions`; values are remembered in QgsSettings."""
+    """Collects :class:`commands.PredictOptions`; values are remembered in QgsSettings."""
 
     def __init__(self, parent=None, active_layer=None):
         super().__init__(parent)
@@ -168,7 +168,7 @@ class PredictDialog(QDialog):
         self.ckpt_widget.setEnabled(not preset)
 
     # values ---------------------------------------------------------------------------------
-    def options(self) -> runner.PredictOptions:
+    def options(self) -> commands.PredictOptions:
         """The run options from the widgets.
 
         Raises:
@@ -193,31 +193,31 @@ class PredictDialog(QDialog):
         out_dir = self.out_widget.filePath().strip()
         if not out_dir:
             raise ValueError("Choose an output folder.")
-        return runner.PredictOptions(
+        return commands.PredictOptions(
             scene=scene, out_dir=out_dir, preset=preset, checkpoint=checkpoint,
             tile_size=self.tile_spin.value() or None, overlap=self.overlap_spin.value(),
             batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
-            bands=runner.normalize_bands(bands) if bands else None,
+            bands=commands.normalize_bands(bands) if bands else None,
             threshold=self.threshold_spin.value(), vector=self.vector_check.isChecked(),
             overwrite=self.overwrite_check.isChecked())
 
     def executable(self) -> str:
         """The ``sam2unext-geo`` path (configured or on PATH). Raises EnvironmentProblem."""
-        return runner.find_executable(self.exe_widget.filePath().strip() or None)
+        return environment.find_executable(self.exe_widget.filePath().strip() or None)
 
     def check_environment(self) -> bool:
         """Run ``--version`` and ``models``; show the result under the executable field."""
         QApplication.setOverrideCursor(Qt.WaitCursor)
         try:
             exe = self.executable()
-            info = runner.check_environment(exe)
-            self.add_presets(runner.preset_names(info["models"]))
-            gpu = runner.gpu_available(exe)
+            info = environment.check_environment(exe)
+            self.add_presets(environment.preset_names(info["models"]))
+            gpu = environment.gpu_available(exe)
             self.set_gpu_available(gpu)
             gpu_text = {True: "GPU available", False: "no GPU: CPU only", None: "GPU unknown"}[gpu]
             self.env_label.setText(f"OK: {info['executable']} — {info['version']} — {gpu_text}")
             return True
-        except runner.EnvironmentProblem as exc:
+        except environment.EnvironmentProblem as exc:
             self.env_label.setText(str(exc))
             return False
         finally:
@@ -242,7 +242,7 @@ class PredictDialog(QDialog):
         try:
             self.options()
             self.executable()
-        except (ValueError, runner.EnvironmentProblem) as exc:
+        except (ValueError, environment.EnvironmentProblem) as exc:
             QMessageBox.warning(self, "SAM2-UNeXT Geo", str(exc))
             return
         self.save_settings()

@@ -9,7 +9,7 @@ from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from . import runner
+from . import commands, environment
 from .provider import Sam2UnextProvider
 
 MENU = "&SAM2-UNeXT Geo"
@@ -74,10 +74,10 @@ class Sam2UnextGeoPlugin:
             return
         try:
             self.start_task(dialog.executable(), dialog.options())
-        except (ValueError, runner.EnvironmentProblem) as exc:
+        except (ValueError, environment.EnvironmentProblem) as exc:
             self.notify(str(exc), Qgis.Critical)
 
-    def start_task(self, executable: str, options: runner.PredictOptions, **kwargs):
+    def start_task(self, executable: str, options: commands.PredictOptions, **kwargs):
         """Queue a :class:`PredictTask` in QGIS's task manager and return it."""
         from .task import PredictTask
 

@@ -1,42 +1,29 @@
 """Run the ``sam2unext-geo`` command as a subprocess and follow its JSON-lines progress stream.
 
 Pure Python (no Qt, no QGIS, no torch): the plugin's dialog task and its Processing
-algorithms both drive the core through this module, and it is tested on its own.
-The command is always started with an argument list, never through a shell.
+algorithms both drive the core through :func:`run_command`. The command is always started with
+an argument list, never through a shell. Cancel = SIGTERM, SIGKILL after a grace period, then
+whatever the run added to the output folder is removed.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import queue
-import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Optional
 
-EXECUTABLE_NAME = "sam2unext-geo"
-INSTALL_HINT = (
-    "Install it into its own Python environment, e.g. "
-    "`python3 -m venv ~/sam2unext-env && ~/sam2unext-env/bin/pip install sam2unext-geo` "
-    "(or `pip install -e .` from a source checkout), then set the path of "
-    "~/sam2unext-env/bin/sam2unext-geo once in the plugin's Environment settings."
-)
-# Variables QGIS sets for its own Python/GDAL/PROJ that would break a separate environment.
-_ENV_VARS_TO_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH",
-                     "PROJ_LIB", "PROJ_DATA", "QGIS_PREFIX_PATH")
+from .commands import parse_event
+from .environment import INSTALL_HINT, EnvironmentProblem, last_line, popen_kwargs
+
+
 DEFAULT_GRACE_SECONDS = 5.0
 _BROKEN_MARKERS = ("ModuleNotFoundError", "ImportError", "DLL load failed", "No module named")
-
-
-class EnvironmentProblem(RuntimeError):
-    """The ``sam2unext-geo`` command is missing or does not run; the message says how to fix it."""
 
 
 class CancelledRun(RuntimeError):
@@ -52,249 +39,12 @@ class CommandFailed(RuntimeError):
 
 
 @dataclass
-class PredictOptions:
-    """Everything ``sam2unext-geo predict`` needs; mirrors the dialog and the Processing algorithm."""
-
-    scene: str
-    out_dir: str
-    preset: Optional[str] = None
-    checkpoint: Optional[str] = None
-    tile_size: Optional[int] = None
-    overlap: float = 0.25
-    batch_size: int = 4
-    device: str = "auto"
-    bands: Optional[str] = None
-    threshold: float = 0.5
-    vector: bool = True
-    overwrite: bool = False
-
-
-@dataclass
 class RunResult:
     """What a finished run reported: the ``done`` events (one per scene) and all events seen."""
 
     done: list = field(default_factory=list)
     events: list = field(default_factory=list)
     seconds: float = 0.0
-
-
-def predict_args(executable: str, options: PredictOptions) -> list[str]:
-    """Build the argument list of a ``predict`` run with the JSON progress stream.
-
-    Args:
-        executable: path of ``sam2unext-geo``.
-        options: run options; ``checkpoint`` wins over ``preset`` when both are set, except that
-            a preset is still passed along (upstream ``.pth`` files need it).
-
-    Returns:
-        The argument list for :class:`subprocess.Popen` (no shell).
-
-    Raises:
-        ValueError: neither a preset nor a checkpoint is given.
-    """
-    if not options.preset and not options.checkpoint:
-        raise ValueError("Choose a preset or a checkpoint file for the weights.")
-    args = [executable, "predict", os.path.abspath(options.scene), "-o", os.path.abspath(options.out_dir)]
-    if options.checkpoint:
-        args += ["--checkpoint", str(options.checkpoint)]
-    if options.preset:
-        args += ["--preset", options.preset]
-    if options.tile_size:
-        args += ["--tile-size", str(int(options.tile_size))]
-    args += ["--overlap", _num(options.overlap), "--batch-size", str(int(options.batch_size)),
-             "--device", options.device, "--threshold", _num(options.threshold)]
-    if options.bands:
-        args += ["--bands", normalize_bands(options.bands)]
-    args += ["--vector" if options.vector else "--no-vector", "--format", "gpkg"]
-    if options.overwrite:
-        args.append("--overwrite")
-    args += ["--progress", "json"]
-    return args
-
-
-def vectorize_args(executable: str, probability: str, output: Optional[str], threshold: float,
-                   overwrite: bool = False) -> list[str]:
-    """Build the argument list of a ``vectorize`` run (probability raster → polygons).
-
-    ``vectorize`` prints a text summary (no progress stream): the caller knows ``output``.
-    """
-    args = [executable, "vectorize", str(probability), "--threshold", _num(threshold)]
-    if output:
-        args += ["-o", str(output)]
-    if overwrite:
-        args.append("--overwrite")
-    return args
-
-
-def normalize_bands(text: str) -> str:
-    """Turn ``"3, 2,1"`` into ``"3,2,1"``.
-
-    Raises:
-        ValueError: a band is not a positive integer.
-    """
-    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
-    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"Bands {text!r} must be 1-based band numbers separated by commas, e.g. 3,2,1.")
-    return ",".join(parts)
-
-
-def _num(value: float) -> str:
-    return repr(float(value))
-
-
-def find_executable(configured: Optional[str] = None) -> str:
-    """Locate ``sam2unext-geo``: the configured path (file, or an environment/bin folder), else PATH.
-
-    Raises:
-        EnvironmentProblem: not found; the message carries the install command.
-    """
-    if configured:
-        path = Path(os.path.expanduser(str(configured)))
-        candidates = [path]
-        if path.is_dir():
-            names = [EXECUTABLE_NAME, EXECUTABLE_NAME + ".exe"]
-            candidates = [path / sub / n for sub in ("", "bin", "Scripts") for n in names]
-        for cand in candidates:
-            if cand.is_file() and os.access(str(cand), os.X_OK):
-                return str(cand)
-        raise EnvironmentProblem(
-            f"The configured sam2unext-geo command {str(configured)!r} does not exist or is not "
-            f"executable. {INSTALL_HINT}")
-    found = shutil.which(EXECUTABLE_NAME)
-    if found:
-        return found
-    raise EnvironmentProblem(f"The sam2unext-geo command was not found on PATH. {INSTALL_HINT}")
-
-
-def subprocess_env() -> dict:
-    """The environment for the subprocess: QGIS's Python/GDAL/PROJ variables removed."""
-    env = {k: v for k, v in os.environ.items() if k not in _ENV_VARS_TO_DROP}
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONIOENCODING"] = "utf-8"
-    return env
-
-
-def _popen_kwargs() -> dict:
-    kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                  env=subprocess_env(), text=True, encoding="utf-8", errors="replace", bufsize=1)
-    if sys.platform == "win32":
-        kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
-    return kwargs
-
-
-def check_environment(executable: str, timeout: float = 120.0, full: bool = True) -> dict:
-    """Run ``sam2unext-geo --version`` and (``full``) ``sam2unext-geo models``.
-
-    ``--version`` is quick; ``models`` imports the whole core (torch) and takes seconds, so it is
-    run by the dialog's Check button, not before every run.
-
-    Returns:
-        ``{"executable", "version", "models"}`` (``models`` is the command's text output).
-
-    Raises:
-        EnvironmentProblem: either command fails or times out; the message includes its error
-            and the install command.
-    """
-    info = {"executable": executable}
-    commands = (("version", ["--version"]), ("models", ["models"]))
-    for key, extra in commands[:2 if full else 1]:
-        kwargs = _popen_kwargs()
-        kwargs.pop("bufsize")
-        kwargs.pop("stdin")
-        try:
-            proc = subprocess.run([executable] + extra, stdin=subprocess.DEVNULL,
-                                  timeout=timeout, **kwargs)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EnvironmentProblem(
-                f"`{executable} {' '.join(extra)}` could not run ({exc}). {INSTALL_HINT}") from exc
-        if proc.returncode != 0:
-            tail = _last_line(proc.stderr) or _last_line(proc.stdout) or f"exit code {proc.returncode}"
-            raise EnvironmentProblem(
-                f"`{executable} {' '.join(extra)}` failed: {tail}. The sam2unext-geo environment "
-                f"looks broken. {INSTALL_HINT}")
-        info[key] = proc.stdout.strip()
-    return info
-
-
-def preset_names(models_output: str) -> list[str]:
-    """Preset names from the table printed by ``sam2unext-geo models`` (first column)."""
-    names = []
-    for line in models_output.splitlines():
-        words = line.split()
-        if words and (words[0] == "demo" or re.fullmatch(r"[A-Za-z0-9][\w.]*-[\w.-]*\w", words[0])):
-            names.append(words[0])
-    return names
-
-
-def environment_python(executable: str) -> Optional[str]:
-    """The Python of the command's environment: from its ``#!`` line, else next to it (symlinks resolved)."""
-    try:
-        with open(executable, "rb") as f:
-            first = f.readline(512).decode("utf-8", "replace")
-    except OSError:
-        first = ""
-    if first.startswith("#!"):
-        interpreter = first[2:].strip().split(" ")[0]
-        if os.path.isfile(interpreter):
-            return interpreter
-    folder = Path(executable).resolve().parent
-    for name in ("python.exe", "python", "python3"):
-        if (folder / name).is_file():
-            return str(folder / name)
-    return None
-
-
-def gpu_available(executable: str, timeout: float = 120.0) -> Optional[bool]:
-    """Whether torch in the command's environment sees a CUDA GPU (``None``: could not tell)."""
-    python = environment_python(executable)
-    if python is None:
-        return None
-    kwargs = _popen_kwargs()
-    for key in ("bufsize", "stdin"):
-        kwargs.pop(key)
-    try:
-        proc = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
-                              stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = proc.stdout.strip()
-    return {"True": True, "False": False}.get(out) if proc.returncode == 0 else None
-
-
-def _last_line(text: Optional[str]) -> str:
-    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
-
-
-def parse_event(line: str) -> Optional[dict]:
-    """Parse one line of the progress stream; ``None`` for anything that is not a JSON event."""
-    line = line.strip()
-    if not line.startswith("{"):
-        return None
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and "event" in event else None
-
-
-STAGES = {"predict": (0.0, 85.0), "write": (85.0, 92.0), "vectorize": (92.0, 100.0)}
-
-
-def progress_percent(event: dict, stage_weights: Optional[dict] = None) -> Optional[float]:
-    """Map an event to an overall percentage (see ``STAGES``; ``done`` → 100 %; other stages → None)."""
-    weights = stage_weights or STAGES
-    kind = event.get("event")
-    if kind in ("done", "complete"):
-        return 100.0
-    if kind != "progress":
-        return None
-    total = max(int(event.get("total") or 0), 1)
-    frac = min(max(float(event.get("done") or 0) / total, 0.0), 1.0)
-    if event.get("stage") not in weights:
-        return None
-    lo, hi = weights[event.get("stage")]
-    return lo + (hi - lo) * frac
 
 
 def snapshot(folder: str) -> set:
@@ -367,7 +117,7 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
             raise CommandFailed(f"Cannot create the output folder {out_dir}: {exc}", 2) from exc
     start = time.monotonic()
     try:
-        proc = subprocess.Popen(list(args), cwd=cwd, **_popen_kwargs())
+        proc = subprocess.Popen(list(args), cwd=cwd, **popen_kwargs())
     except OSError as exc:
         if out_dir:
             remove_new_entries(out_dir, before, created)
@@ -421,7 +171,7 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
         if out_dir:
             remove_new_entries(out_dir, before, created)
         stderr_text = "\n".join(stderr_tail)
-        message = (error_event or {}).get("message") or _last_line(stderr_text) \
+        message = (error_event or {}).get("message") or last_line(stderr_text) \
             or f"sam2unext-geo exited with code {proc.returncode}"
         if any(marker in stderr_text for marker in _BROKEN_MARKERS):
             message += f" The sam2unext-geo environment looks broken. {INSTALL_HINT}"

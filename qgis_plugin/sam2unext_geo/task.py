@@ -6,7 +6,7 @@ from typing import Callable, Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
-from . import runner
+from . import commands, environment, runner
 from .layers import add_result_layers, scene_name
 
 LOG_TAG = "SAM2-UNeXT Geo"
@@ -19,7 +19,7 @@ class PredictTask(QgsTask):
     error. ``on_finished(task)`` is called afterwards (used by the dialog and the tests).
     """
 
-    def __init__(self, executable: str, options: runner.PredictOptions, *,
+    def __init__(self, executable: str, options: commands.PredictOptions, *,
                  project: Optional[QgsProject] = None, check_environment: bool = True,
                  notify: Optional[Callable[[str, int], None]] = None,
                  on_finished: Optional[Callable[["PredictTask"], None]] = None):
@@ -40,8 +40,8 @@ class PredictTask(QgsTask):
         """Worker thread: no GUI or project access here."""
         try:
             if self.check_env:
-                runner.check_environment(self.executable, full=False)
-            args = runner.predict_args(self.executable, self.options)
+                environment.check_environment(self.executable, full=False)
+            args = commands.predict_args(self.executable, self.options)
             QgsMessageLog.logMessage("Running: " + " ".join(args), LOG_TAG, Qgis.Info)
             self.result = runner.run_command(args, on_event=self._on_event, is_cancelled=self.isCanceled,
                                              out_dir=self.options.out_dir)
@@ -52,7 +52,7 @@ class PredictTask(QgsTask):
         except runner.CancelledRun:
             self.cancelled_run = True
             return False
-        except (runner.EnvironmentProblem, runner.CommandFailed, ValueError) as exc:
+        except (environment.EnvironmentProblem, runner.CommandFailed, ValueError) as exc:
             self.error = str(exc)
             return False
         except Exception as exc:  # noqa: BLE001 - a worker thread must not raise
@@ -60,7 +60,7 @@ class PredictTask(QgsTask):
             return False
 
     def _on_event(self, event: dict) -> None:
-        pct = runner.progress_percent(event)
+        pct = commands.progress_percent(event)
         if pct is not None:
             self.setProgress(pct)
 

@@ -45,7 +45,7 @@ def settle(seconds: float = 0.3) -> None:
         time.sleep(0.02)
 
 
-def grab_dialog(layer: QgsRasterLayer, weights: str, out_dir: Path, path: Path) -> None:
+def grab_dialog(layer: QgsRasterLayer, cli: str, weights: str, out_dir: Path, path: Path) -> None:
     from sam2unext_geo.dialog import PredictDialog
 
     dlg = PredictDialog(None, layer)
@@ -62,7 +62,8 @@ def grab_dialog(layer: QgsRasterLayer, weights: str, out_dir: Path, path: Path) 
     dlg.bands_edit.setText("")
     dlg.out_widget.setFilePath(str(out_dir))
     dlg.vector_check.setChecked(True)
-    dlg.env_label.setText("OK: ~/sam2unext-env/bin/sam2unext-geo")
+    dlg.exe_widget.setFilePath(cli)
+    dlg.check_environment()
     dlg.show()
     settle()
     dlg.grab().save(str(path))
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
 
     app = QgsApplication([], True)
     app.initQgis()
-    from sam2unext_geo import runner
+    from sam2unext_geo import commands
 
     work = Path(tempfile.mkdtemp(prefix="sam2unext_shots_"))
     scene = args.scene or make_demo_scene(args.cli, work, args.size, args.seed)
@@ -132,10 +133,10 @@ def main(argv=None) -> int:
     QgsProject.instance().addMapLayer(scene_layer)
     args.docs.mkdir(parents=True, exist_ok=True)
     out_dir = work / "out"
-    grab_dialog(scene_layer, args.weights, out_dir, args.docs / "qgis_dialog.png")
+    grab_dialog(scene_layer, args.cli, args.weights, out_dir, args.docs / "qgis_dialog.png")
 
     is_file = os.path.isfile(args.weights)
-    options = runner.PredictOptions(
+    options = commands.PredictOptions(
         scene=str(scene), out_dir=str(out_dir),
         preset=None if (is_file or args.weights == "demo") else args.weights,
         checkpoint=args.weights if (is_file or args.weights == "demo") else None,

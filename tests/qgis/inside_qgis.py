@@ -170,8 +170,10 @@ def run_task(plugin, executable, options, timeout=240.0, cancel_after_progress=F
     return task, None
 
 
-def predict_options(runner, scene, out_dir, preset="sam2unext-test", **kw):
-    return runner.PredictOptions(scene=str(scene), out_dir=str(out_dir), preset=preset,
+def predict_options(scene, out_dir, preset="sam2unext-test", **kw):
+    from sam2unext_geo.commands import PredictOptions
+
+    return PredictOptions(scene=str(scene), out_dir=str(out_dir), preset=preset,
                                  overlap=0.25, batch_size=2, device="cpu", **kw)
 
 
@@ -244,19 +246,19 @@ def check_dialog_options():
 
 def check_missing_environment():
     """A missing or broken command gives a clear message with the install command; no layers."""
-    import sam2unext_geo.runner as runner  # plugin modules import fine without QGIS GUI
+    from sam2unext_geo import environment  # plugin modules import fine without the QGIS GUI
 
     try:
-        runner.find_executable(str(TMP / "nowhere" / "sam2unext-geo"))
+        environment.find_executable(str(TMP / "nowhere" / "sam2unext-geo"))
         raise AssertionError("missing executable accepted")
-    except runner.EnvironmentProblem as exc:
+    except environment.EnvironmentProblem as exc:
         assert "pip install" in str(exc) and "nowhere" in str(exc), str(exc)
     broken = fake_executable(broken=True)
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
         scene = make_scene(TMP / "broken_scene.tif")
-        task, _ = run_task(plugin, broken, predict_options(runner, scene, TMP / "broken_out"), timeout=60)
+        task, _ = run_task(plugin, broken, predict_options(scene, TMP / "broken_out"), timeout=60)
         assert task.error and "pip install" in task.error and "torch" in task.error, task.error
         assert any("pip install" in m for m in iface.messages), iface.messages
         assert not QgsProject.instance().mapLayers(), "layers added after a failure"
@@ -271,12 +273,10 @@ def check_task_adds_layers():
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
-        import sam2unext_geo.runner as runner
-
         scene = make_scene(TMP / "field_32633.tif", size=96)
         out = TMP / "task_out"
         t0 = time.monotonic()
-        task, _ = run_task(plugin, exe, predict_options(runner, scene, out, vector=True))
+        task, _ = run_task(plugin, exe, predict_options(scene, out, vector=True))
         secs = time.monotonic() - t0
         assert task.error is None, task.error
         root = QgsProject.instance().layerTreeRoot()
@@ -315,7 +315,7 @@ def check_cancel_leaves_nothing():
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
-        import sam2unext_geo.runner as runner
+        from sam2unext_geo import runner
 
         scene = make_scene(TMP / "cancel_scene.tif")
         out = TMP / "cancel_out"
@@ -328,7 +328,7 @@ def check_cancel_leaves_nothing():
 
         runner.run_command = spy
         try:
-            task, stop_secs = run_task(plugin, exe, predict_options(runner, scene, out),
+            task, stop_secs = run_task(plugin, exe, predict_options(scene, out),
                                        cancel_after_progress=True, check_environment=False)
         finally:
             runner.run_command = orig
@@ -349,7 +349,7 @@ def check_cancel_real_cli():
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
-        import sam2unext_geo.runner as runner
+        from sam2unext_geo import runner
 
         scene = make_scene(TMP / "cancel_real.tif", size=384)
         out = TMP / "cancel_real_out"
@@ -362,7 +362,7 @@ def check_cancel_real_cli():
 
         runner.run_command = spy
         try:
-            task, stop_secs = run_task(plugin, exe, predict_options(runner, scene, out, tile_size=32,
+            task, stop_secs = run_task(plugin, exe, predict_options(scene, out, tile_size=32,
                                                                     vector=True),
                                        cancel_after_progress=True, check_environment=False)
         finally:

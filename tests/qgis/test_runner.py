@@ -1,8 +1,7 @@
-"""The plugin's subprocess runner on its own (pure Python: no QGIS needed)."""
+"""The plugin's command building, environment checks and subprocess runner (pure Python: no QGIS needed)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import stat
 import sys
@@ -12,11 +11,8 @@ from pathlib import Path
 
 import pytest
 
-RUNNER_PATH = Path(__file__).resolve().parents[2] / "qgis_plugin" / "sam2unext_geo" / "runner.py"
-spec = importlib.util.spec_from_file_location("sam2unext_qgis_runner", RUNNER_PATH)
-runner = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = runner
-spec.loader.exec_module(runner)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "qgis_plugin"))
+from sam2unext_geo import commands, environment, runner  # noqa: E402 - pure Python, no QGIS
 
 
 def make_exe(folder: Path, body: str, name: str = "sam2unext-geo") -> str:
@@ -28,10 +24,10 @@ def make_exe(folder: Path, body: str, name: str = "sam2unext-geo") -> str:
 
 
 def test_predict_args_is_a_list_with_every_option():
-    opts = runner.PredictOptions(scene="/d/a b.tif", out_dir="/o", checkpoint="demo", tile_size=512,
+    opts = commands.PredictOptions(scene="/d/a b.tif", out_dir="/o", checkpoint="demo", tile_size=512,
                                  overlap=0.3, batch_size=8, device="cuda", bands="3, 2,1",
                                  threshold=0.4, vector=False, overwrite=True)
-    args = runner.predict_args("/env/bin/sam2unext-geo", opts)
+    args = commands.predict_args("/env/bin/sam2unext-geo", opts)
     assert args[:5] == ["/env/bin/sam2unext-geo", "predict", "/d/a b.tif", "-o", "/o"]
     for flag, value in (("--checkpoint", "demo"), ("--tile-size", "512"), ("--overlap", "0.3"),
                         ("--batch-size", "8"), ("--device", "cuda"), ("--bands", "3,2,1"),
@@ -41,26 +37,26 @@ def test_predict_args_is_a_list_with_every_option():
 
 
 def test_vectorize_args():
-    args = runner.vectorize_args("sam2unext-geo", "/o/s_prob.tif", "/o/p.gpkg", 0.6, overwrite=True)
+    args = commands.vectorize_args("sam2unext-geo", "/o/s_prob.tif", "/o/p.gpkg", 0.6, overwrite=True)
     assert args == ["sam2unext-geo", "vectorize", "/o/s_prob.tif", "--threshold", "0.6", "-o", "/o/p.gpkg",
                     "--overwrite"]
 
 
 def test_predict_args_needs_weights_and_valid_bands():
     with pytest.raises(ValueError, match="preset or a checkpoint"):
-        runner.predict_args("x", runner.PredictOptions(scene="s", out_dir="o"))
+        commands.predict_args("x", commands.PredictOptions(scene="s", out_dir="o"))
     with pytest.raises(ValueError, match="band numbers"):
-        runner.normalize_bands("3,x,1")
+        commands.normalize_bands("3,x,1")
 
 
 def test_parse_event_and_progress():
-    assert runner.parse_event("not json") is None
-    assert runner.parse_event('{"no_event": 1}') is None
-    ev = runner.parse_event('{"event": "progress", "stage": "predict", "done": 5, "total": 10}\n')
-    assert runner.progress_percent(ev) == pytest.approx(42.5)
-    assert runner.progress_percent({"event": "progress", "stage": "vectorize", "done": 1, "total": 2}) == 96.0
-    assert runner.progress_percent({"event": "progress", "stage": "unknown", "done": 1, "total": 2}) is None
-    assert runner.progress_percent({"event": "start"}) is None
+    assert commands.parse_event("not json") is None
+    assert commands.parse_event('{"no_event": 1}') is None
+    ev = commands.parse_event('{"event": "progress", "stage": "predict", "done": 5, "total": 10}\n')
+    assert commands.progress_percent(ev) == pytest.approx(42.5)
+    assert commands.progress_percent({"event": "progress", "stage": "vectorize", "done": 1, "total": 2}) == 96.0
+    assert commands.progress_percent({"event": "progress", "stage": "unknown", "done": 1, "total": 2}) is None
+    assert commands.progress_percent({"event": "start"}) is None
 
 
 def test_preset_names_from_models_table():
@@ -72,31 +68,31 @@ demo (--checkpoint demo)  SAM2-UNeXT  256
 
 Predicting needs a trained checkpoint (--checkpoint); the SAM2/DINOv2 files initialise training.
 """
-    assert runner.preset_names(table) == ["sam2unext-large", "sam2unet-test", "demo"]
+    assert environment.preset_names(table) == ["sam2unext-large", "sam2unet-test", "demo"]
 
 
 def test_environment_python_next_to_or_from_shebang(tmp_path):
     exe = make_exe(tmp_path, "print('x')\n")
-    assert runner.environment_python(exe) == sys.executable
+    assert environment.environment_python(exe) == sys.executable
 
 
 def test_find_executable_messages_and_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    with pytest.raises(runner.EnvironmentProblem, match="pip install"):
-        runner.find_executable(None)
-    with pytest.raises(runner.EnvironmentProblem, match="does not exist"):
-        runner.find_executable(str(tmp_path / "missing"))
+    with pytest.raises(environment.EnvironmentProblem, match="pip install"):
+        environment.find_executable(None)
+    with pytest.raises(environment.EnvironmentProblem, match="does not exist"):
+        environment.find_executable(str(tmp_path / "missing"))
     (tmp_path / "env" / "bin").mkdir(parents=True)
     exe = make_exe(tmp_path / "env" / "bin", "print('x')\n")
-    assert runner.find_executable(str(tmp_path / "env")) == exe
+    assert environment.find_executable(str(tmp_path / "env")) == exe
     monkeypatch.setenv("PATH", str(tmp_path / "env" / "bin"))
-    assert runner.find_executable(None) == exe
+    assert environment.find_executable(None) == exe
 
 
 def test_subprocess_env_drops_qgis_python_variables(monkeypatch):
     monkeypatch.setenv("PYTHONPATH", "/usr/share/qgis/python")
     monkeypatch.setenv("PROJ_LIB", "/qgis/proj")
-    env = runner.subprocess_env()
+    env = environment.subprocess_env()
     assert "PYTHONPATH" not in env and "PROJ_LIB" not in env and env["PYTHONUNBUFFERED"] == "1"
 
 

@@ -1,0 +1,121 @@
+"""The ``sam2unext-geo`` argument lists and its JSON-lines progress stream (pure Python)."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass
+class PredictOptions:
+    """Everything ``sam2unext-geo predict`` needs; mirrors the dialog and the Processing algorithm."""
+
+    scene: str
+    out_dir: str
+    preset: Optional[str] = None
+    checkpoint: Optional[str] = None
+    tile_size: Optional[int] = None
+    overlap: float = 0.25
+    batch_size: int = 4
+    device: str = "auto"
+    bands: Optional[str] = None
+    threshold: float = 0.5
+    vector: bool = True
+    overwrite: bool = False
+
+
+def predict_args(executable: str, options: PredictOptions) -> list[str]:
+    """Build the argument list of a ``predict`` run with the JSON progress stream.
+
+    Args:
+        executable: path of ``sam2unext-geo``.
+        options: run options; ``checkpoint`` wins over ``preset`` when both are set, except that
+            a preset is still passed along (upstream ``.pth`` files need it).
+
+    Returns:
+        The argument list for :class:`subprocess.Popen` (no shell).
+
+    Raises:
+        ValueError: neither a preset nor a checkpoint is given.
+    """
+    if not options.preset and not options.checkpoint:
+        raise ValueError("Choose a preset or a checkpoint file for the weights.")
+    args = [executable, "predict", os.path.abspath(options.scene), "-o", os.path.abspath(options.out_dir)]
+    if options.checkpoint:
+        args += ["--checkpoint", str(options.checkpoint)]
+    if options.preset:
+        args += ["--preset", options.preset]
+    if options.tile_size:
+        args += ["--tile-size", str(int(options.tile_size))]
+    args += ["--overlap", _num(options.overlap), "--batch-size", str(int(options.batch_size)),
+             "--device", options.device, "--threshold", _num(options.threshold)]
+    if options.bands:
+        args += ["--bands", normalize_bands(options.bands)]
+    args += ["--vector" if options.vector else "--no-vector", "--format", "gpkg"]
+    if options.overwrite:
+        args.append("--overwrite")
+    args += ["--progress", "json"]
+    return args
+
+
+def vectorize_args(executable: str, probability: str, output: Optional[str], threshold: float,
+                   overwrite: bool = False) -> list[str]:
+    """Build the argument list of a ``vectorize`` run (probability raster → polygons).
+
+    ``vectorize`` prints a text summary (no progress stream): the caller knows ``output``.
+    """
+    args = [executable, "vectorize", str(probability), "--threshold", _num(threshold)]
+    if output:
+        args += ["-o", str(output)]
+    if overwrite:
+        args.append("--overwrite")
+    return args
+
+
+def normalize_bands(text: str) -> str:
+    """Turn ``"3, 2,1"`` into ``"3,2,1"``.
+
+    Raises:
+        ValueError: a band is not a positive integer.
+    """
+    parts = [p.strip() for p in str(text).replace(" ", ",").split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ValueError(f"Bands {text!r} must be 1-based band numbers separated by commas, e.g. 3,2,1.")
+    return ",".join(parts)
+
+
+def _num(value: float) -> str:
+    return repr(float(value))
+
+
+def parse_event(line: str) -> Optional[dict]:
+    """Parse one line of the progress stream; ``None`` for anything that is not a JSON event."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return None
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) and "event" in event else None
+
+
+STAGES = {"predict": (0.0, 85.0), "write": (85.0, 92.0), "vectorize": (92.0, 100.0)}
+
+
+def progress_percent(event: dict, stage_weights: Optional[dict] = None) -> Optional[float]:
+    """Map an event to an overall percentage (see ``STAGES``; ``done`` → 100 %; other stages → None)."""
+    weights = stage_weights or STAGES
+    kind = event.get("event")
+    if kind in ("done", "complete"):
+        return 100.0
+    if kind != "progress":
+        return None
+    total = max(int(event.get("total") or 0), 1)
+    frac = min(max(float(event.get("done") or 0) / total, 0.0), 1.0)
+    if event.get("stage") not in weights:
+        return None
+    lo, hi = weights[event.get("stage")]
+    return lo + (hi - lo) * frac

@@ -1,0 +1,154 @@
+"""Find the ``sam2unext-geo`` command of its own Python environment and check that it works.
+
+Pure Python (no Qt): the command must never be imported into QGIS's Python; it is only run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+EXECUTABLE_NAME = "sam2unext-geo"
+INSTALL_HINT = (
+    "Install it into its own Python environment, e.g. "
+    "`python3 -m venv ~/sam2unext-env && ~/sam2unext-env/bin/pip install sam2unext-geo` "
+    "(or `pip install -e .` from a source checkout), then set the path of "
+    "~/sam2unext-env/bin/sam2unext-geo once in the plugin's Environment settings."
+)
+# Variables QGIS sets for its own Python/GDAL/PROJ that would break a separate environment.
+_ENV_VARS_TO_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH",
+                     "PROJ_LIB", "PROJ_DATA", "QGIS_PREFIX_PATH")
+class EnvironmentProblem(RuntimeError):
+    """The ``sam2unext-geo`` command is missing or does not run; the message says how to fix it."""
+
+
+def find_executable(configured: Optional[str] = None) -> str:
+    """Locate ``sam2unext-geo``: the configured path (file, or an environment/bin folder), else PATH.
+
+    Raises:
+        EnvironmentProblem: not found; the message carries the install command.
+    """
+    if configured:
+        path = Path(os.path.expanduser(str(configured)))
+        candidates = [path]
+        if path.is_dir():
+            names = [EXECUTABLE_NAME, EXECUTABLE_NAME + ".exe"]
+            candidates = [path / sub / n for sub in ("", "bin", "Scripts") for n in names]
+        for cand in candidates:
+            if cand.is_file() and os.access(str(cand), os.X_OK):
+                return str(cand)
+        raise EnvironmentProblem(
+            f"The configured sam2unext-geo command {str(configured)!r} does not exist or is not "
+            f"executable. {INSTALL_HINT}")
+    found = shutil.which(EXECUTABLE_NAME)
+    if found:
+        return found
+    raise EnvironmentProblem(f"The sam2unext-geo command was not found on PATH. {INSTALL_HINT}")
+
+
+def subprocess_env() -> dict:
+    """The environment for the subprocess: QGIS's Python/GDAL/PROJ variables removed."""
+    env = {k: v for k, v in os.environ.items() if k not in _ENV_VARS_TO_DROP}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
+    return env
+
+
+def popen_kwargs() -> dict:
+    """Keyword arguments for Popen: pipes, text, cleaned environment, no console window."""
+    kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                  env=subprocess_env(), text=True, encoding="utf-8", errors="replace", bufsize=1)
+    if sys.platform == "win32":
+        kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
+    return kwargs
+
+
+def check_environment(executable: str, timeout: float = 120.0, full: bool = True) -> dict:
+    """Run ``sam2unext-geo --version`` and (``full``) ``sam2unext-geo models``.
+
+    ``--version`` is quick; ``models`` imports the whole core (torch) and takes seconds, so it is
+    run by the dialog's Check button, not before every run.
+
+    Returns:
+        ``{"executable", "version", "models"}`` (``models`` is the command's text output).
+
+    Raises:
+        EnvironmentProblem: either command fails or times out; the message includes its error
+            and the install command.
+    """
+    info = {"executable": executable}
+    commands = (("version", ["--version"]), ("models", ["models"]))
+    for key, extra in commands[:2 if full else 1]:
+        kwargs = popen_kwargs()
+        kwargs.pop("bufsize")
+        kwargs.pop("stdin")
+        try:
+            proc = subprocess.run([executable] + extra, stdin=subprocess.DEVNULL,
+                                  timeout=timeout, **kwargs)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise EnvironmentProblem(
+                f"`{executable} {' '.join(extra)}` could not run ({exc}). {INSTALL_HINT}") from exc
+        if proc.returncode != 0:
+            tail = last_line(proc.stderr) or last_line(proc.stdout) or f"exit code {proc.returncode}"
+            raise EnvironmentProblem(
+                f"`{executable} {' '.join(extra)}` failed: {tail}. The sam2unext-geo environment "
+                f"looks broken. {INSTALL_HINT}")
+        info[key] = proc.stdout.strip()
+    return info
+
+
+def preset_names(models_output: str) -> list[str]:
+    """Preset names from the table printed by ``sam2unext-geo models`` (first column)."""
+    names = []
+    for line in models_output.splitlines():
+        words = line.split()
+        if words and (words[0] == "demo" or re.fullmatch(r"[A-Za-z0-9][\w.]*-[\w.-]*\w", words[0])):
+            names.append(words[0])
+    return names
+
+
+def environment_python(executable: str) -> Optional[str]:
+    """The Python of the command's environment: from its ``#!`` line, else next to it (symlinks resolved)."""
+    try:
+        with open(executable, "rb") as f:
+            first = f.readline(512).decode("utf-8", "replace")
+    except OSError:
+        first = ""
+    if first.startswith("#!"):
+        interpreter = first[2:].strip().split(" ")[0]
+        if os.path.isfile(interpreter):
+            return interpreter
+    folder = Path(executable).resolve().parent
+    for name in ("python.exe", "python", "python3"):
+        if (folder / name).is_file():
+            return str(folder / name)
+    return None
+
+
+def gpu_available(executable: str, timeout: float = 120.0) -> Optional[bool]:
+    """Whether torch in the command's environment sees a CUDA GPU (``None``: could not tell)."""
+    python = environment_python(executable)
+    if python is None:
+        return None
+    kwargs = popen_kwargs()
+    for key in ("bufsize", "stdin"):
+        kwargs.pop(key)
+    try:
+        proc = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
+                              stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    out = proc.stdout.strip()
+    return {"True": True, "False": False}.get(out) if proc.returncode == 0 else None
+
+
+def last_line(text: Optional[str]) -> str:
+    """The last non-empty line of ``text`` ('' if none)."""
+    lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else ""
