@@ -58,6 +58,8 @@ class PredictDialog(QDialog):
         self.ckpt_radio = QRadioButton("Checkpoint")
         self.ckpt_widget = QgsFileWidget()
         self.ckpt_widget.setFilter("Checkpoints (*.safetensors *.pth *.pt);;All files (*)")
+        self.ckpt_widget.setToolTip("Our .safetensors files carry their preset; an upstream SAM2-UNeXT/SAM2-UNet "
+                                    ".pth file is read with the preset chosen above.")
         wl.addRow(self.preset_radio, self.preset_combo)
         wl.addRow(self.ckpt_radio, self.ckpt_widget)
         self.preset_radio.toggled.connect(self._sync_weights)
@@ -163,9 +165,7 @@ class PredictDialog(QDialog):
         settings.set("executable", self.exe_widget.filePath().strip())
 
     def _sync_weights(self) -> None:
-        preset = self.preset_radio.isChecked()
-        self.preset_combo.setEnabled(preset)
-        self.ckpt_widget.setEnabled(not preset)
+        self.ckpt_widget.setEnabled(not self.preset_radio.isChecked())
 
     # values ---------------------------------------------------------------------------------
     def options(self) -> commands.PredictOptions:
@@ -189,6 +189,9 @@ class PredictDialog(QDialog):
             checkpoint = self.ckpt_widget.filePath().strip()
             if not os.path.isfile(checkpoint):
                 raise ValueError(f"Checkpoint file {checkpoint!r} does not exist; choose a .safetensors or .pth file.")
+            chosen = self.preset_combo.currentText().strip()
+            if checkpoint.lower().endswith((".pth", ".pt")) and chosen and chosen != "demo":
+                preset = chosen  # upstream state_dicts do not say which architecture they are
         bands = self.bands_edit.text().strip()
         out_dir = self.out_widget.filePath().strip()
         if not out_dir:

@@ -225,6 +225,13 @@ def check_dialog_options():
         opts = dlg.options()
         assert opts.scene == str(scene) and opts.preset == "sam2unext-test" and opts.tile_size == 128
         assert opts.bands == "3,2,1", opts.bands
+        upstream = TMP / "SAM2-UNeXT-upstream.pth"
+        upstream.write_bytes(b"")
+        dlg.ckpt_radio.setChecked(True)
+        dlg.ckpt_widget.setFilePath(str(upstream))
+        ckpt = dlg.options()
+        assert (ckpt.checkpoint, ckpt.preset) == (str(upstream), "sam2unext-test"), (ckpt.checkpoint, ckpt.preset)
+        dlg.preset_radio.setChecked(True)
         dlg.save_settings()
         again = PredictDialog(None, layer)
         assert again.tile_spin.value() == 128 and again.preset_combo.currentText() == "sam2unext-test"
