@@ -36,8 +36,9 @@ from .tiling import make_grid
 from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
 
-#: GDAL block cache while running (MB): bounded so memory does not grow with the scene.
-GDAL_CACHE_MB = 128
+#: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
+#: bounded so memory does not grow with the scene.
+GDAL_CACHE_BYTES = 128 * 2**20
 
 
 @dataclass
@@ -210,7 +211,7 @@ def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device,
                 overwrite, reporter) -> RunStats:
     """Run the tiles and write the stitched probability raster to ``out``."""
     n_tiles = len(grid)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB), warnings.catch_warnings():
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with contextlib.ExitStack() as stack:
             mask_src = plan.open()

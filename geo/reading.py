@@ -225,7 +225,7 @@ def to_unit_float(tiles_uint8: np.ndarray):
     """uint8 ``[B, 3, H, W]`` → float32 torch tensor in [0, 1] (the model's input)."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(tiles_uint8)).float().div_(255.0)
+    return torch.div(torch.from_numpy(np.ascontiguousarray(tiles_uint8)), 255.0)  # one pass, float32
 
 
 def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
