@@ -144,7 +144,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         vector: True (default path), False/None (no polygons) or a path.
         vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
         out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
-        scheduler: None (local threads) or a ``dask.distributed`` address / Client.
+        scheduler: None (local threads) or a ``dask.distributed`` address / Client; the
+            workers read the source themselves, so its path must be readable on them.
         overwrite: replace existing outputs.
         progress: ``"bar"``, ``"json"``, ``"none"`` or a ``Progress`` instance.
         as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.

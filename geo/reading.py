@@ -310,4 +310,5 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
         crs = src.crs.to_wkt() if src.crs else None
         masked = bool(resolution) or any(
             src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
-        return ReadPlan(str(path), sel, st, height, width, transform, crs, bool(resolution), masked)
+        full = str(Path(path).resolve()) if Path(path).exists() else str(path)  # workers may run elsewhere
+        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked)
