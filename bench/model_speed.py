@@ -4,7 +4,8 @@ Times one tile (batch 1) at the preset's input size on the current device: media
 ``--reps`` runs after ``--warmup`` runs, under ``torch.inference_mode``. FLOPs come from
 ``torch.utils.flop_counter.FlopCounterMode`` on the meta device (FLOPs = 2 x MAC), so they
 cost nothing even for the large presets. ``--compare`` also times the public code's structure
-(head computed twice, default memory format) on the same weights and prints our ratio.
+(head computed twice, contiguous decoder weights) on the same weights and prints our ratio;
+the two variants are interleaved so that machine-load drift hits both alike.
 
 Examples::
 
@@ -16,6 +17,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -111,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="SAM2-UNeXT presets also timed with the public structure")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--channels-last", action="store_true",
-                        help="run our variant with channels_last weights and input")
+    parser.add_argument("--contiguous", action="store_true",
+                        help="time our variant with contiguous decoder weights (default: "
+                             "channels_last, as the models are built)")
     parser.add_argument("--flops-only", action="store_true",
                         help="only parameters and FLOPs (all presets, no timing)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -135,9 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.flops_only:
             model = build_random(name, device)
             image = torch.randn(1, 3, config.input_size, config.input_size, device=device)
-            if args.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-                image = image.contiguous(memory_format=torch.channels_last)
+            model.set_channels_last(not args.contiguous)
             ctx = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
             with ctx:
                 seconds = f"{time_forward(model, image, args.reps, args.warmup):.3f}"
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{trainable / 1e6:.2f} | {gflop:.1f} | {seconds} |", flush=True)
     for name in args.compare:
         config = PRESETS[name]
-        model = build_random(name, device)
+        model = build_random(name, device).set_channels_last(True)
+        public_model = copy.deepcopy(model).set_channels_last(False)  # same weights, contiguous
         image = torch.randn(1, 3, config.input_size, config.input_size, device=device)
         ctx = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
         with ctx:
@@ -154,8 +156,8 @@ def main(argv: list[str] | None = None) -> None:
             ours, public = [], []
             for _ in range(max(1, args.reps)):
                 ours.append(time_forward(model, image, 1, args.warmup))
-                public.append(time_forward(lambda x: upstream_structure_forward(model, x), image,
-                                           1, args.warmup))
+                public.append(time_forward(lambda x: upstream_structure_forward(public_model, x),
+                                           image, 1, args.warmup))
         o, p = statistics.median(ours), statistics.median(public)
         print(f"\n{name}: ours {o:.3f} s/tile, public structure (head twice) {p:.3f} s/tile, "
               f"ratio ours/public {o / p:.3f}; GFLOP ours {count_flops(name) / 1e9:.1f} vs public "

@@ -68,6 +68,24 @@ class SegmentationModel(nn.Module):
         self.inference_dtype = torch.float32
         self.task: str | None = None
         self.extra: dict = {}
+        self.channels_last = False
+
+    def decoder_modules(self) -> list[nn.Module]:
+        """The convolutional part (glue/RFBs and decoder); overridden by each family."""
+        return []
+
+    def set_channels_last(self, enabled: bool = True) -> "SegmentationModel":
+        """Store the convolutional decoder's weights channels_last (or contiguous).
+
+        The Hiera and ViT outputs are NHWC tensors viewed as NCHW, i.e. already channels_last
+        in memory; matching weights keep the decoder's 3x3 convolutions out of layout
+        conversions (about 2.5x faster on CPU in ``bench/``). Values are unchanged.
+        """
+        fmt = torch.channels_last if enabled else torch.contiguous_format
+        for module in self.decoder_modules():
+            module.to(memory_format=fmt)
+        self.channels_last = enabled
+        return self
 
     def _device(self) -> torch.device:
         return next(self.parameters()).device
@@ -171,6 +189,11 @@ class SAM2UNeXT(SegmentationModel):
         self.up3 = UpConcatFirst(2 * c, c)
         self.up4 = UpConcatFirst(c, c)
         self.head = nn.Conv2d(c, 1, 1)
+        self.set_channels_last(True)
+
+    def decoder_modules(self) -> list[nn.Module]:
+        return [self.align1, self.align2, self.align3, self.align4, self.reduce1, self.reduce2,
+                self.reduce3, self.reduce4, self.up1, self.up2, self.up3, self.up4, self.head]
 
     def glue(self, stages: list[torch.Tensor], dino_map: torch.Tensor) -> list[torch.Tensor]:
         """Dense glue: align DINOv2 to each stage's width and size, concat, reduce to ``c``."""
@@ -224,6 +247,11 @@ class SAM2UNet(SegmentationModel):
         self.side1 = nn.Conv2d(c, 1, kernel_size=1)
         self.side2 = nn.Conv2d(c, 1, kernel_size=1)
         self.head = nn.Conv2d(c, 1, kernel_size=1)
+        self.set_channels_last(True)
+
+    def decoder_modules(self) -> list[nn.Module]:
+        return [self.rfb1, self.rfb2, self.rfb3, self.rfb4, self.up1, self.up2, self.up3,
+                self.up4, self.side1, self.side2, self.head]
 
     def decode(self, x1, x2, x3, x4, side_outputs: bool = False):
         """RFBs and decoder. Returns ``out`` (stride-4 head, x4 bilinear), or with
