@@ -117,3 +117,14 @@ def test_grad_checkpointing_keeps_adapter_gradients():
     assert any(".blocks." in n for n in grads[0])  # adapters inside the checkpointed encoder blocks
     for name, value in grads[0].items():
         torch.testing.assert_close(grads[1][name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_sam2unet_family_trains_with_deep_supervision(folder_data, tmp_path):
+    """SAM2-UNet returns three outputs in training mode; the loop sums their losses."""
+    images, masks = folder_data
+    result = train_on_folders(images, masks, tmp_path / "unet", preset="sam2unet-test",
+                              config=TrainConfig(epochs=1, batch_size=2), progress=False, log=None)
+    assert result.config.lr == RECIPES["sam2unet"].lr  # family default kept when lr is not given
+    assert len(result.step_losses) == 2  # 3 images in batches of 2
+    assert result.step_losses[0] > 1.5  # a sum of three structure losses from random init
+    assert load_model(result.last_snapshot, device="cpu").preset == "sam2unet-test"
