@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sam2unext import build_model, save_checkpoint, structure_loss
+from sam2unext import build_model, load_model, save_checkpoint, structure_loss
 from sam2unext.geo.demo import DEMO_SEED, generate_scene, mask_iou
 from sam2unext.transforms import normalize
 
@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", type=Path, default=None,
+                        help="continue from this checkpoint (e.g. a previous run) instead of random weights")
     parser.add_argument("--output", type=Path, default=WEIGHTS_DIR / "demo.safetensors")
     args = parser.parse_args(argv)
 
@@ -112,7 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     val_scenes = make_scenes(1, args.scene_size, first_seed=900)
     print(f"drew {len(train_scenes)} training scenes of {args.scene_size}px in {time.time() - t0:.0f}s", flush=True)
 
-    model = build_model(args.preset)
+    if args.init is not None:
+        model = load_model(args.init, device="cpu")
+        previous = dict(getattr(model, "extra", {}) or {})
+    else:
+        model = build_model(args.preset)
+        previous = {}
     model.train()
     crop = model.input_size
     n_params = sum(p.numel() for p in model.parameters())
@@ -160,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         "task": "demo",
         "trained_on": "procedural synthetic scenes only (sam2unext.geo.demo); knows nothing of real imagery",
         "script": "bench/train_demo.py",
-        "command": "python bench/train_demo.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-                                                          if k != "output"),
+        "command": "python bench/train_demo.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output" and v is not None),
+        "continued_from": previous or None,
         "training_scenes": {"count": args.scenes, "size": args.scene_size, "seeds": [100, 100 + args.scenes - 1]},
         "held_out_scene_seed": 900,
         "steps": step,

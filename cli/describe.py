@@ -49,7 +49,7 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, batches: in
 
 
 def info(
-    scene: Annotated[Path, typer.Argument(help="Scene raster.", show_default=False, metavar="SCENE.tif")],
+    scene: Annotated[Path, typer.Argument(help="Scene raster.", show_default=False)],
     checkpoint: Checkpoint = None,
     preset: PresetOpt = None,
     tile_size: Annotated[Optional[int], typer.Option(

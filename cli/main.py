@@ -55,7 +55,7 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:
-    STATE.debug = STATE.debug or debug
+    STATE.debug = STATE.debug or debug  # main() strips --debug from anywhere on the line
 
 
 app.command(epilog=predict.PREDICT_EPILOG)(predict.predict)
@@ -119,11 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # --debug is accepted anywhere on the line, not only before the command.
     head = args[: args.index("--")] if "--" in args else args
-    if "--debug" in head:
-        STATE.debug = True
-        args = [a for i, a in enumerate(args) if not (a == "--debug" and i < len(head))]
-    if threading_main():
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    STATE.debug = "--debug" in head
+    args = [a for i, a in enumerate(args) if not (a == "--debug" and i < len(head))]
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading_main() else None
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
@@ -154,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(f"internal error: {type(exc).__name__}: {_one_line(exc)}{hint}", 1)
     finally:
         STATE.reporter = None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def threading_main() -> bool:

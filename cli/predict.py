@@ -74,7 +74,7 @@ FillHoles = Annotated[bool, typer.Option("--fill-holes", help="Remove holes insi
 def predict(
     scenes: Annotated[list[str], typer.Argument(
         help="Scene rasters (GeoTIFF or anything GDAL reads): several paths and/or quoted globs.",
-        metavar="SCENE...", show_default=False)],
+        show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Probability .tif (one scene) or a folder (created) for all outputs.",
         show_default=False)] = None,
@@ -157,7 +157,7 @@ def print_summary(scenes: list[Path], results: list, total: float) -> None:
 
 def vectorize(
     probability: Annotated[Path, typer.Argument(help="Probability raster written by predict.",
-                                                show_default=False, metavar="PROB.tif")],
+                                                show_default=False)],
     output: Annotated[Optional[Path], typer.Option(
         "--output", "-o", help="Polygon file (default <raster stem>_polygons.<format> next to it).",
         show_default=False)] = None,

@@ -20,23 +20,27 @@ def assert_user_error(res, message: str) -> None:
     assert "Traceback" not in res.stderr
 
 
-@pytest.fixture
-def work(scenes_dir, tmp_path):
-    """A folder holding one scene, a text file posing as a raster and a mismatched checkpoint."""
-    shutil.copy(scenes_dir / "beta.tif", tmp_path / "scene.tif")
-    (tmp_path / "notes.tif").write_text("not a raster\n")
+@pytest.fixture(scope="module")
+def unext_checkpoint(tmp_path_factory):
+    """A checkpoint saved for sam2unext-test (random weights)."""
     from sam2unext import build_model, save_checkpoint
 
-    save_checkpoint(build_model("sam2unext-test"), tmp_path / "unext.safetensors")
+    return save_checkpoint(build_model("sam2unext-test"), tmp_path_factory.mktemp("ckpt") / "unext.safetensors")
+
+
+@pytest.fixture
+def work(scenes_dir, unext_checkpoint, tmp_path):
+    """A folder holding one scene, a text file posing as a raster and a sam2unext-test checkpoint."""
+    shutil.copy(scenes_dir / "beta.tif", tmp_path / "scene.tif")
+    (tmp_path / "notes.tif").write_text("not a raster\n")
+    shutil.copy(unext_checkpoint, tmp_path / "unext.safetensors")
     return tmp_path
 
 
 CASES = {
     "missing file": (["predict", "missing.tif", "--preset", "sam2unext-test"], "missing.tif does not exist"),
-    "glob matching nothing": (["predict", "nothing*.tif", "--preset", "sam2unext-test"], "no file matches"),
     "not a raster": (["predict", "notes.tif", "--preset", "sam2unext-test"], "not a raster"),
     "bad band": (["predict", "scene.tif", "--preset", "sam2unext-test", "--bands", "5"], "band 5 is out of range"),
-    "bad band list": (["predict", "scene.tif", "--preset", "sam2unext-test", "--bands", "red"], "--bands 'red'"),
     "no weights": (["predict", "scene.tif"], "no weights given"),
     "checkpoint/preset mismatch": (["predict", "scene.tif", "--checkpoint", "unext.safetensors", "--preset",
                                     "sam2unet-test"], "was saved for preset 'sam2unext-test'"),
@@ -44,12 +48,9 @@ CASES = {
     "missing checkpoint": (["predict", "scene.tif", "--checkpoint", "nope.safetensors"], "checkpoint not found"),
     "unwritable folder": (["predict", "scene.tif", "--checkpoint", "demo", "-o", "notes.tif/out"],
                           "cannot create output folder notes.tif/out"),
-    "file output for many scenes": (["predict", "scene.tif", "notes.tif", "--checkpoint", "demo", "-o", "x.tif"],
-                                    "pass a folder with -o"),
     "unknown option": (["predict", "scene.tif", "--tile", "9"], "No such option: --tile"),
     "bad choice": (["predict", "scene.tif", "--progress", "loud"], "'loud' is not one of"),
     "vectorize missing": (["vectorize", "missing_prob.tif"], "missing_prob.tif does not exist"),
-    "vectorize bad format": (["vectorize", "scene.tif", "--format", "shp"], "'shp' is not one of"),
     "info not a raster": (["info", "notes.tif"], "not a raster"),
     "demo into a file": (["demo", "-o", "notes.tif"], "is a file, not a folder"),
 }
