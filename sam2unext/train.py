@@ -474,7 +474,7 @@ def make_training_model(
     if preset is None:
         from sam2unext.errors import PresetError
 
-        raise PresetError("no --preset given; name a preset (see `sam2unext-geo presets`) or pass --checkpoint")
+        raise PresetError("no --preset given; name a preset (see 'sam2unext-geo models') or pass --checkpoint")
     from sam2unext import build_model
 
     return build_model(preset, hiera=hiera, dinov2=dinov2)
