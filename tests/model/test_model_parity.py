@@ -124,3 +124,28 @@ def test_trainable_parameters_are_adapters_glue_and_decoder_only():
     sam_trainable = [n for n, p in model.sam.named_parameters() if p.requires_grad]
     assert sam_trainable and all(".prompt_learn." in n for n in sam_trainable)
     assert not any(p.requires_grad for p in model.dino.parameters())
+
+
+def test_meta_sam2_tiny_checkpoint_gives_sam2_trunk_features(tmp_path):
+    """Real Hiera-T config: Meta's ``sam2`` Hiera, saved in Meta's checkpoint layout, loaded
+    through our key mapping into timm's Hiera, gives the same four stage maps."""
+    pytest.importorskip("sam2")
+    from sam2.modeling.backbones.hieradet import Hiera
+
+    from sam2unext.checkpoints import load_sam2_hiera
+
+    meta = Hiera(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9),
+                 window_pos_embed_bkg_spatial_size=(7, 7))  # sam2_hiera_t.yaml
+    randomize_(meta, seed=12).eval()
+    path = tmp_path / "sam2_hiera_tiny.pt"
+    torch.save({"model": {"image_encoder.trunk." + k: v for k, v in meta.state_dict().items()}}, path)
+    trunk = build_hiera_trunk(get_preset("sam2unext-tiny")).eval()
+    load_sam2_hiera(trunk, path, "sam2unext-tiny")
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        ref = meta(x)
+        ours = hiera_stage_features(trunk, x)
+    assert len(ref) == len(ours) == 4
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        assert rel_error(a, b) < TOL
