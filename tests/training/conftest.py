@@ -9,13 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from training_synth import make_folder_dataset  # noqa: E402
+from training_synth import PRESET, SHORT, make_folder_dataset  # noqa: E402
 
 from sam2unext.train import TrainConfig  # noqa: E402
-
-PRESET = "sam2unext-test"
-#: Short-run settings: lr above the paper's 2e-4 so three epochs on three images visibly learn.
-SHORT = dict(epochs=3, lr=1e-3, batch_size=1, snapshot_every=1, seed=3, num_workers=0)
 
 
 @pytest.fixture(scope="session")

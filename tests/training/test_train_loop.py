@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import PRESET, SHORT
+from training_synth import PRESET, SHORT
 from safetensors.torch import load_file
 
 from sam2unext import load_model, read_checkpoint_metadata

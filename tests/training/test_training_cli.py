@@ -6,7 +6,7 @@ import json
 
 import pytest
 import typer
-from conftest import PRESET
+from training_synth import PRESET
 from typer.testing import CliRunner
 
 from sam2unext.cli import training

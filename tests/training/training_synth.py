@@ -7,6 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+PRESET = "sam2unext-test"
+#: Short-run settings: lr above the paper's 2e-4 so three epochs on three images visibly learn.
+SHORT = dict(epochs=3, lr=1e-3, batch_size=1, snapshot_every=1, seed=3, num_workers=0)
+
 
 def blob_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     """A uint8 mask (0/255) with one filled ellipse at a random place."""
