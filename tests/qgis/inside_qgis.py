@@ -396,8 +396,9 @@ def init_processing():
 
 
 def check_processing_model():
-    """A graphical-modeler model chaining predict → vectorize runs in-process (fake command)."""
-    from qgis.core import (QgsProcessingContext, QgsProcessingFeedback, QgsProcessingModelAlgorithm,
+    """A modeler model chaining predict → vectorize runs in-process; cancelling a Processing run leaves nothing (fake command)."""
+    from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
+                           QgsProcessingModelAlgorithm,
                            QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource as Src,
                            QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
 
@@ -428,7 +429,27 @@ def check_processing_model():
         processing.run(model, {"scene": str(scene)}, feedback=QgsProcessingFeedback())
         assert (out / "model_scene_prob.tif").is_file(), list(out.iterdir())
         assert vec.is_file(), "vectorize child did not write its output"
-        return "model predict → vectorize ran; probability and re-thresholded polygons written"
+
+        class CancelOnProgress(QgsProcessingFeedback):
+            def setProgress(self, value):  # noqa: N802 - QGIS API
+                super().setProgress(value)
+                if value > 0:
+                    self.cancel()
+
+        QgsSettings().setValue("sam2unext_geo/executable", fake_executable(delay=1.0))
+        cancelled_out = TMP / "model_cancelled"
+        t0 = time.monotonic()
+        try:
+            processing.run("sam2unext:predict", {"INPUT": str(scene), "PRESET": "sam2unext-test",
+                                                 "OUTPUT_FOLDER": str(cancelled_out)},
+                           feedback=CancelOnProgress())
+            raise AssertionError("a cancelled Processing run returned normally")
+        except QgsProcessingException as exc:
+            assert "Cancelled" in str(exc), str(exc)
+        secs = time.monotonic() - t0
+        assert not cancelled_out.exists(), list(cancelled_out.iterdir())
+        return ("model predict → vectorize ran; probability and re-thresholded polygons written; "
+                f"Processing cancel stopped predict in {secs:.1f} s with nothing left")
     finally:
         QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
