@@ -38,7 +38,7 @@ from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
 
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
-GDAL_CACHE_BYTES = 128 * 2**20
+GDAL_CACHE_BYTES = 64 * 2**20
 
 
 @dataclass

@@ -45,8 +45,9 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
     low_size = getattr(model, "low_res_size", None)
     low = low_res_view(hi, low_size) if low_size and getattr(model, "input_size", None) == tile_size else None
     prob = model.predict(hi, low)
-    return np.asarray(prob.detach().cpu().numpy() if hasattr(prob, "detach") else prob,
-                      dtype=np.float32)[:, 0]
+    prob = prob.detach().cpu().numpy() if hasattr(prob, "detach") else prob
+    # a copy: the result must not keep the model's input batch (or any larger buffer) alive
+    return np.array(prob[:, 0], dtype=np.float32, copy=True)
 
 
 def predict_batch(model, reads: Sequence[np.ndarray | None], indices: Sequence[int], tile_size: int) -> BatchResult:
