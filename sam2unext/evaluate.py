@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -221,13 +220,15 @@ def write_results(result: EvalResult, path: str | Path, *, overwrite: bool = Tru
         "metrics": result.metrics,
         "headline": {n: result.metrics[n] for n in result.headline},
     }
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, json_path)
-    tmp = csv_path.with_name(csv_path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["dataset", "task", "count", *METRIC_NAMES])
-        writer.writerow([result.dataset or "", result.task or "", result.count, *(repr(result.metrics[n]) for n in METRIC_NAMES)])
-    os.replace(tmp, csv_path)
+    from sam2unext.train import write_atomically
+
+    def write_csv(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["dataset", "task", "count", *METRIC_NAMES])
+            writer.writerow([result.dataset or "", result.task or "", result.count,
+                             *(repr(result.metrics[n]) for n in METRIC_NAMES)])
+
+    write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
+    write_atomically(csv_path, write_csv)
     return json_path, csv_path

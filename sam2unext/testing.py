@@ -8,7 +8,6 @@ truncated to uint8, and written as ``<stem>.png``.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -84,7 +83,7 @@ def predict_folder(
 
     from tqdm.auto import tqdm
 
-    from sam2unext.train import resolve_device
+    from sam2unext.train import resolve_device, write_atomically
 
     files = list_files(images, IMAGE_SUFFIXES, what="image")
     out_dir = Path(output)
@@ -99,9 +98,7 @@ def predict_folder(
     t0 = time.perf_counter()
     for src, dst in tqdm(list(zip(files, targets)), desc="test", disable=not progress):
         result = predict_image(model, load_rgb(src), dev)
-        tmp = dst.with_name(dst.stem + ".tmp.png")
-        Image.fromarray(result).save(tmp)
-        os.replace(tmp, dst)
+        write_atomically(dst, lambda tmp: Image.fromarray(result).save(tmp, format="PNG"))
         if log:
             log(f"saved {dst}")
     return TestResult(outputs=targets, seconds=time.perf_counter() - t0)

@@ -192,19 +192,28 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 10_007 + epoch
 
 
+def write_atomically(path: Path, write: Callable[[Path], Any], tmp: Path | None = None) -> None:
+    """Call ``write(tmp)`` then rename ``tmp`` to ``path``; on any failure or interrupt the
+    temporary file is removed and ``path`` is left as it was."""
+    tmp = tmp or path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
 def save_snapshot(model: nn.Module, path: Path, *, task: str | None, extra: dict) -> None:
     """Write the model to ``path`` in our checkpoint format (via a temporary name)."""
     from sam2unext import save_checkpoint
 
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
-    save_checkpoint(model, tmp, task=task, extra=extra)
-    os.replace(tmp, path)
+    write_atomically(path, lambda tmp: save_checkpoint(model, tmp, task=task, extra=extra),
+                     tmp=path.with_name(path.stem + ".tmp" + path.suffix))
 
 
 def load_snapshot_weights(model: nn.Module, path: Path) -> None:
@@ -246,10 +255,10 @@ def write_loss_curve(path: Path, step_losses: Sequence[float], epoch_losses: Seq
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        write_atomically(path, lambda tmp: fig.savefig(tmp, format="png"), tmp=path.with_name(path.stem + ".tmp.png"))
+    finally:
+        plt.close(fig)
 
 
 def _config_from_dict(saved: dict, base: TrainConfig) -> TrainConfig:
@@ -412,9 +421,8 @@ def train_model(
                 run_dir / RESUME_FILE,
             )
             say(f"saved snapshot {path}")
-        (run_dir / HISTORY_FILE).write_text(
-            json.dumps({"epoch_losses": epoch_losses, "step_losses": step_losses, "config": asdict(config)}, indent=1)
-        )
+        history = json.dumps({"epoch_losses": epoch_losses, "step_losses": step_losses, "config": asdict(config)}, indent=1)
+        write_atomically(run_dir / HISTORY_FILE, lambda tmp: tmp.write_text(history))
         write_loss_curve(run_dir / CURVE_FILE, step_losses, epoch_losses, steps_per_epoch)
         if stop_after_epoch is not None and done >= stop_after_epoch:
             break

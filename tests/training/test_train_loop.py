@@ -128,3 +128,17 @@ def test_sam2unet_family_trains_with_deep_supervision(folder_data, tmp_path):
     assert len(result.step_losses) == 2  # 3 images in batches of 2
     assert result.step_losses[0] > 1.5  # a sum of three structure losses from random init
     assert load_model(result.last_snapshot, device="cpu").preset == "sam2unet-test"
+
+
+def test_interrupted_write_leaves_no_temporary_file(tmp_path):
+    from sam2unext.train import write_atomically
+
+    target = tmp_path / "out.bin"
+
+    def fail(tmp):
+        tmp.write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, fail)
+    assert list(tmp_path.iterdir()) == []
