@@ -163,6 +163,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
     reporter = make_progress(progress)
     if out_dtype not in OUT_DTYPES:
         raise InputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
+    if int(batch_size) < 1:
+        raise InputError(f"batch_size {batch_size} must be at least 1")
     with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
         src_path, scene = _source_path(source, Path(tmp))
         if output is None:
