@@ -17,7 +17,7 @@ from .blending import axis_weight_sum, normalize, ramp_window
 from .tiling import TileGrid
 
 #: Rows normalized and written at a time.
-FLUSH_ROWS = 128
+FLUSH_ROWS = 32
 #: ``write(row0, prob[rows, width] float32, valid[rows, width] bool)``
 RowWriter = Callable[[int, np.ndarray, np.ndarray], None]
 #: ``valid(row0, rows) -> bool[rows, width]`` validity of the input rows
