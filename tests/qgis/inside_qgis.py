@@ -130,13 +130,13 @@ def wait_until(condition, timeout: float) -> bool:
     return condition()
 
 
-def load_plugin(iface):
+def load_plugin(iface, plugin_path: Path = PLUGIN_DIR):
     """Load and start the plugin through qgis.utils, as QGIS does; return the plugin object."""
     import qgis.utils
 
     errors: list = []
     qgis.utils.iface = iface
-    qgis.utils.plugin_paths = [str(PLUGIN_DIR)]
+    qgis.utils.plugin_paths = [str(plugin_path)]
     qgis.utils.updateAvailablePlugins()
     assert PLUGIN in qgis.utils.available_plugins, qgis.utils.available_plugins
     meta = qgis.utils.plugins_metadata_parser[PLUGIN]
@@ -203,6 +203,32 @@ def check_load_unload():
     assert not [m for m in sys.modules if m == PLUGIN or m.startswith(PLUGIN + ".")], "modules left"
     assert not errors, errors
     return f"toolbar action + raster menu + provider with {algs}; all removed on unload"
+
+
+def check_zip_install():
+    """The built zip, unpacked like "Install from ZIP" does, loads and unloads in QGIS."""
+    import zipfile
+
+    import qgis.utils
+
+    archive = TMP / "sam2unext_geo_qgis.zip"
+    subprocess.run([sys.executable, str(PLUGIN_DIR / "build_zip.py"), "-o", str(archive)], check=True,
+                   capture_output=True)
+    installed = TMP / "profile_plugins"
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(installed)
+    sys.path.insert(0, str(installed))
+    try:
+        iface = IfaceStandIn()
+        load_plugin(iface, plugin_path=installed)
+        module_file = sys.modules[PLUGIN].__file__
+        assert module_file.startswith(str(installed)), module_file
+        assert QgsApplication.processingRegistry().providerById("sam2unext") is not None
+        unload_plugin()
+    finally:
+        sys.path.remove(str(installed))
+        qgis.utils.plugin_paths = [str(PLUGIN_DIR)]
+    return f"{archive.name} ({archive.stat().st_size // 1024} KiB) unpacked, loaded from {installed.name}/, unloaded"
 
 
 def check_dialog_options():
@@ -561,7 +587,7 @@ def check_desktop_app():
     return f"QGIS desktop: toolbar {res['toolbar_actions']}, raster menu entry, dialog, provider; unloaded"
 
 
-CHECKS = [check_load_unload, check_desktop_app, check_dialog_options, check_missing_environment, check_task_adds_layers,
+CHECKS = [check_load_unload, check_zip_install, check_desktop_app, check_dialog_options, check_missing_environment, check_task_adds_layers,
           check_cancel_leaves_nothing, check_cancel_real_cli, check_processing_model, check_qgis_process]
 
 

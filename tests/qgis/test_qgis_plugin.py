@@ -19,7 +19,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = os.environ.get("QGIS_PYTHON", "/usr/bin/python3")
-CHECKS = ["load_unload", "desktop_app", "dialog_options", "missing_environment", "task_adds_layers",
+CHECKS = ["load_unload", "zip_install", "desktop_app", "dialog_options", "missing_environment", "task_adds_layers",
           "cancel_leaves_nothing", "cancel_real_cli", "processing_model", "qgis_process"]
 
 pytestmark = pytest.mark.qgis
