@@ -502,10 +502,10 @@ def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED
     from sam2unext.geo.vectorize import probability_scale
 
     folder = Path(folder)
-    model = load_model(checkpoint=checkpoint, device=device)
     prob_path = folder / "demo_scene_prob.tif"
-    if prob_path.exists() and not overwrite:  # fail before drawing the scene
+    if prob_path.exists() and not overwrite:  # fail before loading weights or drawing the scene
         raise OutputError(f"{prob_path} already exists; pass --overwrite or choose another folder with -o")
+    model = load_model(checkpoint=checkpoint, device=device)
     scene_path, truth_path = write_demo_scene(folder, size=size, seed=seed, overwrite=overwrite)
     res = predict_raster(scene_path, prob_path, model=model, tile_size=tile_size, overlap=overlap,
                          batch_size=batch_size, threshold=threshold, overwrite=overwrite, progress=progress,

@@ -15,11 +15,11 @@ def test_predict_writes_cog_and_polygons_with_input_crs_and_json_stream(scene):
     assert "RANDOM" in res.stderr  # random-weight preset is announced on stderr, not stdout
 
     events = json_events(res.stdout)
-    assert events[0]["event"] == "start" and events[0]["tiles"] == 9
+    assert events[0]["event"] == "start" and events[0]["tiles"] == 4  # 384 px, 256 px tiles
     assert events[-1] == {"event": "complete", "scenes": 1, "seconds": events[-1]["seconds"]}
     assert {e["event"] for e in events} <= {"start", "progress", "done", "complete"}
     done = [e for e in events if e["event"] == "done"]
-    assert len(done) == 1 and done[0]["tiles_run"] == 9
+    assert len(done) == 1 and done[0]["tiles_run"] == 4
 
     prob, vector = scene.with_name("scene_prob.tif"), scene.with_name("scene_prob_polygons.gpkg")
     assert done[0]["probability"] == str(prob) and done[0]["vector"] == str(vector)
