@@ -12,11 +12,11 @@ The distributed path is in :mod:`sam2unext.geo.cluster`.
 from __future__ import annotations
 
 import os
-import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -65,7 +65,6 @@ class RunStats:
     tiles_skipped: int = 0
     model_seconds: float = 0.0
     batches: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchResult], None], *,
@@ -85,8 +84,6 @@ def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchRes
     Returns:
         :class:`RunStats`.
     """
-    import time
-
     from dask.threaded import get as threaded_get
 
     stats = stats or RunStats()
@@ -111,6 +108,8 @@ def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchRes
         stats.batches += 1
         return None
 
+    # read(i) waits for stitch(k - prefetch): at most `prefetch` batches are read ahead;
+    # predict(k) waits for predict(k - 1) (one forward pass at a time); stitch(k) for stitch(k - 1).
     graph: dict = {}
     for k, batch in enumerate(batches):
         gate = (f"stitch-{token}", k - prefetch) if k >= prefetch else None
