@@ -41,7 +41,7 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
     """
     from sam2unext.transforms import low_res_view
 
-    hi = to_unit_float(np.stack(tiles))
+    hi = to_unit_float(tiles)
     low_size = getattr(model, "low_res_size", None)
     low = low_res_view(hi, low_size) if low_size and getattr(model, "input_size", None) == tile_size else None
     prob = model.predict(hi, low)

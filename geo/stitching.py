@@ -18,6 +18,8 @@ from .tiling import TileGrid
 
 #: Rows normalized and written at a time.
 FLUSH_ROWS = 32
+#: Tile rows weighted and accumulated at a time (the temporary stays in cache).
+ADD_ROWS = 32
 #: ``write(row0, prob[rows, width] float32, valid[rows, width] bool)``
 RowWriter = Callable[[int, np.ndarray, np.ndarray], None]
 #: ``valid(row0, rows) -> bool[rows, width]`` validity of the input rows
@@ -43,7 +45,7 @@ class RowBandStitcher:
         self._inv_row = 1.0 / self._row_total
         self._inv_col = 1.0 / self._col_total
         self._w2d = np.outer(self._w1d, self._w1d)
-        self._tmp = np.empty_like(self._w2d)
+        self._tmp = np.empty((min(ADD_ROWS, grid.tile_size), grid.tile_size), dtype=np.float64)
         self._acc = np.zeros((min(grid.tile_size, grid.height), grid.width), dtype=np.float64)
         self._base = 0  # scene row of self._acc[0]
         self._next = 0  # next expected tile index
@@ -60,8 +62,12 @@ class RowBandStitcher:
             r0, c0 = g.row_offsets[r], g.col_offsets[c]
             h = min(g.tile_size, g.height - r0)
             w = min(g.tile_size, g.width - c0)
-            weighted = np.multiply(self._w2d[:h, :w], prob[:h, :w], out=self._tmp[:h, :w])
-            self._acc[r0 - self._base: r0 - self._base + h, c0:c0 + w] += weighted
+            a0 = r0 - self._base
+            tmp = self._tmp
+            for s0 in range(0, h, ADD_ROWS):  # in cache-sized chunks: no tile-sized temporary
+                s1 = min(s0 + ADD_ROWS, h)
+                weighted = np.multiply(self._w2d[s0:s1, :w], prob[s0:s1, :w], out=tmp[:s1 - s0, :w])
+                self._acc[a0 + s0:a0 + s1, c0:c0 + w] += weighted
         self._next += 1
         if c == n_cols - 1:
             self._finish_tile_row(r)

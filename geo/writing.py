@@ -19,6 +19,7 @@ import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
+from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
@@ -27,6 +28,22 @@ from sam2unext.errors import OutputError
 OUT_DTYPES = ("uint8", "float32")
 #: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.
 COMPRESS, COMPRESS_LEVEL = "ZSTD", 1
+#: Block side of the temporary and final rasters; overviews go down to one block.
+BLOCK = 512
+
+
+def overview_factors(height: int, width: int, block: int = BLOCK) -> list[int]:
+    """Overview decimation factors 2, 4, ... until both sides fit in one ``block``.
+
+    The same number of levels as GDAL's COG driver with ``OVERVIEWS=AUTO`` (sides halved,
+    rounded down, until both fit in a block).
+    """
+    factors: list[int] = []
+    h, w = height, width
+    while h > block or w > block:
+        h, w = h // 2, w // 2
+        factors.append(2 ** (len(factors) + 1))
+    return factors
 
 
 def quantize_probability(prob: np.ndarray) -> np.ndarray:
@@ -95,7 +112,7 @@ class ProbabilityWriter:
         self._strips = temp_name(self.path, "strips")
         self._cog = temp_name(self.path, "cog")
         profile = dict(driver="GTiff", width=width, height=height, count=1, dtype=out_dtype,
-                       transform=transform, crs=crs, tiled=True, blockxsize=512, blockysize=512)
+                       transform=transform, crs=crs, tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
         if out_dtype == "float32":
             profile["nodata"] = float("nan")
         self._profile = profile
@@ -138,11 +155,17 @@ class ProbabilityWriter:
         """
         self._ds.close()
         self._ds = None
-        opts = dict(driver="COG", compress=COMPRESS, level=COMPRESS_LEVEL, blocksize=512, overviews="AUTO",
+        opts = dict(driver="COG", compress=COMPRESS, level=COMPRESS_LEVEL, blocksize=BLOCK, overviews="FORCE_USE_EXISTING",
                     resampling="average", bigtiff="IF_SAFER",
                     predictor=3 if self.out_dtype == "float32" else 2)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            # Overviews built once on the uncompressed temporary file (several times cheaper than
+            # letting the COG driver build them into a compressed temporary), then copied as is.
+            factors = overview_factors(self.height, self.width, BLOCK)
+            if factors:
+                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(self._strips, "r+") as ds:
+                    ds.build_overviews(factors, Resampling.average)
             rasterio.shutil.copy(self._strips, self._cog, **opts)
         remove_quietly(self._strips)
         if self.path.exists() and not self.overwrite:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import ROTATED, smooth_rgb, write_raster
+from geo_helpers import ROTATED, smooth_rgb, write_raster
 
 from sam2unext.geo import predict_raster
 from sam2unext.geo.reading import to_unit_float

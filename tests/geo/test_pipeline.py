@@ -54,7 +54,7 @@ def test_nodata_holes_and_skipped_tiles(nodata_raster, tmp_path):
 
 
 def test_scene_smaller_than_tile_is_padded(tmp_path):
-    from conftest import smooth_rgb, write_raster
+    from geo_helpers import smooth_rgb, write_raster
 
     path = write_raster(tmp_path / "small.tif", smooth_rgb(9, 13))
     res = predict_raster(path, tmp_path / "o.tif", model=PixelModel(64, 28), vector=False, progress="none")
@@ -83,7 +83,7 @@ def test_fixed_stretch_and_band_selection(uint16_alpha_raster, tmp_path):
 
 
 def test_single_band_is_replicated_and_png_without_georef(tmp_path):
-    from conftest import smooth_rgb, write_raster
+    from geo_helpers import smooth_rgb, write_raster
 
     grey = write_raster(tmp_path / "grey.png", smooth_rgb(40, 50)[:1], driver="PNG", crs=None,
                         transform=rasterio.Affine.identity())
@@ -107,7 +107,7 @@ def test_resolution_resamples_grid(rgb_raster, tmp_path):
 
 
 def test_cog_has_overviews(tmp_path):
-    from conftest import smooth_rgb, write_raster
+    from geo_helpers import smooth_rgb, write_raster
 
     path = write_raster(tmp_path / "big.tif", smooth_rgb(700, 600))
     res = predict_raster(path, tmp_path / "o.tif", model=PixelModel(256, None), vector=False, progress="none")

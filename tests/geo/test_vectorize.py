@@ -4,7 +4,7 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from conftest import ROTATED, write_raster
+from geo_helpers import ROTATED, write_raster
 
 from sam2unext.geo import vectorize_raster
 
