@@ -1,7 +1,7 @@
 """The Dask graph: threaded tile reads → batched model step → ordered stitching.
 
-Local (``scheduler=None``): one graph run by Dask's threaded scheduler. Reads of a batch are
-gated on the stitching of the batch ``prefetch`` places earlier, so at most ``prefetch``
+Local (``scheduler=None``): one graph run by Dask's threaded scheduler. Each batch is read by
+one task (one pooled dataset handle, so overlapping tiles share GDAL's block cache), gated on the stitching of the batch ``prefetch`` places earlier, so at most ``prefetch``
 batches are in flight (bounded memory) while the reads of the next batches overlap the
 current forward pass; forward passes are chained (one at a time on the device) and the
 stitch/write steps are chained in tile order.
@@ -91,10 +91,10 @@ def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchRes
     batches = batches_of(len(grid), batch_size)
     token = uuid.uuid4().hex[:8]
 
-    def read(i, _gate):
-        return reader.read(grid.window(i))
+    def read(indices, _gate):
+        return reader.read_many([grid.window(i) for i in indices])
 
-    def predict(indices, _previous, *reads):
+    def predict(indices, _previous, reads):
         t0 = time.perf_counter()
         out = predict_batch(model, reads, indices, grid.tile_size)
         stats.model_seconds += time.perf_counter() - t0
@@ -108,19 +108,19 @@ def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchRes
         stats.batches += 1
         return None
 
-    # read(i) waits for stitch(k - prefetch): at most `prefetch` batches are read ahead;
-    # predict(k) waits for predict(k - 1) (one forward pass at a time); stitch(k) for stitch(k - 1).
+    # read(k) (the batch's tiles, one handle) waits for stitch(k - prefetch): at most `prefetch`
+    # batches are read ahead; predict(k) waits for predict(k - 1) (one forward pass at a time);
+    # stitch(k) for stitch(k - 1).
     graph: dict = {}
     for k, batch in enumerate(batches):
         gate = (f"stitch-{token}", k - prefetch) if k >= prefetch else None
-        for i in batch:
-            graph[(f"read-{token}", i)] = (read, i, gate)
+        graph[(f"read-{token}", k)] = (read, batch, gate)
         prev_predict = (f"predicted-{token}", k - 1) if k else None
-        graph[(f"predict-{token}", k)] = (predict, batch, prev_predict, *[(f"read-{token}", i) for i in batch])
+        graph[(f"predict-{token}", k)] = (predict, batch, prev_predict, (f"read-{token}", k))
         graph[(f"predicted-{token}", k)] = (_token, (f"predict-{token}", k))
         prev_stitch = (f"stitch-{token}", k - 1) if k else None
         graph[(f"stitch-{token}", k)] = (stitch, (f"predict-{token}", k), prev_stitch)
-    workers = num_workers or max(2, min((os.cpu_count() or 2) + 2, batch_size * prefetch + 2))
+    workers = num_workers or max(2, min((os.cpu_count() or 2) + 2, prefetch + 2))
     pool = ThreadPoolExecutor(workers, thread_name_prefix="sam2unext-geo")
     try:
         if batches:

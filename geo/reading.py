@@ -7,6 +7,7 @@ in this process and reads on ``dask.distributed`` workers. Only windows are ever
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Sequence
@@ -246,29 +247,37 @@ def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
 
 
 class TileReader:
-    """Reads model-ready uint8 tiles for a :class:`ReadPlan`, one dataset handle per thread.
+    """Reads model-ready uint8 tiles for a :class:`ReadPlan` from a pool of dataset handles.
 
-    Call :meth:`close` when done (closes every handle opened by any thread).
+    A read borrows the most recently returned handle (a new one is opened only while all are
+    busy), so consecutive reads hit the same handle and GDAL's block cache, which is kept per
+    handle: blocks shared by overlapping tiles are decoded once instead of once per thread.
+    Call :meth:`close` when done (closes every handle).
     """
 
     def __init__(self, plan: ReadPlan, tile_size: int):
         self.plan = plan
         self.tile_size = tile_size
-        self._local = threading.local()
+        self._free: list = []  # idle handles, most recently used last
         self._handles: list = []
         self._lock = threading.Lock()
 
+    @contextlib.contextmanager
     def dataset(self):
-        """This thread's open dataset."""
-        ds = getattr(self._local, "ds", None)
+        """Borrow an open dataset for the duration of the ``with`` block."""
+        with self._lock:
+            ds = self._free.pop() if self._free else None
         if ds is None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 ds = self.plan.open()
-            self._local.ds = ds
             with self._lock:
                 self._handles.append(ds)
-        return ds
+        try:
+            yield ds
+        finally:
+            with self._lock:
+                self._free.append(ds)
 
     def read(self, window: Window) -> np.ndarray | None:
         """Read one tile as uint8 ``[3, T, T]`` (padded past the scene edge).
@@ -276,13 +285,21 @@ class TileReader:
         Returns:
             The tile, or None when none of its pixels is valid (the tile is skipped).
         """
-        ds = self.dataset()
+        return self.read_many([window])[0]
+
+    def read_many(self, windows: Sequence[Window]) -> list[np.ndarray | None]:
+        """Read several tiles (e.g. a batch) with one borrowed handle; see :meth:`read`."""
+        with self.dataset() as ds:
+            return [self._read_one(ds, w) for w in windows]
+
+    def _read_one(self, ds, window: Window) -> np.ndarray | None:
         inner = clip_window(window, self.plan.height, self.plan.width)
         if self.plan.masked and not read_valid(ds, inner, self.plan.bands).any():
             return None
         unique = sorted(set(self.plan.bands))
         data = ds.read(unique, window=inner)
-        data = data[[unique.index(b) for b in self.plan.bands]]
+        if [unique.index(b) for b in self.plan.bands] != [0, 1, 2]:
+            data = data[[unique.index(b) for b in self.plan.bands]]
         tile = apply_stretch(data, self.plan.stretch)
         return pad_to_tile(tile, self.tile_size)
 
@@ -292,7 +309,7 @@ class TileReader:
             for ds in self._handles:
                 close_dataset(ds)
             self._handles.clear()
-        self._local = threading.local()
+            self._free.clear()
 
 
 def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float | None = None) -> ReadPlan:
