@@ -224,9 +224,9 @@ def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device,
                                                            out_dtype=out_dtype, overwrite=overwrite,
                                                            masked=plan.masked))
 
-            def valid(row0: int, rows: int) -> np.ndarray:
+            def valid(row0: int, rows: int) -> np.ndarray | None:
                 if not plan.masked:
-                    return np.ones((rows, plan.width), dtype=bool)
+                    return None  # every pixel valid
                 return read_valid(mask_src, Window(0, row0, plan.width, rows), plan.bands)
 
             stitcher = RowBandStitcher(grid, writer.write_rows, valid)

@@ -60,6 +60,6 @@ def normalize(weighted_sum: np.ndarray, inv_row_weights: np.ndarray, inv_col_wei
         float32 probabilities. When every tile agrees on a float32 ``p``, the float64 result is
         within a few float64 ulps of ``p``, so the cast to float32 gives exactly ``p``.
     """
-    out = weighted_sum * inv_col_weights
-    out *= inv_row_weights[:, None]
-    return out.astype(np.float32)
+    out = np.multiply(weighted_sum, inv_col_weights)
+    # float64 product cast once to float32 on output (the same values as ``.astype``)
+    return np.multiply(out, inv_row_weights[:, None], out=np.empty(out.shape, np.float32), casting="same_kind")

@@ -39,13 +39,20 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
     :func:`sam2unext.transforms.low_res_view` when the tile has the model's input size (the
     exact pair the model would make); otherwise the model derives it from its resized input.
     """
+    import torch
+
     from sam2unext.transforms import low_res_view
 
     hi = to_unit_float(tiles)
     low_size = getattr(model, "low_res_size", None)
     low = low_res_view(hi, low_size) if low_size and getattr(model, "input_size", None) == tile_size else None
     prob = model.predict(hi, low)
-    prob = prob.detach().cpu().numpy() if hasattr(prob, "detach") else prob
+    if hasattr(prob, "detach"):
+        prob = prob.detach().cpu()
+        if prob.dtype == torch.float32 and prob.shape[1] == 1 and prob.is_contiguous() \
+                and prob.untyped_storage().nbytes() == prob.numel() * 4:
+            return prob.numpy()[:, 0]  # the tensor owns exactly this buffer: no copy needed
+        prob = prob.numpy()
     # a copy: the result must not keep the model's input batch (or any larger buffer) alive
     return np.array(prob[:, 0], dtype=np.float32, copy=True)
 

@@ -20,10 +20,10 @@ from .tiling import TileGrid
 FLUSH_ROWS = 32
 #: Tile rows weighted and accumulated at a time (the temporary stays in cache).
 ADD_ROWS = 32
-#: ``write(row0, prob[rows, width] float32, valid[rows, width] bool)``
-RowWriter = Callable[[int, np.ndarray, np.ndarray], None]
-#: ``valid(row0, rows) -> bool[rows, width]`` validity of the input rows
-ValidReader = Callable[[int, int], np.ndarray]
+#: ``write(row0, prob[rows, width] float32, valid[rows, width] bool or None = all valid)``
+RowWriter = Callable[[int, np.ndarray, np.ndarray | None], None]
+#: ``valid(row0, rows) -> bool[rows, width]`` validity of the input rows (None: all valid)
+ValidReader = Callable[[int, int], np.ndarray | None]
 
 
 class RowBandStitcher:

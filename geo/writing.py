@@ -48,8 +48,10 @@ def overview_factors(height: int, width: int, block: int = BLOCK) -> list[int]:
 
 def quantize_probability(prob: np.ndarray) -> np.ndarray:
     """float32 probabilities in [0, 1] → uint8 0..255 (round half to even, clipped)."""
-    scaled = np.asarray(prob, dtype=np.float32) * np.float32(255.0)
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+    scaled = np.multiply(np.asarray(prob, dtype=np.float32), np.float32(255.0), dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
@@ -134,18 +136,21 @@ class ProbabilityWriter:
         Args:
             row0: first row.
             prob: float32 ``[rows, width]`` probabilities.
-            valid: bool ``[rows, width]``; False pixels become nodata.
+            valid: bool ``[rows, width]``; False pixels become nodata (None: all valid).
         """
         window = Window(0, row0, self.width, prob.shape[0])
+        all_valid = valid is None or bool(valid.all())
         if self.out_dtype == "uint8":
             values = quantize_probability(prob)
-            values[~valid] = 0
+            if not all_valid:
+                values[~valid] = 0
             self._ds.write(values, 1, window=window)
             if self.masked:
-                self._ds.write_mask(np.where(valid, 255, 0).astype(np.uint8), window=window)
+                mask = np.full(values.shape, 255, np.uint8) if all_valid else np.where(valid, 255, 0).astype(np.uint8)
+                self._ds.write_mask(mask, window=window)
         else:
-            values = np.where(valid, prob, np.float32(np.nan)).astype(np.float32)
-            self._ds.write(values, 1, window=window)
+            values = prob if all_valid else np.where(valid, prob, np.float32(np.nan))
+            self._ds.write(np.asarray(values, dtype=np.float32), 1, window=window)
 
     def commit(self) -> Path:
         """Finish: convert to a COG and rename onto the output path.
