@@ -78,8 +78,9 @@ class SegmentationModel(nn.Module):
         """Store the convolutional decoder's weights channels_last (or contiguous).
 
         The Hiera and ViT outputs are NHWC tensors viewed as NCHW, i.e. already channels_last
-        in memory; matching weights keep the decoder's 3x3 convolutions out of layout
-        conversions (about 2.5x faster on CPU in ``bench/``). Values are unchanged.
+        in memory or converted once; channels_last weights make the CPU decoder faster (glue +
+        decoder of ``sam2unext-large``: 3.7 s vs 5.6 s, one thread, ``bench/model_speed.py``).
+        Values are unchanged up to float rounding.
         """
         fmt = torch.channels_last if enabled else torch.contiguous_format
         for module in self.decoder_modules():
