@@ -162,7 +162,7 @@ class ProbabilityWriter:
         self._ds = None
         opts = dict(driver="COG", compress=COMPRESS, level=COMPRESS_LEVEL, blocksize=BLOCK, overviews="FORCE_USE_EXISTING",
                     resampling="average", bigtiff="IF_SAFER",
-                    predictor=3 if self.out_dtype == "float32" else 2)
+                    predictor=3 if self.out_dtype == "float32" else 2, num_threads="ALL_CPUS")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             # Overviews built once on the uncompressed temporary file (several times cheaper than
