@@ -24,9 +24,11 @@ from sam2unext.checkpoints import (
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.presets import get_preset
 
+# Official key layouts (copied from shared/reference so the tests never depend on the checkout's
+# surroundings); prefer the shared copy when it is there.
 REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
-if not REFERENCE.is_dir():  # checkout layout /work/main -> /work/shared
-    REFERENCE = Path("/work/shared/reference")
+if not REFERENCE.is_dir():
+    REFERENCE = Path(__file__).resolve().parent / "reference"
 needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared/reference missing")
 
 
