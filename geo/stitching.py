@@ -58,19 +58,34 @@ class RowBandStitcher:
         g = self.grid
         n_cols = len(g.col_offsets)
         r, c = divmod(index, n_cols)
-        if prob is not None:
-            r0, c0 = g.row_offsets[r], g.col_offsets[c]
-            h = min(g.tile_size, g.height - r0)
-            w = min(g.tile_size, g.width - c0)
-            a0 = r0 - self._base
-            tmp = self._tmp
-            for s0 in range(0, h, ADD_ROWS):  # in cache-sized chunks: no tile-sized temporary
-                s1 = min(s0 + ADD_ROWS, h)
-                weighted = np.multiply(self._w2d[s0:s1, :w], prob[s0:s1, :w], out=tmp[:s1 - s0, :w])
-                self._acc[a0 + s0:a0 + s1, c0:c0 + w] += weighted
+        t = g.tile_size
+        r0, c0 = g.row_offsets[r], g.col_offsets[c]
+        h = min(t, g.height - r0)
+        w = min(t, g.width - c0)
+        a0 = r0 - self._base
+        # Rows below the previous tile row and columns right of the previous tile hold no sum yet:
+        # there the weighted tile is stored (no zeroing pass), elsewhere it is added.
+        fresh_r = 0 if r == 0 else min(h, max(0, g.row_offsets[r - 1] + t - r0))
+        fresh_c = 0 if c == 0 else min(w, max(0, g.col_offsets[c - 1] + t - c0))
+        if prob is None:
+            self._acc[a0 + fresh_r:a0 + h, c0 + fresh_c:c0 + w] = 0.0
+        else:
+            self._add_weighted(prob, a0, c0, 0, fresh_r, 0, w)
+            self._add_weighted(prob, a0, c0, fresh_r, h, 0, fresh_c)
+            np.multiply(self._w2d[fresh_r:h, fresh_c:w], prob[fresh_r:h, fresh_c:w],
+                        out=self._acc[a0 + fresh_r:a0 + h, c0 + fresh_c:c0 + w])
         self._next += 1
         if c == n_cols - 1:
             self._finish_tile_row(r)
+
+    def _add_weighted(self, prob: np.ndarray, a0: int, c0: int, q0: int, q1: int, p0: int, p1: int) -> None:
+        """``acc += w * prob`` over tile rows ``q0:q1`` and columns ``p0:p1``, in cache-sized chunks."""
+        if q1 <= q0 or p1 <= p0:
+            return
+        for s0 in range(q0, q1, ADD_ROWS):
+            s1 = min(s0 + ADD_ROWS, q1)
+            weighted = np.multiply(self._w2d[s0:s1, p0:p1], prob[s0:s1, p0:p1], out=self._tmp[:s1 - s0, :p1 - p0])
+            self._acc[a0 + s0:a0 + s1, c0 + p0:c0 + p1] += weighted
 
     def _finish_tile_row(self, r: int) -> None:
         g = self.grid
@@ -85,8 +100,7 @@ class RowBandStitcher:
             self._write(row0, prob, self._valid(row0, r1 - r0))
         self.rows_written += n
         keep = self._acc.shape[0] - n
-        self._acc[:keep] = self._acc[n:]
-        self._acc[keep:] = 0.0
+        self._acc[:keep] = self._acc[n:]  # the rows below are overwritten by the next tile row
         self._base = end
 
     @property
