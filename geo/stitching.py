@@ -4,7 +4,9 @@ Tiles must be added in row-major order (skipped tiles included, as ``None``). Th
 accumulator holds ``min(tile_size, height)`` rows of the current tile row; when the last
 tile of a tile row arrives, the rows above the next tile row are final: they are
 normalized, masked and handed to the writer, and the band slides down. Memory is
-``tile_size x width`` float64 whatever the scene height.
+``tile_size x width`` float64 whatever the scene height. Where no earlier tile reached (below
+the previous tile row, right of the previous tile) the weighted tile is stored rather than
+added, so the band is never cleared.
 """
 
 from __future__ import annotations
