@@ -68,7 +68,7 @@ def remote_batch(plan: ReadPlan, grid: TileGrid, indices: list[int], key: str,
     """Worker task: read a batch of tiles and run the cached model on them."""
     reader = TileReader(plan, grid.tile_size)
     try:
-        reads = [reader.read(grid.window(i)) for i in indices]
+        reads = reader.read_many([grid.window(i) for i in indices])
     finally:
         reader.close()
     return predict_batch(cached_model(key, factory), reads, indices, grid.tile_size)
