@@ -9,8 +9,8 @@ from sam2unext.errors import CheckpointError
 from .formatting import warn
 
 NO_WEIGHTS = (
-    "no weights given: pass --checkpoint FILE (a trained SAM2-UNeXT/SAM2-UNet checkpoint; see "
-    "'Getting the weights' in the README) or --preset NAME with --hiera/--dinov2 files; "
+    "no weights given: pass --checkpoint FILE, a trained SAM2-UNeXT/SAM2-UNet checkpoint (an "
+    "upstream .pth also needs --preset NAME; see 'Getting the official weights' in the README); "
     "to try the tool without weights run 'sam2unext-geo demo' (or pass --checkpoint demo)"
 )
 DEMO_NOTE = ("the demo weights were trained only on synthetic demo scenes "
