@@ -155,3 +155,14 @@ def test_cancel_terminates_and_removes_new_files(tmp_path):
                            out_dir=str(out), grace_seconds=0.5)
     assert time.monotonic() - t0 < 10
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_remove_new_entries_removes_new_folders_and_files(tmp_path):
+    (tmp_path / "keep.txt").write_text("was here before")
+    before = runner.snapshot(str(tmp_path))
+    (tmp_path / "new.tif").write_text("x")
+    (tmp_path / "tiles").mkdir()
+    (tmp_path / "tiles" / "t0.tif").write_text("x")
+    removed = runner.remove_new_entries(str(tmp_path), before, created_folder=False)
+    assert sorted(removed) == [str(tmp_path / "new.tif"), str(tmp_path / "tiles")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.txt"]
