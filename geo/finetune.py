@@ -23,9 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from sam2unext.data import EpochDataset, normalize_tensor, random_flips, sample_generator
+from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
+from sam2unext.transforms import normalize
 
 from .reading import ReadPlan, apply_stretch, make_plan
 
@@ -184,7 +185,7 @@ class GeoTileDataset(EpochDataset):
 
     def __getitem__(self, index: int) -> dict:
         rgb, mask = self.sample(index)
-        image = normalize_tensor(rgb)
+        image = normalize(rgb)
         if self.train:
             image, mask = random_flips(image, mask, sample_generator(self.seed, self.epoch, index))
         scene = self.queries[index][0]
@@ -218,7 +219,7 @@ def scene_iou(
     with torch.inference_mode():
         for query in GridGeoSampler(ds, size=size, stride=size):
             item = ds[query]
-            x = normalize_tensor(tile_from_sample(item["image"], plan, size)).unsqueeze(0).to(device)
+            x = normalize(tile_from_sample(item["image"], plan, size)).unsqueeze(0).to(device)
             out = model(x)
             out = out if isinstance(out, torch.Tensor) else out[0]
             pred = torch.sigmoid(out.float())[0, 0].cpu() > threshold

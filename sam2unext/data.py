@@ -24,11 +24,10 @@ from torch.utils.data import Dataset
 from torchvision.transforms import InterpolationMode
 
 from sam2unext.errors import DatasetError
+from sam2unext.transforms import IMAGENET_MEAN, IMAGENET_STD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp")
 MASK_SUFFIXES = (".png",)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _MAX_NAMES_SHOWN = 5
 
 
@@ -153,13 +152,6 @@ def mask_to_tensor(mask: Image.Image, size: int) -> torch.Tensor:
     """
     mask = TF.resize(mask, [size, size], interpolation=InterpolationMode.BICUBIC)
     return TF.to_tensor(mask).clamp_(0.0, 1.0)
-
-
-def normalize_tensor(image: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalize a float image tensor ``[..., 3, H, W]`` in [0, 1]."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype).view(3, 1, 1)
-    return (image - mean) / std
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:

@@ -31,9 +31,9 @@ def low_res_view(image: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def normalize(image: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalize a float image in [0, 1], ``[B, 3, H, W]``."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(1, 3, 1, 1)
+    """ImageNet-normalize a float image in [0, 1], ``[..., 3, H, W]`` (a batch or one image)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
     return (image - mean) / std
 
 
