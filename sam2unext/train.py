@@ -119,13 +119,6 @@ def resolve_config(config: TrainConfig, preset: str) -> TrainConfig:
     )
 
 
-def resolve_device(device: str) -> torch.device:
-    """Turn "auto" into CUDA when available, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The parameters with ``requires_grad`` (the model core freezes the encoders).
 
@@ -313,8 +306,11 @@ def train_model(
         DatasetError: if the dataset is empty.
         OutputError: if ``run_dir`` holds a run and ``resume`` is False, or nothing to resume.
         CheckpointError: if the model has nothing to train or a snapshot does not fit.
+        UserError: if ``config.device`` is unknown or unavailable.
     """
     from tqdm.auto import tqdm
+
+    from sam2unext.api import resolve_device
 
     say = log or (lambda _msg: None)
     run_dir = Path(run_dir)

@@ -10,7 +10,7 @@ from training_synth import PRESET, SHORT
 from safetensors.torch import load_file
 
 from sam2unext import load_model, read_checkpoint_metadata
-from sam2unext.errors import OutputError
+from sam2unext.errors import OutputError, UserError
 from sam2unext.train import (
     RECIPES,
     RESUME_FILE,
@@ -79,6 +79,13 @@ def test_resume_without_state_is_a_user_error(folder_data, tmp_path):
     images, masks = folder_data
     with pytest.raises(OutputError, match="nothing to resume"):
         train_on_folders(images, masks, tmp_path / "fresh", preset=PRESET, resume=True, progress=False, log=None)
+
+
+def test_unknown_device_is_a_user_error(folder_data, tmp_path):
+    images, masks = folder_data
+    with pytest.raises(UserError, match="unknown device 'gpu0'"):
+        train_on_folders(images, masks, tmp_path / "run", preset=PRESET,
+                         config=TrainConfig(**{**SHORT, "device": "gpu0"}), progress=False, log=None)
 
 
 def test_recipes_follow_the_public_scripts():
