@@ -15,7 +15,9 @@ from sam2unext.checkpoints import (
     load_strict,
     make_metadata,
     read_safetensors,
+    read_safetensors_metadata,
     read_state_dict,
+    require_file,
     save_state_with_metadata,
     upstream_to_ours,
 )
@@ -163,9 +165,7 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
                     f"a checkpoint file")
             path = DEMO_WEIGHTS
         else:
-            path = Path(checkpoint)
-            if not path.is_file():
-                raise CheckpointError(f"checkpoint not found: {path}; check the path")
+            path = require_file(checkpoint)
         if path.suffix == ".safetensors":
             model = _load_ours(path, preset)
         else:
@@ -209,16 +209,7 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: missing/unreadable file or no sam2unext-geo metadata.
     """
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}; check the path")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            metadata = dict(handle.metadata() or {})
-    except Exception as exc:
-        raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from None
+    metadata = read_safetensors_metadata(path)
     if metadata.get("format") != FORMAT_TAG:
         raise CheckpointError(f"{path} is not a sam2unext-geo checkpoint (no format metadata)")
     return {

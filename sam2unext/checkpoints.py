@@ -35,7 +35,12 @@ _MLP_RENAMES = (("mlp.layers.0.", "mlp.fc1."), ("mlp.layers.1.", "mlp.fc2."))
 _DINO_DROPPABLE = re.compile(r"^(norm\.|fc_norm\.|head\.|head_drop\.|mask_token$)")
 
 
-def _require_file(path: str | Path) -> Path:
+def require_file(path: str | Path) -> Path:
+    """``path`` as a :class:`Path` if it is an existing file.
+
+    Raises:
+        CheckpointError: the file does not exist.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check the path")
@@ -49,7 +54,7 @@ def torch_load_safe(path: str | Path) -> Any:
         CheckpointError: missing file, a pickle payload that is not plain tensors/containers,
             or an unreadable file.
     """
-    path = _require_file(path)
+    path = require_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -71,7 +76,7 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     """
     from safetensors import safe_open
 
-    path = _require_file(path)
+    path = require_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
@@ -79,6 +84,22 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     except Exception as exc:  # safetensors raises its own SafetensorError / OSError
         raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from None
     return tensors, metadata
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a ``.safetensors`` file (tensors are not read).
+
+    Raises:
+        CheckpointError: missing or malformed file.
+    """
+    from safetensors import safe_open
+
+    path = require_file(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return dict(handle.metadata() or {})
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
+        raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from None
 
 
 def read_state_dict(path: str | Path) -> dict[str, Any]:
