@@ -121,10 +121,7 @@ def run_distributed(scheduler, factory: Callable[[], object], key: str, plan: Re
             while expected in pending:
                 result = pending.pop(expected)
                 consume(result)
-                run = sum(p is not None for _, p in result)
-                stats.tiles_run += run
-                stats.tiles_skipped += len(result) - run
-                stats.batches += 1
+                stats.count(result)
                 expected += 1
     finally:
         try:

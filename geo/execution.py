@@ -73,6 +73,13 @@ class RunStats:
     model_seconds: float = 0.0
     batches: int = 0
 
+    def count(self, result: BatchResult) -> None:
+        """Add one stitched batch: its run and skipped tiles."""
+        run = sum(p is not None for _, p in result)
+        self.tiles_run += run
+        self.tiles_skipped += len(result) - run
+        self.batches += 1
+
 
 def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchResult], None], *,
               batch_size: int = 4, prefetch: int = 2, num_workers: int | None = None,
@@ -109,10 +116,7 @@ def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchRes
 
     def stitch(result, _previous):
         consume(result)
-        run = sum(p is not None for _, p in result)
-        stats.tiles_run += run
-        stats.tiles_skipped += len(result) - run
-        stats.batches += 1
+        stats.count(result)
         return None
 
     # read(k) (the batch's tiles, one handle) waits for stitch(k - prefetch): at most `prefetch`
