@@ -28,7 +28,7 @@ from affine import Affine
 from rasterio.features import rasterize
 from scipy import ndimage
 from shapely import affinity
-from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry import LineString, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
