@@ -12,14 +12,19 @@ _GLOB_CHARS = set("*?[")
 RASTER_SUFFIXES = (".tif", ".tiff")
 
 
-def expand_scenes(patterns: list[str]) -> list[Path]:
+def expand_scenes(patterns: list[str]) -> list[Path | str]:
     """Scene paths from arguments that are paths or glob patterns, in order, without duplicates.
+
+    GDAL ``/vsi...`` names stay strings: ``Path()`` would turn ``/vsicurl/https://`` into ``https:/``.
 
     Raises:
         InputError: a path that does not exist, or a glob that matches nothing.
     """
-    scenes: list[Path] = []
+    scenes: list[Path | str] = []
     for pattern in patterns:
+        if pattern.startswith("/vsi"):  # read by GDAL, not on the local file system
+            scenes.append(pattern)
+            continue
         if _GLOB_CHARS & set(pattern) and not Path(pattern).exists():
             matches = sorted(glob.glob(pattern, recursive=True))
             if not matches:
@@ -27,7 +32,7 @@ def expand_scenes(patterns: list[str]) -> list[Path]:
             scenes += [Path(m) for m in matches if Path(m).is_file()]
         else:
             path = Path(pattern)
-            if not path.exists() and not pattern.startswith("/vsi"):
+            if not path.exists():
                 raise InputError(f"input raster {path} does not exist; check the path")
             scenes.append(path)
     unique = list(dict.fromkeys(scenes))
@@ -53,7 +58,7 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
     return bands
 
 
-def probability_outputs(scenes: list[Path], output: Path | None) -> list[Path | None]:
+def probability_outputs(scenes: list[Path | str], output: Path | None) -> list[Path | None]:
     """Where each scene's probability raster goes.
 
     ``output`` may be a ``.tif`` file (one scene only) or a folder (created if missing; each
@@ -70,8 +75,8 @@ def probability_outputs(scenes: list[Path], output: Path | None) -> list[Path | 
             raise OutputError(f"-o {output} is a file but {len(scenes)} scenes were given; pass a folder with -o")
         return [output]
     make_folder(output)
-    targets = [output / f"{scene.stem}_prob.tif" for scene in scenes]
-    seen: dict[Path, Path] = {}
+    targets = [output / f"{Path(scene).stem}_prob.tif" for scene in scenes]
+    seen: dict[Path, Path | str] = {}
     for scene, target in zip(scenes, targets):
         if target in seen:
             raise OutputError(f"scenes {seen[target]} and {scene} would both write {target}; rename one")

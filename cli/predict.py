@@ -139,7 +139,7 @@ def predict(
         print_summary(paths, results, total)
 
 
-def print_summary(scenes: list[Path], results: list, total: float) -> None:
+def print_summary(scenes: list[Path | str], results: list, total: float) -> None:
     """Per-scene lines and a total: outputs, tiles run, time, area found."""
     units = linear_units_of(results[0].probability) if results else None
     for scene, res in zip(scenes, results):

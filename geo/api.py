@@ -99,10 +99,13 @@ def _load_local(model, checkpoint, preset, device):
     return model() if _is_factory(model) else model
 
 
-def _source_path(source, tmpdir: Path) -> tuple[Path, str]:
-    """A raster path for ``source`` (an xarray DataArray is written to ``tmpdir``) and its name."""
+def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
+    """A raster path for ``source`` (an xarray DataArray is written to ``tmpdir``) and its name.
+
+    A path is returned as given: ``Path()`` would turn ``/vsicurl/https://...`` into ``https:/``.
+    """
     if isinstance(source, (str, Path)):
-        return Path(source), Path(source).name
+        return source, Path(source).name
     try:
         import xarray as xr
     except ImportError:  # pragma: no cover
@@ -169,7 +172,7 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         src_path, scene = _source_path(source, Path(tmp))
         if output is None:
             output = (Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-")) / "prediction_prob.tif"
-                      if not isinstance(source, (str, Path)) else src_path.with_name(src_path.stem + "_prob.tif"))
+                      if not isinstance(source, (str, Path)) else Path(src_path).with_name(Path(src_path).stem + "_prob.tif"))
         out = check_output(output, overwrite)
         vec_path = None
         if vector:

@@ -40,8 +40,9 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     Raises:
         InputError: missing file, zero-size file or raster, or not a raster GDAL can read.
     """
-    p = Path(path)
-    if not str(path).startswith(("/vsi", "http://", "https://")):
+    remote = str(path).startswith(("/vsi", "http://", "https://"))
+    p = str(path) if remote else Path(path)  # Path() would turn "https://" into "https:/"
+    if not remote:
         if not p.exists():
             raise InputError(f"input raster {p} does not exist; check the path")
         if p.is_file() and p.stat().st_size == 0:

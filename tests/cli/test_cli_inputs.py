@@ -21,6 +21,12 @@ def test_expand_scenes_keeps_order_expands_globs_and_drops_duplicates(tmp_path):
         expand_scenes([str(tmp_path / "d.tif")])
 
 
+def test_gdal_vsi_names_are_kept_as_given(tmp_path):
+    url = "/vsicurl/https://example.invalid/scenes/a.tif?token=x"
+    assert expand_scenes([url]) == [url]  # not Path(url): that collapses "https://"
+    assert probability_outputs([url], tmp_path / "res") == [tmp_path / "res/a_prob.tif"]
+
+
 def test_parse_bands():
     assert parse_bands(None) is None
     assert parse_bands("3,2,1") == (3, 2, 1) and parse_bands("4") == (4,)

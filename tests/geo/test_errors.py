@@ -142,3 +142,23 @@ def test_bad_options(rgb_raster, out_dir):
         with pytest.raises(UserError):
             _run(rgb_raster, out_dir, **kw)
     assert _files(out_dir) == []
+
+
+def test_remote_path_reaches_gdal_unchanged(monkeypatch, out_dir):
+    """``Path()`` would collapse the ``//`` of ``/vsicurl/https://...``; the string must reach GDAL as given."""
+    import rasterio
+    from rasterio.errors import RasterioIOError
+
+    seen = []
+
+    def fake_open(path, *args, **kwargs):
+        seen.append(path)
+        raise RasterioIOError("no network in tests")
+
+    monkeypatch.setattr(rasterio, "open", fake_open)
+    url = "/vsicurl/https://example.invalid/scene.tif"
+    with pytest.raises(InputError) as e:
+        _run(url, out_dir)
+    _assert_one_line_error(e, InputError)
+    assert [str(p) for p in seen] == [url] and url in str(e.value)
+    assert _files(out_dir) == []
