@@ -23,6 +23,7 @@ from sam2unext.checkpoints import (
 )
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError
+from sam2unext.files import write_atomically
 from sam2unext.models import SegmentationModel, model_class, resolve_dtype
 from sam2unext.presets import Preset, get_preset
 
@@ -182,6 +183,8 @@ def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | N
                     extra: dict | None = None) -> Path:
     """Save ``model`` as safetensors with the metadata :func:`load_model` needs.
 
+    Written under a temporary name and renamed, so ``path`` is never left half-written.
+
     Args:
         model: A model from :func:`build_model` / :func:`load_model`.
         path: Output ``.safetensors`` file.
@@ -199,7 +202,8 @@ def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | N
         metadata = make_metadata(model.config.to_dict(), task, extra)
     except TypeError as exc:
         raise CheckpointError(f"extra metadata for {path} is not JSON-serialisable: {exc}") from None
-    save_state_with_metadata(model.state_dict(), path, metadata)
+    write_atomically(path, lambda tmp: save_state_with_metadata(model.state_dict(), tmp, metadata),
+                     tmp=path.with_name(path.stem + ".tmp" + path.suffix))
     return path
 
 

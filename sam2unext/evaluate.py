@@ -219,7 +219,7 @@ def write_results(result: EvalResult, path: str | Path, *, overwrite: bool = Tru
         "metrics": result.metrics,
         "headline": {n: result.metrics[n] for n in result.headline},
     }
-    from sam2unext.train import write_atomically
+    from sam2unext.files import write_atomically
 
     def write_csv(tmp: Path) -> None:
         with open(tmp, "w", newline="") as f:

@@ -84,7 +84,7 @@ def predict_folder(
     from tqdm.auto import tqdm
 
     from sam2unext.api import resolve_device
-    from sam2unext.train import write_atomically
+    from sam2unext.files import write_atomically
 
     files = list_files(images, IMAGE_SUFFIXES, what="image")
     out_dir = Path(output)

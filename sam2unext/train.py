@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from sam2unext.errors import CheckpointError, DatasetError, OutputError
+from sam2unext.files import write_atomically
 
 SNAPSHOT_PATTERN = "epoch_{epoch:03d}.safetensors"
 RESUME_FILE = "resume.pt"
@@ -185,18 +185,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 10_007 + epoch
 
 
-def write_atomically(path: Path, write: Callable[[Path], Any], tmp: Path | None = None) -> None:
-    """Call ``write(tmp)`` then rename ``tmp`` to ``path``; on any failure or interrupt the
-    temporary file is removed and ``path`` is left as it was."""
-    tmp = tmp or path.with_name(path.name + ".tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     write_atomically(path, lambda tmp: torch.save(obj, tmp))
 
@@ -205,8 +193,7 @@ def save_snapshot(model: nn.Module, path: Path, *, task: str | None, extra: dict
     """Write the model to ``path`` in our checkpoint format (via a temporary name)."""
     from sam2unext import save_checkpoint
 
-    write_atomically(path, lambda tmp: save_checkpoint(model, tmp, task=task, extra=extra),
-                     tmp=path.with_name(path.stem + ".tmp" + path.suffix))
+    save_checkpoint(model, path, task=task, extra=extra)
 
 
 def load_snapshot_weights(model: nn.Module, path: Path) -> None:

@@ -268,3 +268,18 @@ def test_demo_loads_bundled_file(tmp_path, monkeypatch):
 def test_unknown_preset_is_a_preset_error():
     with pytest.raises(PresetError, match="sam2unext-large"):
         build_model("sam3-huge")
+
+
+def test_interrupted_save_leaves_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(build_model("sam2unext-test"), path, task="old")
+
+    def fail(state, target, metadata):
+        Path(target).write_bytes(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "save_state_with_metadata", fail)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(build_model("sam2unext-test"), path, task="new")
+    assert api.read_checkpoint_metadata(path)["task"] == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
