@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import shutil
 import tempfile
 import time
 import warnings
@@ -170,24 +171,27 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         raise InputError(f"batch_size {batch_size} must be at least 1")
     with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
         src_path, scene = _source_path(source, Path(tmp))
-        if output is None:
-            output = (Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-")) / "prediction_prob.tif"
-                      if not isinstance(source, (str, Path)) else Path(src_path).with_name(Path(src_path).stem + "_prob.tif"))
-        out = check_output(output, overwrite)
-        vec_path = None
-        if vector:
-            fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-            vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-        plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution)
-
-        local_model = None
-        if scheduler is None or tile_size is None:
-            local_model = _load_local(model, checkpoint, preset, device)
-        tile = int(tile_size or local_model.input_size)
-        grid = make_grid(plan.height, plan.width, tile, overlap)
-        reporter.start(scene, len(grid), plan.width, plan.height)
+        made_dir = None  # a folder made here for a DataArray's output; removed on failure
+        if output is None and not isinstance(source, (str, Path)):
+            made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
+            output = made_dir / "prediction_prob.tif"
+        elif output is None:
+            output = Path(src_path).with_name(Path(src_path).stem + "_prob.tif")
         created: list[Path] = []
         try:
+            out = check_output(output, overwrite)
+            vec_path = None
+            if vector:
+                fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
+                vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
+            plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution)
+
+            local_model = None
+            if scheduler is None or tile_size is None:
+                local_model = _load_local(model, checkpoint, preset, device)
+            tile = int(tile_size or local_model.input_size)
+            grid = make_grid(plan.height, plan.width, tile, overlap)
+            reporter.start(scene, len(grid), plan.width, plan.height)
             stats = _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device, scheduler,
                                 batch_size, out_dtype, overwrite, reporter)
             created.append(out)
@@ -199,6 +203,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 area, gdf = vres.area, vres.geodataframe
         except BaseException:
             remove_quietly(*created)
+            if made_dir is not None:
+                shutil.rmtree(made_dir, ignore_errors=True)
             raise
         finally:
             reporter.close()

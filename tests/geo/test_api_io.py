@@ -24,6 +24,22 @@ def test_xarray_in_and_out(rgb_raster, tmp_path):
     assert len(res.geodataframe) > 0
 
 
+def test_xarray_without_output_leaves_no_folder_on_failure(rgb_raster, tmp_path, monkeypatch):
+    import tempfile
+
+    import pytest
+
+    from sam2unext.errors import InputError
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    da = rioxarray.open_rasterio(rgb_raster)
+    with pytest.raises(InputError, match="band"):
+        predict_raster(da, model=PixelModel(32, 14), bands=(9, 9, 9), progress="none")
+    assert list(temp.iterdir()) == []
+
+
 def test_json_progress_stream(rgb_raster, tmp_path, capsys):
     res = predict_raster(rgb_raster, tmp_path / "o.tif", model=PixelModel(32, None), progress="json")
     lines = capsys.readouterr().out.splitlines()
