@@ -108,17 +108,21 @@ def pair_files(images: str | Path, masks: str | Path) -> list[SamplePair]:
     return [SamplePair(s, by_stem[s], mask_by_stem[s]) for s in sorted(by_stem)]
 
 
+def _open_converted(path: str | Path, mode: str, kind: str) -> Image.Image:
+    try:
+        with Image.open(path) as img:
+            return img.convert(mode)
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read {kind} {path}: {exc}; check the file") from exc
+
+
 def load_rgb(path: str | Path) -> Image.Image:
     """Open an image file as an RGB PIL image.
 
     Raises:
         DatasetError: if the file cannot be read as an image.
     """
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}; check the file") from exc
+    return _open_converted(path, "RGB", "image")
 
 
 def load_gray(path: str | Path) -> Image.Image:
@@ -127,11 +131,7 @@ def load_gray(path: str | Path) -> Image.Image:
     Raises:
         DatasetError: if the file cannot be read as an image.
     """
-    try:
-        with Image.open(path) as img:
-            return img.convert("L")
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read mask {path}: {exc}; check the file") from exc
+    return _open_converted(path, "L", "mask")
 
 
 def image_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
