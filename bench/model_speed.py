@@ -59,13 +59,7 @@ def upstream_structure_forward(model: SAM2UNeXT, image: torch.Tensor) -> torch.T
     """The public SAM2-UNeXT forward on our modules: the head is evaluated twice."""
     stages = hiera_stage_features(model.sam, image)
     dino_map = model.dino(low_res_view(image, model.low_res_size))[-1]
-    x1, x2, x3, x4 = model.glue(stages, dino_map)
-    x = model.up4(x4)
-    x = model.up3(x, x3)
-    x = model.up2(x, x2)
-    x = model.up1(x, x1)
-    out = model.head(x)  # noqa: F841 - discarded, as upstream does
-    return F.interpolate(model.head(x), scale_factor=2, mode="bilinear")
+    return upstream_structure_decode(model, model.glue(stages, dino_map))
 
 
 def upstream_structure_decode(model: SAM2UNeXT, fused: list[torch.Tensor]) -> torch.Tensor:
