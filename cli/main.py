@@ -21,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from sam2unext.errors import UserError
+from sam2unext.errors import UserError, cli_words
 
 from . import describe, demo, predict
 from .state import STATE
@@ -97,11 +97,18 @@ def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
     raise SystemExit(143)
 
 
-def _report(message: str, exit_code: int) -> int:
-    """Send an error to the JSON stream (when on) and to stderr; return the exit code."""
+def _report(message: str, exit_code: int, options: list[str] | None = None) -> int:
+    """Send an error to the JSON stream (when on) and to stderr; return the exit code.
+
+    ``options``: the API names of the options the message tells the user to set (the JSON
+    event carries them so that the QGIS plugin can name its own widgets instead).
+    """
     reporter = STATE.reporter
     if reporter is not None and hasattr(reporter, "emit"):  # JsonProgress
-        reporter.emit({"event": "error", "message": message, "exit_code": int(exit_code)})
+        event = {"event": "error", "message": message, "exit_code": int(exit_code)}
+        if options:
+            event["options"] = options
+        reporter.emit(event)
     print(f"error: {message}", file=sys.stderr, flush=True)
     return exit_code
 
@@ -129,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         if STATE.debug:
             traceback.print_exc()
-        return _report(f"{_one_line(exc)}", exc.exit_code)
+        return _report(_one_line(exc.render(cli_words)), exc.exit_code, exc.options)
     except _CLICK_ERRORS as exc:  # usage errors: unknown option, bad value, missing argument
         if type(exc).__name__ == "NoArgsIsHelpError":
             print(exc.format_message(), file=sys.stderr, flush=True)

@@ -32,7 +32,7 @@ from shapely.geometry import LineString, Polygon
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
-from sam2unext.errors import OutputError
+from sam2unext.errors import OutputError, option
 
 DEMO_CRS = "EPSG:32633"
 DEMO_ORIGIN = (500_000.0, 5_400_000.0)  # upper-left corner, metres (UTM 33N, central Europe)
@@ -418,7 +418,7 @@ def write_demo_scene(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = D
         raise OutputError(f"cannot create output folder {folder}: {exc.strerror}; choose another with -o") from None
     for path in (scene_path, truth_path):
         if path.exists() and not overwrite:
-            raise OutputError(f"{path} already exists; pass --overwrite or choose another folder with -o")
+            raise OutputError(f"{path} already exists; pass {option('overwrite')} or choose another folder")
     if not _writable(folder):
         raise OutputError(f"output folder {folder} is not writable; choose another with -o")
     write_scene(generate_scene(size, seed=seed), scene_path, truth_path)
@@ -504,7 +504,7 @@ def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED
     folder = Path(folder)
     prob_path = folder / "demo_scene_prob.tif"
     if prob_path.exists() and not overwrite:  # fail before loading weights or drawing the scene
-        raise OutputError(f"{prob_path} already exists; pass --overwrite or choose another folder with -o")
+        raise OutputError(f"{prob_path} already exists; pass {option('overwrite')} or choose another folder")
     model = load_model(checkpoint=checkpoint, device=device)
     scene_path, truth_path = write_demo_scene(folder, size=size, seed=seed, overwrite=overwrite)
     res = predict_raster(scene_path, prob_path, model=model, tile_size=tile_size, overlap=overlap,

@@ -23,7 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from sam2unext.errors import OutputError
+from sam2unext.errors import OutputError, option
 
 OUT_DTYPES = ("uint8", "float32")
 #: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.
@@ -62,7 +62,7 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     """
     p = Path(path)
     if p.exists() and not overwrite:
-        raise OutputError(f"output {p} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise OutputError(f"output {p} already exists; pass {option('overwrite')} to replace it")
     if p.is_dir():
         raise OutputError(f"output {p} is a folder; give a file name")
     folder = p.parent if str(p.parent) else Path(".")
@@ -174,7 +174,7 @@ class ProbabilityWriter:
             rasterio.shutil.copy(self._strips, self._cog, **opts)
         remove_quietly(self._strips)
         if self.path.exists() and not self.overwrite:
-            raise OutputError(f"output {self.path} appeared while running; pass overwrite=True to replace it")
+            raise OutputError(f"output {self.path} appeared while running; pass {option('overwrite')} to replace it")
         os.replace(self._cog, self.path)
         return self.path
 

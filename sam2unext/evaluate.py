@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2unext.errors import DatasetError, OutputError
+from sam2unext.errors import DatasetError, OutputError, option
 
 METRIC_NAMES = ("meanDice", "meanIoU", "Smeasure", "wFmeasure", "adpFm", "meanFm", "maxFm", "meanEm", "MAE")
 METRIC_LABELS = {
@@ -211,7 +211,7 @@ def write_results(result: EvalResult, path: str | Path, *, overwrite: bool = Tru
     if not base.parent.is_dir():
         raise OutputError(f"folder {base.parent} does not exist; create it or choose another output")
     if not overwrite and (json_path.exists() or csv_path.exists()):
-        raise OutputError(f"{json_path} or {csv_path} exists; pass --overwrite")
+        raise OutputError(f"{json_path} or {csv_path} exists; pass {option('overwrite')}")
     payload = {
         "dataset": result.dataset,
         "task": result.task,

@@ -19,7 +19,7 @@ from PIL import Image
 from torch import nn
 
 from sam2unext.data import IMAGE_SUFFIXES, image_to_tensor, list_files, load_rgb
-from sam2unext.errors import OutputError
+from sam2unext.errors import OutputError, option
 
 
 @dataclass
@@ -92,7 +92,7 @@ def predict_folder(
     if not overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:
-            raise OutputError(f"{existing[0]} exists ({len(existing)} in all); pass --overwrite or another folder")
+            raise OutputError(f"{existing[0]} exists ({len(existing)} in all); pass {option('overwrite')} or another folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     model.eval().to(dev)

@@ -28,7 +28,7 @@ from torch.optim import AdamW
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from sam2unext.errors import CheckpointError, DatasetError, OutputError
+from sam2unext.errors import CheckpointError, DatasetError, OutputError, option
 from sam2unext.files import write_atomically
 
 SNAPSHOT_PATTERN = "epoch_{epoch:03d}.safetensors"
@@ -250,11 +250,11 @@ def _config_from_dict(saved: dict, base: TrainConfig) -> TrainConfig:
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / RESUME_FILE).is_file():
-            raise OutputError(f"{run_dir} holds no {RESUME_FILE}; nothing to resume, drop --resume")
+            raise OutputError(f"{run_dir} holds no {RESUME_FILE}; nothing to resume, drop {option('resume')}")
         return
     if (run_dir / RESUME_FILE).exists() or (run_dir.is_dir() and any(run_dir.glob("epoch_*.safetensors"))):
         raise OutputError(
-            f"{run_dir} already holds a training run; pass --resume to continue it or choose another folder"
+            f"{run_dir} already holds a training run; pass {option('resume')} to continue it or choose another folder"
         )
 
 
@@ -432,7 +432,7 @@ def resume_preset(run_dir: str | Path) -> str:
 
     state_path = Path(run_dir) / RESUME_FILE
     if not state_path.is_file():
-        raise OutputError(f"{run_dir} holds no {RESUME_FILE}; nothing to resume, drop --resume")
+        raise OutputError(f"{run_dir} holds no {RESUME_FILE}; nothing to resume, drop {option('resume')}")
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     return read_checkpoint_metadata(Path(run_dir) / state["snapshot"])["preset"]
 

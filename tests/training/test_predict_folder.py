@@ -51,5 +51,5 @@ def test_minmax_of_constant_map_is_zero():
 
 def test_existing_outputs_need_overwrite(predictions):
     model, images, out, _ = predictions
-    with pytest.raises(OutputError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         predict_folder(model, images, out, device="cpu", progress=False)

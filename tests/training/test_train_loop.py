@@ -70,7 +70,7 @@ def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp
 
 def test_existing_run_needs_resume(folder_data, short_run):
     images, masks = folder_data
-    with pytest.raises(OutputError, match="--resume"):
+    with pytest.raises(OutputError, match="resume=True"):
         train_on_folders(images, masks, short_run.run_dir, preset=PRESET, config=TrainConfig(**SHORT),
                          progress=False, log=None)
 
