@@ -32,6 +32,10 @@ class Progress:
              seconds: float, area: float) -> None:
         """A scene is finished."""
 
+    def warning(self, message: str) -> None:
+        """Something the user should know that does not stop the run: one line on stderr."""
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
     def error(self, message: str, exit_code: int) -> None:
         """A run failed (the command calls this)."""
 
@@ -77,6 +81,10 @@ class JsonProgress(Progress):
                    "tiles_run": int(tiles_run), "tiles_skipped": int(tiles_skipped),
                    "seconds": round(float(seconds), 3), "area": float(area)})
 
+    def warning(self, message):
+        self.emit({"event": "warning", "message": message})
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
     def error(self, message, exit_code):
         self.emit({"event": "error", "message": message, "exit_code": int(exit_code)})
         print(message, file=sys.stderr, flush=True)
@@ -106,6 +114,11 @@ class BarProgress(Progress):
         if done >= total:
             bar.close()
             self._bars.pop(stage, None)
+
+    def warning(self, message):
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"warning: {message}", file=sys.stderr)
 
     def close(self):
         for bar in self._bars.values():
