@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from .formatting import area, echo, linear_units_of, seconds
-from .inputs import expand_scenes, parse_bands, probability_outputs
+from .inputs import expand_scenes, parse_bands, probability_outputs, quicklook_outputs
 from .state import STATE
 from .weights import model_loader
 
@@ -39,6 +39,7 @@ Examples:
   sam2unext-geo predict 'tiles/*.tif' -o results/ --checkpoint model.safetensors --device cuda --batch-size 16
   sam2unext-geo predict scene.tif --checkpoint SAM2-UNeXT.pth --preset sam2unext-large --bands 3,2,1
   sam2unext-geo predict scene.tif --checkpoint demo --progress json --overwrite
+  sam2unext-geo predict scene.tif --checkpoint demo --quicklook
 \b
 Outputs: <scene>_prob.tif (Cloud-Optimized GeoTIFF, probability 0..255) and
 <scene>_prob_polygons.gpkg, next to the scene or in the -o folder.
@@ -110,6 +111,9 @@ def predict(
     overwrite: Overwrite = False,
     progress: Annotated[ProgressMode, typer.Option(
         "--progress", help="bar (stderr), json (one event per line on stdout) or none.")] = ProgressMode.bar,
+    quicklook: Annotated[bool, typer.Option(
+        "--quicklook", help="Also draw <scene>_quicklook.png next to the outputs: scene, probability, "
+        "polygon outlines.")] = False,
 ) -> None:
     """Segment scenes: tiles -> model -> seamless probability COG -> polygons.
 
@@ -124,31 +128,37 @@ def predict(
     band_sel = parse_bands(bands)
     loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
     targets = probability_outputs(paths, output)
+    looks = quicklook_outputs(paths, targets, overwrite) if quicklook else [None] * len(paths)
     model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
 
     results = []
-    for scene, target in zip(paths, targets):
+    for scene, target, look in zip(paths, targets, looks):
         results.append(predict_raster(
             scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
             device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
             vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
             out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter))
+        if look is not None:
+            results[-1].quicklook(look, bands=band_sel)
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
     if progress is not ProgressMode.json:
-        print_summary(paths, results, total)
+        print_summary(paths, results, total, looks)
 
 
-def print_summary(scenes: list[Path | str], results: list, total: float) -> None:
-    """Per-scene lines and a total: outputs, tiles run, time, area found."""
+def print_summary(scenes: list[Path | str], results: list, total: float, looks: list | None = None) -> None:
+    """Per-scene lines and a total: outputs, tiles run, time, area found, quick-looks."""
     units = linear_units_of(results[0].probability) if results else None
-    for scene, res in zip(scenes, results):
+    looks = looks or [None] * len(results)
+    for scene, res, look in zip(scenes, results, looks):
         skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
         found = f", {area(res.area, units)} found" if res.vector is not None else ""
         echo(f"{scene}: {res.tiles_run} tiles{skipped} in {seconds(res.seconds)}{found}")
         echo(f"  probability: {res.probability}")
         if res.vector is not None:
             echo(f"  polygons:    {res.vector}")
+        if look is not None:
+            echo(f"  quick-look:  {look}")
     if len(results) > 1:
         tiles = sum(r.tiles_run for r in results)
         found = sum(r.area for r in results)

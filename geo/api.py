@@ -40,6 +40,8 @@ from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
 GDAL_CACHE_BYTES = 64 * 2**20
+#: Dask chunks of ``PredictResult.data_array``: 4 x 4 blocks of the probability COG.
+XARRAY_CHUNKS = {"band": 1, "y": 2048, "x": 2048}
 
 
 @dataclass
@@ -64,6 +66,30 @@ class PredictResult:
     area: float
     data_array: object | None = None
     geodataframe: object | None = None
+    scene: str | Path | None = None
+
+    def quicklook(self, path: str | Path | None = None, *, bands=None, title: str | None = None):
+        """Draw the scene, the probability and the polygon outlines side by side, in map coordinates.
+
+        Large results are read from the COG overviews (see :mod:`sam2unext.geo.quicklook`).
+
+        Args:
+            path: also save the figure as a PNG here (e.g. ``"scene_quicklook.png"``).
+            bands: scene bands shown as RGB (default: as ``predict_raster`` picks them).
+            title: figure title (default: the scene's name).
+
+        Returns:
+            The ``matplotlib.figure.Figure`` (a notebook displays it). Without ``scene`` (a
+            DataArray source) the figure has two panels: probability, and outlines on it.
+        """
+        from .quicklook import draw_quicklook
+
+        scene = self.scene
+        title = title if title is not None else Path(str(scene if scene is not None else self.probability)).name
+        fig = draw_quicklook(scene, self.probability, self.vector, bands=bands, title=title)
+        if path is not None:
+            fig.savefig(path)
+        return fig
 
 
 class _Const:
@@ -215,8 +241,10 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
     if as_xarray:
         import rioxarray
 
-        data_array = rioxarray.open_rasterio(out, masked=True, chunks=True).squeeze("band", drop=True)
-    return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, area, data_array, gdf)
+        # chunks as a dict of the COG's block multiples (a tuple or True is deprecated by xarray)
+        data_array = rioxarray.open_rasterio(out, masked=True, chunks=XARRAY_CHUNKS).squeeze("band", drop=True)
+    return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, area, data_array, gdf,
+                         scene=source if isinstance(source, (str, Path)) else None)
 
 
 def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device, scheduler, batch_size, out_dtype,

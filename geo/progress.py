@@ -93,32 +93,72 @@ class JsonProgress(Progress):
         self.emit({"event": "complete", "scenes": int(scenes), "seconds": round(float(seconds), 3)})
 
 
+#: Said once per process when a notebook has no ipywidgets (no bar can be drawn there).
+NO_WIDGETS_NOTE = ("progress: ipywidgets is not installed, so one line per finished stage is printed instead of "
+                   "a bar; pip install 'sam2unext-geo[notebook]' for progress bars")
+_noted = False
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (notebook, lab, VS Code), where text bars print line after line."""
+    return "ipykernel.zmqshell" in sys.modules
+
+
+def _bar_class():
+    """The tqdm class to use: widgets in a notebook, text elsewhere; None in a notebook without ipywidgets."""
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            return None
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm
+
+
 class BarProgress(Progress):
-    """tqdm bars (``tqdm.auto``: a widget in notebooks, text on stderr elsewhere)."""
+    """tqdm bars: a widget in notebooks, text on stderr elsewhere.
+
+    In a notebook without ipywidgets a text bar would print each refresh as a new line, so
+    this reporter prints one note (once per process) and one line per finished stage instead.
+    """
 
     def __init__(self):
         self._bars: dict[str, Any] = {}
         self._scene = ""
+        self._tqdm = _bar_class()
 
     def start(self, scene, tiles, width, height):
         self._scene = scene
 
     def update(self, stage, done, total):
-        from tqdm.auto import tqdm
-
+        if self._tqdm is None:
+            self._line(stage, done, total)
+            return
         bar = self._bars.get(stage)
         if bar is None:
-            bar = self._bars[stage] = tqdm(total=total, desc=f"{stage} {self._scene}".strip(), unit="tile"
-                                           if stage == "predict" else "it", leave=False)
+            bar = self._bars[stage] = self._tqdm(total=total, desc=f"{stage} {self._scene}".strip(),
+                                                 unit="tile" if stage == "predict" else "it", leave=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
             self._bars.pop(stage, None)
 
-    def warning(self, message):
-        from tqdm.auto import tqdm
+    def _line(self, stage: str, done: int, total: int) -> None:
+        global _noted
+        if not _noted:
+            _noted = True
+            print(NO_WIDGETS_NOTE, flush=True)
+        if done >= total:
+            unit = "tiles" if stage == "predict" else "steps"
+            print(f"{f'{stage} {self._scene}'.strip()}: {done}/{total} {unit}", flush=True)
 
-        tqdm.write(f"warning: {message}", file=sys.stderr)
+    def warning(self, message):
+        if self._tqdm is None:
+            print(f"warning: {message}", file=sys.stderr, flush=True)
+            return
+        self._tqdm.write(f"warning: {message}", file=sys.stderr)
 
     def close(self):
         for bar in self._bars.values():
