@@ -48,7 +48,7 @@ _NO_CUDA = not torch.cuda.is_available()
 #: (pattern, replacement, why) applied to each block before it runs.
 SUBSTITUTIONS = [
     (r"(--device[ =]|device=\")cuda\b", r"\1cpu", "no GPU on the test machine") if _NO_CUDA else None,
-    (r"(demo\b.*--size )3072\b", r"\g<1>768", "the documented 3072 px demo takes too long for the suite"),
+    (r"(demo\b.*--size )3072\b", r"\g<1>512", "the documented 3072 px demo takes too long for the suite"),
 ]
 SUBSTITUTIONS = [s for s in SUBSTITUTIONS if s is not None]
 
