@@ -15,7 +15,7 @@ def test_local_cluster_two_workers(nodata_raster, tmp_path):
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
                                   dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
         res = predict_raster(nodata_raster, tmp_path / "o.tif", model=PixelModelFactory(32, 14), tile_size=32,
-                             batch_size=2, scheduler=cluster.scheduler_address, vector=False, progress="none")
+                             batch_size=2, chunk_size=64, scheduler=cluster.scheduler_address, vector=False, progress="none")
 
         def counts():
             from sam2unext.geo import cluster
