@@ -105,10 +105,12 @@ class BarProgress(Progress):
 
     def __init__(self):
         self._bars: dict[str, Any] = {}
+        self._finished: set[str] = set()
         self._scene = ""
 
     def start(self, scene, tiles, width, height, **info):
         self._scene = scene
+        self._finished.clear()
         line = describe_start(scene, tiles, info)
         if line:
             from tqdm.auto import tqdm
@@ -119,6 +121,8 @@ class BarProgress(Progress):
         from tqdm.auto import tqdm
 
         bar = self._bars.get(stage)
+        if bar is None and stage in self._finished:
+            return  # a repeated final update: the bar is already closed
         if bar is None:
             bar = self._bars[stage] = tqdm(total=total, desc=f"{stage} {self._scene}".strip(), unit="tile"
                                            if stage == "predict" else "it", leave=False)
@@ -126,6 +130,7 @@ class BarProgress(Progress):
         if done >= total:
             bar.close()
             self._bars.pop(stage, None)
+            self._finished.add(stage)
 
     def warning(self, message):
         from tqdm.auto import tqdm
