@@ -8,7 +8,9 @@ command's ``main`` (each must exit 0), other shell lines through bash, and pytho
 ``exec`` (``image`` is predefined as an ``H x W x 3`` uint8 array, as the README says).
 
 A few values are changed so that the blocks fit the test budget and a CPU-only machine; they
-are listed in :data:`SUBSTITUTIONS`.
+are listed in :data:`SUBSTITUTIONS`. A ``tcp://`` scheduler address goes to a small local
+``dask.distributed`` cluster started for the test. A bbox example must fall inside
+:data:`SCENE_BOUNDS`; an example of ``--resume`` needs an interrupted run before it in its block.
 """
 
 from __future__ import annotations
@@ -41,8 +43,11 @@ DEMO_FILES = {
     "model.safetensors": "the bundled demo weights (sam2unext/weights/demo.safetensors)",
     "tiles/*.tif": "two small demo scenes",
     "s2.tif": "a 4-band uint16 scene at 5 m (so that --bands 4,3,2 and --resolution 10 apply)",
+    "aoi.gpkg": "a polygon inside scene.tif (EPSG:32633), for --aoi / aoi=",
     "scene_prob.tif": "the probability raster of scene.tif (only in blocks that run no predict)",
 }
+#: Inside scene.tif, in its CRS (EPSG:32633): for bbox examples.
+SCENE_BOUNDS = (500_000.0, 5_399_616.0, 500_384.0, 5_400_000.0)
 
 _NO_CUDA = not torch.cuda.is_available()
 #: (pattern, replacement, why) applied to each block before it runs.
@@ -105,6 +110,15 @@ def prepared(code: str) -> str:
     return code
 
 
+#: A scheduler address in a block (``--scheduler tcp://host:8786``, ``scheduler="tcp://..."``).
+SCHEDULER = re.compile(r"""(--scheduler[ =]|scheduler=["'])tcp://[^\s"']+""")
+
+
+def with_scheduler(code: str, address: str) -> str:
+    """The block with every scheduler address replaced by ``address`` (a local test cluster)."""
+    return SCHEDULER.sub(lambda m: m[1] + address, code)
+
+
 def shell_commands(code: str) -> list[str]:
     """Logical command lines of a shell block (backslash continuations joined, blank lines dropped)."""
     joined = re.sub(r"\\\n\s*", " ", code)
@@ -125,6 +139,15 @@ def _write_s2_like(path: Path) -> None:
         dst.write(np.stack([b, g, r, nir]))
 
 
+def _write_aoi(path: Path) -> None:
+    """A quadrilateral well inside scene.tif."""
+    import geopandas as gpd
+    from shapely.geometry import Polygon
+
+    poly = Polygon([(500_060, 5_399_660), (500_320, 5_399_700), (500_300, 5_399_930), (500_040, 5_399_900)])
+    gpd.GeoDataFrame({"name": ["aoi"]}, geometry=[poly], crs="EPSG:32633").to_file(path, driver="GPKG")
+
+
 @pytest.fixture(scope="module")
 def demo_folder(tmp_path_factory) -> Path:
     """The files of :data:`DEMO_FILES`, made once."""
@@ -135,10 +158,13 @@ def demo_folder(tmp_path_factory) -> Path:
     weights = Path(__import__("sam2unext").__file__).parent / "weights" / "demo.safetensors"
     shutil.copy(weights, folder / "model.safetensors")
     write_scene(generate_scene(768, seed=2025), folder / "scene.tif")
+    with rasterio.open(folder / "scene.tif") as src:
+        assert tuple(src.bounds) == SCENE_BOUNDS  # what README bbox examples must fall inside
     (folder / "tiles").mkdir()
     write_scene(generate_scene(320, seed=3), folder / "tiles" / "north.tif")
     write_scene(generate_scene(320, seed=4), folder / "tiles" / "south.tif")
     _write_s2_like(folder / "s2.tif")
+    _write_aoi(folder / "aoi.gpkg")
     derived = folder / "derived"
     derived.mkdir()
     shutil.copy(folder / "scene.tif", derived / "scene.tif")
@@ -146,10 +172,19 @@ def demo_folder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def cluster_address():
+    """A small local ``dask.distributed`` cluster standing in for the README's scheduler addresses."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
 def block_folder(demo_folder: Path, target: Path, code: str) -> Path:
     """A fresh folder for one block: the inputs, plus the predicted outputs when the block predicts nothing."""
     target.mkdir()
-    for name in ("scene.tif", "model.safetensors", "s2.tif"):
+    for name in ("scene.tif", "model.safetensors", "s2.tif", "aoi.gpkg"):
         os.symlink(demo_folder / name, target / name)
     shutil.copytree(demo_folder / "tiles", target / "tiles")
     if "predict" not in code:
@@ -201,10 +236,12 @@ def run_python(code: str, image: np.ndarray) -> None:
 # --- tests -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.name for b in RUNNABLE])
-def test_readme_block_runs(block: Block, demo_folder, tmp_path, monkeypatch, capfd):
+def test_readme_block_runs(block: Block, demo_folder, tmp_path, monkeypatch, capfd, request):
     if block.skip is not None:
         pytest.skip(f"README block {block.name}: {block.skip}")
     code = prepared(block.code)
+    if SCHEDULER.search(code):
+        code = with_scheduler(code, request.getfixturevalue("cluster_address"))
     folder = block_folder(demo_folder, tmp_path / "work", code)
     monkeypatch.chdir(folder)
     if block.lang == "bash":
@@ -224,6 +261,12 @@ def test_skip_markers_sit_on_tested_blocks_and_say_why():
         assert mark and mark["reason"].strip(), f"README line {line_no}: write <!-- readme-test: skip (reason) -->"
         following = next(n for n in range(line_no + 1, len(text) + 1) if text[n - 1].strip())
         assert following in on_blocks, f"README line {line_no}: the skip marker is not right above a python/bash block"
+
+
+def test_scheduler_addresses_go_to_the_test_cluster():
+    code = 'sam2unext-geo predict a.tif --scheduler tcp://sched:8786 -o x/\npredict_raster("a.tif", scheduler="tcp://10.0.0.1:8786")\n'
+    assert with_scheduler(code, "inproc://1.2.3/4") == (
+        'sam2unext-geo predict a.tif --scheduler inproc://1.2.3/4 -o x/\npredict_raster("a.tif", scheduler="inproc://1.2.3/4")\n')
 
 
 def test_code_blocks_are_python_bash_or_plain():
