@@ -54,6 +54,8 @@ _NO_CUDA = not torch.cuda.is_available()
 SUBSTITUTIONS = [
     (r"(--device[ =]|device=\")cuda\b", r"\1cpu", "no GPU on the test machine") if _NO_CUDA else None,
     (r"(demo\b.*--size )3072\b", r"\g<1>512", "the documented 3072 px demo takes too long for the suite"),
+    (r"\bLocalCluster\(", "LocalCluster(processes=False, ",
+     "worker processes each import torch: minutes on the 2-core test machine (the API path is the same)"),
 ]
 SUBSTITUTIONS = [s for s in SUBSTITUTIONS if s is not None]
 
