@@ -40,6 +40,8 @@ from .tiling import TileGrid, make_grid
 from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
 
+#: Tile side ``describe_raster`` assumes without a model (the input size of the real presets).
+DEFAULT_TILE = 1024
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
 GDAL_CACHE_BYTES = 64 * 2**20
@@ -414,15 +416,25 @@ def _gdal_env():
     return stack
 
 
-def describe_raster(path, *, tile_size: int = 1024, overlap: float = 0.25) -> dict:
-    """Summary of a raster for ``info``: size, bands, CRS, transform, nodata, default bands, tiles.
+def describe_raster(path, *, tile_size: int | None = None, overlap: float = 0.25, bands=None,
+                    resolution: float | None = None, chunk_size: int | None = None, model=None, checkpoint=None,
+                    preset=None, device: str = "auto", batch_size: int = 4) -> dict:
+    """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
+
+    With a model (``model``, or ``checkpoint``/``preset``) the time per tile is measured on
+    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) and
+    the whole scene's time is estimated.
+
+    Args:
+        tile_size: tile side (default: the model's input size, else 1024).
+        overlap, bands, resolution, chunk_size, batch_size: as for :func:`predict_raster`.
 
     Raises:
-        InputError: unreadable raster.
+        InputError: unreadable raster, bad bands/resolution.
+        PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
     with open_raster(path) as src:
-        grid = make_grid(src.height, src.width, tile_size, overlap)
-        return {
+        facts = {
             "path": str(path),
             "driver": src.driver,
             "width": src.width,
@@ -438,7 +450,30 @@ def describe_raster(path, *, tile_size: int = 1024, overlap: float = 0.25) -> di
             "colorinterp": [ci.name for ci in src.colorinterp],
             "default_bands": list(default_bands(src)),
             "overviews": src.overviews(1),
-            "tiles": len(grid),
-            "tile_size": tile_size,
-            "overlap": overlap,
         }
+    plan = make_plan(path, bands=bands, resolution=resolution)
+    loaded = None
+    if model is not None or checkpoint is not None or preset is not None:
+        loaded = _load_local(model, checkpoint, preset, device)
+    tile = int(tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
+    grid = make_grid(plan.height, plan.width, tile, overlap)
+    chunks = make_chunk_grid(plan.height, plan.width, tile, chunk_size)
+    facts.update({
+        "bands_used": list(plan.bands),
+        "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
+        "grid": [plan.height, plan.width],
+        "tile_size": tile,
+        "overlap": overlap,
+        "tiles": len(grid),
+        "chunk_size": chunks.size,
+        "chunks": len(chunks),
+        "computations": tile_computations(grid, chunks),
+    })
+    if loaded is not None:
+        per_tile = measure_seconds_per_tile(loaded, tile, batch_size, lanes=local_lanes(loaded))
+        first = next(iter(loaded.parameters()), None) if hasattr(loaded, "parameters") else None
+        facts.update({"device": str(first.device) if first is not None else "cpu",
+                      "model": getattr(loaded, "preset", type(loaded).__name__),
+                      "parameters": sum(p.numel() for p in loaded.parameters()) if first is not None else None,
+                      "seconds_per_tile": per_tile, "estimated_seconds": per_tile * facts["computations"]})
+    return facts
