@@ -28,7 +28,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.errors import InputError, OutputError, option
-from sam2unext.loader import ModelLoader
+from sam2unext.loader import ModelLoader, weights_note
 
 from .chunks import ChunkGrid, make_chunk_grid, tile_computations
 from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile, run_local
@@ -206,6 +206,9 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
                 vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
             plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution)
+            note = weights_note(checkpoint, preset) if model is None else None
+            if note:
+                reporter.warning(note)
             local_model = None
             if scheduler is None or tile_size is None:
                 reporter.update("load", 0, 1)
