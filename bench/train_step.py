@@ -16,9 +16,9 @@ import time
 
 import torch
 
+from sam2unext.loss import deep_supervision_loss
 from sam2unext.train import (
     TrainConfig,
-    deep_supervision_loss,
     enable_grad_checkpointing,
     make_optimizer,
     make_training_model,

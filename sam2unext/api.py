@@ -22,7 +22,7 @@ from sam2unext.checkpoints import (
     upstream_to_ours,
 )
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
-from sam2unext.errors import CheckpointError, PresetError, UserError
+from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
 from sam2unext.models import SegmentationModel, model_class, resolve_dtype
 from sam2unext.presets import Preset, get_preset
@@ -90,7 +90,7 @@ def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
     if metadata.get("format") != FORMAT_TAG:
         if preset is None:
             raise CheckpointError(
-                f"{path} has no sam2unext-geo metadata; pass --preset to read it as a public "
+                f"{path} has no sam2unext-geo metadata; pass {option('preset', 'NAME')} to read it as a public "
                 f"SAM2-UNeXT/SAM2-UNet state_dict")
         return _load_upstream_state(state, path, preset)
     config = Preset.from_dict(json.loads(metadata["preset_config"]))

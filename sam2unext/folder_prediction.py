@@ -1,4 +1,5 @@
-"""Predict an image folder to 8-bit PNG maps, as the public ``test.py`` does.
+"""Folder prediction behind the ``test`` command: an image folder to 8-bit PNG maps, as the
+public ``test.py`` does.
 
 Each image is resized to the model's input size (bilinear) and ImageNet-normalized; the
 logits are resized bilinearly to the image's original size, passed through a sigmoid,
@@ -23,7 +24,7 @@ from sam2unext.errors import OutputError, option
 
 
 @dataclass
-class TestResult:
+class FolderPredictionResult:
     """Files written by :func:`predict_folder`."""
 
     outputs: list[Path]
@@ -60,7 +61,7 @@ def predict_folder(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
-) -> TestResult:
+) -> FolderPredictionResult:
     """Write ``<stem>.png`` predictions for every image in a folder.
 
     Args:
@@ -102,4 +103,4 @@ def predict_folder(
         write_atomically(dst, lambda tmp: Image.fromarray(result).save(tmp, format="PNG"))
         if log:
             log(f"saved {dst}")
-    return TestResult(outputs=targets, seconds=time.perf_counter() - t0)
+    return FolderPredictionResult(outputs=targets, seconds=time.perf_counter() - t0)
