@@ -6,10 +6,9 @@ import rasterio
 import torch
 from geo_helpers import ROTATED, smooth_rgb, write_raster
 
+import sam2unext
 from sam2unext.geo import predict_raster
 from sam2unext.geo.reading import to_unit_float
-
-sam2unext = pytest.importorskip("sam2unext")
 
 
 @pytest.fixture(scope="module")
