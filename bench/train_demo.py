@@ -173,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "final_loss_mean_last_100": float(np.mean(losses[-100:])),
         "held_out_crop_iou": val_iou,
         "minutes": round(seconds / 60, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads, torch {torch.__version__}",
+        "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads, "
+                   f"torch {torch.__version__}",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, args.output, task="demo", extra=note)

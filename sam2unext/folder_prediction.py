@@ -9,9 +9,10 @@ truncated to uint8, and written as ``<stem>.png``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -93,14 +94,15 @@ def predict_folder(
     if not overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:
-            raise OutputError(f"{existing[0]} exists ({len(existing)} in all); pass {option('overwrite')} or another folder")
+            raise OutputError(
+                f"{existing[0]} exists ({len(existing)} in all); pass {option('overwrite')} or another folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     model.eval().to(dev)
     t0 = time.perf_counter()
     for src, dst in tqdm(list(zip(files, targets)), desc="test", disable=not progress):
-        result = predict_image(model, load_rgb(src), dev)
-        write_atomically(dst, lambda tmp: Image.fromarray(result).save(tmp, format="PNG"))
+        picture = Image.fromarray(predict_image(model, load_rgb(src), dev))
+        write_atomically(dst, partial(picture.save, format="PNG"))
         if log:
             log(f"saved {dst}")
     return FolderPredictionResult(outputs=targets, seconds=time.perf_counter() - t0)

@@ -74,7 +74,7 @@ class SegmentationModel(nn.Module):
         """The convolutional part (glue/RFBs and decoder); overridden by each family."""
         return []
 
-    def set_channels_last(self, enabled: bool = True) -> "SegmentationModel":
+    def set_channels_last(self, enabled: bool = True) -> SegmentationModel:
         """Store the convolutional decoder's weights channels_last (or contiguous).
 
         The Hiera and ViT outputs are NHWC tensors viewed as NCHW, i.e. already channels_last

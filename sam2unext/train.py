@@ -45,6 +45,7 @@ from sam2unext.run_folder import (
     write_resume_state,
 )
 
+
 @dataclass(frozen=True)
 class Recipe:
     """Per-family defaults of the public training scripts."""
@@ -433,8 +434,8 @@ def make_training_model(
 
         return load_model(checkpoint, preset, device="cpu")
     if preset is None:
-        raise PresetError(
-            f"no preset given; pass {option('preset', 'NAME')} (one of list_presets()) or {option('checkpoint', 'FILE')}")
+        raise PresetError(f"no preset given; pass {option('preset', 'NAME')} (one of list_presets()) "
+                          f"or {option('checkpoint', 'FILE')}")
     from sam2unext import build_model
 
     return build_model(preset, hiera=hiera, dinov2=dinov2)

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import save_file
 
 import sam2unext.api as api
-from model_oracle import randomize_
 from sam2unext import CheckpointError, PresetError, build_model, load_model, save_checkpoint
 from sam2unext.checkpoints import (
     check_state_dict,
@@ -23,6 +22,8 @@ from sam2unext.checkpoints import (
 )
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.presets import get_preset
+
+from model_oracle import randomize_
 
 # Official key layouts (copied from Meta's SAM2, timm and the public SAM2-UNeXT / SAM2-UNet
 # state dicts); the tests read only this copy inside the repository.

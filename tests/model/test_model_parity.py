@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_oracle import (
-    OracleSAM2UNeXT,
-    OracleSAM2UNet,
-    randomize_,
-    rel_error,
-    sam2_hiera_for,
-)
 from sam2unext.api import build_model
 from sam2unext.checkpoints import ours_to_upstream, upstream_to_ours
 from sam2unext.encoders import build_dinov2, build_hiera_trunk, hiera_stage_features
 from sam2unext.presets import get_preset
+
+from model_oracle import (
+    OracleSAM2UNet,
+    OracleSAM2UNeXT,
+    randomize_,
+    rel_error,
+    sam2_hiera_for,
+)
 
 TOL = 1e-4
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-from training_synth import PRESET, SHORT
 from safetensors.torch import load_file
 
 from sam2unext import load_model, read_checkpoint_metadata
@@ -20,6 +19,8 @@ from sam2unext.train import (
     resolve_config,
     train_on_folders,
 )
+
+from training_synth import PRESET, SHORT
 
 
 def test_short_run_lowers_loss_and_writes_run_folder(short_run):
@@ -45,6 +46,7 @@ def test_snapshots_load_as_models(short_run):
     assert any(not torch.equal(first[k], state[k]) for k in state)  # training changed weights
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp_path):
     images, masks = folder_data
     run_dir = tmp_path / "killed"

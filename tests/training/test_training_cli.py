@@ -6,11 +6,12 @@ import json
 
 import pytest
 import typer
-from training_synth import PRESET
 from typer.testing import CliRunner
 
 from sam2unext.cli import training
 from sam2unext.errors import DatasetError, InputError
+
+from training_synth import PRESET
 
 
 @pytest.fixture(scope="module")
