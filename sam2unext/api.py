@@ -24,7 +24,7 @@ from sam2unext.checkpoints import (
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
-from sam2unext.models import SegmentationModel, model_class, resolve_dtype
+from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, model_class, resolve_dtype
 from sam2unext.presets import Preset, get_preset
 
 DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
@@ -59,11 +59,11 @@ def build_model(preset: str | Preset, *, hiera: str | Path | None = None,
     if config.family == "sam2unet":
         if dinov2 is not None:
             raise PresetError(f"preset {config.name!r} has no DINOv2 branch; drop the dinov2 file")
-        return model_class(config)(config, trunk=trunk)
+        return SAM2UNet(config, trunk=trunk)
     dino = build_dinov2(config)
     if dinov2 is not None:
         load_dinov2(dino, dinov2, config.name)
-    return model_class(config)(config, trunk=trunk, dino=dino)
+    return SAM2UNeXT(config, trunk=trunk, dino=dino)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -23,7 +23,7 @@ import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -231,7 +231,7 @@ def load_dinov2(dino: nn.Module, path: str | Path, preset: str) -> None:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     raw = read_state_dict(path)
-    vit = dino.model
+    vit = cast(Any, dino).model  # the ViT inside timm's FeatureGetterNet
     try:
         state = checkpoint_filter_fn(dict(raw), vit)
     except Exception as exc:  # malformed tensors make timm's resampling fail

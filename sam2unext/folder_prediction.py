@@ -13,15 +13,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from sam2unext.data import IMAGE_SUFFIXES, image_to_tensor, list_files, load_rgb
 from sam2unext.errors import OutputError, option
+
+if TYPE_CHECKING:
+    from sam2unext.models import SegmentationModel
 
 
 @dataclass
@@ -44,7 +47,7 @@ def _first_output(outputs: torch.Tensor | tuple) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_image(model: nn.Module, image: Image.Image, device: torch.device) -> np.ndarray:
+def predict_image(model: SegmentationModel, image: Image.Image, device: torch.device) -> np.ndarray:
     """Predict one RGB image; returns the uint8 map ``[H, W]`` at the image's size."""
     x = image_to_tensor(image, model.input_size).unsqueeze(0).to(device)
     logits = _first_output(model(x)).float()
@@ -54,7 +57,7 @@ def predict_image(model: nn.Module, image: Image.Image, device: torch.device) ->
 
 
 def predict_folder(
-    model: nn.Module,
+    model: SegmentationModel,
     images: str | Path,
     output: str | Path,
     *,

@@ -126,7 +126,7 @@ def _real_presets() -> dict[str, Preset]:
 
 
 def _test_presets() -> dict[str, Preset]:
-    common = dict(
+    common: dict[str, Any] = dict(
         hiera="sam2_hiera_tiny",
         hiera_embed_dim=_TEST_HIERA_KWARGS["embed_dim"],
         input_size=256,

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from sam2unext.errors import CheckpointError, OutputError, option
 from sam2unext.files import write_atomically
+
+if TYPE_CHECKING:
+    from sam2unext.models import SegmentationModel
 
 SNAPSHOT_PATTERN = "epoch_{epoch:03d}.safetensors"
 RESUME_FILE = "resume.pt"
@@ -65,7 +68,7 @@ def write_history(run_dir: Path, epoch_losses: list[float], step_losses: list[fl
     write_atomically(run_dir / HISTORY_FILE, lambda tmp: tmp.write_text(text))
 
 
-def save_snapshot(model: nn.Module, path: Path, *, task: str | None, extra: dict[str, Any]) -> None:
+def save_snapshot(model: SegmentationModel, path: Path, *, task: str | None, extra: dict[str, Any]) -> None:
     """Write the model to ``path`` in our checkpoint format (via a temporary name)."""
     from sam2unext.api import save_checkpoint
 

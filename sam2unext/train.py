@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -44,6 +44,9 @@ from sam2unext.run_folder import (
     write_history,
     write_resume_state,
 )
+
+if TYPE_CHECKING:
+    from sam2unext.models import SegmentationModel
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,13 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> AdamW:
-    """AdamW over the trainable parameters with the configured lr and weight decay."""
+    """AdamW over the trainable parameters with the configured lr and weight decay.
+
+    Raises:
+        ValueError: ``config.lr`` is None (pass the config through :func:`resolve_config`).
+    """
+    if config.lr is None:
+        raise ValueError("config.lr is None; fill it with resolve_config(config, preset) first")
     return AdamW(trainable_parameters(model), lr=config.lr, weight_decay=config.weight_decay)
 
 
@@ -159,12 +168,12 @@ def enable_grad_checkpointing(model: nn.Module) -> int:
         How many modules were switched.
     """
     if hasattr(model, "set_grad_checkpointing"):
-        model.set_grad_checkpointing(True)
+        cast(Any, model).set_grad_checkpointing(True)
         return 1
     count = 0
     for module in model.modules():
         if module is not model and hasattr(module, "set_grad_checkpointing"):
-            module.set_grad_checkpointing(True)
+            cast(Any, module).set_grad_checkpointing(True)
             count += 1
     return count
 
@@ -207,13 +216,13 @@ class RunState:
     epoch_losses: list[float] = field(default_factory=list)
 
 
-def restore_run(model: nn.Module, run_dir: Path, config: TrainConfig, *, resume: bool,
+def restore_run(model: SegmentationModel, run_dir: Path, config: TrainConfig, *, resume: bool,
                 say: Callable[[str], None]) -> RunState:
     """Set up the optimizer, schedule and AMP for ``model``; on ``resume`` restore them,
     the weights and the history from ``run_dir/resume.pt`` (whose schedule settings win).
 
     Args:
-        model: the model to train; its ``config`` (or ``preset``) selects the family recipe.
+        model: the model to train; its preset (``model.config``) selects the family recipe.
         run_dir: the run folder (checked by the caller).
         config: settings as given (``lr``/``batch_size`` may be None).
         resume: continue the run in ``run_dir``.
@@ -225,7 +234,7 @@ def restore_run(model: nn.Module, run_dir: Path, config: TrainConfig, *, resume:
     """
     from sam2unext.api import resolve_device
 
-    preset = getattr(model, "config", None) or model.preset
+    preset = model.config
     config = resolve_config(config, preset)
     saved: dict[str, Any] | None = None
     if resume:
@@ -260,7 +269,8 @@ def restore_run(model: nn.Module, run_dir: Path, config: TrainConfig, *, resume:
     return run
 
 
-def train_epoch(model: nn.Module, dataset: Dataset, run: RunState, epoch: int, *, progress: bool) -> list[float]:
+def train_epoch(model: SegmentationModel, dataset: Dataset, run: RunState, epoch: int, *,
+                progress: bool) -> list[float]:
     """One pass over ``dataset`` (reseeded from ``(seed, epoch)``), then one scheduler step.
 
     Returns:
@@ -279,7 +289,7 @@ def train_epoch(model: nn.Module, dataset: Dataset, run: RunState, epoch: int, *
     loader = DataLoader(
         dataset,
         batch_size=config.batch_size,
-        sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)),
+        sampler=RandomSampler(cast(Sized, dataset), generator=torch.Generator().manual_seed(seed)),
         num_workers=config.num_workers,
         pin_memory=device.type == "cuda",
         drop_last=False,
@@ -307,7 +317,7 @@ def train_epoch(model: nn.Module, dataset: Dataset, run: RunState, epoch: int, *
     return losses
 
 
-def save_run_snapshot(model: nn.Module, run_dir: Path, run: RunState, done: int, *, task: str | None,
+def save_run_snapshot(model: SegmentationModel, run_dir: Path, run: RunState, done: int, *, task: str | None,
                       meta: dict[str, Any]) -> Path:
     """Write the snapshot of epoch ``done`` and the ``resume.pt`` that points at it.
 
@@ -333,7 +343,7 @@ def save_run_snapshot(model: nn.Module, run_dir: Path, run: RunState, done: int,
 
 
 def train_model(
-    model: nn.Module,
+    model: SegmentationModel,
     dataset: Dataset,
     run_dir: str | Path,
     config: TrainConfig | None = None,
@@ -348,7 +358,8 @@ def train_model(
     """Train ``model`` on ``dataset`` with the paper's recipe and write a run folder.
 
     Args:
-        model: a segmentation model with frozen encoders; its preset selects the recipe.
+        model: a segmentation model with frozen encoders; its preset (``model.config``) selects the
+            recipe.
         dataset: items ``{"image": [3,S,S], "mask": [1,S,S]}``; if it has ``set_epoch`` it is
             called at each epoch (reproducible augmentation).
         run_dir: output folder (created).
@@ -372,7 +383,8 @@ def train_model(
     say = log or (lambda _msg: None)
     run_dir = Path(run_dir)
     check_run_dir(run_dir, resume)
-    if len(dataset) == 0:
+    size = len(cast(Sized, dataset))
+    if size == 0:
         raise DatasetError("the training dataset is empty; pass folders with matching images and masks")
     run = restore_run(model, run_dir, config or TrainConfig(), resume=resume, say=say)
     config = run.config
@@ -380,9 +392,10 @@ def train_model(
         dataset.seed = config.seed
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
+    assert config.batch_size is not None  # resolve_config filled it
+    steps_per_epoch = math.ceil(size / config.batch_size)
     t0 = time.perf_counter()
-    meta = {"preset": model.preset, **(extra or {})}
+    meta = {"preset": model.config.name, **(extra or {})}
     for epoch in range(run.start_epoch, config.epochs):
         losses = train_epoch(model, dataset, run, epoch, progress=progress)
         run.step_losses.extend(losses)
@@ -415,7 +428,7 @@ def make_training_model(
     dinov2: str | Path | None = None,
     checkpoint: str | Path | None = None,
     seed: int = 0,
-) -> nn.Module:
+) -> SegmentationModel:
     """The model to train: a fresh preset (seeded), or one loaded from ``checkpoint``.
 
     Args:

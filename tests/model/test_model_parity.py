@@ -66,6 +66,7 @@ def test_parity_with_public_head_on_timm_trunk(preset):
     assert _compare(preset, "timm") < TOL
 
 
+@pytest.mark.slow
 def test_sam2_unet_training_mode_returns_side_outputs_like_public_code():
     config, oracle = _oracle("sam2unet-test", "timm")
     model = build_model("sam2unet-test")
