@@ -128,6 +128,7 @@ def test_trainable_parameters_are_adapters_glue_and_decoder_only():
     assert not any(p.requires_grad for p in model.dino.parameters())
 
 
+@pytest.mark.slow
 def test_meta_sam2_tiny_checkpoint_gives_sam2_trunk_features(tmp_path):
     """Real Hiera-T config: Meta's ``sam2`` Hiera, saved in Meta's checkpoint layout, loaded
     through our key mapping into timm's Hiera, gives the same four stage maps."""

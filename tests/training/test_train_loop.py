@@ -131,6 +131,7 @@ def test_grad_checkpointing_keeps_adapter_gradients():
         torch.testing.assert_close(grads[1][name], value, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_sam2unet_family_trains_with_deep_supervision(folder_data, tmp_path):
     """SAM2-UNet returns three outputs in training mode; the loop sums their losses."""
     images, masks = folder_data
