@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from cli_helpers import files_in, run_cli
 
 
+@pytest.mark.slow
 def test_predict_quicklook_writes_a_png_next_to_the_outputs(scene, tmp_path):
     out = tmp_path / "out"
     res = run_cli("predict", scene, "-o", out, "--checkpoint", "demo", "--quicklook", "--progress", "none")

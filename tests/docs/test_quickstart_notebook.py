@@ -17,7 +17,7 @@ nbclient = pytest.importorskip("nbclient", reason="the [notebook] extra is not i
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
 
-pytestmark = pytest.mark.notebook
+pytestmark = [pytest.mark.notebook, pytest.mark.slow]
 
 
 def _text(output) -> str:

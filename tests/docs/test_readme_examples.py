@@ -237,6 +237,7 @@ def run_python(code: str, image: np.ndarray) -> None:
 
 # --- tests -----------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.name for b in RUNNABLE])
 def test_readme_block_runs(block: Block, demo_folder, tmp_path, monkeypatch, capfd, request):
     if block.skip is not None:

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from geo_helpers import smooth_rgb, write_raster
 from matplotlib.figure import Figure
 
 from sam2unext.geo import predict_raster
 from sam2unext.geo.quicklook import draw_quicklook, read_probability, read_scene_rgb, write_quicklook
 from sam2unext.geo.testing import PixelModel
+
+from geo_helpers import smooth_rgb, write_raster
 
 ORIGIN = Affine.translation(500_000, 5_400_000) @ Affine.scale(0.5, -0.5)
 
