@@ -39,6 +39,8 @@ Examples:
   sam2unext-geo predict 'tiles/*.tif' -o results/ --checkpoint model.safetensors --device cuda --batch-size 16
   sam2unext-geo predict scene.tif --checkpoint SAM2-UNeXT.pth --preset sam2unext-large --bands 3,2,1
   sam2unext-geo predict scene.tif --checkpoint demo --progress json --overwrite
+  sam2unext-geo predict scene.tif --checkpoint demo --bbox 13.40 52.50 13.42 52.52 --bbox-crs EPSG:4326
+  sam2unext-geo predict scene.tif --checkpoint demo --aoi fields.gpkg
 \b
 Outputs: <scene>_prob.tif (Cloud-Optimized GeoTIFF, probability 0..255) and
 <scene>_prob_polygons.gpkg, next to the scene or in the -o folder.
@@ -107,6 +109,15 @@ def predict(
     scheduler: Annotated[Optional[str], typer.Option(
         "--scheduler", help="dask.distributed scheduler address (default: local threads).",
         show_default=False)] = None,
+    bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(
+        "--bbox", help="Segment only this box: MINX MINY MAXX MAXY in the scene's CRS (or --bbox-crs).",
+        show_default=False)] = None,
+    bbox_crs: Annotated[Optional[str], typer.Option(
+        "--bbox-crs", help="CRS of --bbox (e.g. EPSG:4326), and of an --aoi file that has none.",
+        show_default=False)] = None,
+    aoi: Annotated[Optional[Path], typer.Option(
+        "--aoi", help="Segment only inside the polygons of this vector file (any CRS; reprojected).",
+        show_default=False)] = None,
     overwrite: Overwrite = False,
     progress: Annotated[ProgressMode, typer.Option(
         "--progress", help="bar (stderr), json (one event per line on stdout) or none.")] = ProgressMode.bar,
@@ -125,6 +136,7 @@ def predict(
     loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
     targets = probability_outputs(paths, output)
     model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
+    area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
 
     results = []
     for scene, target in zip(paths, targets):
@@ -132,11 +144,28 @@ def predict(
             scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
             device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
             vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
-            out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter))
+            out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter,
+            aoi=area_of_interest, aoi_crs=bbox_crs))
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
     if progress is not ProgressMode.json:
         print_summary(paths, results, total)
+
+
+def area_of_interest_option(bbox: Optional[tuple], bbox_crs: Optional[str],
+                            aoi: Optional[Path]) -> Optional[tuple | str]:
+    """The ``aoi=`` value for ``predict_raster`` from ``--bbox`` / ``--aoi`` (None: whole scene).
+
+    Raises:
+        typer.BadParameter: both given, or ``--bbox-crs`` without either.
+    """
+    if bbox is not None and aoi is not None:
+        raise typer.BadParameter("--bbox and --aoi cannot be combined; give one area of interest")
+    if bbox_crs is not None and bbox is None and aoi is None:
+        raise typer.BadParameter("--bbox-crs needs --bbox (or an --aoi file without a CRS)")
+    if bbox is not None:
+        return tuple(float(v) for v in bbox)
+    return str(aoi) if aoi is not None else None
 
 
 def print_summary(scenes: list[Path | str], results: list, total: float) -> None:

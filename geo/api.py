@@ -127,7 +127,7 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                    batch_size=4, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
                    vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
                    out_dtype="uint8", scheduler=None, overwrite=False, progress="bar", as_xarray=False,
-                   as_geodataframe=False) -> PredictResult:
+                   as_geodataframe=False, aoi=None, aoi_crs=None) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
     Args:
@@ -163,6 +163,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         OutputError: existing output without ``overwrite``, unwritable folder, bad format.
         PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
+    if aoi is not None:  # issue 11: the lead wires geo/aoi.resolve_aoi into the chunk execution
+        raise NotImplementedError("predict_raster(aoi=...) is not wired into the execution path yet")
     t0 = time.perf_counter()
     reporter = make_progress(progress)
     if out_dtype not in OUT_DTYPES:
