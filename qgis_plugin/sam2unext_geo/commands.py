@@ -171,8 +171,6 @@ STAGE_LABELS = {"load": "loading model…", "predict": "segmenting tiles…", "w
 
 def stage_label(event: dict) -> Optional[str]:
     """The text to show for a progress event (``loading model…`` during ``load``), else None."""
-    if event.get("event") == "start":
-        return "starting…"
     if event.get("event") != "progress":
         return None
     return STAGE_LABELS.get(event.get("stage"))

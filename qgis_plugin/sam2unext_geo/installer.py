@@ -9,12 +9,14 @@ log lines and progress. Steps:
    supports when ``nvidia-smi`` reports a GPU, else from the CPU index (:func:`torch_index`);
 4. ``pip install <the sam2unext-geo wheel carried in the plugin zip>`` (its other dependencies
    from PyPI);
-5. check that ``<venv>/bin/sam2unext-geo --version`` runs and matches the wheel.
+5. check that torch and ``sam2unext.geo`` import in the new environment;
+6. check that ``<venv>/bin/sam2unext-geo --version`` runs and matches the wheel.
 
 For tests and offline machines, ``pip_options`` are added to every pip call (e.g.
 ``["--no-index", "--find-links", DIR]``) and ``reuse_site_packages`` makes the new environment
 see the packages of an existing one (a ``.pth`` file; the venv is then made without its own pip,
-setuptools or torch, which come from that environment), so nothing is downloaded.
+setuptools or torch, which come from that environment, and pip runs with ``--no-deps``), so
+nothing is downloaded; the wheel itself is still installed into the new environment.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ class InstallPlan:
     torch_build: str                      # "cpu" or "cu126", "cu124", ...
     gpu: Optional[Gpu] = None
     pip_options: list = field(default_factory=list)
-    reuse_site_packages: Optional[str] = None
+    reuse_site_packages: Optional[list] = None     # site-packages folders of an existing environment
 
     @property
     def executable(self) -> Path:
@@ -83,7 +85,7 @@ class InstallPlan:
                  f"sam2unext-geo wheel: {self.wheel.name}", f"GPU (nvidia-smi): {gpu}",
                  f"torch build: {'CPU' if self.torch_build == 'cpu' else 'CUDA ' + self.torch_build}"]
         if self.reuse_site_packages:
-            lines.append(f"Reusing installed packages from: {self.reuse_site_packages}")
+            lines.append("Reusing installed packages from: " + ", ".join(map(str, self.reuse_site_packages)))
         if self.pip_options:
             lines.append("Extra pip options: " + " ".join(self.pip_options))
         return "\n".join(lines)
@@ -198,7 +200,7 @@ def default_venv(profile_folder: str) -> Path:
 
 def make_plan(profile_folder: str, *, python: Optional[str] = None, wheel: Optional[Path] = None,
               gpu: Optional[Gpu] = None, detect: bool = True, pip_options: Optional[list] = None,
-              reuse_site_packages: Optional[str] = None, venv: Optional[Path] = None) -> InstallPlan:
+              reuse_site_packages: Optional[list] = None, venv: Optional[Path] = None) -> InstallPlan:
     """Decide what to install (quick: a few subprocesses; run it off the GUI thread all the same).
 
     Raises:
@@ -214,23 +216,36 @@ def make_plan(profile_folder: str, *, python: Optional[str] = None, wheel: Optio
     gpu = detect_gpu() if (gpu is None and detect) else gpu
     return InstallPlan(python=python, python_version=python_text, venv=Path(venv or default_venv(profile_folder)),
                        wheel=Path(wheel) if wheel else bundled_wheel(), torch_build=torch_build(gpu), gpu=gpu,
-                       pip_options=list(pip_options or []), reuse_site_packages=reuse_site_packages)
+                       pip_options=list(pip_options or []),
+                       reuse_site_packages=[str(p) for p in reuse_site_packages] if reuse_site_packages else None)
 
 
 def steps(plan: InstallPlan) -> list[tuple[str, list]]:
-    """The commands :func:`install` runs, as ``(title, argv)`` (the venv step first)."""
+    """The commands :func:`install` runs, as ``(title, argv)`` (the venv step first).
+
+    With ``reuse_site_packages`` the pip steps add ``--no-deps``: the dependencies are those of the
+    reused environment, whose own resolution pip cannot redo offline.
+    """
     venv_cmd = [plan.python, "-m", "venv", "--clear"]
+    extra = list(plan.pip_options)
     if plan.reuse_site_packages:
         venv_cmd.append("--without-pip")        # pip, setuptools and torch come from the reused environment
+        extra.append("--no-deps")
     venv_cmd.append(str(plan.venv))
     pip = [str(plan.venv_python), "-m", "pip", "install", "--disable-pip-version-check"]
     return [
         ("Create the environment", venv_cmd),
         (f"Install torch ({'CPU' if plan.torch_build == 'cpu' else 'CUDA ' + plan.torch_build})",
-         pip + ["torch", "torchvision", "--index-url", torch_index(plan.torch_build)] + plan.pip_options),
-        (f"Install {plan.wheel.name}", pip + [str(plan.wheel)] + plan.pip_options),
+         pip + ["torch", "torchvision", "--index-url", torch_index(plan.torch_build)] + extra),
+        (f"Install {plan.wheel.name}", pip + [str(plan.wheel)] + extra),
+        ("Check torch and the core import", [str(plan.venv_python), "-c", _IMPORT_CHECK]),
         ("Check the command", [str(plan.executable), "--version"]),
     ]
+
+
+_IMPORT_CHECK = ("import torch, sam2unext.geo, sam2unext; "
+                 "print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.is_available(), "
+                 "'sam2unext from', sam2unext.__file__)")
 
 
 def install(plan: InstallPlan, *, log: Log = print, progress: Callable[[float], None] = lambda p: None,
@@ -249,7 +264,7 @@ def install(plan: InstallPlan, *, log: Log = print, progress: Callable[[float], 
         progress(100.0 * i / len(todo))
         log(f"\n== {i + 1}/{len(todo)} {title}\n$ " + " ".join(argv))
         t0 = time.monotonic()
-        output = _run_step(argv, log, is_cancelled)
+        output = _run_step(argv, log, is_cancelled, cwd=str(plan.venv.parent))
         log(f"-- {title}: done in {time.monotonic() - t0:.1f} s")
         if i == 0 and plan.reuse_site_packages:
             _write_reuse_pth(plan)
@@ -268,13 +283,15 @@ def _write_reuse_pth(plan: InstallPlan) -> None:
                          capture_output=True, text=True, env=popen_kwargs()["env"], check=True)
     site = Path(out.stdout.strip())
     site.mkdir(parents=True, exist_ok=True)
-    (site / "_sam2unext_reuse.pth").write_text(str(plan.reuse_site_packages) + "\n", encoding="utf-8")
+    (site / "_sam2unext_reuse.pth").write_text("".join(p + "\n" for p in plan.reuse_site_packages), encoding="utf-8")
 
 
-def _run_step(argv: list, log: Log, is_cancelled: Callable[[], bool]) -> str:
-    """Run one step, streaming its output lines to ``log``; returns its output."""
+def _run_step(argv: list, log: Log, is_cancelled: Callable[[], bool], cwd: str) -> str:
+    """Run one step in ``cwd`` (a neutral folder: a source checkout as the current folder would
+    shadow the installed package in ``python -c``), streaming its output lines to ``log``."""
     kwargs = popen_kwargs()
     kwargs["stderr"] = subprocess.STDOUT
+    kwargs["cwd"] = cwd
     try:
         proc = subprocess.Popen(argv, **kwargs)
     except OSError as exc:

@@ -257,7 +257,9 @@ def test_output_names_and_aoi_args():
         commands.predict_args("x", opts)
 
 
-def test_probe_is_cached_until_the_command_changes(tmp_path):
+def test_probe_is_cached_until_the_command_changes(tmp_path, monkeypatch):
+    torch_probes = []
+    monkeypatch.setattr(environment, "torch_info", lambda exe: torch_probes.append(exe) or {"torch": "2.x"})
     counter = tmp_path / "calls"
     exe = make_exe(tmp_path, f"""
         import sys
@@ -271,6 +273,7 @@ def test_probe_is_cached_until_the_command_changes(tmp_path):
     time.sleep(0.01)
     Path(exe).write_text(Path(exe).read_text())             # reinstalled: new mtime
     assert not environment.probe_environment(exe)["cached"] and counter.read_text() == "xxxx"
+    assert len(torch_probes) == 2
 
 
 def test_installer_plan_and_steps(tmp_path, monkeypatch):
@@ -293,7 +296,12 @@ def test_installer_plan_and_steps(tmp_path, monkeypatch):
     titles, argvs = zip(*installer.steps(plan))
     assert argvs[0][:4] == [sys.executable, "-m", "venv", "--clear"]
     assert "https://download.pytorch.org/whl/cpu" in argvs[1] and argvs[1][-1] == "--no-index"
-    assert str(wheel) in argvs[2] and argvs[3] == [str(plan.executable), "--version"]
+    assert str(wheel) in argvs[2] and argvs[4] == [str(plan.executable), "--version"]
+    assert "import torch, sam2unext.geo" in argvs[3][-1] and "--no-deps" not in argvs[2]
+    reuse = installer.make_plan(str(tmp_path), python=sys.executable, wheel=wheel, detect=False,
+                                reuse_site_packages=[tmp_path / "site"])
+    reuse_steps = [argv for _, argv in installer.steps(reuse)]
+    assert "--without-pip" in reuse_steps[0] and "--no-deps" in reuse_steps[1] and "--no-deps" in reuse_steps[2]
     gpu_plan = installer.make_plan(str(tmp_path), python=sys.executable, wheel=wheel, gpu=installer.Gpu("H200", (12, 8)))
     assert "https://download.pytorch.org/whl/cu126" in installer.steps(gpu_plan)[1][1]
 
