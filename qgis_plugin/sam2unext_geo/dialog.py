@@ -69,6 +69,8 @@ class PredictDialog(QDialog):
         self.setMinimumWidth(560)
         self.canvas = canvas
         self.check_task = None
+        self.check_finished = True
+        self.installer = None
         self.last_probe: Optional[dict] = None
         self.env_problem: Optional[str] = None
         outer = QVBoxLayout(self)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Callable, Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
@@ -43,8 +44,6 @@ class PredictTask(QgsTask):
 
     def output_paths(self) -> list:
         """The absolute paths of the files this run writes (probability first)."""
-        import os
-
         return [os.path.abspath(os.path.join(self.options.out_dir, n)) for n in commands.output_names(self.options)]
 
     def run(self) -> bool:

@@ -672,8 +672,7 @@ def check_aoi_plugin():
         assert not os.path.exists(aoi_path), "Processing left its temporary AOI file"
         # a raster without georeferencing: the dialog warns before running
         plain = TMP / "plain.tif"
-        ds = gdal.GetDriverByName("GTiff").Create(str(plain), 32, 32, 3, gdal.GDT_Byte)
-        ds = None
+        gdal.GetDriverByName("GTiff").Create(str(plain), 32, 32, 3, gdal.GDT_Byte).FlushCache()
         plain_layer = QgsRasterLayer(str(plain), "plain")
         QgsProject.instance().addMapLayer(plain_layer)
         dlg.layer_combo.setLayer(plain_layer)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 import sys
 import textwrap
@@ -177,7 +176,6 @@ def test_cancelling_one_run_keeps_another_runs_files_byte_identical(tmp_path):
     (folder / ".c_prob.tif.89abcdef.cog.tif").write_bytes(b"C temp")
     (folder / "c_prob.tif.partial").mkdir()
     (folder / "c_prob.tif.partial" / "manifest.json").write_text("{}")
-    started = folder / "b_started"
     exe = make_exe(tmp_path, f"""
         import json, os, sys, time
         d = {str(folder)!r}
@@ -189,7 +187,7 @@ def test_cancelling_one_run_keeps_another_runs_files_byte_identical(tmp_path):
     """)
     before_b = file_bytes(folder)
 
-    def cancel_after_others_write(events=[]):  # noqa: B006 - state between polls
+    def cancel_after_others_write():
         # while B runs, run A' finishes a second scene and C writes on: not B's files
         if any(e["event"] == "start" for e in seen) and not (folder / "a2_prob.tif").exists():
             (folder / "a2_prob.tif").write_bytes(b"A2 probability, finished during B")
