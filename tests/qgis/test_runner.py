@@ -318,3 +318,19 @@ def test_remove_own_entries_only_touches_this_runs_names(tmp_path):
         ".s_prob.tif.22222222.cog.tif", ".s_prob_polygons.gpkg.123.tmp.gpkg-wal", "s_prob.tif.partial"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [".s_prob.tif.11111111.cog.tif", "keep.txt",
                                                            "other_prob.tif"]
+
+
+def test_detect_gpu_reads_nvidia_smi(tmp_path, monkeypatch):
+    """A stand-in nvidia-smi (the real one is not on the test machines): name and driver CUDA version."""
+    make_exe(tmp_path, """
+        import sys
+        if any(a.startswith("--query-gpu") for a in sys.argv):
+            print("NVIDIA H200")
+        else:
+            print("| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4     |")
+    """, name="nvidia-smi")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    gpu = installer.detect_gpu()
+    assert gpu == installer.Gpu("NVIDIA H200", (12, 4)) and installer.torch_build(gpu) == "cu124"
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))
+    assert installer.detect_gpu() is None
