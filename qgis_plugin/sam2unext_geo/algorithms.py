@@ -90,7 +90,7 @@ class PredictAlgorithm(_Base):
     INPUT, PRESET, CHECKPOINT = "INPUT", "PRESET", "CHECKPOINT"
     TILE_SIZE, OVERLAP, BATCH_SIZE, DEVICE = "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE"
     BANDS, THRESHOLD, VECTORIZE, OVERWRITE = "BANDS", "THRESHOLD", "VECTORIZE", "OVERWRITE"
-    AOI_EXTENT, AOI_POLYGONS = "AOI_EXTENT", "AOI_POLYGONS"
+    AOI_EXTENT, AOI_POLYGONS, RESUME = "AOI_EXTENT", "AOI_POLYGONS", "RESUME"
     OUTPUT_FOLDER, PROBABILITY, POLYGONS = "OUTPUT_FOLDER", "PROBABILITY", "POLYGONS"
 
     def name(self) -> str:
@@ -137,6 +137,9 @@ class PredictAlgorithm(_Base):
         overwrite = QgsProcessingParameterBoolean(self.OVERWRITE, commands.OPTION_LABELS["overwrite"], False)
         overwrite.setFlags(overwrite.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(overwrite)
+        resume = QgsProcessingParameterBoolean(self.RESUME, commands.OPTION_LABELS["resume"], False)
+        resume.setFlags(resume.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+        self.addParameter(resume)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, "Probability"))
         self.addOutput(QgsProcessingOutputVectorLayer(self.POLYGONS, "Polygons",
@@ -162,6 +165,7 @@ class PredictAlgorithm(_Base):
                 threshold=self.parameterAsDouble(parameters, self.THRESHOLD, context),
                 vector=self.parameterAsBool(parameters, self.VECTORIZE, context),
                 overwrite=self.parameterAsBool(parameters, self.OVERWRITE, context),
+                resume=self.parameterAsBool(parameters, self.RESUME, context),
                 bbox=bbox, bbox_crs=bbox_crs, aoi=aoi_file)
             args = commands.predict_args(_executable(), options)
             result = _run(args, feedback, out_dir, commands.output_names(options))

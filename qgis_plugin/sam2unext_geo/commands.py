@@ -25,6 +25,7 @@ class PredictOptions:
     threshold: float = 0.5
     vector: bool = True
     overwrite: bool = False
+    resume: bool = False                  # continue from the output's .partial store (after a crash)
     bbox: Optional[tuple] = None          # (minx, miny, maxx, maxy) in ``bbox_crs``
     bbox_crs: Optional[str] = None        # e.g. "EPSG:4326"; None = the scene's CRS
     aoi: Optional[str] = None             # polygon file (any CRS) to segment within
@@ -34,6 +35,7 @@ class PredictOptions:
 #: description), keyed by API name as in the ``options`` list of the JSON ``error`` event.
 OPTION_LABELS = {
     "overwrite": "Overwrite existing outputs",
+    "resume": "Resume an interrupted run",
     "vector": "Vectorize to polygons",
     "tile_size": "Tile size",
     "overlap": "Overlap",
@@ -106,6 +108,8 @@ def predict_args(executable: str, options: PredictOptions) -> list[str]:
     args += ["--vector" if options.vector else "--no-vector", "--format", "gpkg"]
     if options.overwrite:
         args.append("--overwrite")
+    if options.resume:
+        args.append("--resume")
     if options.bbox and options.aoi:
         raise ValueError("Choose one area of interest: a box or polygons, not both.")
     if options.bbox:

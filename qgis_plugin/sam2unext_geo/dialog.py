@@ -152,9 +152,13 @@ class PredictDialog(QDialog):
         self.out_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
         self.vector_check = QCheckBox(commands.OPTION_LABELS["vector"] + " (GeoPackage)")
         self.overwrite_check = QCheckBox(commands.OPTION_LABELS["overwrite"])
+        self.resume_check = QCheckBox(commands.OPTION_LABELS["resume"])
+        self.resume_check.setToolTip("After a crash or failure: continue from the output's .partial store; only "
+                                     "unfinished chunks are computed. (Cancel keeps nothing to resume.)")
         ol.addRow("Folder", self.out_widget)
         ol.addRow("", self.vector_check)
         ol.addRow("", self.overwrite_check)
+        ol.addRow("", self.resume_check)
 
         env = QGroupBox("Environment (sam2unext-geo command)")
         el = QVBoxLayout(env)
@@ -305,7 +309,8 @@ class PredictDialog(QDialog):
             batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
             bands=commands.normalize_bands(bands) if bands else None,
             threshold=self.threshold_spin.value(), vector=self.vector_check.isChecked(),
-            overwrite=self.overwrite_check.isChecked(), bbox=bbox, bbox_crs=bbox_crs, aoi=aoi_path)
+            overwrite=self.overwrite_check.isChecked(), resume=self.resume_check.isChecked(),
+            bbox=bbox, bbox_crs=bbox_crs, aoi=aoi_path)
 
     def area_of_interest(self, export: bool = False) -> tuple:
         """``(bbox, bbox_crs, aoi_file)`` for the chosen area (all None: whole scene).

@@ -5,8 +5,9 @@ algorithms both drive the core through :func:`run_command`. The command is alway
 an argument list, never through a shell. Cancel = SIGTERM, SIGKILL after a grace period, then
 the files of *this* run are removed: its own outputs' temporary names
 (``.<final name>.<8 hex>.<tag>.tif`` and the like) that were not there before it started, and on
-cancel its probability output's resumable store ``<output name>.partial/``. Nothing else in the
-folder is touched: other runs write there side by side.
+cancel its probability output's resumable store ``<output name>.partial/`` (kept after a failure,
+for *Resume an interrupted run*). Nothing else in the folder is touched: other runs write there
+side by side.
 """
 
 from __future__ import annotations
@@ -73,12 +74,12 @@ def remove_own_entries(folder: str, finals: Iterable[str], before: set, *, cance
                        created_folder: bool = False) -> list[str]:
     """Remove what this run left in ``folder``, and nothing else.
 
-    Removed: the temporary names (``.<final>.*``) and ``.partial`` stores of ``finals`` (the run's
-    output file names) that were not in ``before`` (the folder when the run started); on
-    ``cancelled`` also the final files that appeared (a command killed after the grace period
-    could not remove them) and the ``.partial`` store of each final name even if older, which
-    the command keeps for ``--resume`` (the plugin does not resume; the store belongs to this
-    output). The folder itself goes only if this run made it and it is now empty.
+    Removed: the temporary names (``.<final>.*``) of ``finals`` (the run's output file names)
+    that were not in ``before`` (the folder when the run started). On ``cancelled`` also the
+    final files that appeared (a command killed after the grace period could not remove them)
+    and the ``.partial`` store of each final name, which the command keeps for ``--resume``: a
+    cancel keeps nothing. After a failure the store stays, so the run can be resumed. The folder
+    itself goes only if this run made it and it is now empty.
 
     Returns:
         The paths removed.
@@ -93,6 +94,8 @@ def remove_own_entries(folder: str, finals: Iterable[str], before: set, *, cance
             continue
         if name in finals and not cancelled:
             continue  # a failed command removes its outputs itself; one that appeared may be another run's
+        if name.endswith(".partial") and not cancelled:
+            continue  # a failed run's store stays for "Resume an interrupted run" (--resume)
         path = os.path.join(folder, name)
         try:
             if os.path.isdir(path) and not os.path.islink(path):

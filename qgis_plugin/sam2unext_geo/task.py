@@ -29,6 +29,7 @@ class PredictTask(QgsTask):
         self.title = f"SAM2-UNeXT: {scene_name(options.scene)}"
         super().__init__(self.title, QgsTask.Flag.CanCancel)
         self.stage = "queued"
+        self.stages: list = []      # every stage text shown, in order
         self.executable = executable
         self.options = options
         self.project = project
@@ -74,6 +75,7 @@ class PredictTask(QgsTask):
         label = commands.stage_label(event)
         if label and label != self.stage:
             self.stage = label
+            self.stages.append(label)
             self.setDescription(f"{self.title} — {label}")
         pct = commands.progress_percent(event)
         if pct is not None:

@@ -14,10 +14,13 @@ def captured(monkeypatch, tmp_path):
     calls: list[dict] = []
 
     class Result:
+        """Stands in for PredictResult: paths, and zero for every count the summary may read."""
+
         probability = tmp_path / "s_prob.tif"
         vector = None
-        tiles_run = tiles_skipped = 0
-        seconds = area = 0.0
+
+        def __getattr__(self, name):
+            return 0
 
     def fake(source, output=None, **kw):
         calls.append(kw)

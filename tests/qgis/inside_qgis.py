@@ -344,6 +344,7 @@ def check_task_adds_layers():
         group = root.findGroup(result_group_name("field_32633"))
         assert group is not None, [c.name() for c in root.children()]
         assert group.isExpanded() and group.name() != "field_32633", group.name()
+        assert task.stages[0] == "loading model…" and "segmenting tiles…" in task.stages, task.stages
         group_name = group.name()
         layers = [n.layer() for n in group.findLayers()]
         assert len(layers) == 2, layers
@@ -365,7 +366,7 @@ def check_task_adds_layers():
         assert res["OUTPUT"] == str(again) and again.is_file(), res
         QgsProject.instance().removeAllMapLayers()
         root.removeAllChildren()
-        return (f"expanded group '{group_name}' with {kinds} in EPSG:32633 in {secs:.1f} s; "
+        return (f"expanded group '{group_name}' with {kinds} in EPSG:32633 in {secs:.1f} s; stages {task.stages}; "
                 f"sam2unext:vectorize wrote {again.name}")
     finally:
         QgsSettings().remove("sam2unext_geo/executable")

@@ -32,7 +32,9 @@ def test_predict_args_is_a_list_with_every_option():
                         ("--batch-size", "8"), ("--device", "cuda"), ("--bands", "3,2,1"),
                         ("--threshold", "0.4"), ("--progress", "json"), ("--format", "gpkg")):
         assert args[args.index(flag) + 1] == value
-    assert "--no-vector" in args and "--overwrite" in args and "--preset" not in args
+    assert "--no-vector" in args and "--overwrite" in args and "--preset" not in args and "--resume" not in args
+    opts.resume = True
+    assert "--resume" in commands.predict_args("x", opts)
 
 
 def test_vectorize_args():
@@ -206,8 +208,8 @@ def test_cancelling_one_run_keeps_another_runs_files_byte_identical(tmp_path):
     assert not (folder / "b_prob.tif.partial").exists()
 
 
-def test_failure_keeps_final_names_and_the_old_store(tmp_path):
-    """A failed run removes its new temporary files only: a .partial that was there stays (resume)."""
+def test_failure_keeps_final_names_and_the_stores(tmp_path):
+    """A failed run removes its new temporary files only: .partial stores stay (resume)."""
     folder = tmp_path / "o"
     folder.mkdir()
     (folder / "s_prob.tif.partial").mkdir()
@@ -222,8 +224,17 @@ def test_failure_keeps_final_names_and_the_old_store(tmp_path):
     with pytest.raises(runner.CommandFailed) as info:
         runner.run_command([exe], out_dir=str(folder), outputs=["s_prob.tif"])
     assert sorted(p.name for p in folder.iterdir()) == ["s_prob.tif.partial"]
-    assert "“Overwrite existing outputs”" in str(info.value) and "--overwrite" not in str(info.value)
-    assert "--resume" in str(info.value)       # no widget for it: the command's words stay
+    assert str(info.value) == ("output s_prob.tif.partial exists; tick “Resume an interrupted run” or "
+                               "“Overwrite existing outputs”")
+    assert "--" not in str(info.value)
+    new_store = make_exe(tmp_path, f"""
+        import os, sys
+        os.makedirs(os.path.join({str(folder)!r}, "t_prob.tif.partial"))
+        sys.exit(1)
+    """, name="fails")
+    with pytest.raises(runner.CommandFailed):
+        runner.run_command([new_store], out_dir=str(folder), outputs=["t_prob.tif"])
+    assert (folder / "t_prob.tif.partial").is_dir()          # resumable after a failure
 
 
 def test_plugin_words_name_the_widgets():
@@ -233,6 +244,7 @@ def test_plugin_words_name_the_widgets():
     assert commands.plugin_words("drop --overwrite", ["overwrite"]) == "untick “Overwrite existing outputs”"
     assert commands.plugin_words("set --batch-size 2", ["batch_size"]) == "set “Batch size” 2"
     assert commands.plugin_words(msg, None) == msg            # no options listed: unchanged
+    assert commands.plugin_words("use --chunk-size 512", ["chunk_size"]) == "use --chunk-size 512"  # no widget
     assert commands.plugin_words("pass --overwrite-all", ["overwrite"]) == "pass --overwrite-all"
 
 
