@@ -76,6 +76,12 @@ class InstallDialog(QDialog):
         return installer.make_plan(QgsApplication.qgisSettingsDirPath(), **self.plan_options)
 
     def _planned(self, plan, error) -> None:
+        try:
+            self._show_plan(plan, error)
+        except RuntimeError:
+            pass  # closed while planning
+
+    def _show_plan(self, plan, error) -> None:
         if error is not None:
             self.error = str(error)
             self.plan_label.setText(self.error)
@@ -115,18 +121,26 @@ class InstallDialog(QDialog):
         self.progress.setValue(int(self._progress))
 
     def _done(self, executable, error) -> None:
+        if error is None:
+            settings.set("executable", executable)   # first: it must happen even if the dialog is gone
+            environment.forget_probes()
+        else:
+            diagnostics.remember_error(str(error))
+        try:
+            self._show_done(executable, error)
+        except RuntimeError:
+            pass  # the dialog was closed and deleted while installing
+
+    def _show_done(self, executable, error) -> None:
         self.timer.stop()
         self._flush()
         self.task = None
         if error is not None:
             self.error = str(error)
-            diagnostics.remember_error(self.error)
             self.status.setText(f"Install failed: {self.error}")
             self.install_button.setEnabled(True)
             return
         self.installed = executable
-        settings.set("executable", executable)
-        environment.forget_probes()
         self.progress.setValue(100)
         self.status.setText(f"Installed. The plugin now uses {executable}.")
         if self.on_installed:
