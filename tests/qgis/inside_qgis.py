@@ -160,13 +160,16 @@ def unload_plugin():
     assert qgis.utils.unloadPlugin(PLUGIN), "unloadPlugin returned False: " + "\n".join(errors)
 
 
-def run_task(plugin, executable, options, timeout=240.0, cancel_after_progress=False, **kw):
-    """Start a PredictTask through the plugin and wait for its finished() call."""
+def run_task(plugin, executable, options, timeout=240.0, cancel_after_progress=False, cancel_when=None, **kw):
+    """Start a PredictTask through the plugin and wait for its finished() call (or cancel it once
+    it made progress, or once ``cancel_when()`` is true)."""
     finished: list = []
     task = plugin.start_task(executable, options, **kw)
     task.on_finished = lambda t: (plugin._forget(t), finished.append(t))
     if cancel_after_progress:
-        assert wait_until(lambda: task.progress() > 0 or finished, 60), "no progress seen"
+        ready = cancel_when or (lambda: task.progress() > 0)
+        assert wait_until(lambda: ready() or finished, 120), "no progress seen"
+        assert not finished, "finished before it could be cancelled"
         t0 = time.monotonic()
         task.cancel()
         assert wait_until(lambda: finished, 30), "task did not finish after cancel"
@@ -408,7 +411,8 @@ def check_cancel_leaves_nothing():
 
 
 def check_cancel_real_cli():
-    """Cancel the real command mid-predict: SIGTERM ends it (exit 143), nothing is left behind."""
+    """Cancel the real command mid-predict: SIGTERM ends it (exit 143), nothing of it is left behind,
+    and another run's files in the same folder (finished outputs, temp file, .partial store) stay byte-identical."""
     exe = real_cli()
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
@@ -417,6 +421,12 @@ def check_cancel_real_cli():
 
         scene = make_scene(TMP / "cancel_real.tif", size=384)
         out = TMP / "cancel_real_out"
+        out.mkdir()
+        (out / "other_prob.tif").write_bytes(b"another run's finished output")
+        (out / ".other_prob.tif.0badcafe.cog.tif").write_bytes(b"another run's temporary file")
+        (out / "other_prob.tif.partial").mkdir()
+        (out / "other_prob.tif.partial" / "manifest.json").write_text("{}")
+        others = file_bytes(out)
         started: list = []
         orig = runner.run_command
 
@@ -425,18 +435,26 @@ def check_cancel_real_cli():
             return orig(*a, **k)
 
         runner.run_command = spy
+
+        def task_stage():
+            return plugin.tasks[-1].stage if plugin.tasks else None
+
         try:
+            store = out / "cancel_real_prob.tif.partial"
             task, stop_secs = run_task(plugin, exe, predict_options(scene, out, tile_size=32,
                                                                     vector=True),
-                                       cancel_after_progress=True, check_environment=False)
+                                       cancel_after_progress=True, check_environment=False,
+                                       cancel_when=lambda: store.is_dir() and task_stage() == "segmenting tiles…")
         finally:
             runner.run_command = orig
         assert task.cancelled_run and task.error is None, (task.cancelled_run, task.error)
         code = started[0].returncode
         assert code is not None and stop_secs < runner.DEFAULT_GRACE_SECONDS + 3, (code, stop_secs)
-        assert not out.exists(), f"left behind: {list(out.iterdir())}"
+        assert file_bytes(out) == others, f"folder after cancel: {sorted(file_bytes(out))}"
+        assert not store.exists(), "its .partial store was left"
         assert not QgsProject.instance().mapLayers(), "layers added after cancel"
-        return f"real command stopped {stop_secs:.2f} s after Cancel (exit {code}); no layers, no files"
+        return (f"real command stopped {stop_secs:.2f} s after Cancel (exit {code}); no layers, none of its files "
+                f"(nor its .partial store); another run's {len(others)} files byte-identical")
     finally:
         unload_plugin()
 
