@@ -66,8 +66,9 @@ def partial_name(final: str) -> str:
 
 
 def is_own_entry(name: str, finals: Iterable[str]) -> bool:
-    """Whether ``name`` is one of ``finals``, a temporary name of one, or its ``.partial`` store."""
-    return any(name == f or name.startswith(f".{f}.") or name == partial_name(f) for f in finals)
+    """Whether ``name`` is one of ``finals``, a temporary name of one (``.<final>.*`` or
+    ``<final>.tmp``, as ``sam2unext.files.write_atomically`` names them), or its ``.partial`` store."""
+    return any(name in (f, f + ".tmp", partial_name(f)) or name.startswith(f".{f}.") for f in finals)
 
 
 def remove_own_entries(folder: str, finals: Iterable[str], before: set, *, cancelled: bool,

@@ -323,13 +323,16 @@ def test_remove_own_entries_only_touches_this_runs_names(tmp_path):
     (tmp_path / "other_prob.tif").write_text("another run")
     (tmp_path / ".s_prob.tif.22222222.cog.tif").write_text("x")
     (tmp_path / ".s_prob_polygons.gpkg.123.tmp.gpkg-wal").write_text("x")
+    (tmp_path / "s_prob.tif.tmp").write_text("x")
+    (tmp_path / "other_prob.tif.tmp").write_text("another run's")
     (tmp_path / "s_prob.tif.partial").mkdir()
     removed = runner.remove_own_entries(str(tmp_path), ["s_prob.tif", "s_prob_polygons.gpkg"], before,
                                         cancelled=True)
     assert sorted(removed) == sorted(str(tmp_path / n) for n in (
-        ".s_prob.tif.22222222.cog.tif", ".s_prob_polygons.gpkg.123.tmp.gpkg-wal", "s_prob.tif.partial"))
+        ".s_prob.tif.22222222.cog.tif", ".s_prob_polygons.gpkg.123.tmp.gpkg-wal", "s_prob.tif.tmp",
+        "s_prob.tif.partial"))
     assert sorted(p.name for p in tmp_path.iterdir()) == [".s_prob.tif.11111111.cog.tif", "keep.txt",
-                                                           "other_prob.tif"]
+                                                           "other_prob.tif", "other_prob.tif.tmp"]
 
 
 def test_detect_gpu_reads_nvidia_smi(tmp_path, monkeypatch):
