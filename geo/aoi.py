@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from affine import Affine
+from rasterio.transform import Affine
 from rasterio.features import geometry_mask
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds

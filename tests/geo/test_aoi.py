@@ -5,7 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pytest
-from affine import Affine
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from shapely import Polygon, box
 

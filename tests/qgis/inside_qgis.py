@@ -202,6 +202,12 @@ def check_load_unload():
     assert reg.providerById("sam2unext") is not None, "provider not registered"
     algs = sorted(a.id() for a in reg.providerById("sam2unext").algorithms())
     assert algs == ["sam2unext:predict", "sam2unext:vectorize"], algs
+    predict = reg.algorithmById("sam2unext:predict")
+    overwrite = predict.parameterDefinition("OVERWRITE")
+    assert overwrite.defaultValue() is False, overwrite.defaultValue()      # agrees with the dialog
+    assert overwrite.description() == "Overwrite existing outputs"
+    for name in ("AOI_EXTENT", "AOI_POLYGONS", "RESUME"):
+        assert predict.parameterDefinition(name) is not None, name
     unload_plugin()
     assert reg.providerById("sam2unext") is None, "provider still registered"
     assert not iface.raster_menus, iface.raster_menus
