@@ -66,7 +66,6 @@ class PredictDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("SAM2-UNeXT Geo — segment a raster")
         self.setWindowIcon(QIcon(ICON))
-        self.setMinimumWidth(560)
         self.canvas = canvas
         self.check_task = None
         self.check_finished = True
@@ -211,6 +210,8 @@ class PredictDialog(QDialog):
         self.load_settings()
         self._sync_georeferencing()
         self._sync_aoi()
+        hint = self.sizeHint()
+        self.resize(max(600, hint.width()), hint.height())   # the layout keeps it from getting any smaller
         if check_on_open:
             self.check_environment(use_cache=True, quiet=True)
 

@@ -72,6 +72,13 @@ def popen_kwargs() -> dict:
     return kwargs
 
 
+def low_priority(argv: list) -> list:
+    """``argv`` under ``nice -n 10`` where ``nice`` exists: the checks (torch imports, seconds of
+    CPU) must not take the CPU from QGIS's own GUI thread on a busy machine."""
+    nice = shutil.which("nice") if os.name != "nt" else None
+    return [nice, "-n", "10"] + list(argv) if nice else list(argv)
+
+
 def check_environment(executable: str, timeout: float = 120.0, full: bool = True) -> dict:
     """Run ``sam2unext-geo --version`` and (``full``) ``sam2unext-geo models``.
 
@@ -92,7 +99,7 @@ def check_environment(executable: str, timeout: float = 120.0, full: bool = True
         kwargs.pop("bufsize")
         kwargs.pop("stdin")
         try:
-            proc = subprocess.run([executable] + extra, stdin=subprocess.DEVNULL,
+            proc = subprocess.run(low_priority([executable] + extra), stdin=subprocess.DEVNULL,
                                   timeout=timeout, **kwargs)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise EnvironmentProblem(
@@ -161,7 +168,8 @@ def torch_info(executable: str, timeout: float = 120.0) -> dict:
     for key in ("bufsize", "stdin"):
         kwargs.pop(key)
     try:
-        proc = subprocess.run([python, "-c", _TORCH_PROBE], stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)
+        proc = subprocess.run(low_priority([python, "-c", _TORCH_PROBE]), stdin=subprocess.DEVNULL, timeout=timeout,
+                              **kwargs)
     except (OSError, subprocess.TimeoutExpired):
         return {}
     try:
