@@ -716,6 +716,30 @@ def check_aoi_plugin():
         unload_plugin()
 
 
+def check_aoi_real_cli():
+    """The real command with the dialog's map-extent AOI: the probability raster covers only that window."""
+    exe = real_cli()
+    iface = IfaceStandIn()
+    plugin, _ = load_plugin(iface)
+    try:
+        scene = make_scene(TMP / "aoi_real.tif", size=96)       # 10 m pixels from (500000, 5000000)
+        out = TMP / "aoi_real_out"
+        bbox = (500100.0, 4999400.0, 500420.0, 4999720.0)        # 32 x 32 pixels inside the scene
+        task, _ = run_task(plugin, exe, predict_options(scene, out, tile_size=32, bbox=bbox, bbox_crs="EPSG:32633"))
+        assert task.error is None, task.error
+        done = task.result.done[-1]
+        ds = gdal.Open(done["probability"])
+        gt, size = ds.GetGeoTransform(), (ds.RasterXSize, ds.RasterYSize)
+        ds = None
+        assert size == (32, 32) and (gt[0], gt[3]) == (500100.0, 4999720.0), (size, gt)
+        assert done["tiles_run"] < 16, done                      # the whole 96 px scene is 16 tiles of 32 px
+        QgsProject.instance().removeAllMapLayers()
+        return (f"bbox → {size[0]}x{size[1]} px probability raster at the box; {done['tiles_run']} tile(s) run "
+                "(whole scene: 16)")
+    finally:
+        unload_plugin()
+
+
 def site_packages_of(python: str) -> list:
     """The site-packages folders an interpreter imports from."""
     out = subprocess.run([python, "-c", "import sys, json; print(json.dumps(sys.path))"], capture_output=True,
@@ -970,7 +994,7 @@ def check_desktop_app():
 
 CHECKS = [check_load_unload, check_zip_install, check_desktop_app, check_dialog_options, check_missing_environment,
           check_task_adds_layers, check_cancel_leaves_nothing, check_cancel_real_cli, check_cancel_keeps_other_runs,
-          check_background_check, check_stage_and_error_words, check_aoi_plugin, check_installer,
+          check_background_check, check_stage_and_error_words, check_aoi_plugin, check_aoi_real_cli, check_installer,
           check_processing_model, check_qgis_process]
 
 

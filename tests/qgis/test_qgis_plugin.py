@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = os.environ.get("QGIS_PYTHON", "/usr/bin/python3")
 CHECKS = ["load_unload", "zip_install", "desktop_app", "dialog_options", "missing_environment", "task_adds_layers",
           "cancel_leaves_nothing", "cancel_real_cli", "cancel_keeps_other_runs", "background_check",
-          "stage_and_error_words", "aoi_plugin", "installer", "processing_model", "qgis_process"]
+          "stage_and_error_words", "aoi_plugin", "aoi_real_cli", "installer", "processing_model", "qgis_process"]
 
 pytestmark = pytest.mark.qgis
 
