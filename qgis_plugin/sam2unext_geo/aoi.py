@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
-from qgis.core import (QgsCoordinateReferenceSystem, QgsCoordinateTransformContext, QgsFeature, QgsFields,
-                       QgsRectangle, QgsVectorFileWriter, QgsWkbTypes)
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsCoordinateTransformContext,
+    QgsFeature,
+    QgsFields,
+    QgsRectangle,
+    QgsVectorFileWriter,
+    QgsWkbTypes,
+)
 
 
 def crs_text(crs: QgsCoordinateReferenceSystem) -> str:

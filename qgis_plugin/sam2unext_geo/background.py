@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from qgis.core import QgsApplication, QgsTask
 
@@ -15,7 +16,7 @@ class FunctionTask(QgsTask):
     ``task.isCanceled()``. Keep a reference to the task while it runs.
     """
 
-    def __init__(self, description: str, function: Callable[["FunctionTask"], Any],
+    def __init__(self, description: str, function: Callable[[FunctionTask], Any],
                  on_done: Callable[[Any, Optional[BaseException]], None], *, can_cancel: bool = False):
         flags = QgsTask.Flag.CanCancel if can_cancel else QgsTask.Flag(0)
         super().__init__(description, flags)

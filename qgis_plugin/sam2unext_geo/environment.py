@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-
 EXECUTABLE_NAME = "sam2unext-geo"
 INSTALL_HINT = (
     "Click Install… in the plugin's Environment box: it makes its own Python environment with the "

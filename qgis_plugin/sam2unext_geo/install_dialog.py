@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtCore import QTimer
 from qgis.PyQt.QtGui import QFontDatabase
-from qgis.PyQt.QtWidgets import (QApplication, QDialog, QDialogButtonBox, QLabel, QPlainTextEdit,
-                                 QProgressBar, QPushButton, QVBoxLayout)
+from qgis.PyQt.QtWidgets import (
+    QApplication,
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+)
 
 from . import background, diagnostics, environment, installer, settings
 

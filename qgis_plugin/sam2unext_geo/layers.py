@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from qgis.core import (Qgis, QgsColorRampShader, QgsFillSymbol, QgsLayerTreeGroup, QgsProject,
-                       QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer,
-                       QgsVectorLayer)
+from qgis.core import (
+    Qgis,
+    QgsColorRampShader,
+    QgsFillSymbol,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtGui import QColor
 
 # Transparent at 0, then a magma-like ramp that becomes opaque towards certainty.

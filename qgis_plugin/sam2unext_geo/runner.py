@@ -20,12 +20,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
 from .commands import parse_event, plugin_words
 from .environment import INSTALL_HINT, EnvironmentProblem, last_line, popen_kwargs
-
 
 DEFAULT_GRACE_SECONDS = 5.0
 _BROKEN_MARKERS = ("ModuleNotFoundError", "ImportError", "DLL load failed", "No module named")
@@ -164,7 +164,7 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
         clean(False)
         raise EnvironmentProblem(f"Could not start {args[0]!r}: {exc}. {INSTALL_HINT}") from exc
     on_started(proc)
-    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+    lines: queue.Queue[Optional[str]] = queue.Queue()
     stderr_tail: list[str] = []
     threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
     err_thread = threading.Thread(target=_pump, args=(proc.stderr, lambda s: _keep_tail(stderr_tail, s)),

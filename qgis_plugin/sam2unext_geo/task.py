@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
@@ -25,7 +26,7 @@ class PredictTask(QgsTask):
     def __init__(self, executable: str, options: commands.PredictOptions, *,
                  project: Optional[QgsProject] = None, check_environment: bool = True,
                  notify: Optional[Callable[[str, int], None]] = None,
-                 on_finished: Optional[Callable[["PredictTask"], None]] = None):
+                 on_finished: Optional[Callable[[PredictTask], None]] = None):
         self.title = f"SAM2-UNeXT: {scene_name(options.scene)}"
         super().__init__(self.title, QgsTask.Flag.CanCancel)
         self.stage = "queued"

@@ -633,7 +633,7 @@ def check_aoi_plugin():
         layer = QgsRasterLayer(str(scene), "aoi_scene")
         polys = QgsVectorLayer("Polygon?crs=EPSG:4326", "fields", "memory")
         feats = []
-        for i, wkt in enumerate(("POLYGON((15.0 45.1, 15.001 45.1, 15.001 45.101, 15.0 45.101, 15.0 45.1))",
+        for wkt in (("POLYGON((15.0 45.1, 15.001 45.1, 15.001 45.101, 15.0 45.101, 15.0 45.1))",
                                  "POLYGON((15.01 45.1, 15.011 45.1, 15.011 45.101, 15.01 45.101, 15.01 45.1))")):
             f = QgsFeature()
             f.setGeometry(QgsGeometry.fromWkt(wkt))
@@ -809,7 +809,8 @@ def check_installer(screenshot: Optional[str] = None):
         dlg.close()
         return (f"installed into {target.relative_to(QgsApplication.qgisSettingsDirPath())} of the profile in "
                 f"{secs:.1f} s (torch build chosen: {build}; packages reused, --no-index); {version}; "
-                f"sam2unext imported from the new venv; plugin points at it; longest GUI stall {meter.longest_ms:.0f} ms")
+                "sam2unext imported from the new venv; plugin points at it; "
+                f"longest GUI stall {meter.longest_ms:.0f} ms")
     finally:
         QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
@@ -827,11 +828,18 @@ def init_processing():
 
 
 def check_processing_model():
-    """A modeler model chaining predict → vectorize runs in-process; cancelling a Processing run leaves nothing (fake command)."""
-    from qgis.core import (QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback,
-                           QgsProcessingModelAlgorithm,
-                           QgsProcessingModelChildAlgorithm, QgsProcessingModelChildParameterSource as Src,
-                           QgsProcessingModelParameter, QgsProcessingParameterRasterLayer)
+    """A modeler model chaining predict → vectorize runs in-process; cancelling a Processing run leaves
+    nothing (fake command)."""
+    from qgis.core import (
+        QgsProcessingContext,
+        QgsProcessingException,
+        QgsProcessingFeedback,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelParameter,
+        QgsProcessingParameterRasterLayer,
+    )
+    from qgis.core import QgsProcessingModelChildParameterSource as Src
 
     processing = init_processing()
     iface = IfaceStandIn()
@@ -842,7 +850,8 @@ def check_processing_model():
         out, vec = TMP / "model_out", TMP / "model_vec" / "again.gpkg"
         vec.parent.mkdir()
         model = QgsProcessingModelAlgorithm("predict_then_vectorize", "tests")
-        model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene"))
+        model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"),
+                                QgsProcessingModelParameter("scene"))
         predict = QgsProcessingModelChildAlgorithm("sam2unext:predict")
         predict.setChildId("predict")
         predict.addParameterSources("INPUT", [Src.fromModelParameter("scene")])

@@ -312,7 +312,8 @@ def test_installer_plan_and_steps(tmp_path, monkeypatch):
                                 reuse_site_packages=[tmp_path / "site"])
     reuse_steps = [argv for _, argv in installer.steps(reuse)]
     assert "--without-pip" in reuse_steps[0] and "--no-deps" in reuse_steps[1] and "--no-deps" in reuse_steps[2]
-    gpu_plan = installer.make_plan(str(tmp_path), python=sys.executable, wheel=wheel, gpu=installer.Gpu("H200", (12, 8)))
+    gpu_plan = installer.make_plan(str(tmp_path), python=sys.executable, wheel=wheel,
+                                   gpu=installer.Gpu("H200", (12, 8)))
     assert "https://download.pytorch.org/whl/cu126" in installer.steps(gpu_plan)[1][1]
 
 
