@@ -84,6 +84,19 @@ def probability_outputs(scenes: list[Path | str], output: Path | None) -> list[P
     return targets
 
 
+def quicklook_outputs(scenes: list[Path | str], targets: list[Path | None], overwrite: bool) -> list[Path]:
+    """``<scene stem>_quicklook.png`` next to each scene's probability raster, checked before any work.
+
+    Raises:
+        OutputError: an existing PNG without ``overwrite``, or an unwritable folder.
+    """
+    from sam2unext.geo.writing import check_output
+
+    return [check_output((target.parent if target is not None else Path(str(scene)).parent)
+                         / f"{Path(str(scene)).stem}_quicklook.png", overwrite)
+            for scene, target in zip(scenes, targets)]
+
+
 def make_folder(folder: Path) -> Path:
     """Create ``folder`` (and parents) and check it can be written.
 

@@ -12,7 +12,7 @@ import typer
 from sam2unext.errors import cli_words
 
 from .formatting import area, echo, linear_units_of, seconds
-from .inputs import expand_scenes, parse_bands, probability_outputs
+from .inputs import expand_scenes, parse_bands, probability_outputs, quicklook_outputs
 from .state import STATE
 from .weights import model_loader
 
@@ -43,6 +43,7 @@ Examples:
   sam2unext-geo predict scene.tif --checkpoint demo --progress json --overwrite
   sam2unext-geo predict scene.tif --checkpoint demo --bbox 13.40 52.50 13.42 52.52 --bbox-crs EPSG:4326
   sam2unext-geo predict scene.tif --checkpoint demo --aoi fields.gpkg
+  sam2unext-geo predict scene.tif --checkpoint demo --quicklook
 \b
 Outputs: <scene>_prob.tif (Cloud-Optimized GeoTIFF, probability 0..255) and
 <scene>_prob_polygons.gpkg, next to the scene or in the -o folder.
@@ -132,6 +133,9 @@ def predict(
         "(default: max(4096, 8 x tile size)).", show_default=False)] = None,
     progress: Annotated[ProgressMode, typer.Option(
         "--progress", help="bar (stderr), json (one event per line on stdout) or none.")] = ProgressMode.bar,
+    quicklook: Annotated[bool, typer.Option(
+        "--quicklook", help="Also draw <scene>_quicklook.png next to the outputs: scene, probability, "
+        "polygon outlines.")] = False,
 ) -> None:
     """Segment scenes: tiles -> model -> seamless probability COG -> polygons.
 
@@ -147,13 +151,14 @@ def predict(
     band_sel = parse_bands(bands)
     loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
     targets = probability_outputs(paths, output)
+    looks = quicklook_outputs(paths, targets, overwrite or resume) if quicklook else [None] * len(paths)
     model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
 
     modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
     results = []
-    done_scenes = []
-    for scene, target, mode in zip(paths, targets, modes):
+    done_scenes, done_looks = [], []
+    for scene, target, mode, look in zip(paths, targets, modes, looks):
         if mode is None:
             echo(f"{scene}: already complete, skipped", err=True)
             continue
@@ -163,11 +168,14 @@ def predict(
             vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
             out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, resume=mode,
             chunk_size=chunk_size, progress=reporter, aoi=area_of_interest, aoi_crs=bbox_crs))
+        if look is not None:
+            results[-1].quicklook(look, bands=band_sel)
         done_scenes.append(scene)
+        done_looks.append(look)
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
     if progress is not ProgressMode.json:
-        print_summary(done_scenes, results, total)
+        print_summary(done_scenes, results, total, done_looks)
 
 
 def resume_modes(scenes: list[Path | str], targets: list[Path | None]) -> list[bool | None]:
@@ -211,10 +219,11 @@ def area_of_interest_option(bbox: Optional[tuple], bbox_crs: Optional[str],
     return str(aoi) if aoi is not None else None
 
 
-def print_summary(scenes: list[Path | str], results: list, total: float) -> None:
-    """Per-scene lines and a total: outputs, tiles run, time, area found."""
+def print_summary(scenes: list[Path | str], results: list, total: float, looks: list | None = None) -> None:
+    """Per-scene lines and a total: outputs, tiles run, time, area found, quick-looks."""
     units = linear_units_of(results[0].probability) if results else None
-    for scene, res in zip(scenes, results):
+    looks = looks or [None] * len(results)
+    for scene, res, look in zip(scenes, results, looks):
         skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
         if res.chunks_resumed:
             skipped += f"; resumed: {res.chunks_resumed} of {res.chunks} chunks were already done"
@@ -225,6 +234,8 @@ def print_summary(scenes: list[Path | str], results: list, total: float) -> None
         echo(f"  probability: {res.probability}")
         if res.vector is not None:
             echo(f"  polygons:    {res.vector}")
+        if look is not None:
+            echo(f"  quick-look:  {look}")
     if len(results) > 1:
         tiles = sum(r.tiles_run for r in results)
         found = sum(r.area for r in results)

@@ -47,6 +47,8 @@ DEFAULT_TILE = 1024
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
 GDAL_CACHE_BYTES = 32 * 2**20
+#: Dask chunks of ``PredictResult.data_array``: 4 x 4 blocks of the probability COG.
+XARRAY_CHUNKS = {"band": 1, "y": 2048, "x": 2048}
 
 
 @dataclass
@@ -65,6 +67,7 @@ class PredictResult:
             chunk; chunks finished by an earlier, resumed run count nothing).
         chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
         scene_tiles: tiles of the whole scene's grid (with an ``aoi``, against ``tiles_run``).
+        scene: the source raster's path (None for a DataArray source); drawn by :meth:`quicklook`.
     """
 
     probability: Path
@@ -79,6 +82,30 @@ class PredictResult:
     chunks: int = 0
     chunks_resumed: int = 0
     scene_tiles: int = 0
+    scene: str | Path | None = None
+
+    def quicklook(self, path: str | Path | None = None, *, bands=None, title: str | None = None):
+        """Draw the scene, the probability and the polygon outlines side by side, in map coordinates.
+
+        Large results are read from the COG overviews (see :mod:`sam2unext.geo.quicklook`).
+
+        Args:
+            path: also save the figure as a PNG here (e.g. ``"scene_quicklook.png"``).
+            bands: scene bands shown as RGB (default: as ``predict_raster`` picks them).
+            title: figure title (default: the scene's name).
+
+        Returns:
+            The ``matplotlib.figure.Figure`` (a notebook displays it). Without ``scene`` (a
+            DataArray source) the figure has two panels: probability, and outlines on it.
+        """
+        from .quicklook import draw_quicklook
+
+        scene = self.scene
+        title = title if title is not None else Path(str(scene if scene is not None else self.probability)).name
+        fig = draw_quicklook(scene, self.probability, self.vector, bands=bands, title=title)
+        if path is not None:
+            fig.savefig(path)
+        return fig
 
 
 def _model_factory(model, checkpoint, preset, device) -> tuple[Callable[[], object], str]:
@@ -268,10 +295,12 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
     if as_xarray:
         import rioxarray
 
-        data_array = rioxarray.open_rasterio(out, masked=True, chunks=True).squeeze("band", drop=True)
+        # chunks as a dict of the COG's block multiples (a tuple or True is deprecated by xarray)
+        data_array = rioxarray.open_rasterio(out, masked=True, chunks=XARRAY_CHUNKS).squeeze("band", drop=True)
     return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, polygon_area, data_array, gdf,
                          tiles_computed=stats.computed_now, chunks=len(run.chunks),
-                         chunks_resumed=stats.chunks_resumed, scene_tiles=scene_tiles)
+                         chunks_resumed=stats.chunks_resumed, scene_tiles=scene_tiles,
+                         scene=source if isinstance(source, (str, Path)) else None)
 
 
 def _check_outputs(out: Path, overwrite: bool, resume: bool) -> tuple[Path, RunStore]:

@@ -499,6 +499,7 @@ def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED
     """
     from sam2unext import load_model
     from sam2unext.geo.api import predict_raster
+    from sam2unext.geo.quicklook import write_quicklook
     from sam2unext.geo.vectorize import probability_scale
 
     folder = Path(folder)
@@ -527,70 +528,3 @@ def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED
                                title=f"demo scene (synthetic), IoU {iou:.3f} through the tiled pipeline")
     return DemoResult(scene_path, truth_path, res.probability, res.vector, look, iou, iou_whole, res.tiles_run,
                       res.seconds, n_polygons)
-
-
-def write_quicklook(scene: str | Path, probability: str | Path, vector: str | Path | None, output: str | Path, *,
-                    title: str | None = None, max_side: int = 900) -> Path:
-    """A PNG of three panels: the scene, its probability map, and the polygon outlines on the scene.
-
-    Rasters are read decimated (overviews when present) to at most ``max_side`` pixels.
-
-    Args:
-        scene: RGB scene raster.
-        probability: probability raster (uint8 0..255 or float 0..1).
-        vector: polygon file, or None.
-        output: PNG path.
-        title: figure title.
-        max_side: longest side of each panel in pixels.
-
-    Returns:
-        ``output``.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from rasterio.enums import Resampling
-
-    from sam2unext.geo.vectorize import probability_scale
-
-    with rasterio.open(scene) as src:
-        shape = _decimated(src.height, src.width, max_side)
-        rgb = src.read([1, 2, 3], out_shape=(3, *shape), resampling=Resampling.average).transpose(1, 2, 0)
-        b = src.bounds
-        extent = (b.left, b.right, b.bottom, b.top)
-    with rasterio.open(probability) as src:
-        prob = src.read(1, out_shape=_decimated(src.height, src.width, max_side), resampling=Resampling.average)
-        prob = prob.astype(np.float32) / np.float32(probability_scale(src.dtypes[0]))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5.4), dpi=110, constrained_layout=True)
-    axes[0].imshow(rgb, extent=extent)
-    axes[0].set_title("scene")
-    shown = axes[1].imshow(prob, extent=extent, cmap="magma", vmin=0, vmax=1)
-    axes[1].set_title("probability")
-    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.02)
-    axes[2].imshow(rgb, extent=extent)
-    axes[2].set_title("polygons")
-    if vector is not None:
-        import geopandas as gpd
-
-        gdf = gpd.read_file(vector)
-        if len(gdf):
-            gdf.boundary.plot(ax=axes[2], color="#00e5ff", linewidth=0.8)
-        axes[2].set_title(f"polygons ({len(gdf)})")
-    for i, ax in enumerate(axes):
-        ax.set_xlim(extent[0], extent[1])
-        ax.set_ylim(extent[2], extent[3])
-        ax.set_xlabel("")
-        ax.set_ylabel("")
-        ax.tick_params(labelsize=7, labelleft=i == 0, labelbottom=i == 0)
-        ax.ticklabel_format(useOffset=False, style="plain")
-    if title:
-        fig.suptitle(title)
-    fig.savefig(output)
-    plt.close(fig)
-    return Path(output)
-
-
-def _decimated(height: int, width: int, max_side: int) -> tuple[int, int]:
-    scale = max(1.0, max(height, width) / max_side)
-    return max(1, int(round(height / scale))), max(1, int(round(width / scale)))

@@ -105,42 +105,87 @@ class JsonProgress(Progress):
         self.emit({"event": "complete", "scenes": int(scenes), "seconds": round(float(seconds), 3)})
 
 
+#: Said once per process when a notebook has no ipywidgets (no bar can be drawn there).
+NO_WIDGETS_NOTE = ("progress: ipywidgets is not installed, so one line per finished stage is printed instead of "
+                   "a bar; pip install 'sam2unext-geo[notebook]' for progress bars")
+_noted = False
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (notebook, lab, VS Code), where text bars print line after line."""
+    return "ipykernel.zmqshell" in sys.modules
+
+
+def _bar_class():
+    """The tqdm class to use: widgets in a notebook, text elsewhere; None in a notebook without ipywidgets."""
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            return None
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm.std import tqdm
+    return tqdm
+
+
 class BarProgress(Progress):
-    """tqdm bars (``tqdm.auto``: a widget in notebooks, text on stderr elsewhere)."""
+    """tqdm bars: a widget in notebooks (ipywidgets), text on stderr elsewhere.
+
+    In a notebook without ipywidgets a text bar would print each refresh as a new line, so
+    this reporter prints one note (once per process) and one line per finished stage instead.
+    """
 
     def __init__(self):
         self._bars: dict[str, Any] = {}
         self._finished: set[str] = set()
         self._scene = ""
+        self._tqdm = _bar_class()
 
     def start(self, scene, tiles, width, height, **info):
         self._scene = scene
         self._finished.clear()
         line = describe_start(scene, tiles, info)
         if line:
-            from tqdm.auto import tqdm
+            self._say(line, err=False)
 
-            tqdm.write(line, file=sys.stderr)
+    def _say(self, text: str, *, err: bool) -> None:
+        """A line between the bars: stderr on a terminal (stdout stays clean); stdout in a notebook
+        unless ``err`` (a notebook shows stderr as an error)."""
+        if self._tqdm is None or in_notebook():
+            print(text, file=sys.stderr if err else sys.stdout, flush=True)
+        else:
+            self._tqdm.write(text, file=sys.stderr)
 
     def update(self, stage, done, total):
-        from tqdm.auto import tqdm
-
         bar = self._bars.get(stage)
         if bar is None and stage in self._finished:
             return  # a repeated final update: the bar is already closed
+        if self._tqdm is None:
+            self._line(stage, done, total)
+            if done >= total:
+                self._finished.add(stage)
+            return
         if bar is None:
-            bar = self._bars[stage] = tqdm(total=total, desc=f"{stage} {self._scene}".strip(), unit="tile"
-                                           if stage == "predict" else "it", leave=False)
+            bar = self._bars[stage] = self._tqdm(total=total, desc=f"{stage} {self._scene}".strip(),
+                                                 unit="tile" if stage == "predict" else "it", leave=False)
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
             self._bars.pop(stage, None)
             self._finished.add(stage)
 
-    def warning(self, message):
-        from tqdm.auto import tqdm
+    def _line(self, stage: str, done: int, total: int) -> None:
+        global _noted
+        if not _noted:
+            _noted = True
+            print(NO_WIDGETS_NOTE, flush=True)
+        if done >= total:
+            unit = "tiles" if stage == "predict" else "steps"
+            print(f"{f'{stage} {self._scene}'.strip()}: {done}/{total} {unit}", flush=True)
 
-        tqdm.write(f"warning: {render_options(message, self.words)}", file=sys.stderr)
+    def warning(self, message):
+        self._say(f"warning: {render_options(message, self.words)}", err=True)
 
     def close(self):
         for bar in self._bars.values():
