@@ -107,7 +107,7 @@ def child_rss(scene: str, out: str) -> None:
 
 def rectangular_scene(path: Path, height: int, width: int) -> Path:
     """A ``height x width`` RGB scene with the same pattern as :func:`geo_pipeline.make_scene`."""
-    if height == width:
+    if height == width and height % 512 == 0:
         return make_scene(path, height)
     rng = np.random.default_rng(0)
     profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32633",
@@ -116,11 +116,12 @@ def rectangular_scene(path: Path, height: int, width: int) -> Path:
     xx = np.arange(width, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
         for row0 in range(0, height, 512):
-            yy = np.arange(row0, row0 + 512, dtype=np.float32)[:, None]
+            rows = min(512, height - row0)
+            yy = np.arange(row0, row0 + rows, dtype=np.float32)[:, None]
             base = 127 + 100 * np.sin(yy / 97.0) * np.cos(xx / 131.0)
-            noise = rng.integers(-8, 9, (3, 512, width), dtype=np.int16)
+            noise = rng.integers(-8, 9, (3, rows, width), dtype=np.int16)
             block = np.clip(np.stack([base, 255 - base, (base + 60) % 256]) + noise, 0, 255).astype(np.uint8)
-            dst.write(block, window=rasterio.windows.Window(0, row0, width, 512))
+            dst.write(block, window=rasterio.windows.Window(0, row0, width, rows))
     return path
 
 
@@ -182,7 +183,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     from sam2unext.geo.execution import ChunkStatus
     from sam2unext.loader import ModelLoader
 
-    scene = make_scene(tmp / "dist_scene.tif", size, seed=4)
+    scene = rectangular_scene(tmp / "dist_scene.tif", size, size)
     loader = ModelLoader(checkpoint="demo", device="cpu")
     rows = []
     times = {}
