@@ -19,7 +19,7 @@ DEMO_NOTE = ("the demo weights were trained only on synthetic demo scenes "
 
 
 def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None, dinov2: Path | None,
-                 device: str, dtype: str = "float32") -> ModelLoader:
+                 device: str, dtype: str = "auto", compile: bool = False) -> ModelLoader:
     """The loader for the chosen weights; warns on stderr for demo or (partly) random weights.
 
     Raises:
@@ -42,4 +42,4 @@ def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None,
         warn(f"no --checkpoint: preset {preset} runs with RANDOM weights for {parts}; the output is "
              f"meaningless and only tests the pipeline. Pass a trained --checkpoint for real results.")
     return ModelLoader(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
-                       dtype=dtype)
+                       dtype=dtype, compile=compile)

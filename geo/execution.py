@@ -29,6 +29,7 @@ import numpy as np
 from rasterio.windows import Window
 
 from .chunks import ChunkGrid, owns_tile, tiles_touching
+from .device import feed_for, model_device
 from .reading import ReadPlan, TileReader, read_valid, to_unit_float
 from .stitching import ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
@@ -69,16 +70,22 @@ class ChunkStatus:
     model_seconds: float = 0.0
 
 
-def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
+def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> np.ndarray:
     """One forward pass over uint8 ``[C, T, T]`` tiles → float32 ``[B, T, T]`` probabilities.
 
     The low-res view for the DINOv2 branch is made with
     :func:`sam2unext.transforms.low_res_view` when the tile has the model's input size (the
     exact pair the model would make); otherwise the model derives it from its resized input.
+    A model on CUDA goes through :class:`~sam2unext.geo.device.DeviceFeed` (pinned uint8
+    upload, float conversion on the device, stream-overlapped download); ``lock`` is then held
+    only around the forward pass. On a CPU ``lock`` is not used.
     """
     import torch
 
     from sam2unext.transforms import low_res_view
+
+    if _on_gpu(model):
+        return feed_for(model_device(model)).run(model, tiles, tile_size, lock)
 
     hi = to_unit_float(tiles)
     low_size = getattr(model, "low_res_size", None)
@@ -112,11 +119,7 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches:
 
 
 def _on_gpu(model) -> bool:
-    device = getattr(model, "device", None)
-    if device is None and hasattr(model, "parameters"):
-        first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else None
-    return str(device).startswith("cuda")
+    return model_device(model).type == "cuda"
 
 
 class Lanes:
@@ -287,11 +290,8 @@ def compute_chunk(job: ChunkJob, model, lanes: Lanes | None = None, *,
         if not run:
             return [None] * len(batch)
         t = time.perf_counter()
-        if gpu:
-            with lanes.device_lock:
-                probs = iter(run_model(model, run, grid.tile_size))
-        else:
-            probs = iter(run_model(model, run, grid.tile_size))
+        # on a GPU the lanes take turns for the forward pass only; uploads and downloads overlap it
+        probs = iter(run_model(model, run, grid.tile_size, lanes.device_lock if gpu else None))
         model_seconds[0] += time.perf_counter() - t
         return [next(probs) if tile is not None else None for tile in reads]
 
