@@ -172,3 +172,18 @@ def test_default_batch_size_gives_the_same_output(tmp_path):
     b = predict_raster(path, tmp_path / "b.tif", model=model, batch_size=3, vector=False, progress="none")
     with rasterio.open(a.probability) as fa, rasterio.open(b.probability) as fb:
         np.testing.assert_array_equal(fa.read(), fb.read())
+
+
+def test_reused_input_buffer_never_leaks_into_results():
+    """A one-band identity model returns its input buffer; the next batch must not overwrite the result."""
+
+    class Identity:
+        input_size, low_res_size = 8, None
+
+        def predict(self, images, low_res=None):
+            return images
+
+    model = Identity()
+    first = run_model(model, [np.full((1, 8, 8), 51, np.uint8)], 8)
+    run_model(model, [np.full((1, 8, 8), 102, np.uint8)], 8)
+    assert np.all(first == np.float32(51) / np.float32(255))
