@@ -231,8 +231,7 @@ def choose_batch_size(probe: Callable[[int], int], free_bytes: int, *, what: str
     except torch.OutOfMemoryError:
         raise UserError(
             f"one {what} does not fit in the {free_bytes / 2**30:.1f} GiB free on {where}; use a smaller "
-            f"{option('tile-size')}, {option('precision')} bfloat16, another {option('device')}, or free the "
-            f"GPU") from None
+            f"{option('tile_size', 512)}, {option('device', 'cpu')}, or free the GPU") from None
     try:
         two = probe(2)
     except torch.OutOfMemoryError:

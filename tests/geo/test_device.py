@@ -7,7 +7,7 @@ import torch
 from geo_helpers import smooth_rgb, write_raster
 
 import sam2unext
-from sam2unext.errors import UserError
+from sam2unext.errors import UserError, cli_words
 from sam2unext.geo import predict_raster
 from sam2unext.geo.device import (
     CPU_BATCH,
@@ -136,7 +136,8 @@ def test_not_even_one_tile_fits_is_one_user_error_line():
     message = str(info.value)
     assert "\n" not in message
     assert "1024x1024 tile of sam2unext-large" in message and "3.0 GiB free on cuda:0" in message
-    assert "tile-size" in message and "precision" in message
+    assert "tile_size=512" in message and "device='cpu'" in message
+    assert info.value.render(cli_words).endswith("use a smaller --tile-size 512, --device cpu, or free the GPU")
 
 
 def test_auto_batch_size_on_cpu_is_the_default(tiny):
