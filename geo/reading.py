@@ -11,7 +11,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +111,7 @@ class ReadPlan:
         resample: True when reading through a resampling (warped) view.
         masked: False when GDAL reports every pixel of the bands valid (no nodata, alpha or
             mask), so validity reads are skipped.
+        offset: (row, column) of this grid's origin in the opened dataset (an area of interest).
     """
 
     path: str
@@ -122,6 +123,20 @@ class ReadPlan:
     crs: str | None
     resample: bool = False
     masked: bool = True
+    offset: tuple[int, int] = (0, 0)
+
+    def source_window(self, window: Window) -> Window:
+        """``window`` of this plan's grid as a window of the dataset :meth:`open` returns."""
+        if self.offset == (0, 0):
+            return window
+        return Window(window.col_off + self.offset[1], window.row_off + self.offset[0], window.width, window.height)
+
+    def within(self, window: Window) -> "ReadPlan":
+        """The plan of a sub-window of this grid (an area of interest): its size, transform and offset."""
+        row0, col0 = int(window.row_off), int(window.col_off)
+        return replace(self, height=int(window.height), width=int(window.width),
+                       transform=self.transform @ Affine.translation(col0, row0),
+                       offset=(self.offset[0] + row0, self.offset[1] + col0), masked=True)
 
     def open(self):
         """Open a dataset for this plan: the file, or a resampled view of it.
@@ -322,7 +337,7 @@ class TileReader:
             return [self._read_one(ds, w) for w in windows]
 
     def _read_one(self, ds, window: Window) -> np.ndarray | None:
-        inner = clip_window(window, self.plan.height, self.plan.width)
+        inner = self.plan.source_window(clip_window(window, self.plan.height, self.plan.width))
         unique = sorted(set(self.plan.bands))
         nodata = integer_nodata(ds, unique) if self.plan.masked and not self.plan.resample else None
         if nodata is not None:  # fast path: validity from the data itself (GDAL would decode it twice)
