@@ -144,8 +144,10 @@ def run(args) -> dict:
         torch.manual_seed(0)
         model = sam2unext.load_model(preset=name, device=device)
         flops = tile_flops(model, device)
-        batch = args.batch or cfg["batch"] or auto_batch_size(model, model.input_size)
         for dtype in (torch.bfloat16, torch.float32):
+            model.inference_dtype = dtype  # the automatic batch is probed at this precision
+            model._auto_batch_sizes = {}
+            batch = args.batch or cfg["batch"] or auto_batch_size(model, model.input_size)
             tps = model_only(model, device, dtype, batch, iters)
             rows.append(dict(preset=name, dtype=str(dtype).removeprefix("torch."), batch=batch, tiles_s=tps,
                              tflop_tile=flops / 1e12, tflops=tps * flops / 1e12,
