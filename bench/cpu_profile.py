@@ -28,8 +28,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from geo_pipeline import TrivialModel, make_scene  # noqa: E402
 

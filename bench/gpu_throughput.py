@@ -29,7 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -124,9 +123,9 @@ def logit_difference(model, device: torch.device) -> tuple[float, float]:
 
 
 def run(args) -> dict:
-    import sam2unext
     from geo_pipeline import make_scene
 
+    import sam2unext
     from sam2unext.geo.device import auto_batch_size
 
     device = torch.device(args.device)

@@ -28,7 +28,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """Map a dtype name to the compute dtype used on ``device``.
 
-    ``auto`` is ``bfloat16`` on CUDA and ``float32`` elsewhere. ``float16`` is only used on CUDA; on CPU it falls back to ``float32`` with a warning
+    ``auto`` is ``bfloat16`` on CUDA and ``float32`` elsewhere. ``float16`` is only used on
+    CUDA; on CPU it falls back to ``float32`` with a warning
     (CPU half-precision kernels are slow and lossy; use ``bfloat16`` there).
 
     Raises:

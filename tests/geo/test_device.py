@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from geo_helpers import smooth_rgb, write_raster
 
 import sam2unext
 from sam2unext.errors import UserError, cli_words
@@ -24,6 +23,8 @@ from sam2unext.geo.reading import to_unit_float
 from sam2unext.geo.testing import PixelModel
 from sam2unext.loader import ModelLoader
 from sam2unext.models import resolve_dtype
+
+from geo_helpers import smooth_rgb, write_raster
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 import rasterio
-from geo_helpers import smooth_rgb, write_raster
 
 from sam2unext.geo import reading
 from sam2unext.geo.reading import TileReader, integer_nodata, make_plan, read_valid, valid_from_nodata
 from sam2unext.geo.tiling import make_grid
+
+from geo_helpers import smooth_rgb, write_raster
 
 
 def per_band_holes(dtype, nodata):
