@@ -92,9 +92,14 @@ def predict(
         show_default=False)] = None,
     overlap: Annotated[float, typer.Option("--overlap", min=0.0,
                                            help="Tile overlap: a fraction (< 1) or pixels.")] = 0.25,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 4,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", "-b", min=1, help="Tiles per forward pass (default: 4 on CPU; on CUDA what fits the free "
+        "GPU memory).", show_default=False)] = None,
     device: Device = "auto",
-    dtype: Annotated[str, typer.Option("--precision", help="float32, bfloat16 or float16 (CUDA only).")] = "float32",
+    dtype: Annotated[str, typer.Option("--precision", help="auto (bfloat16 on CUDA, float32 on CPU), float32, "
+                                       "bfloat16 or float16 (CUDA only).")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (the first batch "
+                                                "waits for the compile).")] = False,
     bands: Annotated[Optional[str], typer.Option(
         "--bands", help="1-based bands to use as RGB, e.g. 3,2,1 (or one band for grey).",
         show_default=False)] = None,
@@ -149,7 +154,7 @@ def predict(
     t0 = time.perf_counter()
     paths = expand_scenes(scenes)
     band_sel = parse_bands(bands)
-    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
+    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype, compile_model)
     targets = probability_outputs(paths, output)
     looks = quicklook_outputs(paths, targets, overwrite or resume) if quicklook else [None] * len(paths)
     model = loader  # loaded by predict_raster after it has checked the scene and outputs; once

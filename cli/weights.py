@@ -17,7 +17,7 @@ NO_WEIGHTS = (
 
 
 def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None, dinov2: Path | None,
-                 device: str, dtype: str = "float32") -> ModelLoader:
+                 device: str, dtype: str = "auto", compile: bool = False) -> ModelLoader:
     """The loader for the chosen weights; warns on stderr for demo or (partly) random weights.
 
     Raises:
@@ -34,4 +34,4 @@ def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None,
     if note:
         warn(render_options(note, cli_words))
     return ModelLoader(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
-                       dtype=dtype)
+                       dtype=dtype, compile=compile)

@@ -33,6 +33,7 @@ from sam2unext.loader import ModelLoader, weights_note
 
 from .aoi import AreaOfInterest, resolve_aoi
 from .chunks import ChunkGrid, make_chunk_grid, tile_computations
+from .device import CPU_BATCH, auto_batch_size
 from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile, run_local
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
 from .progress import Progress, make_progress
@@ -164,7 +165,7 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
 
 
 def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=None, tile_size=None, overlap=0.25,
-                   batch_size=4, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
+                   batch_size=None, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
                    vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
                    out_dtype="uint8", scheduler=None, overwrite=False, resume=False, chunk_size=None,
                    aoi=None, aoi_crs=None, progress="bar", as_xarray=False,
@@ -185,7 +186,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         checkpoint, preset, device: passed to ``sam2unext.load_model`` when ``model`` is None.
         tile_size: tile side (default the model's ``input_size``).
         overlap: tile overlap, fraction (< 1) or pixels.
-        batch_size: tiles per forward pass.
+        batch_size: tiles per forward pass; None: 4 on a CPU, what fits the free memory of a GPU
+            (:func:`~sam2unext.geo.device.auto_batch_size`; 4 for a cluster run without a local model).
         bands: 1-based bands, e.g. ``(3, 2, 1)``; default RGB or grey x3.
         stretch: None (uint8 as is, others 2-98 % percentile stretch), ``(min, max)`` or one
             pair per band.
@@ -224,7 +226,7 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
     reporter = make_progress(progress)
     if out_dtype not in OUT_DTYPES:
         raise InputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
-    if int(batch_size) < 1:
+    if batch_size is not None and int(batch_size) < 1:
         raise InputError(f"batch_size {batch_size} must be at least 1")
     with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
         src_path, scene = _source_path(source, Path(tmp))
@@ -256,6 +258,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 local_model = _load_local(model, checkpoint, preset, device)
                 reporter.update("load", 1, 1)
             tile = int(tile_size or local_model.input_size)
+            if batch_size is None:
+                batch_size = auto_batch_size(local_model, tile) if local_model is not None else CPU_BATCH
             grid = make_grid(plan.height, plan.width, tile, overlap)
             run = _SceneRun(plan, grid, make_chunk_grid(plan.height, plan.width, tile, chunk_size), store,
                             batch_size, out_dtype, reporter, area)

@@ -32,6 +32,7 @@ from rasterio.windows import Window
 
 from .aoi import AreaOfInterest
 from .chunks import ChunkGrid, owns_tile, tiles_touching
+from .device import feed_for, model_device
 from .reading import ReadPlan, TileReader, read_valid, to_unit_float
 from .stitching import ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
@@ -73,29 +74,58 @@ class ChunkStatus:
     model_seconds: float = 0.0
 
 
-def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
+def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> np.ndarray:
     """One forward pass over uint8 ``[C, T, T]`` tiles → float32 ``[B, T, T]`` probabilities.
 
     The low-res view for the DINOv2 branch is made with
     :func:`sam2unext.transforms.low_res_view` when the tile has the model's input size (the
     exact pair the model would make); otherwise the model derives it from its resized input.
+    A model on CUDA goes through :class:`~sam2unext.geo.device.DeviceFeed` (pinned uint8
+    upload, float conversion on the device, stream-overlapped download); ``lock`` is then held
+    only around the forward pass. On a CPU ``lock`` is not used.
     """
     import torch
 
     from sam2unext.transforms import low_res_view
 
-    hi = to_unit_float(tiles)
+    if _on_gpu(model):
+        return feed_for(model_device(model)).run(model, tiles, tile_size, lock)
+
+    hi = _unit_float_scratch(tiles)
     low_size = getattr(model, "low_res_size", None)
     low = low_res_view(hi, low_size) if low_size and getattr(model, "input_size", None) == tile_size else None
     prob = model.predict(hi, low)
     if hasattr(prob, "detach"):
         prob = prob.detach().cpu()
         if prob.dtype == torch.float32 and prob.shape[1] == 1 and prob.is_contiguous() \
-                and prob.untyped_storage().nbytes() == prob.numel() * 4:
-            return prob.numpy()[:, 0]  # the tensor owns exactly this buffer: no copy needed
+                and prob.untyped_storage().nbytes() == prob.numel() * 4 \
+                and prob.untyped_storage().data_ptr() != hi.untyped_storage().data_ptr():
+            return prob.numpy()[:, 0]  # the tensor owns exactly this buffer (not the reused input): no copy
         prob = prob.numpy()
     # a copy: the result must not keep the model's input batch (or any larger buffer) alive
     return np.array(prob[:, 0], dtype=np.float32, copy=True)
+
+
+_SCRATCH = threading.local()
+
+
+def _unit_float_scratch(tiles: Sequence[np.ndarray]):
+    """:func:`to_unit_float` into this thread's reused batch buffer (no fresh 48 MB per batch).
+
+    Safe because :func:`run_model` never returns a view of its input: the probabilities are
+    copied out unless the model's result owns exactly its own buffer and that is not the input.
+    """
+    import torch
+
+    shape = (len(tiles), *np.shape(tiles[0])) if len(tiles) else None
+    buf = getattr(_SCRATCH, "buffer", None)
+    if shape is None or buf is None or buf.shape != shape:
+        hi = to_unit_float(tiles)
+        _SCRATCH.buffer = hi.numpy()
+        return hi
+    for j, tile in enumerate(tiles):
+        np.divide(tile, np.float32(255.0), out=buf[j], dtype=np.float32)
+    return torch.from_numpy(buf)
 
 
 def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches: int = 1, lanes: int = 1) -> float:
@@ -112,15 +142,12 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches:
         for _ in range(batches):
             run_model(model, tiles, tile_size)
         seconds = (time.perf_counter() - start) / (batches * batch_size)
+    _SCRATCH.buffer = None  # this thread does not run the chunks: keep no batch buffer alive
     return seconds if _on_gpu(model) else seconds / max(1, lanes)
 
 
 def _on_gpu(model) -> bool:
-    device = getattr(model, "device", None)
-    if device is None and hasattr(model, "parameters"):
-        first = next(iter(model.parameters()), None)
-        device = first.device if first is not None else None
-    return str(device).startswith("cuda")
+    return model_device(model).type == "cuda"
 
 
 class Lanes:
@@ -325,11 +352,8 @@ def compute_chunk(job: ChunkJob, model, lanes: Lanes | None = None, *,
         if not run:
             return [None] * len(batch)
         t = time.perf_counter()
-        if gpu:
-            with lanes.device_lock:
-                probs = iter(run_model(model, run, grid.tile_size))
-        else:
-            probs = iter(run_model(model, run, grid.tile_size))
+        # on a GPU the lanes take turns for the forward pass only; uploads and downloads overlap it
+        probs = iter(run_model(model, run, grid.tile_size, lanes.device_lock if gpu else None))
         model_seconds[0] += time.perf_counter() - t
         return [next(probs) if tile is not None else None for tile in reads]
 

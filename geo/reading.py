@@ -262,6 +262,34 @@ def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
     return np.all(masks > 0, axis=0)
 
 
+def integer_nodata(ds, bands: Sequence[int]) -> tuple[int, ...] | None:
+    """Per-band nodata values when a nodata value is the *only* source of invalidity of integer bands.
+
+    Then GDAL's mask of a band is exactly ``data != nodata`` (see :func:`valid_from_nodata`), so
+    the mask can be computed from data that is read anyway. None in every other case (alpha
+    band, internal mask, float data, a nodata value the type cannot hold).
+    """
+    values = []
+    for b in bands:
+        dtype = np.dtype(ds.dtypes[b - 1])
+        nd = ds.nodatavals[b - 1]
+        if ds.mask_flag_enums[b - 1] != [MaskFlags.nodata] or dtype.kind not in "ui" or nd is None:
+            return None
+        info = np.iinfo(dtype)
+        if not (float(nd).is_integer() and info.min <= nd <= info.max):
+            return None
+        values.append(int(nd))
+    return tuple(values)
+
+
+def valid_from_nodata(data: np.ndarray, nodata: Sequence[int]) -> np.ndarray:
+    """Boolean validity of ``data`` ``[bands, H, W]``: no band equals its nodata value."""
+    valid = data[0] != nodata[0]
+    for band, nd in zip(data[1:], nodata[1:]):
+        valid &= band != nd
+    return valid
+
+
 class TileReader:
     """Reads model-ready uint8 tiles for a :class:`ReadPlan` from a pool of dataset handles.
 
@@ -310,10 +338,16 @@ class TileReader:
 
     def _read_one(self, ds, window: Window) -> np.ndarray | None:
         inner = self.plan.source_window(clip_window(window, self.plan.height, self.plan.width))
-        if self.plan.masked and not read_valid(ds, inner, self.plan.bands).any():
-            return None
         unique = sorted(set(self.plan.bands))
-        data = ds.read(unique, window=inner)
+        nodata = integer_nodata(ds, unique) if self.plan.masked and not self.plan.resample else None
+        if nodata is not None:  # fast path: validity from the data itself (GDAL would decode it twice)
+            data = ds.read(unique, window=inner)
+            if not valid_from_nodata(data, nodata).any():
+                return None
+        else:
+            if self.plan.masked and not read_valid(ds, inner, self.plan.bands).any():
+                return None
+            data = ds.read(unique, window=inner)
         if [unique.index(b) for b in self.plan.bands] != [0, 1, 2]:
             data = data[[unique.index(b) for b in self.plan.bands]]
         tile = apply_stretch(data, self.plan.stretch)

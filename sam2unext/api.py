@@ -128,7 +128,7 @@ def _load_upstream_state(state: dict, path: Path, preset: str) -> SegmentationMo
 def load_model(checkpoint: str | Path | None = None, preset: str | None = None, *,
                hiera: str | Path | None = None, dinov2: str | Path | None = None,
                device: str | torch.device = "auto",
-               dtype: str | torch.dtype = "float32") -> SegmentationModel:
+               dtype: str | torch.dtype = "auto", compile: bool = False) -> SegmentationModel:
     """A ready-to-predict model (eval mode, on ``device``).
 
     Args:
@@ -139,9 +139,12 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
         hiera: Meta SAM2 checkpoint for the trunk (only with ``checkpoint=None``).
         dinov2: DINOv2 checkpoint (only with ``checkpoint=None``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
-        dtype: Compute dtype of :meth:`SegmentationModel.predict`: ``float32``, ``bfloat16``
-            or ``float16`` (CUDA only; on CPU it falls back to float32 with a warning).
-            Weights stay float32; reduced precision runs under ``torch.autocast``.
+        dtype: Compute dtype of :meth:`SegmentationModel.predict`: ``auto`` (``bfloat16`` on
+            CUDA, ``float32`` on CPU), ``float32``, ``bfloat16`` or ``float16`` (CUDA only; on
+            CPU it falls back to float32 with a warning). Weights stay float32; reduced
+            precision runs under ``torch.autocast``.
+        compile: wrap the forward pass in ``torch.compile`` (the first batch then takes the
+            compile time; see ``bench/cpu_precision.py`` and ``bench/gpu_throughput.py``).
 
     Returns:
         The model.
@@ -177,7 +180,10 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
                     f"(e.g. sam2unext-large)")
             model = _load_upstream_state(read_state_dict(path), path, preset)
     model.inference_dtype = compute
-    return model.to(target).eval()
+    model = model.to(target).eval()
+    if compile:
+        model.forward = torch.compile(model.forward, dynamic=False)
+    return model
 
 
 def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | None = None,

@@ -49,9 +49,11 @@ class ModelLoader:
 
     def __init__(self, checkpoint: str | Path | None = None, preset: str | None = None, *,
                  hiera: str | Path | None = None, dinov2: str | Path | None = None,
-                 device: str = "auto", dtype: str = "float32"):
+                 device: str = "auto", dtype: str = "auto", compile: bool = False):
         self.kwargs = dict(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
                            dtype=dtype)
+        if compile:  # only when on: fingerprints of runs without it stay as they were
+            self.kwargs["compile"] = True
         self._model = None
 
     def __call__(self) -> "SegmentationModel":
@@ -73,8 +75,12 @@ class ModelLoader:
                 out[name] = file_fingerprint(path) if path.is_file() else str(value)
             else:
                 out[name] = None if value is None else str(value)
-        if out.get("device") == "auto":
+        if out.get("device") == "auto" or out.get("dtype") == "auto":
             from sam2unext.api import resolve_device
+            from sam2unext.models import resolve_dtype
 
-            out["device"] = resolve_device("auto").type
+            device = resolve_device(self.kwargs["device"])
+            out["device"] = device.type if out.get("device") == "auto" else out["device"]
+            if out.get("dtype") == "auto":  # the precision that runs decides the pixels
+                out["dtype"] = str(resolve_dtype("auto", device)).removeprefix("torch.")
         return out

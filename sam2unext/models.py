@@ -28,7 +28,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
     """Map a dtype name to the compute dtype used on ``device``.
 
-    ``float16`` is only used on CUDA; on CPU it falls back to ``float32`` with a warning
+    ``auto`` is ``bfloat16`` on CUDA and ``float32`` elsewhere. ``float16`` is only used on
+    CUDA; on CPU it falls back to ``float32`` with a warning
     (CPU half-precision kernels are slow and lossy; use ``bfloat16`` there).
 
     Raises:
@@ -38,9 +39,11 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
         if dtype not in DTYPES.values():
             raise UserError(f"unsupported dtype {dtype}; use float32, bfloat16 or float16")
         resolved = dtype
+    elif dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
     else:
         if dtype not in DTYPES:
-            raise UserError(f"unknown dtype {dtype!r}; use one of: {', '.join(DTYPES)}")
+            raise UserError(f"unknown dtype {dtype!r}; use auto or one of: {', '.join(DTYPES)}")
         resolved = DTYPES[dtype]
     if resolved == torch.float16 and device.type != "cuda":
         warnings.warn("float16 needs a CUDA device; running in float32 on " + device.type,
@@ -104,6 +107,7 @@ class SegmentationModel(nn.Module):
         *,
         batch_size: int | None = None,
         dtype: str | torch.dtype | None = None,
+        to_cpu: bool = True,
     ) -> torch.Tensor | np.ndarray:
         """Foreground probabilities for ordinary images.
 
@@ -117,6 +121,7 @@ class SegmentationModel(nn.Module):
                 the model derives it with :func:`sam2unext.transforms.low_res_view`.
             batch_size: Images per forward pass (default: all at once).
             dtype: ``float32``/``bfloat16``/``float16`` (default: ``inference_dtype``).
+            to_cpu: False keeps tensor output on the model's device (no wait for the GPU).
 
         Returns:
             float32 CPU tensor ``[B,1,H,W]`` for tensor input; numpy float32 ``[H,W]`` for
@@ -145,6 +150,8 @@ class SegmentationModel(nn.Module):
                 for start in range(0, batch.shape[0], step):
                     x = normalize(resize_image(batch[start:start + step].to(device),
                                                self.input_size))
+                    if device.type == "cuda" and self.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
                     lr = None
                     if low is not None and low_size is not None:
                         lr = normalize(resize_image(low[start:start + step].to(device), low_size))
@@ -152,7 +159,8 @@ class SegmentationModel(nn.Module):
                     if logits.shape[-2:] != (height, width):
                         logits = F.interpolate(logits, size=(height, width), mode="bilinear",
                                                align_corners=False)
-                    outputs.append(torch.sigmoid(logits).cpu())
+                    probs = torch.sigmoid(logits)
+                    outputs.append(probs.cpu() if to_cpu or was_numpy else probs)
         finally:
             self.train(was_training)
         probs = torch.cat(outputs)
