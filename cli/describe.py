@@ -40,7 +40,8 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, batches: in
     """Seconds per tile of ``model.predict`` on random uint8 tiles (after one warm-up batch)."""
     import torch
 
-    tiles = torch.randint(0, 256, (batch_size, 3, tile_size, tile_size), dtype=torch.uint8)
+    tiles = torch.randint(0, 256, (batch_size, getattr(model, "in_chans", 3), tile_size, tile_size),
+                          dtype=torch.uint8)
     model.predict(tiles)
     start = time.perf_counter()
     for _ in range(batches):
@@ -66,12 +67,12 @@ def info(
 ) -> None:
     """Show what predict would do with a scene: size, CRS, bands, stretch, tiles, time."""
     from sam2unext.geo import describe_raster
-    from sam2unext.geo.reading import make_plan
+    from sam2unext.geo.model_bands import make_model_plan
     from sam2unext.geo.tiling import make_grid
 
     band_sel = parse_bands(bands)
     facts = describe_raster(scene, tile_size=tile_size or DEFAULT_TILE, overlap=overlap)
-    plan = make_plan(scene, bands=band_sel, resolution=resolution)
+    plan = make_model_plan(scene, checkpoint=checkpoint, bands=band_sel, resolution=resolution)
 
     model = None
     if checkpoint is not None or preset is not None:

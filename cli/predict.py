@@ -91,8 +91,12 @@ def predict(
     device: Device = "auto",
     dtype: Annotated[str, typer.Option("--precision", help="float32, bfloat16 or float16 (CUDA only).")] = "float32",
     bands: Annotated[Optional[str], typer.Option(
-        "--bands", help="1-based bands to use as RGB, e.g. 3,2,1 (or one band for grey).",
+        "--bands", help="1-based bands to read, e.g. 3,2,1 (or one band for grey); a multispectral "
+        "checkpoint takes its own count, e.g. 4,3,2,8 [the bands it was trained on].",
         show_default=False)] = None,
+    rgb_bands: Annotated[Optional[str], typer.Option(
+        "--rgb-bands", help="Which of --bands carry the pretrained R,G,B kernels, e.g. 4,3,2 (must match a "
+        "multispectral checkpoint; with --preset alone it builds an N-band model).", show_default=False)] = None,
     resolution: Annotated[Optional[float], typer.Option(
         "--resolution", help="Resample to this pixel size (map units) before tiling.", show_default=False)] = None,
     threshold: Threshold = 0.5,
@@ -122,7 +126,8 @@ def predict(
     t0 = time.perf_counter()
     paths = expand_scenes(scenes)
     band_sel = parse_bands(bands)
-    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
+    rgb_sel = parse_bands(rgb_bands, "rgb_bands")
+    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype, bands=band_sel, rgb_bands=rgb_sel)
     targets = probability_outputs(paths, output)
     model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
 
@@ -132,7 +137,8 @@ def predict(
             scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
             device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
             vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
-            out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter))
+            out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter,
+            rgb_bands=rgb_sel))
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
     if progress is not ProgressMode.json:

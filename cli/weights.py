@@ -24,8 +24,9 @@ class ModelLoader:
     first and calls the factory only then, so user errors are reported before torch loads.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, bands=None, **kwargs):
         self.kwargs = kwargs
+        self.bands = bands  # the model's BandConfig when known without loading it
         self._model = None
 
     def __call__(self):
@@ -36,16 +37,22 @@ class ModelLoader:
         return self._model
 
     def __getstate__(self):
-        return {"kwargs": self.kwargs, "_model": None}
+        return {"kwargs": self.kwargs, "bands": self.bands, "_model": None}
 
 
 def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None, dinov2: Path | None,
-                 device: str, dtype: str = "float32") -> ModelLoader:
+                 device: str, dtype: str = "float32", bands=None, rgb_bands=None) -> ModelLoader:
     """The loader for the chosen weights; warns on stderr for demo or (partly) random weights.
+
+    The loader carries the model's band config (read from the checkpoint's metadata), so the
+    scene is checked against it before the model loads. Without a checkpoint, more than three
+    ``bands`` build an N-band model from the preset's RGB weights (``rgb_bands``: which are
+    R, G, B; default the first three).
 
     Raises:
         CheckpointError: neither a checkpoint nor a preset was given.
         PresetError: unknown preset name.
+        InputError: ``rgb_bands`` not among ``bands``.
     """
     if checkpoint is None and preset is None:
         raise CheckpointError(NO_WEIGHTS)
@@ -62,5 +69,20 @@ def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None,
         parts = "the adapters and decoder" + (f" and the encoders (no {' / '.join(missing)})" if missing else "")
         warn(f"no --checkpoint: preset {preset} runs with RANDOM weights for {parts}; the output is "
              f"meaningless and only tests the pipeline. Pass a trained --checkpoint for real results.")
-    return ModelLoader(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
-                       dtype=dtype)
+    from sam2unext import checkpoint_bands
+
+    extra = {}
+    if checkpoint is None and bands is not None and len(bands) > 3:
+        from sam2unext.bands import BandConfig
+        from sam2unext.geo.reading import rgb_channels_of
+
+        rgb = rgb_channels_of(bands, rgb_bands if rgb_bands is not None else tuple(bands)[:3])
+        extra = {"in_chans": len(bands), "rgb_channels": rgb}
+        band_config = BandConfig.for_channels(len(bands), rgb)
+    else:
+        try:
+            band_config = checkpoint_bands(checkpoint)
+        except CheckpointError:
+            band_config = None  # reported when the model loads, after the scene and outputs are checked
+    return ModelLoader(band_config, checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2,
+                       device=device, dtype=dtype, **extra)

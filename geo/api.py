@@ -30,8 +30,9 @@ from rasterio.windows import Window
 from sam2unext.errors import InputError
 
 from .execution import RunStats, run_local
+from .model_bands import make_model_plan
 from .progress import make_progress
-from .reading import close_dataset, default_bands, make_plan, open_raster, read_valid
+from .reading import close_dataset, default_bands, open_raster, read_valid
 from .stitching import RowBandStitcher
 from .tiling import make_grid
 from .vectorize import default_vector_path, format_from, vectorize_raster
@@ -127,7 +128,7 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                    batch_size=4, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
                    vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
                    out_dtype="uint8", scheduler=None, overwrite=False, progress="bar", as_xarray=False,
-                   as_geodataframe=False) -> PredictResult:
+                   as_geodataframe=False, rgb_bands=None) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
     Args:
@@ -140,7 +141,9 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         tile_size: tile side (default the model's ``input_size``).
         overlap: tile overlap, fraction (< 1) or pixels.
         batch_size: tiles per forward pass.
-        bands: 1-based bands, e.g. ``(3, 2, 1)``; default RGB or grey x3.
+        bands: 1-based bands, e.g. ``(3, 2, 1)``; default RGB or grey x3. A multispectral
+            model takes as many bands as it was trained on (e.g. ``(4, 3, 2, 8)``; default:
+            the bands stored in its checkpoint); another count is an ``InputError``.
         stretch: None (uint8 as is, others 2-98 % percentile stretch), ``(min, max)`` or one
             pair per band.
         resolution: resample to this pixel size (map units) before tiling.
@@ -154,6 +157,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         progress: ``"bar"``, ``"json"``, ``"none"`` or a ``Progress`` instance.
         as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.
         as_geodataframe: attach the polygons as a ``GeoDataFrame``.
+        rgb_bands: which of ``bands`` carry the pretrained R, G, B kernels; checked against
+            the model's mapping (None: the model's).
 
     Returns:
         :class:`PredictResult`.
@@ -184,7 +189,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
             if vector:
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
                 vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-            plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution)
+            plan = make_model_plan(src_path, model=model, checkpoint=checkpoint, bands=bands, stretch=stretch,
+                                   resolution=resolution, rgb_bands=rgb_bands)
 
             local_model = None
             if scheduler is None or tile_size is None:

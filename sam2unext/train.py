@@ -421,6 +421,15 @@ def train_model(
     )
 
 
+def last_snapshot(run_dir: str | Path) -> Path | None:
+    """The snapshot a resumed run restarts from, or None when there is no ``resume.pt``."""
+    state_path = Path(run_dir) / RESUME_FILE
+    if not state_path.is_file():
+        return None
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    return Path(run_dir) / state["snapshot"]
+
+
 def resume_preset(run_dir: str | Path) -> str:
     """Preset of the run in ``run_dir``, read from its last snapshot's metadata.
 
