@@ -27,38 +27,7 @@ from pathlib import Path
 
 import torch
 
-from sam2unext.geo.finetune import LabeledScene, finetune, scene_iou
-from sam2unext.geo.nir_demo import write_nir_scene
-from sam2unext.train import TrainConfig
-
-VARIANTS = {"rgb": dict(bands=(1, 2, 3)), "rgbn": dict(bands=(1, 2, 3, 4), rgb_bands=(1, 2, 3))}
-
-
-def compare(folder: Path, *, size: int = 512, epochs: int = 3, tiles: int = 24, lr: float = 1e-3,
-            batch_size: int = 4, seed: int = 0, dtype: str = "uint16", checkpoint: str = "demo",
-            train_seed: int = 1, test_seed: int = 2) -> dict:
-    """Fine-tune both variants on one generated scene and score them on another.
-
-    Returns:
-        ``{"iou": {"rgb": float, "rgbn": float}, "seconds": {...}, settings...}``.
-    """
-    train = LabeledScene(*write_nir_scene(folder, name="train", size=size, seed=train_seed, dtype=dtype)[:2])
-    test = LabeledScene(*write_nir_scene(folder, name="test", size=size, seed=test_seed, dtype=dtype)[:2])
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, snapshot_every=epochs, seed=seed,
-                         num_workers=0, device="cpu")
-    result: dict = {"size": size, "epochs": epochs, "tiles_per_epoch": tiles, "lr": lr, "batch_size": batch_size,
-                    "dtype": dtype, "checkpoint": checkpoint, "iou": {}, "seconds": {}, "trainable": {}}
-    for name, bands in VARIANTS.items():
-        t0 = time.perf_counter()
-        run = finetune([train.raster], [train.labels], folder / f"run_{name}", checkpoint=checkpoint,
-                       config=config, tiles_per_scene=tiles, progress=False, log=None, **bands)
-        from sam2unext import load_model
-
-        model = load_model(run.last_snapshot, device="cpu")
-        result["iou"][name] = scene_iou(model, test)
-        result["seconds"][name] = round(time.perf_counter() - t0, 1)
-        result["trainable"][name] = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return result
+from sam2unext.geo.nir_demo import compare_rgb_nir
 
 
 def main() -> None:
@@ -74,8 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="nir-bands-") as tmp:
-        result = compare(Path(tmp), size=args.size, epochs=args.epochs, tiles=args.tiles, lr=args.lr,
+        result = compare_rgb_nir(Path(tmp), size=args.size, epochs=args.epochs, tiles=args.tiles, lr=args.lr,
                          batch_size=args.batch_size, dtype=args.dtype)
+    result.pop("snapshots")
     result["machine"] = f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}"
     text = json.dumps(result, indent=1)
     print(text)

@@ -110,6 +110,26 @@ def _mask_tile(mask: torch.Tensor, tile_size: int) -> torch.Tensor:
     return out
 
 
+def _inside_scene(query, plan: ReadPlan, size: int) -> np.ndarray:
+    """Boolean ``[size, size]``: which pixels of a north-up sampler tile lie inside the raster.
+
+    ``query`` is torchgeo's ``(x slice, y slice, t slice)``; the tile spans it, row 0 at the top.
+    """
+    if hasattr(query, "minx"):  # torchgeo < 0.8: a BoundingBox
+        xs, ys = slice(query.minx, query.maxx), slice(query.miny, query.maxy)
+    else:
+        xs, ys = query[0], query[1]
+    t = plan.transform
+    left, top = t.c, t.f
+    right, bottom = left + t.a * plan.width, top + t.e * plan.height
+    centre = (np.arange(size) + 0.5) / size
+    x = xs.start + centre * (xs.stop - xs.start)
+    y = ys.stop - centre * (ys.stop - ys.start)
+    inside_x = (x >= min(left, right)) & (x <= max(left, right))
+    inside_y = (y >= min(top, bottom)) & (y <= max(top, bottom))
+    return inside_y[:, None] & inside_x[None, :]
+
+
 class GeoTileDataset(EpochDataset):
     """Random labeled tiles from several scenes, redrawn every epoch.
 
@@ -215,7 +235,8 @@ def scene_iou(
 ) -> float:
     """IoU of the thresholded prediction against the rasterized labels over a scene's tiles.
 
-    Tiles are the non-overlapping grid of a torchgeo ``GridGeoSampler`` at the model's input size;
+    Tiles are the non-overlapping grid of a torchgeo ``GridGeoSampler`` at the model's input size
+    (only their pixels inside the raster count: a grid tile can reach past the scene's edge);
     bands, stretch and normalization are the model's (:class:`~sam2unext.bands.BandConfig`)
     unless ``bands``/``stretch`` are given.
 
@@ -237,8 +258,9 @@ def scene_iou(
             x = normalize(tile_from_sample(item["image"], plan, size), cfg.mean, cfg.std).unsqueeze(0).to(device)
             out = model(x)
             out = out if isinstance(out, torch.Tensor) else out[0]
-            pred = torch.sigmoid(out.float())[0, 0].cpu() > threshold
-            truth = _mask_tile(item["mask"], size)[0] > 0.5
+            inside = torch.from_numpy(_inside_scene(query, plan, size))
+            pred = (torch.sigmoid(out.float())[0, 0].cpu() > threshold) & inside
+            truth = (_mask_tile(item["mask"], size)[0] > 0.5) & inside
             inter += int((pred & truth).sum())
             union += int((pred | truth).sum())
     return 1.0 if union == 0 else inter / union
