@@ -8,6 +8,8 @@ import pytest
 from sam2unext import read_checkpoint_metadata
 from sam2unext.geo.nir_demo import compare_rgb_nir
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory):
