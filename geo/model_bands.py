@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from sam2unext.errors import InputError
+from sam2unext.errors import InputError, option
 
 from .reading import ReadPlan, make_plan
 
@@ -46,7 +46,13 @@ def make_model_plan(path: str | Path, *, model=None, checkpoint=None, bands: Seq
     """
     config = model_band_config(model, checkpoint)
     if config is None or (config.in_chans == 3 and config.source_bands is None):
-        return make_plan(path, bands=bands, stretch=stretch, resolution=resolution, rgb_bands=rgb_bands)
+        plan = make_plan(path, bands=bands, stretch=stretch, resolution=resolution, rgb_bands=rgb_bands)
+        if plan.rgb_channels not in (None, (0, 1, 2)):
+            raise InputError(
+                f"rgb bands {','.join(map(str, rgb_bands or ()))} are not the bands read "
+                f"({','.join(map(str, plan.bands))}) in order, and this RGB model reads its bands as R, G, B; "
+                f"pass {option('bands', ','.join(map(str, rgb_bands or ())))} instead")
+        return plan
     plan = make_plan(path, bands=bands, stretch=stretch if stretch is not None else config.stretch,
                      resolution=resolution, n_bands=config.in_chans, default_bands=config.source_bands,
                      rgb_bands=rgb_bands)

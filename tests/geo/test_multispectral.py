@@ -74,8 +74,11 @@ def test_checkpoint_decides_bands_and_refuses_other_counts(four_band, model4, tm
         predict_raster(three, tmp_path / "out.tif", checkpoint=checkpoint, device="cpu", progress="none")
     with pytest.raises(InputError, match="differ from the model's R, G, B mapping"):
         make_model_plan(path, checkpoint=checkpoint, rgb_bands=(3, 2, 1))
-    # an RGB stand-in model reads three bands as before
+    # an RGB stand-in model reads three bands as before, R, G, B in order
     assert make_model_plan(path, model=PixelModel()).bands == (1, 2, 3)
+    assert make_model_plan(path, model=PixelModel(), bands=(3, 2, 1), rgb_bands=(3, 2, 1)).bands == (3, 2, 1)
+    with pytest.raises(InputError, match="reads its bands as R, G, B"):
+        make_model_plan(path, model=PixelModel(), bands=(3, 2, 1), rgb_bands=(1, 2, 3))
 
 
 def test_predict_raster_four_bands_path_and_xarray(four_band, model4, tmp_path):
