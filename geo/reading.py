@@ -11,7 +11,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +172,7 @@ class ReadPlan:
         resample: True when reading through a resampling (warped) view.
         masked: False when GDAL reports every pixel of the bands valid (no nodata, alpha or
             mask), so validity reads are skipped.
+        offset: (row, column) of this grid's origin in the opened dataset (an area of interest).
         rgb_channels: 0-based positions in ``bands`` of the bands mapped to the pretrained
             R, G, B kernels (None: not given).
     """
@@ -185,7 +186,21 @@ class ReadPlan:
     crs: str | None
     resample: bool = False
     masked: bool = True
+    offset: tuple[int, int] = (0, 0)
     rgb_channels: tuple[int, int, int] | None = None
+
+    def source_window(self, window: Window) -> Window:
+        """``window`` of this plan's grid as a window of the dataset :meth:`open` returns."""
+        if self.offset == (0, 0):
+            return window
+        return Window(window.col_off + self.offset[1], window.row_off + self.offset[0], window.width, window.height)
+
+    def within(self, window: Window) -> "ReadPlan":
+        """The plan of a sub-window of this grid (an area of interest): its size, transform and offset."""
+        row0, col0 = int(window.row_off), int(window.col_off)
+        return replace(self, height=int(window.height), width=int(window.width),
+                       transform=self.transform @ Affine.translation(col0, row0),
+                       offset=(self.offset[0] + row0, self.offset[1] + col0), masked=True)
 
     def open(self):
         """Open a dataset for this plan: the file, or a resampled view of it.
@@ -359,7 +374,7 @@ class TileReader:
             return [self._read_one(ds, w) for w in windows]
 
     def _read_one(self, ds, window: Window) -> np.ndarray | None:
-        inner = clip_window(window, self.plan.height, self.plan.width)
+        inner = self.plan.source_window(clip_window(window, self.plan.height, self.plan.width))
         if self.plan.masked and not read_valid(ds, inner, self.plan.bands).any():
             return None
         unique = sorted(set(self.plan.bands))
@@ -421,7 +436,8 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
         masked = bool(resolution) or any(
             src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
         full = str(Path(path).resolve()) if Path(path).exists() else str(path)  # workers may run elsewhere
-        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked, rgb_channels)
+        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked,
+                        rgb_channels=rgb_channels)
 
 
 def band_statistics(plan: ReadPlan) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

@@ -28,6 +28,7 @@ _LAZY = {
     "read_checkpoint_metadata": "sam2unext.api",
     "checkpoint_bands": "sam2unext.api",
     "BandConfig": "sam2unext.bands",
+    "ModelLoader": "sam2unext.loader",
     "SegmentationModel": "sam2unext.models",
     "SAM2UNeXT": "sam2unext.models",
     "SAM2UNet": "sam2unext.models",
