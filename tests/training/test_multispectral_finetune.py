@@ -8,7 +8,7 @@ import pytest
 from sam2unext import read_checkpoint_metadata
 from sam2unext.geo.nir_demo import compare_rgb_nir
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # two short fine-tunings: minutes on a shared CPU
 
 
 @pytest.fixture(scope="module")
