@@ -397,7 +397,7 @@ def restore_run_bands(model: nn.Module, run_dir: str | Path) -> None:
     """Give a freshly built model the band layout of the run being resumed (from its last
     snapshot's metadata) so that the snapshot's weights fit."""
     from sam2unext import read_checkpoint_metadata
-    from sam2unext.train import last_snapshot
+    from sam2unext.run_folder import last_snapshot
 
     snapshot = last_snapshot(run_dir)
     if snapshot is None:

@@ -22,6 +22,7 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 
 from sam2unext.errors import InputError, OutputError
+from sam2unext.files import write_atomically
 
 from .progress import make_progress
 from .reading import open_raster
@@ -164,20 +165,23 @@ def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: 
 
 
 def write_vector(gdf, path: Path, vector_format: str) -> None:
-    """Write ``gdf`` to ``path`` (temporary name + rename; temp removed on any failure)."""
+    """Write ``gdf`` to ``path`` through :func:`sam2unext.files.write_atomically` (temporary
+    name + rename; the temporary file and SQLite's side files are removed on any failure)."""
     suffix, driver = VECTOR_FORMATS[vector_format]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    try:
+
+    def write(tmp: Path) -> None:
         if driver is None:
             gdf.to_parquet(tmp)
         else:
             kwargs = {"layer": path.stem} if driver == "GPKG" else {}
             gdf.to_file(tmp, driver=driver, engine="pyogrio", geometry_type="Polygon", **kwargs)
-        os.replace(tmp, path)
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        write_atomically(path, write, tmp=tmp)
     finally:
-        for q in (tmp, Path(str(tmp) + "-journal"), Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
-            if q.exists():
-                q.unlink()
+        for side in ("-journal", "-wal", "-shm"):
+            Path(str(tmp) + side).unlink(missing_ok=True)
 
 
 def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *, threshold: float = 0.5,
