@@ -25,7 +25,6 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -49,7 +48,8 @@ def main() -> None:
         result = compare_rgb_nir(Path(tmp), size=args.size, epochs=args.epochs, tiles=args.tiles, lr=args.lr,
                          batch_size=args.batch_size, dtype=args.dtype)
     result.pop("snapshots")
-    result["machine"] = f"{platform.processor() or platform.machine()}, {args.threads} threads, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    result["machine"] = f"{cpu}, {args.threads} threads, torch {torch.__version__}"
     text = json.dumps(result, indent=1)
     print(text)
     args.out.write_text(text + "\n")

@@ -15,20 +15,19 @@ and resumable.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
 from sam2unext.transforms import normalize
-
-from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 
 from .reading import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
 

@@ -452,7 +452,8 @@ def band_statistics(plan: ReadPlan) -> tuple[tuple[float, ...], tuple[float, ...
         ds = plan.open()
     try:
         scale = max(plan.height, plan.width) / STATS_SIDE
-        shape = (max(1, int(plan.height / scale)), max(1, int(plan.width / scale))) if scale > 1 else (plan.height, plan.width)
+        shape = ((max(1, int(plan.height / scale)), max(1, int(plan.width / scale))) if scale > 1
+                 else (plan.height, plan.width))
         unique = sorted(set(plan.bands))
         data = ds.read(unique, out_shape=(len(unique), *shape), masked=True, resampling=Resampling.nearest)
     finally:

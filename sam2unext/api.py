@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from sam2unext.bands import BandConfig, adapt_model_bands
 from sam2unext.checkpoints import (
     FORMAT_TAG,
     load_dinov2,
@@ -21,7 +22,6 @@ from sam2unext.checkpoints import (
     save_state_with_metadata,
     upstream_to_ours,
 )
-from sam2unext.bands import BandConfig, adapt_model_bands
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically

@@ -16,8 +16,9 @@ before any training).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -71,7 +72,7 @@ class BandConfig:
             raise InputError(f"{len(self.source_bands)} source bands for {self.in_chans} channels")
 
     @classmethod
-    def for_channels(cls, in_chans: int, rgb_channels: Sequence[int] = (0, 1, 2), **fields: Any) -> "BandConfig":
+    def for_channels(cls, in_chans: int, rgb_channels: Sequence[int] = (0, 1, 2), **fields: Any) -> BandConfig:
         """Default normalization for ``in_chans`` channels: ImageNet on ``rgb_channels``,
         :data:`EXTRA_MEAN`/:data:`EXTRA_STD` elsewhere."""
         rgb = tuple(int(c) for c in rgb_channels)
@@ -82,7 +83,7 @@ class BandConfig:
                 mean[channel], std[channel] = IMAGENET_MEAN[colour], IMAGENET_STD[colour]
         return cls(in_chans, rgb, tuple(mean), tuple(std), **fields)  # type: ignore[arg-type]
 
-    def with_extra_stats(self, mean: Sequence[float], std: Sequence[float]) -> "BandConfig":
+    def with_extra_stats(self, mean: Sequence[float], std: Sequence[float]) -> BandConfig:
         """A copy whose non-RGB channels use the measured ``mean``/``std`` (length N; the
         RGB channels keep the ImageNet statistics)."""
         new_mean, new_std = list(self.mean), list(self.std)
@@ -95,7 +96,7 @@ class BandConfig:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str | None, in_chans: int = 3) -> "BandConfig":
+    def from_json(cls, text: str | None, in_chans: int = 3) -> BandConfig:
         """Inverse of :meth:`to_json`; empty text gives the RGB default (older checkpoints).
 
         Raises:
