@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from affine import Affine
@@ -71,9 +72,11 @@ def generate_nir_scene(size: int = 512, *, seed: int = 0, roofs: int = 24, decoy
     h = w = size
     material = np.zeros((h, w), dtype=np.uint8)  # 0 grass, 1 soil, 2 red roof, 3 green roof
     material[_smooth_field((h, w), rng) > 0.72] = 1
-    shapes, painted, placed = [], [], []
+    shapes: list = []
+    painted: list[bool] = []
+    placed: list = []
 
-    def place() -> object | None:
+    def place() -> Any:
         for _ in range(200):
             length, width = rng.uniform(14, 34), rng.uniform(10, 22)
             cx, cy = rng.uniform(20, w - 20), rng.uniform(20, h - 20)
@@ -109,7 +112,7 @@ def generate_nir_scene(size: int = 512, *, seed: int = 0, roofs: int = 24, decoy
     return NirScene(data, truth, world, painted, transform, "EPSG:32633")
 
 
-def _to_world(poly, transform: Affine):
+def _to_world(poly: Any, transform: Affine) -> Any:
     from shapely.affinity import affine_transform
 
     a, b, c, d, e, f = transform[:6]
@@ -117,7 +120,7 @@ def _to_world(poly, transform: Affine):
 
 
 def write_nir_scene(folder: str | Path, *, name: str = "nir_scene", size: int = 512, seed: int = 0,
-                    dtype: str = "uint16", **kwargs) -> tuple[Path, Path, Path]:
+                    dtype: str = "uint16", **kwargs: Any) -> tuple[Path, Path, Path]:
     """Write ``<name>.tif`` (4 bands R, G, B, NIR), ``<name>_roofs.gpkg`` (all roofs) and
     ``<name>_truth.tif`` (1 = roof) into ``folder``.
 
@@ -151,7 +154,10 @@ def write_nir_scene(folder: str | Path, *, name: str = "nir_scene", size: int = 
 
 
 #: The two fine-tuning variants compared by :func:`compare_rgb_nir`.
-VARIANTS = {"rgb": dict(bands=(1, 2, 3)), "rgbn": dict(bands=(1, 2, 3, 4), rgb_bands=(1, 2, 3))}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "rgb": dict(bands=(1, 2, 3)),
+    "rgbn": dict(bands=(1, 2, 3, 4), rgb_bands=(1, 2, 3)),
+}
 
 
 def compare_rgb_nir(folder: str | Path, *, size: int = 512, epochs: int = 3, tiles: int = 24, lr: float = 1e-3,
