@@ -41,6 +41,8 @@ Examples:
   sam2unext-geo predict 'tiles/*.tif' -o results/ --checkpoint model.safetensors --device cuda --batch-size 16
   sam2unext-geo predict scene.tif --checkpoint SAM2-UNeXT.pth --preset sam2unext-large --bands 3,2,1
   sam2unext-geo predict scene.tif --checkpoint demo --progress json --overwrite
+  sam2unext-geo predict scene.tif --checkpoint demo --bbox 13.40 52.50 13.42 52.52 --bbox-crs EPSG:4326
+  sam2unext-geo predict scene.tif --checkpoint demo --aoi fields.gpkg
 \b
 Outputs: <scene>_prob.tif (Cloud-Optimized GeoTIFF, probability 0..255) and
 <scene>_prob_polygons.gpkg, next to the scene or in the -o folder.
@@ -115,6 +117,15 @@ def predict(
         "process). The workers read the scenes and write the outputs' .partial stores themselves: scenes and "
         "output folder must be on a filesystem every worker sees, under the same paths.",
         show_default=False)] = None,
+    bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(
+        "--bbox", help="Segment only this box: MINX MINY MAXX MAXY in the scene's CRS (or --bbox-crs).",
+        show_default=False)] = None,
+    bbox_crs: Annotated[Optional[str], typer.Option(
+        "--bbox-crs", help="CRS of --bbox (e.g. EPSG:4326), and of an --aoi file that has none.",
+        show_default=False)] = None,
+    aoi: Annotated[Optional[Path], typer.Option(
+        "--aoi", help="Segment only inside the polygons of this vector file (any CRS; reprojected).",
+        show_default=False)] = None,
     overwrite: Overwrite = False,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue an interrupted run from its <output>.partial store: only unfinished chunks are "
@@ -142,6 +153,7 @@ def predict(
     loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype, bands=band_sel, rgb_bands=rgb_sel)
     targets = probability_outputs(paths, output)
     model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
+    area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
 
     modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
     results = []
@@ -155,7 +167,8 @@ def predict(
             device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
             vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
             out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, resume=mode,
-            chunk_size=chunk_size, progress=reporter, rgb_bands=rgb_sel))
+            chunk_size=chunk_size, progress=reporter, aoi=area_of_interest, aoi_crs=bbox_crs,
+            rgb_bands=rgb_sel))
         done_scenes.append(scene)
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
@@ -186,6 +199,22 @@ def resume_modes(scenes: list[Path | str], targets: list[Path | None]) -> list[b
         raise OutputError(f"nothing to resume: none of the {len(scenes)} scenes has an unfinished run "
                           f"(<output>.partial); drop --resume")
     return modes
+
+
+def area_of_interest_option(bbox: Optional[tuple], bbox_crs: Optional[str],
+                            aoi: Optional[Path]) -> Optional[tuple | str]:
+    """The ``aoi=`` value for ``predict_raster`` from ``--bbox`` / ``--aoi`` (None: whole scene).
+
+    Raises:
+        typer.BadParameter: both given, or ``--bbox-crs`` without either.
+    """
+    if bbox is not None and aoi is not None:
+        raise typer.BadParameter("--bbox and --aoi cannot be combined; give one area of interest")
+    if bbox_crs is not None and bbox is None and aoi is None:
+        raise typer.BadParameter("--bbox-crs needs --bbox (or an --aoi file without a CRS)")
+    if bbox is not None:
+        return tuple(float(v) for v in bbox)
+    return str(aoi) if aoi is not None else None
 
 
 def print_summary(scenes: list[Path | str], results: list, total: float) -> None:

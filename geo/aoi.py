@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-from rasterio.transform import Affine
 from rasterio.features import geometry_mask
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from rasterio.windows import bounds as window_bounds
 from shapely import box, make_valid, segmentize

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -24,6 +25,57 @@ class PredictOptions:
     threshold: float = 0.5
     vector: bool = True
     overwrite: bool = False
+    resume: bool = False                  # continue from the output's .partial store (after a crash)
+    bbox: Optional[tuple] = None          # (minx, miny, maxx, maxy) in ``bbox_crs``
+    bbox_crs: Optional[str] = None        # e.g. "EPSG:4326"; None = the scene's CRS
+    aoi: Optional[str] = None             # polygon file (any CRS) to segment within
+
+
+#: The words each option of the command has in the plugin (dialog label = Processing parameter
+#: description), keyed by API name as in the ``options`` list of the JSON ``error`` event.
+OPTION_LABELS = {
+    "overwrite": "Overwrite existing outputs",
+    "resume": "Resume an interrupted run",
+    "vector": "Vectorize to polygons",
+    "tile_size": "Tile size",
+    "overlap": "Overlap",
+    "batch_size": "Batch size",
+    "device": "Device",
+    "bands": "Bands",
+    "threshold": "Threshold",
+    "checkpoint": "Checkpoint",
+    "preset": "Preset",
+    "aoi": "Area of interest",
+}
+
+
+def output_names(options: PredictOptions) -> list[str]:
+    """The final file names ``predict -o FOLDER`` writes for this scene (probability first)."""
+    prob = os.path.splitext(os.path.basename(options.scene))[0] + "_prob.tif"
+    names = [prob]
+    if options.vector:
+        names.append(prob[:-len(".tif")] + "_polygons.gpkg")
+    return names
+
+
+def plugin_words(message: str, options: Optional[list] = None, labels: Optional[dict] = None) -> str:
+    """The command's error ``message`` with the flags it names in the plugin's own words.
+
+    ``options`` are the API names from the ``error`` event (``["overwrite"]``): ``pass --overwrite``
+    becomes ``tick “Overwrite existing outputs”``, ``drop --x``/``pass --no-x`` become ``untick “…”``,
+    any other ``--x`` becomes ``“…”``. Options the plugin has no widget for keep the command's words.
+    """
+    labels = OPTION_LABELS if labels is None else labels
+    for name in options or ():
+        label = labels.get(name)
+        if not label:
+            continue
+        flag = re.escape("--" + name.replace("_", "-"))
+        no_flag = re.escape("--no-" + name.replace("_", "-"))
+        message = re.sub(rf"\bpass {flag}(?![\w-])", f"tick “{label}”", message)
+        message = re.sub(rf"\b(?:drop {flag}|pass {no_flag})(?![\w-])", f"untick “{label}”", message)
+        message = re.sub(rf"(?:{no_flag}|{flag})(?![\w-])", f"“{label}”", message)
+    return message
 
 
 def predict_args(executable: str, options: PredictOptions) -> list[str]:
@@ -56,6 +108,19 @@ def predict_args(executable: str, options: PredictOptions) -> list[str]:
     args += ["--vector" if options.vector else "--no-vector", "--format", "gpkg"]
     if options.overwrite:
         args.append("--overwrite")
+    if options.resume:
+        args.append("--resume")
+    if options.bbox and options.aoi:
+        raise ValueError("Choose one area of interest: a box or polygons, not both.")
+    if options.bbox:
+        minx, miny, maxx, maxy = (float(v) for v in options.bbox)
+        if not (minx < maxx and miny < maxy):
+            raise ValueError(f"The area of interest box {options.bbox} is empty; zoom to the area to segment.")
+        args += ["--bbox"] + [_num(v) for v in (minx, miny, maxx, maxy)]
+        if options.bbox_crs:
+            args += ["--bbox-crs", options.bbox_crs]
+    elif options.aoi:
+        args += ["--aoi", os.path.abspath(options.aoi)]
     args += ["--progress", "json"]
     return args
 
@@ -102,7 +167,17 @@ def parse_event(line: str) -> Optional[dict]:
     return event if isinstance(event, dict) and "event" in event else None
 
 
-STAGES = {"predict": (0.0, 85.0), "write": (85.0, 92.0), "vectorize": (92.0, 100.0)}
+STAGES = {"load": (0.0, 5.0), "predict": (5.0, 85.0), "write": (85.0, 92.0), "vectorize": (92.0, 100.0)}
+#: What the progress bar says during each stage.
+STAGE_LABELS = {"load": "loading model…", "predict": "segmenting tiles…", "write": "writing the probability raster…",
+                "vectorize": "making polygons…"}
+
+
+def stage_label(event: dict) -> Optional[str]:
+    """The text to show for a progress event (``loading model…`` during ``load``), else None."""
+    if event.get("event") != "progress":
+        return None
+    return STAGE_LABELS.get(event.get("stage"))
 
 
 def progress_percent(event: dict, stage_weights: Optional[dict] = None) -> Optional[float]:

@@ -1,4 +1,5 @@
-"""The run dialog: raster layer, weights, tiling, device, bands, threshold, output folder."""
+"""The run dialog: raster layer, area of interest, weights, tiling, device, bands, threshold, output
+folder, and the environment (checked in the background; Install… and Copy diagnostics)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,63 @@ from qgis.core import QgsMapLayerProxyModel, QgsRasterLayer
 from qgis.gui import QgsFileWidget, QgsMapLayerComboBox
 from qgis.PyQt.QtCore import Qt
 from qgis.PyQt.QtGui import QIcon
-from qgis.PyQt.QtWidgets import (QApplication, QCheckBox, QComboBox, QDialog, QDialogButtonBox,
-                                 QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                                 QLineEdit, QMessageBox, QPushButton, QRadioButton, QSpinBox,
-                                 QVBoxLayout)
+from qgis.PyQt.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLayout,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+)
 
-from . import commands, environment, settings
+from . import aoi, background, commands, diagnostics, environment, settings
 
 PRESETS = ("demo", "sam2unext-large", "sam2unext-base_plus", "sam2unext-small", "sam2unext-tiny",
            "sam2unet-large", "sam2unet-base_plus", "sam2unet-small", "sam2unet-tiny",
            "sam2unext-test", "sam2unet-test")
 DEVICES = (("Auto (GPU when available)", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
 ICON = os.path.join(os.path.dirname(__file__), "icon.png")
+
+
+AOI_MODES = (("Whole scene", "scene"), ("Current map extent", "extent"), ("Selected features of", "selected"))
+
+
+def georeferencing_problem(layer: Optional[QgsRasterLayer]) -> Optional[str]:
+    """A warning when the raster has no geotransform or no CRS (outputs would not line up), else None."""
+    path = local_raster_path(layer)
+    if path is None:
+        return None
+    try:
+        from osgeo import gdal
+
+        ds = gdal.Open(path)
+        transform = ds.GetGeoTransform(can_return_null=True) if ds is not None else None
+        has_gcps = ds is not None and ds.GetGCPCount() > 0
+        ds = None
+    except Exception:  # noqa: BLE001 - cannot tell: no warning
+        return None
+    if transform is None and not has_gcps:
+        return (f"{layer.name()} is not georeferenced: the probability raster and polygons will be in pixel "
+                "coordinates and will not line up with other layers. Georeference it first "
+                "(Raster ▸ Georeferencer) if it should.")
+    if not layer.crs().isValid():
+        return (f"{layer.name()} has no CRS: the outputs will have none either. Set it in the layer's "
+                "Properties ▸ Source first.")
+    return None
 
 
 def local_raster_path(layer: Optional[QgsRasterLayer]) -> Optional[str]:
@@ -34,19 +80,45 @@ def local_raster_path(layer: Optional[QgsRasterLayer]) -> Optional[str]:
 class PredictDialog(QDialog):
     """Collects :class:`commands.PredictOptions`; values are remembered in QgsSettings."""
 
-    def __init__(self, parent=None, active_layer=None):
+    def __init__(self, parent=None, active_layer=None, canvas=None, *, check_on_open: bool = True):
         super().__init__(parent)
         self.setWindowTitle("SAM2-UNeXT Geo — segment a raster")
         self.setWindowIcon(QIcon(ICON))
-        self.setMinimumWidth(520)
+        self.canvas = canvas
+        self.check_task = None
+        self.check_finished = True
+        self.installer = None
+        self.last_probe: Optional[dict] = None
+        self.env_problem: Optional[str] = None
         outer = QVBoxLayout(self)
+        outer.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)   # grow, never squash rows
 
         form = QFormLayout()
         self.layer_combo = QgsMapLayerComboBox()
-        self.layer_combo.setFilters(QgsMapLayerProxyModel.RasterLayer)
+        self.layer_combo.setFilters(QgsMapLayerProxyModel.Filter.RasterLayer)
         if isinstance(active_layer, QgsRasterLayer):
             self.layer_combo.setLayer(active_layer)
         form.addRow("Input raster", self.layer_combo)
+        self.georef_label = QLabel("")
+        self.georef_label.setWordWrap(True)
+        self.georef_label.setStyleSheet("color: #9a6700;")
+        form.addRow("", self.georef_label)
+        self.layer_combo.layerChanged.connect(self._sync_georeferencing)
+
+        area = QGroupBox("Area of interest")
+        al = QFormLayout(area)
+        self.aoi_combo = QComboBox()
+        for label, value in AOI_MODES:
+            self.aoi_combo.addItem(label, value)
+        self.aoi_layer_combo = QgsMapLayerComboBox()
+        self.aoi_layer_combo.setFilters(QgsMapLayerProxyModel.Filter.PolygonLayer)
+        self.aoi_layer_combo.setAllowEmptyLayer(True)
+        self.aoi_layer_combo.setToolTip("Only the selected features of this layer are used (any CRS).")
+        aoi_row = QHBoxLayout()
+        aoi_row.addWidget(self.aoi_combo)
+        aoi_row.addWidget(self.aoi_layer_combo, 1)
+        al.addRow("Segment", aoi_row)
+        self.aoi_combo.currentIndexChanged.connect(self._sync_aoi)
 
         weights = QGroupBox("Weights")
         wl = QFormLayout(weights)
@@ -94,12 +166,16 @@ class PredictDialog(QDialog):
         output = QGroupBox("Output")
         ol = QFormLayout(output)
         self.out_widget = QgsFileWidget()
-        self.out_widget.setStorageMode(QgsFileWidget.GetDirectory)
-        self.vector_check = QCheckBox("Vectorize to polygons (GeoPackage)")
-        self.overwrite_check = QCheckBox("Overwrite existing outputs")
+        self.out_widget.setStorageMode(QgsFileWidget.StorageMode.GetDirectory)
+        self.vector_check = QCheckBox(commands.OPTION_LABELS["vector"] + " (GeoPackage)")
+        self.overwrite_check = QCheckBox(commands.OPTION_LABELS["overwrite"])
+        self.resume_check = QCheckBox(commands.OPTION_LABELS["resume"])
+        self.resume_check.setToolTip("After a crash or failure: continue from the output's .partial store; only "
+                                     "unfinished chunks are computed. (Cancel keeps nothing to resume.)")
         ol.addRow("Folder", self.out_widget)
         ol.addRow("", self.vector_check)
         ol.addRow("", self.overwrite_check)
+        ol.addRow("", self.resume_check)
 
         env = QGroupBox("Environment (sam2unext-geo command)")
         el = QVBoxLayout(env)
@@ -107,25 +183,55 @@ class PredictDialog(QDialog):
         self.exe_widget = QgsFileWidget()
         self.exe_widget.lineEdit().setPlaceholderText("found on PATH")
         self.check_button = QPushButton("Check")
-        self.check_button.clicked.connect(self.check_environment)
-        row.addWidget(self.exe_widget)
+        self.check_button.setToolTip("Runs --version, models and a torch probe in the background (cached).")
+        self.check_button.clicked.connect(lambda: self.check_environment(use_cache=False))
+        self.install_button = QPushButton("Install…")
+        self.install_button.setToolTip("Make the plugin's own environment (torch + sam2unext-geo) in one click.")
+        self.install_button.clicked.connect(self.open_installer)
+        self.copy_button = QPushButton("Copy diagnostics")
+        self.copy_button.clicked.connect(self.copy_diagnostics)
+        row.addWidget(self.exe_widget, 1)
         row.addWidget(self.check_button)
+        self.busy = QProgressBar()
+        self.busy.setRange(0, 0)                  # indeterminate: a spinner while checking
+        self.busy.setMaximumWidth(80)
+        self.busy.setTextVisible(False)
+        self.busy.hide()
+        row.addWidget(self.busy)
         self.env_label = QLabel("")
         self.env_label.setWordWrap(True)
-        self.env_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.env_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.env_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.env_scroll = QScrollArea()            # a long error scrolls; it never squashes the form
+        self.env_scroll.setWidgetResizable(True)
+        self.env_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.env_scroll.setWidget(self.env_label)
+        self.env_scroll.setFixedHeight(4 * self.fontMetrics().lineSpacing() + 8)
+        self.env_scroll.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        actions = QHBoxLayout()
+        actions.addStretch(1)
+        actions.addWidget(self.install_button)
+        actions.addWidget(self.copy_button)
         el.addLayout(row)
-        el.addWidget(self.env_label)
+        el.addWidget(self.env_scroll)
+        el.addLayout(actions)
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.buttons.button(QDialogButtonBox.Ok).setText("Run")
+        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Run")
         self.buttons.accepted.connect(self._accept)
         self.buttons.rejected.connect(self.reject)
 
         outer.addLayout(form)
-        for box in (weights, tiling, output, env):
+        for box in (area, weights, tiling, output, env):
             outer.addWidget(box)
         outer.addWidget(self.buttons)
         self.load_settings()
+        self._sync_georeferencing()
+        self._sync_aoi()
+        hint = self.sizeHint()
+        self.resize(max(600, hint.width()), hint.height())   # the layout keeps it from getting any smaller
+        if check_on_open:
+            self.check_environment(use_cache=True, quiet=True)
 
     # settings -------------------------------------------------------------------------------
     def load_settings(self) -> None:
@@ -146,6 +252,7 @@ class PredictDialog(QDialog):
         self.vector_check.setChecked(settings.get("vector"))
         self.overwrite_check.setChecked(settings.get("overwrite"))
         self.exe_widget.setFilePath(settings.executable_setting())
+        self.aoi_combo.setCurrentIndex(max(self.aoi_combo.findData(settings.get("aoi_mode")), 0))
         self._sync_weights()
 
     def save_settings(self) -> None:
@@ -163,16 +270,34 @@ class PredictDialog(QDialog):
         settings.set("vector", self.vector_check.isChecked())
         settings.set("overwrite", self.overwrite_check.isChecked())
         settings.set("executable", self.exe_widget.filePath().strip())
+        settings.set("aoi_mode", self.aoi_combo.currentData())
 
     def _sync_weights(self) -> None:
         self.ckpt_widget.setEnabled(not self.preset_radio.isChecked())
 
+    def _sync_aoi(self) -> None:
+        mode = self.aoi_combo.currentData()
+        self.aoi_layer_combo.setEnabled(mode == "selected")
+        extent_item = self.aoi_combo.model().item(self.aoi_combo.findData("extent"))
+        extent_item.setEnabled(self.canvas is not None)
+
+    def _sync_georeferencing(self, *args) -> None:
+        problem = georeferencing_problem(self.layer_combo.currentLayer())
+        self.georef_label.setText(f"⚠ {problem}" if problem else "")
+        self.georef_label.setVisible(bool(problem))
+
     # values ---------------------------------------------------------------------------------
-    def options(self) -> commands.PredictOptions:
+    def options(self, export_aoi: bool = False) -> commands.PredictOptions:
         """The run options from the widgets.
 
+        Args:
+            export_aoi: write the selected AOI features to a temporary GeoPackage (``options.aoi``;
+                the caller removes it with :func:`aoi.remove_file` when the run ends). Without it,
+                a selected-features AOI is only validated.
+
         Raises:
-            ValueError: no usable input raster, weights, bands or output folder (one-line message).
+            ValueError: no usable input raster, weights, bands, output folder or area of interest
+                (one-line message).
         """
         layer = self.layer_combo.currentLayer()
         scene = local_raster_path(layer)
@@ -196,35 +321,127 @@ class PredictDialog(QDialog):
         out_dir = self.out_widget.filePath().strip()
         if not out_dir:
             raise ValueError("Choose an output folder.")
+        bbox, bbox_crs, aoi_path = self.area_of_interest(export_aoi)
         return commands.PredictOptions(
             scene=scene, out_dir=out_dir, preset=preset, checkpoint=checkpoint,
             tile_size=self.tile_spin.value() or None, overlap=self.overlap_spin.value(),
             batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
             bands=commands.normalize_bands(bands) if bands else None,
             threshold=self.threshold_spin.value(), vector=self.vector_check.isChecked(),
-            overwrite=self.overwrite_check.isChecked())
+            overwrite=self.overwrite_check.isChecked(), resume=self.resume_check.isChecked(),
+            bbox=bbox, bbox_crs=bbox_crs, aoi=aoi_path)
+
+    def area_of_interest(self, export: bool = False) -> tuple:
+        """``(bbox, bbox_crs, aoi_file)`` for the chosen area (all None: whole scene).
+
+        Raises:
+            ValueError: no map canvas, no polygon layer, or nothing selected.
+        """
+        mode = self.aoi_combo.currentData()
+        if mode == "extent":
+            if self.canvas is None:
+                raise ValueError("There is no map canvas here; choose another area of interest.")
+            crs = self.canvas.mapSettings().destinationCrs()
+            return aoi.extent_bbox(self.canvas.extent()), aoi.crs_text(crs), None
+        if mode == "selected":
+            layer = self.aoi_layer_combo.currentLayer()
+            if layer is None:
+                raise ValueError("Choose a polygon layer for the area of interest.")
+            if layer.selectedFeatureCount() == 0:
+                raise ValueError(f"No features are selected in {layer.name()}; select the polygons to segment within.")
+            return None, None, aoi.selected_polygons(layer) if export else None
+        return None, None, None
 
     def executable(self) -> str:
         """The ``sam2unext-geo`` path (configured or on PATH). Raises EnvironmentProblem."""
         return environment.find_executable(self.exe_widget.filePath().strip() or None)
 
-    def check_environment(self) -> bool:
-        """Run ``--version`` and ``models``; show the result under the executable field."""
-        QApplication.setOverrideCursor(Qt.WaitCursor)
+    def check_environment(self, use_cache: bool = True, quiet: bool = False):
+        """Check the command in the background: ``--version``, ``models`` and a torch probe.
+
+        Returns at once; a spinner and "checking…" show until the result lands in the label
+        (``check_finished`` is then True). A cached result (same command, unchanged) is shown
+        immediately. ``quiet``: a missing command shows the short hint only (used on open).
+
+        Returns:
+            The background task, or None when the result came from the cache or no command was found.
+        """
+        self.check_finished = False
         try:
             exe = self.executable()
-            info = environment.check_environment(exe)
-            self.add_presets(environment.preset_names(info["models"]))
-            gpu = environment.gpu_available(exe)
-            self.set_gpu_available(gpu)
-            gpu_text = {True: "GPU available", False: "no GPU: CPU only", None: "GPU unknown"}[gpu]
-            self.env_label.setText(f"OK: {info['executable']} — {info['version']} — {gpu_text}")
-            return True
         except environment.EnvironmentProblem as exc:
-            self.env_label.setText(str(exc))
-            return False
-        finally:
-            QApplication.restoreOverrideCursor()
+            self._show_problem(str(exc) if not quiet else "No sam2unext-geo command yet: click Install…")
+            self.check_finished = True
+            return None
+        hit = environment.cached_probe(exe) if use_cache else None
+        if hit is not None:
+            self._show_probe(hit)
+            self.check_finished = True
+            return None
+        self.check_button.setEnabled(False)
+        self.busy.show()
+        self.env_label.setText(f"checking {exe}…")
+        self.check_task = background.start("SAM2-UNeXT: check the environment",
+                                           lambda task: environment.probe_environment(exe, use_cache=use_cache),
+                                           self._checked)
+        return self.check_task
+
+    def _checked(self, info, error) -> None:
+        try:
+            self._apply_check(info, error)
+        except RuntimeError:
+            pass  # the dialog was closed while checking: its widgets are gone
+
+    def _apply_check(self, info, error) -> None:
+        self.check_task = None
+        self.busy.hide()
+        self.check_button.setEnabled(True)
+        if error is not None:
+            self._show_problem(str(error))
+        else:
+            self._show_probe(info)
+        self.check_finished = True
+
+    def _show_probe(self, info: dict) -> None:
+        self.last_probe, self.env_problem = info, None
+        self.add_presets(info.get("presets", []))
+        gpu = info.get("gpu")
+        self.set_gpu_available(gpu)
+        gpu_text = {True: f"GPU {info.get('gpu_name') or 'available'}", False: "no GPU: CPU only",
+                    None: "GPU unknown"}[gpu]
+        torch_text = f"torch {info['torch']}" if info.get("torch") else "torch not importable"
+        self.env_label.setText(f"OK: {info['executable']} — {info['version']} — {torch_text} — {gpu_text}"
+                               + (" (cached)" if info.get("cached") else ""))
+
+    def _show_problem(self, message: str) -> None:
+        self.last_probe, self.env_problem = None, message
+        diagnostics.remember_error(message)
+        self.env_label.setText(message)
+
+    def copy_diagnostics(self) -> str:
+        """Copy QGIS, plugin, environment, Python, torch, CUDA, GPU and the last error to the clipboard."""
+        from .install_dialog import diagnostics_for
+
+        try:
+            exe = self.executable()
+        except environment.EnvironmentProblem:
+            exe = None
+        text = diagnostics_for(exe, self.last_probe or (environment.cached_probe(exe) if exe else None),
+                               self.env_problem)
+        QApplication.clipboard().setText(text)
+        return text
+
+    def open_installer(self):
+        """Open the install dialog; when it succeeds, use the new command and check it."""
+        from .install_dialog import InstallDialog
+
+        def installed(executable: str) -> None:
+            self.exe_widget.setFilePath(executable)
+            self.check_environment(use_cache=False)
+
+        self.installer = InstallDialog(self, on_installed=installed)
+        self.installer.show()
+        return self.installer
 
     def add_presets(self, names: list) -> None:
         """Offer the presets the installed command knows (keeps the current choice)."""
@@ -243,7 +460,7 @@ class PredictDialog(QDialog):
 
     def _accept(self) -> None:
         try:
-            self.options()
+            self.options(export_aoi=False)
             self.executable()
         except (ValueError, environment.EnvironmentProblem) as exc:
             QMessageBox.warning(self, "SAM2-UNeXT Geo", str(exc))

@@ -5,6 +5,7 @@ Pure Python (no Qt): the command must never be imported into QGIS's Python; it i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -13,17 +14,18 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-
 EXECUTABLE_NAME = "sam2unext-geo"
 INSTALL_HINT = (
-    "Install it into its own Python environment, e.g. "
-    "`python3 -m venv ~/sam2unext-env && ~/sam2unext-env/bin/pip install sam2unext-geo` "
-    "(or `pip install -e .` from a source checkout), then set the path of "
-    "~/sam2unext-env/bin/sam2unext-geo once in the plugin's Environment settings."
+    "Click Install… in the plugin's Environment box: it makes its own Python environment with the "
+    "sam2unext-geo wheel the plugin carries (sam2unext-geo is not on PyPI). Or, from a source checkout: "
+    "`python3 -m venv ~/sam2unext-env && ~/sam2unext-env/bin/pip install /path/to/sam2unext-geo`, then "
+    "set ~/sam2unext-env/bin/sam2unext-geo once in the Environment box."
 )
 # Variables QGIS sets for its own Python/GDAL/PROJ that would break a separate environment.
 _ENV_VARS_TO_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH",
                      "PROJ_LIB", "PROJ_DATA", "QGIS_PREFIX_PATH")
+
+
 class EnvironmentProblem(RuntimeError):
     """The ``sam2unext-geo`` command is missing or does not run; the message says how to fix it."""
 
@@ -69,6 +71,13 @@ def popen_kwargs() -> dict:
     return kwargs
 
 
+def low_priority(argv: list) -> list:
+    """``argv`` under ``nice -n 10`` where ``nice`` exists: the checks (torch imports, seconds of
+    CPU) must not take the CPU from QGIS's own GUI thread on a busy machine."""
+    nice = shutil.which("nice") if os.name != "nt" else None
+    return [nice, "-n", "10"] + list(argv) if nice else list(argv)
+
+
 def check_environment(executable: str, timeout: float = 120.0, full: bool = True) -> dict:
     """Run ``sam2unext-geo --version`` and (``full``) ``sam2unext-geo models``.
 
@@ -89,7 +98,7 @@ def check_environment(executable: str, timeout: float = 120.0, full: bool = True
         kwargs.pop("bufsize")
         kwargs.pop("stdin")
         try:
-            proc = subprocess.run([executable] + extra, stdin=subprocess.DEVNULL,
+            proc = subprocess.run(low_priority([executable] + extra), stdin=subprocess.DEVNULL,
                                   timeout=timeout, **kwargs)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise EnvironmentProblem(
@@ -131,21 +140,88 @@ def environment_python(executable: str) -> Optional[str]:
     return None
 
 
-def gpu_available(executable: str, timeout: float = 120.0) -> Optional[bool]:
-    """Whether torch in the command's environment sees a CUDA GPU (``None``: could not tell)."""
+_TORCH_PROBE = (
+    "import json, sys\n"
+    "info = {'python': sys.version.split()[0]}\n"
+    "try:\n"
+    "    import torch\n"
+    "    info.update(torch=torch.__version__, cuda=torch.version.cuda, gpu=torch.cuda.is_available())\n"
+    "    info['gpu_name'] = torch.cuda.get_device_name(0) if info['gpu'] else None\n"
+    "except Exception as exc:\n"
+    "    info['torch_error'] = f'{type(exc).__name__}: {exc}'\n"
+    "print(json.dumps(info))\n"
+)
+
+
+def torch_info(executable: str, timeout: float = 120.0) -> dict:
+    """Python, torch, CUDA versions and GPU of the command's environment (one subprocess).
+
+    Returns:
+        ``{"python", "torch", "cuda", "gpu": bool, "gpu_name"}``; ``{}`` or ``{"torch_error"}``
+        when it cannot tell.
+    """
     python = environment_python(executable)
     if python is None:
-        return None
+        return {}
     kwargs = popen_kwargs()
     for key in ("bufsize", "stdin"):
         kwargs.pop(key)
     try:
-        proc = subprocess.run([python, "-c", "import torch; print(torch.cuda.is_available())"],
-                              stdin=subprocess.DEVNULL, timeout=timeout, **kwargs)
+        proc = subprocess.run(low_priority([python, "-c", _TORCH_PROBE]), stdin=subprocess.DEVNULL, timeout=timeout,
+                              **kwargs)
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    out = proc.stdout.strip()
-    return {"True": True, "False": False}.get(out) if proc.returncode == 0 else None
+        return {}
+    try:
+        return json.loads(last_line(proc.stdout)) if proc.returncode == 0 else {}
+    except ValueError:
+        return {}
+
+
+def gpu_available(executable: str, timeout: float = 120.0) -> Optional[bool]:
+    """Whether torch in the command's environment sees a CUDA GPU (``None``: could not tell)."""
+    return torch_info(executable, timeout).get("gpu")
+
+
+_PROBE_CACHE: dict = {}
+
+
+def probe_environment(executable: str, *, use_cache: bool = True) -> dict:
+    """Everything the dialog shows about an environment: :func:`check_environment` (version, models)
+    plus :func:`torch_info`. Slow (seconds: it imports torch twice): call it off the GUI thread.
+
+    The result is cached per executable path and modification time, so a second Check, or the
+    check when the dialog opens again, is instant until the environment is reinstalled.
+
+    Raises:
+        EnvironmentProblem: as :func:`check_environment`.
+    """
+    key = _cache_key(executable)
+    if use_cache and key in _PROBE_CACHE:
+        return dict(_PROBE_CACHE[key], cached=True)
+    info = check_environment(executable)
+    info.update(torch_info(executable))
+    info["presets"] = preset_names(info.get("models", ""))
+    _PROBE_CACHE[key] = info
+    return dict(info, cached=False)
+
+
+def cached_probe(executable: str) -> Optional[dict]:
+    """The cached :func:`probe_environment` result for ``executable``, or None."""
+    hit = _PROBE_CACHE.get(_cache_key(executable))
+    return dict(hit, cached=True) if hit is not None else None
+
+
+def forget_probes() -> None:
+    """Drop the cache (after an install)."""
+    _PROBE_CACHE.clear()
+
+
+def _cache_key(executable: str) -> tuple:
+    path = os.path.realpath(executable)
+    try:
+        return path, os.stat(path).st_mtime_ns
+    except OSError:
+        return path, None
 
 
 def last_line(text: Optional[str]) -> str:

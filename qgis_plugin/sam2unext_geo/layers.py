@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from qgis.core import (Qgis, QgsColorRampShader, QgsFillSymbol, QgsLayerTreeGroup, QgsProject,
-                       QgsRasterLayer, QgsRasterShader, QgsSingleBandPseudoColorRenderer,
-                       QgsVectorLayer)
+from qgis.core import (
+    Qgis,
+    QgsColorRampShader,
+    QgsFillSymbol,
+    QgsLayerTreeGroup,
+    QgsProject,
+    QgsRasterLayer,
+    QgsRasterShader,
+    QgsSingleBandPseudoColorRenderer,
+    QgsVectorLayer,
+)
 from qgis.PyQt.QtGui import QColor
 
 # Transparent at 0, then a magma-like ramp that becomes opaque towards certainty.
@@ -21,17 +29,22 @@ def scene_name(path: str) -> str:
     return os.path.splitext(base)[0] or base
 
 
+def result_group_name(scene: str) -> str:
+    """The layer-tree group of a run: says what it holds, unlike the input layer's own name."""
+    return f"{scene} — SAM2-UNeXT segmentation"
+
+
 def probability_max(layer: QgsRasterLayer) -> float:
     """255 for integer probability rasters (scaled 0–255), 1.0 for float ones."""
     dtype = layer.dataProvider().dataType(1)
-    return 1.0 if dtype in (Qgis.Float32, Qgis.Float64) else 255.0
+    return 1.0 if dtype in (Qgis.DataType.Float32, Qgis.DataType.Float64) else 255.0
 
 
 def style_probability(layer: QgsRasterLayer) -> None:
     """Pseudocolor (interpolated, transparent near 0) over band 1; nodata stays transparent."""
     vmax = probability_max(layer)
     ramp = QgsColorRampShader(0.0, vmax)
-    ramp.setColorRampType(QgsColorRampShader.Interpolated)
+    ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
     ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(f * vmax, QColor(*rgba), f"{f:.2f}")
                                for f, rgba in _RAMP])
     shader = QgsRasterShader()
@@ -53,12 +66,12 @@ def style_polygons(layer: QgsVectorLayer) -> None:
 
 def add_result_layers(probability: str, vector: Optional[str], scene: str,
                       project: Optional[QgsProject] = None) -> tuple:
-    """Load the outputs and add them on top of the layer tree in a new group named ``scene``.
+    """Load the outputs and add them on top of the layer tree in a new, expanded group.
 
     Args:
         probability: path of the probability GeoTIFF.
         vector: path of the polygon GeoPackage, or ``None``.
-        scene: group name (see :func:`scene_name`).
+        scene: the scene's name (see :func:`scene_name`); the group is :func:`result_group_name`.
         project: defaults to ``QgsProject.instance()``.
 
     Returns:
@@ -78,7 +91,8 @@ def add_result_layers(probability: str, vector: Optional[str], scene: str,
         if not polygons.isValid():
             raise RuntimeError(f"QGIS cannot open the polygon layer {vector}.")
         style_polygons(polygons)
-    group: QgsLayerTreeGroup = project.layerTreeRoot().insertGroup(0, scene)
+    group: QgsLayerTreeGroup = project.layerTreeRoot().insertGroup(0, result_group_name(scene))
+    group.setExpanded(True)
     for layer in (polygons, raster):
         if layer is not None:
             project.addMapLayer(layer, False)

@@ -9,7 +9,7 @@ from qgis.core import Qgis, QgsApplication
 from qgis.PyQt.QtGui import QIcon
 from qgis.PyQt.QtWidgets import QAction
 
-from . import commands, environment
+from . import aoi, commands, environment
 from .provider import Sam2UnextProvider
 
 MENU = "&SAM2-UNeXT Geo"
@@ -23,6 +23,8 @@ class Sam2UnextGeoPlugin:
         self.iface = iface
         self.provider: Optional[Sam2UnextProvider] = None
         self.action: Optional[QAction] = None
+        self.install_action: Optional[QAction] = None
+        self.installer = None
         self.toolbar = None
         self.tasks: list = []
 
@@ -43,6 +45,10 @@ class Sam2UnextGeoPlugin:
         self.toolbar.setObjectName("sam2unext_geo_toolbar")
         self.toolbar.addAction(self.action)
         self.iface.addPluginToRasterMenu(MENU, self.action)
+        self.install_action = QAction(QIcon(ICON), "Install the sam2unext-geo environment…", self.iface.mainWindow())
+        self.install_action.setObjectName("sam2unext_geo_install")
+        self.install_action.triggered.connect(self.show_installer)
+        self.iface.addPluginToRasterMenu(MENU, self.install_action)
 
     def unload(self) -> None:
         """Remove everything initGui/initProcessing added; cancel running tasks."""
@@ -52,6 +58,10 @@ class Sam2UnextGeoPlugin:
             except RuntimeError:
                 pass
         self.tasks = []
+        if self.install_action is not None:
+            self.iface.removePluginRasterMenu(MENU, self.install_action)
+            self.install_action.deleteLater()
+            self.install_action = None
         if self.action is not None:
             self.iface.removePluginRasterMenu(MENU, self.action)
             if self.toolbar is not None:
@@ -69,19 +79,45 @@ class Sam2UnextGeoPlugin:
         """Open the dialog; on Run, start the background task."""
         from .dialog import PredictDialog
 
-        dialog = PredictDialog(self.iface.mainWindow(), self.iface.activeLayer())
-        if not dialog.exec_():
+        canvas = self.iface.mapCanvas() if hasattr(self.iface, "mapCanvas") else None
+        dialog = PredictDialog(self.iface.mainWindow(), self.iface.activeLayer(), canvas)
+        if not dialog.exec():
             return
+        options = None
         try:
-            self.start_task(dialog.executable(), dialog.options())
+            options = dialog.options(export_aoi=True)
+            self.start_task(dialog.executable(), options)
         except (ValueError, environment.EnvironmentProblem) as exc:
-            self.notify(str(exc), Qgis.Critical)
+            if options is not None:
+                aoi.remove_file(options.aoi)
+            self.notify(str(exc), Qgis.MessageLevel.Critical)
+
+    def show_installer(self) -> None:
+        """Open the one-click install dialog (non-modal)."""
+        from .install_dialog import InstallDialog
+
+        self.installer = InstallDialog(self.iface.mainWindow(),
+                                       on_installed=lambda exe: self.notify(f"sam2unext-geo installed: {exe}",
+                                                                            Qgis.MessageLevel.Success))
+        self.installer.show()
 
     def start_task(self, executable: str, options: commands.PredictOptions, **kwargs):
-        """Queue a :class:`PredictTask` in QGIS's task manager and return it."""
+        """Queue a :class:`PredictTask` in QGIS's task manager and return it.
+
+        A temporary AOI file in ``options.aoi`` made by the dialog is removed when the task ends.
+
+        Raises:
+            ValueError: another task of this plugin is writing the same output file.
+        """
         from .task import PredictTask
 
         task = PredictTask(executable, options, notify=self.notify, on_finished=self._forget, **kwargs)
+        busy = set(task.output_paths()).intersection(p for t in self.tasks for p in t.output_paths())
+        if busy:
+            raise ValueError(f"{sorted(busy)[0]} is being written by a run that has not finished; wait for it, "
+                             "or choose another output folder.")
+        if options.aoi and os.path.basename(options.aoi).startswith("sam2unext_aoi_"):
+            task.cleanup = lambda: aoi.remove_file(options.aoi)
         self.tasks.append(task)
         QgsApplication.taskManager().addTask(task)
         return task
@@ -90,11 +126,11 @@ class Sam2UnextGeoPlugin:
         if task in self.tasks:
             self.tasks.remove(task)
 
-    def notify(self, message: str, level: int = Qgis.Info) -> None:
+    def notify(self, message: str, level: int = Qgis.MessageLevel.Info) -> None:
         """Message bar in the GUI, the log otherwise."""
         if self.iface is not None and hasattr(self.iface, "messageBar"):
             self.iface.messageBar().pushMessage("SAM2-UNeXT Geo", message, level=level,
-                                                duration=0 if level == Qgis.Critical else 8)
+                                                duration=0 if level == Qgis.MessageLevel.Critical else 8)
         else:
             from qgis.core import QgsMessageLog
 

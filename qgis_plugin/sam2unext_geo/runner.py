@@ -3,7 +3,11 @@
 Pure Python (no Qt, no QGIS, no torch): the plugin's dialog task and its Processing
 algorithms both drive the core through :func:`run_command`. The command is always started with
 an argument list, never through a shell. Cancel = SIGTERM, SIGKILL after a grace period, then
-whatever the run added to the output folder is removed.
+the files of *this* run are removed: its own outputs' temporary names
+(``.<final name>.<8 hex>.<tag>.tif`` and the like) that were not there before it started, and on
+cancel its probability output's resumable store ``<output name>.partial/`` (kept after a failure,
+for *Resume an interrupted run*). Nothing else in the folder is touched: other runs write there
+side by side.
 """
 
 from __future__ import annotations
@@ -16,12 +20,12 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Optional
 
-from .commands import parse_event
+from .commands import parse_event, plugin_words
 from .environment import INSTALL_HINT, EnvironmentProblem, last_line, popen_kwargs
-
 
 DEFAULT_GRACE_SECONDS = 5.0
 _BROKEN_MARKERS = ("ModuleNotFoundError", "ImportError", "DLL load failed", "No module named")
@@ -56,14 +60,43 @@ def snapshot(folder: str) -> set:
         return set()
 
 
-def remove_new_entries(folder: str, before: set, created_folder: bool) -> list[str]:
-    """Remove what appeared in ``folder`` since ``before`` (and the folder if this run made it).
+def partial_name(final: str) -> str:
+    """The resumable store the command keeps next to an output on failure or cancel."""
+    return final + ".partial"
+
+
+def is_own_entry(name: str, finals: Iterable[str]) -> bool:
+    """Whether ``name`` is one of ``finals``, a temporary name of one (``.<final>.*`` or
+    ``<final>.tmp``, as ``sam2unext.files.write_atomically`` names them), or its ``.partial`` store."""
+    return any(name in (f, f + ".tmp", partial_name(f)) or name.startswith(f".{f}.") for f in finals)
+
+
+def remove_own_entries(folder: str, finals: Iterable[str], before: set, *, cancelled: bool,
+                       created_folder: bool = False) -> list[str]:
+    """Remove what this run left in ``folder``, and nothing else.
+
+    Removed: the temporary names (``.<final>.*``) of ``finals`` (the run's output file names)
+    that were not in ``before`` (the folder when the run started). On ``cancelled`` also the
+    final files that appeared (a command killed after the grace period could not remove them)
+    and the ``.partial`` store of each final name, which the command keeps for ``--resume``: a
+    cancel keeps nothing. After a failure the store stays, so the run can be resumed. The folder
+    itself goes only if this run made it and it is now empty.
 
     Returns:
         The paths removed.
     """
+    finals = list(finals)
     removed = []
-    for name in sorted(snapshot(folder) - before):
+    for name in sorted(snapshot(folder)):
+        if not is_own_entry(name, finals):
+            continue
+        own_store = cancelled and name in {partial_name(f) for f in finals}
+        if name in before and not own_store:
+            continue
+        if name in finals and not cancelled:
+            continue  # a failed command removes its outputs itself; one that appeared may be another run's
+        if name.endswith(".partial") and not cancelled:
+            continue  # a failed run's store stays for "Resume an interrupted run" (--resume)
         path = os.path.join(folder, name)
         try:
             if os.path.isdir(path) and not os.path.islink(path):
@@ -75,7 +108,7 @@ def remove_new_entries(folder: str, before: set, created_folder: bool) -> list[s
             pass
     if created_folder:
         try:
-            os.rmdir(folder)
+            os.rmdir(folder)  # only succeeds when empty: never removes anyone else's files
             removed.append(folder)
         except OSError:
             pass
@@ -84,19 +117,21 @@ def remove_new_entries(folder: str, before: set, created_folder: bool) -> list[s
 
 def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e: None,
                 is_cancelled: Callable[[], bool] = lambda: False, out_dir: Optional[str] = None,
-                grace_seconds: float = DEFAULT_GRACE_SECONDS, poll_seconds: float = 0.1,
+                outputs: Iterable[str] = (), grace_seconds: float = DEFAULT_GRACE_SECONDS, poll_seconds: float = 0.1,
                 on_started: Callable[[subprocess.Popen], None] = lambda p: None) -> RunResult:
     """Run the command, feeding each JSON event to ``on_event`` until it exits.
 
     Cancellation (``is_cancelled()`` true) sends SIGTERM (the CLI exits 143 and removes its
-    temporary files), kills after ``grace_seconds``, then removes whatever appeared in
-    ``out_dir`` during the run, so nothing partial is left.
+    temporary files), kills after ``grace_seconds``, then removes this run's own leftovers in
+    ``out_dir`` (see :func:`remove_own_entries`), so nothing partial is left and nothing of
+    another run is touched.
 
     Args:
         args: argument list from :func:`predict_args` / :func:`vectorize_args`.
         on_event: called in this thread for every parsed event.
         is_cancelled: polled every ``poll_seconds``.
         out_dir: output folder cleaned on cancel or failure (``None``: no cleanup).
+        outputs: the file names this run writes in ``out_dir`` (:func:`commands.output_names`).
         grace_seconds: time between SIGTERM and SIGKILL.
         on_started: called with the :class:`subprocess.Popen` once started.
 
@@ -110,7 +145,13 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
     """
     cwd = os.getcwd()
     before = snapshot(out_dir) if out_dir else set()
+    outputs = list(outputs)
     created = bool(out_dir) and not os.path.isdir(out_dir)
+
+    def clean(cancelled: bool) -> None:
+        if out_dir:
+            remove_own_entries(out_dir, outputs, before, cancelled=cancelled, created_folder=created)
+
     if created:
         try:
             os.makedirs(out_dir)
@@ -120,11 +161,10 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
     try:
         proc = subprocess.Popen(list(args), cwd=cwd, **popen_kwargs())
     except OSError as exc:
-        if out_dir:
-            remove_new_entries(out_dir, before, created)
+        clean(False)
         raise EnvironmentProblem(f"Could not start {args[0]!r}: {exc}. {INSTALL_HINT}") from exc
     on_started(proc)
-    lines: "queue.Queue[Optional[str]]" = queue.Queue()
+    lines: queue.Queue[Optional[str]] = queue.Queue()
     stderr_tail: list[str] = []
     threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
     err_thread = threading.Thread(target=_pump, args=(proc.stderr, lambda s: _keep_tail(stderr_tail, s)),
@@ -165,15 +205,14 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
             pass
     result.seconds = time.monotonic() - start
     if cancelled:
-        if out_dir:
-            remove_new_entries(out_dir, before, created)
+        clean(True)
         raise CancelledRun("Cancelled; no outputs were kept.")
     if proc.returncode != 0:
-        if out_dir:
-            remove_new_entries(out_dir, before, created)
+        clean(False)
         stderr_text = "\n".join(stderr_tail)
         message = (error_event or {}).get("message") or last_line(stderr_text) \
             or f"sam2unext-geo exited with code {proc.returncode}"
+        message = plugin_words(message, (error_event or {}).get("options"))
         if any(marker in stderr_text for marker in _BROKEN_MARKERS):
             message += f" The sam2unext-geo environment looks broken. {INSTALL_HINT}"
         raise CommandFailed(message, proc.returncode)

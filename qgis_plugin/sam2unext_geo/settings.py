@@ -21,6 +21,7 @@ DEFAULTS = {
     "out_dir": "",
     "vector": True,
     "overwrite": False,
+    "aoi_mode": "scene",           # "scene", "extent" or "selected"
 }
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+import os
+from collections.abc import Callable
+from typing import Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
 from . import commands, environment, runner
-from .layers import add_result_layers, scene_name
+from .layers import add_result_layers, result_group_name, scene_name
 
 LOG_TAG = "SAM2-UNeXT Geo"
 
@@ -15,15 +17,20 @@ LOG_TAG = "SAM2-UNeXT Geo"
 class PredictTask(QgsTask):
     """Runs the command in a worker thread; progress from its JSON stream; Cancel stops it.
 
-    ``finished`` (main thread) adds the layers in a group named after the scene, or reports the
-    error. ``on_finished(task)`` is called afterwards (used by the dialog and the tests).
+    ``finished`` (main thread) adds the layers in an expanded group named after the scene
+    (:func:`result_group_name`), or reports the error. ``on_finished(task)`` is called afterwards
+    (used by the dialog and the tests). ``stage`` is the text of the current stage
+    (``loading model…`` while the model loads), also shown in the task's description.
     """
 
     def __init__(self, executable: str, options: commands.PredictOptions, *,
                  project: Optional[QgsProject] = None, check_environment: bool = True,
                  notify: Optional[Callable[[str, int], None]] = None,
-                 on_finished: Optional[Callable[["PredictTask"], None]] = None):
-        super().__init__(f"SAM2-UNeXT: {scene_name(options.scene)}", QgsTask.CanCancel)
+                 on_finished: Optional[Callable[[PredictTask], None]] = None):
+        self.title = f"SAM2-UNeXT: {scene_name(options.scene)}"
+        super().__init__(self.title, QgsTask.Flag.CanCancel)
+        self.stage = "queued"
+        self.stages: list = []      # every stage text shown, in order
         self.executable = executable
         self.options = options
         self.project = project
@@ -35,6 +42,11 @@ class PredictTask(QgsTask):
         self.cancelled_run = False
         self.layers: tuple = ()
         self.group = None
+        self.cleanup: Optional[Callable[[], None]] = None   # removes temporary inputs (AOI file) afterwards
+
+    def output_paths(self) -> list:
+        """The absolute paths of the files this run writes (probability first)."""
+        return [os.path.abspath(os.path.join(self.options.out_dir, n)) for n in commands.output_names(self.options)]
 
     def run(self) -> bool:
         """Worker thread: no GUI or project access here."""
@@ -42,9 +54,10 @@ class PredictTask(QgsTask):
             if self.check_env:
                 environment.check_environment(self.executable, full=False)
             args = commands.predict_args(self.executable, self.options)
-            QgsMessageLog.logMessage("Running: " + " ".join(args), LOG_TAG, Qgis.Info)
+            QgsMessageLog.logMessage("Running: " + " ".join(args), LOG_TAG, Qgis.MessageLevel.Info)
             self.result = runner.run_command(args, on_event=self._on_event, is_cancelled=self.isCanceled,
-                                             out_dir=self.options.out_dir)
+                                             out_dir=self.options.out_dir,
+                                             outputs=commands.output_names(self.options))
             if not self.result.done:
                 self.error = "sam2unext-geo finished without reporting any output."
                 return False
@@ -60,9 +73,14 @@ class PredictTask(QgsTask):
             return False
 
     def _on_event(self, event: dict) -> None:
+        label = commands.stage_label(event)
+        if label and label != self.stage:
+            self.stage = label
+            self.stages.append(label)
+            self.setDescription(f"{self.title} — {label}")
         pct = commands.progress_percent(event)
         if pct is not None:
-            self.setProgress(pct)
+            self.setProgress(max(pct, 0.5))   # > 0 as soon as the command speaks (the bar moves)
 
     def finished(self, ok: bool) -> None:
         """Main thread: add layers on success; never on cancel or failure."""
@@ -72,18 +90,26 @@ class PredictTask(QgsTask):
                 scene = scene_name(done.get("scene") or self.options.scene)
                 self.group, *self.layers = add_result_layers(done["probability"], done.get("vector"),
                                                              scene, self.project)
-                self.notify(f"{scene}: added probability and polygons "
-                            f"({done.get('seconds', 0):.1f} s).", Qgis.Success)
+                skipped = int(done.get("tiles_skipped") or 0)
+                tiles = f"{done.get('tiles_run', '?')} tiles" + (f", {skipped} skipped" if skipped else "")
+                self.notify(f"{scene}: added “{result_group_name(scene)}” ({tiles}, "
+                            f"{done.get('seconds', 0):.1f} s).", Qgis.MessageLevel.Success)
             elif self.cancelled_run or self.isCanceled():
                 self.cancelled_run = True
-                self.notify("Cancelled; no layers or files were kept.", Qgis.Info)
+                self.notify("Cancelled; no layers or files were kept.", Qgis.MessageLevel.Info)
             else:
                 self.error = self.error or "sam2unext-geo failed."
-                QgsMessageLog.logMessage(self.error, LOG_TAG, Qgis.Critical)
-                self.notify(self.error, Qgis.Critical)
+                QgsMessageLog.logMessage(self.error, LOG_TAG, Qgis.MessageLevel.Critical)
+                self.notify(self.error, Qgis.MessageLevel.Critical)
         except Exception as exc:  # noqa: BLE001 - show it instead of a silent failure
             self.error = str(exc)
-            self.notify(self.error, Qgis.Critical)
+            self.notify(self.error, Qgis.MessageLevel.Critical)
         finally:
+            if self.error:
+                from . import diagnostics
+
+                diagnostics.remember_error(self.error)
+            if self.cleanup:
+                self.cleanup()
             if self.on_finished:
                 self.on_finished(self)

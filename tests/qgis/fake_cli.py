@@ -1,17 +1,23 @@
 """A stand-in for ``sam2unext-geo`` speaking the same JSON-lines progress stream (tests only).
 
 Runs under the system Python with GDAL's bindings. ``predict`` writes ``<stem>_prob.tif`` (uint8
-probability, same grid/CRS as the scene) and ``<stem>_polygons.gpkg`` through temporary names,
-sleeping ``FAKE_CLI_DELAY`` seconds (default 0.05) between progress lines; SIGTERM removes the
-temporary files and exits 143, like the real command. ``FAKE_CLI_BROKEN=1`` makes every command
-fail the way a broken environment does.
+probability, same grid/CRS as the scene) and ``<stem>_prob_polygons.gpkg`` through temporary names
+like the real command's (``.<final name>.<8 hex>.<tag>.tif``) and keeps a resumable store
+``<stem>_prob.tif.partial/`` while running, sleeping ``FAKE_CLI_DELAY`` seconds (default 0.05)
+between progress lines (stage ``load`` first). SIGTERM removes the temporary files, keeps the
+``.partial`` store (as the real command does, for ``--resume``) and exits 143. An existing output
+without ``--overwrite`` is an ``error`` event with ``"options": ["overwrite"]``.
+``FAKE_CLI_CHECK_DELAY`` makes ``--version`` and ``models`` take that long (seconds).
+``FAKE_CLI_BROKEN=1`` makes every command fail the way a broken environment does.
 """
 
 import json
 import os
+import shutil
 import signal
 import sys
 import time
+import uuid
 
 TEMPS = []
 
@@ -28,6 +34,11 @@ def on_term(signum, frame):
     sys.exit(143)
 
 
+def temp_name(final, tag):
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:8]}.{tag}.tif")
+
+
 def option(args, name, default=None):
     return args[args.index(name) + 1] if name in args else default
 
@@ -41,10 +52,23 @@ def predict(args):
     src = gdal.Open(scene)
     w, h = src.RasterXSize, src.RasterYSize
     tiles = 8
-    emit(event="start", scene=stem, tiles=tiles, width=w, height=h)
     os.makedirs(out_dir, exist_ok=True)
     prob = os.path.join(out_dir, f"{stem}_prob.tif")
-    tmp = prob + ".tmp.tif"
+    vector = None if "--no-vector" in args else os.path.join(out_dir, f"{stem}_prob_polygons.gpkg")
+    for path in (prob, vector):
+        if path and os.path.exists(path) and "--overwrite" not in args:
+            message = f"output {path} already exists; pass --overwrite to replace it"
+            emit(event="error", message=message, exit_code=2, options=["overwrite"])
+            sys.stderr.write(f"error: {message}\n")
+            sys.exit(2)
+    emit(event="progress", stage="load", done=0, total=1)
+    emit(event="start", scene=stem, tiles=tiles, width=w, height=h)
+    emit(event="progress", stage="load", done=1, total=1)
+    store = prob + ".partial"
+    os.makedirs(os.path.join(store, "done"), exist_ok=True)
+    with open(os.path.join(store, "manifest.json"), "w") as f:
+        f.write("{}")
+    tmp = temp_name(prob, "strips")
     TEMPS.append(tmp)
     dst = gdal.GetDriverByName("GTiff").Create(tmp, w, h, 1, gdal.GDT_Byte)
     dst.SetGeoTransform(src.GetGeoTransform())
@@ -61,12 +85,11 @@ def predict(args):
     os.replace(tmp, prob)
     TEMPS.remove(tmp)
     TEMPS.append(prob)
-    vector = None
-    if "--no-vector" not in args:
-        vector = os.path.join(out_dir, f"{stem}_polygons.gpkg")
+    if vector:
         write_polygon(vector, src)
         TEMPS.append(vector)
         emit(event="progress", stage="vectorize", done=1, total=1)
+    shutil.rmtree(store)                  # success: the store goes
     emit(event="done", scene=stem, probability=prob, vector=vector, tiles_run=tiles,
          tiles_skipped=0, seconds=0.1, area=0.0)
     emit(event="complete", scenes=1, seconds=0.1)
@@ -77,7 +100,8 @@ def write_polygon(path, src):
     from osgeo import ogr, osr
 
     w, h, gt = src.RasterXSize, src.RasterYSize, src.GetGeoTransform()
-    tmp = path + ".tmp.gpkg"
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name}.{os.getpid()}.tmp.gpkg")
     TEMPS.append(tmp)
     ds = ogr.GetDriverByName("GPKG").CreateDataSource(tmp)
     layer = ds.CreateLayer("polygons", osr.SpatialReference(wkt=src.GetProjection()), ogr.wkbPolygon)
@@ -105,11 +129,30 @@ def vectorize(args):
     return 0
 
 
+def log_args(argv):
+    """FAKE_CLI_ARGS_LOG: append the arguments (and the --aoi file's feature count) as one JSON line."""
+    path = os.environ.get("FAKE_CLI_ARGS_LOG")
+    if not path:
+        return
+    record = {"argv": argv}
+    if "--aoi" in argv:
+        from osgeo import ogr
+
+        ds = ogr.Open(option(argv, "--aoi"))
+        record["aoi_features"] = ds.GetLayer(0).GetFeatureCount() if ds is not None else None
+        ds = None
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def main(argv):
     signal.signal(signal.SIGTERM, on_term)
+    log_args(argv)
     if os.environ.get("FAKE_CLI_BROKEN"):
         sys.stderr.write("ModuleNotFoundError: No module named 'torch'\n")
         return 1
+    if argv[:1] in (["--version"], ["models"]):
+        time.sleep(float(os.environ.get("FAKE_CLI_CHECK_DELAY", "0")))
     if argv[:1] == ["--version"]:
         print("sam2unext-geo 0.1.0 (fake)")
         return 0

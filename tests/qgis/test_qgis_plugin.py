@@ -20,7 +20,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 SYSTEM_PYTHON = os.environ.get("QGIS_PYTHON", "/usr/bin/python3")
 CHECKS = ["load_unload", "zip_install", "desktop_app", "dialog_options", "missing_environment", "task_adds_layers",
-          "cancel_leaves_nothing", "cancel_real_cli", "processing_model", "qgis_process"]
+          "cancel_leaves_nothing", "cancel_real_cli", "cancel_keeps_other_runs", "background_check",
+          "stage_and_error_words", "aoi_plugin", "aoi_real_cli", "installer", "processing_model", "qgis_process"]
 
 pytestmark = pytest.mark.qgis
 
@@ -40,7 +41,7 @@ def _venv_cli() -> str:
 
 
 @pytest.fixture(scope="module")
-def qgis_results(tmp_path_factory) -> dict:
+def qgis_results(tmp_path_factory, sam2unext_wheel) -> dict:
     reason = _qgis_importable()
     if reason:
         pytest.skip(f"QGIS Python bindings unavailable ({SYSTEM_PYTHON} -c 'import qgis.core': {reason}); "
@@ -53,8 +54,8 @@ def qgis_results(tmp_path_factory) -> dict:
     env.update(QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp / "config"),
                XDG_DATA_HOME=str(tmp / "data"), XDG_RUNTIME_DIR=str(runtime))
     proc = subprocess.run([SYSTEM_PYTHON, str(HERE / "inside_qgis.py"), "--results", str(out),
-                           "--real-cli", _venv_cli()], env=env, capture_output=True, text=True,
-                          timeout=540)
+                           "--real-cli", _venv_cli(), "--wheel", str(sam2unext_wheel)], env=env,
+                          capture_output=True, text=True, timeout=900)
     if not out.exists():
         pytest.fail(f"inside_qgis.py crashed (exit {proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     results = json.loads(out.read_text())
