@@ -41,8 +41,8 @@ def expand_scenes(patterns: list[str]) -> list[Path | str]:
     return unique
 
 
-def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    """``"3,2,1"`` → ``(3, 2, 1)``; None stays None.
+def parse_bands(text: str | None, name: str = "bands") -> tuple[int, ...] | None:
+    """``"3,2,1"`` → ``(3, 2, 1)`` (any count, e.g. ``4,3,2,8``); None stays None.
 
     Raises:
         InputError: not a comma-separated list of positive integers.
@@ -54,7 +54,7 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
     except ValueError:
         bands = ()
     if not bands or any(b < 1 for b in bands):
-        raise InputError(f"--bands {text!r} must be 1-based band numbers, e.g. 3,2,1 or 1")
+        raise InputError(f"--{name.replace('_', '-')} {text!r} must be 1-based band numbers, e.g. 3,2,1 or 1")
     return bands
 
 

@@ -101,8 +101,12 @@ def predict(
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (the first batch "
                                                 "waits for the compile).")] = False,
     bands: Annotated[Optional[str], typer.Option(
-        "--bands", help="1-based bands to use as RGB, e.g. 3,2,1 (or one band for grey).",
+        "--bands", help="1-based bands to read, e.g. 3,2,1 (or one band for grey); a multispectral "
+        "checkpoint takes its own count, e.g. 4,3,2,8 [the bands it was trained on].",
         show_default=False)] = None,
+    rgb_bands: Annotated[Optional[str], typer.Option(
+        "--rgb-bands", help="Which of --bands carry the pretrained R,G,B kernels, e.g. 4,3,2 (must match a "
+        "multispectral checkpoint; with --preset alone it builds an N-band model).", show_default=False)] = None,
     resolution: Annotated[Optional[float], typer.Option(
         "--resolution", help="Resample to this pixel size (map units) before tiling.", show_default=False)] = None,
     threshold: Threshold = 0.5,
@@ -154,7 +158,9 @@ def predict(
     t0 = time.perf_counter()
     paths = expand_scenes(scenes)
     band_sel = parse_bands(bands)
-    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype, compile_model)
+    rgb_sel = parse_bands(rgb_bands, "rgb_bands")
+    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype, compile_model, bands=band_sel,
+                          rgb_bands=rgb_sel)
     targets = probability_outputs(paths, output)
     looks = quicklook_outputs(paths, targets, overwrite or resume) if quicklook else [None] * len(paths)
     model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
@@ -172,7 +178,8 @@ def predict(
             device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
             vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
             out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, resume=mode,
-            chunk_size=chunk_size, progress=reporter, aoi=area_of_interest, aoi_crs=bbox_crs))
+            chunk_size=chunk_size, progress=reporter, aoi=area_of_interest, aoi_crs=bbox_crs,
+            rgb_bands=rgb_sel))
         if look is not None:
             results[-1].quicklook(look, bands=band_sel)
         done_scenes.append(scene)

@@ -24,6 +24,8 @@ Examples:
   sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT -o runs/cod --resume
   sam2unext-geo train --raster scene.tif --labels roofs.gpkg --checkpoint model.safetensors \\
       --epochs 5 --lr 1e-4 -o runs/roofs
+  sam2unext-geo train --raster rgbn.tif --labels roofs.gpkg --checkpoint model.safetensors \\
+      --bands 1,2,3,4 --rgb-bands 1,2,3 -o runs/roofs-nir
 \b
 Run folder: epoch_NNN.safetensors snapshots (load with --checkpoint), resume.pt,
 history.json and loss_curve.png.
@@ -56,20 +58,21 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def parse_bands(value: str | None) -> list[int] | None:
-    """``"4,3,2"`` → ``[4, 3, 2]`` (1-based band numbers); None stays None.
+def parse_bands(value: str | None, name: str = "bands") -> list[int] | None:
+    """``"4,3,2,8"`` → ``[4, 3, 2, 8]`` (1-based band numbers, any count); None stays None.
 
     Raises:
-        InputError: if the text is not 1 or 3 positive integers.
+        InputError: if the text is not comma-separated positive integers.
     """
     if not value:
         return None
     try:
-        bands = [int(v) for v in value.replace(" ", "").split(",")]
+        bands = [int(v) for v in value.replace(" ", "").split(",") if v]
     except ValueError:
-        raise InputError(f"--bands {value!r} must be 1 or 3 comma-separated band numbers, e.g. 4,3,2") from None
-    if len(bands) not in (1, 3) or min(bands) < 1:
-        raise InputError(f"--bands {value!r} must be 1 or 3 comma-separated band numbers (from 1), e.g. 4,3,2")
+        bands = []
+    if not bands or min(bands) < 1:
+        raise InputError(f"--{name.replace('_', '-')} {value!r} must be comma-separated band numbers (from 1), "
+                         f"e.g. 4,3,2 or 4,3,2,8")
     return bands
 
 
@@ -114,7 +117,8 @@ def train(
     grad_checkpointing: Annotated[bool, typer.Option(help="Recompute encoder activations in the backward pass (less GPU memory).")] = False,
     resume: Annotated[bool, typer.Option(help="Continue the run in --output from its last snapshot (preset and weights come from it).")] = False,
     tiles_per_scene: Annotated[int, typer.Option(min=1, help="Geo fine-tuning: random tiles per scene per epoch.")] = 200,
-    bands: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: bands used as RGB, e.g. 4,3,2 [as predict].")] = None,
+    bands: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: bands read, any count, e.g. 4,3,2 or 4,3,2,8; more than three widen an RGB model's first layers from its RGB weights.")] = None,
+    rgb_bands: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: which of --bands get the pretrained R,G,B kernels, e.g. 4,3,2 [the first three].")] = None,
     stretch: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: MIN,MAX mapped to 0..255 [as predict: automatic].")] = None,
     resolution: Annotated[Optional[float], typer.Option(help="Geo fine-tuning: resample to this pixel size in map units.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with the loss.")] = True,
@@ -141,12 +145,16 @@ def train(
         result = finetune(
             raster or [], labels or [], output, preset=preset, checkpoint=checkpoint, hiera=hiera,
             dinov2=dinov2, config=config, tiles_per_scene=tiles_per_scene, bands=parse_bands(bands),
+            rgb_bands=parse_bands(rgb_bands, "rgb_bands"),
             stretch=parse_stretch(stretch), resolution=resolution, task=task_name or "geo",
             resume=resume, progress=progress, log=_err,
         )
     else:
         if images is None or masks is None:
             raise InputError("pass --images DIR and --masks DIR (or --raster/--labels for GeoTIFFs)")
+        if bands or rgb_bands:
+            raise InputError("--bands/--rgb-bands apply to --raster/--labels fine-tuning; image folders are "
+                             "read as RGB")
         result = train_on_folders(
             images, masks, output, preset=preset, hiera=hiera, dinov2=dinov2, checkpoint=checkpoint,
             task=task_name, config=config, resume=resume, progress=progress, log=_err,

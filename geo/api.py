@@ -36,6 +36,7 @@ from .chunks import ChunkGrid, make_chunk_grid, tile_computations
 from .device import CPU_BATCH, auto_batch_size
 from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile, run_local
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
+from .model_bands import make_model_plan
 from .progress import Progress, make_progress
 from .reading import ReadPlan, default_bands, make_plan, open_raster
 from .store import RunStore, disk_full_error, store_path_for
@@ -169,7 +170,7 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                    vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
                    out_dtype="uint8", scheduler=None, overwrite=False, resume=False, chunk_size=None,
                    aoi=None, aoi_crs=None, progress="bar", as_xarray=False,
-                   as_geodataframe=False) -> PredictResult:
+                   as_geodataframe=False, rgb_bands=None) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
     The scene is computed in output chunks that are kept in a run store beside the output
@@ -188,7 +189,9 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         overlap: tile overlap, fraction (< 1) or pixels.
         batch_size: tiles per forward pass; None: 4 on a CPU, what fits the free memory of a GPU
             (:func:`~sam2unext.geo.device.auto_batch_size`; 4 for a cluster run without a local model).
-        bands: 1-based bands, e.g. ``(3, 2, 1)``; default RGB or grey x3.
+        bands: 1-based bands, e.g. ``(3, 2, 1)``; default RGB or grey x3. A multispectral
+            model takes as many bands as it was trained on (e.g. ``(4, 3, 2, 8)``; default:
+            the bands stored in its checkpoint); another count is an ``InputError``.
         stretch: None (uint8 as is, others 2-98 % percentile stretch), ``(min, max)`` or one
             pair per band.
         resolution: resample to this pixel size (map units) before tiling.
@@ -211,6 +214,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         progress: ``"bar"``, ``"json"``, ``"none"`` or a ``Progress`` instance.
         as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.
         as_geodataframe: attach the polygons as a ``GeoDataFrame``.
+        rgb_bands: which of ``bands`` carry the pretrained R, G, B kernels; checked against
+            the model's mapping (None: the model's).
 
     Returns:
         :class:`PredictResult`.
@@ -244,7 +249,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
             if vector:
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
                 vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-            plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution)
+            plan = make_model_plan(src_path, model=model, checkpoint=checkpoint, bands=bands, stretch=stretch,
+                                   resolution=resolution, rgb_bands=rgb_bands)
             area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height,
                                width=plan.width)
             if area is not None:
@@ -513,7 +519,7 @@ def describe_raster(path, *, tile_size: int | None = None, overlap: float = 0.25
             "default_bands": list(default_bands(src)),
             "overviews": src.overviews(1),
         }
-    plan = make_plan(path, bands=bands, resolution=resolution)
+    plan = make_model_plan(path, model=model, checkpoint=checkpoint, bands=bands, resolution=resolution)
     loaded = None
     if model is not None or checkpoint is not None or preset is not None:
         loaded = _load_local(model, checkpoint, preset, device)

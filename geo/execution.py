@@ -135,7 +135,7 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches:
     time of one is divided by ``lanes``; on a GPU forward passes take turns.
     """
     rng = np.random.default_rng(0)
-    tiles = list(rng.integers(0, 256, (batch_size, 3, tile_size, tile_size), dtype=np.uint8))
+    tiles = list(rng.integers(0, 256, (batch_size, getattr(model, "in_chans", 3), tile_size, tile_size), dtype=np.uint8))
     with single_thread_forward():
         run_model(model, tiles, tile_size)
         start = time.perf_counter()

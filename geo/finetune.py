@@ -15,20 +15,21 @@ and resumable.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
 from sam2unext.transforms import normalize
 
-from .reading import ReadPlan, apply_stretch, make_plan
+from .reading import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
 
 #: Tiles drawn per scene and epoch when not given.
 DEFAULT_TILES_PER_SCENE = 200
@@ -88,15 +89,16 @@ def _scene_dataset(scene: LabeledScene, resolution: float | None):
 
 
 def tile_from_sample(image: torch.Tensor, plan: ReadPlan, tile_size: int) -> torch.Tensor:
-    """Raw torchgeo bands ``[C, H, W]`` → stretched uint8 RGB as float ``[3, T, T]`` in [0, 1].
+    """Raw torchgeo bands ``[B, H, W]`` → the plan's bands, stretched to uint8, as float
+    ``[C, T, T]`` in [0, 1] (C = number of plan bands: 3 for RGB).
 
     Uses the plan's 1-based bands and scene stretch, then crops/pads to ``tile_size``.
     """
     data = image.numpy()[[b - 1 for b in plan.bands]]
-    rgb = apply_stretch(data, plan.stretch)
-    out = np.zeros((3, tile_size, tile_size), dtype=np.uint8)
-    h, w = min(tile_size, rgb.shape[1]), min(tile_size, rgb.shape[2])
-    out[:, :h, :w] = rgb[:, :h, :w]
+    tile = apply_stretch(data, plan.stretch)
+    out = np.zeros((len(plan.bands), tile_size, tile_size), dtype=np.uint8)
+    h, w = min(tile_size, tile.shape[1]), min(tile_size, tile.shape[2])
+    out[:, :h, :w] = tile[:, :h, :w]
     return torch.from_numpy(out).float().div_(255.0)
 
 
@@ -107,16 +109,40 @@ def _mask_tile(mask: torch.Tensor, tile_size: int) -> torch.Tensor:
     return out
 
 
+def _inside_scene(query, plan: ReadPlan, size: int) -> np.ndarray:
+    """Boolean ``[size, size]``: which pixels of a north-up sampler tile lie inside the raster.
+
+    ``query`` is torchgeo's ``(x slice, y slice, t slice)``; the tile spans it, row 0 at the top.
+    """
+    if hasattr(query, "minx"):  # torchgeo < 0.8: a BoundingBox
+        xs, ys = slice(query.minx, query.maxx), slice(query.miny, query.maxy)
+    else:
+        xs, ys = query[0], query[1]
+    t = plan.transform
+    left, top = t.c, t.f
+    right, bottom = left + t.a * plan.width, top + t.e * plan.height
+    centre = (np.arange(size) + 0.5) / size
+    x = xs.start + centre * (xs.stop - xs.start)
+    y = ys.stop - centre * (ys.stop - ys.start)
+    inside_x = (x >= min(left, right)) & (x <= max(left, right))
+    inside_y = (y >= min(top, bottom)) & (y <= max(top, bottom))
+    return inside_y[:, None] & inside_x[None, :]
+
+
 class GeoTileDataset(EpochDataset):
     """Random labeled tiles from several scenes, redrawn every epoch.
 
-    Items: ``{"image": [3,T,T] normalized, "mask": [1,T,T] in {0,1}, "name": str}``.
+    Items: ``{"image": [C,T,T] normalized, "mask": [1,T,T] in {0,1}, "name": str}``.
 
     Args:
         scenes: raster/labels pairs.
         tile_size: tile side in pixels (the model's input size).
         tiles_per_scene: tiles drawn from each scene per epoch.
-        bands: 1-based bands used as RGB (None: the geo processor's default).
+        bands: 1-based bands read into the model's channels (None: the geo processor's
+            default, or ``band_config.source_bands``).
+        band_config: the model's :class:`~sam2unext.bands.BandConfig` (band count and
+            per-channel normalization; None: RGB with ImageNet statistics). The attribute
+            may be replaced before training (e.g. with measured band statistics).
         stretch: stretch as for prediction (None: automatic).
         resolution: resample to this pixel size (map units), as for prediction.
         seed: seed of sampling and flips.
@@ -138,13 +164,17 @@ class GeoTileDataset(EpochDataset):
         resolution: float | None = None,
         seed: int = 0,
         train: bool = True,
+        band_config: BandConfig | None = None,
     ):
+        self.band_config = band_config or BandConfig()
         self.scenes = list(scenes)
         self.tile_size = tile_size
         self.tiles_per_scene = tiles_per_scene
         self.seed = seed
         self.train = train
-        self.plans = [make_plan(s.raster, bands=bands, stretch=stretch, resolution=resolution) for s in self.scenes]
+        cfg = self.band_config
+        self.plans = [make_plan(s.raster, bands=bands, stretch=stretch, resolution=resolution, n_bands=cfg.in_chans,
+                                default_bands=cfg.source_bands) for s in self.scenes]
         for scene, plan in zip(self.scenes, self.plans):
             if plan.height < tile_size or plan.width < tile_size:
                 raise InputError(
@@ -177,15 +207,15 @@ class GeoTileDataset(EpochDataset):
         return len(self.queries)
 
     def sample(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tile ``index`` as (RGB float [3,T,T] in [0,1], mask [1,T,T])."""
+        """Tile ``index`` as (float [C,T,T] in [0,1], mask [1,T,T])."""
         scene, query = self.queries[index]
         item = self.datasets[scene][query]
         rgb = tile_from_sample(item["image"], self.plans[scene], self.tile_size)
         return rgb, _mask_tile(item["mask"], self.tile_size)
 
     def __getitem__(self, index: int) -> dict:
-        rgb, mask = self.sample(index)
-        image = normalize(rgb)
+        tile, mask = self.sample(index)
+        image = normalize(tile, self.band_config.mean, self.band_config.std)
         if self.train:
             image, mask = random_flips(image, mask, sample_generator(self.seed, self.epoch, index))
         scene = self.queries[index][0]
@@ -204,7 +234,10 @@ def scene_iou(
 ) -> float:
     """IoU of the thresholded prediction against the rasterized labels over a scene's tiles.
 
-    Tiles are the non-overlapping grid of a torchgeo ``GridGeoSampler`` at the model's input size.
+    Tiles are the non-overlapping grid of a torchgeo ``GridGeoSampler`` at the model's input size
+    (only their pixels inside the raster count: a grid tile can reach past the scene's edge);
+    bands, stretch and normalization are the model's (:class:`~sam2unext.bands.BandConfig`)
+    unless ``bands``/``stretch`` are given.
 
     Returns:
         Intersection over union of foreground pixels (1.0 when both are empty).
@@ -212,18 +245,21 @@ def scene_iou(
     from torchgeo.samplers import GridGeoSampler
 
     size = model.input_size
-    plan = make_plan(scene.raster, bands=bands, stretch=stretch, resolution=resolution)
+    cfg = getattr(model, "bands", None) or BandConfig()
+    plan = make_plan(scene.raster, bands=bands, stretch=stretch if stretch is not None else cfg.stretch,
+                     resolution=resolution, n_bands=cfg.in_chans, default_bands=cfg.source_bands)
     ds = _scene_dataset(scene, resolution)
     model.eval().to(device)
     inter = union = 0
     with torch.inference_mode():
         for query in GridGeoSampler(ds, size=size, stride=size):
             item = ds[query]
-            x = normalize(tile_from_sample(item["image"], plan, size)).unsqueeze(0).to(device)
+            x = normalize(tile_from_sample(item["image"], plan, size), cfg.mean, cfg.std).unsqueeze(0).to(device)
             out = model(x)
             out = out if isinstance(out, torch.Tensor) else out[0]
-            pred = torch.sigmoid(out.float())[0, 0].cpu() > threshold
-            truth = _mask_tile(item["mask"], size)[0] > 0.5
+            inside = torch.from_numpy(_inside_scene(query, plan, size))
+            pred = (torch.sigmoid(out.float())[0, 0].cpu() > threshold) & inside
+            truth = (_mask_tile(item["mask"], size)[0] > 0.5) & inside
             inter += int((pred & truth).sum())
             union += int((pred | truth).sum())
     return 1.0 if union == 0 else inter / union
@@ -241,6 +277,8 @@ def finetune(
     config: TrainConfig | None = None,
     tiles_per_scene: int = DEFAULT_TILES_PER_SCENE,
     bands: Sequence[int] | None = None,
+    rgb_bands: Sequence[int] | None = None,
+    band_fill: str = "repeat",
     stretch=None,
     resolution: float | None = None,
     task: str | None = "geo",
@@ -261,8 +299,15 @@ def finetune(
         dinov2: DINOv2 weights for a fresh SAM2-UNeXT (ignored with ``checkpoint``).
         config: training settings (recipe defaults of the model family).
         tiles_per_scene: random tiles per scene per epoch.
-        bands: 1-based bands used as RGB, as for prediction.
-        stretch: stretch as for prediction.
+        bands: 1-based bands read into the model, any count (e.g. ``(4, 3, 2, 8)``). More
+            than three bands on an RGB model widen its encoders' first convolutions from the
+            RGB weights (:func:`sam2unext.bands.adapt_model_bands`); a multispectral
+            checkpoint needs its own band count (default: the bands it was trained on).
+        rgb_bands: which of ``bands`` carry the pretrained R, G, B kernels (default: the
+            first three).
+        band_fill: ``"repeat"`` (timm) or ``"zero"``: initial kernels of the other bands.
+        stretch: stretch as for prediction (stored in the snapshots when given; else
+            each scene's per-band 2-98 % stretch).
         resolution: resample to this pixel size, as for prediction.
         task: task name stored in snapshots.
         resume: continue the run in ``run_dir``.
@@ -281,13 +326,83 @@ def finetune(
     if resume and preset is None:
         preset, checkpoint = resume_preset(run_dir), None  # weights come from the snapshot
     model = make_training_model(preset, hiera=hiera, dinov2=dinov2, checkpoint=checkpoint, seed=config.seed)
+    if resume:
+        restore_run_bands(model, run_dir)
+    prepare_model_bands(model, bands, rgb_bands, band_fill)
     dataset = GeoTileDataset(
         scenes, model.input_size, tiles_per_scene=tiles_per_scene, bands=bands, stretch=stretch,
-        resolution=resolution, seed=config.seed,
+        resolution=resolution, seed=config.seed, band_config=model.bands,
     )
+    record_training_bands(model, dataset.plans, explicit_stretch=stretch is not None)
+    dataset.band_config = model.bands
+    if log is not None:
+        counts = parameter_counts(model)
+        log(f"model takes {model.in_chans} bands ({','.join(map(str, dataset.plans[0].bands))}); trainable "
+            f"parameters: {counts['trainable']:,} of {counts['total']:,} ({counts['input_layers']:,} in the "
+            f"adapted first layers)")
     extra = {"rasters": [str(s.raster) for s in scenes], "labels": [str(s.labels) for s in scenes],
-             "bands": list(dataset.plans[0].bands)}
+             "bands": list(dataset.plans[0].bands), "trainable_parameters": parameter_counts(model)}
     return train_model(
         model, dataset, run_dir, config, task=task, resume=resume, progress=progress, log=log,
         stop_after_epoch=stop_after_epoch, extra=extra,
     )
+
+
+def prepare_model_bands(model: nn.Module, bands: Sequence[int] | None, rgb_bands: Sequence[int] | None,
+                        fill: str = "repeat") -> None:
+    """Widen an RGB model to the requested bands (in place) before fine-tuning.
+
+    Nothing changes for an RGB selection (1 or 3 bands, R, G, B in order) or for a model that
+    already takes N bands (:func:`~sam2unext.geo.reading.make_plan` then checks the count).
+
+    Raises:
+        InputError: ``rgb_bands`` not among ``bands``, or given for a model that already takes
+            N bands with another mapping.
+    """
+    if model.in_chans != 3:
+        if rgb_bands is not None and bands is not None:
+            if rgb_channels_of(bands, rgb_bands) != tuple(model.bands.rgb_channels):
+                raise InputError(f"rgb bands {','.join(map(str, rgb_bands))} differ from the checkpoint's R, G, B "
+                                 f"channels {model.bands.rgb_channels}; drop rgb_bands")
+        return
+    if bands is None or len(bands) < 3:
+        if rgb_bands is not None:
+            raise InputError("rgb_bands needs bands: name the bands read (e.g. 4,3,2,8) and which are R, G, B")
+        return
+    rgb = rgb_channels_of(bands, rgb_bands if rgb_bands is not None else tuple(bands)[:3])
+    if len(bands) == 3 and rgb == (0, 1, 2):
+        return
+    adapt_model_bands(model, len(bands), rgb, fill=fill)
+
+
+def record_training_bands(model: nn.Module, plans: Sequence[ReadPlan], *, explicit_stretch: bool) -> None:
+    """Store in ``model.bands`` what training reads: the source bands, the stretch when it was
+    given (else each scene's 2-98 % stretch, stored as None), and, for a multispectral model
+    without them yet, the mean/std of its non-RGB bands measured on the training scenes."""
+    from dataclasses import replace
+
+    cfg = replace(model.bands, source_bands=tuple(plans[0].bands),
+                  stretch=plans[0].stretch if explicit_stretch else None)
+    if cfg.in_chans != 3 and cfg.stats != "training":
+        measured = [m for m in (band_statistics(p) for p in plans) if m is not None]
+        if measured:
+            mean = np.mean([m[0] for m in measured], axis=0)
+            std = np.mean([m[1] for m in measured], axis=0)
+            cfg = cfg.with_extra_stats(mean, std)
+    model.bands = cfg
+
+
+def restore_run_bands(model: nn.Module, run_dir: str | Path) -> None:
+    """Give a freshly built model the band layout of the run being resumed (from its last
+    snapshot's metadata) so that the snapshot's weights fit."""
+    from sam2unext import read_checkpoint_metadata
+    from sam2unext.run_folder import last_snapshot
+
+    snapshot = last_snapshot(run_dir)
+    if snapshot is None:
+        return
+    cfg = read_checkpoint_metadata(snapshot)["bands"]
+    if cfg.in_chans != model.in_chans:
+        adapt_model_bands(model, cfg.in_chans, cfg.rgb_channels, fill="zero", bands=cfg)
+    else:
+        model.bands = cfg

@@ -22,7 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from sam2unext.errors import InputError
+from sam2unext.errors import InputError, option
 
 from .tiling import clip_window, pad_to_tile
 
@@ -80,12 +80,17 @@ def default_bands(src: rasterio.io.DatasetReader) -> tuple[int, int, int]:
     return colour[0], colour[0], colour[0]
 
 
-def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | None) -> tuple[int, int, int]:
+def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | None,
+                 n_bands: int = 3, default: Sequence[int] | None = None) -> tuple[int, ...]:
     """Validate a 1-based band selection (1 or 3 bands) and return three band indexes.
+
+    A model that takes ``n_bands`` other than 3 goes to :func:`select_n_bands`.
 
     Raises:
         InputError: wrong number of bands or an index outside ``1..count``.
     """
+    if n_bands != 3:
+        return select_n_bands(src, bands, n_bands, default)
     if bands is None:
         return default_bands(src)
     sel = (bands,) if isinstance(bands, int) else tuple(int(b) for b in bands)
@@ -97,13 +102,69 @@ def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | No
     return (sel * 3) if len(sel) == 1 else sel  # type: ignore[return-value]
 
 
+def select_n_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | None, n_bands: int,
+                   default: Sequence[int] | None = None) -> tuple[int, ...]:
+    """The ``n_bands`` 1-based bands read for a multispectral model, in channel order.
+
+    Without ``bands``: ``default`` (the bands the model was trained on) when given, else every
+    non-alpha band of a scene that has exactly ``n_bands`` of them.
+
+    Raises:
+        InputError: a band count other than ``n_bands`` (the message names both counts), or
+            an index outside ``1..count``.
+    """
+    trained = f" (trained on bands {','.join(map(str, default))})" if default else ""
+    if bands is None:
+        alpha = alpha_band(src)
+        colour = tuple(i for i in range(1, src.count + 1) if i != alpha)
+        if default:
+            sel = tuple(int(b) for b in default)
+            if max(sel) > src.count:
+                raise InputError(
+                    f"{src.name} has {len(colour)} bands but the model takes {n_bands}{trained}; pass "
+                    f"{option('bands', ','.join(['B'] * n_bands))} naming {n_bands} bands of this scene")
+        elif len(colour) == n_bands:
+            sel = colour
+        else:
+            raise InputError(
+                f"{src.name} has {len(colour)} bands but the model takes {n_bands}; pass "
+                f"{option('bands', ','.join(['B'] * n_bands))} naming {n_bands} bands of this scene")
+    else:
+        sel = (bands,) if isinstance(bands, int) else tuple(int(b) for b in bands)
+        if len(sel) != n_bands:
+            raise InputError(
+                f"bands {','.join(map(str, sel))} name {len(sel)} bands but the model takes {n_bands}{trained}; "
+                f"give {n_bands} band numbers of {src.name}")
+    for b in sel:
+        if not 1 <= b <= src.count:
+            raise InputError(f"band {b} is out of range for {src.name}, which has bands 1..{src.count}")
+    return sel
+
+
+def rgb_channels_of(bands: Sequence[int], rgb_bands: Sequence[int]) -> tuple[int, int, int]:
+    """0-based positions in ``bands`` of the three bands mapped to the pretrained R, G, B kernels.
+
+    Raises:
+        InputError: not three different bands, or one that is not among ``bands``.
+    """
+    rgb = tuple(int(b) for b in rgb_bands)
+    listed = ",".join(map(str, bands))
+    if len(rgb) != 3 or len(set(rgb)) != 3:
+        raise InputError(f"rgb_bands {','.join(map(str, rgb))} must name three different bands, e.g. 4,3,2")
+    missing = [b for b in rgb if b not in bands]
+    if missing:
+        raise InputError(f"rgb band {missing[0]} is not among the bands read ({listed}); "
+                         f"pick the R, G, B bands from {listed}")
+    return tuple(list(bands).index(b) for b in rgb)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class ReadPlan:
     """Everything needed to read model-ready tiles from one scene (picklable).
 
     Attributes:
         path: raster path.
-        bands: three 1-based band indexes.
+        bands: 1-based band indexes, one per model channel (three for RGB).
         stretch: per-band (min, max) mapped to 0..255, or None for uint8 used as is.
         height, width: size of the processing grid (after optional resampling).
         transform: geotransform of the processing grid.
@@ -112,10 +173,12 @@ class ReadPlan:
         masked: False when GDAL reports every pixel of the bands valid (no nodata, alpha or
             mask), so validity reads are skipped.
         offset: (row, column) of this grid's origin in the opened dataset (an area of interest).
+        rgb_channels: 0-based positions in ``bands`` of the bands mapped to the pretrained
+            R, G, B kernels (None: not given).
     """
 
     path: str
-    bands: tuple[int, int, int]
+    bands: tuple[int, ...]
     stretch: Stretch | None
     height: int
     width: int
@@ -124,6 +187,7 @@ class ReadPlan:
     resample: bool = False
     masked: bool = True
     offset: tuple[int, int] = (0, 0)
+    rgb_channels: tuple[int, int, int] | None = None
 
     def source_window(self, window: Window) -> Window:
         """``window`` of this plan's grid as a window of the dataset :meth:`open` returns."""
@@ -185,9 +249,9 @@ def compute_stretch(src, bands: Sequence[int], stretch=None,
 
     Args:
         src: open dataset.
-        bands: three 1-based bands.
-        stretch: None (uint8 as is, else percentiles from a decimated read, overviews used
-            when present), one ``(min, max)`` for all bands, or one pair per band.
+        bands: 1-based bands (any count).
+        stretch: None (uint8 as is, else per-band percentiles from a decimated read, overviews
+            used when present), one ``(min, max)`` for all bands, or one pair per band.
         percentiles: low/high percentiles of the automatic stretch.
 
     Returns:
@@ -199,9 +263,10 @@ def compute_stretch(src, bands: Sequence[int], stretch=None,
     if stretch is not None:
         pairs = list(stretch)
         if len(pairs) == 2 and all(np.isscalar(v) for v in pairs):
-            pairs = [tuple(pairs)] * 3
-        if len(pairs) != 3 or any(len(p) != 2 or float(p[1]) <= float(p[0]) for p in pairs):
-            raise InputError(f"stretch {stretch!r} must be (min, max) with max > min, or one pair per band")
+            pairs = [tuple(pairs)] * len(bands)
+        if len(pairs) != len(bands) or any(len(p) != 2 or float(p[1]) <= float(p[0]) for p in pairs):
+            raise InputError(f"stretch {stretch!r} must be (min, max) with max > min, or one pair per band "
+                             f"({len(bands)} bands)")
         return tuple((float(a), float(b)) for a, b in pairs)
     if all(src.dtypes[b - 1] == "uint8" for b in bands):
         return None
@@ -225,7 +290,7 @@ def compute_stretch(src, bands: Sequence[int], stretch=None,
 
 
 def apply_stretch(data: np.ndarray, stretch: Stretch | None) -> np.ndarray:
-    """Map ``[3, H, W]`` band data to uint8 with the scene stretch (rounded, clipped)."""
+    """Map ``[C, H, W]`` band data to uint8 with the scene stretch (rounded, clipped), any C."""
     if stretch is None:
         return data.astype(np.uint8, copy=False)
     out = np.empty(data.shape, dtype=np.uint8)
@@ -239,7 +304,7 @@ def apply_stretch(data: np.ndarray, stretch: Stretch | None) -> np.ndarray:
 
 
 def to_unit_float(tiles_uint8):
-    """uint8 tiles ``[B, 3, H, W]`` (an array or a sequence of ``[3, H, W]``) → float32 torch tensor in [0, 1].
+    """uint8 tiles ``[B, C, H, W]`` (an array or a sequence of ``[C, H, W]``) → float32 torch tensor in [0, 1].
 
     One numpy pass per tile straight into the batch (no stacked uint8 copy); the values are
     exactly ``float32(x) / 255``, the same as ``torch.div(uint8_tensor, 255.0)``, at a
@@ -324,7 +389,7 @@ class TileReader:
                 self._free.append(ds)
 
     def read(self, window: Window) -> np.ndarray | None:
-        """Read one tile as uint8 ``[3, T, T]`` (padded past the scene edge).
+        """Read one tile as uint8 ``[C, T, T]``, one channel per plan band (padded past the scene edge).
 
         Returns:
             The tile, or None when none of its pixels is valid (the tile is skipped).
@@ -348,8 +413,9 @@ class TileReader:
             if self.plan.masked and not read_valid(ds, inner, self.plan.bands).any():
                 return None
             data = ds.read(unique, window=inner)
-        if [unique.index(b) for b in self.plan.bands] != [0, 1, 2]:
-            data = data[[unique.index(b) for b in self.plan.bands]]
+        order = [unique.index(b) for b in self.plan.bands]
+        if order != list(range(len(unique))):
+            data = data[order]
         tile = apply_stretch(data, self.plan.stretch)
         return pad_to_tile(tile, self.tile_size)
 
@@ -362,14 +428,29 @@ class TileReader:
             self._free.clear()
 
 
-def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float | None = None) -> ReadPlan:
+def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float | None = None,
+              n_bands: int = 3, default_bands: Sequence[int] | None = None,
+              rgb_bands: Sequence[int] | None = None) -> ReadPlan:
     """Open, validate and summarise a scene into a :class:`ReadPlan`.
 
+    Args:
+        path: the raster.
+        bands: 1-based bands (None: the default choice, see :func:`select_bands`).
+        stretch: see :func:`compute_stretch`.
+        resolution: resample to this pixel size (map units).
+        n_bands: bands the model takes (3 for RGB).
+        default_bands: bands used when ``bands`` is None and ``n_bands`` is not 3 (the
+            bands a multispectral model was trained on).
+        rgb_bands: which of the bands carry the pretrained R, G, B kernels (stored as
+            ``rgb_channels``).
+
     Raises:
-        InputError: unreadable input, bad bands, bad stretch or resolution.
+        InputError: unreadable input, bad bands (a count other than ``n_bands``), bad
+            rgb bands, bad stretch or resolution.
     """
     with open_raster(path) as src:
-        sel = select_bands(src, bands)
+        sel = select_bands(src, bands, n_bands, default_bands)
+        rgb_channels = rgb_channels_of(sel, rgb_bands) if rgb_bands is not None else None
         if resolution:
             transform, height, width = resampled_grid(src, float(resolution))
         else:
@@ -389,4 +470,31 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
         masked = bool(resolution) or any(
             src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
         full = str(Path(path).resolve()) if Path(path).exists() else str(path)  # workers may run elsewhere
-        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked)
+        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked,
+                        rgb_channels=rgb_channels)
+
+
+def band_statistics(plan: ReadPlan) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Per-channel mean and standard deviation of a scene's model input (stretched, in [0, 1]).
+
+    Read from a decimated view (at most :data:`STATS_SIDE` px a side) of the valid pixels,
+    after the plan's stretch: the statistics a model normalizes its non-RGB bands with.
+    None when the scene has no valid pixel.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        ds = plan.open()
+    try:
+        scale = max(plan.height, plan.width) / STATS_SIDE
+        shape = ((max(1, int(plan.height / scale)), max(1, int(plan.width / scale))) if scale > 1
+                 else (plan.height, plan.width))
+        unique = sorted(set(plan.bands))
+        data = ds.read(unique, out_shape=(len(unique), *shape), masked=True, resampling=Resampling.nearest)
+    finally:
+        close_dataset(ds)
+    valid = ~np.ma.getmaskarray(data).any(axis=0)
+    raw = np.asarray(data)[[unique.index(b) for b in plan.bands]]
+    values = apply_stretch(raw, plan.stretch).astype(np.float64)[:, valid] / 255.0
+    if values.shape[1] == 0:
+        return None
+    return tuple(float(v) for v in values.mean(axis=1)), tuple(float(v) for v in values.std(axis=1))

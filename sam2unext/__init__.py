@@ -26,6 +26,8 @@ _LAZY = {
     "load_model": "sam2unext.api",
     "save_checkpoint": "sam2unext.api",
     "read_checkpoint_metadata": "sam2unext.api",
+    "checkpoint_bands": "sam2unext.api",
+    "BandConfig": "sam2unext.bands",
     "ModelLoader": "sam2unext.loader",
     "SegmentationModel": "sam2unext.models",
     "SAM2UNeXT": "sam2unext.models",

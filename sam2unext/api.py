@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from sam2unext.bands import BandConfig, adapt_model_bands
 from sam2unext.checkpoints import (
     FORMAT_TAG,
     load_dinov2,
@@ -32,13 +33,20 @@ DEMO_WEIGHTS = demo_weights_path()
 
 
 def build_model(preset: str | Preset, *, hiera: str | Path | None = None,
-                dinov2: str | Path | None = None, **overrides: Any) -> SegmentationModel:
+                dinov2: str | Path | None = None, in_chans: int = 3,
+                rgb_channels: tuple[int, int, int] = (0, 1, 2), band_fill: str = "repeat",
+                **overrides: Any) -> SegmentationModel:
     """Build a model for ``preset`` (random adapters/glue/decoder; encoders from files).
 
     Args:
         preset: Preset name or :class:`Preset`.
         hiera: Meta ``sam2_hiera_*.pt`` (SAM2 or SAM2.1) for the trunk; random if None.
         dinov2: DINOv2 weights (timm safetensors or Meta ``.pth``); random if None.
+        in_chans: Input bands N. Other than 3, the RGB encoders are built and loaded first,
+            then their first convolutions are widened to N channels
+            (:func:`sam2unext.bands.adapt_model_bands`) and made trainable.
+        rgb_channels: 0-based channels that carry the pretrained R, G, B kernels.
+        band_fill: ``"repeat"`` (timm's adaptation) or ``"zero"`` for the other channels.
         **overrides: Preset fields to change, e.g. ``decoder_channels=64``.
 
     Returns:
@@ -49,6 +57,16 @@ def build_model(preset: str | Preset, *, hiera: str | Path | None = None,
         CheckpointError: an encoder file that is missing, unsafe or does not fit.
     """
     config = get_preset(preset)
+    if in_chans == 3:
+        in_chans = int(overrides.pop("in_chans", config.in_chans))
+    overrides.pop("in_chans", None)
+    model = _build_rgb(config.with_overrides(in_chans=3), hiera, dinov2, overrides)
+    if in_chans != 3 or tuple(rgb_channels) != (0, 1, 2):
+        adapt_model_bands(model, int(in_chans), rgb_channels, fill=band_fill)
+    return model
+
+
+def _build_rgb(config: Preset, hiera, dinov2, overrides: dict) -> SegmentationModel:
     if overrides:
         try:
             config = config.with_overrides(**overrides)
@@ -103,6 +121,10 @@ def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
     load_strict(model, state, preset=config.name, source=path, what="sam2unext-geo checkpoint")
     model.task = metadata.get("task") or None
     model.extra = json.loads(metadata.get("extra") or "{}")
+    model.bands = BandConfig.from_json(metadata.get("bands"), config.in_chans)
+    if model.bands.in_chans != config.in_chans:
+        raise CheckpointError(f"{path}: band metadata says {model.bands.in_chans} bands but the weights take "
+                              f"{config.in_chans}; the file is inconsistent, re-save it")
     return model
 
 
@@ -128,7 +150,9 @@ def _load_upstream_state(state: dict, path: Path, preset: str) -> SegmentationMo
 def load_model(checkpoint: str | Path | None = None, preset: str | None = None, *,
                hiera: str | Path | None = None, dinov2: str | Path | None = None,
                device: str | torch.device = "auto",
-               dtype: str | torch.dtype = "auto", compile: bool = False) -> SegmentationModel:
+               dtype: str | torch.dtype = "auto", compile: bool = False, in_chans: int | None = None,
+               rgb_channels: tuple[int, int, int] = (0, 1, 2),
+               band_fill: str = "repeat") -> SegmentationModel:
     """A ready-to-predict model (eval mode, on ``device``).
 
     Args:
@@ -145,6 +169,12 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
             precision runs under ``torch.autocast``.
         compile: wrap the forward pass in ``torch.compile`` (the first batch then takes the
             compile time; see ``bench/cpu_precision.py`` and ``bench/gpu_throughput.py``).
+        in_chans: Bands the model must take (None: what the checkpoint takes). An RGB
+            checkpoint or preset is widened to ``in_chans`` from its RGB weights
+            (``rgb_channels``, ``band_fill``: see :func:`build_model`); a multispectral
+            checkpoint with another band count is refused.
+        rgb_channels: Channels carrying the pretrained R, G, B kernels when widening.
+        band_fill: ``"repeat"`` (timm) or ``"zero"`` extra kernels when widening.
 
     Returns:
         The model.
@@ -157,7 +187,8 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
     if checkpoint is None:
         if preset is None:
             raise PresetError("give a checkpoint file or a preset name")
-        model = build_model(preset, hiera=hiera, dinov2=dinov2)
+        model = build_model(preset, hiera=hiera, dinov2=dinov2, in_chans=in_chans or 3,
+                            rgb_channels=rgb_channels, band_fill=band_fill)
     else:
         if hiera is not None or dinov2 is not None:
             raise CheckpointError(
@@ -179,6 +210,12 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
                     f"{path} is a plain state_dict; pass the preset it was trained with "
                     f"(e.g. sam2unext-large)")
             model = _load_upstream_state(read_state_dict(path), path, preset)
+        if in_chans is not None and in_chans != model.in_chans:
+            if model.in_chans != 3:
+                raise CheckpointError(
+                    f"{path} takes {model.in_chans} bands, not {in_chans}; give {model.in_chans} bands "
+                    f"or fine-tune a model for {in_chans}")
+            adapt_model_bands(model, int(in_chans), rgb_channels, fill=band_fill)
     model.inference_dtype = compute
     model = model.to(target).eval()
     if compile:
@@ -206,7 +243,9 @@ def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | N
     """
     path = Path(path)
     try:
-        metadata = make_metadata(model.config.to_dict(), task, extra)
+        bands = getattr(model, "bands", None)
+        metadata = make_metadata(model.config.to_dict(), task, extra,
+                                 bands.to_json() if bands is not None else None)
     except TypeError as exc:
         raise CheckpointError(f"extra metadata for {path} is not JSON-serialisable: {exc}") from None
     write_atomically(path, lambda tmp: save_state_with_metadata(model.state_dict(), tmp, metadata),
@@ -215,7 +254,8 @@ def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | N
 
 
 def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
-    """Metadata of one of our checkpoints: ``preset``, ``task``, ``extra`` (decoded), ...
+    """Metadata of one of our checkpoints: ``preset``, ``task``, ``extra`` (decoded), ``bands``
+    (a :class:`~sam2unext.bands.BandConfig`), ...
 
     Raises:
         CheckpointError: missing/unreadable file or no sam2unext-geo metadata.
@@ -229,4 +269,27 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
         "preset_config": json.loads(metadata.get("preset_config") or "{}"),
         "task": metadata.get("task") or None,
         "extra": json.loads(metadata.get("extra") or "{}"),
+        "bands": BandConfig.from_json(metadata.get("bands"),
+                                      int(json.loads(metadata.get("preset_config") or "{}").get("in_chans", 3))),
     }
+
+
+def checkpoint_bands(checkpoint: str | Path | None) -> BandConfig:
+    """The input a checkpoint expects, read from its metadata only (no weights loaded).
+
+    Our multispectral checkpoints store it; ``"demo"``, upstream ``.pth`` files, our older
+    files and None (a preset) take RGB.
+
+    Raises:
+        CheckpointError: a missing or unreadable ``.safetensors`` file.
+    """
+    if checkpoint is None:
+        return BandConfig()
+    path = DEMO_WEIGHTS if str(checkpoint) == "demo" else Path(checkpoint)
+    if path.suffix != ".safetensors":
+        return BandConfig()
+    metadata = read_safetensors_metadata(path)
+    if metadata.get("format") != FORMAT_TAG:
+        return BandConfig()
+    config = json.loads(metadata.get("preset_config") or "{}")
+    return BandConfig.from_json(metadata.get("bands"), int(config.get("in_chans", 3)))

@@ -10,7 +10,7 @@ Supported sources:
 3. Whole models saved by the public SAM2-UNeXT / SAM2-UNet training code
    (:func:`upstream_to_ours`).
 4. Our format: safetensors + metadata (``format``, ``preset``, ``preset_config``, ``task``,
-   ``extra``).
+   ``extra``, ``bands``).
 
 Nothing here ever unpickles arbitrary objects: ``.pt``/``.pth`` go through
 ``torch.load(..., weights_only=True)``.
@@ -250,12 +250,21 @@ def save_state_with_metadata(state: Mapping[str, torch.Tensor], path: str | Path
     save_file(tensors, str(path), metadata=dict(metadata))
 
 
-def make_metadata(preset_config: dict, task: str | None, extra: dict | None) -> dict[str, str]:
-    """Our metadata block: every value a string, as safetensors requires."""
-    return {
+def make_metadata(preset_config: dict, task: str | None, extra: dict | None,
+                  bands: str | None = None) -> dict[str, str]:
+    """Our metadata block: every value a string, as safetensors requires.
+
+    ``bands`` is the JSON of the model's :class:`~sam2unext.bands.BandConfig` (band count,
+    RGB mapping, normalization); absent in checkpoints from before multispectral models,
+    which read as RGB.
+    """
+    metadata = {
         "format": FORMAT_TAG,
         "preset": preset_config["name"],
         "preset_config": json.dumps(preset_config),
         "task": task or "",
         "extra": json.dumps(extra or {}),
     }
+    if bands is not None:
+        metadata["bands"] = bands
+    return metadata

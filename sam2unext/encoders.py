@@ -28,7 +28,8 @@ def build_hiera_trunk(preset: Preset) -> nn.Module:
     Returns:
         ``HieraDet`` whose ``forward_intermediates`` gives the four stage outputs.
     """
-    trunk = timm.create_model(preset.hiera, pretrained=False, num_classes=0, **preset.hiera_kwargs)
+    trunk = timm.create_model(preset.hiera, pretrained=False, num_classes=0, in_chans=preset.in_chans,
+                              **preset.hiera_kwargs)
     cast(Any, trunk).reset_classifier(0, reset_other=True)  # Meta's trunk has no final norm either
     return trunk
 
@@ -69,6 +70,7 @@ def build_dinov2(preset: Preset) -> nn.Module:
         pretrained=False,
         features_only=True,
         img_size=(preset.low_res_size, preset.low_res_size),
+        in_chans=preset.in_chans,
         **kwargs,
     )
     for param in dino.parameters():

@@ -49,11 +49,14 @@ class ModelLoader:
 
     def __init__(self, checkpoint: str | Path | None = None, preset: str | None = None, *,
                  hiera: str | Path | None = None, dinov2: str | Path | None = None,
-                 device: str = "auto", dtype: str = "auto", compile: bool = False):
+                 device: str = "auto", dtype: str = "auto", compile: bool = False, in_chans: int | None = None,
+                 rgb_channels: tuple[int, int, int] | None = None):
         self.kwargs = dict(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
                            dtype=dtype)
         if compile:  # only when on: fingerprints of runs without it stay as they were
             self.kwargs["compile"] = True
+        if in_chans is not None:  # a multispectral model widened from RGB weights (issue 15)
+            self.kwargs.update(in_chans=int(in_chans), rgb_channels=tuple(rgb_channels or (0, 1, 2)))
         self._model = None
 
     def __call__(self) -> "SegmentationModel":
@@ -65,6 +68,22 @@ class ModelLoader:
 
     def __getstate__(self):
         return {"kwargs": self.kwargs, "_model": None}
+
+    @property
+    def bands(self):
+        """The model's :class:`~sam2unext.bands.BandConfig`, known without loading it (from the
+        checkpoint's metadata or ``in_chans``); None when the checkpoint cannot be read yet
+        (the error comes when the model loads, after the scene and outputs are checked)."""
+        from sam2unext.api import checkpoint_bands
+        from sam2unext.bands import BandConfig
+        from sam2unext.errors import CheckpointError
+
+        if self.kwargs.get("in_chans") is not None:
+            return BandConfig.for_channels(self.kwargs["in_chans"], self.kwargs["rgb_channels"])
+        try:
+            return checkpoint_bands(self.kwargs["checkpoint"])
+        except CheckpointError:
+            return None
 
     def fingerprint(self) -> dict[str, Any]:
         """What identifies the weights this loader loads: the files (size, time, sampled bytes) and settings."""

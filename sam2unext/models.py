@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sam2unext.bands import BandConfig, unfreeze_input_layers
 from sam2unext.encoders import add_adapters, build_dinov2, build_hiera_trunk, hiera_stage_features
 from sam2unext.errors import InputError, PresetError, UserError
 from sam2unext.layers import RFBModified, UpConcatFirst, UpSampleFirst
@@ -73,6 +74,20 @@ class SegmentationModel(nn.Module):
         self.task: str | None = None
         self.extra: dict = {}
         self.channels_last = False
+        self.bands = BandConfig.for_channels(config.in_chans)
+
+    @property
+    def in_chans(self) -> int:
+        """Input channels (bands) the model takes."""
+        return self.config.in_chans
+
+    def normalize_input(self, image: torch.Tensor) -> torch.Tensor:
+        """Per-channel normalization of a [0, 1] batch with the model's band statistics."""
+        return normalize(image, self.bands.mean, self.bands.std)
+
+    def _unfreeze_input_layers_if_adapted(self) -> None:
+        if self.config.in_chans != 3:
+            unfreeze_input_layers(self)
 
     def decoder_modules(self) -> list[nn.Module]:
         """The convolutional part (glue/RFBs and decoder); overridden by each family."""
@@ -111,12 +126,14 @@ class SegmentationModel(nn.Module):
     ) -> torch.Tensor | np.ndarray:
         """Foreground probabilities for ordinary images.
 
-        Resizes to ``input_size`` (bilinear, antialiased when shrinking), ImageNet-normalizes,
+        Resizes to ``input_size`` (bilinear, antialiased when shrinking), normalizes with the
+        model's band statistics (ImageNet for RGB, see :class:`~sam2unext.bands.BandConfig`),
         runs under ``torch.inference_mode`` in eval mode, resizes the logits back (bilinear,
         ``align_corners=False``, as the public test code) and applies the sigmoid.
 
         Args:
-            image: uint8 or [0, 1] float tensor ``[B,3,H,W]``/``[3,H,W]``, or numpy ``HxWx3``.
+            image: uint8 or [0, 1] float tensor ``[B,C,H,W]``/``[C,H,W]``, or numpy ``HxWxC``,
+                with C the model's band count :attr:`in_chans` (3 for RGB).
             low_res: Optional low-res copy for the DINOv2 branch (same conventions); when None
                 the model derives it with :func:`sam2unext.transforms.low_res_view`.
             batch_size: Images per forward pass (default: all at once).
@@ -128,13 +145,14 @@ class SegmentationModel(nn.Module):
             numpy input.
 
         Raises:
-            InputError: malformed image or low-res batch.
+            InputError: malformed image or low-res batch, or a band count other than
+                :attr:`in_chans`.
         """
-        batch, was_numpy = as_float_batch(image)
+        batch, was_numpy = as_float_batch(image, self.in_chans)
         low = None
         low_size = self.low_res_size
         if low_res is not None and low_size is not None:
-            low, _ = as_float_batch(low_res)
+            low, _ = as_float_batch(low_res, self.in_chans)
             if low.shape[0] != batch.shape[0]:
                 raise InputError(
                     f"low_res batch has {low.shape[0]} images but image has {batch.shape[0]}")
@@ -148,13 +166,13 @@ class SegmentationModel(nn.Module):
         try:
             with torch.inference_mode(), self._autocast(compute, device):
                 for start in range(0, batch.shape[0], step):
-                    x = normalize(resize_image(batch[start:start + step].to(device),
-                                               self.input_size))
+                    x = self.normalize_input(resize_image(batch[start:start + step].to(device),
+                                                          self.input_size))
                     if device.type == "cuda" and self.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     lr = None
                     if low is not None and low_size is not None:
-                        lr = normalize(resize_image(low[start:start + step].to(device), low_size))
+                        lr = self.normalize_input(resize_image(low[start:start + step].to(device), low_size))
                     logits = self(x, lr).float()
                     if logits.shape[-2:] != (height, width):
                         logits = F.interpolate(logits, size=(height, width), mode="bilinear",
@@ -203,6 +221,7 @@ class SAM2UNeXT(SegmentationModel):
         self.up4 = UpConcatFirst(c, c)
         self.head = nn.Conv2d(c, 1, 1)
         self.set_channels_last(True)
+        self._unfreeze_input_layers_if_adapted()
 
     def decoder_modules(self) -> list[nn.Module]:
         return [self.align1, self.align2, self.align3, self.align4, self.reduce1, self.reduce2,
@@ -227,11 +246,11 @@ class SAM2UNeXT(SegmentationModel):
         return F.interpolate(self.head(x), scale_factor=2, mode="bilinear")
 
     def forward(self, image: torch.Tensor, low_res: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[B,1,S,S]`` for an ImageNet-normalized batch ``[B,3,S,S]``.
+        """Logits ``[B,1,S,S]`` for a normalized batch ``[B,C,S,S]`` (``C = in_chans``).
 
         Args:
             image: Normalized tile batch.
-            low_res: Normalized low-res batch ``[B,3,L,L]``; default
+            low_res: Normalized low-res batch ``[B,C,L,L]`` (all bands); default
                 ``low_res_view(image, low_res_size)``.
         """
         if low_res is None:
@@ -261,6 +280,7 @@ class SAM2UNet(SegmentationModel):
         self.side2 = nn.Conv2d(c, 1, kernel_size=1)
         self.head = nn.Conv2d(c, 1, kernel_size=1)
         self.set_channels_last(True)
+        self._unfreeze_input_layers_if_adapted()
 
     def decoder_modules(self) -> list[nn.Module]:
         return [self.rfb1, self.rfb2, self.rfb3, self.rfb4, self.up1, self.up2, self.up3,

@@ -39,6 +39,8 @@ class Preset:
         dinov2_kwargs: Extra keyword arguments for ``timm.create_model`` of the ViT.
         sam2_checkpoint: File name of Meta's matching SAM2 checkpoint (documentation).
         description: One line for ``list_presets``.
+        in_chans: Input channels of both encoders (3: RGB; other counts are adapted from
+            the RGB weights, see :mod:`sam2unext.bands`).
     """
 
     name: str
@@ -54,6 +56,7 @@ class Preset:
     dinov2_kwargs: dict[str, Any] = field(default_factory=dict)
     sam2_checkpoint: str | None = None
     description: str = ""
+    in_chans: int = 3
 
     @property
     def stage_channels(self) -> tuple[int, int, int, int]:

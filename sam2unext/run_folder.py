@@ -107,3 +107,10 @@ def resume_preset(run_dir: str | Path) -> str:
 
     state = read_resume_state(Path(run_dir))
     return read_checkpoint_metadata(Path(run_dir) / state["snapshot"])["preset"]
+
+
+def last_snapshot(run_dir: str | Path) -> Path | None:
+    """The snapshot a resumed run restarts from, or None when there is no ``resume.pt``."""
+    if not (Path(run_dir) / RESUME_FILE).is_file():
+        return None
+    return Path(run_dir) / read_resume_state(Path(run_dir))["snapshot"]

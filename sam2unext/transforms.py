@@ -30,11 +30,16 @@ def low_res_view(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def normalize(image: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalize a float image in [0, 1], ``[..., 3, H, W]`` (a batch or one image)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=image.dtype, device=image.device).view(3, 1, 1)
-    return (image - mean) / std
+def normalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+    """Normalize a float image in [0, 1], ``[..., C, H, W]`` (a batch or one image), per channel.
+
+    The default is ImageNet's statistics for RGB; a multispectral model passes its own
+    ``mean``/``std`` (one value per channel, see :class:`sam2unext.bands.BandConfig`).
+    """
+    channels = len(mean)
+    mean_t = torch.tensor(mean, dtype=image.dtype, device=image.device).view(channels, 1, 1)
+    std_t = torch.tensor(std, dtype=image.dtype, device=image.device).view(channels, 1, 1)
+    return (image - mean_t) / std_t
 
 
 def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
@@ -51,23 +56,25 @@ def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
     )
 
 
-def as_float_batch(image: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool]:
-    """Bring an image to a float32 ``[B, 3, H, W]`` tensor with values in [0, 1].
+def as_float_batch(image: torch.Tensor | np.ndarray, channels: int = 3) -> tuple[torch.Tensor, bool]:
+    """Bring an image to a float32 ``[B, C, H, W]`` tensor with values in [0, 1].
 
     Args:
-        image: uint8 or float tensor ``[B, 3, H, W]`` / ``[3, H, W]`` (float already in [0, 1]),
-            or a numpy ``[H, W, 3]`` array (uint8, or float in [0, 1]).
+        image: uint8 or float tensor ``[B, C, H, W]`` / ``[C, H, W]`` (float already in [0, 1]),
+            or a numpy ``[H, W, C]`` array (uint8, or float in [0, 1]).
+        channels: The channel count C the model takes (3 for RGB).
 
     Returns:
         ``(batch, was_numpy)``.
 
     Raises:
-        InputError: wrong rank or channel count.
+        InputError: wrong rank or channel count (the message names both counts).
     """
     was_numpy = isinstance(image, np.ndarray)
     if was_numpy:
-        if image.ndim != 3 or image.shape[-1] != 3:
-            raise InputError(f"numpy image must be HxWx3, got shape {tuple(image.shape)}")
+        if image.ndim != 3 or image.shape[-1] != channels:
+            raise InputError(f"numpy image must be HxWx{channels} for a model that takes {channels} bands, "
+                             f"got shape {tuple(image.shape)}")
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     elif isinstance(image, torch.Tensor):
         tensor = image
@@ -75,8 +82,11 @@ def as_float_batch(image: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, bool
         raise InputError(f"image must be a torch tensor or numpy array, got {type(image).__name__}")
     if tensor.ndim == 3:
         tensor = tensor.unsqueeze(0)
-    if tensor.ndim != 4 or tensor.shape[1] != 3:
-        raise InputError(f"image tensor must be [B,3,H,W] or [3,H,W], got {tuple(tensor.shape)}")
+    if tensor.ndim != 4:
+        raise InputError(f"image tensor must be [B,{channels},H,W] or [{channels},H,W], got {tuple(tensor.shape)}")
+    if tensor.shape[1] != channels:
+        raise InputError(f"image has {tensor.shape[1]} bands but the model takes {channels}; "
+                         f"give [B,{channels},H,W] (got {tuple(tensor.shape)})")
     if tensor.dtype == torch.uint8:
         tensor = tensor.float() / 255.0
     elif tensor.is_floating_point():

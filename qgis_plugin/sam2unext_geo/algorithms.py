@@ -139,7 +139,7 @@ class PredictAlgorithm(_Base):
         self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size",
                                                        QgsProcessingParameterNumber.Type.Integer, 4, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (e.g. 3,2,1; empty = first three)",
+        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (e.g. 3,2,1 or 4,3,2,8; empty = default)",
                                                        optional=True))
         self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Threshold",
                                                        QgsProcessingParameterNumber.Type.Double, 0.5,

@@ -152,7 +152,7 @@ class PredictDialog(QDialog):
         for label, value in DEVICES:
             self.device_combo.addItem(label, value)
         self.bands_edit = QLineEdit()
-        self.bands_edit.setPlaceholderText("first three bands (e.g. 3,2,1 for RGB of a 4-band scene)")
+        self.bands_edit.setPlaceholderText("default bands (e.g. 3,2,1; 4,3,2,8 for a 4-band model)")
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.01, 0.99)
         self.threshold_spin.setSingleStep(0.05)

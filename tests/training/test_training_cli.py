@@ -62,5 +62,6 @@ def test_user_errors_surface_as_user_error_types(app, folder_data, tmp_path):
     result = runner.invoke(app, ["train", "--images", str(images), "--preset", PRESET, "-o", str(tmp_path / "r")])
     assert isinstance(result.exception, InputError)
     assert training.parse_bands("4,3,2") == [4, 3, 2] and training.parse_stretch("0,3000") == (0.0, 3000.0)
+    assert training.parse_bands("4,3,2,8") == [4, 3, 2, 8]  # any count: multispectral models
     with pytest.raises(InputError):
-        training.parse_bands("4,3")
+        training.parse_bands("4,x")
