@@ -24,22 +24,25 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from sam2unext.errors import InputError
+from sam2unext.errors import InputError, option
 
 from .execution import RunStats, run_local
 from .progress import make_progress
-from .reading import close_dataset, default_bands, make_plan, open_raster, read_valid
+from .reading import close_dataset, default_bands, is_georeferenced, make_plan, open_raster, read_valid
 from .stitching import RowBandStitcher
-from .tiling import make_grid
+from .tiling import available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid
 from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
 
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
 GDAL_CACHE_BYTES = 64 * 2**20
+#: Share of the available memory a run may plan to use (tile size x batch estimate).
+MEMORY_SHARE = 0.8
 
 
 @dataclass
@@ -52,6 +55,7 @@ class PredictResult:
         tiles_run, tiles_skipped: tiles sent to the model / skipped as all-nodata.
         seconds: wall time of the call.
         area: total polygon area in map units (0 without polygons).
+        bands: the 1-based input bands used as red, green, blue.
         data_array: the probability raster as a lazy ``xarray.DataArray`` (``as_xarray``).
         geodataframe: the polygons (``as_geodataframe``).
     """
@@ -64,6 +68,7 @@ class PredictResult:
     area: float
     data_array: object | None = None
     geodataframe: object | None = None
+    bands: tuple[int, ...] = ()
 
 
 class _Const:
@@ -100,10 +105,42 @@ def _load_local(model, checkpoint, preset, device):
     return model() if _is_factory(model) else model
 
 
+#: Block side of the temporary GeoTIFF a DataArray is written to.
+XARRAY_BLOCK = 256
+
+
+def exact_transform(da):
+    """The geotransform of a rioxarray DataArray, exact.
+
+    ``rio.transform()`` rebuilds it from the coordinates, which differ from the file's in the
+    last digits; the transform stored with the array (``recalc=False``, the file's own) is used
+    when it places the first pixel centre where the coordinates say, shifted by whole pixels
+    for a slice of the original array. Otherwise the rebuilt one is the only one there is.
+    """
+    rebuilt = da.rio.transform()
+    cached = da.rio.transform(recalc=False)
+    if cached.b or cached.d:  # rotated: coordinates cannot express it, the stored one is right
+        return cached
+    x, y = da.rio.x_dim, da.rio.y_dim
+    try:
+        x0, y0 = float(da[x].values[0]), float(da[y].values[0])
+    except (IndexError, KeyError):
+        return rebuilt
+    col = (x0 - cached.c) / cached.a - 0.5
+    row = (y0 - cached.f) / cached.e - 0.5
+    icol, irow = round(col), round(row)
+    if abs(col - icol) > 1e-3 or abs(row - irow) > 1e-3 or not np.allclose(
+            [cached.a, cached.e], [rebuilt.a, rebuilt.e], rtol=1e-9, atol=0):
+        return rebuilt
+    return cached * Affine.translation(icol, irow) if (icol or irow) else cached
+
+
 def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
     """A raster path for ``source`` (an xarray DataArray is written to ``tmpdir``) and its name.
 
     A path is returned as given: ``Path()`` would turn ``/vsicurl/https://...`` into ``https:/``.
+    A DataArray is written as a tiled GeoTIFF with its own block size (the source file's block
+    shape, e.g. one row of a striped file, is not copied) and its exact geotransform.
     """
     if isinstance(source, (str, Path)):
         return source, Path(source).name
@@ -116,9 +153,12 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
 
         da = source if "band" in source.dims else source.expand_dims("band")
         path = tmpdir / "input.tif"
+        transform = exact_transform(da)
+        da = da.rio.write_transform(transform)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            da.rio.to_raster(path, tiled=True)
+            da.rio.to_raster(path, tiled=True, blockxsize=XARRAY_BLOCK, blockysize=XARRAY_BLOCK,
+                             interleave="pixel", recalc_transform=False)
         return path, str(source.name or "dataarray")
     raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
@@ -137,10 +177,15 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         model: an object with ``predict``/``input_size``/``low_res_size``, or a picklable
             zero-argument factory returning one; None loads ``checkpoint``/``preset``.
         checkpoint, preset, device: passed to ``sam2unext.load_model`` when ``model`` is None.
-        tile_size: tile side (default the model's ``input_size``).
-        overlap: tile overlap, fraction (< 1) or pixels.
+        tile_size: tile side (default the model's ``input_size``); clamped to the scene's longer
+            side (or the model's input size if larger); refused when the estimated memory of
+            a batch of such tiles exceeds what is available.
+        overlap: tile overlap: a fraction of the tile in [0, 1) (``0.25``) or pixels as
+            ``"64px"``; other values are refused. 0 warns (seams show at tile edges).
         batch_size: tiles per forward pass.
-        bands: 1-based bands, e.g. ``(3, 2, 1)``; default RGB or grey x3.
+        bands: 1-based bands, e.g. ``(3, 2, 1)``, or band descriptions (``("red", "green",
+            "blue")``); default: the bands declared red/green/blue, else 1, 2, 3 (a warning
+            names them when the scene has more than three), or grey x3 for one band.
         stretch: None (uint8 as is, others 2-98 % percentile stretch), ``(min, max)`` or one
             pair per band.
         resolution: resample to this pixel size (map units) before tiling.
@@ -184,17 +229,31 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
             if vector:
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
                 vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-            plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution)
+            plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution, warn=reporter.warning)
+            check_scene_size(plan.height, plan.width, scene)
+            if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
+                check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size))
 
             local_model = None
             if scheduler is None or tile_size is None:
                 local_model = _load_local(model, checkpoint, preset, device)
-            tile = int(tile_size or local_model.input_size)
-            grid = make_grid(plan.height, plan.width, tile, overlap)
-            reporter.start(scene, len(grid), plan.width, plan.height)
+            input_size = getattr(local_model, "input_size", None)
+            tile = clamp_tile(int(tile_size or input_size), plan.height, plan.width, input_size)
+            grid = check_tiling(plan, tile, overlap, int(batch_size))
+            if grid.overlap_px == 0 and len(grid) > 1:
+                reporter.warning(f"overlap 0: tile edges will show as seams in {scene}; an overlap of 0.25 blends "
+                                 f"them away")
+            if not is_georeferenced(plan.crs, plan.transform):
+                reporter.warning(f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster "
+                                 f"has none either" + (", and the polygons are in pixel units (x = column, "
+                                                       "y = -row, where QGIS shows such a raster)" if vector else ""))
+            reporter.start(scene, len(grid), plan.width, plan.height, bands=plan.bands)
             stats = _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device, scheduler,
                                 batch_size, out_dtype, overwrite, reporter)
             created.append(out)
+            if stats.tiles_run == 0:
+                reporter.warning(f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
+                                 f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all nodata")
             area, gdf = 0.0, None
             if vec_path is not None:
                 vres = vectorize_raster(out, vec_path, threshold=threshold, min_area=min_area,
@@ -216,7 +275,32 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         import rioxarray
 
         data_array = rioxarray.open_rasterio(out, masked=True, chunks=True).squeeze("band", drop=True)
-    return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, area, data_array, gdf)
+    return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, area, data_array, gdf,
+                         tuple(plan.bands))
+
+
+def check_tiling(plan, tile_size: int, overlap, batch_size: int):
+    """The tile grid, after refusing tilings that cannot run.
+
+    Raises:
+        InputError: a bad overlap, or a tile size and batch whose memory (see
+            :func:`~sam2unext.geo.tiling.estimate_memory`) exceeds the memory available.
+    """
+    grid = make_grid(plan.height, plan.width, tile_size, overlap)
+    source_bytes = 3 if plan.stretch is None else 12  # uint8, else up to float32 per band
+    need = estimate_memory(tile_size, batch_size, plan.width, source_bytes)
+    free = available_memory()
+    if free is not None and need > MEMORY_SHARE * free:
+        raise InputError(
+            f"tile_size {tile_size} with batch_size {batch_size} needs about {need / 1e9:.1f} GB of memory but "
+            f"{free / 1e9:.1f} GB are available; use a smaller {option('tile_size', 1024)} or "
+            f"{option('batch_size', 1)}")
+    return grid
+
+
+def output_tags(plan) -> dict[str, str]:
+    """GDAL metadata items of the probability raster: the input bands used as red, green, blue."""
+    return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
 def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device, scheduler, batch_size, out_dtype,
@@ -231,7 +315,7 @@ def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device,
             writer = stack.enter_context(ProbabilityWriter(out, height=plan.height, width=plan.width,
                                                            transform=plan.transform, crs=plan.crs,
                                                            out_dtype=out_dtype, overwrite=overwrite,
-                                                           masked=plan.masked))
+                                                           masked=plan.masked, tags=output_tags(plan)))
 
             def valid(row0: int, rows: int) -> np.ndarray | None:
                 if not plan.masked:

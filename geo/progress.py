@@ -22,8 +22,8 @@ class Progress:
     Methods are called with the events of docs/CONTRACTS.md.
     """
 
-    def start(self, scene: str, tiles: int, width: int, height: int) -> None:
-        """A scene starts."""
+    def start(self, scene: str, tiles: int, width: int, height: int, bands=None) -> None:
+        """A scene starts (``bands``: the 1-based input bands used as red, green, blue)."""
 
     def update(self, stage: str, done: int, total: int) -> None:
         """``done`` of ``total`` units of ``stage`` are finished."""
@@ -66,8 +66,11 @@ class JsonProgress(Progress):
         out.write(json.dumps(event, separators=(",", ":")) + "\n")
         out.flush()
 
-    def start(self, scene, tiles, width, height):
-        self.emit({"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height)})
+    def start(self, scene, tiles, width, height, bands=None):
+        event = {"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height)}
+        if bands is not None:
+            event["bands"] = [int(b) for b in bands]
+        self.emit(event)
 
     def update(self, stage, done, total):
         now = time.monotonic()
@@ -100,7 +103,7 @@ class BarProgress(Progress):
         self._bars: dict[str, Any] = {}
         self._scene = ""
 
-    def start(self, scene, tiles, width, height):
+    def start(self, scene, tiles, width, height, bands=None):
         self._scene = scene
 
     def update(self, stage, done, total):
