@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from .formatting import area, echo, linear_units_of, seconds
-from .inputs import expand_scenes, parse_bands, probability_outputs
+from .inputs import (RASTER_SUFFIXES, expand_scenes, new_folders, parse_bands, probability_outputs,
+                     remove_empty_folders)
 from .state import STATE
 from .weights import model_loader
 
@@ -85,13 +86,15 @@ def predict(
     tile_size: Annotated[Optional[int], typer.Option(
         "--tile-size", min=16, help="Tile side in pixels (default: the model's input size).",
         show_default=False)] = None,
-    overlap: Annotated[float, typer.Option("--overlap", min=0.0,
-                                           help="Tile overlap: a fraction (< 1) or pixels.")] = 0.25,
+    overlap: Annotated[str, typer.Option(
+        "--overlap", help="Tile overlap: a fraction of the tile in [0, 1), e.g. 0.25, or pixels, e.g. 64px. "
+        "0 leaves seams at tile edges.")] = "0.25",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 4,
     device: Device = "auto",
     dtype: Annotated[str, typer.Option("--precision", help="float32, bfloat16 or float16 (CUDA only).")] = "float32",
     bands: Annotated[Optional[str], typer.Option(
-        "--bands", help="1-based bands to use as RGB, e.g. 3,2,1 (or one band for grey).",
+        "--bands", help="Bands to use as red,green,blue: 1-based numbers, e.g. 3,2,1, or band descriptions, "
+        "e.g. red,green,blue (one band for grey). Default: the bands the file declares red/green/blue, else 1,2,3.",
         show_default=False)] = None,
     resolution: Annotated[Optional[float], typer.Option(
         "--resolution", help="Resample to this pixel size (map units) before tiling.", show_default=False)] = None,
@@ -115,7 +118,7 @@ def predict(
 
     Needs weights: --checkpoint FILE (or --checkpoint demo), or --preset NAME.
     """
-    from sam2unext.geo import make_progress, predict_raster
+    from sam2unext.geo import check_scene, make_progress, predict_raster
 
     reporter = make_progress(progress.value)
     STATE.reporter = reporter
@@ -123,16 +126,24 @@ def predict(
     paths = expand_scenes(scenes)
     band_sel = parse_bands(bands)
     loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
-    targets = probability_outputs(paths, output)
-    model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
-
+    made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
     results = []
-    for scene, target in zip(paths, targets):
-        results.append(predict_raster(
-            scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-            device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
-            vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
-            out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter))
+    try:
+        targets = probability_outputs(paths, output)
+        for scene, target in zip(paths, targets):  # every scene checked before the model loads
+            check_scene(scene, target, bands=band_sel, resolution=resolution, tile_size=tile_size, overlap=overlap,
+                        batch_size=batch_size, vector=vector, vector_format=vector_format.value, overwrite=overwrite)
+        model = loader  # loaded by predict_raster once, for the first scene
+        for scene, target in zip(paths, targets):
+            results.append(predict_raster(
+                scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
+                vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
+                out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter))
+    except BaseException:
+        if not results:
+            remove_empty_folders(made)  # a refused run leaves no empty output folder behind
+        raise
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
     if progress is not ProgressMode.json:
@@ -145,7 +156,8 @@ def print_summary(scenes: list[Path | str], results: list, total: float) -> None
     for scene, res in zip(scenes, results):
         skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
         found = f", {area(res.area, units)} found" if res.vector is not None else ""
-        echo(f"{scene}: {res.tiles_run} tiles{skipped} in {seconds(res.seconds)}{found}")
+        bands = f", bands {','.join(map(str, res.bands))}" if getattr(res, "bands", None) else ""
+        echo(f"{scene}: {res.tiles_run} tiles{skipped}{bands} in {seconds(res.seconds)}{found}")
         echo(f"  probability: {res.probability}")
         if res.vector is not None:
             echo(f"  polygons:    {res.vector}")

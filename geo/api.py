@@ -34,7 +34,7 @@ from .execution import RunStats, run_local
 from .progress import make_progress
 from .reading import close_dataset, default_bands, is_georeferenced, make_plan, open_raster, read_valid
 from .stitching import RowBandStitcher
-from .tiling import available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid
+from .tiling import available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid, overlap_pixels
 from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
 
@@ -163,6 +163,38 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
     raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
 
+def _check_outputs(src_path, output, vector, vector_format, overwrite) -> tuple[Path, Path | None, str | None]:
+    """(probability path, polygon path or None, vector format) after checking both can be written."""
+    if output is None:
+        output = Path(src_path).with_name(Path(src_path).stem + "_prob.tif")
+    out = check_output(output, overwrite)
+    vec_path = fmt = None
+    if vector:
+        fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
+        vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
+    return out, vec_path, fmt
+
+
+def check_scene(source, output=None, *, bands=None, stretch=None, resolution=None, tile_size=None, overlap=0.25,
+                batch_size=4, vector=True, vector_format="gpkg", overwrite=False) -> None:
+    """Every check :func:`predict_raster` makes before it loads the model, without running anything.
+
+    A front end with several scenes calls it on each first, so that a bad third scene is
+    reported before the first two are written. Arguments as :func:`predict_raster` (a path
+    source only).
+
+    Raises:
+        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
+    """
+    _check_outputs(source, output, vector, vector_format, overwrite)
+    plan = make_plan(source, bands=bands, stretch=stretch, resolution=resolution)
+    check_scene_size(plan.height, plan.width, Path(str(source)).name)
+    if tile_size is not None:
+        check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size))
+    else:
+        overlap_pixels(2**31, overlap)  # its form; the tile size is the model's, known once loaded
+
+
 def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=None, tile_size=None, overlap=0.25,
                    batch_size=4, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
                    vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
@@ -220,15 +252,9 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         if output is None and not isinstance(source, (str, Path)):
             made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
             output = made_dir / "prediction_prob.tif"
-        elif output is None:
-            output = Path(src_path).with_name(Path(src_path).stem + "_prob.tif")
         created: list[Path] = []
         try:
-            out = check_output(output, overwrite)
-            vec_path = None
-            if vector:
-                fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-                vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
+            out, vec_path, fmt = _check_outputs(src_path, output, vector, vector_format, overwrite)
             plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution, warn=reporter.warning)
             check_scene_size(plan.height, plan.width, scene)
             if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
