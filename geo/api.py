@@ -132,7 +132,7 @@ def exact_transform(da):
     if abs(col - icol) > 1e-3 or abs(row - irow) > 1e-3 or not np.allclose(
             [cached.a, cached.e], [rebuilt.a, rebuilt.e], rtol=1e-9, atol=0):
         return rebuilt
-    return cached * Affine.translation(icol, irow) if (icol or irow) else cached
+    return cached @ Affine.translation(icol, irow) if (icol or irow) else cached
 
 
 def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
