@@ -36,18 +36,6 @@ A trained checkpoint (--checkpoint) already contains both encoders.
 DEFAULT_TILE = 1024  # input size of the real presets
 
 
-def measure_seconds_per_tile(model, tile_size: int, batch_size: int, batches: int = 2) -> float:
-    """Seconds per tile of ``model.predict`` on random uint8 tiles (after one warm-up batch)."""
-    import torch
-
-    tiles = torch.randint(0, 256, (batch_size, 3, tile_size, tile_size), dtype=torch.uint8)
-    model.predict(tiles)
-    start = time.perf_counter()
-    for _ in range(batches):
-        model.predict(tiles)
-    return (time.perf_counter() - start) / (batches * batch_size)
-
-
 def info(
     scene: Annotated[Path, typer.Argument(help="Scene raster.", show_default=False)],
     checkpoint: Checkpoint = None,
@@ -89,7 +77,9 @@ def info(
         "tiles": len(grid),
     })
     if model is not None:
-        per_tile = measure_seconds_per_tile(model, tile, batch_size)
+        from sam2unext.geo.execution import local_lanes, measure_seconds_per_tile
+
+        per_tile = measure_seconds_per_tile(model, tile, batch_size, lanes=local_lanes(model))
         facts.update({"device": str(next(model.parameters()).device), "model": model.preset,
                       "seconds_per_tile": per_tile, "estimated_seconds": per_tile * len(grid)})
     if as_json:

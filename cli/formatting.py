@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from sam2unext.geo.progress import format_seconds as seconds  # one duration format for the bar and the summary
+
+__all__ = ["area", "echo", "linear_units_of", "megabytes", "seconds", "table", "warn"]
+
 
 def echo(message: str = "", *, err: bool = False) -> None:
     """Print one line to stdout (or stderr) and flush."""
@@ -15,17 +19,6 @@ def echo(message: str = "", *, err: bool = False) -> None:
 def warn(message: str) -> None:
     """Print ``warning: <message>`` on stderr."""
     echo(f"warning: {message}", err=True)
-
-
-def seconds(value: float) -> str:
-    """``12.3 s``, ``4 min 05 s`` or ``1 h 02 min``."""
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, secs = divmod(int(round(value)), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def area(value: float, linear_units: str | None) -> str:

@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from sam2unext.errors import cli_words
+
 from .formatting import area, echo, linear_units_of, seconds
 from .inputs import (RASTER_SUFFIXES, expand_scenes, new_folders, parse_bands, probability_outputs,
                      remove_empty_folders)
@@ -108,9 +110,18 @@ def predict(
     out_dtype: Annotated[OutDtype, typer.Option("--dtype", help="Probability raster type: uint8 (0..255) or "
                                                 "float32 (0..1).")] = OutDtype.uint8,
     scheduler: Annotated[Optional[str], typer.Option(
-        "--scheduler", help="dask.distributed scheduler address (default: local threads).",
+        "--scheduler", help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: threads in this "
+        "process). The workers read the scenes and write the outputs' .partial stores themselves: scenes and "
+        "output folder must be on a filesystem every worker sees, under the same paths.",
         show_default=False)] = None,
     overwrite: Overwrite = False,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Continue an interrupted run from its <output>.partial store: only unfinished chunks are "
+        "computed, and the result equals an uninterrupted run. With several scenes, finished ones are skipped.")]
+    = False,
+    chunk_size: Annotated[Optional[int], typer.Option(
+        "--chunk-size", help="Side of the output chunks (the unit of work and of --resume), a multiple of 512 "
+        "(default: max(4096, 8 x tile size)).", show_default=False)] = None,
     progress: Annotated[ProgressMode, typer.Option(
         "--progress", help="bar (stderr), json (one event per line on stdout) or none.")] = ProgressMode.bar,
 ) -> None:
@@ -121,6 +132,7 @@ def predict(
     from sam2unext.geo import check_scene, make_progress, predict_raster
 
     reporter = make_progress(progress.value)
+    reporter.words = cli_words  # warnings name --flags
     STATE.reporter = reporter
     t0 = time.perf_counter()
     paths = expand_scenes(scenes)
@@ -128,18 +140,27 @@ def predict(
     loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype)
     made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
     results = []
+    done_scenes = []
     try:
         targets = probability_outputs(paths, output)
-        for scene, target in zip(paths, targets):  # every scene checked before the model loads
-            check_scene(scene, target, bands=band_sel, resolution=resolution, tile_size=tile_size, overlap=overlap,
-                        batch_size=batch_size, vector=vector, vector_format=vector_format.value, overwrite=overwrite)
+        modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
+        for scene, target, mode in zip(paths, targets, modes):  # every scene checked before the model loads
+            if mode is not None:
+                check_scene(scene, target, bands=band_sel, resolution=resolution, tile_size=tile_size,
+                            overlap=overlap, batch_size=batch_size, vector=vector,
+                            vector_format=vector_format.value, overwrite=overwrite, resume=mode)
         model = loader  # loaded by predict_raster once, for the first scene
-        for scene, target in zip(paths, targets):
+        for scene, target, mode in zip(paths, targets, modes):
+            if mode is None:
+                echo(f"{scene}: already complete, skipped", err=True)
+                continue
             results.append(predict_raster(
                 scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
                 device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
                 vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
-                out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, progress=reporter))
+                out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, resume=mode,
+                chunk_size=chunk_size, progress=reporter))
+            done_scenes.append(scene)
     except BaseException:
         if not results:
             remove_empty_folders(made)  # a refused run leaves no empty output folder behind
@@ -147,7 +168,32 @@ def predict(
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
     if progress is not ProgressMode.json:
-        print_summary(paths, results, total)
+        print_summary(done_scenes, results, total)
+
+
+def resume_modes(scenes: list[Path | str], targets: list[Path | None]) -> list[bool | None]:
+    """``--resume`` over several scenes: resume those with a ``.partial`` store, skip finished ones
+    (output present, no store) and start the others.
+
+    Raises:
+        OutputError: no scene has anything to resume.
+    """
+    from sam2unext.errors import OutputError
+    from sam2unext.geo.store import store_path_for
+
+    modes: list[bool | None] = []
+    for scene, target in zip(scenes, targets):
+        out = target or Path(str(scene)).with_name(Path(str(scene)).stem + "_prob.tif")
+        if store_path_for(out).is_dir():
+            modes.append(True)
+        elif out.exists():
+            modes.append(None)
+        else:
+            modes.append(False)
+    if True not in modes:
+        raise OutputError(f"nothing to resume: none of the {len(scenes)} scenes has an unfinished run "
+                          f"(<output>.partial); drop --resume")
+    return modes
 
 
 def print_summary(scenes: list[Path | str], results: list, total: float) -> None:
@@ -155,6 +201,10 @@ def print_summary(scenes: list[Path | str], results: list, total: float) -> None
     units = linear_units_of(results[0].probability) if results else None
     for scene, res in zip(scenes, results):
         skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
+        if res.chunks_resumed:
+            skipped += f"; resumed: {res.chunks_resumed} of {res.chunks} chunks were already done"
+        if res.tiles_computed > res.tiles_run:
+            skipped += f"; {res.tiles_computed} forward passes (chunk borders)"
         found = f", {area(res.area, units)} found" if res.vector is not None else ""
         bands = f", bands {','.join(map(str, res.bands))}" if getattr(res, "bands", None) else ""
         echo(f"{scene}: {res.tiles_run} tiles{skipped}{bands} in {seconds(res.seconds)}{found}")

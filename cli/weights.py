@@ -1,10 +1,11 @@
-"""Which weights a command runs with: checks, warnings and a picklable, lazy model loader."""
+"""Which weights a command runs with: checks and warnings around the one model factory (``ModelLoader``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from sam2unext.errors import CheckpointError
+from sam2unext.loader import ModelLoader
 
 from .formatting import warn
 
@@ -15,28 +16,6 @@ NO_WEIGHTS = (
 )
 DEMO_NOTE = ("the demo weights were trained only on synthetic demo scenes "
              "(sam2unext-geo demo); they do not work on real imagery")
-
-
-class ModelLoader:
-    """A picklable zero-argument factory: ``sam2unext.load_model(...)``, loaded once per process.
-
-    ``predict_raster`` accepts such a factory as ``model``: it validates inputs and outputs
-    first and calls the factory only then, so user errors are reported before torch loads.
-    """
-
-    def __init__(self, **kwargs):
-        self.kwargs = kwargs
-        self._model = None
-
-    def __call__(self):
-        if self._model is None:
-            from sam2unext import load_model
-
-            self._model = load_model(**self.kwargs)
-        return self._model
-
-    def __getstate__(self):
-        return {"kwargs": self.kwargs, "_model": None}
 
 
 def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None, dinov2: Path | None,

@@ -13,12 +13,13 @@ Example (notebook)::
 from __future__ import annotations
 
 import contextlib
-import functools
-import hashlib
+import json
 import shutil
 import tempfile
+import threading
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,17 +27,20 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.windows import Window
 
-from sam2unext.errors import InputError, option
+from sam2unext.errors import InputError, OutputError, option
+from sam2unext.loader import ModelLoader
 
-from .execution import RunStats, run_local
-from .progress import make_progress
-from .reading import close_dataset, default_bands, is_georeferenced, make_plan, open_raster, read_valid
-from .stitching import RowBandStitcher
-from .tiling import available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid, overlap_pixels
+from .chunks import ChunkGrid, make_chunk_grid, tile_computations
+from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile, run_local
+from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
+from .progress import Progress, make_progress
+from .reading import ReadPlan, default_bands, is_georeferenced, make_plan, open_raster
+from .store import RunStore, disk_full_error, store_path_for
+from .tiling import (TileGrid, available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid,
+                     overlap_pixels)
 from .vectorize import default_vector_path, format_from, vectorize_raster
-from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
+from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
 
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
@@ -52,12 +56,15 @@ class PredictResult:
     Attributes:
         probability: path of the probability COG.
         vector: path of the polygons, or None.
-        tiles_run, tiles_skipped: tiles sent to the model / skipped as all-nodata.
+        tiles_run, tiles_skipped: tiles of the scene sent to the model / skipped as all-nodata.
         seconds: wall time of the call.
         area: total polygon area in map units (0 without polygons).
-        bands: the 1-based input bands used as red, green, blue.
         data_array: the probability raster as a lazy ``xarray.DataArray`` (``as_xarray``).
         geodataframe: the polygons (``as_geodataframe``).
+        tiles_computed: forward passes this call made (tiles at chunk borders count once per
+            chunk; chunks finished by an earlier, resumed run count nothing).
+        chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
+        bands: the 1-based input bands used as red, green, blue.
     """
 
     probability: Path
@@ -68,7 +75,21 @@ class PredictResult:
     area: float
     data_array: object | None = None
     geodataframe: object | None = None
+    tiles_computed: int = 0
+    chunks: int = 0
+    chunks_resumed: int = 0
     bands: tuple[int, ...] = ()
+
+
+def _model_factory(model, checkpoint, preset, device) -> tuple[Callable[[], object], str]:
+    """(picklable factory, cache key) of the model that workers run."""
+    if model is None:
+        factory: Callable[[], object] = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
+    elif _is_factory(model):
+        factory = model
+    else:
+        factory = _Const(model)
+    return factory, f"{type(factory).__name__}-{id(factory):x}-{time.time_ns():x}"
 
 
 class _Const:
@@ -85,23 +106,10 @@ def _is_factory(model) -> bool:
     return model is not None and callable(model) and not hasattr(model, "predict")
 
 
-def _model_factory(model, checkpoint, preset, device):
-    """(factory, cache key) for the model to run on workers."""
-    if model is None:
-        from sam2unext import load_model
-
-        key = hashlib.sha1(repr((str(checkpoint), preset, device)).encode()).hexdigest()[:16]
-        return functools.partial(load_model, checkpoint=checkpoint, preset=preset, device=device), key
-    if _is_factory(model):
-        return model, f"factory-{id(model):x}-{time.time_ns():x}"
-    return _Const(model), f"object-{id(model):x}-{time.time_ns():x}"
-
-
 def _load_local(model, checkpoint, preset, device):
+    """The model object to run in this process."""
     if model is None:
-        from sam2unext import load_model
-
-        return load_model(checkpoint=checkpoint, preset=preset, device=device)
+        return ModelLoader(checkpoint=checkpoint, preset=preset, device=device)()
     return model() if _is_factory(model) else model
 
 
@@ -163,44 +171,17 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
     raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
 
-def _check_outputs(src_path, output, vector, vector_format, overwrite) -> tuple[Path, Path | None, str | None]:
-    """(probability path, polygon path or None, vector format) after checking both can be written."""
-    if output is None:
-        output = Path(src_path).with_name(Path(src_path).stem + "_prob.tif")
-    out = check_output(output, overwrite)
-    vec_path = fmt = None
-    if vector:
-        fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-        vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-    return out, vec_path, fmt
-
-
-def check_scene(source, output=None, *, bands=None, stretch=None, resolution=None, tile_size=None, overlap=0.25,
-                batch_size=4, vector=True, vector_format="gpkg", overwrite=False) -> None:
-    """Every check :func:`predict_raster` makes before it loads the model, without running anything.
-
-    A front end with several scenes calls it on each first, so that a bad third scene is
-    reported before the first two are written. Arguments as :func:`predict_raster` (a path
-    source only).
-
-    Raises:
-        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
-    """
-    _check_outputs(source, output, vector, vector_format, overwrite)
-    plan = make_plan(source, bands=bands, stretch=stretch, resolution=resolution)
-    check_scene_size(plan.height, plan.width, Path(str(source)).name)
-    if tile_size is not None:
-        check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size))
-    else:
-        overlap_pixels(2**31, overlap)  # its form; the tile size is the model's, known once loaded
-
-
 def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=None, tile_size=None, overlap=0.25,
                    batch_size=4, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
                    vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
-                   out_dtype="uint8", scheduler=None, overwrite=False, progress="bar", as_xarray=False,
-                   as_geodataframe=False) -> PredictResult:
+                   out_dtype="uint8", scheduler=None, overwrite=False, resume=False, chunk_size=None,
+                   progress="bar", as_xarray=False, as_geodataframe=False) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
+
+    The scene is computed in output chunks that are kept in a run store beside the output
+    (``<output name>.partial``) until the COG is written, so an interrupted run continues with
+    ``resume=True`` and computes only the unfinished chunks; the result is bit-identical to an
+    uninterrupted run, local or on a cluster.
 
     Args:
         source: raster path (anything GDAL opens) or an ``xarray.DataArray`` (rioxarray).
@@ -225,9 +206,13 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         vector: True (default path), False/None (no polygons) or a path.
         vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
         out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
-        scheduler: None (local threads) or a ``dask.distributed`` address / Client; the
-            workers read the source themselves, so its path must be readable on them.
-        overwrite: replace existing outputs.
+        scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
+            the workers read the source and write the run store themselves, so both must be on
+            a filesystem every worker sees.
+        overwrite: replace existing outputs (and discard an unfinished run of them).
+        resume: continue the unfinished run of ``output`` (same input, weights and parameters).
+        chunk_size: side of the output chunks in pixels (multiple of 512; default
+            ``max(4096, 8 x tile_size)``).
         progress: ``"bar"``, ``"json"``, ``"none"`` or a ``Progress`` instance.
         as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.
         as_geodataframe: attach the polygons as a ``GeoDataFrame``.
@@ -236,8 +221,10 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         :class:`PredictResult`.
 
     Raises:
-        InputError: unreadable source, bad bands/stretch/resolution/overlap.
-        OutputError: existing output without ``overwrite``, unwritable folder, bad format.
+        InputError: unreadable source, bad bands/stretch/resolution/overlap/chunk size.
+        OutputError: existing output without ``overwrite``, an unfinished run without
+            ``resume``/``overwrite``, nothing to resume, a mismatched resume, an unwritable
+            folder or a full disk, bad format.
         PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
     t0 = time.perf_counter()
@@ -252,48 +239,63 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         if output is None and not isinstance(source, (str, Path)):
             made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
             output = made_dir / "prediction_prob.tif"
+        elif output is None:
+            output = Path(src_path).with_name(Path(src_path).stem + "_prob.tif")
         created: list[Path] = []
+        run: _SceneRun | None = None
         try:
-            out, vec_path, fmt = _check_outputs(src_path, output, vector, vector_format, overwrite)
+            out, store = _check_outputs(Path(output), overwrite, resume)
+            vec_path = None
+            if vector:
+                fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
+                vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
             plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution, warn=reporter.warning)
             check_scene_size(plan.height, plan.width, scene)
             if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
                 check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size))
-
             local_model = None
             if scheduler is None or tile_size is None:
+                reporter.update("load", 0, 1)
                 local_model = _load_local(model, checkpoint, preset, device)
+                reporter.update("load", 1, 1)
             input_size = getattr(local_model, "input_size", None)
             tile = clamp_tile(int(tile_size or input_size), plan.height, plan.width, input_size)
             grid = check_tiling(plan, tile, overlap, int(batch_size))
-            if grid.overlap_px == 0 and len(grid) > 1:
-                reporter.warning(f"overlap 0: tile edges will show as seams in {scene}; an overlap of 0.25 blends "
-                                 f"them away")
-            if not is_georeferenced(plan.crs, plan.transform):
-                reporter.warning(f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster "
-                                 f"has none either" + (", and the polygons are in pixel units (x = column, "
-                                                       "y = -row, where QGIS shows such a raster)" if vector else ""))
-            reporter.start(scene, len(grid), plan.width, plan.height, bands=plan.bands)
-            stats = _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device, scheduler,
-                                batch_size, out_dtype, overwrite, reporter)
-            created.append(out)
-            if stats.tiles_run == 0:
+            _warn_about(reporter, scene, plan, grid, bool(vector))
+            run = _SceneRun(plan, grid, make_chunk_grid(plan.height, plan.width, tile, chunk_size), store,
+                            batch_size, out_dtype, reporter)
+            weights = _weights_fingerprint(model, checkpoint, preset, device, local_model)
+            run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights), resume)
+            run.announce(scene, local_model)
+            if scheduler is None:
+                run.run_local(local_model)
+            else:
+                factory, key = _model_factory(model, checkpoint, preset, device)
+                run.run_distributed(scheduler, factory, key)
+            if run.stats.tiles_run == 0:
                 reporter.warning(f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
-                                 f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all nodata")
+                                 f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all "
+                                 f"nodata")
+            created.append(out)
+            run.write_cog(out, overwrite or resume)
             area, gdf = 0.0, None
             if vec_path is not None:
                 vres = vectorize_raster(out, vec_path, threshold=threshold, min_area=min_area,
                                         fill_holes=fill_holes, simplify=simplify, vector_format=fmt,
                                         overwrite=overwrite, progress=reporter, as_geodataframe=as_geodataframe)
                 area, gdf = vres.area, vres.geodataframe
+            store.remove()
         except BaseException:
             remove_quietly(*created)
+            if run is not None:
+                run.keep_or_discard(scene)
             if made_dir is not None:
                 shutil.rmtree(made_dir, ignore_errors=True)
             raise
         finally:
             reporter.close()
     seconds = time.perf_counter() - t0
+    stats = run.stats
     reporter.done(scene, str(out), str(vec_path) if vec_path else None, stats.tiles_run, stats.tiles_skipped,
                   seconds, area)
     data_array = None
@@ -302,10 +304,21 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
 
         data_array = rioxarray.open_rasterio(out, masked=True, chunks=True).squeeze("band", drop=True)
     return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, area, data_array, gdf,
-                         tuple(plan.bands))
+                         tiles_computed=stats.computed_now, chunks=len(run.chunks),
+                         chunks_resumed=stats.chunks_resumed, bands=tuple(plan.bands))
 
 
-def check_tiling(plan, tile_size: int, overlap, batch_size: int):
+def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
+    """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
+    if grid.overlap_px == 0 and len(grid) > 1:
+        reporter.warning(f"overlap 0: tile edges will show as seams in {scene}; an overlap of 0.25 blends them away")
+    if not is_georeferenced(plan.crs, plan.transform):
+        reporter.warning(f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
+                         f"either" + (", and the polygons are in pixel units (x = column, y = -row, where QGIS "
+                                      "shows such a raster)" if vector else ""))
+
+
+def check_tiling(plan: ReadPlan, tile_size: int, overlap, batch_size: int) -> TileGrid:
     """The tile grid, after refusing tilings that cannot run.
 
     Raises:
@@ -324,53 +337,197 @@ def check_tiling(plan, tile_size: int, overlap, batch_size: int):
     return grid
 
 
-def output_tags(plan) -> dict[str, str]:
+def output_tags(plan: ReadPlan) -> dict[str, str]:
     """GDAL metadata items of the probability raster: the input bands used as red, green, blue."""
     return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
-def _predict_to(out, plan, grid, local_model, model, checkpoint, preset, device, scheduler, batch_size, out_dtype,
-                overwrite, reporter) -> RunStats:
-    """Run the tiles and write the stitched probability raster to ``out``."""
-    n_tiles = len(grid)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), warnings.catch_warnings():
-        warnings.simplefilter("ignore", NotGeoreferencedWarning)
-        with contextlib.ExitStack() as stack:
-            mask_src = plan.open()
-            stack.callback(close_dataset, mask_src)
-            writer = stack.enter_context(ProbabilityWriter(out, height=plan.height, width=plan.width,
-                                                           transform=plan.transform, crs=plan.crs,
-                                                           out_dtype=out_dtype, overwrite=overwrite,
-                                                           masked=plan.masked, tags=output_tags(plan)))
+def check_scene(source, output=None, *, bands=None, stretch=None, resolution=None, tile_size=None, overlap=0.25,
+                batch_size=4, vector=True, vector_format="gpkg", overwrite=False, resume=False) -> None:
+    """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
 
-            def valid(row0: int, rows: int) -> np.ndarray | None:
-                if not plan.masked:
-                    return None  # every pixel valid
-                return read_valid(mask_src, Window(0, row0, plan.width, rows), plan.bands)
+    A front end with several scenes calls it on each first, so that a bad third scene is
+    reported before the first two are written. Arguments as :func:`predict_raster` (a path
+    source only).
 
-            stitcher = RowBandStitcher(grid, writer.write_rows, valid)
-            done = [0]
+    Raises:
+        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
+    """
+    out = Path(output) if output is not None else Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+    _check_outputs(out, overwrite, resume, discard=False)
+    if vector:
+        fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
+        check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
+    plan = make_plan(source, bands=bands, stretch=stretch, resolution=resolution)
+    check_scene_size(plan.height, plan.width, Path(str(source)).name)
+    if tile_size is not None:
+        check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size))
+    else:
+        overlap_pixels(2**31, overlap)  # its form; the tile size is the model's, known once loaded
 
-            def consume(result) -> None:
-                for index, prob in result:
-                    stitcher.add(index, prob)
-                done[0] += len(result)
-                reporter.update("predict", done[0], n_tiles)
 
-            reporter.update("predict", 0, n_tiles)
-            if scheduler is None:
-                stats = run_local(local_model, plan, grid, consume, batch_size=batch_size)
-            else:
-                factory, key = _model_factory(model, checkpoint, preset, device)
-                from .cluster import run_distributed
+def _check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[Path, RunStore]:
+    """The checked output path and its run store; refuses what would lose or mix work.
 
-                stats = run_distributed(scheduler, factory, key, plan, grid, consume, batch_size=batch_size)
-            if not stitcher.complete:
-                raise RuntimeError(f"stitching ended after {stitcher.rows_written} of {plan.height} rows")
-            reporter.update("write", 0, 1)
-            writer.commit()
-            reporter.update("write", 1, 1)
-    return stats
+    ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
+
+    Raises:
+        OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
+            output without overwrite, an unwritable folder.
+    """
+    store = RunStore(store_path_for(out))
+    if resume:
+        if not store.exists():
+            done = " (the output is complete)" if out.exists() else ""
+            raise OutputError(f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; "
+                              f"drop {option('resume')}")
+        return check_output(out, True), store
+    if store.folder.exists():
+        if not overwrite:
+            raise OutputError(f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
+                              f"continue it or {option('overwrite')} to discard it and start over")
+        if discard:
+            store.remove()
+    return check_output(out, overwrite), store
+
+
+def _weights_fingerprint(model, checkpoint, preset, device, local_model) -> dict:
+    if model is None:
+        return model_fingerprint(ModelLoader(checkpoint=checkpoint, preset=preset, device=device))
+    if _is_factory(model) and callable(getattr(model, "fingerprint", None)):
+        return model.fingerprint()
+    return model_fingerprint(local_model if local_model is not None else model)
+
+
+def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dict) -> dict:
+    """What must match for a resume: input, grid, tiles, chunks, output type, weights, versions."""
+    inp = file_fingerprint(src_path)
+    if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
+        inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
+    return {
+        "input": inp,
+        "grid": {"height": plan.height, "width": plan.width, "transform": list(plan.transform)[:6], "crs": plan.crs,
+                 "bands": list(plan.bands), "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
+                 "resample": plan.resample, "masked": plan.masked},
+        "tiles": {"tile_size": grid.tile_size, "overlap_px": grid.overlap_px},
+        "chunk_size": chunks.size,
+        "out_dtype": out_dtype,
+        "weights": json.loads(json.dumps(weights, default=str)),
+        "environment": environment_fingerprint(),
+    }
+
+
+class _SceneRun:
+    """One scene's chunked run: store, chunk tasks, counts and progress, the final COG."""
+
+    def __init__(self, plan: ReadPlan, grid: TileGrid, chunks: ChunkGrid, store: RunStore, batch_size: int,
+                 out_dtype: str, reporter: Progress):
+        self.plan, self.grid, self.chunks, self.store = plan, grid, chunks, store
+        self.batch_size, self.out_dtype, self.reporter = int(batch_size), out_dtype, reporter
+        self.stats = RunStats()
+        self.todo: list[int] = []
+        self.total = tile_computations(grid, chunks)
+        self._tiles = 0  # tile computations finished (progress)
+        self._lock = threading.Lock()
+        self._created = False
+
+    def open(self, manifest: dict, resume: bool) -> None:
+        """Create the store, or check it against ``manifest`` and count its finished chunks."""
+        if resume:
+            self.store.check_manifest(manifest)
+        else:
+            self.store.create(manifest, height=self.plan.height, width=self.plan.width,
+                              chunk_width=self.chunks.size, out_dtype=self.out_dtype, masked=self.plan.masked)
+            self._created = True
+        finished = self.store.finished()
+        for status in finished.values():
+            self.stats.count(status, resumed=True)
+        self._tiles = self.stats.computed
+        self.todo = [k for k in range(len(self.chunks)) if k not in finished]
+
+    def announce(self, scene: str, local_model) -> None:
+        """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
+        info = {"bands": list(self.plan.bands), "chunks": len(self.chunks), "computations": self.total, "resumed_chunks": self.stats.chunks_resumed,
+                "estimated_seconds": None}
+        remaining = self.total - self.stats.computed
+        if local_model is not None and remaining > 8 * self.batch_size:
+            per_tile = measure_seconds_per_tile(local_model, self.grid.tile_size, self.batch_size,
+                                                lanes=local_lanes(local_model))
+            info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
+        self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
+        self.reporter.update("predict", self._tiles, self.total)
+
+    def job(self, index: int) -> ChunkJob:
+        return ChunkJob(self.plan, self.grid, self.chunks, index, self.batch_size, str(self.store.folder),
+                        self.out_dtype)
+
+    def _on_tiles(self, n: int) -> None:
+        with self._lock:
+            self._tiles += n
+
+    def _tick(self) -> None:
+        self.reporter.update("predict", min(self._tiles, self.total), self.total)
+
+    def run_local(self, model) -> None:
+        """Run the unfinished chunks in this process."""
+        with _gdal_env():
+            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles,
+                      tick=self._tick)
+        self._tick()
+
+    def run_distributed(self, scheduler, factory, key: str) -> None:
+        """Run the unfinished chunks on a ``dask.distributed`` cluster."""
+        from .cluster import DistributedRun
+
+        def on_done(status) -> None:
+            self.stats.count(status)
+            self._on_tiles(status.computed)
+
+        with DistributedRun(scheduler, factory, key) as cluster:
+            cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
+        self._tick()
+
+    def write_cog(self, out: Path, replace: bool) -> None:
+        """Build the probability COG from the finished store.
+
+        Raises:
+            OutputError: the disk is full (the store is kept for a resume).
+        """
+        height = self.plan.height
+        self.reporter.update("write", 0, height)
+        try:
+            with _gdal_env(), ProbabilityWriter(out, height=height, width=self.plan.width,
+                                                transform=self.plan.transform, crs=self.plan.crs,
+                                                out_dtype=self.out_dtype, overwrite=replace,
+                                                masked=self.plan.masked, tags=output_tags(self.plan)) as writer:
+                write_from_store(self.store, writer, self.chunks.size,
+                                 on_rows=lambda rows: self.reporter.update("write", rows, height))
+                writer.commit()
+        except Exception as exc:  # noqa: BLE001 (GDAL reports a full disk as a plain I/O error)
+            if "No space left" in str(exc) or disk_full_error(out.parent, exc) is not None:
+                raise OutputError(f"no space left on the device of {out.parent}; free space there, then rerun "
+                                  f"with {option('resume')} (the finished chunks are kept)") from None
+            raise
+
+    def keep_or_discard(self, scene: str) -> None:
+        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
+        if not self.store.exists():
+            return
+        done = len(self.store.finished())
+        if done:
+            self.reporter.warning(f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
+                                  f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over")
+        elif self._created:
+            self.store.remove()
+
+
+def _gdal_env():
+    """GDAL settings while running: a bounded block cache, no georeferencing warnings."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    return stack
 
 
 def describe_raster(path, *, tile_size: int = 1024, overlap: float = 0.25) -> dict:

@@ -48,7 +48,7 @@ def axis_weight_sum(length: int, offsets: Sequence[int], window_1d: np.ndarray) 
     return total
 
 
-def normalize(weighted_sum: np.ndarray, inv_row_weights: np.ndarray, inv_col_weights: np.ndarray) -> np.ndarray:
+def weighted_mean(weighted_sum: np.ndarray, inv_row_weights: np.ndarray, inv_col_weights: np.ndarray) -> np.ndarray:
     """Weighted mean from an accumulated ``sum(w*p)`` and the separable weight totals.
 
     Args:

@@ -1,9 +1,12 @@
 """Running tiles on a ``dask.distributed`` cluster.
 
 Every worker gets the model once through a worker plugin (:class:`ModelPlugin`) and keeps it
-in a per-process cache keyed by checkpoint/preset/device; each task reads its batch of tiles
-from the (shared) file and returns the probabilities, which the calling process stitches in
-tile order with at most ``max_in_flight`` batches outstanding.
+in a per-process cache keyed by checkpoint/preset/device. Workers run the same chunk tasks as
+a local run (:func:`sam2unext.geo.execution.compute_chunk`): each reads its tiles from the
+input, runs the model, blends and writes its chunk into the run store itself, and sends back
+only a small status record. The input and the output folder must therefore be on a
+filesystem that every worker sees. A task lost with its worker is run again elsewhere and
+writes the same chunk.
 """
 
 from __future__ import annotations
@@ -11,12 +14,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from distributed import Client, as_completed
+from distributed import Client
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .execution import BatchResult, RunStats, batches_of, predict_batch
-from .reading import ReadPlan, TileReader
-from .tiling import TileGrid
+from .execution import ChunkJob, ChunkStatus, compute_chunk, run_chunks, single_thread_forward
 
 #: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
 _MODEL_CACHE: dict[str, object] = {}
@@ -63,71 +64,59 @@ class ModelPlugin(WorkerPlugin):
         release_model(self.key)
 
 
-def remote_batch(plan: ReadPlan, grid: TileGrid, indices: list[int], key: str,
-                 factory: Callable[[], object]) -> BatchResult:
-    """Worker task: read a batch of tiles and run the cached model on them."""
-    reader = TileReader(plan, grid.tile_size)
-    try:
-        reads = reader.read_many([grid.window(i) for i in indices])
-    finally:
-        reader.close()
-    return predict_batch(cached_model(key, factory), reads, indices, grid.tile_size)
+def remote_chunk(job: ChunkJob, key: str, factory: Callable[[], object]) -> ChunkStatus:
+    """Worker task: compute one chunk with this worker's cached model and write it to the store."""
+    with single_thread_forward():
+        return compute_chunk(job, cached_model(key, factory))
 
 
-def run_distributed(scheduler, factory: Callable[[], object], key: str, plan: ReadPlan, grid: TileGrid,
-                    consume: Callable[[BatchResult], None], *, batch_size: int = 4,
-                    max_in_flight: int | None = None, stats: RunStats | None = None) -> RunStats:
-    """Run the scene on a ``dask.distributed`` cluster; stitch here in tile order.
+class DistributedRun:
+    """A ``dask.distributed`` client with the model registered on every worker (context manager).
 
     Args:
         scheduler: scheduler address or a ``distributed.Client``.
         factory: picklable zero-argument callable that builds the model on a worker.
         key: cache key of that model.
-        plan, grid, consume, batch_size: as for :func:`run_local`.
-        max_in_flight: batches outstanding at once (default: 2 per worker thread).
-
-    Returns:
-        :class:`RunStats`.
     """
-    stats = stats or RunStats()
-    own_client = not isinstance(scheduler, Client)
-    client = Client(scheduler) if own_client else scheduler
-    plugin = ModelPlugin(key, factory)
-    try:
-        client.register_plugin(plugin, name=plugin.name)
-        if max_in_flight is None:
-            max_in_flight = max(2, 2 * sum(client.nthreads().values()))
-        batches = batches_of(len(grid), batch_size)
-        plan_f, grid_f = client.scatter([plan, grid], broadcast=True)
-        pending: dict[int, BatchResult] = {}
-        order = iter(range(len(batches)))
-        futures = as_completed()
-        which: dict = {}
 
-        def submit_next() -> None:
-            k = next(order, None)
-            if k is not None:
-                fut = client.submit(remote_batch, plan_f, grid_f, batches[k], key, factory, pure=False)
-                which[fut.key] = k
-                futures.add(fut)
+    def __init__(self, scheduler, factory: Callable[[], object], key: str):
+        self.own_client = not isinstance(scheduler, Client)
+        self.client = Client(scheduler) if self.own_client else scheduler
+        self.key, self.factory = key, factory
+        self.plugin = ModelPlugin(key, factory)
 
-        for _ in range(min(max_in_flight, len(batches))):
-            submit_next()
-        expected = 0
-        for fut in futures:
-            pending[which.pop(fut.key)] = fut.result()
-            fut.release()
-            submit_next()
-            while expected in pending:
-                result = pending.pop(expected)
-                consume(result)
-                stats.count(result)
-                expected += 1
-    finally:
+    def __enter__(self) -> "DistributedRun":
         try:
-            client.unregister_worker_plugin(plugin.name)
+            self.client.register_plugin(self.plugin, name=self.plugin.name)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    @property
+    def threads(self) -> int:
+        """Worker threads of the cluster."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def run(self, jobs: Callable[[int], ChunkJob], indices: list[int], *,
+            on_done: Callable[[ChunkStatus], None], tick: Callable[[], None],
+            max_in_flight: int | None = None) -> None:
+        """Run chunk tasks on the workers; only status records come back."""
+        executor = self.client.get_executor(pure=False)
+
+        def submit(ex, k: int):
+            return ex.submit(remote_chunk, jobs(k), self.key, self.factory)
+
+        run_chunks(executor, submit, indices, max_in_flight=max_in_flight or 2 * self.threads,
+                   on_done=on_done, tick=tick)
+
+    def close(self) -> None:
+        try:
+            self.client.unregister_worker_plugin(self.plugin.name)
         except Exception:  # noqa: BLE001 (best effort cleanup on a possibly broken cluster)
             pass
-        if own_client:
-            client.close()
-    return stats
+        if self.own_client:
+            self.client.close()
+
+    def __exit__(self, *exc) -> None:
+        self.close()

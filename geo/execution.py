@@ -1,39 +1,76 @@
-"""The Dask graph: threaded tile reads → batched model step → ordered stitching.
+"""Chunk tasks and the bounded scheduling loop shared by local threads and ``dask.distributed``.
 
-Local (``scheduler=None``): one graph run by Dask's threaded scheduler. Each batch is read by
-one task (one pooled dataset handle, so overlapping tiles share GDAL's block cache), gated on the stitching of the batch ``prefetch`` places earlier, so at most ``prefetch``
-batches are in flight (bounded memory) while the reads of the next batches overlap the
-current forward pass; forward passes are chained (one at a time on the device) and the
-stitch/write steps are chained in tile order.
+A chunk task (:func:`compute_chunk`) reads every tile that touches one output chunk, runs the
+model on them in fixed batches, blends them (:class:`~sam2unext.geo.stitching.ChunkStitcher`),
+quantizes, writes the chunk into the run store and returns a small status record. Nothing
+about the result depends on where or alongside what the task runs:
 
-The distributed path is in :mod:`sam2unext.geo.cluster`.
+* the batches are cut from the chunk's own tile list;
+* on a CPU every forward pass runs on one intra-op thread (torch's reductions otherwise differ
+  in the last bits with the thread count, which moved 35 pixels by 1/255 between local and
+  cluster runs); parallelism comes from running batches and chunks side by side instead.
+
+:func:`run_chunks` submits chunk tasks to any ``concurrent.futures`` executor (a thread pool
+here, ``distributed.Client.get_executor()`` on a cluster) through a sliding window, so the
+work in flight, the memory and the time to the first tile do not depend on the scene size.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import time
-import uuid
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass
 
 import numpy as np
+from rasterio.windows import Window
 
-from .reading import ReadPlan, TileReader, to_unit_float
+from .chunks import ChunkGrid, owns_tile, tiles_touching
+from .reading import ReadPlan, TileReader, read_valid, to_unit_float
+from .stitching import ChunkStitcher, SceneWeights
+from .store import ZARR_ROWS, RunStore
 from .tiling import TileGrid
-
-#: Output of one batch: tile indexes of the batch and their probabilities (None = skipped).
-BatchResult = list[tuple[int, np.ndarray | None]]
+from .writing import quantize_probability
 
 
-def batches_of(n_tiles: int, batch_size: int) -> list[list[int]]:
-    """Consecutive (row-major) tile indexes grouped into batches."""
-    return [list(range(i, min(i + batch_size, n_tiles))) for i in range(0, n_tiles, batch_size)]
+class Cancelled(Exception):
+    """Raised inside a chunk task when the run was cancelled."""
+
+
+@dataclass(frozen=True)
+class ChunkJob:
+    """Everything a chunk task needs except the model (picklable, small)."""
+
+    plan: ReadPlan
+    grid: TileGrid
+    chunks: ChunkGrid
+    index: int
+    batch_size: int
+    store: str
+    out_dtype: str
+
+
+@dataclass
+class ChunkStatus:
+    """What a chunk task reports back: counts and times, never pixels.
+
+    ``tiles_run``/``tiles_skipped`` count the tiles this chunk owns (each tile of the scene is
+    owned by one chunk), ``computed`` every forward pass the chunk made.
+    """
+
+    index: int
+    computed: int = 0
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
 
 
 def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
-    """One forward pass over uint8 ``[3, T, T]`` tiles → float32 ``[B, T, T]`` probabilities.
+    """One forward pass over uint8 ``[C, T, T]`` tiles → float32 ``[B, T, T]`` probabilities.
 
     The low-res view for the DINOv2 branch is made with
     :func:`sam2unext.transforms.low_res_view` when the tile has the model's input size (the
@@ -57,91 +94,297 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int) -> np.ndarray:
     return np.array(prob[:, 0], dtype=np.float32, copy=True)
 
 
-def predict_batch(model, reads: Sequence[np.ndarray | None], indices: Sequence[int], tile_size: int) -> BatchResult:
-    """Run the model on the non-skipped tiles of a batch."""
-    run = [t for t in reads if t is not None]
-    probs = iter(run_model(model, run, tile_size)) if run else iter(())
-    return [(i, next(probs) if t is not None else None) for i, t in zip(indices, reads)]
+def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches: int = 1, lanes: int = 1) -> float:
+    """Seconds per tile of the pipeline's forward passes, measured on random tiles after a warm-up.
+
+    On a CPU each forward pass runs on one thread and ``lanes`` of them run side by side, so the
+    time of one is divided by ``lanes``; on a GPU forward passes take turns.
+    """
+    rng = np.random.default_rng(0)
+    tiles = list(rng.integers(0, 256, (batch_size, 3, tile_size, tile_size), dtype=np.uint8))
+    with single_thread_forward():
+        run_model(model, tiles, tile_size)
+        start = time.perf_counter()
+        for _ in range(batches):
+            run_model(model, tiles, tile_size)
+        seconds = (time.perf_counter() - start) / (batches * batch_size)
+    return seconds if _on_gpu(model) else seconds / max(1, lanes)
+
+
+def _on_gpu(model) -> bool:
+    device = getattr(model, "device", None)
+    if device is None and hasattr(model, "parameters"):
+        first = next(iter(model.parameters()), None)
+        device = first.device if first is not None else None
+    return str(device).startswith("cuda")
+
+
+class Lanes:
+    """The batch workers of one process.
+
+    Each lane reads one batch and runs its forward pass. On a CPU forward passes of several
+    lanes run side by side, each on one thread; on a GPU they take turns (a device lock) while
+    the other lanes read. ``lanes=1`` runs everything inline in the calling thread.
+    """
+
+    def __init__(self, lanes: int = 1):
+        self.count = max(1, int(lanes))
+        self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="sam2unext-lane") if self.count > 1 else None
+        self.device_lock = threading.Lock()
+
+    def ordered(self, fn: Callable, items: Sequence, cancel: threading.Event | None = None) -> Iterator:
+        """``fn(item)`` for each item, results in order, at most ``count + 1`` in flight."""
+        if self._pool is None:
+            for item in items:
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+                yield fn(item)
+            return
+        pending: list[Future] = []
+        it = iter(items)
+        try:
+            for item in it:
+                pending.append(self._pool.submit(fn, item))
+                if len(pending) > self.count:
+                    yield pending.pop(0).result()
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+            while pending:
+                yield pending.pop(0).result()
+        finally:
+            for f in pending:
+                f.cancel()
+            for f in pending:
+                with contextlib.suppress(BaseException):
+                    f.result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_USERS = [0, 0]  # [active blocks, torch threads before the first one]
+
+
+@contextlib.contextmanager
+def single_thread_forward():
+    """Torch intra-op threads set to 1 while any such block runs in this process (then restored)."""
+    import torch
+
+    with _THREADS_LOCK:
+        if _THREADS_USERS[0] == 0:
+            _THREADS_USERS[1] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _THREADS_USERS[0] += 1
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_USERS[0] -= 1
+            if _THREADS_USERS[0] == 0:
+                torch.set_num_threads(_THREADS_USERS[1])
+
+
+class _RowBuffer:
+    """Collects a chunk's finished rows and writes them to the store in whole Zarr chunks."""
+
+    def __init__(self, job: ChunkJob, store: RunStore, reader: TileReader):
+        chunk = job.chunks.chunk(job.index)
+        self.job, self.store, self.reader, self.chunk = job, store, reader, chunk
+        rows = min(ZARR_ROWS, job.chunks.size, chunk.height)
+        self.values = np.empty((rows, chunk.width), dtype=job.out_dtype)
+        self.valid = np.empty((rows, chunk.width), dtype=np.uint8) if job.plan.masked else None
+        self.row0 = chunk.row_off  # scene row of the buffer's first row
+        self.filled = 0
+
+    def emit(self, row0: int, prob: np.ndarray) -> None:
+        n = prob.shape[0]
+        ch = self.chunk
+        valid = None
+        if self.job.plan.masked:
+            with self.reader.dataset() as ds:
+                valid = read_valid(ds, Window(ch.col_off, row0, ch.width, n), self.job.plan.bands)
+            if valid.all():
+                valid = None
+        done = 0
+        while done < n:
+            take = min(n - done, self.values.shape[0] - self.filled)
+            part = prob[done:done + take]
+            ok = None if valid is None else valid[done:done + take]
+            dst = slice(self.filled, self.filled + take)
+            if self.job.out_dtype == "uint8":
+                q = quantize_probability(part)
+                if ok is not None:
+                    q[~ok] = 0
+                self.values[dst] = q
+            else:
+                self.values[dst] = part if ok is None else np.where(ok, part, np.float32(np.nan))
+            if self.valid is not None:
+                self.valid[dst] = 255 if ok is None else np.where(ok, 255, 0)
+            self.filled += take
+            done += take
+            end = ch.row_off + ch.height
+            if self.filled == self.values.shape[0] or self.row0 + self.filled == end:
+                self.flush()
+
+    def flush(self) -> None:
+        if not self.filled:
+            return
+        n = self.filled
+        self.store.write(self.row0, self.chunk.col_off, self.values[:n],
+                         None if self.valid is None else self.valid[:n])
+        self.row0 += n
+        self.filled = 0
+
+
+def compute_chunk(job: ChunkJob, model, lanes: Lanes | None = None, *,
+                  on_tiles: Callable[[int], None] | None = None,
+                  cancel: threading.Event | None = None) -> ChunkStatus:
+    """Compute, blend and store one output chunk; return its status.
+
+    Args:
+        job: the chunk and everything about the scene.
+        model: object with ``predict``, ``input_size`` and ``low_res_size``.
+        lanes: batch workers of this process (default: inline).
+        on_tiles: called with the number of tiles of each finished batch (progress).
+        cancel: set to stop the task between batches (raises :class:`Cancelled`).
+    """
+    t0 = time.perf_counter()
+    lanes = lanes or Lanes(1)
+    grid, chunk = job.grid, job.chunks.chunk(job.index)
+    store = RunStore(job.store)
+    status = ChunkStatus(job.index)
+    rows, cols = tiles_touching(grid, chunk)
+    reader = TileReader(job.plan, grid.tile_size)
+    buffer = _RowBuffer(job, store, reader)
+    stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
+    tiles = stitcher.tiles
+    batches = [tiles[i:i + job.batch_size] for i in range(0, len(tiles), job.batch_size)]
+    gpu = _on_gpu(model)
+    model_seconds = [0.0]
+
+    def work(batch: list[tuple[int, int]]) -> list[np.ndarray | None]:
+        reads = reader.read_many([grid.window_at(r, c) for r, c in batch])
+        run = [t for t in reads if t is not None]
+        if not run:
+            return [None] * len(batch)
+        t = time.perf_counter()
+        if gpu:
+            with lanes.device_lock:
+                probs = iter(run_model(model, run, grid.tile_size))
+        else:
+            probs = iter(run_model(model, run, grid.tile_size))
+        model_seconds[0] += time.perf_counter() - t
+        return [next(probs) if tile is not None else None for tile in reads]
+
+    try:
+        for batch, result in zip(batches, lanes.ordered(work, batches, cancel)):
+            for (r, c), prob in zip(batch, result):
+                stitcher.add(prob)
+                ran = prob is not None
+                status.computed += ran
+                if owns_tile(grid, chunk, r, c):
+                    status.tiles_run += ran
+                    status.tiles_skipped += not ran
+            if on_tiles is not None:
+                on_tiles(len(batch))
+        if not stitcher.complete:
+            raise RuntimeError(f"chunk {job.index} ended after {stitcher.rows_emitted} of {chunk.height} rows")
+        buffer.flush()
+    finally:
+        reader.close()
+    status.seconds = time.perf_counter() - t0
+    status.model_seconds = model_seconds[0]
+    store.mark_done(job.index, asdict(status))
+    return status
 
 
 @dataclass
 class RunStats:
-    """Counts gathered while running."""
+    """Counts gathered while running (finished chunks from an earlier run included)."""
 
     tiles_run: int = 0
     tiles_skipped: int = 0
+    computed: int = 0
+    computed_now: int = 0
     model_seconds: float = 0.0
-    batches: int = 0
+    chunks_done: int = 0
+    chunks_resumed: int = 0
 
-    def count(self, result: BatchResult) -> None:
-        """Add one stitched batch: its run and skipped tiles."""
-        run = sum(p is not None for _, p in result)
-        self.tiles_run += run
-        self.tiles_skipped += len(result) - run
-        self.batches += 1
+    def count(self, status: dict | ChunkStatus, *, resumed: bool = False) -> None:
+        """Add one finished chunk."""
+        s = asdict(status) if isinstance(status, ChunkStatus) else status
+        self.tiles_run += int(s["tiles_run"])
+        self.tiles_skipped += int(s["tiles_skipped"])
+        self.computed += int(s["computed"])
+        self.chunks_done += 1
+        if resumed:
+            self.chunks_resumed += 1
+        else:
+            self.computed_now += int(s["computed"])
+            self.model_seconds += float(s["model_seconds"])
 
 
-def run_local(model, plan: ReadPlan, grid: TileGrid, consume: Callable[[BatchResult], None], *,
-              batch_size: int = 4, prefetch: int = 2, num_workers: int | None = None,
-              stats: RunStats | None = None) -> RunStats:
-    """Run the whole scene with Dask's threaded scheduler.
+def run_chunks(executor: Executor, submit: Callable[[Executor, int], Future], indices: Iterable[int], *,
+               max_in_flight: int, on_done: Callable[[ChunkStatus], None],
+               tick: Callable[[], None] | None = None, interval: float = 0.25) -> None:
+    """Run chunk tasks through a sliding window of ``max_in_flight`` futures.
 
     Args:
-        model: object with ``predict``, ``input_size`` and ``low_res_size``.
-        plan: the read plan.
-        grid: the tile grid.
-        consume: called with each batch's results, in tile order (stitch + write).
-        batch_size: tiles per forward pass.
-        prefetch: batches allowed in flight ahead of the stitcher (>= 1).
-        num_workers: threads (default: enough for ``prefetch`` batches of reads).
+        executor: a ``concurrent.futures`` executor (thread pool or ``Client.get_executor()``).
+        submit: ``submit(executor, chunk index) -> Future`` of a :class:`ChunkStatus`.
+        indices: chunk indexes to run (consumed lazily).
+        max_in_flight: futures outstanding at once.
+        on_done: called in this thread with each finished chunk's status.
+        tick: called in this thread about every ``interval`` seconds (progress).
 
-    Returns:
-        :class:`RunStats`.
+    On an error the outstanding futures are cancelled and the error is raised here.
     """
-    from dask.threaded import get as threaded_get
-
-    stats = stats or RunStats()
-    reader = TileReader(plan, grid.tile_size)
-    batches = batches_of(len(grid), batch_size)
-    token = uuid.uuid4().hex[:8]
-
-    def read(indices, _gate):
-        return reader.read_many([grid.window(i) for i in indices])
-
-    def predict(indices, _previous, reads):
-        t0 = time.perf_counter()
-        out = predict_batch(model, reads, indices, grid.tile_size)
-        stats.model_seconds += time.perf_counter() - t0
-        return out
-
-    def stitch(result, _previous):
-        consume(result)
-        stats.count(result)
-        return None
-
-    # read(k) (the batch's tiles, one handle) waits for stitch(k - prefetch): at most `prefetch`
-    # batches are read ahead; predict(k) waits for predict(k - 1) (one forward pass at a time);
-    # stitch(k) for stitch(k - 1).
-    graph: dict = {}
-    for k, batch in enumerate(batches):
-        gate = (f"stitch-{token}", k - prefetch) if k >= prefetch else None
-        graph[(f"read-{token}", k)] = (read, batch, gate)
-        prev_predict = (f"predicted-{token}", k - 1) if k else None
-        graph[(f"predict-{token}", k)] = (predict, batch, prev_predict, (f"read-{token}", k))
-        graph[(f"predicted-{token}", k)] = (_token, (f"predict-{token}", k))
-        prev_stitch = (f"stitch-{token}", k - 1) if k else None
-        graph[(f"stitch-{token}", k)] = (stitch, (f"predict-{token}", k), prev_stitch)
-    workers = num_workers or max(2, min((os.cpu_count() or 2) + 2, prefetch + 2))
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="sam2unext-geo")
+    todo = iter(indices)
+    pending: set[Future] = set()
     try:
-        if batches:
-            threaded_get(graph, [(f"stitch-{token}", len(batches) - 1)], pool=pool)
+        for _ in range(max(1, max_in_flight)):
+            k = next(todo, None)
+            if k is None:
+                break
+            pending.add(submit(executor, k))
+        while pending:
+            done, pending = wait(pending, timeout=interval, return_when=FIRST_COMPLETED)
+            for fut in done:
+                on_done(fut.result())
+                k = next(todo, None)
+                if k is not None:
+                    pending.add(submit(executor, k))
+            if tick is not None:
+                tick()
     finally:
-        # On an error or interrupt, tasks already running must end before their datasets close.
-        pool.shutdown(wait=True, cancel_futures=True)
-        reader.close()
-    return stats
+        for fut in pending:
+            fut.cancel()
 
 
-def _token(_value) -> None:
-    return None
+def local_lanes(model) -> int:
+    """Batch workers for a local run: one per CPU core (CPU model), three to feed a GPU."""
+    return 3 if _on_gpu(model) else max(1, min(os.cpu_count() or 1, 8))
+
+
+def run_local(model, jobs: Callable[[int], ChunkJob], indices: list[int], *, on_done: Callable[[ChunkStatus], None],
+              on_tiles: Callable[[int], None], tick: Callable[[], None], lanes: int | None = None,
+              chunks_in_flight: int = 2) -> None:
+    """Run chunk tasks in this process: ``chunks_in_flight`` chunks share one set of lanes."""
+    pool = Lanes(lanes or local_lanes(model))
+    cancel = threading.Event()
+    executor = ThreadPoolExecutor(chunks_in_flight, thread_name_prefix="sam2unext-chunk")
+
+    def submit(ex: Executor, k: int) -> Future:
+        return ex.submit(compute_chunk, jobs(k), model, pool, on_tiles=on_tiles, cancel=cancel)
+
+    try:
+        with single_thread_forward():
+            run_chunks(executor, submit, indices, max_in_flight=chunks_in_flight, on_done=on_done, tick=tick)
+    except BaseException:
+        cancel.set()  # running tasks stop at their next batch
+        raise
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+        pool.close()

@@ -13,17 +13,22 @@ import sys
 import time
 from typing import IO, Any
 
+from sam2unext.errors import Words, api_words, render_options
+
 MODES = ("bar", "json", "none")
 
 
 class Progress:
     """Silent reporter; the base of the other modes.
 
-    Methods are called with the events of docs/CONTRACTS.md.
+    Methods are called with the events of docs/CONTRACTS.md. ``words`` renders the options a
+    warning names (:func:`sam2unext.errors.option`): the API's words unless a front end sets its own.
     """
 
-    def start(self, scene: str, tiles: int, width: int, height: int, bands=None) -> None:
-        """A scene starts (``bands``: the 1-based input bands used as red, green, blue)."""
+    words: Words = staticmethod(api_words)
+
+    def start(self, scene: str, tiles: int, width: int, height: int, **info: Any) -> None:
+        """A scene starts; ``info`` adds fields to the event (chunks, computations, estimated_seconds ...)."""
 
     def update(self, stage: str, done: int, total: int) -> None:
         """``done`` of ``total`` units of ``stage`` are finished."""
@@ -34,7 +39,7 @@ class Progress:
 
     def warning(self, message: str) -> None:
         """Something the user should know that does not stop the run: one line on stderr."""
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        print(f"warning: {render_options(message, self.words)}", file=sys.stderr, flush=True)
 
     def error(self, message: str, exit_code: int) -> None:
         """A run failed (the command calls this)."""
@@ -66,11 +71,9 @@ class JsonProgress(Progress):
         out.write(json.dumps(event, separators=(",", ":")) + "\n")
         out.flush()
 
-    def start(self, scene, tiles, width, height, bands=None):
-        event = {"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height)}
-        if bands is not None:
-            event["bands"] = [int(b) for b in bands]
-        self.emit(event)
+    def start(self, scene, tiles, width, height, **info):
+        self.emit({"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height),
+                   **info})
 
     def update(self, stage, done, total):
         now = time.monotonic()
@@ -85,8 +88,9 @@ class JsonProgress(Progress):
                    "seconds": round(float(seconds), 3), "area": float(area)})
 
     def warning(self, message):
-        self.emit({"event": "warning", "message": message})
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+        text = render_options(message, self.words)
+        self.emit({"event": "warning", "message": text})
+        print(f"warning: {text}", file=sys.stderr, flush=True)
 
     def error(self, message, exit_code):
         self.emit({"event": "error", "message": message, "exit_code": int(exit_code)})
@@ -101,15 +105,24 @@ class BarProgress(Progress):
 
     def __init__(self):
         self._bars: dict[str, Any] = {}
+        self._finished: set[str] = set()
         self._scene = ""
 
-    def start(self, scene, tiles, width, height, bands=None):
+    def start(self, scene, tiles, width, height, **info):
         self._scene = scene
+        self._finished.clear()
+        line = describe_start(scene, tiles, info)
+        if line:
+            from tqdm.auto import tqdm
+
+            tqdm.write(line, file=sys.stderr)
 
     def update(self, stage, done, total):
         from tqdm.auto import tqdm
 
         bar = self._bars.get(stage)
+        if bar is None and stage in self._finished:
+            return  # a repeated final update: the bar is already closed
         if bar is None:
             bar = self._bars[stage] = tqdm(total=total, desc=f"{stage} {self._scene}".strip(), unit="tile"
                                            if stage == "predict" else "it", leave=False)
@@ -117,16 +130,46 @@ class BarProgress(Progress):
         if done >= total:
             bar.close()
             self._bars.pop(stage, None)
+            self._finished.add(stage)
 
     def warning(self, message):
         from tqdm.auto import tqdm
 
-        tqdm.write(f"warning: {message}", file=sys.stderr)
+        tqdm.write(f"warning: {render_options(message, self.words)}", file=sys.stderr)
 
     def close(self):
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()
+
+
+def describe_start(scene: str, tiles: int, info: dict[str, Any]) -> str:
+    """One line on what a scene's run will do: tiles, chunks, border recomputation, estimated time."""
+    if "chunks" not in info:
+        return ""
+    parts = [f"{scene}: {tiles:,} tiles"]
+    extra = int(info.get("computations", tiles)) - int(tiles)
+    if extra > 0:
+        parts.append(f"(+{extra:,} recomputed at chunk borders)")
+    parts.append(f"in {info['chunks']:,} chunks")
+    if info.get("resumed_chunks"):
+        parts.append(f"({info['resumed_chunks']:,} already done)")
+    line = " ".join(parts)
+    est = info.get("estimated_seconds")
+    if est is not None:
+        line += f"; about {format_seconds(est)} at {info['seconds_per_tile'] * 1000:.0f} ms/tile (measured)"
+    return line
+
+
+def format_seconds(value: float) -> str:
+    """``12.3 s``, ``4 min 05 s`` or ``1 h 02 min``."""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, secs = divmod(int(round(value)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
 
 
 def make_progress(progress: str | Progress | None) -> Progress:

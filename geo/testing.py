@@ -35,6 +35,10 @@ class PixelModel:
         self.calls = 0
         self.low_res_shapes: list[tuple[int, ...]] = []
 
+    def fingerprint(self) -> dict:
+        """What identifies its output for a resume: the function and the tile size it expects."""
+        return {"stand-in": "pixel_function", "input_size": self.input_size}
+
     def predict(self, images: torch.Tensor, low_res: torch.Tensor | None = None) -> torch.Tensor:
         """Probabilities ``[B, 1, H, W]`` (float32 CPU) of float images ``[B, 3, H, W]`` in [0, 1].
 
@@ -60,3 +64,67 @@ class PixelModelFactory:
 
     def __call__(self) -> PixelModel:
         return PixelModel(self.input_size, self.low_res_size)
+
+
+class SlowPixelModelFactory(PixelModelFactory):
+    """Factory of a :class:`PixelModel` that sleeps ``delay`` seconds per forward pass (kill tests)."""
+
+    def __init__(self, input_size: int = 64, delay: float = 0.05):
+        super().__init__(input_size, None)
+        self.delay = delay
+
+    def __call__(self) -> PixelModel:
+        import time
+
+        model = PixelModel(self.input_size, None)
+        plain = model.predict
+
+        def slow(images, low_res=None):
+            time.sleep(self.delay)
+            return plain(images, low_res)
+
+        model.predict = slow
+        return model
+
+
+class FailingPixelModel(PixelModel):
+    """A :class:`PixelModel` whose ``predict`` raises once it has run ``fail_after`` batches."""
+
+    def __init__(self, input_size: int = 64, fail_after: int = 3, error: type[BaseException] = RuntimeError):
+        super().__init__(input_size, None)
+        self.fail_after = fail_after
+        self.error = error
+
+    def predict(self, images, low_res=None):
+        if self.calls >= self.fail_after:
+            raise self.error("stand-in failure")
+        return super().predict(images, low_res)
+
+
+class KillOncePixelModelFactory(PixelModelFactory):
+    """Factory of a model that SIGKILLs its own process on its first batch after ``marker`` is absent.
+
+    It creates ``marker`` just before, so exactly one process dies once (the worker-kill test).
+    """
+
+    def __init__(self, input_size: int, marker: str, after_calls: int = 2):
+        super().__init__(input_size, None)
+        self.marker = marker
+        self.after_calls = after_calls
+
+    def __call__(self) -> PixelModel:
+        import os
+        import signal
+        from pathlib import Path
+
+        model = PixelModel(self.input_size, None)
+        plain = model.predict
+
+        def predict(images, low_res=None):
+            if model.calls >= self.after_calls and not Path(self.marker).exists():
+                Path(self.marker).touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return plain(images, low_res)
+
+        model.predict = predict
+        return model

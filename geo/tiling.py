@@ -48,6 +48,10 @@ class TileGrid:
         r, c = divmod(index, len(self.col_offsets))
         return Window(self.col_offsets[c], self.row_offsets[r], self.tile_size, self.tile_size)
 
+    def window_at(self, row: int, col: int) -> Window:
+        """The window of the tile in tile row ``row`` and tile column ``col``."""
+        return Window(self.col_offsets[col], self.row_offsets[row], self.tile_size, self.tile_size)
+
     def windows(self) -> list[Window]:
         """All tile windows in row-major order."""
         return [self.window(i) for i in range(len(self))]

@@ -1,8 +1,8 @@
-"""Write the stitched probability raster: row strips to a temporary file, then a COG.
+"""Write the probability raster: the finished chunks of the run store to a temporary file, then a COG.
 
-Rows arrive top to bottom from the stitcher and go to an uncompressed, tiled temporary
-GeoTIFF in the target folder (partly written blocks wait in GDAL's block cache, whose size the
-caller bounds). On :meth:`ProbabilityWriter.commit` GDAL's COG driver copies it to a tiled,
+The run store's chunks are copied block row by block row into an uncompressed, tiled
+temporary GeoTIFF in the target folder (partly written blocks wait in GDAL's block cache,
+whose size the caller bounds). On :meth:`ProbabilityWriter.commit` GDAL's COG driver copies it to a tiled,
 ZSTD-compressed Cloud-Optimized GeoTIFF with overviews under a second temporary name, which
 is then renamed onto the output. Any failure (``KeyboardInterrupt`` and ``SystemExit`` included) removes
 both temporary files.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -142,27 +143,18 @@ class ProbabilityWriter:
             raise OutputError(f"cannot write {self.path}: {str(exc).splitlines()[0]}") from None
         return self
 
-    def write_rows(self, row0: int, prob: np.ndarray, valid: np.ndarray) -> None:
-        """Write full-width rows starting at ``row0``.
+    def write_block(self, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
+        """Write final values (``out_dtype``) of a window and, for a masked uint8 raster, its mask.
 
         Args:
-            row0: first row.
-            prob: float32 ``[rows, width]`` probabilities.
-            valid: bool ``[rows, width]``; False pixels become nodata (None: all valid).
+            row0, col0: top-left pixel of the window.
+            values: ``[rows, cols]`` in the output type (nodata already applied).
+            valid: uint8 ``[rows, cols]``, 255 valid and 0 nodata (None: all valid).
         """
-        window = Window(0, row0, self.width, prob.shape[0])
-        all_valid = valid is None or bool(valid.all())
-        if self.out_dtype == "uint8":
-            values = quantize_probability(prob)
-            if not all_valid:
-                values[~valid] = 0
-            self._ds.write(values, 1, window=window)
-            if self.masked:
-                mask = np.full(values.shape, 255, np.uint8) if all_valid else np.where(valid, 255, 0).astype(np.uint8)
-                self._ds.write_mask(mask, window=window)
-        else:
-            values = prob if all_valid else np.where(valid, prob, np.float32(np.nan))
-            self._ds.write(np.asarray(values, dtype=np.float32), 1, window=window)
+        window = Window(col0, row0, values.shape[1], values.shape[0])
+        self._ds.write(values, 1, window=window)
+        if self.masked and self.out_dtype == "uint8":
+            self._ds.write_mask(np.full(values.shape, 255, np.uint8) if valid is None else valid, window=window)
 
     def commit(self) -> Path:
         """Finish: convert to a COG and rename onto the output path.
@@ -197,3 +189,16 @@ class ProbabilityWriter:
             finally:
                 self._ds = None
         remove_quietly(self._strips, self._cog)
+
+
+def write_from_store(store, writer: ProbabilityWriter, chunk_width: int,
+                     on_rows: Callable[[int], None] | None = None) -> None:
+    """Copy every finished chunk of ``store`` into ``writer``, block row by block row."""
+    for row0 in range(0, writer.height, BLOCK):
+        rows = min(BLOCK, writer.height - row0)
+        for col0 in range(0, writer.width, chunk_width):
+            cols = min(chunk_width, writer.width - col0)
+            values, valid = store.read(row0, col0, rows, cols)
+            writer.write_block(row0, col0, values, valid)
+        if on_rows is not None:
+            on_rows(row0 + rows)

@@ -26,6 +26,7 @@ _LAZY = {
     "load_model": "sam2unext.api",
     "save_checkpoint": "sam2unext.api",
     "read_checkpoint_metadata": "sam2unext.api",
+    "ModelLoader": "sam2unext.loader",
     "SegmentationModel": "sam2unext.models",
     "SAM2UNeXT": "sam2unext.models",
     "SAM2UNet": "sam2unext.models",

@@ -27,10 +27,11 @@ from sam2unext.checkpoints import (
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError
 from sam2unext.files import write_atomically
+from sam2unext.loader import demo_weights_path
 from sam2unext.models import SegmentationModel, model_class, resolve_dtype
 from sam2unext.presets import PRESETS, Preset, get_preset
 
-DEMO_WEIGHTS = Path(__file__).resolve().parent / "weights" / "demo.safetensors"
+DEMO_WEIGHTS = demo_weights_path()
 
 
 @functools.lru_cache(maxsize=None)

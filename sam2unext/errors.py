@@ -47,6 +47,11 @@ def cli_words(name: str, value: str) -> str:
     return f"{flag} {value.strip(chr(39))}"
 
 
+def render_options(text: str, words: Words = api_words) -> str:
+    """``text`` with its :func:`option` placeholders in the words of one surface."""
+    return _TOKEN.sub(lambda m: words(m.group(1), m.group(2)), text)
+
+
 class UserError(Exception):
     """A mistake the user can fix; its message is one line, shown without a traceback."""
 
@@ -54,8 +59,7 @@ class UserError(Exception):
 
     def render(self, words: Words = api_words) -> str:
         """The message with its options in the words of one surface."""
-        text = super().__str__()
-        return _TOKEN.sub(lambda m: words(m.group(1), m.group(2)), text)
+        return render_options(super().__str__(), words)
 
     @property
     def options(self) -> list[str]:

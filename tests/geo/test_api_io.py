@@ -44,8 +44,13 @@ def test_json_progress_stream(rgb_raster, tmp_path, capsys):
     res = predict_raster(rgb_raster, tmp_path / "o.tif", model=PixelModel(32, None), progress="json")
     lines = capsys.readouterr().out.splitlines()
     events = [json.loads(line) for line in lines]
-    assert events[0] == {"event": "start", "scene": "rgb.tif", "tiles": res.tiles_run, "width": 173, "height": 150,
-                         "bands": [1, 2, 3]}
+    assert events[0] == {"event": "progress", "stage": "load", "done": 0, "total": 1}
+    assert events[1] == {"event": "progress", "stage": "load", "done": 1, "total": 1}
+    start = events[2]
+    assert {k: start[k] for k in ("event", "scene", "tiles", "width", "height")} == {
+        "event": "start", "scene": "rgb.tif", "tiles": res.tiles_run, "width": 173, "height": 150}
+    assert start["bands"] == [1, 2, 3]
+    assert start["chunks"] == res.chunks == 1 and start["computations"] == res.tiles_computed == res.tiles_run
     progress = [e for e in events if e["event"] == "progress"]
     assert {e["stage"] for e in progress} >= {"predict", "write", "vectorize"}
     predict = [e for e in progress if e["stage"] == "predict"]

@@ -1,34 +1,88 @@
-"""The dask.distributed path on a two-process LocalCluster over loopback."""
+"""The dask.distributed path on a two-process LocalCluster over loopback: same chunk tasks, same bits."""
 
 import numpy as np
 import pytest
 import rasterio
-from geo_helpers import expected_uint8
+import torch
+from geo_helpers import expected_uint8, smooth_rgb, write_raster
 
 from sam2unext.geo import predict_raster
-from sam2unext.geo.testing import PixelModelFactory
+from sam2unext.geo.testing import KillOncePixelModelFactory, PixelModel, PixelModelFactory
+from sam2unext.loader import ModelLoader
+
+distributed = pytest.importorskip("distributed")
 
 
-@pytest.mark.timeout(120)
-def test_local_cluster_two_workers(nodata_raster, tmp_path):
-    distributed = pytest.importorskip("distributed")
+@pytest.fixture(scope="module")
+def cluster():
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
                                   dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
-        res = predict_raster(nodata_raster, tmp_path / "o.tif", model=PixelModelFactory(32, 14), tile_size=32,
-                             batch_size=2, scheduler=cluster.scheduler_address, vector=False, progress="none")
+        yield cluster, client
 
-        def counts():
-            from sam2unext.geo import cluster
 
-            return dict(cluster.LOAD_COUNTS)
+def read(path):
+    with rasterio.open(path) as src:
+        return src.read(1), src.read_masks(1)
 
-        per_worker = client.run(counts)
-        tasks_per_worker = client.run(lambda dask_worker: len(dask_worker.data) + dask_worker.state.executed_count)
+
+@pytest.mark.timeout(180)
+def test_local_cluster_two_workers(cluster, nodata_raster, tmp_path):
+    cl, client = cluster
+    res = predict_raster(nodata_raster, tmp_path / "o.tif", model=PixelModelFactory(32, 14), tile_size=32,
+                         batch_size=2, chunk_size=64, scheduler=cl.scheduler_address, vector=False, progress="none")
+
+    def counts():
+        from sam2unext.geo import cluster
+
+        return dict(cluster.LOAD_COUNTS)
+
+    per_worker = client.run(counts)
+    tasks_per_worker = client.run(lambda dask_worker: dask_worker.state.executed_count)
     assert len(per_worker) == 2
     assert all(list(c.values()) == [1] for c in per_worker.values()), per_worker
     assert all(n > 0 for n in tasks_per_worker.values()), tasks_per_worker
     expected, valid = expected_uint8(nodata_raster)
-    with rasterio.open(res.probability) as out:
-        np.testing.assert_array_equal(out.read_masks(1) > 0, valid)
-        np.testing.assert_array_equal(out.read(1)[valid], expected[valid])
+    out, mask = read(res.probability)
+    np.testing.assert_array_equal(mask > 0, valid)
+    np.testing.assert_array_equal(out[valid], expected[valid])
     assert res.tiles_skipped >= 1
+
+
+@pytest.mark.timeout(300)
+def test_local_and_distributed_outputs_are_bit_identical(cluster, tmp_path):
+    """The demo model: torch's CPU reductions change bits with the thread count, so every forward pass runs
+    on one thread; local runs at any torch thread count equal cluster runs (1-thread worker processes)."""
+    cl, _ = cluster
+    scene = write_raster(tmp_path / "s.tif", smooth_rgb(420, 400, seed=4))
+    kwargs = dict(tile_size=128, batch_size=3, chunk_size=256, vector=False, progress="none", out_dtype="float32")
+    loader = ModelLoader(checkpoint="demo", device="cpu")
+    outputs = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            outputs.append(predict_raster(scene, tmp_path / f"local{threads}.tif", model=loader, **kwargs))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.get_num_threads() == before
+    outputs.append(predict_raster(scene, tmp_path / "dist.tif", model=loader, scheduler=cl.scheduler_address,
+                                  **kwargs))
+    ref = read(outputs[0].probability)[0]
+    for res in outputs[1:]:
+        np.testing.assert_array_equal(read(res.probability)[0], ref)
+    assert len({(r.tiles_run, r.tiles_computed) for r in outputs}) == 1
+
+
+@pytest.mark.timeout(300)
+def test_worker_killed_mid_run_gives_the_same_output(cluster, nodata_raster, tmp_path):
+    cl, client = cluster
+    marker = tmp_path / "killed"
+    res = predict_raster(nodata_raster, tmp_path / "o.tif", model=KillOncePixelModelFactory(32, str(marker)),
+                         tile_size=32, batch_size=2, chunk_size=32, scheduler=cl.scheduler_address, vector=False,
+                         progress="none")
+    assert marker.exists(), "no worker was killed"
+    ref = predict_raster(nodata_raster, tmp_path / "ref.tif", model=PixelModel(32, None), tile_size=32,
+                         batch_size=2, chunk_size=32, vector=False, progress="none")
+    for a, b in zip(read(ref.probability), read(res.probability)):
+        np.testing.assert_array_equal(a, b)
+    client.wait_for_workers(2, timeout=60)

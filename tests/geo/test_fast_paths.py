@@ -48,8 +48,10 @@ def test_cog_overviews_match_gdal_auto(tmp_path, height, width, masked):
     out = tmp_path / "p.tif"
     with ProbabilityWriter(out, height=height, width=width, transform=Affine(0.5, 0, 0, 0, -0.5, 0),
                            crs="EPSG:32633", masked=masked) as writer:
+        values = np.where(valid, quantize_probability(prob), 0).astype(np.uint8) if masked else quantize_probability(prob)
+        mask = np.where(valid, 255, 0).astype(np.uint8)
         for r0 in range(0, height, 100):
-            writer.write_rows(r0, prob[r0:r0 + 100], valid[r0:r0 + 100] if masked else None)
+            writer.write_block(r0, 0, values[r0:r0 + 100], mask[r0:r0 + 100] if masked else None)
         writer.commit()
     # the reference: the same pixels in a plain tiled GeoTIFF, made a COG by GDAL's own AUTO overviews
     strips = tmp_path / "strips.tif"

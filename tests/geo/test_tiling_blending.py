@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from sam2unext.errors import InputError
-from sam2unext.geo.blending import axis_weight_sum, normalize, ramp_window, tile_weights
+from sam2unext.geo.blending import axis_weight_sum, ramp_window, tile_weights, weighted_mean
 from sam2unext.geo.tiling import axis_offsets, clip_window, make_grid, overlap_pixels, pad_to_tile
 
 
@@ -58,7 +58,7 @@ def test_weights_strictly_positive_and_symmetric():
     assert (tile_weights(16, 8) > 0).all()
 
 
-def test_normalize_is_exact_when_tiles_agree():
+def test_weighted_mean_is_exact_when_tiles_agree():
     rng = np.random.default_rng(0)
     length, tile = 90, 32
     offsets = axis_offsets(length, tile, 20)
@@ -69,4 +69,4 @@ def test_normalize_is_exact_when_tiles_agree():
         for c in offsets:
             acc[r:r + tile, c:c + tile] += np.outer(w, w) * p[r:r + tile, c:c + tile]
     total = axis_weight_sum(length, offsets, w)
-    np.testing.assert_array_equal(normalize(acc, 1.0 / total, 1.0 / total), p)
+    np.testing.assert_array_equal(weighted_mean(acc, 1.0 / total, 1.0 / total), p)

@@ -1,0 +1,202 @@
+"""The resumable run store: finished output chunks of one scene, in a Zarr store next to the output.
+
+Layout of ``<output name>.partial/``::
+
+    manifest.json   fingerprints of input, weights and pixel-changing parameters
+    prob.zarr/      group with array ``prob`` (uint8 0..255 or float32 0..1) and, for a masked
+                    uint8 output, ``valid`` (255 valid, 0 nodata); Zarr chunks of
+                    ``BLOCK rows x chunk width``, so every chunk task writes its own Zarr
+                    chunks and many processes write without locks
+    done/NNNNNN.json  one marker per finished chunk (its status), written last and atomically
+
+A chunk counts as finished only once its marker exists; a chunk whose task died half way is
+computed again in full. Any process that sees the folder (a shared filesystem for a cluster)
+can write chunks.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sam2unext.errors import OutputError, option
+
+from .fingerprint import describe_difference
+
+#: Rows of one Zarr chunk (the COG block).
+ZARR_ROWS = 512
+FORMAT = "sam2unext-geo-partial/1"
+
+
+def store_path_for(output: str | Path) -> Path:
+    """The run store folder of an output raster: ``<output name>.partial`` beside it."""
+    out = Path(output)
+    return out.with_name(out.name + ".partial")
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def disk_full_error(folder: Path, exc: BaseException) -> OutputError | None:
+    """An :class:`OutputError` naming ``folder`` when ``exc`` is a full disk, else None."""
+    if _is_disk_full(exc):
+        return OutputError(f"no space left on the device of {folder}; free space there, then rerun with "
+                           f"{option('resume')} (finished chunks are kept)")
+    return None
+
+
+class RunStore:
+    """Open handle on a run store folder (picklable: only the path travels to workers)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self._arrays: dict[str, Any] | None = None
+
+    def __getstate__(self):
+        return {"folder": self.folder, "_arrays": None}
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.folder / "manifest.json"
+
+    @property
+    def done_folder(self) -> Path:
+        return self.folder / "done"
+
+    def exists(self) -> bool:
+        """True when the folder holds a store (a manifest)."""
+        return self.manifest_path.is_file()
+
+    # -- creating and checking ------------------------------------------------------------
+    def create(self, manifest: dict, *, height: int, width: int, chunk_width: int, out_dtype: str,
+               masked: bool) -> None:
+        """Create the folder, the Zarr arrays and the manifest (the manifest last)."""
+        import zarr
+        from zarr.codecs import ZstdCodec
+
+        try:
+            self.folder.mkdir()
+            self.done_folder.mkdir()
+            group = zarr.open_group(str(self.folder / "prob.zarr"), mode="w")
+            fill = float("nan") if out_dtype == "float32" else 0
+            config = {"write_empty_chunks": True}  # a rewritten chunk must replace what a dead task left
+            chunks = (min(ZARR_ROWS, chunk_width, height), min(chunk_width, width))
+            group.create_array("prob", shape=(height, width), chunks=chunks, dtype=out_dtype, fill_value=fill,
+                               compressors=ZstdCodec(level=1), config=config)
+            if masked and out_dtype == "uint8":
+                group.create_array("valid", shape=(height, width), chunks=chunks, dtype="uint8", fill_value=0,
+                                   compressors=ZstdCodec(level=1), config=config)
+            self._write_json(self.manifest_path, {"format": FORMAT, **manifest})
+        except OSError as exc:
+            self.remove()
+            full = disk_full_error(self.folder.parent, exc)
+            if full is not None:
+                raise full from None
+            raise OutputError(f"cannot create the run store {self.folder}: {exc.strerror or exc}; "
+                              f"choose a writable output folder") from None
+
+    def read_manifest(self) -> dict:
+        """The manifest as written.
+
+        Raises:
+            OutputError: missing or unreadable manifest.
+        """
+        try:
+            return json.loads(self.manifest_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise OutputError(f"{self.folder} is not a readable run store ({exc}); delete it or pass "
+                              f"{option('overwrite')} to start over") from None
+
+    def check_manifest(self, expected: dict) -> None:
+        """Refuse to resume a store written for another input, weights, parameters or version.
+
+        Raises:
+            OutputError: naming the first field that differs.
+        """
+        found = self.read_manifest()
+        if found.get("format") != FORMAT:
+            raise OutputError(f"{self.folder} was written by another version ({found.get('format')}); "
+                              f"pass {option('overwrite')} to start over")
+        differs = describe_difference({k: v for k, v in found.items() if k != "format"}, expected)
+        if differs:
+            raise OutputError(f"cannot resume {self.folder}: its {differs} differs from this run's; rerun with the "
+                              f"same input, weights and parameters, or pass {option('overwrite')} to start over")
+
+    # -- chunks -----------------------------------------------------------------------------
+    def finished(self) -> dict[int, dict]:
+        """Status records of the finished chunks, by chunk index."""
+        out: dict[int, dict] = {}
+        if not self.done_folder.is_dir():
+            return out
+        for marker in self.done_folder.glob("*.json"):
+            try:
+                out[int(marker.stem)] = json.loads(marker.read_text())
+            except (ValueError, OSError):
+                continue  # a marker cut short by a crash: the chunk is computed again
+        return out
+
+    def _open(self) -> dict[str, Any]:
+        if self._arrays is None:
+            import zarr
+
+            group = zarr.open_group(str(self.folder / "prob.zarr"), mode="r+")
+            self._arrays = {name: group[name] for name in ("prob", "valid") if name in group}
+        return self._arrays
+
+    def write(self, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
+        """Write whole Zarr chunks: ``values`` (and the 0/255 ``valid`` mask when the store keeps one).
+
+        Raises:
+            OutputError: the disk is full.
+        """
+        arrays = self._open()
+        rows, cols = values.shape
+        try:
+            arrays["prob"][row0:row0 + rows, col0:col0 + cols] = values
+            if "valid" in arrays:
+                mask = np.full(values.shape, 255, np.uint8) if valid is None else valid
+                arrays["valid"][row0:row0 + rows, col0:col0 + cols] = mask
+        except OSError as exc:
+            full = disk_full_error(self.folder, exc)
+            if full is not None:
+                raise full from None
+            raise
+
+    def read(self, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Values and 0/255 mask (None when the store keeps none) of a window."""
+        arrays = self._open()
+        values = arrays["prob"][row0:row0 + rows, col0:col0 + cols]
+        valid = arrays["valid"][row0:row0 + rows, col0:col0 + cols] if "valid" in arrays else None
+        return values, valid
+
+    def mark_done(self, index: int, status: dict) -> None:
+        """Record chunk ``index`` as finished (atomic)."""
+        try:
+            self._write_json(self.done_folder / f"{index:06d}.json", status)
+        except OSError as exc:
+            full = disk_full_error(self.folder, exc)
+            if full is not None:
+                raise full from None
+            raise
+
+    # -- files ------------------------------------------------------------------------------
+    @staticmethod
+    def _write_json(path: Path, data: dict) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+
+    def remove(self) -> None:
+        """Delete the whole store folder."""
+        shutil.rmtree(self.folder, ignore_errors=True)

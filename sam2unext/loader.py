@@ -1,0 +1,57 @@
+"""The one model factory: a picklable, lazy :func:`sam2unext.load_model` (imports no torch until called)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sam2unext.files import file_fingerprint
+
+if TYPE_CHECKING:
+    from sam2unext.models import SegmentationModel
+
+
+def demo_weights_path() -> Path:
+    """The bundled demo weights file."""
+    return Path(__file__).resolve().parent / "weights" / "demo.safetensors"
+
+
+class ModelLoader:
+    """A picklable zero-argument factory of :func:`load_model`: loads once per process.
+
+    The one model factory of the project: the command, ``predict_raster`` and the cluster
+    workers all use it, so inputs and outputs are checked before torch loads any weights, and
+    each worker loads the model once.
+    """
+
+    def __init__(self, checkpoint: str | Path | None = None, preset: str | None = None, *,
+                 hiera: str | Path | None = None, dinov2: str | Path | None = None,
+                 device: str = "auto", dtype: str = "float32"):
+        self.kwargs = dict(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
+                           dtype=dtype)
+        self._model = None
+
+    def __call__(self) -> "SegmentationModel":
+        if self._model is None:
+            from sam2unext.api import load_model
+
+            self._model = load_model(**self.kwargs)
+        return self._model
+
+    def __getstate__(self):
+        return {"kwargs": self.kwargs, "_model": None}
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the weights this loader loads: the files (size, time, sampled bytes) and settings."""
+        out: dict[str, Any] = {}
+        for name, value in self.kwargs.items():
+            if name in ("checkpoint", "hiera", "dinov2") and value is not None:
+                path = demo_weights_path() if str(value) == "demo" else Path(value)
+                out[name] = file_fingerprint(path) if path.is_file() else str(value)
+            else:
+                out[name] = None if value is None else str(value)
+        if out.get("device") == "auto":
+            from sam2unext.api import resolve_device
+
+            out["device"] = resolve_device("auto").type
+        return out
