@@ -311,7 +311,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
 def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
     """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
     if grid.overlap_px == 0 and len(grid) > 1:
-        reporter.warning(f"overlap 0: tile edges will show as seams in {scene}; an overlap of 0.25 blends them away")
+        reporter.warning(f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends "
+                         f"them away")
     if not is_georeferenced(plan.crs, plan.transform):
         reporter.warning(f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
                          f"either" + (", and the polygons are in pixel units (x = column, y = -row, where QGIS "

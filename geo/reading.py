@@ -22,7 +22,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from sam2unext.errors import InputError
+from sam2unext.errors import InputError, option
 
 from .tiling import clip_window, pad_to_tile
 
@@ -122,8 +122,8 @@ def band_choice_warning(src, bands_given) -> str | None:
         return None
     used = ", ".join(band_label(src, b) for b in default_bands(src))
     named = [d for d in src.descriptions if d]
-    how = ("choose others with the bands option, by number (e.g. 4,3,2)"
-           + (f" or by description ({', '.join(named[:8])})" if named else ""))
+    how = (f"choose others with {option('bands', '4,3,2')}"
+           + (f" (or by description: {', '.join(named[:8])})" if named else ""))
     return (f"{Path(src.name).name} has {len(colour)} bands and no red/green/blue colour interpretation; "
             f"using bands {used} as red, green, blue; {how}")
 

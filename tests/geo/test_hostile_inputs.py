@@ -142,7 +142,7 @@ def test_six_bands_without_colour_interpretation_warn_naming_the_bands_used(tmp_
     warns = [e["message"] for e in _events(capsys.readouterr().out) if e["event"] == "warning"]
     assert res.bands == (1, 2, 3) and len(warns) == 1
     assert "has 6 bands" in warns[0] and "1 (blue), 2 (green), 3 (red)" in warns[0]
-    assert "bands option" in warns[0] and "4,3,2" in warns[0]
+    assert "choose others with bands='4,3,2'" in warns[0]
 
 
 def test_bands_by_description_and_unknown_names(tmp_path):
@@ -161,6 +161,9 @@ def test_bands_by_description_through_the_command(tmp_path, capsys):
                  "--progress", "none"]) == 0
     out = capsys.readouterr()
     assert "bands 3,2,1" in out.out and "has 6 bands" not in out.err
+    assert main(["predict", str(path), "--checkpoint", "demo", "--no-vector", "--overwrite", "--progress", "none"]) == 0
+    err = capsys.readouterr().err
+    assert "has 6 bands" in err and "choose others with --bands 4,3,2 (or by description: blue, green" in err
 
 
 # ---------------------------------------------------------------- truncated and corrupt files
