@@ -124,16 +124,19 @@ class Lanes:
 
     Each lane reads one batch and runs its forward pass. On a CPU forward passes of several
     lanes run side by side, each on one thread; on a GPU they take turns (a device lock) while
-    the other lanes read. ``lanes=1`` runs everything inline in the calling thread.
+    the other lanes read. At most ``count`` batches are in flight in the process, whatever
+    the number of chunk tasks sharing the lanes (bounded memory). ``lanes=1`` runs everything
+    inline in the calling thread.
     """
 
     def __init__(self, lanes: int = 1):
         self.count = max(1, int(lanes))
         self._pool = ThreadPoolExecutor(self.count, thread_name_prefix="sam2unext-lane") if self.count > 1 else None
+        self._slots = threading.Semaphore(self.count)
         self.device_lock = threading.Lock()
 
     def ordered(self, fn: Callable, items: Sequence, cancel: threading.Event | None = None) -> Iterator:
-        """``fn(item)`` for each item, results in order, at most ``count + 1`` in flight."""
+        """``fn(item)`` for each item, results in order (the process-wide in-flight bound applies)."""
         if self._pool is None:
             for item in items:
                 if cancel is not None and cancel.is_set():
@@ -141,22 +144,36 @@ class Lanes:
                 yield fn(item)
             return
         pending: list[Future] = []
-        it = iter(items)
+
+        def take() -> object:
+            try:
+                return pending.pop(0).result()
+            finally:
+                self._slots.release()
+
         try:
-            for item in it:
-                pending.append(self._pool.submit(fn, item))
-                if len(pending) > self.count:
-                    yield pending.pop(0).result()
+            for item in items:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
+                # wait for a slot, but never while holding finished results of our own (no deadlock
+                # between chunk tasks that each hold slots)
+                while True:
+                    if not pending:
+                        self._slots.acquire()
+                        break
+                    if self._slots.acquire(timeout=0.05):
+                        break
+                    if pending[0].done():
+                        yield take()
+                pending.append(self._pool.submit(fn, item))
             while pending:
-                yield pending.pop(0).result()
+                yield take()
         finally:
             for f in pending:
                 f.cancel()
-            for f in pending:
+            while pending:
                 with contextlib.suppress(BaseException):
-                    f.result()
+                    take()
 
     def close(self) -> None:
         if self._pool is not None:

@@ -41,8 +41,11 @@ class Progress:
         """Something the user should know that does not stop the run: one line on stderr."""
         print(f"warning: {render_options(message, self.words)}", file=sys.stderr, flush=True)
 
-    def error(self, message: str, exit_code: int) -> None:
-        """A run failed (the command calls this)."""
+    def error(self, message: str, exit_code: int, options: list[str] | None = None) -> None:
+        """A run failed (the command calls this; it prints the stderr line itself).
+
+        ``options``: API names of the options the message tells the user to set.
+        """
 
     def complete(self, scenes: int, seconds: float) -> None:
         """All scenes are finished (the command calls this)."""
@@ -92,9 +95,11 @@ class JsonProgress(Progress):
         self.emit({"event": "warning", "message": text})
         print(f"warning: {text}", file=sys.stderr, flush=True)
 
-    def error(self, message, exit_code):
-        self.emit({"event": "error", "message": message, "exit_code": int(exit_code)})
-        print(message, file=sys.stderr, flush=True)
+    def error(self, message, exit_code, options=None):
+        event = {"event": "error", "message": message, "exit_code": int(exit_code)}
+        if options:
+            event["options"] = list(options)
+        self.emit(event)
 
     def complete(self, scenes, seconds):
         self.emit({"event": "complete", "scenes": int(scenes), "seconds": round(float(seconds), 3)})

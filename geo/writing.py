@@ -25,6 +25,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from sam2unext.errors import OutputError, option
+from sam2unext.files import write_atomically
 
 OUT_DTYPES = ("uint8", "float32")
 #: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.
@@ -175,11 +176,11 @@ class ProbabilityWriter:
             if factors:
                 with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(self._strips, "r+") as ds:
                     ds.build_overviews(factors, Resampling.average)
-            rasterio.shutil.copy(self._strips, self._cog, **opts)
+            if self.path.exists() and not self.overwrite:
+                raise OutputError(f"output {self.path} appeared while running; pass {option('overwrite')} to "
+                                  f"replace it")
+            write_atomically(self.path, lambda tmp: rasterio.shutil.copy(self._strips, tmp, **opts), tmp=self._cog)
         remove_quietly(self._strips)
-        if self.path.exists() and not self.overwrite:
-            raise OutputError(f"output {self.path} appeared while running; pass {option('overwrite')} to replace it")
-        os.replace(self._cog, self.path)
         return self.path
 
     def __exit__(self, exc_type, exc, tb) -> None:

@@ -15,7 +15,8 @@ def test_predict_writes_cog_and_polygons_with_input_crs_and_json_stream(scene):
     assert "RANDOM" in res.stderr  # random-weight preset is announced on stderr, not stdout
 
     events = json_events(res.stdout)
-    assert events[0]["event"] == "start" and events[0]["tiles"] == 4  # 384 px, 256 px tiles
+    assert [e["stage"] for e in events[:2]] == ["load", "load"]  # the model loads before the scene starts
+    assert events[2]["event"] == "start" and events[2]["tiles"] == 4  # 384 px, 256 px tiles
     assert events[-1] == {"event": "complete", "scenes": 1, "seconds": events[-1]["seconds"]}
     assert {e["event"] for e in events} <= {"start", "progress", "done", "complete"}
     done = [e for e in events if e["event"] == "done"]

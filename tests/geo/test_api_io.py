@@ -65,12 +65,15 @@ def test_json_progress_stream(rgb_raster, tmp_path, capsys):
 def test_json_error_and_complete(capsys):
     p = JsonProgress()
     p.error("input x.tif does not exist", 2)
+    p.error("x_prob.tif exists; pass --overwrite", 2, ["overwrite"])
     p.complete(3, 1.5)
     captured = capsys.readouterr()
     events = [json.loads(line) for line in captured.out.splitlines()]
     assert events == [{"event": "error", "message": "input x.tif does not exist", "exit_code": 2},
+                      {"event": "error", "message": "x_prob.tif exists; pass --overwrite", "exit_code": 2,
+                       "options": ["overwrite"]},
                       {"event": "complete", "scenes": 3, "seconds": 1.5}]
-    assert "does not exist" in captured.err
+    assert captured.err == ""  # the command prints the stderr line itself
 
 
 def test_describe_raster(uint16_alpha_raster):

@@ -1,0 +1,280 @@
+"""Benchmark of scenes of any size (not a test): first tile, flat memory, resume, cluster, chunk borders.
+
+(1) time to the first tile and peak RSS over the first ``--watch`` seconds of
+    ``sam2unext-geo predict --checkpoint demo --tile-size 1024`` on sparse (empty, tiled) GeoTIFFs
+    of 50000², 100000² and 200000² px;
+(2) peak RSS of whole ``predict_raster`` runs (trivial model, tile 1024, COG included) at 4096²,
+    16384² and 65536 x 4096, each in its own process;
+(3) resume: a run killed (SIGKILL) at about half of its tiles, then ``--resume``: tiles computed in
+    all against an uninterrupted run, and whether the outputs are bit-identical;
+(4) local vs ``dask.distributed`` (LocalCluster, 2 single-thread workers) wall time on a 6000² scene
+    with the demo weights, outputs compared, and the bytes of status records the client received
+    per tile;
+(5) tile computations with chunk borders against the unique tiles at the default chunk size.
+
+Usage:
+    python bench/large_scenes.py [--only 1 2 3 4 5] [--watch 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pickle
+import queue
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from geo_pipeline import TrivialModel, make_scene  # noqa: E402  (the same generated scenes and trivial model)
+
+EXE = str(Path(sys.executable).with_name("sam2unext-geo"))
+
+
+def sparse_scene(path: Path, size: int) -> Path:
+    """An empty tiled RGB uint8 GeoTIFF (sparse: no block is written, every pixel reads 0)."""
+    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32633",
+                   transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5), tiled=True,
+                   blockxsize=512, blockysize=512, compress="DEFLATE", bigtiff="YES", sparse_ok=True)
+    with rasterio.open(path, "w", **profile):
+        pass
+    return path
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory of a process in MB, from /proc."""
+    cur = peak = 0.0
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                cur = int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak = int(line.split()[1]) / 1024
+    return cur, peak
+
+
+def first_tile(scene: Path, out: Path, watch: float) -> dict:
+    """Run predict on ``scene``; seconds to the first finished tile, peak RSS within ``watch`` s."""
+    cmd = [EXE, "predict", str(scene), "-o", str(out), "--checkpoint", "demo", "--tile-size", "1024",
+           "--overlap", "0.25", "--progress", "json", "--no-vector", "--device", "cpu"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    events: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [events.put(json.loads(line)) for line in proc.stdout], daemon=True).start()
+    first = None
+    start_event = None
+    peak = 0.0
+    while time.perf_counter() - t0 < watch and proc.poll() is None:
+        try:
+            peak = max(peak, rss_mb(proc.pid)[1])
+        except FileNotFoundError:
+            break
+        while not events.empty():
+            event = events.get()
+            if event["event"] == "start":
+                start_event = event
+            if first is None and event.get("stage") == "predict" and event["done"] > 0:
+                first = time.perf_counter() - t0
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return {"first_tile_s": first, "peak_rss_mb": peak, "start": start_event}
+
+
+def child_rss(scene: str, out: str) -> None:
+    """(subprocess) one whole predict_raster run with the trivial model; prints JSON figures."""
+    import torch  # noqa: F401 (a real run has torch loaded)
+
+    from sam2unext.geo import predict_raster
+
+    t0 = time.perf_counter()
+    res = predict_raster(scene, out, model=TrivialModel(1024), tile_size=1024, batch_size=4, vector=False,
+                         progress="none", overwrite=True)
+    print(json.dumps({"seconds": time.perf_counter() - t0, "tiles": res.tiles_run,
+                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def rectangular_scene(path: Path, height: int, width: int) -> Path:
+    """A ``height x width`` RGB scene with the same pattern as :func:`geo_pipeline.make_scene`."""
+    if height == width:
+        return make_scene(path, height)
+    rng = np.random.default_rng(0)
+    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32633",
+                   transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5), tiled=True,
+                   blockxsize=512, blockysize=512, compress="DEFLATE", interleave="pixel", bigtiff="IF_SAFER")
+    xx = np.arange(width, dtype=np.float32)
+    with rasterio.open(path, "w", **profile) as dst:
+        for row0 in range(0, height, 512):
+            yy = np.arange(row0, row0 + 512, dtype=np.float32)[:, None]
+            base = 127 + 100 * np.sin(yy / 97.0) * np.cos(xx / 131.0)
+            noise = rng.integers(-8, 9, (3, 512, width), dtype=np.int16)
+            block = np.clip(np.stack([base, 255 - base, (base + 60) % 256]) + noise, 0, 255).astype(np.uint8)
+            dst.write(block, window=rasterio.windows.Window(0, row0, width, 512))
+    return path
+
+
+def run_predict(scene: Path, out: Path, *extra: str) -> tuple[float, list[dict]]:
+    """predict with the demo weights (tile 256); wall seconds and the JSON events."""
+    cmd = [EXE, "predict", str(scene), "-o", str(out), "--checkpoint", "demo", "--progress", "json", "--no-vector",
+           "--device", "cpu", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return time.perf_counter() - t0, [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def read(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with rasterio.open(path) as src:
+        return src.read(1), src.read_masks(1)
+
+
+def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
+    scene = make_scene(tmp / "resume_scene.tif", size, seed=3)
+    full_s, events = run_predict(scene, tmp / "full.tif", "--chunk-size", str(chunk))
+    done = next(e for e in events if e["event"] == "done")
+    start = next(e for e in events if e["event"] == "start")
+    total = start["computations"]
+    # killed run: SIGKILL once half of the tile computations are reported
+    cmd = [EXE, "predict", str(scene), "-o", str(tmp / "r.tif"), "--checkpoint", "demo", "--progress", "json",
+           "--no-vector", "--device", "cpu", "--chunk-size", str(chunk)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    killed_at = 0
+    for line in proc.stdout:
+        event = json.loads(line)
+        if event.get("stage") == "predict" and event["done"] >= total // 2:
+            killed_at = event["done"]
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    store = tmp / "r.tif.partial" / "done"
+    kept = [json.loads(p.read_text()) for p in store.glob("*.json")]
+    kept_tiles = sum(k["computed"] for k in kept)
+    res_s, events = run_predict(scene, tmp / "r.tif", "--chunk-size", str(chunk), "--resume")
+    resumed = next(e for e in events if e["event"] == "start")
+    after = total - sum(k["computed"] for k in kept)
+    # tiles computed by the killed run: at least those reported; all of them up to the kill
+    computed_all = killed_at + after
+    same = all(np.array_equal(a, b) for a, b in zip(read(tmp / "full.tif"), read(tmp / "r.tif")))
+    return [
+        (f"(3) uninterrupted {size}^2, chunk {chunk}: tile computations / chunks / wall", f"{total} / {start['chunks']} / {full_s:.1f} s"),
+        ("(3) killed (SIGKILL) after tiles reported / chunks kept (their tiles)", f"{killed_at} / {len(kept)} ({kept_tiles})"),
+        ("(3) resume: chunks taken over / tiles computed", f"{resumed['resumed_chunks']} / {after} in {res_s:.1f} s"),
+        ("(3) tiles computed in all / uninterrupted (goal <= 1.10)", f"{computed_all} / {total} = {computed_all / total:.3f}"),
+        ("(3) resumed output bit-identical to the uninterrupted one", str(same)),
+        ("(3) tiles_run reported", f"{done['tiles_run']}"),
+    ]
+
+
+def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
+    import distributed
+
+    from sam2unext.geo import predict_raster
+    from sam2unext.geo.execution import ChunkStatus
+    from sam2unext.loader import ModelLoader
+
+    scene = make_scene(tmp / "dist_scene.tif", size, seed=4)
+    loader = ModelLoader(checkpoint="demo", device="cpu")
+    rows = []
+    times = {}
+    results = {}
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) \
+            as cluster, distributed.Client(cluster):
+        # warm-up: workers import torch and load the model once
+        predict_raster(make_scene(tmp / "warm.tif", 512), tmp / "warm_prob.tif", model=loader,
+                       scheduler=cluster.scheduler_address, vector=False, progress="none")
+        for _ in range(2):  # interleaved
+            for mode in ("local", "distributed"):
+                t0 = time.perf_counter()
+                res = predict_raster(scene, tmp / f"{mode}.tif", model=loader, vector=False, progress="none",
+                                     overwrite=True, scheduler=cluster.scheduler_address if mode != "local" else None)
+                times.setdefault(mode, []).append(time.perf_counter() - t0)
+                results[mode] = res
+    same = all(np.array_equal(a, b) for a, b in zip(read(tmp / "local.tif"), read(tmp / "distributed.tif")))
+    res = results["distributed"]
+    status_bytes = len(pickle.dumps(ChunkStatus(0, 99, 99, 0, 1.0, 1.0))) * res.chunks
+    rows += [
+        (f"(4) local (threads) {size}^2 demo weights, {res.tiles_run} tiles, best of 2", f"{min(times['local']):.1f} s"),
+        ("(4) LocalCluster 2 workers x 1 thread, best of 2", f"{min(times['distributed']):.1f} s"),
+        ("(4) distributed / local (goal <= 1.3)", f"{min(times['distributed']) / min(times['local']):.2f}"),
+        ("(4) outputs bit-identical", str(same)),
+        ("(4) status bytes the client received per tile (pickled records)", f"{status_bytes / res.tiles_run:.1f}"),
+    ]
+    return rows
+
+
+def border_figures() -> list[tuple[str, str]]:
+    from sam2unext.geo.chunks import make_chunk_grid, tile_computations
+    from sam2unext.geo.tiling import make_grid
+
+    rows = []
+    for tile, size in [(1024, 100000), (1024, 20000), (352, 20000), (256, 20000)]:
+        grid = make_grid(size, size, tile, 0.25)
+        chunks = make_chunk_grid(size, size, tile)
+        extra = tile_computations(grid, chunks) / len(grid) - 1
+        rows.append((f"(5) tile {tile}, overlap 0.25, {size}^2, default chunk {chunks.size}",
+                     f"{len(grid)} tiles, +{extra * 100:.1f}% recomputed at chunk borders"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--watch", type=float, default=60.0)
+    parser.add_argument("--sparse", type=int, nargs="+", default=[50000, 100000, 200000])
+    parser.add_argument("--resume-size", type=int, default=3072)
+    parser.add_argument("--resume-chunk", type=int, default=512)
+    parser.add_argument("--dist-size", type=int, default=6000)
+    args = parser.parse_args(argv)
+    rows: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="large-bench-", dir="/tmp") as tmp_name:
+        tmp = Path(tmp_name)
+        if 1 in args.only:
+            for size in args.sparse:
+                scene = sparse_scene(tmp / f"sparse{size}.tif", size)
+                fig = first_tile(scene, tmp / f"sparse{size}_prob.tif", args.watch)
+                start = fig["start"] or {}
+                rows.append((f"(1) sparse {size}^2: first tile / peak RSS in {args.watch:.0f} s",
+                             f"{fig['first_tile_s'] and round(fig['first_tile_s'], 1)} s / {fig['peak_rss_mb']:.0f} MB "
+                             f"({start.get('tiles')} tiles, {start.get('chunks')} chunks)"))
+                for p in tmp.glob(f"sparse{size}*"):
+                    subprocess.run(["rm", "-rf", str(p)], check=False)
+        if 2 in args.only:
+            rss = {}
+            for h, w in [(4096, 4096), (16384, 16384), (65536, 4096)]:
+                scene = rectangular_scene(tmp / f"s{h}x{w}.tif", h, w)
+                proc = subprocess.run([sys.executable, __file__, "--child", str(scene), str(tmp / "o.tif")],
+                                      capture_output=True, text=True, check=True)
+                fig = json.loads(proc.stdout.strip().splitlines()[-1])
+                rss[(h, w)] = fig["maxrss_mb"]
+                rows.append((f"(2) peak RSS {h}x{w} ({fig['tiles']} tiles, {fig['seconds']:.0f} s)",
+                             f"{fig['maxrss_mb']:.0f} MB"))
+                scene.unlink()
+            rows.append(("(2) RSS max / min (goal <= 1.1)", f"{max(rss.values()) / min(rss.values()):.3f}"))
+        if 3 in args.only:
+            rows += resume_figures(tmp, args.resume_size, args.resume_chunk)
+        if 4 in args.only:
+            rows += distributed_figures(tmp, args.dist_size)
+        if 5 in args.only:
+            rows += border_figures()
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    rows.insert(0, ("load average at the end (1, 5, 15 min); CPUs", f"{load}; {os.cpu_count()}"))
+    width = max(len(r[0]) for r in rows)
+    for name, value in rows:
+        print(f"{name.ljust(width)} | {value}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        child_rss(sys.argv[2], sys.argv[3])
+    else:
+        main()

@@ -1,0 +1,99 @@
+"""``predict --resume`` as a user drives it, in-process: refusals name the flags, resume finishes the job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import rasterio
+
+from sam2unext.cli.main import main
+from sam2unext.geo import execution
+
+ARGS = ["--checkpoint", "demo", "--tile-size", "64", "--chunk-size", "64", "--batch-size", "4", "--no-vector",
+        "--progress", "json"]
+
+
+def interrupted_run(scene, monkeypatch, capsys, after: int = 6) -> None:
+    """A predict run whose model fails after ``after`` batches: the finished chunks stay in the store."""
+    real = execution.run_model
+    calls = [0]
+
+    def failing(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] > after:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(execution, "run_model", failing)
+    assert main(["predict", str(scene), *ARGS]) == 130
+    monkeypatch.setattr(execution, "run_model", real)
+    captured = capsys.readouterr()
+    assert "rerun with --resume to continue, or --overwrite to start over" in captured.err
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    assert {"event": "warning"}.items() <= next(e for e in events if e["event"] == "warning").items()
+
+
+def test_resume_refusals_and_finish(scene, monkeypatch, capsys):
+    store = scene.with_name("scene_prob.tif.partial")
+    interrupted_run(scene, monkeypatch, capsys)
+    assert store.is_dir() and not scene.with_name("scene_prob.tif").exists()
+
+    assert main(["predict", str(scene), *ARGS]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "pass --resume to continue it or --overwrite to discard it" in errors[0]
+
+    assert main(["predict", str(scene), *ARGS, "--overlap", "0.5", "--resume"]) == 2
+    assert "overlap_px differs" in capsys.readouterr().err
+
+    assert main(["predict", str(scene), *ARGS, "--resume"]) == 0
+    captured = capsys.readouterr()
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    start = next(e for e in events if e["event"] == "start")
+    assert 0 < start["resumed_chunks"] < start["chunks"] == 36
+    assert not store.exists()
+    with rasterio.open(scene.with_name("scene_prob.tif")) as out:
+        assert out.shape == (384, 384)
+
+    assert main(["predict", str(scene), *ARGS, "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_resume_several_scenes_skips_finished_ones(scenes_dir, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    alpha, beta = tmp_path / "alpha.tif", tmp_path / "beta.tif"
+    alpha.write_bytes((scenes_dir / "alpha.tif").read_bytes())
+    beta.write_bytes((scenes_dir / "beta.tif").read_bytes())
+    assert main(["predict", str(beta), "-o", str(out), *ARGS]) == 0
+    beta_bytes = (out / "beta_prob.tif").read_bytes()
+    capsys.readouterr()
+    real = execution.run_model
+    calls = [0]
+
+    def failing(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] > 6:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(execution, "run_model", failing)
+    assert main(["predict", str(alpha), "-o", str(out), *ARGS]) == 130
+    monkeypatch.setattr(execution, "run_model", real)
+    capsys.readouterr()
+    assert main(["predict", str(alpha), str(beta), "-o", str(out), *ARGS, "--resume"]) == 0
+    captured = capsys.readouterr()
+    assert f"{beta}: already complete, skipped" in captured.err
+    assert [e["scene"] for e in map(json.loads, captured.out.splitlines()) if e["event"] == "done"] == ["alpha.tif"]
+    assert (out / "beta_prob.tif").read_bytes() == beta_bytes
+    assert sorted(p.name for p in out.iterdir()) == ["alpha_prob.tif", "beta_prob.tif"]
+    assert main(["predict", str(alpha), str(beta), "-o", str(out), *ARGS, "--resume"]) == 2
+    assert "none of the 2 scenes has an unfinished run" in capsys.readouterr().err
+
+
+@pytest.fixture
+def scene(scenes_dir, tmp_path):
+    import shutil
+
+    target = tmp_path / "scene.tif"
+    shutil.copy(scenes_dir / "alpha.tif", target)
+    return target
