@@ -126,19 +126,9 @@ def _report(message: str, exit_code: int, options: list[str] | None = None, pref
     ``options``: the API names of the options the message tells the user to set (the JSON
     event carries them so that the QGIS plugin can name its own widgets instead).
     """
-<<<<<<< HEAD
-    reporter = STATE.reporter
-    if reporter is not None and hasattr(reporter, "emit"):  # JsonProgress
-        event = {"event": "error", "message": message, "exit_code": int(exit_code)}
-        if options:
-            event["options"] = options
-        reporter.emit(event)
-    print(f"{prefix}{message}", file=sys.stderr, flush=True)
-=======
     if STATE.reporter is not None:
         STATE.reporter.error(message, exit_code, options)
-    print(f"error: {message}", file=sys.stderr, flush=True)
->>>>>>> main
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
     return exit_code
 
 
