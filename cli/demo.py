@@ -11,7 +11,7 @@ from .formatting import echo, seconds
 from .inputs import make_folder
 from .predict import Device, Overwrite, ProgressMode
 from .state import STATE
-from .weights import DEMO_NOTE
+from sam2unext.loader import DEMO_NOTE
 
 DEMO_EPILOG = """\b
 Examples:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -33,9 +32,6 @@ Encoder weights (for training or --preset with --hiera/--dinov2): Meta's SAM2 ch
 A trained checkpoint (--checkpoint) already contains both encoders.
 """
 
-DEFAULT_TILE = 1024  # input size of the real presets
-
-
 def info(
     scene: Annotated[Path, typer.Argument(help="Scene raster.", show_default=False)],
     checkpoint: Checkpoint = None,
@@ -55,33 +51,10 @@ def info(
 ) -> None:
     """Show what predict would do with a scene: size, CRS, bands, stretch, tiles, time."""
     from sam2unext.geo import describe_raster
-    from sam2unext.geo.reading import make_plan
-    from sam2unext.geo.tiling import make_grid
 
-    band_sel = parse_bands(bands)
-    facts = describe_raster(scene, tile_size=tile_size or DEFAULT_TILE, overlap=overlap)
-    plan = make_plan(scene, bands=band_sel, resolution=resolution)
-
-    model = None
-    if checkpoint is not None or preset is not None:
-        from sam2unext import load_model
-
-        model = load_model(checkpoint=checkpoint, preset=preset, device=device)
-    tile = tile_size or (model.input_size if model is not None else DEFAULT_TILE)
-    grid = make_grid(plan.height, plan.width, tile, overlap)
-    facts.update({
-        "bands_used": list(plan.bands),
-        "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-        "grid": [plan.height, plan.width],
-        "tile_size": tile,
-        "tiles": len(grid),
-    })
-    if model is not None:
-        from sam2unext.geo.execution import local_lanes, measure_seconds_per_tile
-
-        per_tile = measure_seconds_per_tile(model, tile, batch_size, lanes=local_lanes(model))
-        facts.update({"device": str(next(model.parameters()).device), "model": model.preset,
-                      "seconds_per_tile": per_tile, "estimated_seconds": per_tile * len(grid)})
+    facts = describe_raster(scene, tile_size=tile_size, overlap=overlap, bands=parse_bands(bands),
+                            resolution=resolution, checkpoint=checkpoint, preset=preset, device=device,
+                            batch_size=batch_size)
     if as_json:
         echo(json.dumps(facts, default=str))
         return
@@ -102,8 +75,10 @@ def _print_info(f: dict) -> None:
         echo("  stretch:     none (uint8 used as is)")
     if f["grid"] != [f["height"], f["width"]]:
         echo(f"  resampled:   {f['grid'][1]} x {f['grid'][0]} px")
-    echo(f"  tiles:       {f['tiles']} of {f['tile_size']} px, overlap {f['overlap']}")
+    echo(f"  tiles:       {f['tiles']} of {f['tile_size']} px, overlap {f['overlap']}; {f['chunks']} output "
+         f"chunk(s) of {f['chunk_size']} px ({f['computations']} forward passes with chunk borders)")
     if "estimated_seconds" in f:
+        echo(f"  model:       {f['model']}, {f['parameters'] / 1e6:.1f} M parameters")
         echo(f"  time:        ~{seconds(f['estimated_seconds'])} on {f['device']} with {f['model']} "
              f"({f['seconds_per_tile'] * 1000:.0f} ms/tile, measured)")
     else:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sam2unext.errors import CheckpointError
-from sam2unext.loader import ModelLoader
+from sam2unext.errors import CheckpointError, cli_words, render_options
+from sam2unext.loader import ModelLoader, weights_note
 
 from .formatting import warn
 
@@ -14,8 +14,6 @@ NO_WEIGHTS = (
     "upstream .pth also needs --preset NAME; see 'Getting the official weights' in the README); "
     "to try the tool without weights run 'sam2unext-geo demo' (or pass --checkpoint demo)"
 )
-DEMO_NOTE = ("the demo weights were trained only on synthetic demo scenes "
-             "(sam2unext-geo demo); they do not work on real imagery")
 
 
 def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None, dinov2: Path | None,
@@ -32,14 +30,8 @@ def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None,
         from sam2unext import get_preset
 
         get_preset(preset)
-    if checkpoint is not None and str(checkpoint) == "demo":
-        warn(DEMO_NOTE)
-    elif checkpoint is None:
-        missing = [name for name, f in (("--hiera", hiera), ("--dinov2", dinov2)) if f is None]
-        if preset is not None and preset.startswith("sam2unet") and "--dinov2" in missing:
-            missing.remove("--dinov2")
-        parts = "the adapters and decoder" + (f" and the encoders (no {' / '.join(missing)})" if missing else "")
-        warn(f"no --checkpoint: preset {preset} runs with RANDOM weights for {parts}; the output is "
-             f"meaningless and only tests the pipeline. Pass a trained --checkpoint for real results.")
+    note = weights_note(checkpoint, preset, hiera, dinov2)
+    if note:
+        warn(render_options(note, cli_words))
     return ModelLoader(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
                        dtype=dtype)

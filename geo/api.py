@@ -13,6 +13,7 @@ Example (notebook)::
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import tempfile
@@ -29,8 +30,9 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.errors import InputError, OutputError, option
-from sam2unext.loader import ModelLoader
+from sam2unext.loader import ModelLoader, weights_note
 
+from .aoi import AreaOfInterest, resolve_aoi
 from .chunks import ChunkGrid, make_chunk_grid, tile_computations
 from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile, run_local
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
@@ -42,6 +44,8 @@ from .tiling import (TileGrid, available_memory, check_scene_size, clamp_tile, e
 from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
 
+#: Tile side ``describe_raster`` assumes without a model (the input size of the real presets).
+DEFAULT_TILE = 1024
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
 GDAL_CACHE_BYTES = 64 * 2**20
@@ -64,6 +68,7 @@ class PredictResult:
         tiles_computed: forward passes this call made (tiles at chunk borders count once per
             chunk; chunks finished by an earlier, resumed run count nothing).
         chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
+        scene_tiles: tiles of the whole scene's grid (with an ``aoi``, against ``tiles_run``).
         bands: the 1-based input bands used as red, green, blue.
     """
 
@@ -78,6 +83,7 @@ class PredictResult:
     tiles_computed: int = 0
     chunks: int = 0
     chunks_resumed: int = 0
+    scene_tiles: int = 0
     bands: tuple[int, ...] = ()
 
 
@@ -175,7 +181,8 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                    batch_size=4, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
                    vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
                    out_dtype="uint8", scheduler=None, overwrite=False, resume=False, chunk_size=None,
-                   progress="bar", as_xarray=False, as_geodataframe=False) -> PredictResult:
+                   aoi=None, aoi_crs=None, progress="bar", as_xarray=False,
+                   as_geodataframe=False) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
     The scene is computed in output chunks that are kept in a run store beside the output
@@ -213,6 +220,11 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         resume: continue the unfinished run of ``output`` (same input, weights and parameters).
         chunk_size: side of the output chunks in pixels (multiple of 512; default
             ``max(4096, 8 x tile_size)``).
+        aoi: segment only this area: a shapely geometry, a GeoDataFrame, a vector file or a bbox
+            ``(minx, miny, maxx, maxy)``. The output covers its bounding window on the scene grid,
+            pixels outside it are nodata, tiles that do not touch it are never read or run, and
+            polygons are clipped to it.
+        aoi_crs: CRS of ``aoi`` when it carries none (default: the scene's).
         progress: ``"bar"``, ``"json"``, ``"none"`` or a ``Progress`` instance.
         as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.
         as_geodataframe: attach the polygons as a ``GeoDataFrame``.
@@ -250,9 +262,16 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
                 vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
             plan = make_plan(src_path, bands=bands, stretch=stretch, resolution=resolution, warn=reporter.warning)
+            area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height,
+                               width=plan.width)
+            if area is not None:
+                plan = plan.within(area.window)
             check_scene_size(plan.height, plan.width, scene)
             if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
                 check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size))
+            note = weights_note(checkpoint, preset) if model is None else None
+            if note:
+                reporter.warning(note)
             local_model = None
             if scheduler is None or tile_size is None:
                 reporter.update("load", 0, 1)
@@ -263,10 +282,11 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
             grid = check_tiling(plan, tile, overlap, int(batch_size))
             _warn_about(reporter, scene, plan, grid, bool(vector))
             run = _SceneRun(plan, grid, make_chunk_grid(plan.height, plan.width, tile, chunk_size), store,
-                            batch_size, out_dtype, reporter)
+                            batch_size, out_dtype, reporter, area)
             weights = _weights_fingerprint(model, checkpoint, preset, device, local_model)
-            run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights), resume)
-            run.announce(scene, local_model)
+            run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
+            scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
+            run.announce(scene, local_model, scene_tiles if area is not None else None)
             if scheduler is None:
                 run.run_local(local_model)
             else:
@@ -278,12 +298,13 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                                  f"nodata")
             created.append(out)
             run.write_cog(out, overwrite or resume)
-            area, gdf = 0.0, None
+            polygon_area, gdf = 0.0, None
             if vec_path is not None:
                 vres = vectorize_raster(out, vec_path, threshold=threshold, min_area=min_area,
                                         fill_holes=fill_holes, simplify=simplify, vector_format=fmt,
-                                        overwrite=overwrite, progress=reporter, as_geodataframe=as_geodataframe)
-                area, gdf = vres.area, vres.geodataframe
+                                        overwrite=overwrite, progress=reporter, as_geodataframe=as_geodataframe,
+                                        clip=area.geometry if area is not None else None)
+                polygon_area, gdf = vres.area, vres.geodataframe
             store.remove()
         except BaseException:
             remove_quietly(*created)
@@ -297,15 +318,16 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
     seconds = time.perf_counter() - t0
     stats = run.stats
     reporter.done(scene, str(out), str(vec_path) if vec_path else None, stats.tiles_run, stats.tiles_skipped,
-                  seconds, area)
+                  seconds, polygon_area)
     data_array = None
     if as_xarray:
         import rioxarray
 
         data_array = rioxarray.open_rasterio(out, masked=True, chunks=True).squeeze("band", drop=True)
-    return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, area, data_array, gdf,
+    return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, polygon_area, data_array, gdf,
                          tiles_computed=stats.computed_now, chunks=len(run.chunks),
-                         chunks_resumed=stats.chunks_resumed, bands=tuple(plan.bands))
+                         chunks_resumed=stats.chunks_resumed, scene_tiles=scene_tiles,
+                         bands=tuple(plan.bands))
 
 
 def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
@@ -344,7 +366,8 @@ def output_tags(plan: ReadPlan) -> dict[str, str]:
 
 
 def check_scene(source, output=None, *, bands=None, stretch=None, resolution=None, tile_size=None, overlap=0.25,
-                batch_size=4, vector=True, vector_format="gpkg", overwrite=False, resume=False) -> None:
+                batch_size=4, vector=True, vector_format="gpkg", overwrite=False, resume=False, aoi=None,
+                aoi_crs=None) -> None:
     """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
 
     A front end with several scenes calls it on each first, so that a bad third scene is
@@ -360,6 +383,9 @@ def check_scene(source, output=None, *, bands=None, stretch=None, resolution=Non
         fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
         check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
     plan = make_plan(source, bands=bands, stretch=stretch, resolution=resolution)
+    area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width)
+    if area is not None:
+        plan = plan.within(area.window)
     check_scene_size(plan.height, plan.width, Path(str(source)).name)
     if tile_size is not None:
         check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size))
@@ -400,8 +426,8 @@ def _weights_fingerprint(model, checkpoint, preset, device, local_model) -> dict
     return model_fingerprint(local_model if local_model is not None else model)
 
 
-def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dict) -> dict:
-    """What must match for a resume: input, grid, tiles, chunks, output type, weights, versions."""
+def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dict, area=None) -> dict:
+    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions."""
     inp = file_fingerprint(src_path)
     if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
         inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
@@ -409,7 +435,8 @@ def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dic
         "input": inp,
         "grid": {"height": plan.height, "width": plan.width, "transform": list(plan.transform)[:6], "crs": plan.crs,
                  "bands": list(plan.bands), "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-                 "resample": plan.resample, "masked": plan.masked},
+                 "resample": plan.resample, "masked": plan.masked, "offset": list(plan.offset)},
+        "aoi": None if area is None else hashlib.blake2b(area.geometry.wkb, digest_size=16).hexdigest(),
         "tiles": {"tile_size": grid.tile_size, "overlap_px": grid.overlap_px},
         "chunk_size": chunks.size,
         "out_dtype": out_dtype,
@@ -418,12 +445,16 @@ def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dic
     }
 
 
+#: Measured seconds per tile by (model id, tile size, batch size), so several scenes measure once.
+_SECONDS_PER_TILE: dict[tuple[int, int, int], float] = {}
+
+
 class _SceneRun:
     """One scene's chunked run: store, chunk tasks, counts and progress, the final COG."""
 
     def __init__(self, plan: ReadPlan, grid: TileGrid, chunks: ChunkGrid, store: RunStore, batch_size: int,
-                 out_dtype: str, reporter: Progress):
-        self.plan, self.grid, self.chunks, self.store = plan, grid, chunks, store
+                 out_dtype: str, reporter: Progress, area: AreaOfInterest | None = None):
+        self.plan, self.grid, self.chunks, self.store, self.area = plan, grid, chunks, store, area
         self.batch_size, self.out_dtype, self.reporter = int(batch_size), out_dtype, reporter
         self.stats = RunStats()
         self.todo: list[int] = []
@@ -446,21 +477,26 @@ class _SceneRun:
         self._tiles = self.stats.computed
         self.todo = [k for k in range(len(self.chunks)) if k not in finished]
 
-    def announce(self, scene: str, local_model) -> None:
+    def announce(self, scene: str, local_model, scene_tiles: int | None = None) -> None:
         """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
         info = {"bands": list(self.plan.bands), "chunks": len(self.chunks), "computations": self.total, "resumed_chunks": self.stats.chunks_resumed,
                 "estimated_seconds": None}
+        if scene_tiles is not None:
+            info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
         remaining = self.total - self.stats.computed
         if local_model is not None and remaining > 8 * self.batch_size:
-            per_tile = measure_seconds_per_tile(local_model, self.grid.tile_size, self.batch_size,
-                                                lanes=local_lanes(local_model))
+            key = (id(local_model), self.grid.tile_size, self.batch_size)
+            if key not in _SECONDS_PER_TILE:  # measured once per model and tile size (several scenes)
+                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(local_model, self.grid.tile_size, self.batch_size,
+                                                                  lanes=local_lanes(local_model))
+            per_tile = _SECONDS_PER_TILE[key]
             info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
         self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
         self.reporter.update("predict", self._tiles, self.total)
 
     def job(self, index: int) -> ChunkJob:
         return ChunkJob(self.plan, self.grid, self.chunks, index, self.batch_size, str(self.store.folder),
-                        self.out_dtype)
+                        self.out_dtype, self.area)
 
     def _on_tiles(self, n: int) -> None:
         with self._lock:
@@ -531,15 +567,25 @@ def _gdal_env():
     return stack
 
 
-def describe_raster(path, *, tile_size: int = 1024, overlap: float = 0.25) -> dict:
-    """Summary of a raster for ``info``: size, bands, CRS, transform, nodata, default bands, tiles.
+def describe_raster(path, *, tile_size: int | None = None, overlap: float = 0.25, bands=None,
+                    resolution: float | None = None, chunk_size: int | None = None, model=None, checkpoint=None,
+                    preset=None, device: str = "auto", batch_size: int = 4) -> dict:
+    """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
+
+    With a model (``model``, or ``checkpoint``/``preset``) the time per tile is measured on
+    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) and
+    the whole scene's time is estimated.
+
+    Args:
+        tile_size: tile side (default: the model's input size, else 1024).
+        overlap, bands, resolution, chunk_size, batch_size: as for :func:`predict_raster`.
 
     Raises:
-        InputError: unreadable raster.
+        InputError: unreadable raster, bad bands/resolution.
+        PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
     with open_raster(path) as src:
-        grid = make_grid(src.height, src.width, tile_size, overlap)
-        return {
+        facts = {
             "path": str(path),
             "driver": src.driver,
             "width": src.width,
@@ -555,7 +601,30 @@ def describe_raster(path, *, tile_size: int = 1024, overlap: float = 0.25) -> di
             "colorinterp": [ci.name for ci in src.colorinterp],
             "default_bands": list(default_bands(src)),
             "overviews": src.overviews(1),
-            "tiles": len(grid),
-            "tile_size": tile_size,
-            "overlap": overlap,
         }
+    plan = make_plan(path, bands=bands, resolution=resolution)
+    loaded = None
+    if model is not None or checkpoint is not None or preset is not None:
+        loaded = _load_local(model, checkpoint, preset, device)
+    tile = int(tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
+    grid = make_grid(plan.height, plan.width, tile, overlap)
+    chunks = make_chunk_grid(plan.height, plan.width, tile, chunk_size)
+    facts.update({
+        "bands_used": list(plan.bands),
+        "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
+        "grid": [plan.height, plan.width],
+        "tile_size": tile,
+        "overlap": overlap,
+        "tiles": len(grid),
+        "chunk_size": chunks.size,
+        "chunks": len(chunks),
+        "computations": tile_computations(grid, chunks),
+    })
+    if loaded is not None:
+        per_tile = measure_seconds_per_tile(loaded, tile, batch_size, lanes=local_lanes(loaded))
+        first = next(iter(loaded.parameters()), None) if hasattr(loaded, "parameters") else None
+        facts.update({"device": str(first.device) if first is not None else "cpu",
+                      "model": getattr(loaded, "preset", type(loaded).__name__),
+                      "parameters": sum(p.numel() for p in loaded.parameters()) if first is not None else None,
+                      "seconds_per_tile": per_tile, "estimated_seconds": per_tile * facts["computations"]})
+    return facts

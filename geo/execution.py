@@ -28,11 +28,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from rasterio.windows import Window
 
+from .aoi import AreaOfInterest
 from .chunks import ChunkGrid, owns_tile, tiles_touching
 from .reading import ReadPlan, TileReader, read_valid, to_unit_float
 from .stitching import ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
-from .tiling import TileGrid
+from .tiling import TileGrid, clip_window
 from .writing import quantize_probability
 
 
@@ -51,6 +52,7 @@ class ChunkJob:
     batch_size: int
     store: str
     out_dtype: str
+    aoi: AreaOfInterest | None = None
 
 
 @dataclass
@@ -220,8 +222,11 @@ class _RowBuffer:
         ch = self.chunk
         valid = None
         if self.job.plan.masked:
+            rows = Window(ch.col_off, row0, ch.width, n)
             with self.reader.dataset() as ds:
-                valid = read_valid(ds, Window(ch.col_off, row0, ch.width, n), self.job.plan.bands)
+                valid = read_valid(ds, self.job.plan.source_window(rows), self.job.plan.bands)
+            if self.job.aoi is not None:
+                valid &= self.job.aoi.inside(self.job.plan.transform, rows)
             if valid.all():
                 valid = None
         done = 0
@@ -281,8 +286,15 @@ def compute_chunk(job: ChunkJob, model, lanes: Lanes | None = None, *,
     gpu = _on_gpu(model)
     model_seconds = [0.0]
 
+    def wanted(r: int, c: int) -> bool:
+        """False for a tile that does not touch the area of interest: never read, never run."""
+        return job.aoi is None or job.aoi.touches(job.plan.transform,
+                                                  clip_window(grid.window_at(r, c), grid.height, grid.width))
+
     def work(batch: list[tuple[int, int]]) -> list[np.ndarray | None]:
-        reads = reader.read_many([grid.window_at(r, c) for r, c in batch])
+        keep = [wanted(r, c) for r, c in batch]
+        read = iter(reader.read_many([grid.window_at(r, c) for (r, c), k in zip(batch, keep) if k]))
+        reads = [next(read) if k else None for k in keep]
         run = [t for t in reads if t is not None]
         if not run:
             return [None] * len(batch)

@@ -11,7 +11,7 @@ import contextlib
 import threading
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +191,7 @@ class ReadPlan:
             validity reads are skipped.
         finite_check: some band is floating point: tiles whose pixels are all NaN/inf are
             skipped (uint8 scenes never pay for this check).
+        offset: (row, column) of this grid's origin in the opened dataset (an area of interest).
     """
 
     path: str
@@ -202,7 +203,21 @@ class ReadPlan:
     crs: str | None
     resample: bool = False
     masked: bool = True
+    offset: tuple[int, int] = (0, 0)
     finite_check: bool = False
+
+    def source_window(self, window: Window) -> Window:
+        """``window`` of this plan's grid as a window of the dataset :meth:`open` returns."""
+        if self.offset == (0, 0):
+            return window
+        return Window(window.col_off + self.offset[1], window.row_off + self.offset[0], window.width, window.height)
+
+    def within(self, window: Window) -> "ReadPlan":
+        """The plan of a sub-window of this grid (an area of interest): its size, transform and offset."""
+        row0, col0 = int(window.row_off), int(window.col_off)
+        return replace(self, height=int(window.height), width=int(window.width),
+                       transform=self.transform @ Affine.translation(col0, row0),
+                       offset=(self.offset[0] + row0, self.offset[1] + col0), masked=True)
 
     def open(self):
         """Open a dataset for this plan: the file, or a resampled view of it.
@@ -423,7 +438,7 @@ class TileReader:
             return [self._read_one(ds, w) for w in windows]
 
     def _read_one(self, ds, window: Window) -> np.ndarray | None:
-        inner = clip_window(window, self.plan.height, self.plan.width)
+        inner = self.plan.source_window(clip_window(window, self.plan.height, self.plan.width))
         unique = sorted(set(self.plan.bands))
         try:
             if self.plan.masked and not (ds.read_masks(unique, window=inner) > 0).all(axis=0).any():
@@ -492,4 +507,5 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
         masked = bool(resolution) or finite_check or any(
             src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
         full = str(Path(path).resolve()) if Path(path).exists() else str(path)  # workers may run elsewhere
-        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked, finite_check)
+        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked,
+                        finite_check=finite_check)

@@ -140,8 +140,11 @@ def vector_transform(src) -> Affine:
 
 
 def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: bool = False,
-                  simplify: float = 0.0):
-    """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame."""
+                  simplify: float = 0.0, clip=None):
+    """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame.
+
+    ``clip``: a geometry in the raster's CRS that the polygons are cut to (parts become polygons).
+    """
     import geopandas as gpd
     import shapely
     from shapely.geometry import shape
@@ -162,6 +165,10 @@ def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: 
         geoms = shapely.polygons(shapely.get_exterior_ring(geoms))
     if simplify > 0 and geoms.size:
         geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
+    if clip is not None and geoms.size:
+        parts, index = shapely.get_parts(shapely.intersection(geoms, clip), return_index=True)
+        polygonal = shapely.get_type_id(parts) == 3
+        geoms, mean_p, max_p = parts[polygonal], mean_p[index[polygonal]], max_p[index[polygonal]]
     keep = ~shapely.is_empty(geoms) & (shapely.area(geoms) >= min_area) if geoms.size else np.zeros(0, bool)
     geoms, mean_p, max_p = geoms[keep], mean_p[keep], max_p[keep]
     data = {"area": shapely.area(geoms), "perimeter": shapely.length(geoms), "mean_prob": mean_p, "max_prob": max_p}
@@ -210,7 +217,7 @@ def write_error(path: Path, exc: Exception) -> Exception:
 def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *, threshold: float = 0.5,
                      min_area: float = 0.0, fill_holes: bool = False, simplify: float = 0.0,
                      vector_format: str | None = None, overwrite: bool = False, progress="none",
-                     as_geodataframe: bool = False) -> VectorResult:
+                     as_geodataframe: bool = False, clip=None) -> VectorResult:
     """Turn a probability raster into polygons.
 
     Args:
@@ -225,6 +232,7 @@ def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *,
         overwrite: replace an existing output.
         progress: ``"bar"``, ``"json"``, ``"none"`` or a :class:`~sam2unext.geo.progress.Progress`.
         as_geodataframe: also return the GeoDataFrame.
+        clip: a shapely geometry in the raster's CRS the polygons are cut to (an area of interest).
 
     Returns:
         :class:`VectorResult` (path, count, total area).
@@ -248,7 +256,7 @@ def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *,
         with open_raster(prob_path) as src:
             reporter.update("vectorize", 0, 1)
             write_binary(src, binary, threshold)
-            gdf = polygons_from(src, binary, min_area=min_area, fill_holes=fill_holes, simplify=simplify)
+            gdf = polygons_from(src, binary, min_area=min_area, fill_holes=fill_holes, simplify=simplify, clip=clip)
         write_vector(gdf, out, fmt)
         reporter.update("vectorize", 1, 1)
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sam2unext.errors import option
 from sam2unext.files import file_fingerprint
 
 if TYPE_CHECKING:
@@ -14,6 +15,28 @@ if TYPE_CHECKING:
 def demo_weights_path() -> Path:
     """The bundled demo weights file."""
     return Path(__file__).resolve().parent / "weights" / "demo.safetensors"
+
+
+DEMO_NOTE = ("the demo weights were trained only on synthetic demo scenes "
+             "(sam2unext-geo demo); they do not work on real imagery")
+
+
+def weights_note(checkpoint, preset: str | None, hiera=None, dinov2=None) -> str | None:
+    """The warning these weights deserve: demo weights, or a preset with (partly) random weights; else None.
+
+    Options are named with :func:`sam2unext.errors.option`, so each surface renders its own words.
+    """
+    if checkpoint is not None:
+        return DEMO_NOTE if str(checkpoint) == "demo" else None
+    if preset is None:
+        return None
+    missing = [name for name, f in (("hiera", hiera), ("dinov2", dinov2)) if f is None]
+    if preset.startswith("sam2unet") and "dinov2" in missing:
+        missing.remove("dinov2")
+    files = " / ".join(option(m, "FILE") for m in missing)
+    parts = "the adapters and decoder" + (f" and the encoders (no {files})" if missing else "")
+    return (f"no checkpoint: preset {preset} runs with RANDOM weights for {parts}; the output is meaningless "
+            f"and only tests the pipeline. Pass a trained {option('checkpoint', 'FILE')} for real results.")
 
 
 class ModelLoader:

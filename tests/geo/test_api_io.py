@@ -83,3 +83,18 @@ def test_describe_raster(uint16_alpha_raster):
     assert info["crs"] == "EPSG:32633" and info["tiles"] == 9
     with rasterio.open(uint16_alpha_raster) as src:
         assert info["transform"] == list(src.transform)[:6]
+
+
+def test_describe_raster_measures_time_with_a_model(uint16_alpha_raster):
+    info = describe_raster(uint16_alpha_raster, preset="sam2unext-test", device="cpu", overlap=0.25, batch_size=2)
+    assert info["tile_size"] == 256 and info["tiles"] == 1 and info["chunks"] == 1
+    assert info["model"] == "sam2unext-test" and info["parameters"] > 100_000
+    assert info["seconds_per_tile"] > 0 and info["estimated_seconds"] == info["seconds_per_tile"] * 1
+    assert info["bands_used"] == [1, 2, 3] and len(info["stretch"]) == 3
+
+
+def test_random_weights_are_announced_in_the_api_words(rgb_raster, tmp_path, capsys):
+    predict_raster(rgb_raster, tmp_path / "o.tif", preset="sam2unext-test", device="cpu", tile_size=64,
+                   vector=False, progress="none")
+    err = capsys.readouterr().err
+    assert "RANDOM weights" in err and "checkpoint='FILE'" in err and "--checkpoint" not in err
