@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")
     import torch  # noqa: F401 (loaded before any timing, as with a real model)
+
     import sam2unext.geo  # noqa: F401
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="geo-bench-", dir="/tmp") as tmp:
@@ -218,7 +219,8 @@ def main(argv: list[str] | None = None) -> None:
             rss[size] = fig["maxrss_mb"]
             mp = size * size / 1e6
             rows.append((f"(a) peak RSS {size}x{size} ({fig['tiles']} tiles)", f"{fig['maxrss_mb']:.0f} MB"))
-            rows.append((f"    pipeline {size}x{size}, trivial model, own process", f"{fig['seconds']:.1f} s = {mp / fig['seconds']:.1f} MP/s"))
+            rows.append((f"    pipeline {size}x{size}, trivial model, own process",
+                         f"{fig['seconds']:.1f} s = {mp / fig['seconds']:.1f} MP/s"))
         if len(rss) >= 2:
             lo, hi = min(rss), max(rss)
             rows.append((f"(a) RSS ratio {hi}/{lo}", f"{rss[hi] / rss[lo]:.2f}"))
@@ -268,7 +270,8 @@ def main(argv: list[str] | None = None) -> None:
             tiny_scene = make_scene(tmpdir / "tiny.tif", args.tiny_size, seed=1)
             model.predict(torch.rand(1, 3, model.input_size, model.input_size))  # warm-up
             model.seconds, model.calls = 0.0, 0
-            secs, res, _ = pipeline_time(tiny_scene, tmpdir / "c.tif", model, model.input_size, args.overlap, args.batch)
+            secs, res, _ = pipeline_time(tiny_scene, tmpdir / "c.tif", model, model.input_size, args.overlap,
+                                         args.batch)
             rows.append((f"(c) sam2unext-test {args.tiny_size}^2, tile {model.input_size}: end-to-end "
                          f"({res.tiles_computed} forward tiles, {res.tiles_run} scene tiles)", f"{secs:.2f} s"))
             only = model_only_time(model.model, res.tiles_computed, model.input_size, args.batch)

@@ -20,6 +20,7 @@ import argparse
 import copy
 import statistics
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -162,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         ctx = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
         with ctx:
             # interleave the two variants so machine-load drift hits both alike
-            public_fn = lambda x: upstream_structure_forward(public_model, x)  # noqa: E731
+            public_fn = partial(upstream_structure_forward, public_model)
             for _ in range(args.warmup):
                 time_forward(model, image, 1, 0)
                 time_forward(public_fn, image, 1, 0)
@@ -174,10 +175,11 @@ def main(argv: list[str] | None = None) -> None:
             with torch.inference_mode():
                 stages = hiera_stage_features(model.sam, image)
                 dino_map = model.dino(low_res_view(image, model.low_res_size))[-1]
-            ours_dec = time_forward(lambda _: model.decode(*model.glue(stages, dino_map)), image,
-                                    max(3, args.reps), args.warmup)
+            glued = partial(model.glue, stages, dino_map)
+            public_glued = partial(public_model.glue, stages, dino_map)
+            ours_dec = time_forward(lambda _, m=model, g=glued: m.decode(*g()), image, max(3, args.reps), args.warmup)
             public_dec = time_forward(
-                lambda _: upstream_structure_decode(public_model, public_model.glue(stages, dino_map)),
+                lambda _, m=public_model, g=public_glued: upstream_structure_decode(m, g()),
                 image, max(3, args.reps), args.warmup)
         o, p = statistics.median(ours), statistics.median(public)
         print(f"\n{name}: whole forward: ours {o:.3f} s/tile, public structure (head twice, "

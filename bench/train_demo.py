@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sam2unext import build_model, load_model, save_checkpoint, structure_loss
+from sam2unext import build_model, deep_supervision_loss, load_model, save_checkpoint
 from sam2unext.geo.demo import DEMO_SEED, generate_scene, mask_iou
 from sam2unext.transforms import normalize
 
@@ -68,13 +68,6 @@ def sample_batch(scenes, batch: int, crop: int, rng: np.random.Generator) -> tup
     bias = torch.empty(batch, 1, 1, 1).uniform_(-0.04, 0.04)
     image = (image * gain + bias).clamp(0, 1)
     return image, torch.from_numpy(np.stack(masks)).float()
-
-
-def total_loss(outputs, mask: torch.Tensor) -> torch.Tensor:
-    """Structure loss, summed over deep-supervision outputs when the model returns several."""
-    if isinstance(outputs, torch.Tensor):
-        return structure_loss(outputs, mask, bce="weighted")
-    return sum(structure_loss(o, mask, bce="weighted") for o in outputs)
 
 
 @torch.inference_mode()
@@ -144,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr
         image, mask = sample_batch(train_scenes, args.batch, crop, rng)
-        loss = total_loss(model(normalize(image)), mask)
+        loss = deep_supervision_loss(model(normalize(image)), mask, bce="weighted")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -176,11 +169,12 @@ def main(argv: list[str] | None = None) -> int:
         "batch": args.batch,
         "crop": crop,
         "optimizer": f"AdamW lr {args.lr} cosine, weight decay 1e-4, 50 warm-up steps",
-        "loss": "structure_loss (bce=weighted)",
+        "loss": "deep_supervision_loss (structure loss, bce=weighted)",
         "final_loss_mean_last_100": float(np.mean(losses[-100:])),
         "held_out_crop_iou": val_iou,
         "minutes": round(seconds / 60, 1),
-        "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads, torch {torch.__version__}",
+        "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads, "
+                   f"torch {torch.__version__}",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, args.output, task="demo", extra=note)

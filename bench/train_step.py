@@ -16,9 +16,9 @@ import time
 
 import torch
 
+from sam2unext.loss import deep_supervision_loss
 from sam2unext.train import (
     TrainConfig,
-    deep_supervision_loss,
     enable_grad_checkpointing,
     make_optimizer,
     make_training_model,
@@ -71,14 +71,16 @@ def main() -> None:
     parser.add_argument("--amp", action="store_true")
     parser.add_argument("--grad-checkpointing", action="store_true")
     args = parser.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, threads {torch.get_num_threads()}")
+    machine = platform.processor() or platform.machine()
+    print(f"# {machine}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     results = []
     for preset in args.presets:
         r = time_steps(preset, steps=args.steps, batch_size=args.batch_size, device=args.device,
                        amp=args.amp, grad_ckpt=args.grad_checkpointing)
         results.append(r)
         print(f"{preset:18s} {r['input_size']:5d}px batch {r['batch_size']:2d}  step {r['step_s']:8.3f} s "
-              f"(first {r['first_step_s']:.3f} s)  {r['params_m']} M params, {r['trainable_m']} M trainable", flush=True)
+              f"(first {r['first_step_s']:.3f} s)  {r['params_m']} M params, {r['trainable_m']} M trainable",
+              flush=True)
     print(json.dumps(results))
 
 

@@ -1,6 +1,6 @@
 """``train``, ``test`` and ``evaluate`` commands (registered by ``cli/main.py``).
 
-Thin wrappers: parse options, call :mod:`sam2unext.train`, :mod:`sam2unext.testing`,
+Thin wrappers: parse options, call :mod:`sam2unext.train`, :mod:`sam2unext.folder_prediction`,
 :mod:`sam2unext.evaluate` or :mod:`sam2unext.geo.finetune`, print the result. Mistakes a
 user can fix raise :class:`sam2unext.errors.UserError` subclasses; ``main`` maps them to
 exit code 2.
@@ -172,7 +172,7 @@ def test(
     Maps are min-max normalized per image as the public test code does, ready for 'evaluate'.
     """
     from sam2unext import load_model
-    from sam2unext.testing import predict_folder
+    from sam2unext.folder_prediction import predict_folder
 
     model = load_model(checkpoint, preset, device=device)
     result = predict_folder(model, images, output, device=device, overwrite=overwrite, progress=progress)

@@ -48,7 +48,7 @@ from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly
 DEFAULT_TILE = 1024
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
-GDAL_CACHE_BYTES = 64 * 2**20
+GDAL_CACHE_BYTES = 32 * 2**20
 #: Share of the available memory a run may plan to use (tile size x batch estimate).
 MEMORY_SHARE = 0.8
 
@@ -445,8 +445,8 @@ def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dic
     }
 
 
-#: Measured seconds per tile by (model id, tile size, batch size), so several scenes measure once.
-_SECONDS_PER_TILE: dict[tuple[int, int, int], float] = {}
+#: Measured seconds per tile by (model id, tile size), so several scenes measure once.
+_SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
 
 
 class _SceneRun:
@@ -485,9 +485,9 @@ class _SceneRun:
             info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
         remaining = self.total - self.stats.computed
         if local_model is not None and remaining > 8 * self.batch_size:
-            key = (id(local_model), self.grid.tile_size, self.batch_size)
-            if key not in _SECONDS_PER_TILE:  # measured once per model and tile size (several scenes)
-                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(local_model, self.grid.tile_size, self.batch_size,
+            key = (id(local_model), self.grid.tile_size)
+            if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
+                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(local_model, self.grid.tile_size, 1,
                                                                   lanes=local_lanes(local_model))
             per_tile = _SECONDS_PER_TILE[key]
             info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from distributed import Client
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .execution import ChunkJob, ChunkStatus, compute_chunk, run_chunks, single_thread_forward
+from .execution import ChunkJob, ChunkStatus, bound_heap_retention, compute_chunk, run_chunks, single_thread_forward
 
 #: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
 _MODEL_CACHE: dict[str, object] = {}
@@ -66,6 +66,7 @@ class ModelPlugin(WorkerPlugin):
 
 def remote_chunk(job: ChunkJob, key: str, factory: Callable[[], object]) -> ChunkStatus:
     """Worker task: compute one chunk with this worker's cached model and write it to the store."""
+    bound_heap_retention()
     with single_thread_forward():
         return compute_chunk(job, cached_model(key, factory))
 

@@ -18,6 +18,8 @@ work in flight, the memory and the time to the first tile do not depend on the s
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import threading
 import time
@@ -180,6 +182,30 @@ class Lanes:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+#: glibc's ``M_MMAP_THRESHOLD`` parameter of ``mallopt``, and the value set while running.
+_M_MMAP_THRESHOLD, _MMAP_BYTES = -3, 128 * 1024
+#: glibc's ``M_ARENA_MAX``: at most two malloc arenas for the lane and chunk threads.
+_M_ARENA_MAX = -8
+
+
+@functools.lru_cache(maxsize=1)
+def bound_heap_retention() -> bool:
+    """Serve allocations of 128 KiB and more with mmap and use at most two malloc arenas.
+
+    glibc raises its mmap threshold after large buffers are freed and then keeps later ones in
+    per-thread heaps, where freed memory is not returned: a long run's resident memory then
+    grows with the number of chunks (measured with a trivial model: 1184 MB against 992 MB on a
+    16384² vs a 4096² scene). Fixing the threshold (what ``MALLOC_MMAP_THRESHOLD_`` does) and the
+    arena count keeps it flat (1043 vs 966 MB). Called once per process that runs chunk tasks;
+    a no-op without glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_BYTES) and libc.mallopt(_M_ARENA_MAX, 2))
+    except (OSError, AttributeError):
+        return False
 
 
 _THREADS_LOCK = threading.Lock()
@@ -399,8 +425,13 @@ def local_lanes(model) -> int:
 
 def run_local(model, jobs: Callable[[int], ChunkJob], indices: list[int], *, on_done: Callable[[ChunkStatus], None],
               on_tiles: Callable[[int], None], tick: Callable[[], None], lanes: int | None = None,
-              chunks_in_flight: int = 2) -> None:
-    """Run chunk tasks in this process: ``chunks_in_flight`` chunks share one set of lanes."""
+              chunks_in_flight: int = 1) -> None:
+    """Run chunk tasks in this process: ``chunks_in_flight`` chunks share one set of lanes.
+
+    One chunk at a time by default: each chunk in flight holds a ``tile x chunk`` float64
+    accumulator, and the lanes already overlap reads with forward passes inside a chunk.
+    """
+    bound_heap_retention()
     pool = Lanes(lanes or local_lanes(model))
     cancel = threading.Event()
     executor = ThreadPoolExecutor(chunks_in_flight, thread_name_prefix="sam2unext-chunk")

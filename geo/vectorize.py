@@ -23,6 +23,7 @@ from rasterio.features import shapes
 from rasterio.windows import Window
 
 from sam2unext.errors import InputError, OutputError
+from sam2unext.files import write_atomically
 
 from .progress import make_progress
 from .reading import open_raster
@@ -177,14 +178,15 @@ def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: 
 
 
 def write_vector(gdf, path: Path, vector_format: str) -> None:
-    """Write ``gdf`` to ``path`` (temporary name + rename; temp removed on any failure).
+    """Write ``gdf`` to ``path`` through :func:`sam2unext.files.write_atomically` (temporary
+    name + rename; the temporary file and SQLite's side files are removed on any failure).
 
     Raises:
         OutputError: the disk is full or the file cannot be written (one line naming the folder).
     """
     suffix, driver = VECTOR_FORMATS[vector_format]
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
-    try:
+
+    def write(tmp: Path) -> None:
         with warnings.catch_warnings():
             # no CRS (a raster without georeferencing) is expected here, not worth a warning
             warnings.filterwarnings("ignore", message=".*crs.*", category=UserWarning)
@@ -193,13 +195,15 @@ def write_vector(gdf, path: Path, vector_format: str) -> None:
             else:
                 kwargs = {"layer": path.stem} if driver == "GPKG" else {}
                 gdf.to_file(tmp, driver=driver, engine="pyogrio", geometry_type="Polygon", **kwargs)
-        os.replace(tmp, path)
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    try:
+        write_atomically(path, write, tmp=tmp)
     except Exception as exc:
         raise write_error(path, exc) from None
     finally:
-        for q in (tmp, Path(str(tmp) + "-journal"), Path(str(tmp) + "-wal"), Path(str(tmp) + "-shm")):
-            if q.exists():
-                q.unlink()
+        for side in ("-journal", "-wal", "-shm"):
+            Path(str(tmp) + side).unlink(missing_ok=True)
 
 
 def write_error(path: Path, exc: Exception) -> Exception:

@@ -31,6 +31,7 @@ _LAZY = {
     "SAM2UNeXT": "sam2unext.models",
     "SAM2UNet": "sam2unext.models",
     "structure_loss": "sam2unext.loss",
+    "deep_supervision_loss": "sam2unext.loss",
     "low_res_view": "sam2unext.transforms",
 }
 

@@ -25,10 +25,10 @@ from sam2unext.checkpoints import (
     upstream_to_ours,
 )
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
-from sam2unext.errors import CheckpointError, PresetError, UserError
+from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
 from sam2unext.loader import demo_weights_path
-from sam2unext.models import SegmentationModel, model_class, resolve_dtype
+from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, model_class, resolve_dtype
 from sam2unext.presets import PRESETS, Preset, get_preset
 
 DEMO_WEIGHTS = demo_weights_path()
@@ -83,11 +83,11 @@ def build_model(preset: str | Preset, *, hiera: str | Path | None = None,
     if config.family == "sam2unet":
         if dinov2 is not None:
             raise PresetError(f"preset {config.name!r} has no DINOv2 branch; drop the dinov2 file")
-        return model_class(config)(config, trunk=trunk)
+        return SAM2UNet(config, trunk=trunk)
     dino = build_dinov2(config)
     if dinov2 is not None:
         load_dinov2(dino, dinov2, config.name)
-    return model_class(config)(config, trunk=trunk, dino=dino)
+    return SAM2UNeXT(config, trunk=trunk, dino=dino)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -141,7 +141,7 @@ def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
     if metadata.get("format") != FORMAT_TAG:
         if preset is None:
             raise CheckpointError(
-                f"{path} has no sam2unext-geo metadata; pass --preset to read it as a public "
+                f"{path} has no sam2unext-geo metadata; pass {option('preset', 'NAME')} to read it as a public "
                 f"SAM2-UNeXT/SAM2-UNet state_dict" + _fit_hint(upstream_to_ours(state)))
         return _load_upstream_state(state, path, preset)
     config = _metadata_preset(path, metadata)

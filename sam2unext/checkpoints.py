@@ -3,7 +3,8 @@
 Supported sources:
 
 1. Meta's ``sam2_hiera_*.pt`` / ``sam2.1_hiera_*.pt`` (``{"model": ...}``, trunk under
-   ``image_encoder.trunk.``) into the Hiera trunk (:func:`sam2_to_timm_hiera`).
+   ``image_encoder.trunk.``) into the Hiera trunk (:func:`sam2_to_timm_hiera`, timm's
+   own ``hieradet_sam2.checkpoint_filter_fn``).
 2. DINOv2: timm's ``model.safetensors`` or Meta's ``dinov2_vit*14_pretrain.pth``, converted
    and position-resampled by timm's own ``checkpoint_filter_fn``.
 3. Whole models saved by the public SAM2-UNeXT / SAM2-UNet training code
@@ -20,8 +21,9 @@ from __future__ import annotations
 import json
 import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, cast
 
 import torch
 import torch.nn as nn
@@ -30,7 +32,10 @@ from sam2unext.errors import CheckpointError
 
 FORMAT_TAG = "sam2unext-geo"
 SAM2_TRUNK_PREFIX = "image_encoder.trunk."
+# Hiera MLP names: public code (Meta's ``mlp.layers.N``) -> timm (``mlp.fc1/fc2``).
 _MLP_RENAMES = (("mlp.layers.0.", "mlp.fc1."), ("mlp.layers.1.", "mlp.fc2."))
+# Where the public SAM2-UNeXT / SAM2-UNet models keep the (adapted) Hiera blocks.
+_ADAPTED_BLOCKS = ("sam.blocks.", "encoder.blocks.")
 # Keys a full DINOv2 checkpoint has that the features-only (pruned) ViT does not.
 _DINO_DROPPABLE = re.compile(r"^(norm\.|fc_norm\.|head\.|head_drop\.|mask_token$)")
 
@@ -118,8 +123,8 @@ def read_state_dict(path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
-def _rename_mlp(key: str) -> str:
-    for old, new in _MLP_RENAMES:
+def _rename_mlp(key: str, renames: tuple[tuple[str, str], ...] = _MLP_RENAMES) -> str:
+    for old, new in renames:
         key = key.replace(old, new)
     return key
 
@@ -129,14 +134,13 @@ def sam2_to_timm_hiera(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 
     Keeps only keys under ``image_encoder.trunk.``, strips that prefix and renames the MLP
     (``mlp.layers.0/1`` -> ``mlp.fc1/fc2``). Accepts the ``{"model": ...}`` wrapper or the
-    inner dict.
+    inner dict. This is timm's own ``hieradet_sam2.checkpoint_filter_fn`` with the SAM2
+    trunk prefix (timm 1.0.31, pinned in pyproject.toml); the official key layouts of all
+    four sizes are checked against it in ``tests/model/test_model_checkpoints.py``.
     """
-    state = checkpoint.get("model", checkpoint)
-    return {
-        _rename_mlp(key[len(SAM2_TRUNK_PREFIX):]): value
-        for key, value in state.items()
-        if key.startswith(SAM2_TRUNK_PREFIX)
-    }
+    from timm.models.hieradet_sam2 import checkpoint_filter_fn
+
+    return checkpoint_filter_fn(dict(checkpoint), prefix=SAM2_TRUNK_PREFIX)
 
 
 def upstream_to_ours(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
@@ -144,22 +148,13 @@ def upstream_to_ours(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 
     Only the Hiera MLP inside the adapted blocks is renamed; every other key is identical.
     """
-    out = {}
-    for key, value in state.items():
-        if key.startswith(("sam.blocks.", "encoder.blocks.")):
-            key = _rename_mlp(key)
-        out[key] = value
-    return out
+    return {_rename_mlp(k) if k.startswith(_ADAPTED_BLOCKS) else k: v for k, v in state.items()}
 
 
 def ours_to_upstream(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Inverse of :func:`upstream_to_ours` (for exporting to the public code)."""
-    out = {}
-    for key, value in state.items():
-        if key.startswith(("sam.blocks.", "encoder.blocks.")):
-            key = key.replace("mlp.fc1.", "mlp.layers.0.").replace("mlp.fc2.", "mlp.layers.1.")
-        out[key] = value
-    return out
+    inverse = tuple((new, old) for old, new in _MLP_RENAMES)
+    return {_rename_mlp(k, inverse) if k.startswith(_ADAPTED_BLOCKS) else k: v for k, v in state.items()}
 
 
 def sam2_key_in_file(key: str) -> str:
@@ -271,7 +266,7 @@ def load_dinov2(dino: nn.Module, path: str | Path, preset: str) -> None:
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     raw = read_state_dict(path)
-    vit = dino.model
+    vit = cast(Any, dino).model  # the ViT inside timm's FeatureGetterNet
     try:
         state = checkpoint_filter_fn(dict(raw), vit)
     except Exception as exc:  # malformed tensors make timm's resampling fail

@@ -12,9 +12,9 @@ as an uninterrupted one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -219,7 +219,7 @@ class ImageMaskDataset(EpochDataset):
     @classmethod
     def from_folders(
         cls, images: str | Path, masks: str | Path, size: int, *, train: bool = True, seed: int = 0
-    ) -> "ImageMaskDataset":
+    ) -> ImageMaskDataset:
         """Build the dataset from an image folder and a mask folder (matched by stem)."""
         return cls(pair_files(images, masks), size, train=train, seed=seed)
 

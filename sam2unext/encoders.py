@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import timm
 import torch
 import torch.nn as nn
@@ -27,7 +29,7 @@ def build_hiera_trunk(preset: Preset) -> nn.Module:
         ``HieraDet`` whose ``forward_intermediates`` gives the four stage outputs.
     """
     trunk = timm.create_model(preset.hiera, pretrained=False, num_classes=0, **preset.hiera_kwargs)
-    trunk.reset_classifier(0, reset_other=True)  # Meta's trunk has no final norm either
+    cast(Any, trunk).reset_classifier(0, reset_other=True)  # Meta's trunk has no final norm either
     return trunk
 
 
@@ -39,13 +41,14 @@ def add_adapters(trunk: nn.Module, bottleneck: int = ADAPTER_DIM) -> nn.Module:
     """
     for param in trunk.parameters():
         param.requires_grad = False
-    trunk.blocks = nn.Sequential(*[Adapter(block, bottleneck) for block in trunk.blocks])
+    blocks = cast(nn.Sequential, trunk.blocks)
+    trunk.blocks = nn.Sequential(*[Adapter(block, bottleneck) for block in blocks])
     return trunk
 
 
 def hiera_stage_features(trunk: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     """The four NCHW stage outputs of a Hiera trunk (what SAM2's ``Hiera.forward`` returns)."""
-    return trunk.forward_intermediates(x, intermediates_only=True)
+    return cast(Any, trunk).forward_intermediates(x, intermediates_only=True)
 
 
 def build_dinov2(preset: Preset) -> nn.Module:

@@ -6,6 +6,8 @@ up one-to-one (``prompt_learn.0``, ``double_conv.3``, ``branch1.2.bn`` ...).
 
 from __future__ import annotations
 
+from typing import Any, cast
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -24,7 +26,7 @@ class Adapter(nn.Module):
     def __init__(self, block: nn.Module, bottleneck: int = 32) -> None:
         super().__init__()
         self.block = block
-        dim = block.attn.qkv.in_features
+        dim = int(cast(Any, block).attn.qkv.in_features)
         self.prompt_learn = nn.Sequential(
             nn.Linear(dim, bottleneck), nn.GELU(), nn.Linear(bottleneck, dim), nn.GELU()
         )
@@ -100,8 +102,8 @@ class UpSampleFirst(nn.Module):
 class BasicConv2d(nn.Module):
     """Conv (no bias) + BN. The public code defines a ReLU here but never applies it."""
 
-    def __init__(self, in_planes: int, out_planes: int, kernel_size, stride=1, padding=0,
-                 dilation=1) -> None:
+    def __init__(self, in_planes: int, out_planes: int, kernel_size: int | tuple[int, int],
+                 stride: int = 1, padding: int | tuple[int, int] = 0, dilation: int = 1) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_planes, out_planes, kernel_size=kernel_size, stride=stride,
                               padding=padding, dilation=dilation, bias=False)

@@ -1,6 +1,8 @@
-"""Structure loss of SAM2-UNet / SAM2-UNeXT: BCE + edge-weighted IoU."""
+"""Structure loss of SAM2-UNet / SAM2-UNeXT: BCE + edge-weighted IoU, and its deep-supervision sum."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,3 +48,20 @@ def structure_loss(logits: torch.Tensor, mask: torch.Tensor, bce: str = "upstrea
     union = ((pred + mask) * weit).sum(dim=(2, 3))
     wiou = 1 - (inter + 1) / (union - inter + 1)
     return (wbce + wiou).mean()
+
+
+def deep_supervision_loss(outputs: torch.Tensor | Sequence[torch.Tensor], mask: torch.Tensor,
+                          bce: str = "upstream") -> torch.Tensor:
+    """Structure loss of one output, or the sum over a tuple of outputs (deep supervision).
+
+    SAM2-UNet returns three side outputs in training and its public code sums their losses;
+    SAM2-UNeXT returns one. Outputs are cast to float32 first (they may come out of autocast).
+
+    Args:
+        outputs: Logits ``[B, 1, H, W]`` or a sequence of them.
+        mask: Targets ``[B, 1, H, W]`` in [0, 1].
+        bce: BCE form, see :func:`structure_loss`.
+    """
+    if isinstance(outputs, torch.Tensor):
+        return structure_loss(outputs.float(), mask, bce=bce)
+    return sum((structure_loss(o.float(), mask, bce=bce) for o in outputs), torch.zeros((), device=mask.device))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sam2unext.encoders import add_adapters, build_dinov2, build_hiera_trunk, hiera_stage_features
-from sam2unext.errors import InputError, UserError
+from sam2unext.errors import InputError, PresetError, UserError
 from sam2unext.layers import RFBModified, UpConcatFirst, UpSampleFirst
 from sam2unext.presets import Preset
 from sam2unext.transforms import as_float_batch, low_res_view, normalize, resize_image
@@ -74,7 +75,7 @@ class SegmentationModel(nn.Module):
         """The convolutional part (glue/RFBs and decoder); overridden by each family."""
         return []
 
-    def set_channels_last(self, enabled: bool = True) -> "SegmentationModel":
+    def set_channels_last(self, enabled: bool = True) -> SegmentationModel:
         """Store the convolutional decoder's weights channels_last (or contiguous).
 
         The Hiera and ViT outputs are NHWC tensors viewed as NCHW, i.e. already channels_last
@@ -91,7 +92,7 @@ class SegmentationModel(nn.Module):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def _autocast(self, dtype: torch.dtype, device: torch.device):
+    def _autocast(self, dtype: torch.dtype, device: torch.device) -> contextlib.AbstractContextManager[Any]:
         if dtype == torch.float32:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)
@@ -126,7 +127,8 @@ class SegmentationModel(nn.Module):
         """
         batch, was_numpy = as_float_batch(image)
         low = None
-        if low_res is not None and self.low_res_size is not None:
+        low_size = self.low_res_size
+        if low_res is not None and low_size is not None:
             low, _ = as_float_batch(low_res)
             if low.shape[0] != batch.shape[0]:
                 raise InputError(
@@ -144,9 +146,8 @@ class SegmentationModel(nn.Module):
                     x = normalize(resize_image(batch[start:start + step].to(device),
                                                self.input_size))
                     lr = None
-                    if low is not None:
-                        lr = normalize(resize_image(low[start:start + step].to(device),
-                                                    self.low_res_size))
+                    if low is not None and low_size is not None:
+                        lr = normalize(resize_image(low[start:start + step].to(device), low_size))
                     logits = self(x, lr).float()
                     if logits.shape[-2:] != (height, width):
                         logits = F.interpolate(logits, size=(height, width), mode="bilinear",
@@ -172,6 +173,9 @@ class SAM2UNeXT(SegmentationModel):
             dino: A DINOv2 feature getter (already loaded); built randomly if None.
         """
         super().__init__(config)
+        if config.low_res_size is None:
+            raise PresetError(f"preset {config.name!r} has no low_res_size; a SAM2-UNeXT preset needs one")
+        self.dino_size: int = config.low_res_size
         self.sam = add_adapters(trunk if trunk is not None else build_hiera_trunk(config))
         self.dino = dino if dino is not None else build_dinov2(config)
         c = config.decoder_channels
@@ -206,7 +210,7 @@ class SAM2UNeXT(SegmentationModel):
             fused.append(reduce(torch.cat([feat, d], dim=1)))
         return fused
 
-    def decode(self, x1, x2, x3, x4) -> torch.Tensor:
+    def decode(self, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, x4: torch.Tensor) -> torch.Tensor:
         """U-Net decoder to the stride-2 map, head once, x2 bilinear to input size."""
         x = self.up4(x4)
         x = self.up3(x, x3)
@@ -223,7 +227,7 @@ class SAM2UNeXT(SegmentationModel):
                 ``low_res_view(image, low_res_size)``.
         """
         if low_res is None:
-            low_res = low_res_view(image, self.low_res_size)
+            low_res = low_res_view(image, self.dino_size)
         stages = hiera_stage_features(self.sam, image)
         dino_map = self.dino(low_res)[-1]
         return self.decode(*self.glue(stages, dino_map))
@@ -254,7 +258,8 @@ class SAM2UNet(SegmentationModel):
         return [self.rfb1, self.rfb2, self.rfb3, self.rfb4, self.up1, self.up2, self.up3,
                 self.up4, self.side1, self.side2, self.head]
 
-    def decode(self, x1, x2, x3, x4, side_outputs: bool = False):
+    def decode(self, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, x4: torch.Tensor,
+               side_outputs: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """RFBs and decoder. Returns ``out`` (stride-4 head, x4 bilinear), or with
         ``side_outputs`` the tuple ``(out, out1, out2)`` of the deep-supervised heads."""
         x1, x2, x3, x4 = self.rfb1(x1), self.rfb2(x2), self.rfb3(x3), self.rfb4(x4)
@@ -264,14 +269,16 @@ class SAM2UNet(SegmentationModel):
         out2 = F.interpolate(self.side2(x), scale_factor=8, mode="bilinear") if side_outputs else None
         x = self.up3(x, x1)
         out = F.interpolate(self.head(x), scale_factor=4, mode="bilinear")
-        return (out, out1, out2) if side_outputs else out
+        return (out, out1, out2) if out1 is not None and out2 is not None else out
 
-    def forward(self, image: torch.Tensor, low_res: torch.Tensor | None = None):
+    def forward(self, image: torch.Tensor,
+                low_res: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits ``[B,1,S,S]``; in training mode ``(out, out1, out2)`` like the public code.
 
         ``low_res`` is accepted for interface symmetry and ignored.
         """
-        return self.decode(*hiera_stage_features(self.encoder, image), side_outputs=self.training)
+        x1, x2, x3, x4 = hiera_stage_features(self.encoder, image)
+        return self.decode(x1, x2, x3, x4, side_outputs=self.training)
 
 
 def model_class(config: Preset) -> type[SegmentationModel]:

@@ -71,12 +71,12 @@ class Preset:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preset":
+    def from_dict(cls, data: dict[str, Any]) -> Preset:
         """Inverse of :meth:`to_dict`; unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
-    def with_overrides(self, **changes: Any) -> "Preset":
+    def with_overrides(self, **changes: Any) -> Preset:
         """A copy with some fields changed (e.g. ``decoder_channels=64`` for a wider demo)."""
         return dataclasses.replace(self, **changes)
 
@@ -126,7 +126,7 @@ def _real_presets() -> dict[str, Preset]:
 
 
 def _test_presets() -> dict[str, Preset]:
-    common = dict(
+    common: dict[str, Any] = dict(
         hiera="sam2_hiera_tiny",
         hiera_embed_dim=_TEST_HIERA_KWARGS["embed_dim"],
         input_size=256,

@@ -1,4 +1,4 @@
-"""The training loop: the paper's recipe, snapshots, resuming, AMP and a loss curve.
+"""The training loop: the paper's recipe, snapshots, resuming and AMP.
 
 Recipe (public SAM2-UNeXT / SAM2-UNet ``train.py``): AdamW over the trainable parameters
 (adapters, glue, decoder; the model core freezes the encoders), cosine annealing of the
@@ -6,21 +6,22 @@ learning rate to 1e-7 stepped once per epoch, structure loss (summed over the th
 supervision outputs when the model returns a tuple, as SAM2-UNet does). SAM2-UNeXT: lr 2e-4,
 batch 1; SAM2-UNet: lr 1e-3, batch 12; weight decay 5e-4, 20 epochs, snapshot every 5.
 
-Run folder: ``epoch_005.safetensors`` … snapshots in our checkpoint format, ``resume.pt``
-(optimizer, scheduler, scaler and history at the last snapshot; tensors and plain values
-only, so it loads with ``weights_only=True``), ``history.json`` and ``loss_curve.png``.
-Randomness (shuffle order, flips, dropout) is reseeded from ``(seed, epoch)`` at each epoch,
-so a resumed run reproduces an uninterrupted one.
+:func:`train_model` runs three steps: :func:`restore_run` (a fresh run, or the state of
+``resume.pt``), :func:`train_epoch` (one pass over the data) and :func:`save_run_snapshot`
+(snapshot + ``resume.pt``). The run folder's files are written by :mod:`sam2unext.run_folder`
+and the loss curve by :mod:`sam2unext.loss_curve`. Randomness (shuffle order, flips, dropout)
+is reseeded from ``(seed, epoch)`` at each epoch, so a resumed run reproduces an
+uninterrupted one.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
+from collections.abc import Callable, Sized
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -28,13 +29,24 @@ from torch.optim import AdamW
 from torch.optim.lr_scheduler import CosineAnnealingLR
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from sam2unext.errors import CheckpointError, DatasetError, OutputError, option
-from sam2unext.files import write_atomically
+from sam2unext.errors import CheckpointError, DatasetError, PresetError, option
+from sam2unext.loss import deep_supervision_loss
+from sam2unext.loss_curve import write_loss_curve
+from sam2unext.presets import Preset, get_preset
+from sam2unext.run_folder import (
+    CURVE_FILE,
+    SNAPSHOT_PATTERN,
+    check_run_dir,
+    load_snapshot_weights,
+    read_resume_state,
+    resume_preset,
+    save_snapshot,
+    write_history,
+    write_resume_state,
+)
 
-SNAPSHOT_PATTERN = "epoch_{epoch:03d}.safetensors"
-RESUME_FILE = "resume.pt"
-HISTORY_FILE = "history.json"
-CURVE_FILE = "loss_curve.png"
+if TYPE_CHECKING:
+    from sam2unext.models import SegmentationModel
 
 
 @dataclass(frozen=True)
@@ -104,14 +116,13 @@ class TrainResult:
         return self.snapshots[-1] if self.snapshots else None
 
 
-def family_of(preset: str) -> str:
-    """Model family of a preset name: "sam2unet" or "sam2unext"."""
-    return "sam2unet" if preset.startswith("sam2unet") and not preset.startswith("sam2unext") else "sam2unext"
+def resolve_config(config: TrainConfig, preset: str | Preset) -> TrainConfig:
+    """Fill ``lr`` and ``batch_size`` from the preset family's recipe where they are None.
 
-
-def resolve_config(config: TrainConfig, preset: str) -> TrainConfig:
-    """Fill ``lr`` and ``batch_size`` from the family's recipe where they are None."""
-    recipe = RECIPES[family_of(preset)]
+    Raises:
+        PresetError: unknown preset name.
+    """
+    recipe = RECIPES[get_preset(preset).family]
     return replace(
         config,
         lr=recipe.lr if config.lr is None else config.lr,
@@ -132,22 +143,19 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> AdamW:
-    """AdamW over the trainable parameters with the configured lr and weight decay."""
+    """AdamW over the trainable parameters with the configured lr and weight decay.
+
+    Raises:
+        ValueError: ``config.lr`` is None (pass the config through :func:`resolve_config`).
+    """
+    if config.lr is None:
+        raise ValueError("config.lr is None; fill it with resolve_config(config, preset) first")
     return AdamW(trainable_parameters(model), lr=config.lr, weight_decay=config.weight_decay)
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig) -> CosineAnnealingLR:
     """Cosine annealing to ``eta_min`` over ``epochs`` (stepped once per epoch)."""
     return CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.eta_min)
-
-
-def deep_supervision_loss(outputs: torch.Tensor | Sequence[torch.Tensor], mask: torch.Tensor, bce: str = "upstream") -> torch.Tensor:
-    """Structure loss of one output, or the sum over a tuple of outputs (deep supervision)."""
-    from sam2unext.loss import structure_loss
-
-    if isinstance(outputs, torch.Tensor):
-        return structure_loss(outputs.float(), mask, bce=bce)
-    return sum(structure_loss(o.float(), mask, bce=bce) for o in outputs)
 
 
 def enable_grad_checkpointing(model: nn.Module) -> int:
@@ -160,12 +168,12 @@ def enable_grad_checkpointing(model: nn.Module) -> int:
         How many modules were switched.
     """
     if hasattr(model, "set_grad_checkpointing"):
-        model.set_grad_checkpointing(True)
+        cast(Any, model).set_grad_checkpointing(True)
         return 1
     count = 0
     for module in model.modules():
         if module is not model and hasattr(module, "set_grad_checkpointing"):
-            module.set_grad_checkpointing(True)
+            cast(Any, module).set_grad_checkpointing(True)
             count += 1
     return count
 
@@ -185,81 +193,157 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return seed * 10_007 + epoch
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    write_atomically(path, lambda tmp: torch.save(obj, tmp))
-
-
-def save_snapshot(model: nn.Module, path: Path, *, task: str | None, extra: dict) -> None:
-    """Write the model to ``path`` in our checkpoint format (via a temporary name)."""
-    from sam2unext import save_checkpoint
-
-    save_checkpoint(model, path, task=task, extra=extra)
-
-
-def load_snapshot_weights(model: nn.Module, path: Path) -> None:
-    """Load a snapshot written by :func:`save_snapshot` into ``model`` (same preset).
-
-    Raises:
-        CheckpointError: if the file is missing or its tensors do not fit the model.
-    """
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise CheckpointError(f"snapshot {path} is missing; cannot resume, start a new run")
-    state = load_file(str(path))
-    result = model.load_state_dict(state, strict=False)
-    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    missing = trainable & set(result.missing_keys)
-    if missing or result.unexpected_keys:
-        raise CheckpointError(
-            f"snapshot {path} does not fit the model ({len(missing)} trainable tensors missing, "
-            f"{len(result.unexpected_keys)} unexpected); resume with the same preset"
-        )
-
-
-def write_loss_curve(path: Path, step_losses: Sequence[float], epoch_losses: Sequence[float], steps_per_epoch: int) -> None:
-    """Plot per-step losses and per-epoch means to a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    if step_losses:
-        x = [(i + 1) / max(steps_per_epoch, 1) for i in range(len(step_losses))]
-        ax.plot(x, step_losses, lw=0.8, alpha=0.5, label="step")
-    if epoch_losses:
-        ax.plot(range(1, len(epoch_losses) + 1), epoch_losses, "o-", label="epoch mean")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("structure loss")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    try:
-        write_atomically(path, lambda tmp: fig.savefig(tmp, format="png"), tmp=path.with_name(path.stem + ".tmp.png"))
-    finally:
-        plt.close(fig)
-
-
 def _config_from_dict(saved: dict, base: TrainConfig) -> TrainConfig:
     known = {f.name for f in fields(TrainConfig)}
     values = {k: v for k, v in saved.items() if k in known and k in TrainConfig.SCHEDULE_FIELDS}
     return replace(base, **values)
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
+@dataclass
+class RunState:
+    """Everything a run carries from one epoch to the next (what ``resume.pt`` restores)."""
+
+    config: TrainConfig
+    device: torch.device
+    use_amp: bool
+    amp_dtype: torch.dtype
+    optimizer: AdamW
+    scheduler: CosineAnnealingLR
+    scaler: torch.amp.GradScaler
+    start_epoch: int = 0
+    snapshots: list[Path] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    epoch_losses: list[float] = field(default_factory=list)
+
+
+def restore_run(model: SegmentationModel, run_dir: Path, config: TrainConfig, *, resume: bool,
+                say: Callable[[str], None]) -> RunState:
+    """Set up the optimizer, schedule and AMP for ``model``; on ``resume`` restore them,
+    the weights and the history from ``run_dir/resume.pt`` (whose schedule settings win).
+
+    Args:
+        model: the model to train; its preset (``model.config``) selects the family recipe.
+        run_dir: the run folder (checked by the caller).
+        config: settings as given (``lr``/``batch_size`` may be None).
+        resume: continue the run in ``run_dir``.
+        say: message sink.
+
+    Raises:
+        CheckpointError: the model has nothing to train, or the snapshot does not fit.
+        UserError: ``config.device`` is unknown or unavailable.
+    """
+    from sam2unext.api import resolve_device
+
+    preset = model.config
+    config = resolve_config(config, preset)
+    saved: dict[str, Any] | None = None
     if resume:
-        if not (run_dir / RESUME_FILE).is_file():
-            raise OutputError(f"{run_dir} holds no {RESUME_FILE}; nothing to resume, drop {option('resume')}")
-        return
-    if (run_dir / RESUME_FILE).exists() or (run_dir.is_dir() and any(run_dir.glob("epoch_*.safetensors"))):
-        raise OutputError(
-            f"{run_dir} already holds a training run; pass {option('resume')} to continue it or choose another folder"
-        )
+        saved = read_resume_state(run_dir)
+        config = resolve_config(_config_from_dict(saved["config"], config), preset)
+    device = resolve_device(config.device)
+    use_amp = device.type == "cuda" if config.amp is None else bool(config.amp and device.type == "cuda")
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+
+    if config.grad_checkpointing and enable_grad_checkpointing(model) == 0:
+        say("note: the model offers no gradient checkpointing; training without it")
+    model.to(device)
+    optimizer = make_optimizer(model, config)
+    run = RunState(
+        config=config, device=device, use_amp=use_amp, amp_dtype=amp_dtype, optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, config),
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
+    )
+    if saved is not None:
+        snapshot = run_dir / saved["snapshot"]
+        load_snapshot_weights(model, snapshot)
+        model.to(device)
+        run.optimizer.load_state_dict(saved["optimizer"])
+        run.scheduler.load_state_dict(saved["scheduler"])
+        if saved.get("scaler"):
+            run.scaler.load_state_dict(saved["scaler"])
+        run.start_epoch = int(saved["epoch"])
+        run.step_losses = list(saved["step_losses"])
+        run.epoch_losses = list(saved["epoch_losses"])
+        run.snapshots = [run_dir / s for s in saved["snapshots"]]
+        say(f"resuming {run_dir} from {snapshot.name} (epoch {run.start_epoch}/{config.epochs})")
+    return run
+
+
+def train_epoch(model: SegmentationModel, dataset: Dataset, run: RunState, epoch: int, *,
+                progress: bool) -> list[float]:
+    """One pass over ``dataset`` (reseeded from ``(seed, epoch)``), then one scheduler step.
+
+    Returns:
+        The loss of every optimizer step.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    from tqdm.auto import tqdm
+
+    config, device = run.config, run.device
+    seed = _epoch_seed(config.seed, epoch)
+    seed_everything(seed)
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+    loader = DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=RandomSampler(cast(Sized, dataset), generator=torch.Generator().manual_seed(seed)),
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        drop_last=False,
+    )
+    model.train()
+    losses: list[float] = []
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    for batch in bar:
+        image = batch["image"].to(device, non_blocking=True)
+        mask = batch["mask"].to(device, non_blocking=True)
+        run.optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=run.amp_dtype, enabled=run.use_amp):
+            outputs = model(image)
+        loss = deep_supervision_loss(outputs, mask.float(), bce=config.bce)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(f"training loss became {value} at epoch {epoch + 1}; lower the learning rate")
+        losses.append(value)
+        bar.set_postfix(loss=f"{value:.4f}", lr=f"{run.optimizer.param_groups[0]['lr']:.2e}")
+    bar.close()
+    run.scheduler.step()
+    return losses
+
+
+def save_run_snapshot(model: SegmentationModel, run_dir: Path, run: RunState, done: int, *, task: str | None,
+                      meta: dict[str, Any]) -> Path:
+    """Write the snapshot of epoch ``done`` and the ``resume.pt`` that points at it.
+
+    Returns:
+        The snapshot's path.
+    """
+    path = run_dir / SNAPSHOT_PATTERN.format(epoch=done)
+    save_snapshot(model, path, task=task, extra={**meta, "epoch": done, "loss": run.epoch_losses[-1]})
+    if path not in run.snapshots:
+        run.snapshots.append(path)
+    write_resume_state(run_dir, {
+        "epoch": done,
+        "snapshot": path.name,
+        "snapshots": [p.name for p in run.snapshots],
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
+        "step_losses": run.step_losses,
+        "epoch_losses": run.epoch_losses,
+        "config": asdict(run.config),
+    })
+    return path
 
 
 def train_model(
-    model: nn.Module,
+    model: SegmentationModel,
     dataset: Dataset,
     run_dir: str | Path,
     config: TrainConfig | None = None,
@@ -274,7 +358,8 @@ def train_model(
     """Train ``model`` on ``dataset`` with the paper's recipe and write a run folder.
 
     Args:
-        model: a segmentation model with frozen encoders; ``preset`` selects the recipe.
+        model: a segmentation model with frozen encoders; its preset (``model.config``) selects the
+            recipe.
         dataset: items ``{"image": [3,S,S], "mask": [1,S,S]}``; if it has ``set_epoch`` it is
             called at each epoch (reproducible augmentation).
         run_dir: output folder (created).
@@ -295,146 +380,45 @@ def train_model(
         CheckpointError: if the model has nothing to train or a snapshot does not fit.
         UserError: if ``config.device`` is unknown or unavailable.
     """
-    from tqdm.auto import tqdm
-
-    from sam2unext.api import resolve_device
-
     say = log or (lambda _msg: None)
     run_dir = Path(run_dir)
-    _check_run_dir(run_dir, resume)
-    if len(dataset) == 0:
+    check_run_dir(run_dir, resume)
+    size = len(cast(Sized, dataset))
+    if size == 0:
         raise DatasetError("the training dataset is empty; pass folders with matching images and masks")
-    preset = getattr(model, "preset", "sam2unext")
-    config = resolve_config(config or TrainConfig(), preset)
-
-    state: dict[str, Any] | None = None
-    if resume:
-        state = torch.load(run_dir / RESUME_FILE, map_location="cpu", weights_only=True)
-        config = resolve_config(_config_from_dict(state["config"], config), preset)
-    if hasattr(dataset, "seed"):
+    run = restore_run(model, run_dir, config or TrainConfig(), resume=resume, say=say)
+    config = run.config
+    if hasattr(dataset, "seed"):  # the run's seed (the saved one on resume) drives augmentation
         dataset.seed = config.seed
-    device = resolve_device(config.device)
-    use_amp = device.type == "cuda" if config.amp is None else bool(config.amp and device.type == "cuda")
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-
-    if config.grad_checkpointing and enable_grad_checkpointing(model) == 0:
-        say("note: the model offers no gradient checkpointing; training without it")
-    model.to(device)
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    start_epoch = 0
-    snapshots: list[Path] = []
-    step_losses: list[float] = []
-    epoch_losses: list[float] = []
-    if state is not None:
-        snapshot = run_dir / state["snapshot"]
-        load_snapshot_weights(model, snapshot)
-        model.to(device)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch = int(state["epoch"])
-        step_losses = list(state["step_losses"])
-        epoch_losses = list(state["epoch_losses"])
-        snapshots = [run_dir / s for s in state["snapshots"]]
-        say(f"resuming {run_dir} from {snapshot.name} (epoch {start_epoch}/{config.epochs})")
     run_dir.mkdir(parents=True, exist_ok=True)
 
-    steps_per_epoch = math.ceil(len(dataset) / config.batch_size)
+    assert config.batch_size is not None  # resolve_config filled it
+    steps_per_epoch = math.ceil(size / config.batch_size)
     t0 = time.perf_counter()
-    meta = {"preset": preset, **(extra or {})}
-    for epoch in range(start_epoch, config.epochs):
-        seed = _epoch_seed(config.seed, epoch)
-        seed_everything(seed)
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(epoch)
-        loader = DataLoader(
-            dataset,
-            batch_size=config.batch_size,
-            sampler=RandomSampler(dataset, generator=torch.Generator().manual_seed(seed)),
-            num_workers=config.num_workers,
-            pin_memory=device.type == "cuda",
-            drop_last=False,
-        )
-        model.train()
-        losses: list[float] = []
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for batch in bar:
-            image = batch["image"].to(device, non_blocking=True)
-            mask = batch["mask"].to(device, non_blocking=True)
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                outputs = model(image)
-            loss = deep_supervision_loss(outputs, mask.float(), bce=config.bce)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise FloatingPointError(f"training loss became {value} at epoch {epoch + 1}; lower --lr")
-            losses.append(value)
-            bar.set_postfix(loss=f"{value:.4f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        bar.close()
-        scheduler.step()
-        step_losses.extend(losses)
-        epoch_losses.append(sum(losses) / len(losses))
+    meta = {"preset": model.config.name, **(extra or {})}
+    for epoch in range(run.start_epoch, config.epochs):
+        losses = train_epoch(model, dataset, run, epoch, progress=progress)
+        run.step_losses.extend(losses)
+        run.epoch_losses.append(sum(losses) / len(losses))
         done = epoch + 1
-        say(f"epoch {done}/{config.epochs}: mean loss {epoch_losses[-1]:.4f}")
-
+        say(f"epoch {done}/{config.epochs}: mean loss {run.epoch_losses[-1]:.4f}")
         if done % config.snapshot_every == 0 or done == config.epochs:
-            path = run_dir / SNAPSHOT_PATTERN.format(epoch=done)
-            save_snapshot(model, path, task=task, extra={**meta, "epoch": done, "loss": epoch_losses[-1]})
-            if path not in snapshots:
-                snapshots.append(path)
-            _atomic_torch_save(
-                {
-                    "epoch": done,
-                    "snapshot": path.name,
-                    "snapshots": [p.name for p in snapshots],
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-                    "step_losses": step_losses,
-                    "epoch_losses": epoch_losses,
-                    "config": asdict(config),
-                },
-                run_dir / RESUME_FILE,
-            )
+            path = save_run_snapshot(model, run_dir, run, done, task=task, meta=meta)
             say(f"saved snapshot {path}")
-        history = json.dumps({"epoch_losses": epoch_losses, "step_losses": step_losses, "config": asdict(config)}, indent=1)
-        write_atomically(run_dir / HISTORY_FILE, lambda tmp: tmp.write_text(history))
-        write_loss_curve(run_dir / CURVE_FILE, step_losses, epoch_losses, steps_per_epoch)
+        write_history(run_dir, run.epoch_losses, run.step_losses, asdict(config))
+        write_loss_curve(run_dir / CURVE_FILE, run.step_losses, run.epoch_losses, steps_per_epoch)
         if stop_after_epoch is not None and done >= stop_after_epoch:
             break
 
     return TrainResult(
         run_dir=run_dir,
-        snapshots=snapshots,
-        epoch_losses=epoch_losses,
-        step_losses=step_losses,
-        epochs_done=len(epoch_losses),
+        snapshots=run.snapshots,
+        epoch_losses=run.epoch_losses,
+        step_losses=run.step_losses,
+        epochs_done=len(run.epoch_losses),
         seconds=time.perf_counter() - t0,
         config=config,
     )
-
-
-def resume_preset(run_dir: str | Path) -> str:
-    """Preset of the run in ``run_dir``, read from its last snapshot's metadata.
-
-    Raises:
-        OutputError: if the folder holds no resumable run.
-        CheckpointError: if the snapshot is unreadable.
-    """
-    from sam2unext import read_checkpoint_metadata
-
-    state_path = Path(run_dir) / RESUME_FILE
-    if not state_path.is_file():
-        raise OutputError(f"{run_dir} holds no {RESUME_FILE}; nothing to resume, drop {option('resume')}")
-    state = torch.load(state_path, map_location="cpu", weights_only=True)
-    return read_checkpoint_metadata(Path(run_dir) / state["snapshot"])["preset"]
 
 
 def make_training_model(
@@ -444,7 +428,7 @@ def make_training_model(
     dinov2: str | Path | None = None,
     checkpoint: str | Path | None = None,
     seed: int = 0,
-) -> nn.Module:
+) -> SegmentationModel:
     """The model to train: a fresh preset (seeded), or one loaded from ``checkpoint``.
 
     Args:
@@ -463,9 +447,8 @@ def make_training_model(
 
         return load_model(checkpoint, preset, device="cpu")
     if preset is None:
-        from sam2unext.errors import PresetError
-
-        raise PresetError("no --preset given; name a preset (see 'sam2unext-geo models') or pass --checkpoint")
+        raise PresetError(f"no preset given; pass {option('preset', 'NAME')} (one of list_presets()) "
+                          f"or {option('checkpoint', 'FILE')}")
     from sam2unext import build_model
 
     return build_model(preset, hiera=hiera, dinov2=dinov2)

@@ -1,11 +1,15 @@
-"""Helpers for the command tests: run ``sam2unext-geo`` in a subprocess, write small scenes."""
+"""Helpers for the command tests: run ``sam2unext-geo`` (in this process, or as a real
+subprocess where the process itself is under test), write small scenes."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from sam2unext.geo.demo import generate_scene, write_scene
@@ -15,8 +19,41 @@ _SCRIPT = Path(sys.executable).with_name("sam2unext-geo")
 COMMAND = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "sam2unext.cli"]
 
 
-def run_cli(*args: str | Path, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """Run ``sam2unext-geo ARGS`` and capture its output (never raises on a non-zero exit)."""
+@dataclass
+class CliResult:
+    """What one run of the command produced (the fields of ``subprocess.CompletedProcess``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> CliResult:
+    """Run ``sam2unext-geo ARGS`` in this process through ``sam2unext.cli.main.main``.
+
+    The same function the console script calls, so the exit code, the error mapping and
+    the output streams are the command's; only the interpreter start-up (torch import) is
+    saved. Never raises on a non-zero exit.
+    """
+    from sam2unext.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    previous = Path.cwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exc:  # SIGTERM's handler; not expected in these runs
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(previous)
+    return CliResult(code, out.getvalue(), err.getvalue())
+
+
+def run_cli_process(*args: str | Path, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real console script in a subprocess (for exit statuses of the process itself)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=timeout,
                           cwd=cwd, env=env)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import geopandas as gpd
+import pytest
 import rasterio
 
 from cli_helpers import run_cli
@@ -17,6 +18,7 @@ DEMO_FILES = ["demo_quicklook.png", "demo_scene.tif", "demo_scene_prob.tif", "de
               "demo_truth.tif"]
 
 
+@pytest.mark.slow
 def test_demo_runs_the_pipeline_and_meets_the_iou_bars(tmp_path):
     out = tmp_path / "demo"
     res = run_cli("demo", "-o", out, "--size", "768", "--seed", "5", "--progress", "none")

@@ -1,4 +1,8 @@
-"""Every documented user error: exit 2, one ``error:`` line naming the problem, no partial file."""
+"""Every documented user error: exit 2, one ``error:`` line naming the problem, no partial file.
+
+The cases run the command in this process (``cli_helpers.run_cli``); the real console script
+runs as a subprocess only where the process is the point: its exit statuses and SIGTERM.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import time
 
 import pytest
 
-from cli_helpers import COMMAND, files_in, json_events, run_cli, write_small_scene
+from cli_helpers import COMMAND, files_in, json_events, run_cli, run_cli_process, write_small_scene
 
 
 def assert_user_error(res, message: str) -> None:
@@ -90,6 +94,15 @@ def test_debug_shows_the_traceback(work):
     assert res.returncode == 2 and "Traceback" in res.stderr and "InputError" in res.stderr
 
 
+def test_console_script_exit_statuses(work):
+    """The installed entry point exits with main()'s codes: 2 for a user error, 0 for --version."""
+    res = run_cli_process("predict", "missing.tif", "--preset", "sam2unext-test", cwd=work)
+    assert_user_error(res, "missing.tif does not exist")
+    version = run_cli_process("--version")
+    assert version.returncode == 0 and version.stdout.startswith("sam2unext-geo ")
+
+
+@pytest.mark.slow
 def test_sigterm_exits_143_and_leaves_no_output(tmp_path):
     scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
     out = tmp_path / "out"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 
 import pytest
 
@@ -38,14 +39,34 @@ def test_models_lists_presets_and_their_weight_files():
     assert rows["demo (--checkpoint demo)"]["input"] == 256
 
 
+def _command(name: str):
+    """The click command behind ``sam2unext-geo NAME``."""
+    import typer
+
+    from sam2unext.cli.main import app
+
+    return typer.main.get_command(app).commands[name]
+
+
 @pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_examples(command):
+def test_every_command_help_documents_its_options_and_examples_that_parse(command):
+    import click
+
     res = run_cli(command, "--help")
     assert res.returncode == 0, res.stderr
     assert "Usage: sam2unext-geo " + command in res.stdout
-    assert "Example" in res.stdout
+    cmd = _command(command)
+    options = [p for p in cmd.params if isinstance(p, click.Option) and not p.hidden]
+    for opt in options:  # every option is listed, with a description
+        assert all(name in res.stdout for name in opt.opts), (opt.name, res.stdout)
+        assert opt.help, f"{command} {opt.opts[0]} has no help text"
 
-
+    text = res.stdout.replace("\\\n", " ")  # examples continued over lines with a backslash
+    examples = [line.strip() for line in text.splitlines() if line.strip().startswith(f"sam2unext-geo {command}")]
+    assert examples, res.stdout
+    for line in examples:  # each example is a command line that this command accepts
+        args = shlex.split(line)[2:]
+        cmd.make_context(command, args, resilient_parsing=False)
 def test_version_and_bare_command():
     assert run_cli("--version").stdout.startswith("sam2unext-geo ")
     bare = run_cli()

@@ -12,7 +12,6 @@ import torch
 from safetensors.torch import save_file
 
 import sam2unext.api as api
-from model_oracle import randomize_
 from sam2unext import CheckpointError, PresetError, build_model, load_model, save_checkpoint
 from sam2unext.checkpoints import (
     check_state_dict,
@@ -24,12 +23,11 @@ from sam2unext.checkpoints import (
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.presets import get_preset
 
-# Official key layouts (copied from shared/reference so the tests never depend on the checkout's
-# surroundings); prefer the shared copy when it is there.
-REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference"
-if not REFERENCE.is_dir():
-    REFERENCE = Path(__file__).resolve().parent / "reference"
-needs_reference = pytest.mark.skipif(not REFERENCE.is_dir(), reason="shared/reference missing")
+from model_oracle import randomize_
+
+# Official key layouts (copied from Meta's SAM2, timm and the public SAM2-UNeXT / SAM2-UNet
+# state dicts); the tests read only this copy inside the repository.
+REFERENCE = Path(__file__).resolve().parent / "reference"
 
 
 def _meta_tensors(shapes: dict) -> dict:
@@ -42,7 +40,6 @@ def _reference(name: str) -> dict:
 
 # ---------------------------------------------------------------- official layouts (meta device)
 
-@needs_reference
 @pytest.mark.parametrize("size", ["tiny", "small", "base_plus", "large"])
 def test_meta_sam2_trunk_keys_map_exactly_onto_timm_hiera(size):
     shapes = _reference("sam2_checkpoint_trunk_keys.json")[size]
@@ -57,7 +54,6 @@ def test_meta_sam2_trunk_keys_map_exactly_onto_timm_hiera(size):
     assert "blocks.0.mlp.fc1.weight" in mapped and not any("layers" in k for k in mapped)
 
 
-@needs_reference
 @pytest.mark.parametrize("name", ["vit_small_patch14_dinov2", "vit_base_patch14_dinov2",
                                   "vit_large_patch14_dinov2"])
 def test_timm_dinov2_keys_fit_after_timm_filter_with_pos_embed_resized_to_448(name):
@@ -74,7 +70,6 @@ def test_timm_dinov2_keys_fit_after_timm_filter_with_pos_embed_resized_to_448(na
     check_state_dict(dino.model.state_dict(), state, preset=preset, source=name, what="DINOv2")
 
 
-@needs_reference
 @pytest.mark.parametrize("family", ["sam2unext", "sam2unet"])
 def test_public_whole_model_state_dict_maps_onto_large_preset(family):
     shapes = _reference(f"{family}_upstream_state_dict.json")
@@ -85,7 +80,6 @@ def test_public_whole_model_state_dict_maps_onto_large_preset(family):
     assert set(ours_to_upstream(model.state_dict())) == set(shapes)
 
 
-@needs_reference
 def test_public_state_dict_with_wrong_preset_names_key_preset_and_file():
     shapes = _reference("sam2unext_upstream_state_dict.json")
     with torch.device("meta"):

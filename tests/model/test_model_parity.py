@@ -5,17 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model_oracle import (
-    OracleSAM2UNeXT,
-    OracleSAM2UNet,
-    randomize_,
-    rel_error,
-    sam2_hiera_for,
-)
 from sam2unext.api import build_model
 from sam2unext.checkpoints import ours_to_upstream, upstream_to_ours
 from sam2unext.encoders import build_dinov2, build_hiera_trunk, hiera_stage_features
 from sam2unext.presets import get_preset
+
+from model_oracle import (
+    OracleSAM2UNet,
+    OracleSAM2UNeXT,
+    randomize_,
+    rel_error,
+    sam2_hiera_for,
+)
 
 TOL = 1e-4
 
@@ -65,6 +66,7 @@ def test_parity_with_public_head_on_timm_trunk(preset):
     assert _compare(preset, "timm") < TOL
 
 
+@pytest.mark.slow
 def test_sam2_unet_training_mode_returns_side_outputs_like_public_code():
     config, oracle = _oracle("sam2unet-test", "timm")
     model = build_model("sam2unet-test")
@@ -126,6 +128,7 @@ def test_trainable_parameters_are_adapters_glue_and_decoder_only():
     assert not any(p.requires_grad for p in model.dino.parameters())
 
 
+@pytest.mark.slow
 def test_meta_sam2_tiny_checkpoint_gives_sam2_trunk_features(tmp_path):
     """Real Hiera-T config: Meta's ``sam2`` Hiera, saved in Meta's checkpoint layout, loaded
     through our key mapping into timm's Hiera, gives the same four stage maps."""

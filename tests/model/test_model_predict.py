@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model_oracle import randomize_
 from sam2unext import InputError, UserError, build_model, load_model
 from sam2unext.transforms import IMAGENET_MEAN, IMAGENET_STD, low_res_view, normalize
+
+from model_oracle import randomize_
 
 
 @pytest.fixture(scope="module")

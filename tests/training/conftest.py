@@ -9,9 +9,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from training_synth import PRESET, SHORT, make_folder_dataset  # noqa: E402
-
 from sam2unext.train import TrainConfig  # noqa: E402
+
+from training_synth import PRESET, SHORT, make_folder_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from training_synth import make_geo_scene
 
 from sam2unext import load_model
 from sam2unext.errors import InputError
 from sam2unext.geo.finetune import GeoTileDataset, LabeledScene, finetune, pair_scenes, scene_iou, tile_from_sample
 from sam2unext.geo.reading import TileReader, make_plan
 from sam2unext.train import TrainConfig, make_training_model
+
+from training_synth import make_geo_scene
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,7 @@ def test_tiles_see_the_same_pixels_as_prediction(scene):
     assert inside.numel() > 0 and inside.mean() > outside.mean() + 0.2
 
 
+@pytest.mark.slow
 def test_finetune_improves_scene_iou(scene, tmp_path):
     before = scene_iou(make_training_model("sam2unext-test", seed=0), scene)
     result = finetune([scene.raster], [scene.labels], tmp_path / "run", preset="sam2unext-test",

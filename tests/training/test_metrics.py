@@ -11,10 +11,11 @@ import numpy as np
 import py_sod_metrics
 import pytest
 from PIL import Image
-from training_synth import blob_mask
 
 from sam2unext.errors import DatasetError
 from sam2unext.evaluate import METRIC_NAMES, TASK_METRICS, evaluate_folders, format_table, write_results
+
+from training_synth import blob_mask
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from PIL import Image
 from sam2unext import load_model
 from sam2unext.data import image_to_tensor, load_rgb
 from sam2unext.errors import OutputError
-from sam2unext.testing import minmax_to_uint8, predict_folder
+from sam2unext.folder_prediction import minmax_to_uint8, predict_folder
 
 
 @pytest.fixture(scope="module")

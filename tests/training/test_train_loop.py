@@ -6,20 +6,21 @@ import json
 
 import pytest
 import torch
-from training_synth import PRESET, SHORT
 from safetensors.torch import load_file
 
 from sam2unext import load_model, read_checkpoint_metadata
-from sam2unext.errors import OutputError, UserError
+from sam2unext.errors import OutputError, PresetError, UserError
+from sam2unext.loss import deep_supervision_loss
+from sam2unext.presets import get_preset
+from sam2unext.run_folder import RESUME_FILE
 from sam2unext.train import (
     RECIPES,
-    RESUME_FILE,
     TrainConfig,
-    deep_supervision_loss,
-    family_of,
     resolve_config,
     train_on_folders,
 )
+
+from training_synth import PRESET, SHORT
 
 
 def test_short_run_lowers_loss_and_writes_run_folder(short_run):
@@ -45,6 +46,7 @@ def test_snapshots_load_as_models(short_run):
     assert any(not torch.equal(first[k], state[k]) for k in state)  # training changed weights
 
 
+@pytest.mark.slow
 def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp_path):
     images, masks = folder_data
     run_dir = tmp_path / "killed"
@@ -89,12 +91,15 @@ def test_unknown_device_is_a_user_error(folder_data, tmp_path):
 
 
 def test_recipes_follow_the_public_scripts():
-    assert family_of("sam2unext-large") == "sam2unext" and family_of("sam2unet-tiny") == "sam2unet"
     unext = resolve_config(TrainConfig(), "sam2unext-large")
     unet = resolve_config(TrainConfig(), "sam2unet-large")
     assert (unext.lr, unext.batch_size, unext.weight_decay, unext.eta_min, unext.epochs) == (2e-4, 1, 5e-4, 1e-7, 20)
     assert (unet.lr, unet.batch_size) == (1e-3, 12) == (RECIPES["sam2unet"].lr, RECIPES["sam2unet"].batch_size)
     assert resolve_config(TrainConfig(lr=5e-5), "sam2unet-tiny").lr == 5e-5
+    # the family comes from the preset itself (one lookup), also for a Preset object
+    assert resolve_config(TrainConfig(), get_preset("sam2unet-test")).lr == RECIPES["sam2unet"].lr
+    with pytest.raises(PresetError, match="unknown preset"):
+        resolve_config(TrainConfig(), "sam2unet-huge")
 
 
 def test_deep_supervision_sums_the_three_outputs():
@@ -126,6 +131,7 @@ def test_grad_checkpointing_keeps_adapter_gradients():
         torch.testing.assert_close(grads[1][name], value, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.slow
 def test_sam2unet_family_trains_with_deep_supervision(folder_data, tmp_path):
     """SAM2-UNet returns three outputs in training mode; the loop sums their losses."""
     images, masks = folder_data
@@ -138,7 +144,7 @@ def test_sam2unet_family_trains_with_deep_supervision(folder_data, tmp_path):
 
 
 def test_interrupted_write_leaves_no_temporary_file(tmp_path):
-    from sam2unext.train import write_atomically
+    from sam2unext.files import write_atomically
 
     target = tmp_path / "out.bin"
 

@@ -6,11 +6,12 @@ import json
 
 import pytest
 import typer
-from training_synth import PRESET
 from typer.testing import CliRunner
 
 from sam2unext.cli import training
 from sam2unext.errors import DatasetError, InputError
+
+from training_synth import PRESET
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,7 @@ def test_help_texts_have_options_and_examples(app, command, needle):
     assert needle in result.output and "sam2unext-geo " + command in result.output
 
 
+@pytest.mark.slow
 def test_train_test_evaluate_round_trip(app, folder_data, short_run, tmp_path):
     """Fine-tune from a snapshot (preset read from it), predict the folder, score it."""
     images, masks = folder_data

@@ -28,7 +28,8 @@ def blob_image(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_folder_dataset(root: Path, count: int = 6, seed: int = 0, sizes=((72, 96), (80, 64), (90, 90))) -> tuple[Path, Path]:
+def make_folder_dataset(root: Path, count: int = 6, seed: int = 0,
+                        sizes=((72, 96), (80, 64), (90, 90))) -> tuple[Path, Path]:
     """Write ``images/*.jpg`` and ``masks/*.png`` (varied sizes); returns both folders."""
     rng = np.random.default_rng(seed)
     images, masks = root / "images", root / "masks"

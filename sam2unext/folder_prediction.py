@@ -1,4 +1,5 @@
-"""Predict an image folder to 8-bit PNG maps, as the public ``test.py`` does.
+"""Folder prediction behind the ``test`` command: an image folder to 8-bit PNG maps, as the
+public ``test.py`` does.
 
 Each image is resized to the model's input size (bilinear) and ImageNet-normalized; the
 logits are resized bilinearly to the image's original size, passed through a sigmoid,
@@ -8,22 +9,26 @@ truncated to uint8, and written as ``<stem>.png``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 from sam2unext.data import IMAGE_SUFFIXES, image_to_tensor, list_files, load_rgb
 from sam2unext.errors import OutputError, option
 
+if TYPE_CHECKING:
+    from sam2unext.models import SegmentationModel
+
 
 @dataclass
-class TestResult:
+class FolderPredictionResult:
     """Files written by :func:`predict_folder`."""
 
     outputs: list[Path]
@@ -42,7 +47,7 @@ def _first_output(outputs: torch.Tensor | tuple) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def predict_image(model: nn.Module, image: Image.Image, device: torch.device) -> np.ndarray:
+def predict_image(model: SegmentationModel, image: Image.Image, device: torch.device) -> np.ndarray:
     """Predict one RGB image; returns the uint8 map ``[H, W]`` at the image's size."""
     x = image_to_tensor(image, model.input_size).unsqueeze(0).to(device)
     logits = _first_output(model(x)).float()
@@ -52,7 +57,7 @@ def predict_image(model: nn.Module, image: Image.Image, device: torch.device) ->
 
 
 def predict_folder(
-    model: nn.Module,
+    model: SegmentationModel,
     images: str | Path,
     output: str | Path,
     *,
@@ -60,7 +65,7 @@ def predict_folder(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
-) -> TestResult:
+) -> FolderPredictionResult:
     """Write ``<stem>.png`` predictions for every image in a folder.
 
     Args:
@@ -92,14 +97,15 @@ def predict_folder(
     if not overwrite:
         existing = [t for t in targets if t.exists()]
         if existing:
-            raise OutputError(f"{existing[0]} exists ({len(existing)} in all); pass {option('overwrite')} or another folder")
+            raise OutputError(
+                f"{existing[0]} exists ({len(existing)} in all); pass {option('overwrite')} or another folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     model.eval().to(dev)
     t0 = time.perf_counter()
     for src, dst in tqdm(list(zip(files, targets)), desc="test", disable=not progress):
-        result = predict_image(model, load_rgb(src), dev)
-        write_atomically(dst, lambda tmp: Image.fromarray(result).save(tmp, format="PNG"))
+        picture = Image.fromarray(predict_image(model, load_rgb(src), dev))
+        write_atomically(dst, partial(picture.save, format="PNG"))
         if log:
             log(f"saved {dst}")
-    return TestResult(outputs=targets, seconds=time.perf_counter() - t0)
+    return FolderPredictionResult(outputs=targets, seconds=time.perf_counter() - t0)
