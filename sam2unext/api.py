@@ -12,7 +12,6 @@ import torch
 from sam2unext.checkpoints import (
     FORMAT_TAG,
     fits,
-    upstream_key_in_file,
     load_dinov2,
     load_sam2_hiera,
     load_strict,
@@ -22,6 +21,7 @@ from sam2unext.checkpoints import (
     read_state_dict,
     require_file,
     save_state_with_metadata,
+    upstream_key_in_file,
     upstream_to_ours,
 )
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
@@ -34,7 +34,7 @@ from sam2unext.presets import PRESETS, Preset, get_preset
 DEMO_WEIGHTS = demo_weights_path()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _preset_shapes(name: str, part: str) -> dict[str, tuple[int, ...]]:
     """Key -> shape of a preset's whole model (``part="model"``) or Hiera trunk (``"hiera"``),
     built on the meta device (no memory, no weights)."""

@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from cli_helpers import COMMAND, files_in, write_small_scene
 from sam2unext.cli.main import main
+
+from cli_helpers import COMMAND, files_in, write_small_scene
 
 
 def _err_lines(capsys) -> list[str]:

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from geo_helpers import NORTH_UP, smooth_rgb, write_raster
 from rasterio.enums import ColorInterp
 from rasterio.errors import NotGeoreferencedWarning
 
@@ -23,6 +22,8 @@ from sam2unext.errors import InputError, OutputError
 from sam2unext.geo import check_scene, predict_raster
 from sam2unext.geo.reading import make_plan
 from sam2unext.geo.testing import PixelModel
+
+from geo_helpers import NORTH_UP, smooth_rgb, write_raster
 
 
 class _Counting:

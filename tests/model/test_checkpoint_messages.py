@@ -100,10 +100,10 @@ def test_public_file_with_a_wrong_size_preset_says_which_preset_it_fits(tmp_path
 
 
 def test_cli_maps_a_broken_checkpoint_to_exit_2(ours, tmp_path, capsys):
-    from sam2unext.cli.main import main
-
     import numpy as np
     import rasterio
+
+    from sam2unext.cli.main import main
 
     path = _with_metadata(ours, tmp_path / "broken.safetensors", preset_config="{")
     scene = tmp_path / "s.tif"
