@@ -44,7 +44,7 @@ def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
     at the model's input size): fast, batched and on the device, but not bit-identical to the
     public test loaders, which resize the uint8 PIL image (``transforms.Resize``) before
     converting to float: the two differ by up to about 1/255 on a minority of pixels. The
-    ``test``/``evaluate`` path (:mod:`sam2unext.testing`) uses the public loaders' PIL resize
+    ``test``/``evaluate`` path (:mod:`sam2unext.folder_prediction`) uses the public loaders' PIL resize
     (:func:`sam2unext.data.image_to_tensor`) so that its scores are comparable with the
     paper's. A no-op when the image already has that size.
     """

@@ -10,7 +10,7 @@ from torchvision import transforms
 
 from sam2unext import build_model
 from sam2unext.data import image_to_tensor
-from sam2unext.testing import predict_image
+from sam2unext.folder_prediction import predict_image
 from sam2unext.transforms import as_float_batch, normalize, resize_image
 
 
