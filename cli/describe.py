@@ -39,7 +39,8 @@ def info(
     tile_size: Annotated[Optional[int], typer.Option(
         "--tile-size", min=16, help="Tile side (default: the model's input size, else 1024).",
         show_default=False)] = None,
-    overlap: Annotated[float, typer.Option("--overlap", min=0.0, help="Tile overlap (fraction or pixels).")] = 0.25,
+    overlap: Annotated[str, typer.Option("--overlap", help="Tile overlap: a fraction in [0, 1) or pixels, e.g. 64px.")]
+    = "0.25",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 4,
     device: Device = "auto",
     bands: Annotated[Optional[str], typer.Option("--bands", help="1-based bands, e.g. 3,2,1.",

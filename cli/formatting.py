@@ -34,11 +34,20 @@ def area(value: float, linear_units: str | None) -> str:
 
 
 def linear_units_of(raster: str | Path) -> str | None:
-    """The CRS linear unit name of a raster (``"metre"``), or None for geographic/no CRS."""
+    """The CRS linear unit name of a raster (``"metre"``, ``"degree"``), ``"pixel"`` for a raster
+    without georeferencing (its polygons are in pixel units), or None when unknown."""
+    import warnings
+
     import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
 
     try:
-        with rasterio.open(raster) as ds:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            ds = rasterio.open(raster)
+        with ds:
+            if ds.crs is None and ds.transform.is_identity:
+                return "pixel"
             if ds.crs is None or ds.crs.is_geographic:
                 return "degree" if ds.crs is not None else None
             return ds.crs.linear_units

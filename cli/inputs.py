@@ -41,20 +41,26 @@ def expand_scenes(patterns: list[str]) -> list[Path | str]:
     return unique
 
 
-def parse_bands(text: str | None, name: str = "bands") -> tuple[int, ...] | None:
-    """``"3,2,1"`` → ``(3, 2, 1)`` (any count, e.g. ``4,3,2,8``); None stays None.
+def parse_bands(text: str | None, name: str = "bands") -> tuple[int | str, ...] | None:
+    """``"3,2,1"`` → ``(3, 2, 1)`` (any count, e.g. ``4,3,2,8``); ``"red,green,blue"`` →
+    ``("red", "green", "blue")`` (band descriptions, resolved against each scene; ``--bands``
+    only); None stays None.
 
     Raises:
-        InputError: not a comma-separated list of positive integers.
+        InputError: an empty list, a band number below 1, or an empty item.
     """
     if text is None:
         return None
-    try:
-        bands = tuple(int(b) for b in text.replace(" ", "").split(",") if b)
-    except ValueError:
-        bands = ()
-    if not bands or any(b < 1 for b in bands):
-        raise InputError(f"--{name.replace('_', '-')} {text!r} must be 1-based band numbers, e.g. 3,2,1 or 1")
+    flag = "--" + name.replace("_", "-")
+    items = [b.strip() for b in text.split(",")]
+    if not items or any(not b for b in items):
+        raise InputError(f"{flag} {text!r} must be 1-based band numbers or band descriptions, e.g. 3,2,1 "
+                         f"or red,green,blue")
+    bands = tuple(int(b) if b.lstrip("-").isdigit() else b for b in items)
+    if any(isinstance(b, int) and b < 1 for b in bands):
+        raise InputError(f"{flag} {text!r}: band numbers are 1-based, e.g. 3,2,1")
+    if name != "bands" and any(isinstance(b, str) for b in bands):
+        raise InputError(f"{flag} {text!r} must be 1-based band numbers, e.g. 3,2,1")
     return bands
 
 
@@ -95,6 +101,23 @@ def quicklook_outputs(scenes: list[Path | str], targets: list[Path | None], over
     return [check_output((target.parent if target is not None else Path(str(scene)).parent)
                          / f"{Path(str(scene)).stem}_quicklook.png", overwrite)
             for scene, target in zip(scenes, targets)]
+def new_folders(folder: Path) -> list[Path]:
+    """The folders :func:`make_folder` would create for ``folder`` (deepest last)."""
+    missing: list[Path] = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        missing.insert(0, p)
+        p = p.parent
+    return missing
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove folders made for a run that was refused, deepest first, if they are still empty."""
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def make_folder(folder: Path) -> Path:

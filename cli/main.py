@@ -7,9 +7,11 @@ Commands are plain typer functions in their own modules (``predict``, ``describe
   stderr, exit 2;
 * usage errors (unknown option, bad value) → one line on stderr, exit 2;
 * anything else → ``error: internal error: ...`` on stderr, exit 1;
-* SIGTERM → ``SystemExit(143)`` so that temporary outputs are cleaned up; Ctrl-C → exit 130.
+* SIGTERM and SIGINT (Ctrl-C) → :class:`Cancelled` (a ``SystemExit``), so that temporary
+  outputs are cleaned up, then one line ``cancelled; nothing written`` on stderr (and a JSON
+  ``error`` event with the exit code), exit 143 / 130.
 
-Tracebacks are shown only with ``--debug``.
+Tracebacks, and GDAL's own error lines on stderr, are shown only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -93,11 +95,32 @@ def _click_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
 _CLICK_ERRORS, _ABORTS = _click_classes()
 
 
-def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
-    raise SystemExit(143)
+#: What a cancelled run prints (temporary outputs are removed on the way out).
+CANCELLED = "cancelled; nothing written"
 
 
-def _report(message: str, exit_code: int, options: list[str] | None = None) -> int:
+class Cancelled(SystemExit):
+    """SIGTERM (code 143) or SIGINT (130): a ``SystemExit`` so cleanup code runs and click lets it through."""
+
+
+def _on_signal(signum, frame) -> None:  # noqa: ARG001
+    raise Cancelled(143 if signum == signal.SIGTERM else 130)
+
+
+def _quiet_gdal(debug: bool) -> None:
+    """Send GDAL's own error lines (``ERROR 1: ...``) to the null device unless ``debug``.
+
+    The read errors they describe come back as one-line messages of ours; ``--debug`` keeps them.
+    """
+    import logging
+    import os
+
+    if not debug:
+        os.environ.setdefault("CPL_LOG", os.devnull)
+    logging.getLogger("rasterio").setLevel(logging.DEBUG if debug else logging.CRITICAL)
+
+
+def _report(message: str, exit_code: int, options: list[str] | None = None, prefix: str = "error: ") -> int:
     """Send an error to the JSON stream (when on) and to stderr; return the exit code.
 
     ``options``: the API names of the options the message tells the user to set (the JSON
@@ -105,7 +128,7 @@ def _report(message: str, exit_code: int, options: list[str] | None = None) -> i
     """
     if STATE.reporter is not None:
         STATE.reporter.error(message, exit_code, options)
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    print(f"{prefix}{message}", file=sys.stderr, flush=True)
     return exit_code
 
 
@@ -124,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     head = args[: args.index("--")] if "--" in args else args
     STATE.debug = "--debug" in head
     args = [a for i, a in enumerate(args) if not (a == "--debug" and i < len(head))]
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading_main() else None
+    _quiet_gdal(STATE.debug)
+    previous = {}
+    if threading_main():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, _on_signal)
     command = typer.main.get_command(app)
     try:
         result = command.main(args=args, prog_name=PROG, standalone_mode=False)
@@ -140,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(exc, "ctx", None)
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         return _report(f"{_one_line(exc.format_message())}{hint}", 2)
-    except _ABORTS:
-        return _report("aborted", 130)
-    except KeyboardInterrupt:
-        return _report("interrupted", 130)
+    except Cancelled as exc:
+        return _report(CANCELLED, int(exc.code), prefix="")
+    except (KeyboardInterrupt, *_ABORTS):
+        return _report(CANCELLED, 130, prefix="")
     except SystemExit:
         raise
     except Exception as exc:  # anything else is our bug, not the user's
@@ -155,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         return _report(f"internal error: {type(exc).__name__}: {_one_line(exc)}{hint}", 1)
     finally:
         STATE.reporter = None
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def threading_main() -> bool:

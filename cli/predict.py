@@ -12,7 +12,8 @@ import typer
 from sam2unext.errors import cli_words
 
 from .formatting import area, echo, linear_units_of, seconds
-from .inputs import expand_scenes, parse_bands, probability_outputs, quicklook_outputs
+from .inputs import (RASTER_SUFFIXES, expand_scenes, new_folders, parse_bands, probability_outputs,
+                     quicklook_outputs, remove_empty_folders)
 from .state import STATE
 from .weights import model_loader
 
@@ -90,8 +91,9 @@ def predict(
     tile_size: Annotated[Optional[int], typer.Option(
         "--tile-size", min=16, help="Tile side in pixels (default: the model's input size).",
         show_default=False)] = None,
-    overlap: Annotated[float, typer.Option("--overlap", min=0.0,
-                                           help="Tile overlap: a fraction (< 1) or pixels.")] = 0.25,
+    overlap: Annotated[str, typer.Option(
+        "--overlap", help="Tile overlap: a fraction of the tile in [0, 1), e.g. 0.25, or pixels, e.g. 64px. "
+        "0 leaves seams at tile edges.")] = "0.25",
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", "-b", min=1, help="Tiles per forward pass (default: 4 on CPU; on CUDA what fits the free "
         "GPU memory).", show_default=False)] = None,
@@ -101,7 +103,8 @@ def predict(
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (the first batch "
                                                 "waits for the compile).")] = False,
     bands: Annotated[Optional[str], typer.Option(
-        "--bands", help="1-based bands to read, e.g. 3,2,1 (or one band for grey); a multispectral "
+        "--bands", help="Bands to read: 1-based numbers, e.g. 3,2,1 (one band for grey), or band descriptions, "
+        "e.g. red,green,blue. Default: the bands the file declares red/green/blue, else 1,2,3; a multispectral "
         "checkpoint takes its own count, e.g. 4,3,2,8 [the bands it was trained on].",
         show_default=False)] = None,
     rgb_bands: Annotated[Optional[str], typer.Option(
@@ -150,7 +153,7 @@ def predict(
 
     Needs weights: --checkpoint FILE (or --checkpoint demo), or --preset NAME.
     """
-    from sam2unext.geo import make_progress, predict_raster
+    from sam2unext.geo import check_scene, make_progress, predict_raster
 
     reporter = make_progress(progress.value)
     reporter.words = cli_words  # warnings name --flags
@@ -161,29 +164,41 @@ def predict(
     rgb_sel = parse_bands(rgb_bands, "rgb_bands")
     loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype, compile_model, bands=band_sel,
                           rgb_bands=rgb_sel)
-    targets = probability_outputs(paths, output)
-    looks = quicklook_outputs(paths, targets, overwrite or resume) if quicklook else [None] * len(paths)
-    model = loader  # loaded by predict_raster after it has checked the scene and outputs; once
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
-
-    modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
+    made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
     results = []
     done_scenes, done_looks = [], []
-    for scene, target, mode, look in zip(paths, targets, modes, looks):
-        if mode is None:
-            echo(f"{scene}: already complete, skipped", err=True)
-            continue
-        results.append(predict_raster(
-            scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-            device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
-            vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
-            out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, resume=mode,
-            chunk_size=chunk_size, progress=reporter, aoi=area_of_interest, aoi_crs=bbox_crs,
-            rgb_bands=rgb_sel))
-        if look is not None:
-            results[-1].quicklook(look, bands=band_sel)
-        done_scenes.append(scene)
-        done_looks.append(look)
+    try:
+        targets = probability_outputs(paths, output)
+        looks = quicklook_outputs(paths, targets, overwrite or resume) if quicklook else [None] * len(paths)
+        modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
+        for scene, target, mode in zip(paths, targets, modes):  # every scene checked before the model loads
+            if mode is not None:
+                check_scene(scene, target, bands=band_sel, resolution=resolution, tile_size=tile_size,
+                            overlap=overlap, batch_size=batch_size, vector=vector,
+                            vector_format=vector_format.value, overwrite=overwrite, resume=mode,
+                            aoi=area_of_interest, aoi_crs=bbox_crs, model=loader, checkpoint=checkpoint,
+                            rgb_bands=rgb_sel)
+        model = loader  # loaded by predict_raster once, for the first scene
+        for scene, target, mode, look in zip(paths, targets, modes, looks):
+            if mode is None:
+                echo(f"{scene}: already complete, skipped", err=True)
+                continue
+            results.append(predict_raster(
+                scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
+                device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
+                vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
+                out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, resume=mode,
+                chunk_size=chunk_size, progress=reporter, aoi=area_of_interest, aoi_crs=bbox_crs,
+                rgb_bands=rgb_sel))
+            if look is not None:
+                results[-1].quicklook(look, bands=band_sel)
+            done_scenes.append(scene)
+            done_looks.append(look)
+    except BaseException:
+        if not results:
+            remove_empty_folders(made)  # a refused run leaves no empty output folder behind
+        raise
     total = time.perf_counter() - t0
     reporter.complete(len(results), total)
     if progress is not ProgressMode.json:
@@ -242,7 +257,8 @@ def print_summary(scenes: list[Path | str], results: list, total: float, looks: 
         if res.tiles_computed > res.tiles_run:
             skipped += f"; {res.tiles_computed} forward passes (chunk borders)"
         found = f", {area(res.area, units)} found" if res.vector is not None else ""
-        echo(f"{scene}: {res.tiles_run} tiles{skipped} in {seconds(res.seconds)}{found}")
+        bands = f", bands {','.join(map(str, res.bands))}" if getattr(res, "bands", None) else ""
+        echo(f"{scene}: {res.tiles_run} tiles{skipped}{bands} in {seconds(res.seconds)}{found}")
         echo(f"  probability: {res.probability}")
         if res.vector is not None:
             echo(f"  polygons:    {res.vector}")

@@ -5,7 +5,7 @@ Public API::
     from sam2unext.geo import predict_raster, vectorize_raster, describe_raster, PredictResult
 """
 
-from .api import PredictResult, describe_raster, predict_raster
+from .api import PredictResult, check_scene, describe_raster, predict_raster
 from .progress import BarProgress, JsonProgress, Progress, make_progress
 from .vectorize import VectorResult, vectorize_raster
 
@@ -13,6 +13,7 @@ __all__ = [
     "BarProgress",
     "JsonProgress",
     "PredictResult",
+    "check_scene",
     "Progress",
     "VectorResult",
     "describe_raster",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.errors import InputError, OutputError, option
@@ -38,9 +39,10 @@ from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
 from .model_bands import make_model_plan
 from .progress import Progress, make_progress
-from .reading import ReadPlan, default_bands, make_plan, open_raster
+from .reading import ReadPlan, default_bands, is_georeferenced, make_plan, open_raster
 from .store import RunStore, disk_full_error, store_path_for
-from .tiling import TileGrid, make_grid
+from .tiling import (TileGrid, available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid,
+                     overlap_pixels)
 from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
 
@@ -51,6 +53,8 @@ DEFAULT_TILE = 1024
 GDAL_CACHE_BYTES = 32 * 2**20
 #: Dask chunks of ``PredictResult.data_array``: 4 x 4 blocks of the probability COG.
 XARRAY_CHUNKS = {"band": 1, "y": 2048, "x": 2048}
+#: Share of the available memory a run may plan to use (tile size x batch estimate).
+MEMORY_SHARE = 0.8
 
 
 @dataclass
@@ -70,6 +74,7 @@ class PredictResult:
         chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
         scene_tiles: tiles of the whole scene's grid (with an ``aoi``, against ``tiles_run``).
         scene: the source raster's path (None for a DataArray source); drawn by :meth:`quicklook`.
+        bands: the 1-based input bands used as red, green, blue.
     """
 
     probability: Path
@@ -84,6 +89,7 @@ class PredictResult:
     chunks: int = 0
     chunks_resumed: int = 0
     scene_tiles: int = 0
+    bands: tuple[int, ...] = ()
     scene: str | Path | None = None
 
     def quicklook(self, path: str | Path | None = None, *, bands=None, title: str | None = None):
@@ -142,10 +148,42 @@ def _load_local(model, checkpoint, preset, device):
     return model() if _is_factory(model) else model
 
 
+#: Block side of the temporary GeoTIFF a DataArray is written to.
+XARRAY_BLOCK = 256
+
+
+def exact_transform(da):
+    """The geotransform of a rioxarray DataArray, exact.
+
+    ``rio.transform()`` rebuilds it from the coordinates, which differ from the file's in the
+    last digits; the transform stored with the array (``recalc=False``, the file's own) is used
+    when it places the first pixel centre where the coordinates say, shifted by whole pixels
+    for a slice of the original array. Otherwise the rebuilt one is the only one there is.
+    """
+    rebuilt = da.rio.transform()
+    cached = da.rio.transform(recalc=False)
+    if cached.b or cached.d:  # rotated: coordinates cannot express it, the stored one is right
+        return cached
+    x, y = da.rio.x_dim, da.rio.y_dim
+    try:
+        x0, y0 = float(da[x].values[0]), float(da[y].values[0])
+    except (IndexError, KeyError):
+        return rebuilt
+    col = (x0 - cached.c) / cached.a - 0.5
+    row = (y0 - cached.f) / cached.e - 0.5
+    icol, irow = round(col), round(row)
+    if abs(col - icol) > 1e-3 or abs(row - irow) > 1e-3 or not np.allclose(
+            [cached.a, cached.e], [rebuilt.a, rebuilt.e], rtol=1e-9, atol=0):
+        return rebuilt
+    return cached @ Affine.translation(icol, irow) if (icol or irow) else cached
+
+
 def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
     """A raster path for ``source`` (an xarray DataArray is written to ``tmpdir``) and its name.
 
     A path is returned as given: ``Path()`` would turn ``/vsicurl/https://...`` into ``https:/``.
+    A DataArray is written as a tiled GeoTIFF with its own block size (the source file's block
+    shape, e.g. one row of a striped file, is not copied) and its exact geotransform.
     """
     if isinstance(source, (str, Path)):
         return source, Path(source).name
@@ -158,9 +196,12 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
 
         da = source if "band" in source.dims else source.expand_dims("band")
         path = tmpdir / "input.tif"
+        transform = exact_transform(da)
+        da = da.rio.write_transform(transform)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            da.rio.to_raster(path, tiled=True)
+            da.rio.to_raster(path, tiled=True, blockxsize=XARRAY_BLOCK, blockysize=XARRAY_BLOCK,
+                             interleave="pixel", recalc_transform=False)
         return path, str(source.name or "dataarray")
     raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
@@ -185,13 +226,18 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
         model: an object with ``predict``/``input_size``/``low_res_size``, or a picklable
             zero-argument factory returning one; None loads ``checkpoint``/``preset``.
         checkpoint, preset, device: passed to ``sam2unext.load_model`` when ``model`` is None.
-        tile_size: tile side (default the model's ``input_size``).
-        overlap: tile overlap, fraction (< 1) or pixels.
+        tile_size: tile side (default the model's ``input_size``); clamped to the scene's longer
+            side (or the model's input size if larger); refused when the estimated memory of
+            a batch of such tiles exceeds what is available.
+        overlap: tile overlap: a fraction of the tile in [0, 1) (``0.25``) or pixels as
+            ``"64px"``; other values are refused. 0 warns (seams show at tile edges).
         batch_size: tiles per forward pass; None: 4 on a CPU, what fits the free memory of a GPU
             (:func:`~sam2unext.geo.device.auto_batch_size`; 4 for a cluster run without a local model).
-        bands: 1-based bands, e.g. ``(3, 2, 1)``; default RGB or grey x3. A multispectral
-            model takes as many bands as it was trained on (e.g. ``(4, 3, 2, 8)``; default:
-            the bands stored in its checkpoint); another count is an ``InputError``.
+        bands: 1-based bands, e.g. ``(3, 2, 1)``, or band descriptions (``("red", "green",
+            "blue")``); default: the bands declared red/green/blue, else 1, 2, 3 (a warning
+            names them when the scene has more than three), or grey x3 for one band. A
+            multispectral model takes as many bands as it was trained on (e.g. ``(4, 3, 2, 8)``;
+            default: the bands stored in its checkpoint); another count is an ``InputError``.
         stretch: None (uint8 as is, others 2-98 % percentile stretch), ``(min, max)`` or one
             pair per band.
         resolution: resample to this pixel size (map units) before tiling.
@@ -250,11 +296,14 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
                 vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
             plan = make_model_plan(src_path, model=model, checkpoint=checkpoint, bands=bands, stretch=stretch,
-                                   resolution=resolution, rgb_bands=rgb_bands)
+                                   resolution=resolution, rgb_bands=rgb_bands, warn=reporter.warning)
             area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height,
                                width=plan.width)
             if area is not None:
                 plan = plan.within(area.window)
+            check_scene_size(plan.height, plan.width, scene)
+            if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
+                check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH))
             note = weights_note(checkpoint, preset) if model is None else None
             if note:
                 reporter.warning(note)
@@ -263,10 +312,12 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 reporter.update("load", 0, 1)
                 local_model = _load_local(model, checkpoint, preset, device)
                 reporter.update("load", 1, 1)
-            tile = int(tile_size or local_model.input_size)
+            input_size = getattr(local_model, "input_size", None)
+            tile = clamp_tile(int(tile_size or input_size), plan.height, plan.width, input_size)
             if batch_size is None:
                 batch_size = auto_batch_size(local_model, tile) if local_model is not None else CPU_BATCH
-            grid = make_grid(plan.height, plan.width, tile, overlap)
+            grid = check_tiling(plan, tile, overlap, int(batch_size))
+            _warn_about(reporter, scene, plan, grid, bool(vector))
             run = _SceneRun(plan, grid, make_chunk_grid(plan.height, plan.width, tile, chunk_size), store,
                             batch_size, out_dtype, reporter, area)
             weights = _weights_fingerprint(model, checkpoint, preset, device, local_model)
@@ -278,6 +329,10 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
             else:
                 factory, key = _model_factory(model, checkpoint, preset, device)
                 run.run_distributed(scheduler, factory, key)
+            if run.stats.tiles_run == 0:
+                reporter.warning(f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
+                                 f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all "
+                                 f"nodata")
             created.append(out)
             run.write_cog(out, overwrite or resume)
             polygon_area, gdf = 0.0, None
@@ -310,11 +365,77 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
     return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, polygon_area, data_array, gdf,
                          tiles_computed=stats.computed_now, chunks=len(run.chunks),
                          chunks_resumed=stats.chunks_resumed, scene_tiles=scene_tiles,
-                         scene=source if isinstance(source, (str, Path)) else None)
+                         scene=source if isinstance(source, (str, Path)) else None, bands=tuple(plan.bands))
 
 
-def _check_outputs(out: Path, overwrite: bool, resume: bool) -> tuple[Path, RunStore]:
+def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
+    """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
+    if grid.overlap_px == 0 and len(grid) > 1:
+        reporter.warning(f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends "
+                         f"them away")
+    if not is_georeferenced(plan.crs, plan.transform):
+        reporter.warning(f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
+                         f"either" + (", and the polygons are in pixel units (x = column, y = -row, where QGIS "
+                                      "shows such a raster)" if vector else ""))
+
+
+def check_tiling(plan: ReadPlan, tile_size: int, overlap, batch_size: int) -> TileGrid:
+    """The tile grid, after refusing tilings that cannot run.
+
+    Raises:
+        InputError: a bad overlap, or a tile size and batch whose memory (see
+            :func:`~sam2unext.geo.tiling.estimate_memory`) exceeds the memory available.
+    """
+    grid = make_grid(plan.height, plan.width, tile_size, overlap)
+    source_bytes = 3 if plan.stretch is None else 12  # uint8, else up to float32 per band
+    need = estimate_memory(tile_size, batch_size, plan.width, source_bytes)
+    free = available_memory()
+    if free is not None and need > MEMORY_SHARE * free:
+        raise InputError(
+            f"tile_size {tile_size} with batch_size {batch_size} needs about {need / 1e9:.1f} GB of memory but "
+            f"{free / 1e9:.1f} GB are available; use a smaller {option('tile_size', 1024)} or "
+            f"{option('batch_size', 1)}")
+    return grid
+
+
+def output_tags(plan: ReadPlan) -> dict[str, str]:
+    """GDAL metadata items of the probability raster: the input bands used as red, green, blue."""
+    return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
+
+
+def check_scene(source, output=None, *, bands=None, stretch=None, resolution=None, tile_size=None, overlap=0.25,
+                batch_size=4, vector=True, vector_format="gpkg", overwrite=False, resume=False, aoi=None,
+                aoi_crs=None, model=None, checkpoint=None, rgb_bands=None) -> None:
+    """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
+
+    A front end with several scenes calls it on each first, so that a bad third scene is
+    reported before the first two are written. Arguments as :func:`predict_raster` (a path
+    source only).
+
+    Raises:
+        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
+    """
+    out = Path(output) if output is not None else Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+    _check_outputs(out, overwrite, resume, discard=False)
+    if vector:
+        fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
+        check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
+    plan = make_model_plan(source, model=model, checkpoint=checkpoint, bands=bands, stretch=stretch,
+                           resolution=resolution, rgb_bands=rgb_bands)
+    area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width)
+    if area is not None:
+        plan = plan.within(area.window)
+    check_scene_size(plan.height, plan.width, Path(str(source)).name)
+    if tile_size is not None:
+        check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH))
+    else:
+        overlap_pixels(2**31, overlap)  # its form; the tile size is the model's, known once loaded
+
+
+def _check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[Path, RunStore]:
     """The checked output path and its run store; refuses what would lose or mix work.
+
+    ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
 
     Raises:
         OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
@@ -331,7 +452,8 @@ def _check_outputs(out: Path, overwrite: bool, resume: bool) -> tuple[Path, RunS
         if not overwrite:
             raise OutputError(f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
                               f"continue it or {option('overwrite')} to discard it and start over")
-        store.remove()
+        if discard:
+            store.remove()
     return check_output(out, overwrite), store
 
 
@@ -396,7 +518,7 @@ class _SceneRun:
 
     def announce(self, scene: str, local_model, scene_tiles: int | None = None) -> None:
         """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
-        info = {"chunks": len(self.chunks), "computations": self.total, "resumed_chunks": self.stats.chunks_resumed,
+        info = {"bands": list(self.plan.bands), "chunks": len(self.chunks), "computations": self.total, "resumed_chunks": self.stats.chunks_resumed,
                 "estimated_seconds": None}
         if scene_tiles is not None:
             info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
@@ -453,7 +575,7 @@ class _SceneRun:
             with _gdal_env(), ProbabilityWriter(out, height=height, width=self.plan.width,
                                                 transform=self.plan.transform, crs=self.plan.crs,
                                                 out_dtype=self.out_dtype, overwrite=replace,
-                                                masked=self.plan.masked) as writer:
+                                                masked=self.plan.masked, tags=output_tags(self.plan)) as writer:
                 write_from_store(self.store, writer, self.chunks.size,
                                  on_rows=lambda rows: self.reporter.update("write", rows, height))
                 writer.commit()

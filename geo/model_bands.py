@@ -32,7 +32,7 @@ def model_band_config(model=None, checkpoint=None):
 
 def make_model_plan(path: str | Path, *, model=None, checkpoint=None, bands: Sequence[int] | None = None,
                     stretch=None, resolution: float | None = None,
-                    rgb_bands: Sequence[int] | None = None) -> ReadPlan:
+                    rgb_bands: Sequence[int] | None = None, warn=None) -> ReadPlan:
     """The read plan of a scene for the model that will run on it.
 
     An RGB model (or one whose bands are unknown) reads as before (1 or 3 bands). A model
@@ -46,7 +46,7 @@ def make_model_plan(path: str | Path, *, model=None, checkpoint=None, bands: Seq
     """
     config = model_band_config(model, checkpoint)
     if config is None or (config.in_chans == 3 and config.source_bands is None):
-        plan = make_plan(path, bands=bands, stretch=stretch, resolution=resolution, rgb_bands=rgb_bands)
+        plan = make_plan(path, bands=bands, stretch=stretch, resolution=resolution, rgb_bands=rgb_bands, warn=warn)
         if plan.rgb_channels not in (None, (0, 1, 2)):
             raise InputError(
                 f"rgb bands {','.join(map(str, rgb_bands or ()))} are not the bands read "
@@ -55,7 +55,7 @@ def make_model_plan(path: str | Path, *, model=None, checkpoint=None, bands: Seq
         return plan
     plan = make_plan(path, bands=bands, stretch=stretch if stretch is not None else config.stretch,
                      resolution=resolution, n_bands=config.in_chans, default_bands=config.source_bands,
-                     rgb_bands=rgb_bands)
+                     rgb_bands=rgb_bands, warn=warn)
     if plan.rgb_channels is not None and tuple(plan.rgb_channels) != tuple(config.rgb_channels):
         model_rgb = ",".join(str(plan.bands[c]) for c in config.rgb_channels)
         raise InputError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -60,6 +60,11 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     return src
 
 
+def is_georeferenced(crs, transform: Affine) -> bool:
+    """False for a raster with neither CRS nor geotransform (rasterio reports the identity)."""
+    return crs is not None or not transform.is_identity
+
+
 def alpha_band(src: rasterio.io.DatasetReader) -> int | None:
     """1-based index of the band GDAL marks as alpha, or None."""
     for i, ci in enumerate(src.colorinterp, start=1):
@@ -68,38 +73,113 @@ def alpha_band(src: rasterio.io.DatasetReader) -> int | None:
     return None
 
 
-def default_bands(src: rasterio.io.DatasetReader) -> tuple[int, int, int]:
-    """RGB for 3+ colour bands (by colour interpretation when tagged), grey x3 for one band."""
-    alpha = alpha_band(src)
-    colour = [i for i in range(1, src.count + 1) if i != alpha]
-    interp = {ci: i for i, ci in enumerate(src.colorinterp, start=1)}
+def _rgb_by_colorinterp(src) -> tuple[int, int, int] | None:
+    """The bands the file declares red, green and blue, or None."""
+    interp: dict = {}
+    for i, ci in enumerate(src.colorinterp, start=1):
+        interp.setdefault(ci, i)
     if all(c in interp for c in (ColorInterp.red, ColorInterp.green, ColorInterp.blue)):
         return interp[ColorInterp.red], interp[ColorInterp.green], interp[ColorInterp.blue]
+    return None
+
+
+def default_bands(src: rasterio.io.DatasetReader) -> tuple[int, int, int]:
+    """The bands used when none are chosen.
+
+    Rules: the bands whose colour interpretation is red, green and blue when the file declares
+    them; otherwise the first three non-alpha bands (see :func:`band_choice_warning` for the
+    warning given with more than three); one colour band is used as grey x3.
+    """
+    rgb = _rgb_by_colorinterp(src)
+    if rgb is not None:
+        return rgb
+    alpha = alpha_band(src)
+    colour = [i for i in range(1, src.count + 1) if i != alpha]
     if len(colour) >= 3:
         return colour[0], colour[1], colour[2]
     return colour[0], colour[0], colour[0]
 
 
-def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | None,
-                 n_bands: int = 3, default: Sequence[int] | None = None) -> tuple[int, ...]:
-    """Validate a 1-based band selection (1 or 3 bands) and return three band indexes.
+def band_label(src, band: int) -> str:
+    """``"3 (red)"``: a band index with its description or colour interpretation when known."""
+    desc = (src.descriptions[band - 1] or "").strip()
+    ci = src.colorinterp[band - 1]
+    name = desc or (ci.name if ci not in (ColorInterp.undefined, ColorInterp.gray, ColorInterp.grey) else "")
+    return f"{band} ({name})" if name else str(band)
 
-    A model that takes ``n_bands`` other than 3 goes to :func:`select_n_bands`.
+
+def band_choice_warning(src, bands_given) -> str | None:
+    """The warning to give when the bands were picked by position in a scene of more than three.
+
+    None when the user chose the bands, when the file declares red/green/blue, or when it has
+    at most three colour bands (plus alpha).
+    """
+    if bands_given is not None or _rgb_by_colorinterp(src) is not None:
+        return None
+    alpha = alpha_band(src)
+    colour = [i for i in range(1, src.count + 1) if i != alpha]
+    if len(colour) <= 3:
+        return None
+    used = ", ".join(band_label(src, b) for b in default_bands(src))
+    named = [d for d in src.descriptions if d]
+    how = (f"choose others with {option('bands', '4,3,2')}"
+           + (f" (or by description: {', '.join(named[:8])})" if named else ""))
+    return (f"{Path(src.name).name} has {len(colour)} bands and no red/green/blue colour interpretation; "
+            f"using bands {used} as red, green, blue; {how}")
+
+
+def resolve_band_names(src, bands: Sequence[int | str]) -> tuple[int, ...]:
+    """Turn band numbers and names into 1-based band indexes.
+
+    A name matches a band description (case-insensitive, e.g. ``red`` or ``B04``), else a colour
+    interpretation (``red``, ``green``, ``blue``, ``alpha`` ...). Numbers are kept as given.
 
     Raises:
-        InputError: wrong number of bands or an index outside ``1..count``.
+        InputError: a name that matches no band, or matches several.
     """
+    out: list[int] = []
+    for b in bands:
+        if isinstance(b, (int, np.integer)) or (isinstance(b, str) and b.strip().isdigit()):
+            out.append(int(b))
+            continue
+        name = str(b).strip().lower()
+        hits = [i for i, d in enumerate(src.descriptions, start=1) if d and d.strip().lower() == name]
+        if not hits:
+            hits = [i for i, ci in enumerate(src.colorinterp, start=1) if ci.name.lower() == name]
+        if len(hits) != 1:
+            named = [f"{i}={d}" for i, d in enumerate(src.descriptions, start=1) if d]
+            known = f"its band descriptions are {', '.join(named)}" if named else "it has no band descriptions"
+            what = "matches no band" if not hits else f"matches bands {', '.join(map(str, hits))}"
+            raise InputError(f"band {b!r} {what} of {Path(src.name).name}; {known}; use band numbers (1-based)")
+        out.append(hits[0])
+    return tuple(out)
+
+
+def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int | str] | int | str | None,
+                 n_bands: int = 3, default: Sequence[int] | None = None) -> tuple[int, ...]:
+    """Validate a band selection (numbers or descriptions) and return 1-based band indexes.
+
+    An RGB model (``n_bands`` 3) takes 1 or 3 bands and gets three indexes (grey x3 for one);
+    a model that takes another count goes to :func:`select_n_bands`.
+
+    Raises:
+        InputError: wrong number of bands, an unknown band name, or an index outside ``1..count``.
+    """
+    if bands is not None:
+        if isinstance(bands, (int, str, np.integer)):
+            bands = [b for b in str(bands).replace(" ", "").split(",") if b] if isinstance(bands, str) else [bands]
+        bands = resolve_band_names(src, list(bands))
     if n_bands != 3:
         return select_n_bands(src, bands, n_bands, default)
     if bands is None:
         return default_bands(src)
-    sel = (bands,) if isinstance(bands, int) else tuple(int(b) for b in bands)
+    sel = tuple(bands)
     if len(sel) not in (1, 3):
         raise InputError(f"bands {sel} must name 1 or 3 bands (1-based, e.g. 3,2,1)")
     for b in sel:
         if not 1 <= b <= src.count:
             raise InputError(f"band {b} is out of range for {src.name}, which has bands 1..{src.count}")
-    return (sel * 3) if len(sel) == 1 else sel  # type: ignore[return-value]
+    return (sel * 3) if len(sel) == 1 else sel
 
 
 def select_n_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | None, n_bands: int,
@@ -170,8 +250,11 @@ class ReadPlan:
         transform: geotransform of the processing grid.
         crs: CRS (WKT) or None.
         resample: True when reading through a resampling (warped) view.
-        masked: False when GDAL reports every pixel of the bands valid (no nodata, alpha or
-            mask), so validity reads are skipped.
+        masked: False when every pixel of the bands is valid: GDAL reports no nodata, alpha
+            or mask, and no band is floating point (NaN and ±inf are invalid pixels), so
+            validity reads are skipped.
+        finite_check: some band is floating point: tiles whose pixels are all NaN/inf are
+            skipped (uint8 scenes never pay for this check).
         offset: (row, column) of this grid's origin in the opened dataset (an area of interest).
         rgb_channels: 0-based positions in ``bands`` of the bands mapped to the pretrained
             R, G, B kernels (None: not given).
@@ -188,6 +271,7 @@ class ReadPlan:
     masked: bool = True
     offset: tuple[int, int] = (0, 0)
     rgb_channels: tuple[int, int, int] | None = None
+    finite_check: bool = False
 
     def source_window(self, window: Window) -> Window:
         """``window`` of this plan's grid as a window of the dataset :meth:`open` returns."""
@@ -321,10 +405,58 @@ def to_unit_float(tiles_uint8):
     return torch.from_numpy(out)
 
 
+def float_bands(ds, bands: Sequence[int]) -> list[int]:
+    """The selected bands with a floating-point type (the only ones that can hold NaN/inf)."""
+    return sorted(b for b in set(bands) if np.dtype(ds.dtypes[b - 1]).kind in "fc")
+
+
+def read_error(path, window: Window, exc: Exception) -> InputError:
+    """A one-line :class:`InputError` for a failed read of ``window`` of ``path``."""
+    detail = exc.__cause__ or exc  # rasterio's own message only says "see previous exception"
+    first = " ".join(str(detail).split()) or type(exc).__name__
+    return InputError(
+        f"cannot read {path} at window col {int(window.col_off)}, row {int(window.row_off)}, "
+        f"{int(window.width)}x{int(window.height)} px ({first[:200]}); the file may be truncated or corrupt")
+
+
 def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
-    """Boolean validity of ``window`` (nodata, alpha band and mask all excluded)."""
-    masks = ds.read_masks(sorted(set(bands)), window=window)
-    return np.all(masks > 0, axis=0)
+    """Boolean validity of ``window``: nodata, alpha band, mask and, in float bands, NaN/±inf excluded.
+
+    Raises:
+        InputError: the window cannot be read.
+    """
+    try:
+        masks = ds.read_masks(sorted(set(bands)), window=window)
+        valid = np.all(masks > 0, axis=0)
+        floats = float_bands(ds, bands)
+        if floats:
+            valid &= np.all(np.isfinite(ds.read(floats, window=window)), axis=0)
+    except RasterioIOError as exc:
+        raise read_error(_path_of(ds), window, exc) from None
+    return valid
+
+
+def _path_of(ds) -> str:
+    parent = getattr(ds, "_sam2unext_parent", None)
+    return str((parent or ds).name)
+
+
+def check_readable(src, bands: Sequence[int]) -> None:
+    """Read the first and the last block of every band used, so a truncated file fails early.
+
+    Raises:
+        InputError: one line naming the file and the window that cannot be read.
+    """
+    for b in sorted(set(bands)):
+        bh, bw = src.block_shapes[b - 1]
+        last_row = (src.height - 1) // bh * bh
+        last_col = (src.width - 1) // bw * bw
+        for window in (Window(0, 0, min(bw, src.width), min(bh, src.height)),
+                       Window(last_col, last_row, src.width - last_col, src.height - last_row)):
+            try:
+                src.read(b, window=window)
+            except RasterioIOError as exc:
+                raise read_error(src.name, window, exc) from None
 
 
 def integer_nodata(ds, bands: Sequence[int]) -> tuple[int, ...] | None:
@@ -404,15 +536,20 @@ class TileReader:
     def _read_one(self, ds, window: Window) -> np.ndarray | None:
         inner = self.plan.source_window(clip_window(window, self.plan.height, self.plan.width))
         unique = sorted(set(self.plan.bands))
-        nodata = integer_nodata(ds, unique) if self.plan.masked and not self.plan.resample else None
-        if nodata is not None:  # fast path: validity from the data itself (GDAL would decode it twice)
-            data = ds.read(unique, window=inner)
-            if not valid_from_nodata(data, nodata).any():
-                return None
-        else:
-            if self.plan.masked and not read_valid(ds, inner, self.plan.bands).any():
-                return None
-            data = ds.read(unique, window=inner)
+        try:
+            nodata = integer_nodata(ds, unique) if self.plan.masked and not self.plan.resample else None
+            if nodata is not None:  # fast path: validity from the data itself (GDAL would decode it twice)
+                data = ds.read(unique, window=inner)
+                if not valid_from_nodata(data, nodata).any():
+                    return None
+            else:
+                if self.plan.masked and not (ds.read_masks(unique, window=inner) > 0).all(axis=0).any():
+                    return None
+                data = ds.read(unique, window=inner)
+        except RasterioIOError as exc:
+            raise read_error(self.plan.path, inner, exc) from None
+        if self.plan.finite_check and not np.isfinite(data).all(axis=0).any():
+            return None  # every pixel NaN/inf in some band: nothing to segment
         order = [unique.index(b) for b in self.plan.bands]
         if order != list(range(len(unique))):
             data = data[order]
@@ -430,12 +567,15 @@ class TileReader:
 
 def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float | None = None,
               n_bands: int = 3, default_bands: Sequence[int] | None = None,
-              rgb_bands: Sequence[int] | None = None) -> ReadPlan:
+              rgb_bands: Sequence[int] | None = None, warn: Callable[[str], None] | None = None) -> ReadPlan:
     """Open, validate and summarise a scene into a :class:`ReadPlan`.
+
+    The first and last blocks of every band used are read, so a truncated or corrupt file is
+    refused here, before any model is loaded.
 
     Args:
         path: the raster.
-        bands: 1-based bands (None: the default choice, see :func:`select_bands`).
+        bands: 1-based bands or band descriptions (None: the default choice, see :func:`select_bands`).
         stretch: see :func:`compute_stretch`.
         resolution: resample to this pixel size (map units).
         n_bands: bands the model takes (3 for RGB).
@@ -443,6 +583,8 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
             bands a multispectral model was trained on).
         rgb_bands: which of the bands carry the pretrained R, G, B kernels (stored as
             ``rgb_channels``).
+        warn: receives warnings that do not stop the run (bands picked by position in a
+            multispectral scene).
 
     Raises:
         InputError: unreadable input, bad bands (a count other than ``n_bands``), bad
@@ -451,6 +593,10 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
     with open_raster(path) as src:
         sel = select_bands(src, bands, n_bands, default_bands)
         rgb_channels = rgb_channels_of(sel, rgb_bands) if rgb_bands is not None else None
+        check_readable(src, sel)
+        note = band_choice_warning(src, bands) if n_bands == 3 else None
+        if note and warn is not None:
+            warn(note)
         if resolution:
             transform, height, width = resampled_grid(src, float(resolution))
         else:
@@ -463,15 +609,18 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
             stats_src = vrt
         try:
             st = compute_stretch(stats_src, sel, stretch)
+        except RasterioIOError as exc:
+            raise read_error(path, Window(0, 0, src.width, src.height), exc) from None
         finally:
             if vrt is not None:
                 vrt.close()
         crs = src.crs.to_wkt() if src.crs else None
-        masked = bool(resolution) or any(
+        finite_check = bool(float_bands(src, sel))
+        masked = bool(resolution) or finite_check or any(
             src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
         full = str(Path(path).resolve()) if Path(path).exists() else str(path)  # workers may run elsewhere
         return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked,
-                        rgb_channels=rgb_channels)
+                        rgb_channels=rgb_channels, finite_check=finite_check)
 
 
 def band_statistics(plan: ReadPlan) -> tuple[tuple[float, ...], tuple[float, ...]] | None:

@@ -9,6 +9,7 @@ rotated) geotransform; area, perimeter, ``min_area`` and ``simplify`` are in map
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from dataclasses import dataclass
@@ -127,6 +128,18 @@ def polygon_stats(src, geoms_px, scale: float, strip: int = 512) -> tuple[np.nda
     return (sums / counts)[1:], np.where(np.isfinite(maxes), maxes, np.nan)[1:]
 
 
+#: Polygons of a raster without georeferencing: pixel units, x = column, y = -row (where QGIS
+#: shows a raster without a geotransform: from (0, -height) to (width, 0)).
+PIXEL_UNITS = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
+
+
+def vector_transform(src) -> Affine:
+    """The transform polygons are mapped with: the raster's, or :data:`PIXEL_UNITS` without one."""
+    if src.crs is None and src.transform.is_identity:
+        return PIXEL_UNITS
+    return src.transform
+
+
 def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: bool = False,
                   simplify: float = 0.0, clip=None):
     """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame.
@@ -138,7 +151,7 @@ def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: 
     from shapely.geometry import shape
 
     scale = probability_scale(src.dtypes[0])
-    t = src.transform
+    t = vector_transform(src)
     pixel_area = abs(t.determinant)
     with rasterio.open(binary_path) as binary:
         band = rasterio.band(binary, 1)
@@ -166,22 +179,43 @@ def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: 
 
 def write_vector(gdf, path: Path, vector_format: str) -> None:
     """Write ``gdf`` to ``path`` through :func:`sam2unext.files.write_atomically` (temporary
-    name + rename; the temporary file and SQLite's side files are removed on any failure)."""
+    name + rename; the temporary file and SQLite's side files are removed on any failure).
+
+    Raises:
+        OutputError: the disk is full or the file cannot be written (one line naming the folder).
+    """
     suffix, driver = VECTOR_FORMATS[vector_format]
 
     def write(tmp: Path) -> None:
-        if driver is None:
-            gdf.to_parquet(tmp)
-        else:
-            kwargs = {"layer": path.stem} if driver == "GPKG" else {}
-            gdf.to_file(tmp, driver=driver, engine="pyogrio", geometry_type="Polygon", **kwargs)
+        with warnings.catch_warnings():
+            # no CRS (a raster without georeferencing) is expected here, not worth a warning
+            warnings.filterwarnings("ignore", message=".*crs.*", category=UserWarning)
+            if driver is None:
+                gdf.to_parquet(tmp)
+            else:
+                kwargs = {"layer": path.stem} if driver == "GPKG" else {}
+                gdf.to_file(tmp, driver=driver, engine="pyogrio", geometry_type="Polygon", **kwargs)
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
     try:
         write_atomically(path, write, tmp=tmp)
+    except Exception as exc:
+        raise write_error(path, exc) from None
     finally:
         for side in ("-journal", "-wal", "-shm"):
             Path(str(tmp) + side).unlink(missing_ok=True)
+
+
+def write_error(path: Path, exc: Exception) -> Exception:
+    """An :class:`OutputError` for a failed polygon write (disk full, I/O error); other errors unchanged."""
+    folder = path.parent if str(path.parent) else Path(".")
+    text = " ".join(str(exc).split())
+    if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text:
+        return OutputError(f"no space left in {folder} while writing {path.name}; free some space or write "
+                           f"elsewhere")
+    if isinstance(exc, OSError) or type(exc).__module__.startswith("pyogrio"):
+        return OutputError(f"cannot write {path} in {folder}: {text[:200]}")
+    return exc
 
 
 def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *, threshold: float = 0.5,

@@ -100,12 +100,17 @@ class ProbabilityWriter:
             or ``"float32"`` (0..1, invalid pixels NaN = nodata).
         overwrite: replace an existing output at commit time.
         masked: whether some input pixels may be invalid (uint8: write a mask band).
+        tags: GDAL metadata items written on the raster (kept by the COG copy).
+
+    The identity transform (what rasterio reports for a file without a geotransform) is not
+    written, so an input without georeferencing gives an output without it, and GDAL and
+    QGIS place both the same way.
 
     Use as a context manager; call :meth:`commit` at the end of the ``with`` block.
     """
 
     def __init__(self, path: Path, *, height: int, width: int, transform: Affine, crs, out_dtype: str = "uint8",
-                 overwrite: bool = False, masked: bool = True):
+                 overwrite: bool = False, masked: bool = True, tags: dict[str, str] | None = None):
         if out_dtype not in OUT_DTYPES:
             raise OutputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
         self.path = Path(path)
@@ -115,8 +120,13 @@ class ProbabilityWriter:
         self.height, self.width = height, width
         self._strips = temp_name(self.path, "strips")
         self._cog = temp_name(self.path, "cog")
+        self.tags = dict(tags or {})
         profile = dict(driver="GTiff", width=width, height=height, count=1, dtype=out_dtype,
-                       transform=transform, crs=crs, tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
+                       tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
+        if crs is not None:
+            profile["crs"] = crs
+        if transform is not None and not Affine(*transform[:6]).is_identity:
+            profile["transform"] = transform  # none at all when the input has none
         if out_dtype == "float32":
             profile["nodata"] = float("nan")
         self._profile = profile
@@ -127,6 +137,8 @@ class ProbabilityWriter:
             with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 self._ds = rasterio.open(self._strips, "w", **self._profile)
+                if self.tags:
+                    self._ds.update_tags(**self.tags)
         except (rasterio.errors.RasterioIOError, OSError) as exc:
             remove_quietly(self._strips)
             raise OutputError(f"cannot write {self.path}: {str(exc).splitlines()[0]}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 from sam2unext.bands import BandConfig, adapt_model_bands
 from sam2unext.checkpoints import (
     FORMAT_TAG,
+    fits,
     load_dinov2,
     load_sam2_hiera,
     load_strict,
@@ -20,6 +22,7 @@ from sam2unext.checkpoints import (
     read_state_dict,
     require_file,
     save_state_with_metadata,
+    upstream_key_in_file,
     upstream_to_ours,
 )
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
@@ -27,9 +30,29 @@ from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
 from sam2unext.loader import demo_weights_path
 from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, model_class, resolve_dtype
-from sam2unext.presets import Preset, get_preset
+from sam2unext.presets import PRESETS, Preset, get_preset
 
 DEMO_WEIGHTS = demo_weights_path()
+
+
+@functools.cache
+def _preset_shapes(name: str, part: str) -> dict[str, tuple[int, ...]]:
+    """Key -> shape of a preset's whole model (``part="model"``) or Hiera trunk (``"hiera"``),
+    built on the meta device (no memory, no weights)."""
+    config = PRESETS[name]
+    with torch.device("meta"):
+        module = model_class(config)(config) if part == "model" else build_hiera_trunk(config)
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def fitting_presets(state, part: str = "model") -> list[str]:
+    """The presets whose keys and shapes ``state`` fits exactly (ours, after conversion).
+
+    Args:
+        state: a converted state dict (our key names).
+        part: ``"model"`` (a whole model) or ``"hiera"`` (a Hiera trunk).
+    """
+    return [name for name in PRESETS if fits(_preset_shapes(name, part), state)]
 
 
 def build_model(preset: str | Preset, *, hiera: str | Path | None = None,
@@ -74,7 +97,7 @@ def _build_rgb(config: Preset, hiera, dinov2, overrides: dict) -> SegmentationMo
             raise PresetError(f"bad preset override for {config.name!r}: {exc}") from None
     trunk = build_hiera_trunk(config)
     if hiera is not None:
-        load_sam2_hiera(trunk, hiera, config.name)
+        load_sam2_hiera(trunk, hiera, config.name, fitting=lambda state: fitting_presets(state, "hiera"))
     if config.family == "sam2unet":
         if dinov2 is not None:
             raise PresetError(f"preset {config.name!r} has no DINOv2 branch; drop the dinov2 file")
@@ -104,15 +127,42 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+def _metadata_preset(path: Path, metadata: dict[str, str]) -> Preset:
+    """The preset stored in our metadata, after checking it is complete and consistent.
+
+    Raises:
+        CheckpointError: missing or unreadable ``preset_config``, an unknown ``preset`` name, or a
+            ``preset`` that contradicts ``preset_config``.
+    """
+    name = metadata.get("preset")
+    raw = metadata.get("preset_config")
+    redo = "re-save the model with save_checkpoint"
+    if not raw:
+        raise CheckpointError(f"{path} has sam2unext-geo metadata but no preset_config; {redo}")
+    try:
+        data = json.loads(raw)
+        config = Preset.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        first = " ".join(str(exc).split())[:120]
+        raise CheckpointError(f"{path}: its preset_config metadata is broken ({first}); {redo}") from None
+    if name is not None and name != config.name:
+        raise CheckpointError(f"{path}: its metadata names preset {name!r} but its preset_config is for "
+                              f"{config.name!r}; the file is inconsistent, {redo}")
+    if config.name not in PRESETS:
+        raise CheckpointError(f"{path} was saved for preset {config.name!r}, which this version does not know "
+                              f"(known: {', '.join(PRESETS)}); update sam2unext-geo or {redo}")
+    return config
+
+
 def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
     state, metadata = read_safetensors(path)
     if metadata.get("format") != FORMAT_TAG:
         if preset is None:
             raise CheckpointError(
                 f"{path} has no sam2unext-geo metadata; pass {option('preset', 'NAME')} to read it as a public "
-                f"SAM2-UNeXT/SAM2-UNet state_dict")
+                f"SAM2-UNeXT/SAM2-UNet state_dict" + _fit_hint(upstream_to_ours(state)))
         return _load_upstream_state(state, path, preset)
-    config = Preset.from_dict(json.loads(metadata["preset_config"]))
+    config = _metadata_preset(path, metadata)
     if preset is not None and get_preset(preset).name != config.name:
         raise PresetError(
             f"{path} was saved for preset {config.name!r}, not {preset!r}; drop the preset "
@@ -120,12 +170,24 @@ def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
     model = model_class(config)(config)
     load_strict(model, state, preset=config.name, source=path, what="sam2unext-geo checkpoint")
     model.task = metadata.get("task") or None
-    model.extra = json.loads(metadata.get("extra") or "{}")
+    try:
+        model.extra = json.loads(metadata.get("extra") or "{}")
+    except ValueError:
+        raise CheckpointError(f"{path}: its extra metadata is not valid JSON; re-save the model") from None
     model.bands = BandConfig.from_json(metadata.get("bands"), config.in_chans)
     if model.bands.in_chans != config.in_chans:
         raise CheckpointError(f"{path}: band metadata says {model.bands.in_chans} bands but the weights take "
                               f"{config.in_chans}; the file is inconsistent, re-save it")
     return model
+
+
+def _fit_hint(state) -> str:
+    """`` (its shapes fit preset 'x')`` for a converted state dict, or nothing."""
+    try:
+        names = fitting_presets(state)
+    except Exception:  # a hint must never hide the real message
+        return ""
+    return f" (its keys and shapes fit preset {' / '.join(names)})" if names else ""
 
 
 def _load_upstream_state(state: dict, path: Path, preset: str) -> SegmentationModel:
@@ -142,8 +204,9 @@ def _load_upstream_state(state: dict, path: Path, preset: str) -> SegmentationMo
             f"{path} is a {family} checkpoint but preset {config.name!r} is {config.family}; "
             f"pick a {family}-* preset")
     model = model_class(config)(config)
-    load_strict(model, upstream_to_ours(state), preset=config.name, source=path,
-                what=f"public {config.family} checkpoint")
+    ours = upstream_to_ours(state)
+    load_strict(model, ours, preset=config.name, source=path, what=f"public {config.family} checkpoint",
+                key_in_file=upstream_key_in_file, fitting=lambda: fitting_presets(ours))
     return model
 
 
@@ -205,11 +268,12 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
         if path.suffix == ".safetensors":
             model = _load_ours(path, preset)
         else:
+            state = read_state_dict(path)  # refuses pickled objects before anything else is said
             if preset is None:
                 raise PresetError(
-                    f"{path} is a plain state_dict; pass the preset it was trained with "
-                    f"(e.g. sam2unext-large)")
-            model = _load_upstream_state(read_state_dict(path), path, preset)
+                    f"{path} is a plain state_dict of tensors; pass the preset it was trained with "
+                    f"(e.g. sam2unext-large){_fit_hint(upstream_to_ours(state))}")
+            model = _load_upstream_state(state, path, preset)
         if in_chans is not None and in_chans != model.in_chans:
             if model.in_chans != 3:
                 raise CheckpointError(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -65,8 +65,9 @@ def torch_load_safe(path: str | Path) -> Any:
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"refusing {path}: it carries a pickle payload that is not plain tensors "
-            f"(weights_only load failed: {first[:160]}); re-save it as a plain state_dict"
+            f"refusing {path}: it holds pickled Python objects, and pickled objects are refused (they can run "
+            f"code when loaded; only plain tensors are read: {first[:120]}); re-save it as a plain state_dict, "
+            f"e.g. torch.save(model.state_dict(), path)"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -156,8 +157,19 @@ def ours_to_upstream(state: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     return {_rename_mlp(k, inverse) if k.startswith(_ADAPTED_BLOCKS) else k: v for k, v in state.items()}
 
 
+def sam2_key_in_file(key: str) -> str:
+    """Where a timm Hiera trunk key comes from in Meta's SAM2 checkpoint (inverse renaming)."""
+    return SAM2_TRUNK_PREFIX + key.replace("mlp.fc1.", "mlp.layers.0.").replace("mlp.fc2.", "mlp.layers.1.")
+
+
+def upstream_key_in_file(key: str) -> str:
+    """Where one of our whole-model keys comes from in a public SAM2-UNeXT/SAM2-UNet file."""
+    return next(iter(ours_to_upstream({key: None})))
+
+
 def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], *, preset: str,
-                     source: str | Path, what: str) -> None:
+                     source: str | Path, what: str, key_in_file: Callable[[str], str] | None = None,
+                     fitting: Callable[[], list[str]] | None = None) -> None:
     """Require ``state`` to have exactly the keys and shapes of ``expected``.
 
     Args:
@@ -166,44 +178,66 @@ def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], *, p
         preset: Preset name (for the error message).
         source: File the weights came from (for the error message).
         what: What the file should be, e.g. ``"SAM2 Hiera checkpoint"``.
+        key_in_file: Maps a converted key back to its name in the user's file, so that the
+            message names the key as the user sees it (default: unchanged).
+        fitting: Called on a mismatch: the presets whose keys and shapes the file does fit.
 
     Raises:
-        CheckpointError: one line naming the first missing/unexpected/mis-shaped key, the
-            preset and the file.
+        CheckpointError: one line naming the first missing/unexpected/mis-shaped key (as in the
+            file), the preset, the file, and the presets the file fits when there are any.
     """
+    named = key_in_file or (lambda k: k)
+
+    def advice(default: str) -> str:
+        fits = [p for p in (fitting() if fitting else []) if p != preset]
+        if fits:
+            return f"its keys and shapes fit preset {' / '.join(map(repr, fits))}; pass that preset"
+        return default
+
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
     if missing:
         raise CheckpointError(
-            f"{source}: missing key {missing[0]!r} ({len(missing)} missing) for preset {preset!r};"
-            f" is it a {what} for this preset?")
+            f"{source}: missing key {named(missing[0])!r} ({len(missing)} missing) for preset {preset!r}; "
+            + advice(f"is it a {what} for this preset?"))
     if unexpected:
         raise CheckpointError(
-            f"{source}: unexpected key {unexpected[0]!r} ({len(unexpected)} unexpected) for "
-            f"preset {preset!r}; is it a {what} for this preset?")
+            f"{source}: unexpected key {named(unexpected[0])!r} ({len(unexpected)} unexpected) for "
+            f"preset {preset!r}; " + advice(f"is it a {what} for this preset?"))
     for key, target in expected.items():
         value = state[key]
         if not hasattr(value, "shape"):
-            raise CheckpointError(f"{source}: key {key!r} is not a tensor (preset {preset!r})")
+            raise CheckpointError(f"{source}: key {named(key)!r} is not a tensor (preset {preset!r})")
         if tuple(value.shape) != tuple(target.shape):
             raise CheckpointError(
-                f"{source}: key {key!r} has shape {tuple(value.shape)} but preset {preset!r} "
-                f"needs {tuple(target.shape)}; pick the preset this {what} was made for")
+                f"{source}: key {named(key)!r} has shape {tuple(value.shape)} but preset {preset!r} "
+                f"needs {tuple(target.shape)}; " + advice(f"pick the preset this {what} was made for"))
+
+
+def fits(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, Any]) -> bool:
+    """True when ``state`` has exactly the keys of ``expected`` with those shapes."""
+    return state.keys() == expected.keys() and all(
+        tuple(getattr(state[k], "shape", ())) == tuple(v) for k, v in expected.items())
 
 
 def load_strict(module: nn.Module, state: Mapping[str, Any], *, preset: str, source: str | Path,
-                what: str) -> None:
+                what: str, key_in_file: Callable[[str], str] | None = None,
+                fitting: Callable[[], list[str]] | None = None) -> None:
     """Load ``state`` into ``module`` after :func:`check_state_dict` (same keys and shapes).
 
     Raises:
         CheckpointError: see :func:`check_state_dict`.
     """
-    check_state_dict(module.state_dict(), state, preset=preset, source=source, what=what)
+    check_state_dict(module.state_dict(), state, preset=preset, source=source, what=what,
+                     key_in_file=key_in_file, fitting=fitting)
     module.load_state_dict(state, strict=True)
 
 
-def load_sam2_hiera(trunk: nn.Module, path: str | Path, preset: str) -> None:
+def load_sam2_hiera(trunk: nn.Module, path: str | Path, preset: str,
+                    fitting: Callable[[Mapping[str, Any]], list[str]] | None = None) -> None:
     """Load Meta's ``sam2_hiera_*.pt`` (SAM2 or SAM2.1) into a plain timm Hiera trunk.
+
+    ``fitting(state)`` names the presets whose trunk the converted state fits (for the message).
 
     Raises:
         CheckpointError: unreadable/unsafe file, no trunk keys, or a mismatch.
@@ -214,7 +248,8 @@ def load_sam2_hiera(trunk: nn.Module, path: str | Path, preset: str) -> None:
         raise CheckpointError(
             f"{path}: no '{SAM2_TRUNK_PREFIX}*' keys; pass Meta's sam2_hiera_*.pt as the Hiera "
             f"checkpoint for preset {preset!r}")
-    load_strict(trunk, state, preset=preset, source=path, what="SAM2 Hiera checkpoint")
+    load_strict(trunk, state, preset=preset, source=path, what="SAM2 Hiera checkpoint",
+                key_in_file=sam2_key_in_file, fitting=(lambda: fitting(state)) if fitting else None)
 
 
 def load_dinov2(dino: nn.Module, path: str | Path, preset: str) -> None:

@@ -137,6 +137,9 @@ def load_gray(path: str | Path) -> Image.Image:
 def image_to_tensor(image: Image.Image, size: int) -> torch.Tensor:
     """Resize an RGB image to ``size``² (bilinear) and ImageNet-normalize it.
 
+    Bit-identical to the public SAM2-UNet/SAM2-UNeXT loaders (``transforms.Resize((size,
+    size))``, ``ToTensor``, ``Normalize`` on the PIL image): the resize is PIL's, on uint8.
+
     Returns:
         Float tensor ``[3, size, size]``.
     """

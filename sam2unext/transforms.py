@@ -45,8 +45,13 @@ def normalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torc
 def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
     """Resize a float image batch to ``size x size`` (bilinear, antialiased when shrinking).
 
-    This matches the PIL/torchvision ``Resize`` of the public test loaders; a no-op when the
-    image already has that size.
+    Used by :meth:`SegmentationModel.predict` (and so by the geo path, on tiles that are not
+    at the model's input size): fast, batched and on the device, but not bit-identical to the
+    public test loaders, which resize the uint8 PIL image (``transforms.Resize``) before
+    converting to float: the two differ by up to about 1/255 on a minority of pixels. The
+    ``test``/``evaluate`` path (:mod:`sam2unext.folder_prediction`) uses the public loaders' PIL resize
+    (:func:`sam2unext.data.image_to_tensor`) so that its scores are comparable with the
+    paper's. A no-op when the image already has that size.
     """
     if image.shape[-2:] == (size, size):
         return image

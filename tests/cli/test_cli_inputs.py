@@ -30,7 +30,8 @@ def test_gdal_vsi_names_are_kept_as_given(tmp_path):
 def test_parse_bands():
     assert parse_bands(None) is None
     assert parse_bands("3,2,1") == (3, 2, 1) and parse_bands("4") == (4,)
-    for bad in ("red", "0,1,2", ""):
+    assert parse_bands("red, green,blue") == ("red", "green", "blue")
+    for bad in ("0,1,2", "", "1,,2"):
         with pytest.raises(InputError, match="--bands"):
             parse_bands(bad)
 

@@ -49,6 +49,7 @@ def test_json_progress_stream(rgb_raster, tmp_path, capsys):
     start = events[2]
     assert {k: start[k] for k in ("event", "scene", "tiles", "width", "height")} == {
         "event": "start", "scene": "rgb.tif", "tiles": res.tiles_run, "width": 173, "height": 150}
+    assert start["bands"] == [1, 2, 3]
     assert start["chunks"] == res.chunks == 1 and start["computations"] == res.tiles_computed == res.tiles_run
     progress = [e for e in events if e["event"] == "progress"]
     assert {e["stage"] for e in progress} >= {"predict", "write", "vectorize"}

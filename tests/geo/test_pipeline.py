@@ -9,7 +9,7 @@ from sam2unext.geo import predict_raster
 from sam2unext.geo.testing import PixelModel
 
 
-@pytest.mark.parametrize("tile,overlap", [(32, 0.25), (48, 0.5), (64, 10), (40, 0.0), (256, 0.25)])
+@pytest.mark.parametrize("tile,overlap", [(32, 0.25), (48, 0.5), (64, "10px"), (40, 0.0), (256, 0.25)])
 def test_uint8_bit_exact_rotated(rgb_raster, tmp_path, tile, overlap):
     model = PixelModel(input_size=tile, low_res_size=14)
     res = predict_raster(rgb_raster, tmp_path / "out.tif", model=model, overlap=overlap, batch_size=3,
@@ -56,7 +56,7 @@ def test_nodata_holes_and_skipped_tiles(nodata_raster, tmp_path):
 def test_scene_smaller_than_tile_is_padded(tmp_path):
     from geo_helpers import smooth_rgb, write_raster
 
-    path = write_raster(tmp_path / "small.tif", smooth_rgb(9, 13))
+    path = write_raster(tmp_path / "small.tif", smooth_rgb(17, 23))
     res = predict_raster(path, tmp_path / "o.tif", model=PixelModel(64, 28), vector=False, progress="none")
     with rasterio.open(res.probability) as out:
         np.testing.assert_array_equal(out.read(1), expected_uint8(path)[0])

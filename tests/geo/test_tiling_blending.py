@@ -30,11 +30,12 @@ def test_grid_shape_and_windows():
     assert (w.row_off, w.col_off, w.height, w.width) == (68, 38, 32, 32)
 
 
-def test_overlap_in_pixels_and_errors():
-    assert overlap_pixels(64, 16) == 16
-    assert overlap_pixels(64, 0.5) == 32
-    with pytest.raises(InputError):
-        overlap_pixels(64, 64)
+def test_overlap_is_a_fraction_or_pixels_written_px_and_nothing_else():
+    assert overlap_pixels(64, "16px") == 16 and overlap_pixels(64, " 16 PX ") == 16
+    assert overlap_pixels(64, 0.5) == 32 and overlap_pixels(64, "0.25") == 16 and overlap_pixels(64, 0) == 0
+    for bad in (64, 16, 1.0, 1.5, -0.1, "64px", "-2px", "abc", "1.5px", "px"):
+        with pytest.raises(InputError, match="overlap"):
+            overlap_pixels(64, bad)
     with pytest.raises(InputError):
         make_grid(10, 10, 0)
 
