@@ -355,5 +355,5 @@ def checkpoint_bands(checkpoint: str | Path | None) -> BandConfig:
     metadata = read_safetensors_metadata(path)
     if metadata.get("format") != FORMAT_TAG:
         return BandConfig()
-    config = json.loads(metadata.get("preset_config") or "{}")
-    return BandConfig.from_json(metadata.get("bands"), int(config.get("in_chans", 3)))
+    config = _metadata_preset(path, metadata)
+    return BandConfig.from_json(metadata.get("bands"), int(config.in_chans))

@@ -27,6 +27,7 @@ def captured(monkeypatch, tmp_path):
         return Result()
 
     monkeypatch.setattr(geo, "predict_raster", fake)
+    monkeypatch.setattr(geo, "check_scene", lambda *args, **kw: None)  # the scene file is a stand-in
     scene = tmp_path / "s.tif"
     scene.write_bytes(b"")
     return calls, scene
