@@ -49,8 +49,10 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     model = build_model(args.preset).eval()
     x = tiles_for(model.input_size, args.batch)
-    print(f"preset {args.preset} batch {args.batch} threads {args.threads} torch {torch.__version__} "
-          f"load {os.getloadavg()}")
+    print(
+        f"preset {args.preset} batch {args.batch} threads {args.threads} torch {torch.__version__} "
+        f"load {os.getloadavg()}"
+    )
 
     def timed(fn) -> tuple[float, torch.Tensor]:
         out = fn()
@@ -85,8 +87,10 @@ def main(argv: list[str] | None = None) -> None:
     mask = ref > 0
     print(f"{'variant':20s} {'s/forward':>10s} {'x fp32':>7s} {'compile s':>9s} {'max |dlogit|':>12s} {'IoU':>8s}")
     for name, sec, comp, out in rows:
-        print(f"{name:20s} {sec:10.3f} {sec32 / sec:7.2f} {comp:9.1f} {(out - ref).abs().max().item():12.4g} "
-              f"{iou(out > 0, mask):8.5f}")
+        print(
+            f"{name:20s} {sec:10.3f} {sec32 / sec:7.2f} {comp:9.1f} {(out - ref).abs().max().item():12.4g} "
+            f"{iou(out > 0, mask):8.5f}"
+        )
     print(f"load after {os.getloadavg()}")
 
 

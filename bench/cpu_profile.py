@@ -96,17 +96,29 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="cpu-profile-", dir="/tmp") as tmp:
         scene = Path(tmp) / "scene.tif"
         (make_masked_scene if args.masked else make_scene)(scene, args.size)
-        print(f"scene {args.size}^2 tile {args.tile} batch {args.batch} masked={args.masked} "
-              f"cores={os.cpu_count()} load={os.getloadavg()[0]:.1f}")
+        print(
+            f"scene {args.size}^2 tile {args.tile} batch {args.batch} masked={args.masked} "
+            f"cores={os.cpu_count()} load={os.getloadavg()[0]:.1f}"
+        )
         for k in range(args.repeat):
             TIMES.clear()
             cpu0, t0 = time.process_time(), time.perf_counter()
-            res = predict_raster(scene, Path(tmp) / "out.tif", model=TrivialModel(args.tile), tile_size=args.tile,
-                                 batch_size=args.batch, vector=False, progress="none", overwrite=True)
+            res = predict_raster(
+                scene,
+                Path(tmp) / "out.tif",
+                model=TrivialModel(args.tile),
+                tile_size=args.tile,
+                batch_size=args.batch,
+                vector=False,
+                progress="none",
+                overwrite=True,
+            )
             wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
             mp = args.size * args.size / 1e6
-            print(f"run {k}: wall {wall:.2f} s = {mp / wall:.1f} MP/s, process CPU {cpu:.2f} s "
-                  f"({mp / cpu:.1f} MP per CPU-s), tiles {res.tiles_run}, load {os.getloadavg()[0]:.1f}")
+            print(
+                f"run {k}: wall {wall:.2f} s = {mp / wall:.1f} MP/s, process CPU {cpu:.2f} s "
+                f"({mp / cpu:.1f} MP per CPU-s), tiles {res.tiles_run}, load {os.getloadavg()[0]:.1f}"
+            )
             for name in sorted(TIMES):
                 print(f"  {name:13s} {TIMES[name]:7.2f} CPU-s  {100 * TIMES[name] / cpu:5.1f} %")
 

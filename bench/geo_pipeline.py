@@ -41,9 +41,21 @@ from rasterio.windows import Window
 def make_scene(path: Path, size: int, *, seed: int = 0) -> Path:
     """Write a ``size x size`` RGB uint8 GeoTIFF (512 blocks, DEFLATE) strip by strip."""
     rng = np.random.default_rng(seed)
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32633",
-                   transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5), tiled=True,
-                   blockxsize=512, blockysize=512, compress="DEFLATE", interleave="pixel", bigtiff="IF_SAFER")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="DEFLATE",
+        interleave="pixel",
+        bigtiff="IF_SAFER",
+    )
     xx = np.arange(size, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
         for row0 in range(0, size, 512):
@@ -90,8 +102,10 @@ def model_only_time(model, tiles: int, tile: int, batch: int) -> float:
     from sam2unext.geo.execution import Lanes, local_lanes, run_model, single_thread_forward
 
     rng = np.random.default_rng(0)
-    batches = [list(rng.integers(0, 256, (min(batch, tiles - i), 3, tile, tile), dtype=np.uint8))
-               for i in range(0, tiles, batch)]
+    batches = [
+        list(rng.integers(0, 256, (min(batch, tiles - i), 3, tile, tile), dtype=np.uint8))
+        for i in range(0, tiles, batch)
+    ]
     lanes = Lanes(local_lanes(model))
     try:
         with single_thread_forward():
@@ -110,11 +124,26 @@ def child_rss(scene: str, out: str, tile: int, batch: int) -> None:
     from sam2unext.geo import predict_raster
 
     t0 = time.perf_counter()
-    res = predict_raster(scene, out, model=TrivialModel(tile), tile_size=tile, batch_size=batch, vector=False,
-                         progress="none", overwrite=True)
+    res = predict_raster(
+        scene,
+        out,
+        model=TrivialModel(tile),
+        tile_size=tile,
+        batch_size=batch,
+        vector=False,
+        progress="none",
+        overwrite=True,
+    )
     seconds = time.perf_counter() - t0
-    print(json.dumps({"seconds": seconds, "tiles": res.tiles_run,
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "tiles": res.tiles_run,
+                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def run_child(scene: Path, out: Path, tile: int, batch: int) -> dict:
@@ -180,8 +209,17 @@ def pipeline_time(scene: Path, out: Path, model, tile: int, overlap: float, batc
 
     timer = stage_timer()
     t0 = time.perf_counter()
-    res = predict_raster(scene, out, model=model, tile_size=tile, overlap=overlap, batch_size=batch, vector=vector,
-                         progress=timer, overwrite=True)
+    res = predict_raster(
+        scene,
+        out,
+        model=model,
+        tile_size=tile,
+        overlap=overlap,
+        batch_size=batch,
+        vector=vector,
+        progress=timer,
+        overwrite=True,
+    )
     total = time.perf_counter() - t0
     return total, res, (timer.write_started - t0) if timer.write_started else total
 
@@ -202,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch  # noqa: F401 (loaded before any timing, as with a real model)
 
     import sam2unext.geo  # noqa: F401
+
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="geo-bench-", dir="/tmp") as tmp:
         tmpdir = Path(tmp)
@@ -219,8 +258,12 @@ def main(argv: list[str] | None = None) -> None:
             rss[size] = fig["maxrss_mb"]
             mp = size * size / 1e6
             rows.append((f"(a) peak RSS {size}x{size} ({fig['tiles']} tiles)", f"{fig['maxrss_mb']:.0f} MB"))
-            rows.append((f"    pipeline {size}x{size}, trivial model, own process",
-                         f"{fig['seconds']:.1f} s = {mp / fig['seconds']:.1f} MP/s"))
+            rows.append(
+                (
+                    f"    pipeline {size}x{size}, trivial model, own process",
+                    f"{fig['seconds']:.1f} s = {mp / fig['seconds']:.1f} MP/s",
+                )
+            )
         if len(rss) >= 2:
             lo, hi = min(rss), max(rss)
             rows.append((f"(a) RSS ratio {hi}/{lo}", f"{rss[hi] / rss[lo]:.2f}"))
@@ -233,10 +276,13 @@ def main(argv: list[str] | None = None) -> None:
         times: dict[str, list[float]] = {}
         labels: dict[str, str] = {}
         for _ in range(args.repeat):
-            secs, res, before_cog = pipeline_time(scene, tmpdir / "b.tif", TrivialModel(args.tile), args.tile,
-                                                  args.overlap, args.batch)
-            labels["ours"] = (f"(b) ours, full predict_raster: open+read+to-float+model+blend+write strips"
-                              f"+COG build ({res.tiles_run} tiles)")
+            secs, res, before_cog = pipeline_time(
+                scene, tmpdir / "b.tif", TrivialModel(args.tile), args.tile, args.overlap, args.batch
+            )
+            labels["ours"] = (
+                f"(b) ours, full predict_raster: open+read+to-float+model+blend+write strips"
+                f"+COG build ({res.tiles_run} tiles)"
+            )
             labels["ours-stitch"] = "(b) ours, same run up to the stitched strips (before the COG build)"
             times.setdefault("ours", []).append(secs)
             times.setdefault("ours-stitch", []).append(before_cog)
@@ -247,17 +293,27 @@ def main(argv: list[str] | None = None) -> None:
                 for workers in (0, 2):
                     secs, n = torchgeo_read(scene, args.tile, args.overlap, args.batch, workers)
                     key = f"tg{workers}"
-                    labels[key] = (f"(b) torchgeo RasterDataset+GridGeoSampler+DataLoader read only "
-                                   f"(float32 batches), workers={workers} ({n} tiles)")
+                    labels[key] = (
+                        f"(b) torchgeo RasterDataset+GridGeoSampler+DataLoader read only "
+                        f"(float32 batches), workers={workers} ({n} tiles)"
+                    )
                     times.setdefault(key, []).append(secs)
         for key, secs in times.items():
             best, med = min(secs), float(np.median(secs))
-            rows.append((labels[key] + f", best / median of {args.repeat}",
-                         f"{best:.2f} s = {mp / best:.1f} MP/s / {mp / med:.1f} MP/s"))
+            rows.append(
+                (
+                    labels[key] + f", best / median of {args.repeat}",
+                    f"{best:.2f} s = {mp / best:.1f} MP/s / {mp / med:.1f} MP/s",
+                )
+            )
         if "tg0" in times:
-            rows.append(("(b) ours full / torchgeo workers=0 read, throughput ratio (best; median)",
-                         f"{min(times['tg0']) / min(times['ours']):.2f}; "
-                         f"{np.median(times['tg0']) / np.median(times['ours']):.2f}"))
+            rows.append(
+                (
+                    "(b) ours full / torchgeo workers=0 read, throughput ratio (best; median)",
+                    f"{min(times['tg0']) / min(times['ours']):.2f}; "
+                    f"{np.median(times['tg0']) / np.median(times['ours']):.2f}",
+                )
+            )
 
         # (c) tiny preset: end-to-end vs sum of forward passes
         if not args.skip_tiny:
@@ -270,18 +326,34 @@ def main(argv: list[str] | None = None) -> None:
             tiny_scene = make_scene(tmpdir / "tiny.tif", args.tiny_size, seed=1)
             model.predict(torch.rand(1, 3, model.input_size, model.input_size))  # warm-up
             model.seconds, model.calls = 0.0, 0
-            secs, res, _ = pipeline_time(tiny_scene, tmpdir / "c.tif", model, model.input_size, args.overlap,
-                                         args.batch)
-            rows.append((f"(c) sam2unext-test {args.tiny_size}^2, tile {model.input_size}: end-to-end "
-                         f"({res.tiles_computed} forward tiles, {res.tiles_run} scene tiles)", f"{secs:.2f} s"))
+            secs, res, _ = pipeline_time(
+                tiny_scene, tmpdir / "c.tif", model, model.input_size, args.overlap, args.batch
+            )
+            rows.append(
+                (
+                    f"(c) sam2unext-test {args.tiny_size}^2, tile {model.input_size}: end-to-end "
+                    f"({res.tiles_computed} forward tiles, {res.tiles_run} scene tiles)",
+                    f"{secs:.2f} s",
+                )
+            )
             only = model_only_time(model.model, res.tiles_computed, model.input_size, args.batch)
-            rows.append(("(c) model alone: the same number of tiles through the same lanes (random tiles, "
-                         "no I/O, no blending)", f"{only:.2f} s"))
+            rows.append(
+                (
+                    "(c) model alone: the same number of tiles through the same lanes (random tiles, "
+                    "no I/O, no blending)",
+                    f"{only:.2f} s",
+                )
+            )
             rows.append(("(c) overhead ratio end-to-end / model alone (goal <= 1.1)", f"{secs / only:.3f}"))
-            rows.append((f"(c) sum of forward-pass times ({model.calls} batches, lanes run side by side)",
-                         f"{model.seconds:.2f} s"))
-            secs, res, _ = pipeline_time(tiny_scene, tmpdir / "c2.tif", model, model.input_size, args.overlap,
-                                         args.batch, vector=True)
+            rows.append(
+                (
+                    f"(c) sum of forward-pass times ({model.calls} batches, lanes run side by side)",
+                    f"{model.seconds:.2f} s",
+                )
+            )
+            secs, res, _ = pipeline_time(
+                tiny_scene, tmpdir / "c2.tif", model, model.input_size, args.overlap, args.batch, vector=True
+            )
             rows.append(("(c) same with polygons (gpkg)", f"{secs:.2f} s, ratio {secs / only:.3f}"))
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     rows.insert(0, ("load average at the end (1, 5, 15 min); CPUs", f"{load}; {os.cpu_count()}"))

@@ -34,8 +34,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SMOKE = dict(presets=["sam2unext-test"], matmul=256, scene=512, batch=2, iters=2, demo_size=512)
-FULL = dict(presets=["sam2unext-large", "sam2unext-tiny"], matmul=8192, scene=16384, batch=None, iters=10,
-            demo_size=None)
+FULL = dict(
+    presets=["sam2unext-large", "sam2unext-tiny"], matmul=8192, scene=16384, batch=None, iters=10, demo_size=None
+)
 
 
 def sync(device: torch.device) -> None:
@@ -133,8 +134,11 @@ def run(args) -> dict:
     presets = args.presets or cfg["presets"]
     scene_size = args.scene or cfg["scene"]
     iters = args.iters or cfg["iters"]
-    figures: dict = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-                     "torch": torch.__version__, "load": os.getloadavg()[0]}
+    figures: dict = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__,
+        "load": os.getloadavg()[0],
+    }
     t_start = time.perf_counter()
     figures["matmul_tflops_bf16"] = matmul_tflops(device, args.matmul or cfg["matmul"])
     peak = figures["matmul_tflops_bf16"]
@@ -148,9 +152,17 @@ def run(args) -> dict:
             model._auto_batch_sizes = {}
             batch = args.batch or cfg["batch"] or auto_batch_size(model, model.input_size)
             tps = model_only(model, device, dtype, batch, iters)
-            rows.append(dict(preset=name, dtype=str(dtype).removeprefix("torch."), batch=batch, tiles_s=tps,
-                             tflop_tile=flops / 1e12, tflops=tps * flops / 1e12,
-                             pct_peak=100 * tps * flops / 1e12 / peak))
+            rows.append(
+                dict(
+                    preset=name,
+                    dtype=str(dtype).removeprefix("torch."),
+                    batch=batch,
+                    tiles_s=tps,
+                    tflop_tile=flops / 1e12,
+                    tflops=tps * flops / 1e12,
+                    pct_peak=100 * tps * flops / 1e12 / peak,
+                )
+            )
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -164,12 +176,18 @@ def run(args) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
         tps, tiles = end_to_end(model, scene, Path(tmp) / "out.tif", args.batch or cfg["batch"])
         ref = next(r["tiles_s"] for r in rows if r["preset"] == presets[0] and r["dtype"] == default_dtype)
-        figures["end_to_end"] = dict(preset=presets[0], dtype=default_dtype, scene=scene_size, tiles=tiles,
-                                     tiles_s=tps, ratio=tps / ref,
-                                     peak_gpu_gib=torch.cuda.max_memory_allocated(device) / 2**30
-                                     if device.type == "cuda" else None)
-        figures["logit_diff"] = dict(zip(("max_abs", "max_abs_fp32_logit"), logit_difference(model, device)),
-                                     preset=presets[0])
+        figures["end_to_end"] = dict(
+            preset=presets[0],
+            dtype=default_dtype,
+            scene=scene_size,
+            tiles=tiles,
+            tiles_s=tps,
+            ratio=tps / ref,
+            peak_gpu_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
+        )
+        figures["logit_diff"] = dict(
+            zip(("max_abs", "max_abs_fp32_logit"), logit_difference(model, device)), preset=presets[0]
+        )
         del model
         figures["demo_iou_bf16_fp32"] = demo_iou(device, Path(tmp), args.demo_size or cfg["demo_size"])
     figures["seconds"] = time.perf_counter() - t_start
@@ -178,24 +196,33 @@ def run(args) -> dict:
 
 def table(f: dict) -> str:
     """The figures as a Markdown table."""
-    lines = [f"device: {f['device']}, torch {f['torch']}, load average {f['load']:.1f}, "
-             f"check took {f['seconds']:.0f} s", "",
-             "| figure | value |", "|---|---|",
-             f"| bf16 matmul, measured peak | {f['matmul_tflops_bf16']:.1f} TFLOP/s |"]
+    lines = [
+        f"device: {f['device']}, torch {f['torch']}, load average {f['load']:.1f}, check took {f['seconds']:.0f} s",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| bf16 matmul, measured peak | {f['matmul_tflops_bf16']:.1f} TFLOP/s |",
+    ]
     for r in f["model_only"]:
-        lines.append(f"| model only, {r['preset']} {r['dtype']} (batch {r['batch']}, {1000 * r['tflop_tile']:.4g} "
-                     f"GFLOP/tile) | {r['tiles_s']:.2f} tiles/s, {r['tflops']:.3g} TFLOP/s, "
-                     f"{r['pct_peak']:.3g} % of peak |")
+        lines.append(
+            f"| model only, {r['preset']} {r['dtype']} (batch {r['batch']}, {1000 * r['tflop_tile']:.4g} "
+            f"GFLOP/tile) | {r['tiles_s']:.2f} tiles/s, {r['tflops']:.3g} TFLOP/s, "
+            f"{r['pct_peak']:.3g} % of peak |"
+        )
     e = f["end_to_end"]
-    lines.append(f"| end to end, {e['preset']} {e['dtype']}, {e['scene']}² scene ({e['tiles']} tiles) | "
-                 f"{e['tiles_s']:.2f} tiles/s |")
+    lines.append(
+        f"| end to end, {e['preset']} {e['dtype']}, {e['scene']}² scene ({e['tiles']} tiles) | "
+        f"{e['tiles_s']:.2f} tiles/s |"
+    )
     lines.append(f"| end to end / model only (goal >= 0.9) | {e['ratio']:.2f} |")
     peak = "n/a (cpu)" if e["peak_gpu_gib"] is None else f"{e['peak_gpu_gib']:.1f} GiB"
     lines.append(f"| peak GPU memory (end to end) | {peak} |")
     lines.append(f"| IoU bf16 vs fp32, demo scene, demo weights (goal >= 0.99) | {f['demo_iou_bf16_fp32']:.4f} |")
     d = f["logit_diff"]
-    lines.append(f"| max logit diff bf16 vs fp32, {d['preset']} random weights | {d['max_abs']:.3g} "
-                 f"(max logit {d['max_abs_fp32_logit']:.3g}) |")
+    lines.append(
+        f"| max logit diff bf16 vs fp32, {d['preset']} random weights | {d['max_abs']:.3g} "
+        f"(max logit {d['max_abs_fp32_logit']:.3g}) |"
+    )
     return "\n".join(lines)
 
 

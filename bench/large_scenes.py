@@ -44,9 +44,21 @@ EXE = str(Path(sys.executable).with_name("sam2unext-geo"))
 
 def sparse_scene(path: Path, size: int) -> Path:
     """An empty tiled RGB uint8 GeoTIFF (sparse: no block is written, every pixel reads 0)."""
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32633",
-                   transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5), tiled=True,
-                   blockxsize=512, blockysize=512, compress="DEFLATE", bigtiff="YES", sparse_ok=True)
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="DEFLATE",
+        bigtiff="YES",
+        sparse_ok=True,
+    )
     with rasterio.open(path, "w", **profile):
         pass
     return path
@@ -66,8 +78,24 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 def first_tile(scene: Path, out: Path, watch: float) -> dict:
     """Run predict on ``scene``; seconds to the first finished tile, peak RSS within ``watch`` s."""
-    cmd = [EXE, "predict", str(scene), "-o", str(out), "--checkpoint", "demo", "--tile-size", "1024",
-           "--overlap", "0.25", "--progress", "json", "--no-vector", "--device", "cpu"]
+    cmd = [
+        EXE,
+        "predict",
+        str(scene),
+        "-o",
+        str(out),
+        "--checkpoint",
+        "demo",
+        "--tile-size",
+        "1024",
+        "--overlap",
+        "0.25",
+        "--progress",
+        "json",
+        "--no-vector",
+        "--device",
+        "cpu",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     events: queue.Queue = queue.Queue()
@@ -99,10 +127,25 @@ def child_rss(scene: str, out: str) -> None:
     from sam2unext.geo import predict_raster
 
     t0 = time.perf_counter()
-    res = predict_raster(scene, out, model=TrivialModel(1024), tile_size=1024, batch_size=4, vector=False,
-                         progress="none", overwrite=True)
-    print(json.dumps({"seconds": time.perf_counter() - t0, "tiles": res.tiles_run,
-                      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    res = predict_raster(
+        scene,
+        out,
+        model=TrivialModel(1024),
+        tile_size=1024,
+        batch_size=4,
+        vector=False,
+        progress="none",
+        overwrite=True,
+    )
+    print(
+        json.dumps(
+            {
+                "seconds": time.perf_counter() - t0,
+                "tiles": res.tiles_run,
+                "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def rectangular_scene(path: Path, height: int, width: int) -> Path:
@@ -110,9 +153,21 @@ def rectangular_scene(path: Path, height: int, width: int) -> Path:
     if height == width and height % 512 == 0:
         return make_scene(path, height)
     rng = np.random.default_rng(0)
-    profile = dict(driver="GTiff", width=width, height=height, count=3, dtype="uint8", crs="EPSG:32633",
-                   transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5), tiled=True,
-                   blockxsize=512, blockysize=512, compress="DEFLATE", interleave="pixel", bigtiff="IF_SAFER")
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="DEFLATE",
+        interleave="pixel",
+        bigtiff="IF_SAFER",
+    )
     xx = np.arange(width, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
         for row0 in range(0, height, 512):
@@ -127,8 +182,21 @@ def rectangular_scene(path: Path, height: int, width: int) -> Path:
 
 def run_predict(scene: Path, out: Path, *extra: str) -> tuple[float, list[dict]]:
     """predict with the demo weights (tile 256); wall seconds and the JSON events."""
-    cmd = [EXE, "predict", str(scene), "-o", str(out), "--checkpoint", "demo", "--progress", "json", "--no-vector",
-           "--device", "cpu", *extra]
+    cmd = [
+        EXE,
+        "predict",
+        str(scene),
+        "-o",
+        str(out),
+        "--checkpoint",
+        "demo",
+        "--progress",
+        "json",
+        "--no-vector",
+        "--device",
+        "cpu",
+        *extra,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return time.perf_counter() - t0, [json.loads(line) for line in proc.stdout.splitlines()]
@@ -146,8 +214,22 @@ def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
     start = next(e for e in events if e["event"] == "start")
     total = start["computations"]
     # killed run: SIGKILL once half of the tile computations are reported
-    cmd = [EXE, "predict", str(scene), "-o", str(tmp / "r.tif"), "--checkpoint", "demo", "--progress", "json",
-           "--no-vector", "--device", "cpu", "--chunk-size", str(chunk)]
+    cmd = [
+        EXE,
+        "predict",
+        str(scene),
+        "-o",
+        str(tmp / "r.tif"),
+        "--checkpoint",
+        "demo",
+        "--progress",
+        "json",
+        "--no-vector",
+        "--device",
+        "cpu",
+        "--chunk-size",
+        str(chunk),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     killed_at = 0
     for line in proc.stdout:
@@ -167,10 +249,19 @@ def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
     computed_all = killed_at + after
     same = all(np.array_equal(a, b) for a, b in zip(read(tmp / "full.tif"), read(tmp / "r.tif")))
     return [
-        (f"(3) uninterrupted {size}^2, chunk {chunk}: tile computations / chunks / wall", f"{total} / {start['chunks']} / {full_s:.1f} s"),
-        ("(3) killed (SIGKILL) after tiles reported / chunks kept (their tiles)", f"{killed_at} / {len(kept)} ({kept_tiles})"),
+        (
+            f"(3) uninterrupted {size}^2, chunk {chunk}: tile computations / chunks / wall",
+            f"{total} / {start['chunks']} / {full_s:.1f} s",
+        ),
+        (
+            "(3) killed (SIGKILL) after tiles reported / chunks kept (their tiles)",
+            f"{killed_at} / {len(kept)} ({kept_tiles})",
+        ),
         ("(3) resume: chunks taken over / tiles computed", f"{resumed['resumed_chunks']} / {after} in {res_s:.1f} s"),
-        ("(3) tiles computed in all / uninterrupted (goal <= 1.10)", f"{computed_all} / {total} = {computed_all / total:.3f}"),
+        (
+            "(3) tiles computed in all / uninterrupted (goal <= 1.10)",
+            f"{computed_all} / {total} = {computed_all / total:.3f}",
+        ),
         ("(3) resumed output bit-identical to the uninterrupted one", str(same)),
         ("(3) tiles_run reported", f"{done['tiles_run']}"),
     ]
@@ -188,23 +279,41 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     rows = []
     times = {}
     results = {}
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) \
-            as cluster, distributed.Client(cluster):
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster),
+    ):
         # warm-up: workers import torch and load the model once
-        predict_raster(make_scene(tmp / "warm.tif", 512), tmp / "warm_prob.tif", model=loader,
-                       scheduler=cluster.scheduler_address, vector=False, progress="none")
+        predict_raster(
+            make_scene(tmp / "warm.tif", 512),
+            tmp / "warm_prob.tif",
+            model=loader,
+            scheduler=cluster.scheduler_address,
+            vector=False,
+            progress="none",
+        )
         for _ in range(2):  # interleaved
             for mode in ("local", "distributed"):
                 t0 = time.perf_counter()
-                res = predict_raster(scene, tmp / f"{mode}.tif", model=loader, vector=False, progress="none",
-                                     overwrite=True, scheduler=cluster.scheduler_address if mode != "local" else None)
+                res = predict_raster(
+                    scene,
+                    tmp / f"{mode}.tif",
+                    model=loader,
+                    vector=False,
+                    progress="none",
+                    overwrite=True,
+                    scheduler=cluster.scheduler_address if mode != "local" else None,
+                )
                 times.setdefault(mode, []).append(time.perf_counter() - t0)
                 results[mode] = res
     same = all(np.array_equal(a, b) for a, b in zip(read(tmp / "local.tif"), read(tmp / "distributed.tif")))
     res = results["distributed"]
     status_bytes = len(pickle.dumps(ChunkStatus(0, 99, 99, 0, 1.0, 1.0))) * res.chunks
     rows += [
-        (f"(4) local (threads) {size}^2 demo weights, {res.tiles_run} tiles, best of 2", f"{min(times['local']):.1f} s"),
+        (
+            f"(4) local (threads) {size}^2 demo weights, {res.tiles_run} tiles, best of 2",
+            f"{min(times['local']):.1f} s",
+        ),
         ("(4) LocalCluster 2 workers x 1 thread, best of 2", f"{min(times['distributed']):.1f} s"),
         ("(4) distributed / local (goal <= 1.3)", f"{min(times['distributed']) / min(times['local']):.2f}"),
         ("(4) outputs bit-identical", str(same)),
@@ -222,8 +331,12 @@ def border_figures() -> list[tuple[str, str]]:
         grid = make_grid(size, size, tile, 0.25)
         chunks = make_chunk_grid(size, size, tile)
         extra = tile_computations(grid, chunks) / len(grid) - 1
-        rows.append((f"(5) tile {tile}, overlap 0.25, {size}^2, default chunk {chunks.size}",
-                     f"{len(grid)} tiles, +{extra * 100:.1f}% recomputed at chunk borders"))
+        rows.append(
+            (
+                f"(5) tile {tile}, overlap 0.25, {size}^2, default chunk {chunks.size}",
+                f"{len(grid)} tiles, +{extra * 100:.1f}% recomputed at chunk borders",
+            )
+        )
     return rows
 
 
@@ -244,21 +357,33 @@ def main(argv: list[str] | None = None) -> None:
                 scene = sparse_scene(tmp / f"sparse{size}.tif", size)
                 fig = first_tile(scene, tmp / f"sparse{size}_prob.tif", args.watch)
                 start = fig["start"] or {}
-                rows.append((f"(1) sparse {size}^2: first tile / peak RSS in {args.watch:.0f} s",
-                             f"{fig['first_tile_s'] and round(fig['first_tile_s'], 1)} s / {fig['peak_rss_mb']:.0f} MB "
-                             f"({start.get('tiles')} tiles, {start.get('chunks')} chunks)"))
+                rows.append(
+                    (
+                        f"(1) sparse {size}^2: first tile / peak RSS in {args.watch:.0f} s",
+                        f"{fig['first_tile_s'] and round(fig['first_tile_s'], 1)} s / {fig['peak_rss_mb']:.0f} MB "
+                        f"({start.get('tiles')} tiles, {start.get('chunks')} chunks)",
+                    )
+                )
                 for p in tmp.glob(f"sparse{size}*"):
                     subprocess.run(["rm", "-rf", str(p)], check=False)
         if 2 in args.only:
             rss = {}
             for h, w in [(4096, 4096), (16384, 16384), (65536, 4096)]:
                 scene = rectangular_scene(tmp / f"s{h}x{w}.tif", h, w)
-                proc = subprocess.run([sys.executable, __file__, "--child", str(scene), str(tmp / "o.tif")],
-                                      capture_output=True, text=True, check=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--child", str(scene), str(tmp / "o.tif")],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 fig = json.loads(proc.stdout.strip().splitlines()[-1])
                 rss[(h, w)] = fig["maxrss_mb"]
-                rows.append((f"(2) peak RSS {h}x{w} ({fig['tiles']} tiles, {fig['seconds']:.0f} s)",
-                             f"{fig['maxrss_mb']:.0f} MB"))
+                rows.append(
+                    (
+                        f"(2) peak RSS {h}x{w} ({fig['tiles']} tiles, {fig['seconds']:.0f} s)",
+                        f"{fig['maxrss_mb']:.0f} MB",
+                    )
+                )
                 scene.unlink()
             rows.append(("(2) RSS max / min (goal <= 1.1)", f"{max(rss.values()) / min(rss.values()):.3f}"))
         if 3 in args.only:

@@ -93,8 +93,7 @@ def count_params(name: str) -> tuple[int, int]:
     """(total, trainable) parameter counts."""
     with torch.device("meta"):
         model = build_model(name)
-    return (sum(p.numel() for p in model.parameters()),
-            sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return (sum(p.numel() for p in model.parameters()), sum(p.numel() for p in model.parameters() if p.requires_grad))
 
 
 def time_forward(fn, image: torch.Tensor, reps: int, warmup: int) -> float:
@@ -115,19 +114,25 @@ def time_forward(fn, image: torch.Tensor, reps: int, warmup: int) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--presets", nargs="+", default=["sam2unext-test", "sam2unext-tiny"],
-                        help="presets to time (use 'all' for every preset)")
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["sam2unext-test", "sam2unext-tiny"],
+        help="presets to time (use 'all' for every preset)",
+    )
     parser.add_argument("--reps", type=int, default=3, help="timed repetitions per preset")
     parser.add_argument("--warmup", type=int, default=1, help="untimed warm-up runs")
-    parser.add_argument("--compare", nargs="*", default=[],
-                        help="SAM2-UNeXT presets also timed with the public structure")
+    parser.add_argument(
+        "--compare", nargs="*", default=[], help="SAM2-UNeXT presets also timed with the public structure"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    parser.add_argument("--contiguous", action="store_true",
-                        help="time our variant with contiguous decoder weights (default: "
-                             "channels_last, as the models are built)")
-    parser.add_argument("--flops-only", action="store_true",
-                        help="only parameters and FLOPs (all presets, no timing)")
+    parser.add_argument(
+        "--contiguous",
+        action="store_true",
+        help="time our variant with contiguous decoder weights (default: channels_last, as the models are built)",
+    )
+    parser.add_argument("--flops-only", action="store_true", help="only parameters and FLOPs (all presets, no timing)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -136,8 +141,10 @@ def main(argv: list[str] | None = None) -> None:
     dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
     names = list(PRESETS) if args.flops_only or args.presets == ["all"] else args.presets
     name_desc = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"# device: {device} ({name_desc}), threads {torch.get_num_threads()}, dtype {args.dtype}, "
-          f"torch {torch.__version__}, reps {args.reps}, warm-up {args.warmup}")
+    print(
+        f"# device: {device} ({name_desc}), threads {torch.get_num_threads()}, dtype {args.dtype}, "
+        f"torch {torch.__version__}, reps {args.reps}, warm-up {args.warmup}"
+    )
     print("| preset | input | low-res | params (M) | trainable (M) | GFLOP/tile | s/tile (median) |")
     print("|---|---|---|---|---|---|---|")
     for name in names:
@@ -153,8 +160,11 @@ def main(argv: list[str] | None = None) -> None:
             with ctx:
                 seconds = f"{time_forward(model, image, args.reps, args.warmup):.3f}"
             del model
-        print(f"| {name} | {config.input_size} | {config.low_res_size or '-'} | {total / 1e6:.1f} | "
-              f"{trainable / 1e6:.2f} | {gflop:.1f} | {seconds} |", flush=True)
+        print(
+            f"| {name} | {config.input_size} | {config.low_res_size or '-'} | {total / 1e6:.1f} | "
+            f"{trainable / 1e6:.2f} | {gflop:.1f} | {seconds} |",
+            flush=True,
+        )
     for name in args.compare:
         config = PRESETS[name]
         model = build_random(name, device).set_channels_last(True)
@@ -180,15 +190,23 @@ def main(argv: list[str] | None = None) -> None:
             ours_dec = time_forward(lambda _, m=model, g=glued: m.decode(*g()), image, max(3, args.reps), args.warmup)
             public_dec = time_forward(
                 lambda _, m=public_model, g=public_glued: upstream_structure_decode(m, g()),
-                image, max(3, args.reps), args.warmup)
+                image,
+                max(3, args.reps),
+                args.warmup,
+            )
         o, p = statistics.median(ours), statistics.median(public)
-        print(f"\n{name}: whole forward: ours {o:.3f} s/tile, public structure (head twice, "
-              f"contiguous decoder) {p:.3f} s/tile, ratio ours/public {o / p:.3f} "
-              f"(runs: ours {[round(t, 2) for t in ours]}, public {[round(t, 2) for t in public]})",
-              flush=True)
-        print(f"{name}: glue+decoder only: ours {ours_dec:.3f} s, public {public_dec:.3f} s, "
-              f"ratio {ours_dec / public_dec:.3f}; GFLOP ours {count_flops(name) / 1e9:.1f} vs "
-              f"public {count_flops(name, upstream=True) / 1e9:.1f}", flush=True)
+        print(
+            f"\n{name}: whole forward: ours {o:.3f} s/tile, public structure (head twice, "
+            f"contiguous decoder) {p:.3f} s/tile, ratio ours/public {o / p:.3f} "
+            f"(runs: ours {[round(t, 2) for t in ours]}, public {[round(t, 2) for t in public]})",
+            flush=True,
+        )
+        print(
+            f"{name}: glue+decoder only: ours {ours_dec:.3f} s, public {public_dec:.3f} s, "
+            f"ratio {ours_dec / public_dec:.3f}; GFLOP ours {count_flops(name) / 1e9:.1f} vs "
+            f"public {count_flops(name, upstream=True) / 1e9:.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

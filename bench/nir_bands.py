@@ -45,8 +45,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory(prefix="nir-bands-") as tmp:
-        result = compare_rgb_nir(Path(tmp), size=args.size, epochs=args.epochs, tiles=args.tiles, lr=args.lr,
-                         batch_size=args.batch_size, dtype=args.dtype)
+        result = compare_rgb_nir(
+            Path(tmp),
+            size=args.size,
+            epochs=args.epochs,
+            tiles=args.tiles,
+            lr=args.lr,
+            batch_size=args.batch_size,
+            dtype=args.dtype,
+        )
     result.pop("snapshots")
     cpu = platform.processor() or platform.machine()
     result["machine"] = f"{cpu}, {args.threads} threads, torch {torch.__version__}"

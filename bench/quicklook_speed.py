@@ -30,14 +30,28 @@ def _write_repeated(path: Path, tile: np.ndarray, size: int, transform, crs, **p
     """A ``size``² COG made of ``tile`` repeated, written block row by block row, then copied to COG."""
     tmp = path.with_suffix(".tmp.tif")
     count, side = tile.shape[0], tile.shape[-1]
-    with rasterio.open(tmp, "w", driver="GTiff", width=size, height=size, count=count, dtype=tile.dtype,
-                       crs=crs, transform=transform, tiled=True, blockxsize=512, blockysize=512,
-                       compress="zstd", **profile) as dst:
+    with rasterio.open(
+        tmp,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=count,
+        dtype=tile.dtype,
+        crs=crs,
+        transform=transform,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="zstd",
+        **profile,
+    ) as dst:
         row_band = np.concatenate([tile] * (size // side), axis=2)
         for r in range(size // side):
             dst.write(row_band, window=rasterio.windows.Window(0, r * side, size, side))
-    rasterio.shutil.copy(tmp, path, driver="COG", compress="ZSTD", level=1, blocksize=512, overviews="AUTO",
-                         resampling="average")
+    rasterio.shutil.copy(
+        tmp, path, driver="COG", compress="ZSTD", level=1, blocksize=512, overviews="AUTO", resampling="average"
+    )
     tmp.unlink()
 
 

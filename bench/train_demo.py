@@ -54,8 +54,8 @@ def sample_batch(scenes, batch: int, crop: int, rng: np.random.Generator) -> tup
         img, truth = scenes[int(rng.integers(len(scenes)))]
         h, w = truth.shape
         y, x = int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1))
-        im = img[:, y:y + crop, x:x + crop]
-        m = truth[None, y:y + crop, x:x + crop]
+        im = img[:, y : y + crop, x : x + crop]
+        m = truth[None, y : y + crop, x : x + crop]
         k = int(rng.integers(4))
         im, m = np.rot90(im, k, axes=(1, 2)), np.rot90(m, k, axes=(1, 2))
         if rng.random() < 0.5:
@@ -78,7 +78,7 @@ def crop_iou(model, scenes, crop: int, n: int, seed: int) -> float:
     image, mask = sample_batch(scenes, n, crop, rng)
     preds = []
     for i in range(0, n, 8):
-        preds.append(model.predict(image[i:i + 8]) > 0.5)
+        preds.append(model.predict(image[i : i + 8]) > 0.5)
     model.train()
     return mask_iou(torch.cat(preds).numpy(), mask.numpy() > 0.5)
 
@@ -93,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--init", type=Path, default=None,
-                        help="continue from this checkpoint (e.g. a previous run) instead of random weights")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        help="continue from this checkpoint (e.g. a previous run) instead of random weights",
+    )
     parser.add_argument("--output", type=Path, default=WEIGHTS_DIR / "demo.safetensors")
     args = parser.parse_args(argv)
 
@@ -116,8 +120,10 @@ def main(argv: list[str] | None = None) -> int:
     model.train()
     crop = model.input_size
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"preset {args.preset}: {n_params / 1e6:.2f} M parameters, input {crop}, low-res {model.low_res_size}",
-          flush=True)
+    print(
+        f"preset {args.preset}: {n_params / 1e6:.2f} M parameters, input {crop}, low-res {model.low_res_size}",
+        flush=True,
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
 
     budget = args.minutes * 60.0
@@ -145,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         losses.append(float(loss))
         step += 1
         if step % 50 == 0:
-            print(f"step {step}/{total_steps} loss {np.mean(losses[-50:]):.4f} lr {lr:.2e} "
-                  f"{time.time() - start:.0f}s", flush=True)
+            print(
+                f"step {step}/{total_steps} loss {np.mean(losses[-50:]):.4f} lr {lr:.2e} {time.time() - start:.0f}s",
+                flush=True,
+            )
         if step % 100 == 0:
             print(f"  held-out crop IoU {crop_iou(model, val_scenes, crop, 32, seed=1):.4f}", flush=True)
 
@@ -160,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "task": "demo",
         "trained_on": "procedural synthetic scenes only (sam2unext.geo.demo); knows nothing of real imagery",
         "script": "bench/train_demo.py",
-        "command": "python bench/train_demo.py " + " ".join(
-            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output" and v is not None),
+        "command": "python bench/train_demo.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output" and v is not None),
         "continued_from": previous or None,
         "training_scenes": {"count": args.scenes, "size": args.scene_size, "seeds": [100, 100 + args.scenes - 1]},
         "held_out_scene_seed": 900,
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "held_out_crop_iou": val_iou,
         "minutes": round(seconds / 60, 1),
         "machine": f"{platform.processor() or platform.machine()}, {args.threads} CPU threads, "
-                   f"torch {torch.__version__}",
+        f"torch {torch.__version__}",
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(model, args.output, task="demo", extra=note)

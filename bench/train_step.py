@@ -54,9 +54,15 @@ def time_steps(preset: str, *, steps: int, batch_size: int | None, device: str, 
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {
-        "preset": preset, "input_size": size, "batch_size": config.batch_size, "device": str(dev),
-        "amp": use_amp, "grad_checkpointing": grad_ckpt, "params_m": round(total / 1e6, 2),
-        "trainable_m": round(trainable / 1e6, 2), "first_step_s": round(times[0], 3),
+        "preset": preset,
+        "input_size": size,
+        "batch_size": config.batch_size,
+        "device": str(dev),
+        "amp": use_amp,
+        "grad_checkpointing": grad_ckpt,
+        "params_m": round(total / 1e6, 2),
+        "trainable_m": round(trainable / 1e6, 2),
+        "first_step_s": round(times[0], 3),
         "step_s": round(min(times[1:]) if len(times) > 1 else times[0], 3),
         "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if dev.type == "cuda" else None,
     }
@@ -75,12 +81,20 @@ def main() -> None:
     print(f"# {machine}, torch {torch.__version__}, threads {torch.get_num_threads()}")
     results = []
     for preset in args.presets:
-        r = time_steps(preset, steps=args.steps, batch_size=args.batch_size, device=args.device,
-                       amp=args.amp, grad_ckpt=args.grad_checkpointing)
+        r = time_steps(
+            preset,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            device=args.device,
+            amp=args.amp,
+            grad_ckpt=args.grad_checkpointing,
+        )
         results.append(r)
-        print(f"{preset:18s} {r['input_size']:5d}px batch {r['batch_size']:2d}  step {r['step_s']:8.3f} s "
-              f"(first {r['first_step_s']:.3f} s)  {r['params_m']} M params, {r['trainable_m']} M trainable",
-              flush=True)
+        print(
+            f"{preset:18s} {r['input_size']:5d}px batch {r['batch_size']:2d}  step {r['step_s']:8.3f} s "
+            f"(first {r['first_step_s']:.3f} s)  {r['params_m']} M params, {r['trainable_m']} M trainable",
+            flush=True,
+        )
     print(json.dumps(results))
 
 

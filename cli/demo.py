@@ -7,11 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from sam2unext.loader import DEMO_NOTE
+
 from .formatting import echo, seconds
 from .inputs import make_folder
 from .predict import Device, Overwrite, ProgressMode
 from .state import STATE
-from sam2unext.loader import DEMO_NOTE
 
 DEMO_EPILOG = """\b
 Examples:
@@ -24,19 +25,22 @@ demo_scene_prob_polygons.gpkg and demo_quicklook.png into the folder.
 
 
 def demo(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo files (created).")]
-    = Path("sam2unext-demo"),
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the demo files (created).")] = Path(
+        "sam2unext-demo"
+    ),
     size: Annotated[int, typer.Option("--size", min=256, help="Scene side in pixels.")] = 3072,
     seed: Annotated[int, typer.Option("--seed", help="Scene seed (2025 is the documented scene).")] = 2025,
-    tile_size: Annotated[Optional[int], typer.Option(
-        "--tile-size", min=16, help="Tile side (default: the model's input size, 256).", show_default=False)]
-    = None,
+    tile_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--tile-size", min=16, help="Tile side (default: the model's input size, 256).", show_default=False
+        ),
+    ] = None,
     overlap: Annotated[float, typer.Option("--overlap", min=0.0, help="Tile overlap.")] = 0.25,
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 8,
     device: Device = "auto",
     overwrite: Overwrite = False,
-    quicklook: Annotated[bool, typer.Option("--quicklook/--no-quicklook", help="Write demo_quicklook.png.")]
-    = True,
+    quicklook: Annotated[bool, typer.Option("--quicklook/--no-quicklook", help="Write demo_quicklook.png.")] = True,
     progress: Annotated[ProgressMode, typer.Option("--progress", help="bar, json or none.")] = ProgressMode.bar,
 ) -> None:
     """Run the whole pipeline on a generated scene with the bundled demo weights; no downloads.
@@ -51,8 +55,18 @@ def demo(
     reporter = make_progress(progress.value)
     STATE.reporter = reporter
     make_folder(output)
-    res = run_demo(output, size=size, seed=seed, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                   device=device, overwrite=overwrite, progress=reporter, quicklook=quicklook)
+    res = run_demo(
+        output,
+        size=size,
+        seed=seed,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        device=device,
+        overwrite=overwrite,
+        progress=reporter,
+        quicklook=quicklook,
+    )
     reporter.complete(1, res.seconds)
     say = (lambda m: echo(m, err=True)) if progress is ProgressMode.json else echo
     say(f"demo scene {res.scene} ({size} x {size} px, seed {seed}), truth {res.truth}")

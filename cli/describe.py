@@ -32,29 +32,45 @@ Encoder weights (for training or --preset with --hiera/--dinov2): Meta's SAM2 ch
 A trained checkpoint (--checkpoint) already contains both encoders.
 """
 
+
 def info(
     scene: Annotated[Path, typer.Argument(help="Scene raster.", show_default=False)],
     checkpoint: Checkpoint = None,
     preset: PresetOpt = None,
-    tile_size: Annotated[Optional[int], typer.Option(
-        "--tile-size", min=16, help="Tile side (default: the model's input size, else 1024).",
-        show_default=False)] = None,
-    overlap: Annotated[str, typer.Option("--overlap", help="Tile overlap: a fraction in [0, 1) or pixels, e.g. 64px.")]
-    = "0.25",
+    tile_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--tile-size", min=16, help="Tile side (default: the model's input size, else 1024).", show_default=False
+        ),
+    ] = None,
+    overlap: Annotated[
+        str, typer.Option("--overlap", help="Tile overlap: a fraction in [0, 1) or pixels, e.g. 64px.")
+    ] = "0.25",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 4,
     device: Device = "auto",
-    bands: Annotated[Optional[str], typer.Option("--bands", help="1-based bands, e.g. 3,2,1.",
-                                                 show_default=False)] = None,
-    resolution: Annotated[Optional[float], typer.Option(
-        "--resolution", help="Resample to this pixel size (map units).", show_default=False)] = None,
+    bands: Annotated[
+        Optional[str], typer.Option("--bands", help="1-based bands, e.g. 3,2,1.", show_default=False)
+    ] = None,
+    resolution: Annotated[
+        Optional[float],
+        typer.Option("--resolution", help="Resample to this pixel size (map units).", show_default=False),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
     """Show what predict would do with a scene: size, CRS, bands, stretch, tiles, time."""
     from sam2unext.geo import describe_raster
 
-    facts = describe_raster(scene, tile_size=tile_size, overlap=overlap, bands=parse_bands(bands),
-                            resolution=resolution, checkpoint=checkpoint, preset=preset, device=device,
-                            batch_size=batch_size)
+    facts = describe_raster(
+        scene,
+        tile_size=tile_size,
+        overlap=overlap,
+        bands=parse_bands(bands),
+        resolution=resolution,
+        checkpoint=checkpoint,
+        preset=preset,
+        device=device,
+        batch_size=batch_size,
+    )
     if as_json:
         echo(json.dumps(facts, default=str))
         return
@@ -75,12 +91,16 @@ def _print_info(f: dict) -> None:
         echo("  stretch:     none (uint8 used as is)")
     if f["grid"] != [f["height"], f["width"]]:
         echo(f"  resampled:   {f['grid'][1]} x {f['grid'][0]} px")
-    echo(f"  tiles:       {f['tiles']} of {f['tile_size']} px, overlap {f['overlap']}; {f['chunks']} output "
-         f"chunk(s) of {f['chunk_size']} px ({f['computations']} forward passes with chunk borders)")
+    echo(
+        f"  tiles:       {f['tiles']} of {f['tile_size']} px, overlap {f['overlap']}; {f['chunks']} output "
+        f"chunk(s) of {f['chunk_size']} px ({f['computations']} forward passes with chunk borders)"
+    )
     if "estimated_seconds" in f:
         echo(f"  model:       {f['model']}, {f['parameters'] / 1e6:.1f} M parameters")
-        echo(f"  time:        ~{seconds(f['estimated_seconds'])} on {f['device']} with {f['model']} "
-             f"({f['seconds_per_tile'] * 1000:.0f} ms/tile, measured)")
+        echo(
+            f"  time:        ~{seconds(f['estimated_seconds'])} on {f['device']} with {f['model']} "
+            f"({f['seconds_per_tile'] * 1000:.0f} ms/tile, measured)"
+        )
     else:
         echo("  time:        pass --checkpoint or --preset (and --device) to measure it")
 
@@ -94,27 +114,50 @@ def models(
     rows = []
     for name, p in PRESETS.items():
         dino = f"{p.dinov2} (timm model.safetensors)" if p.dinov2 and not name.endswith("-test") else "-"
-        rows.append({
-            "preset": name,
-            "family": "SAM2-UNeXT" if p.family == "sam2unext" else "SAM2-UNet",
-            "input": p.input_size,
-            "low_res": p.low_res_size,
-            "parameters_m": round(_parameters(name) / 1e6, 2),
-            "sam2_weights": p.sam2_checkpoint if not name.endswith("-test") else "-",
-            "dinov2_weights": dino,
-            "description": p.description,
-        })
-    rows.append({"preset": "demo (--checkpoint demo)", "family": "SAM2-UNeXT", "input": PRESETS["sam2unext-test"]
-                 .input_size, "low_res": PRESETS["sam2unext-test"].low_res_size, "parameters_m": None,
-                 "sam2_weights": "-", "dinov2_weights": "-",
-                 "description": "bundled weights of sam2unext-test trained on synthetic demo scenes only"})
+        rows.append(
+            {
+                "preset": name,
+                "family": "SAM2-UNeXT" if p.family == "sam2unext" else "SAM2-UNet",
+                "input": p.input_size,
+                "low_res": p.low_res_size,
+                "parameters_m": round(_parameters(name) / 1e6, 2),
+                "sam2_weights": p.sam2_checkpoint if not name.endswith("-test") else "-",
+                "dinov2_weights": dino,
+                "description": p.description,
+            }
+        )
+    rows.append(
+        {
+            "preset": "demo (--checkpoint demo)",
+            "family": "SAM2-UNeXT",
+            "input": PRESETS["sam2unext-test"].input_size,
+            "low_res": PRESETS["sam2unext-test"].low_res_size,
+            "parameters_m": None,
+            "sam2_weights": "-",
+            "dinov2_weights": "-",
+            "description": "bundled weights of sam2unext-test trained on synthetic demo scenes only",
+        }
+    )
     if as_json:
         echo(json.dumps(rows))
         return
-    echo(table([[r["preset"], r["family"], str(r["input"]), str(r["low_res"] or "-"),
-                 "" if r["parameters_m"] is None else f"{r['parameters_m']:.1f} M", r["sam2_weights"],
-                 r["dinov2_weights"]] for r in rows],
-               ["preset", "family", "input", "low-res", "params", "SAM2 weights", "DINOv2 weights"]))
+    echo(
+        table(
+            [
+                [
+                    r["preset"],
+                    r["family"],
+                    str(r["input"]),
+                    str(r["low_res"] or "-"),
+                    "" if r["parameters_m"] is None else f"{r['parameters_m']:.1f} M",
+                    r["sam2_weights"],
+                    r["dinov2_weights"],
+                ]
+                for r in rows
+            ],
+            ["preset", "family", "input", "low-res", "params", "SAM2 weights", "DINOv2 weights"],
+        )
+    )
     echo("\nPredicting needs a trained checkpoint (--checkpoint); the SAM2/DINOv2 files initialise training.")
 
 

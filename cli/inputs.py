@@ -54,8 +54,9 @@ def parse_bands(text: str | None, name: str = "bands") -> tuple[int | str, ...] 
     flag = "--" + name.replace("_", "-")
     items = [b.strip() for b in text.split(",")]
     if not items or any(not b for b in items):
-        raise InputError(f"{flag} {text!r} must be 1-based band numbers or band descriptions, e.g. 3,2,1 "
-                         f"or red,green,blue")
+        raise InputError(
+            f"{flag} {text!r} must be 1-based band numbers or band descriptions, e.g. 3,2,1 or red,green,blue"
+        )
     bands = tuple(int(b) if b.lstrip("-").isdigit() else b for b in items)
     if any(isinstance(b, int) and b < 1 for b in bands):
         raise InputError(f"{flag} {text!r}: band numbers are 1-based, e.g. 3,2,1")
@@ -98,9 +99,16 @@ def quicklook_outputs(scenes: list[Path | str], targets: list[Path | None], over
     """
     from sam2unext.geo.writing import check_output
 
-    return [check_output((target.parent if target is not None else Path(str(scene)).parent)
-                         / f"{Path(str(scene)).stem}_quicklook.png", overwrite)
-            for scene, target in zip(scenes, targets)]
+    return [
+        check_output(
+            (target.parent if target is not None else Path(str(scene)).parent)
+            / f"{Path(str(scene)).stem}_quicklook.png",
+            overwrite,
+        )
+        for scene, target in zip(scenes, targets)
+    ]
+
+
 def new_folders(folder: Path) -> list[Path]:
     """The folders :func:`make_folder` would create for ``folder`` (deepest last)."""
     missing: list[Path] = []

@@ -25,7 +25,7 @@ import typer
 
 from sam2unext.errors import UserError, cli_words
 
-from . import describe, demo, predict
+from . import demo, describe, predict
 from .state import STATE
 
 PROG = "sam2unext-geo"
@@ -33,7 +33,7 @@ PROG = "sam2unext-geo"
 app = typer.Typer(
     name=PROG,
     help="SAM2-UNeXT / SAM2-UNet segmentation of large georeferenced scenes: tiles, batched "
-         "inference, seamless probability COGs and polygons.",
+    "inference, seamless probability COGs and polygons.",
     epilog="Try it without any weights: 'sam2unext-geo demo'. Details: 'sam2unext-geo COMMAND --help'.",
     no_args_is_help=True,
     add_completion=False,
@@ -54,8 +54,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     STATE.debug = STATE.debug or debug  # main() strips --debug from anywhere on the line
 

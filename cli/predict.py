@@ -12,8 +12,15 @@ import typer
 from sam2unext.errors import cli_words
 
 from .formatting import area, echo, linear_units_of, seconds
-from .inputs import (RASTER_SUFFIXES, expand_scenes, new_folders, parse_bands, probability_outputs,
-                     quicklook_outputs, remove_empty_folders)
+from .inputs import (
+    RASTER_SUFFIXES,
+    expand_scenes,
+    new_folders,
+    parse_bands,
+    probability_outputs,
+    quicklook_outputs,
+    remove_empty_folders,
+)
 from .state import STATE
 from .weights import model_loader
 
@@ -56,98 +63,201 @@ Examples:
   sam2unext-geo vectorize scene_prob.tif -o buildings.fgb --simplify 0.5 --fill-holes
 """
 
-Checkpoint = Annotated[Optional[str], typer.Option(
-    "--checkpoint", "-c", help="Trained weights: our .safetensors, an upstream SAM2-UNeXT/SAM2-UNet .pth "
-    "(with --preset), or 'demo' (synthetic-scene demo weights).", show_default=False)]
-PresetOpt = Annotated[Optional[str], typer.Option(
-    "--preset", "-p", help="Model preset (see 'sam2unext-geo models'); needed for upstream .pth files. "
-    "Without --checkpoint the weights are random (pipeline testing only).", show_default=False)]
-Hiera = Annotated[Optional[Path], typer.Option(
-    "--hiera", help="SAM2 checkpoint (sam2_hiera_*.pt) for the encoder when building from --preset.",
-    show_default=False)]
-Dinov2 = Annotated[Optional[Path], typer.Option(
-    "--dinov2", help="DINOv2 weights (timm model.safetensors) when building from --preset.", show_default=False)]
+Checkpoint = Annotated[
+    Optional[str],
+    typer.Option(
+        "--checkpoint",
+        "-c",
+        help="Trained weights: our .safetensors, an upstream SAM2-UNeXT/SAM2-UNet .pth "
+        "(with --preset), or 'demo' (synthetic-scene demo weights).",
+        show_default=False,
+    ),
+]
+PresetOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--preset",
+        "-p",
+        help="Model preset (see 'sam2unext-geo models'); needed for upstream .pth files. "
+        "Without --checkpoint the weights are random (pipeline testing only).",
+        show_default=False,
+    ),
+]
+Hiera = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--hiera",
+        help="SAM2 checkpoint (sam2_hiera_*.pt) for the encoder when building from --preset.",
+        show_default=False,
+    ),
+]
+Dinov2 = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--dinov2", help="DINOv2 weights (timm model.safetensors) when building from --preset.", show_default=False
+    ),
+]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
-Threshold = Annotated[float, typer.Option("--threshold", "-t", min=0.0, max=1.0,
-                                          help="Probability above which a pixel is foreground.")]
+Threshold = Annotated[
+    float, typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Probability above which a pixel is foreground.")
+]
 MinArea = Annotated[float, typer.Option("--min-area", min=0.0, help="Drop polygons smaller than this (map units²).")]
-Simplify = Annotated[float, typer.Option("--simplify", min=0.0,
-                                         help="Douglas-Peucker tolerance in map units (0 = none).")]
+Simplify = Annotated[
+    float, typer.Option("--simplify", min=0.0, help="Douglas-Peucker tolerance in map units (0 = none).")
+]
 FillHoles = Annotated[bool, typer.Option("--fill-holes", help="Remove holes inside polygons.")]
 
 
 def predict(
-    scenes: Annotated[list[str], typer.Argument(
-        help="Scene rasters (GeoTIFF or anything GDAL reads): several paths and/or quoted globs.",
-        show_default=False)],
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Probability .tif (one scene) or a folder (created) for all outputs.",
-        show_default=False)] = None,
+    scenes: Annotated[
+        list[str],
+        typer.Argument(
+            help="Scene rasters (GeoTIFF or anything GDAL reads): several paths and/or quoted globs.",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Probability .tif (one scene) or a folder (created) for all outputs.",
+            show_default=False,
+        ),
+    ] = None,
     checkpoint: Checkpoint = None,
     preset: PresetOpt = None,
     hiera: Hiera = None,
     dinov2: Dinov2 = None,
-    tile_size: Annotated[Optional[int], typer.Option(
-        "--tile-size", min=16, help="Tile side in pixels (default: the model's input size).",
-        show_default=False)] = None,
-    overlap: Annotated[str, typer.Option(
-        "--overlap", help="Tile overlap: a fraction of the tile in [0, 1), e.g. 0.25, or pixels, e.g. 64px. "
-        "0 leaves seams at tile edges.")] = "0.25",
-    batch_size: Annotated[Optional[int], typer.Option(
-        "--batch-size", "-b", min=1, help="Tiles per forward pass (default: 4 on CPU; on CUDA what fits the free "
-        "GPU memory).", show_default=False)] = None,
+    tile_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--tile-size", min=16, help="Tile side in pixels (default: the model's input size).", show_default=False
+        ),
+    ] = None,
+    overlap: Annotated[
+        str,
+        typer.Option(
+            "--overlap",
+            help="Tile overlap: a fraction of the tile in [0, 1), e.g. 0.25, or pixels, e.g. 64px. "
+            "0 leaves seams at tile edges.",
+        ),
+    ] = "0.25",
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--batch-size",
+            "-b",
+            min=1,
+            help="Tiles per forward pass (default: 4 on CPU; on CUDA what fits the free GPU memory).",
+            show_default=False,
+        ),
+    ] = None,
     device: Device = "auto",
-    dtype: Annotated[str, typer.Option("--precision", help="auto (bfloat16 on CUDA, float32 on CPU), float32, "
-                                       "bfloat16 or float16 (CUDA only).")] = "auto",
-    compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile the model (the first batch "
-                                                "waits for the compile).")] = False,
-    bands: Annotated[Optional[str], typer.Option(
-        "--bands", help="Bands to read: 1-based numbers, e.g. 3,2,1 (one band for grey), or band descriptions, "
-        "e.g. red,green,blue. Default: the bands the file declares red/green/blue, else 1,2,3; a multispectral "
-        "checkpoint takes its own count, e.g. 4,3,2,8 [the bands it was trained on].",
-        show_default=False)] = None,
-    rgb_bands: Annotated[Optional[str], typer.Option(
-        "--rgb-bands", help="Which of --bands carry the pretrained R,G,B kernels, e.g. 4,3,2 (must match a "
-        "multispectral checkpoint; with --preset alone it builds an N-band model).", show_default=False)] = None,
-    resolution: Annotated[Optional[float], typer.Option(
-        "--resolution", help="Resample to this pixel size (map units) before tiling.", show_default=False)] = None,
+    dtype: Annotated[
+        str,
+        typer.Option(
+            "--precision", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16 (CUDA only)."
+        ),
+    ] = "auto",
+    compile_model: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the model (the first batch waits for the compile).")
+    ] = False,
+    bands: Annotated[
+        Optional[str],
+        typer.Option(
+            "--bands",
+            help="Bands to read: 1-based numbers, e.g. 3,2,1 (one band for grey), or band descriptions, "
+            "e.g. red,green,blue. Default: the bands the file declares red/green/blue, else 1,2,3; a multispectral "
+            "checkpoint takes its own count, e.g. 4,3,2,8 [the bands it was trained on].",
+            show_default=False,
+        ),
+    ] = None,
+    rgb_bands: Annotated[
+        Optional[str],
+        typer.Option(
+            "--rgb-bands",
+            help="Which of --bands carry the pretrained R,G,B kernels, e.g. 4,3,2 (must match a "
+            "multispectral checkpoint; with --preset alone it builds an N-band model).",
+            show_default=False,
+        ),
+    ] = None,
+    resolution: Annotated[
+        Optional[float],
+        typer.Option("--resolution", help="Resample to this pixel size (map units) before tiling.", show_default=False),
+    ] = None,
     threshold: Threshold = 0.5,
     vector: Annotated[bool, typer.Option("--vector/--no-vector", help="Also write polygons.")] = True,
-    vector_format: Annotated[VectorFormat, typer.Option("--format", "-f", help="Polygon file format.")]
-    = VectorFormat.gpkg,
+    vector_format: Annotated[
+        VectorFormat, typer.Option("--format", "-f", help="Polygon file format.")
+    ] = VectorFormat.gpkg,
     min_area: MinArea = 0.0,
     simplify: Simplify = 0.0,
     fill_holes: FillHoles = False,
-    out_dtype: Annotated[OutDtype, typer.Option("--dtype", help="Probability raster type: uint8 (0..255) or "
-                                                "float32 (0..1).")] = OutDtype.uint8,
-    scheduler: Annotated[Optional[str], typer.Option(
-        "--scheduler", help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: threads in this "
-        "process). The workers read the scenes and write the outputs' .partial stores themselves: scenes and "
-        "output folder must be on a filesystem every worker sees, under the same paths.",
-        show_default=False)] = None,
-    bbox: Annotated[Optional[tuple[float, float, float, float]], typer.Option(
-        "--bbox", help="Segment only this box: MINX MINY MAXX MAXY in the scene's CRS (or --bbox-crs).",
-        show_default=False)] = None,
-    bbox_crs: Annotated[Optional[str], typer.Option(
-        "--bbox-crs", help="CRS of --bbox (e.g. EPSG:4326), and of an --aoi file that has none.",
-        show_default=False)] = None,
-    aoi: Annotated[Optional[Path], typer.Option(
-        "--aoi", help="Segment only inside the polygons of this vector file (any CRS; reprojected).",
-        show_default=False)] = None,
+    out_dtype: Annotated[
+        OutDtype, typer.Option("--dtype", help="Probability raster type: uint8 (0..255) or float32 (0..1).")
+    ] = OutDtype.uint8,
+    scheduler: Annotated[
+        Optional[str],
+        typer.Option(
+            "--scheduler",
+            help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: threads in this "
+            "process). The workers read the scenes and write the outputs' .partial stores themselves: scenes and "
+            "output folder must be on a filesystem every worker sees, under the same paths.",
+            show_default=False,
+        ),
+    ] = None,
+    bbox: Annotated[
+        Optional[tuple[float, float, float, float]],
+        typer.Option(
+            "--bbox",
+            help="Segment only this box: MINX MINY MAXX MAXY in the scene's CRS (or --bbox-crs).",
+            show_default=False,
+        ),
+    ] = None,
+    bbox_crs: Annotated[
+        Optional[str],
+        typer.Option(
+            "--bbox-crs", help="CRS of --bbox (e.g. EPSG:4326), and of an --aoi file that has none.", show_default=False
+        ),
+    ] = None,
+    aoi: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--aoi",
+            help="Segment only inside the polygons of this vector file (any CRS; reprojected).",
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Overwrite = False,
-    resume: Annotated[bool, typer.Option(
-        "--resume", help="Continue an interrupted run from its <output>.partial store: only unfinished chunks are "
-        "computed, and the result equals an uninterrupted run. With several scenes, finished ones are skipped.")]
-    = False,
-    chunk_size: Annotated[Optional[int], typer.Option(
-        "--chunk-size", help="Side of the output chunks (the unit of work and of --resume), a multiple of 512 "
-        "(default: max(4096, 8 x tile size)).", show_default=False)] = None,
-    progress: Annotated[ProgressMode, typer.Option(
-        "--progress", help="bar (stderr), json (one event per line on stdout) or none.")] = ProgressMode.bar,
-    quicklook: Annotated[bool, typer.Option(
-        "--quicklook", help="Also draw <scene>_quicklook.png next to the outputs: scene, probability, "
-        "polygon outlines.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run from its <output>.partial store: only unfinished chunks are "
+            "computed, and the result equals an uninterrupted run. With several scenes, finished ones are skipped.",
+        ),
+    ] = False,
+    chunk_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--chunk-size",
+            help="Side of the output chunks (the unit of work and of --resume), a multiple of 512 "
+            "(default: max(4096, 8 x tile size)).",
+            show_default=False,
+        ),
+    ] = None,
+    progress: Annotated[
+        ProgressMode, typer.Option("--progress", help="bar (stderr), json (one event per line on stdout) or none.")
+    ] = ProgressMode.bar,
+    quicklook: Annotated[
+        bool,
+        typer.Option(
+            "--quicklook",
+            help="Also draw <scene>_quicklook.png next to the outputs: scene, probability, polygon outlines.",
+        ),
+    ] = False,
 ) -> None:
     """Segment scenes: tiles -> model -> seamless probability COG -> polygons.
 
@@ -162,8 +272,9 @@ def predict(
     paths = expand_scenes(scenes)
     band_sel = parse_bands(bands)
     rgb_sel = parse_bands(rgb_bands, "rgb_bands")
-    loader = model_loader(checkpoint, preset, hiera, dinov2, device, dtype, compile_model, bands=band_sel,
-                          rgb_bands=rgb_sel)
+    loader = model_loader(
+        checkpoint, preset, hiera, dinov2, device, dtype, compile_model, bands=band_sel, rgb_bands=rgb_sel
+    )
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
     made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
     results = []
@@ -174,23 +285,57 @@ def predict(
         modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
         for scene, target, mode in zip(paths, targets, modes):  # every scene checked before the model loads
             if mode is not None:
-                check_scene(scene, target, bands=band_sel, resolution=resolution, tile_size=tile_size,
-                            overlap=overlap, batch_size=batch_size, vector=vector,
-                            vector_format=vector_format.value, overwrite=overwrite, resume=mode,
-                            aoi=area_of_interest, aoi_crs=bbox_crs, model=loader, checkpoint=checkpoint,
-                            rgb_bands=rgb_sel)
+                check_scene(
+                    scene,
+                    target,
+                    bands=band_sel,
+                    resolution=resolution,
+                    tile_size=tile_size,
+                    overlap=overlap,
+                    batch_size=batch_size,
+                    vector=vector,
+                    vector_format=vector_format.value,
+                    overwrite=overwrite,
+                    resume=mode,
+                    aoi=area_of_interest,
+                    aoi_crs=bbox_crs,
+                    model=loader,
+                    checkpoint=checkpoint,
+                    rgb_bands=rgb_sel,
+                )
         model = loader  # loaded by predict_raster once, for the first scene
         for scene, target, mode, look in zip(paths, targets, modes, looks):
             if mode is None:
                 echo(f"{scene}: already complete, skipped", err=True)
                 continue
-            results.append(predict_raster(
-                scene, target, model=model, tile_size=tile_size, overlap=overlap, batch_size=batch_size,
-                device=device, bands=band_sel, resolution=resolution, threshold=threshold, vector=vector,
-                vector_format=vector_format.value, min_area=min_area, fill_holes=fill_holes, simplify=simplify,
-                out_dtype=out_dtype.value, scheduler=scheduler, overwrite=overwrite, resume=mode,
-                chunk_size=chunk_size, progress=reporter, aoi=area_of_interest, aoi_crs=bbox_crs,
-                rgb_bands=rgb_sel))
+            results.append(
+                predict_raster(
+                    scene,
+                    target,
+                    model=model,
+                    tile_size=tile_size,
+                    overlap=overlap,
+                    batch_size=batch_size,
+                    device=device,
+                    bands=band_sel,
+                    resolution=resolution,
+                    threshold=threshold,
+                    vector=vector,
+                    vector_format=vector_format.value,
+                    min_area=min_area,
+                    fill_holes=fill_holes,
+                    simplify=simplify,
+                    out_dtype=out_dtype.value,
+                    scheduler=scheduler,
+                    overwrite=overwrite,
+                    resume=mode,
+                    chunk_size=chunk_size,
+                    progress=reporter,
+                    aoi=area_of_interest,
+                    aoi_crs=bbox_crs,
+                    rgb_bands=rgb_sel,
+                )
+            )
             if look is not None:
                 results[-1].quicklook(look, bands=band_sel)
             done_scenes.append(scene)
@@ -225,13 +370,16 @@ def resume_modes(scenes: list[Path | str], targets: list[Path | None]) -> list[b
         else:
             modes.append(False)
     if True not in modes:
-        raise OutputError(f"nothing to resume: none of the {len(scenes)} scenes has an unfinished run "
-                          f"(<output>.partial); drop --resume")
+        raise OutputError(
+            f"nothing to resume: none of the {len(scenes)} scenes has an unfinished run "
+            f"(<output>.partial); drop --resume"
+        )
     return modes
 
 
-def area_of_interest_option(bbox: Optional[tuple], bbox_crs: Optional[str],
-                            aoi: Optional[Path]) -> Optional[tuple | str]:
+def area_of_interest_option(
+    bbox: Optional[tuple], bbox_crs: Optional[str], aoi: Optional[Path]
+) -> Optional[tuple | str]:
     """The ``aoi=`` value for ``predict_raster`` from ``--bbox`` / ``--aoi`` (None: whole scene).
 
     Raises:
@@ -271,15 +419,26 @@ def print_summary(scenes: list[Path | str], results: list, total: float, looks: 
 
 
 def vectorize(
-    probability: Annotated[Path, typer.Argument(help="Probability raster written by predict.",
-                                                show_default=False)],
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Polygon file (default <raster stem>_polygons.<format> next to it).",
-        show_default=False)] = None,
+    probability: Annotated[Path, typer.Argument(help="Probability raster written by predict.", show_default=False)],
+    output: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--output",
+            "-o",
+            help="Polygon file (default <raster stem>_polygons.<format> next to it).",
+            show_default=False,
+        ),
+    ] = None,
     threshold: Threshold = 0.5,
-    vector_format: Annotated[Optional[VectorFormat], typer.Option(
-        "--format", "-f", help="gpkg, geojson, fgb or parquet (default: from the -o suffix, else gpkg).",
-        show_default=False)] = None,
+    vector_format: Annotated[
+        Optional[VectorFormat],
+        typer.Option(
+            "--format",
+            "-f",
+            help="gpkg, geojson, fgb or parquet (default: from the -o suffix, else gpkg).",
+            show_default=False,
+        ),
+    ] = None,
     min_area: MinArea = 0.0,
     simplify: Simplify = 0.0,
     fill_holes: FillHoles = False,
@@ -289,10 +448,20 @@ def vectorize(
     from sam2unext.geo import vectorize_raster
 
     t0 = time.perf_counter()
-    res = vectorize_raster(probability, output, threshold=threshold, min_area=min_area, fill_holes=fill_holes,
-                           simplify=simplify, vector_format=vector_format.value if vector_format else None,
-                           overwrite=overwrite, progress="none")
+    res = vectorize_raster(
+        probability,
+        output,
+        threshold=threshold,
+        min_area=min_area,
+        fill_holes=fill_holes,
+        simplify=simplify,
+        vector_format=vector_format.value if vector_format else None,
+        overwrite=overwrite,
+        progress="none",
+    )
     units = linear_units_of(probability)
-    echo(f"{probability}: {res.count} polygons, {area(res.area, units)} at threshold {threshold} "
-         f"in {seconds(time.perf_counter() - t0)}")
+    echo(
+        f"{probability}: {res.count} polygons, {area(res.area, units)} at threshold {threshold} "
+        f"in {seconds(time.perf_counter() - t0)}"
+    )
     echo(f"  polygons: {res.path}")

@@ -16,7 +16,6 @@ import typer
 
 from sam2unext.errors import InputError
 
-
 TRAIN_EPILOG = """\b
 Examples:
   sam2unext-geo train --task cod --images COD/train/Imgs --masks COD/train/GT --preset sam2unext-large \\
@@ -71,8 +70,9 @@ def parse_bands(value: str | None, name: str = "bands") -> list[int] | None:
     except ValueError:
         bands = []
     if not bands or min(bands) < 1:
-        raise InputError(f"--{name.replace('_', '-')} {value!r} must be comma-separated band numbers (from 1), "
-                         f"e.g. 4,3,2 or 4,3,2,8")
+        raise InputError(
+            f"--{name.replace('_', '-')} {value!r} must be comma-separated band numbers (from 1), e.g. 4,3,2 or 4,3,2,8"
+        )
     return bands
 
 
@@ -95,18 +95,39 @@ def parse_stretch(value: str | None) -> tuple[float, float] | None:
 
 def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Run folder: snapshots, resume.pt, loss_curve.png.")],
-    task: Annotated[Optional[Task], typer.Option(help="Benchmark task, stored in the snapshots (dis, cod, mas, rssd).")] = None,
+    task: Annotated[
+        Optional[Task], typer.Option(help="Benchmark task, stored in the snapshots (dis, cod, mas, rssd).")
+    ] = None,
     images: Annotated[Optional[Path], typer.Option(help="Folder of training images (jpg/png/tif/bmp).")] = None,
     masks: Annotated[Optional[Path], typer.Option(help="Folder of png masks, same file stems as the images.")] = None,
-    raster: Annotated[Optional[list[Path]], typer.Option(metavar="PATH", help="GeoTIFF scene to fine-tune on (repeat, one per --labels).")] = None,
-    labels: Annotated[Optional[list[Path]], typer.Option(metavar="PATH", help="Polygon file (gpkg/shp/geojson) labeling the --raster at the same position.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Model preset, e.g. sam2unext-large (see 'sam2unext-geo models').")] = None,
-    checkpoint: Annotated[Optional[str], typer.Option(help="Start from these weights instead of a fresh model (fine-tuning); 'demo' works.")] = None,
-    hiera: Annotated[Optional[Path], typer.Option(help="SAM2 checkpoint for the Hiera encoder (sam2_hiera_*.pt).")] = None,
-    dinov2: Annotated[Optional[Path], typer.Option(help="DINOv2 weights for the auxiliary encoder (SAM2-UNeXT).")] = None,
+    raster: Annotated[
+        Optional[list[Path]],
+        typer.Option(metavar="PATH", help="GeoTIFF scene to fine-tune on (repeat, one per --labels)."),
+    ] = None,
+    labels: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            metavar="PATH", help="Polygon file (gpkg/shp/geojson) labeling the --raster at the same position."
+        ),
+    ] = None,
+    preset: Annotated[
+        Optional[str], typer.Option(help="Model preset, e.g. sam2unext-large (see 'sam2unext-geo models').")
+    ] = None,
+    checkpoint: Annotated[
+        Optional[str],
+        typer.Option(help="Start from these weights instead of a fresh model (fine-tuning); 'demo' works."),
+    ] = None,
+    hiera: Annotated[
+        Optional[Path], typer.Option(help="SAM2 checkpoint for the Hiera encoder (sam2_hiera_*.pt).")
+    ] = None,
+    dinov2: Annotated[
+        Optional[Path], typer.Option(help="DINOv2 weights for the auxiliary encoder (SAM2-UNeXT).")
+    ] = None,
     epochs: Annotated[int, typer.Option(min=1, help="Epochs; the cosine schedule spans them.")] = 20,
     lr: Annotated[Optional[float], typer.Option(help="AdamW learning rate [SAM2-UNeXT 2e-4, SAM2-UNet 1e-3].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Images per step [SAM2-UNeXT 1, SAM2-UNet 12].")] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(min=1, help="Images per step [SAM2-UNeXT 1, SAM2-UNet 12].")
+    ] = None,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 5e-4,
     eta_min: Annotated[float, typer.Option(help="Final learning rate of the cosine schedule.")] = 1e-7,
     snapshot_every: Annotated[int, typer.Option(min=1, help="Save a snapshot every N epochs (and at the end).")] = 5,
@@ -114,14 +135,38 @@ def train(
     workers: Annotated[int, typer.Option(min=0, help="Data loader worker processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[Optional[bool], typer.Option("--amp/--no-amp", help="Mixed precision [on with CUDA].")] = None,
-    grad_checkpointing: Annotated[bool, typer.Option(help="Recompute encoder activations in the backward pass (less GPU memory).")] = False,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --output from its last snapshot (preset and weights come from it).")] = False,
-    tiles_per_scene: Annotated[int, typer.Option(min=1, help="Geo fine-tuning: random tiles per scene per epoch.")] = 200,
-    bands: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: bands read, any count, e.g. 4,3,2 or 4,3,2,8; more than three widen an RGB model's first layers from its RGB weights.")] = None,
-    rgb_bands: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: which of --bands get the pretrained R,G,B kernels, e.g. 4,3,2 [the first three].")] = None,
-    stretch: Annotated[Optional[str], typer.Option(help="Geo fine-tuning: MIN,MAX mapped to 0..255 [as predict: automatic].")] = None,
-    resolution: Annotated[Optional[float], typer.Option(help="Geo fine-tuning: resample to this pixel size in map units.")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar with the loss.")] = True,
+    grad_checkpointing: Annotated[
+        bool, typer.Option(help="Recompute encoder activations in the backward pass (less GPU memory).")
+    ] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue the run in --output from its last snapshot (preset and weights come from it)."),
+    ] = False,
+    tiles_per_scene: Annotated[
+        int, typer.Option(min=1, help="Geo fine-tuning: random tiles per scene per epoch.")
+    ] = 200,
+    bands: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Geo fine-tuning: bands read, any count, e.g. 4,3,2 or 4,3,2,8; more than three widen an RGB "
+            "model's first layers from its RGB weights."
+        ),
+    ] = None,
+    rgb_bands: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Geo fine-tuning: which of --bands get the pretrained R,G,B kernels, e.g. 4,3,2 [the first three]."
+        ),
+    ] = None,
+    stretch: Annotated[
+        Optional[str], typer.Option(help="Geo fine-tuning: MIN,MAX mapped to 0..255 [as predict: automatic].")
+    ] = None,
+    resolution: Annotated[
+        Optional[float], typer.Option(help="Geo fine-tuning: resample to this pixel size in map units.")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar with the loss.")
+    ] = True,
 ) -> None:
     """Train on an image/mask folder pair, or fine-tune on GeoTIFFs with vector labels.
 
@@ -132,8 +177,16 @@ def train(
     from sam2unext.train import TrainConfig, train_on_folders
 
     config = TrainConfig(
-        epochs=epochs, lr=lr, batch_size=batch_size, weight_decay=weight_decay, eta_min=eta_min,
-        snapshot_every=snapshot_every, seed=seed, num_workers=workers, device=device, amp=amp,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
+        eta_min=eta_min,
+        snapshot_every=snapshot_every,
+        seed=seed,
+        num_workers=workers,
+        device=device,
+        amp=amp,
         grad_checkpointing=grad_checkpointing,
     )
     task_name = task.value if task is not None else None
@@ -143,21 +196,44 @@ def train(
         from sam2unext.geo.finetune import finetune
 
         result = finetune(
-            raster or [], labels or [], output, preset=preset, checkpoint=checkpoint, hiera=hiera,
-            dinov2=dinov2, config=config, tiles_per_scene=tiles_per_scene, bands=parse_bands(bands),
+            raster or [],
+            labels or [],
+            output,
+            preset=preset,
+            checkpoint=checkpoint,
+            hiera=hiera,
+            dinov2=dinov2,
+            config=config,
+            tiles_per_scene=tiles_per_scene,
+            bands=parse_bands(bands),
             rgb_bands=parse_bands(rgb_bands, "rgb_bands"),
-            stretch=parse_stretch(stretch), resolution=resolution, task=task_name or "geo",
-            resume=resume, progress=progress, log=_err,
+            stretch=parse_stretch(stretch),
+            resolution=resolution,
+            task=task_name or "geo",
+            resume=resume,
+            progress=progress,
+            log=_err,
         )
     else:
         if images is None or masks is None:
             raise InputError("pass --images DIR and --masks DIR (or --raster/--labels for GeoTIFFs)")
         if bands or rgb_bands:
-            raise InputError("--bands/--rgb-bands apply to --raster/--labels fine-tuning; image folders are "
-                             "read as RGB")
+            raise InputError(
+                "--bands/--rgb-bands apply to --raster/--labels fine-tuning; image folders are read as RGB"
+            )
         result = train_on_folders(
-            images, masks, output, preset=preset, hiera=hiera, dinov2=dinov2, checkpoint=checkpoint,
-            task=task_name, config=config, resume=resume, progress=progress, log=_err,
+            images,
+            masks,
+            output,
+            preset=preset,
+            hiera=hiera,
+            dinov2=dinov2,
+            checkpoint=checkpoint,
+            task=task_name,
+            config=config,
+            resume=resume,
+            progress=progress,
+            log=_err,
         )
     last = result.last_snapshot
     typer.echo(
@@ -167,7 +243,12 @@ def train(
 
 
 def test(
-    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Model weights: our .safetensors, an upstream .pth (with --preset) or 'demo'.")],
+    checkpoint: Annotated[
+        str,
+        typer.Option(
+            "--checkpoint", "-c", help="Model weights: our .safetensors, an upstream .pth (with --preset) or 'demo'."
+        ),
+    ],
     images: Annotated[Path, typer.Option(help="Folder of images to predict.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for <name>.png predictions.")],
     preset: Annotated[Optional[str], typer.Option(help="Preset of an upstream .pth checkpoint.")] = None,
@@ -190,7 +271,9 @@ def test(
 def evaluate(
     pred: Annotated[Path, typer.Option(help="Folder of <name>.png predictions.")],
     gt: Annotated[Path, typer.Option(help="Folder of ground-truth masks.")],
-    task: Annotated[Optional[Task], typer.Option(help="Task whose headline metrics are marked (dis, cod, mas, rssd).")] = None,
+    task: Annotated[
+        Optional[Task], typer.Option(help="Task whose headline metrics are marked (dis, cod, mas, rssd).")
+    ] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write OUTPUT.json and OUTPUT.csv.")] = None,
     name: Annotated[Optional[str], typer.Option(help="Dataset name shown and stored, e.g. COD10K.")] = None,
     digits: Annotated[int, typer.Option(min=1, max=10, help="Digits printed.")] = 3,

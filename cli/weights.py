@@ -16,9 +16,17 @@ NO_WEIGHTS = (
 )
 
 
-def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None, dinov2: Path | None,
-                 device: str, dtype: str = "auto", compile: bool = False, bands=None,
-                 rgb_bands=None) -> ModelLoader:
+def model_loader(
+    checkpoint: str | None,
+    preset: str | None,
+    hiera: Path | None,
+    dinov2: Path | None,
+    device: str,
+    dtype: str = "auto",
+    compile: bool = False,
+    bands=None,
+    rgb_bands=None,
+) -> ModelLoader:
     """The loader for the chosen weights; warns on stderr for demo or (partly) random weights.
 
     Without a checkpoint, more than three ``bands`` build an N-band model from the preset's
@@ -42,7 +50,17 @@ def model_loader(checkpoint: str | None, preset: str | None, hiera: Path | None,
     if checkpoint is None and bands is not None and len(bands) > 3:
         from sam2unext.geo.reading import rgb_channels_of
 
-        widen = {"in_chans": len(bands),
-                 "rgb_channels": rgb_channels_of(bands, rgb_bands if rgb_bands is not None else tuple(bands)[:3])}
-    return ModelLoader(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
-                       dtype=dtype, compile=compile, **widen)
+        widen = {
+            "in_chans": len(bands),
+            "rgb_channels": rgb_channels_of(bands, rgb_bands if rgb_bands is not None else tuple(bands)[:3]),
+        }
+    return ModelLoader(
+        checkpoint=checkpoint,
+        preset=preset,
+        hiera=hiera,
+        dinov2=dinov2,
+        device=device,
+        dtype=dtype,
+        compile=compile,
+        **widen,
+    )

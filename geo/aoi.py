@@ -62,8 +62,9 @@ class AreaOfInterest:
         if rows <= 0 or cols <= 0:
             return np.zeros((max(rows, 0), max(cols, 0)), dtype=bool)
         win_transform = transform @ Affine.translation(window.col_off, window.row_off)
-        return geometry_mask([self.geometry], out_shape=(rows, cols), transform=win_transform,
-                             invert=True, all_touched=False)
+        return geometry_mask(
+            [self.geometry], out_shape=(rows, cols), transform=win_transform, invert=True, all_touched=False
+        )
 
     def touches(self, transform: Affine, window: Window) -> bool:
         """Whether any part of ``window`` (on the grid of ``transform``) meets the geometry.
@@ -73,8 +74,9 @@ class AreaOfInterest:
         return bool(self.geometry.intersects(box(*window_bounds(window, transform))))
 
 
-def resolve_aoi(aoi: Any, aoi_crs: Any = None, *, crs: Any, transform: Affine, height: int,
-                width: int) -> Optional[AreaOfInterest]:
+def resolve_aoi(
+    aoi: Any, aoi_crs: Any = None, *, crs: Any, transform: Affine, height: int, width: int
+) -> Optional[AreaOfInterest]:
     """Resolve an area of interest onto a scene grid.
 
     Args:
@@ -98,14 +100,17 @@ def resolve_aoi(aoi: Any, aoi_crs: Any = None, *, crs: Any, transform: Affine, h
     geometry, source_crs, label = _geometry_and_crs(aoi, aoi_crs)
     geometry = _to_scene_crs(geometry, source_crs, crs, label)
     if geometry.is_empty or geometry.area <= 0:
-        raise InputError(f"area of interest {label} has no area; give polygons or a box with minx < maxx "
-                         "and miny < maxy")
+        raise InputError(
+            f"area of interest {label} has no area; give polygons or a box with minx < maxx and miny < maxy"
+        )
     scene_box = box(*window_bounds(Window(0, 0, width, height), transform))
     window = _bounding_window(geometry, transform, height, width)
     if window is None or not geometry.intersects(scene_box):
-        raise InputError(f"area of interest {label} (bounds {_fmt_bounds(geometry.bounds)}) does not overlap "
-                         f"the scene (bounds {_fmt_bounds(scene_box.bounds)}"
-                         "); check its coordinates and CRS")
+        raise InputError(
+            f"area of interest {label} (bounds {_fmt_bounds(geometry.bounds)}) does not overlap "
+            f"the scene (bounds {_fmt_bounds(scene_box.bounds)}"
+            "); check its coordinates and CRS"
+        )
     return AreaOfInterest(geometry=geometry, window=window, full_size=(int(height), int(width)))
 
 
@@ -123,11 +128,15 @@ def _geometry_and_crs(aoi: Any, aoi_crs: Any) -> tuple[BaseGeometry, Any, str]:
     if isinstance(aoi, (tuple, list)) and len(aoi) == 4 and all(isinstance(v, numbers.Real) for v in aoi):
         minx, miny, maxx, maxy = (float(v) for v in aoi)
         if not (minx < maxx and miny < maxy) or not all(map(math.isfinite, (minx, miny, maxx, maxy))):
-            raise InputError(f"bbox {minx:g} {miny:g} {maxx:g} {maxy:g} must be finite with minx < maxx and "
-                             "miny < maxy (order: minx miny maxx maxy)")
+            raise InputError(
+                f"bbox {minx:g} {miny:g} {maxx:g} {maxy:g} must be finite with minx < maxx and "
+                "miny < maxy (order: minx miny maxx maxy)"
+            )
         return box(minx, miny, maxx, maxy), aoi_crs, f"bbox {minx:g} {miny:g} {maxx:g} {maxy:g}"
-    raise InputError(f"area of interest {aoi!r} must be a shapely geometry, a GeoDataFrame, a vector file "
-                     "path or a bbox (minx, miny, maxx, maxy)")
+    raise InputError(
+        f"area of interest {aoi!r} must be a shapely geometry, a GeoDataFrame, a vector file "
+        "path or a bbox (minx, miny, maxx, maxy)"
+    )
 
 
 def _read_vector(path: Path, aoi_crs: Any) -> tuple[BaseGeometry, Any, str]:
@@ -159,11 +168,12 @@ def _to_scene_crs(geometry: BaseGeometry, source_crs: Any, scene_crs: Any, label
     try:
         src = CRS.from_user_input(source_crs)
     except CRSError as exc:
-        raise InputError(f"CRS {source_crs!r} of area of interest {label} is not known; give e.g. "
-                         "EPSG:4326") from exc
+        raise InputError(f"CRS {source_crs!r} of area of interest {label} is not known; give e.g. EPSG:4326") from exc
     if scene_crs is None:
-        raise InputError(f"area of interest {label} is in {src.to_string()} but the scene has no CRS; "
-                         "give the AOI in pixel-grid coordinates without a CRS, or georeference the scene")
+        raise InputError(
+            f"area of interest {label} is in {src.to_string()} but the scene has no CRS; "
+            "give the AOI in pixel-grid coordinates without a CRS, or georeference the scene"
+        )
     dst = CRS.from_user_input(scene_crs)
     if src == dst:
         return geometry
@@ -174,16 +184,17 @@ def _to_scene_crs(geometry: BaseGeometry, source_crs: Any, scene_crs: Any, label
     dense = segmentize(geometry, step) if step > 0 else geometry
     out = gpd.GeoSeries([dense], crs=src).to_crs(dst).iloc[0]
     if out is None or out.is_empty or not all(map(math.isfinite, out.bounds)):
-        raise InputError(f"area of interest {label} cannot be reprojected from {src.to_string()} to the "
-                         "scene's CRS; check its coordinates")
+        raise InputError(
+            f"area of interest {label} cannot be reprojected from {src.to_string()} to the "
+            "scene's CRS; check its coordinates"
+        )
     return make_valid(out)
 
 
-def _bounding_window(geometry: BaseGeometry, transform: Affine, height: int,
-                     width: int) -> Optional[Window]:
+def _bounding_window(geometry: BaseGeometry, transform: Affine, height: int, width: int) -> Optional[Window]:
     """The whole-pixel window covering ``geometry``'s bounds, clipped to the scene; None if empty."""
     minx, miny, maxx, maxy = geometry.bounds
-    inverse = ~transform       # works for north-up, south-up and rotated grids alike
+    inverse = ~transform  # works for north-up, south-up and rotated grids alike
     cols, rows = zip(*(inverse @ (x, y) for x in (minx, maxx) for y in (miny, maxy)))
     col0, row0 = math.floor(min(cols) + _SNAP), math.floor(min(rows) + _SNAP)
     col1, row1 = math.ceil(max(cols) - _SNAP), math.ceil(max(rows) - _SNAP)

@@ -39,10 +39,9 @@ from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
 from .model_bands import make_model_plan
 from .progress import Progress, make_progress
-from .reading import ReadPlan, default_bands, is_georeferenced, make_plan, open_raster
+from .reading import ReadPlan, default_bands, is_georeferenced, open_raster
 from .store import RunStore, disk_full_error, store_path_for
-from .tiling import (TileGrid, available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid,
-                     overlap_pixels)
+from .tiling import TileGrid, available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid, overlap_pixels
 from .vectorize import default_vector_path, format_from, vectorize_raster
 from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
 
@@ -172,8 +171,11 @@ def exact_transform(da):
     col = (x0 - cached.c) / cached.a - 0.5
     row = (y0 - cached.f) / cached.e - 0.5
     icol, irow = round(col), round(row)
-    if abs(col - icol) > 1e-3 or abs(row - irow) > 1e-3 or not np.allclose(
-            [cached.a, cached.e], [rebuilt.a, rebuilt.e], rtol=1e-9, atol=0):
+    if (
+        abs(col - icol) > 1e-3
+        or abs(row - irow) > 1e-3
+        or not np.allclose([cached.a, cached.e], [rebuilt.a, rebuilt.e], rtol=1e-9, atol=0)
+    ):
         return rebuilt
     return cached @ Affine.translation(icol, irow) if (icol or irow) else cached
 
@@ -200,18 +202,50 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
         da = da.rio.write_transform(transform)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            da.rio.to_raster(path, tiled=True, blockxsize=XARRAY_BLOCK, blockysize=XARRAY_BLOCK,
-                             interleave="pixel", recalc_transform=False)
+            da.rio.to_raster(
+                path,
+                tiled=True,
+                blockxsize=XARRAY_BLOCK,
+                blockysize=XARRAY_BLOCK,
+                interleave="pixel",
+                recalc_transform=False,
+            )
         return path, str(source.name or "dataarray")
     raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
 
-def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=None, tile_size=None, overlap=0.25,
-                   batch_size=None, device="auto", bands=None, stretch=None, resolution=None, threshold=0.5,
-                   vector=True, vector_format="gpkg", min_area=0.0, fill_holes=False, simplify=0.0,
-                   out_dtype="uint8", scheduler=None, overwrite=False, resume=False, chunk_size=None,
-                   aoi=None, aoi_crs=None, progress="bar", as_xarray=False,
-                   as_geodataframe=False, rgb_bands=None) -> PredictResult:
+def predict_raster(
+    source,
+    output=None,
+    *,
+    model=None,
+    checkpoint=None,
+    preset=None,
+    tile_size=None,
+    overlap=0.25,
+    batch_size=None,
+    device="auto",
+    bands=None,
+    stretch=None,
+    resolution=None,
+    threshold=0.5,
+    vector=True,
+    vector_format="gpkg",
+    min_area=0.0,
+    fill_holes=False,
+    simplify=0.0,
+    out_dtype="uint8",
+    scheduler=None,
+    overwrite=False,
+    resume=False,
+    chunk_size=None,
+    aoi=None,
+    aoi_crs=None,
+    progress="bar",
+    as_xarray=False,
+    as_geodataframe=False,
+    rgb_bands=None,
+) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
     The scene is computed in output chunks that are kept in a run store beside the output
@@ -295,15 +329,26 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
             if vector:
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
                 vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-            plan = make_model_plan(src_path, model=model, checkpoint=checkpoint, bands=bands, stretch=stretch,
-                                   resolution=resolution, rgb_bands=rgb_bands, warn=reporter.warning)
-            area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height,
-                               width=plan.width)
+            plan = make_model_plan(
+                src_path,
+                model=model,
+                checkpoint=checkpoint,
+                bands=bands,
+                stretch=stretch,
+                resolution=resolution,
+                rgb_bands=rgb_bands,
+                warn=reporter.warning,
+            )
+            area = resolve_aoi(
+                aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width
+            )
             if area is not None:
                 plan = plan.within(area.window)
             check_scene_size(plan.height, plan.width, scene)
             if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
-                check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH))
+                check_tiling(
+                    plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH)
+                )
             note = weights_note(checkpoint, preset) if model is None else None
             if note:
                 reporter.warning(note)
@@ -318,8 +363,16 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 batch_size = auto_batch_size(local_model, tile) if local_model is not None else CPU_BATCH
             grid = check_tiling(plan, tile, overlap, int(batch_size))
             _warn_about(reporter, scene, plan, grid, bool(vector))
-            run = _SceneRun(plan, grid, make_chunk_grid(plan.height, plan.width, tile, chunk_size), store,
-                            batch_size, out_dtype, reporter, area)
+            run = _SceneRun(
+                plan,
+                grid,
+                make_chunk_grid(plan.height, plan.width, tile, chunk_size),
+                store,
+                batch_size,
+                out_dtype,
+                reporter,
+                area,
+            )
             weights = _weights_fingerprint(model, checkpoint, preset, device, local_model)
             run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
             scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
@@ -330,17 +383,28 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
                 factory, key = _model_factory(model, checkpoint, preset, device)
                 run.run_distributed(scheduler, factory, key)
             if run.stats.tiles_run == 0:
-                reporter.warning(f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
-                                 f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all "
-                                 f"nodata")
+                reporter.warning(
+                    f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
+                    f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all "
+                    f"nodata"
+                )
             created.append(out)
             run.write_cog(out, overwrite or resume)
             polygon_area, gdf = 0.0, None
             if vec_path is not None:
-                vres = vectorize_raster(out, vec_path, threshold=threshold, min_area=min_area,
-                                        fill_holes=fill_holes, simplify=simplify, vector_format=fmt,
-                                        overwrite=overwrite, progress=reporter, as_geodataframe=as_geodataframe,
-                                        clip=area.geometry if area is not None else None)
+                vres = vectorize_raster(
+                    out,
+                    vec_path,
+                    threshold=threshold,
+                    min_area=min_area,
+                    fill_holes=fill_holes,
+                    simplify=simplify,
+                    vector_format=fmt,
+                    overwrite=overwrite,
+                    progress=reporter,
+                    as_geodataframe=as_geodataframe,
+                    clip=area.geometry if area is not None else None,
+                )
                 polygon_area, gdf = vres.area, vres.geodataframe
             store.remove()
         except BaseException:
@@ -354,29 +418,55 @@ def predict_raster(source, output=None, *, model=None, checkpoint=None, preset=N
             reporter.close()
     seconds = time.perf_counter() - t0
     stats = run.stats
-    reporter.done(scene, str(out), str(vec_path) if vec_path else None, stats.tiles_run, stats.tiles_skipped,
-                  seconds, polygon_area)
+    reporter.done(
+        scene,
+        str(out),
+        str(vec_path) if vec_path else None,
+        stats.tiles_run,
+        stats.tiles_skipped,
+        seconds,
+        polygon_area,
+    )
     data_array = None
     if as_xarray:
         import rioxarray
 
         # chunks as a dict of the COG's block multiples (a tuple or True is deprecated by xarray)
         data_array = rioxarray.open_rasterio(out, masked=True, chunks=XARRAY_CHUNKS).squeeze("band", drop=True)
-    return PredictResult(out, vec_path, stats.tiles_run, stats.tiles_skipped, seconds, polygon_area, data_array, gdf,
-                         tiles_computed=stats.computed_now, chunks=len(run.chunks),
-                         chunks_resumed=stats.chunks_resumed, scene_tiles=scene_tiles,
-                         scene=source if isinstance(source, (str, Path)) else None, bands=tuple(plan.bands))
+    return PredictResult(
+        out,
+        vec_path,
+        stats.tiles_run,
+        stats.tiles_skipped,
+        seconds,
+        polygon_area,
+        data_array,
+        gdf,
+        tiles_computed=stats.computed_now,
+        chunks=len(run.chunks),
+        chunks_resumed=stats.chunks_resumed,
+        scene_tiles=scene_tiles,
+        scene=source if isinstance(source, (str, Path)) else None,
+        bands=tuple(plan.bands),
+    )
 
 
 def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
     """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
     if grid.overlap_px == 0 and len(grid) > 1:
-        reporter.warning(f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends "
-                         f"them away")
+        reporter.warning(
+            f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends them away"
+        )
     if not is_georeferenced(plan.crs, plan.transform):
-        reporter.warning(f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
-                         f"either" + (", and the polygons are in pixel units (x = column, y = -row, where QGIS "
-                                      "shows such a raster)" if vector else ""))
+        reporter.warning(
+            f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
+            f"either"
+            + (
+                ", and the polygons are in pixel units (x = column, y = -row, where QGIS shows such a raster)"
+                if vector
+                else ""
+            )
+        )
 
 
 def check_tiling(plan: ReadPlan, tile_size: int, overlap, batch_size: int) -> TileGrid:
@@ -394,7 +484,8 @@ def check_tiling(plan: ReadPlan, tile_size: int, overlap, batch_size: int) -> Ti
         raise InputError(
             f"tile_size {tile_size} with batch_size {batch_size} needs about {need / 1e9:.1f} GB of memory but "
             f"{free / 1e9:.1f} GB are available; use a smaller {option('tile_size', 1024)} or "
-            f"{option('batch_size', 1)}")
+            f"{option('batch_size', 1)}"
+        )
     return grid
 
 
@@ -403,9 +494,26 @@ def output_tags(plan: ReadPlan) -> dict[str, str]:
     return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
-def check_scene(source, output=None, *, bands=None, stretch=None, resolution=None, tile_size=None, overlap=0.25,
-                batch_size=4, vector=True, vector_format="gpkg", overwrite=False, resume=False, aoi=None,
-                aoi_crs=None, model=None, checkpoint=None, rgb_bands=None) -> None:
+def check_scene(
+    source,
+    output=None,
+    *,
+    bands=None,
+    stretch=None,
+    resolution=None,
+    tile_size=None,
+    overlap=0.25,
+    batch_size=4,
+    vector=True,
+    vector_format="gpkg",
+    overwrite=False,
+    resume=False,
+    aoi=None,
+    aoi_crs=None,
+    model=None,
+    checkpoint=None,
+    rgb_bands=None,
+) -> None:
     """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
 
     A front end with several scenes calls it on each first, so that a bad third scene is
@@ -420,8 +528,15 @@ def check_scene(source, output=None, *, bands=None, stretch=None, resolution=Non
     if vector:
         fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
         check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-    plan = make_model_plan(source, model=model, checkpoint=checkpoint, bands=bands, stretch=stretch,
-                           resolution=resolution, rgb_bands=rgb_bands)
+    plan = make_model_plan(
+        source,
+        model=model,
+        checkpoint=checkpoint,
+        bands=bands,
+        stretch=stretch,
+        resolution=resolution,
+        rgb_bands=rgb_bands,
+    )
     area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width)
     if area is not None:
         plan = plan.within(area.window)
@@ -445,13 +560,16 @@ def _check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = Tru
     if resume:
         if not store.exists():
             done = " (the output is complete)" if out.exists() else ""
-            raise OutputError(f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; "
-                              f"drop {option('resume')}")
+            raise OutputError(
+                f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; drop {option('resume')}"
+            )
         return check_output(out, True), store
     if store.folder.exists():
         if not overwrite:
-            raise OutputError(f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
-                              f"continue it or {option('overwrite')} to discard it and start over")
+            raise OutputError(
+                f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
+                f"continue it or {option('overwrite')} to discard it and start over"
+            )
         if discard:
             store.remove()
     return check_output(out, overwrite), store
@@ -472,9 +590,17 @@ def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dic
         inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
     return {
         "input": inp,
-        "grid": {"height": plan.height, "width": plan.width, "transform": list(plan.transform)[:6], "crs": plan.crs,
-                 "bands": list(plan.bands), "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-                 "resample": plan.resample, "masked": plan.masked, "offset": list(plan.offset)},
+        "grid": {
+            "height": plan.height,
+            "width": plan.width,
+            "transform": list(plan.transform)[:6],
+            "crs": plan.crs,
+            "bands": list(plan.bands),
+            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
+            "resample": plan.resample,
+            "masked": plan.masked,
+            "offset": list(plan.offset),
+        },
         "aoi": None if area is None else hashlib.blake2b(area.geometry.wkb, digest_size=16).hexdigest(),
         "tiles": {"tile_size": grid.tile_size, "overlap_px": grid.overlap_px},
         "chunk_size": chunks.size,
@@ -491,8 +617,17 @@ _SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
 class _SceneRun:
     """One scene's chunked run: store, chunk tasks, counts and progress, the final COG."""
 
-    def __init__(self, plan: ReadPlan, grid: TileGrid, chunks: ChunkGrid, store: RunStore, batch_size: int,
-                 out_dtype: str, reporter: Progress, area: AreaOfInterest | None = None):
+    def __init__(
+        self,
+        plan: ReadPlan,
+        grid: TileGrid,
+        chunks: ChunkGrid,
+        store: RunStore,
+        batch_size: int,
+        out_dtype: str,
+        reporter: Progress,
+        area: AreaOfInterest | None = None,
+    ):
         self.plan, self.grid, self.chunks, self.store, self.area = plan, grid, chunks, store, area
         self.batch_size, self.out_dtype, self.reporter = int(batch_size), out_dtype, reporter
         self.stats = RunStats()
@@ -507,8 +642,14 @@ class _SceneRun:
         if resume:
             self.store.check_manifest(manifest)
         else:
-            self.store.create(manifest, height=self.plan.height, width=self.plan.width,
-                              chunk_width=self.chunks.size, out_dtype=self.out_dtype, masked=self.plan.masked)
+            self.store.create(
+                manifest,
+                height=self.plan.height,
+                width=self.plan.width,
+                chunk_width=self.chunks.size,
+                out_dtype=self.out_dtype,
+                masked=self.plan.masked,
+            )
             self._created = True
         finished = self.store.finished()
         for status in finished.values():
@@ -518,24 +659,31 @@ class _SceneRun:
 
     def announce(self, scene: str, local_model, scene_tiles: int | None = None) -> None:
         """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
-        info = {"bands": list(self.plan.bands), "chunks": len(self.chunks), "computations": self.total, "resumed_chunks": self.stats.chunks_resumed,
-                "estimated_seconds": None}
+        info = {
+            "bands": list(self.plan.bands),
+            "chunks": len(self.chunks),
+            "computations": self.total,
+            "resumed_chunks": self.stats.chunks_resumed,
+            "estimated_seconds": None,
+        }
         if scene_tiles is not None:
             info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
         remaining = self.total - self.stats.computed
         if local_model is not None and remaining > 8 * self.batch_size:
             key = (id(local_model), self.grid.tile_size)
             if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
-                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(local_model, self.grid.tile_size, 1,
-                                                                  lanes=local_lanes(local_model))
+                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(
+                    local_model, self.grid.tile_size, 1, lanes=local_lanes(local_model)
+                )
             per_tile = _SECONDS_PER_TILE[key]
             info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
         self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
         self.reporter.update("predict", self._tiles, self.total)
 
     def job(self, index: int) -> ChunkJob:
-        return ChunkJob(self.plan, self.grid, self.chunks, index, self.batch_size, str(self.store.folder),
-                        self.out_dtype, self.area)
+        return ChunkJob(
+            self.plan, self.grid, self.chunks, index, self.batch_size, str(self.store.folder), self.out_dtype, self.area
+        )
 
     def _on_tiles(self, n: int) -> None:
         with self._lock:
@@ -547,8 +695,7 @@ class _SceneRun:
     def run_local(self, model) -> None:
         """Run the unfinished chunks in this process."""
         with _gdal_env():
-            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles,
-                      tick=self._tick)
+            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
         self._tick()
 
     def run_distributed(self, scheduler, factory, key: str) -> None:
@@ -572,17 +719,33 @@ class _SceneRun:
         height = self.plan.height
         self.reporter.update("write", 0, height)
         try:
-            with _gdal_env(), ProbabilityWriter(out, height=height, width=self.plan.width,
-                                                transform=self.plan.transform, crs=self.plan.crs,
-                                                out_dtype=self.out_dtype, overwrite=replace,
-                                                masked=self.plan.masked, tags=output_tags(self.plan)) as writer:
-                write_from_store(self.store, writer, self.chunks.size,
-                                 on_rows=lambda rows: self.reporter.update("write", rows, height))
+            with (
+                _gdal_env(),
+                ProbabilityWriter(
+                    out,
+                    height=height,
+                    width=self.plan.width,
+                    transform=self.plan.transform,
+                    crs=self.plan.crs,
+                    out_dtype=self.out_dtype,
+                    overwrite=replace,
+                    masked=self.plan.masked,
+                    tags=output_tags(self.plan),
+                ) as writer,
+            ):
+                write_from_store(
+                    self.store,
+                    writer,
+                    self.chunks.size,
+                    on_rows=lambda rows: self.reporter.update("write", rows, height),
+                )
                 writer.commit()
         except Exception as exc:  # noqa: BLE001 (GDAL reports a full disk as a plain I/O error)
             if "No space left" in str(exc) or disk_full_error(out.parent, exc) is not None:
-                raise OutputError(f"no space left on the device of {out.parent}; free space there, then rerun "
-                                  f"with {option('resume')} (the finished chunks are kept)") from None
+                raise OutputError(
+                    f"no space left on the device of {out.parent}; free space there, then rerun "
+                    f"with {option('resume')} (the finished chunks are kept)"
+                ) from None
             raise
 
     def keep_or_discard(self, scene: str) -> None:
@@ -591,8 +754,10 @@ class _SceneRun:
             return
         done = len(self.store.finished())
         if done:
-            self.reporter.warning(f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
-                                  f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over")
+            self.reporter.warning(
+                f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
+                f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over"
+            )
         elif self._created:
             self.store.remove()
 
@@ -606,9 +771,20 @@ def _gdal_env():
     return stack
 
 
-def describe_raster(path, *, tile_size: int | None = None, overlap: float = 0.25, bands=None,
-                    resolution: float | None = None, chunk_size: int | None = None, model=None, checkpoint=None,
-                    preset=None, device: str = "auto", batch_size: int = 4) -> dict:
+def describe_raster(
+    path,
+    *,
+    tile_size: int | None = None,
+    overlap: float = 0.25,
+    bands=None,
+    resolution: float | None = None,
+    chunk_size: int | None = None,
+    model=None,
+    checkpoint=None,
+    preset=None,
+    device: str = "auto",
+    batch_size: int = 4,
+) -> dict:
     """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
 
     With a model (``model``, or ``checkpoint``/``preset``) the time per tile is measured on
@@ -633,8 +809,10 @@ def describe_raster(path, *, tile_size: int | None = None, overlap: float = 0.25
             "dtypes": list(src.dtypes),
             "crs": src.crs.to_string() if src.crs else None,
             "transform": list(src.transform)[:6],
-            "resolution": [float(np.hypot(src.transform.a, src.transform.d)),
-                           float(np.hypot(src.transform.b, src.transform.e))],
+            "resolution": [
+                float(np.hypot(src.transform.a, src.transform.d)),
+                float(np.hypot(src.transform.b, src.transform.e)),
+            ],
             "bounds": list(src.bounds),
             "nodata": src.nodata,
             "colorinterp": [ci.name for ci in src.colorinterp],
@@ -648,22 +826,29 @@ def describe_raster(path, *, tile_size: int | None = None, overlap: float = 0.25
     tile = int(tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
     grid = make_grid(plan.height, plan.width, tile, overlap)
     chunks = make_chunk_grid(plan.height, plan.width, tile, chunk_size)
-    facts.update({
-        "bands_used": list(plan.bands),
-        "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-        "grid": [plan.height, plan.width],
-        "tile_size": tile,
-        "overlap": overlap,
-        "tiles": len(grid),
-        "chunk_size": chunks.size,
-        "chunks": len(chunks),
-        "computations": tile_computations(grid, chunks),
-    })
+    facts.update(
+        {
+            "bands_used": list(plan.bands),
+            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
+            "grid": [plan.height, plan.width],
+            "tile_size": tile,
+            "overlap": overlap,
+            "tiles": len(grid),
+            "chunk_size": chunks.size,
+            "chunks": len(chunks),
+            "computations": tile_computations(grid, chunks),
+        }
+    )
     if loaded is not None:
         per_tile = measure_seconds_per_tile(loaded, tile, batch_size, lanes=local_lanes(loaded))
         first = next(iter(loaded.parameters()), None) if hasattr(loaded, "parameters") else None
-        facts.update({"device": str(first.device) if first is not None else "cpu",
-                      "model": getattr(loaded, "preset", type(loaded).__name__),
-                      "parameters": sum(p.numel() for p in loaded.parameters()) if first is not None else None,
-                      "seconds_per_tile": per_tile, "estimated_seconds": per_tile * facts["computations"]})
+        facts.update(
+            {
+                "device": str(first.device) if first is not None else "cpu",
+                "model": getattr(loaded, "preset", type(loaded).__name__),
+                "parameters": sum(p.numel() for p in loaded.parameters()) if first is not None else None,
+                "seconds_per_tile": per_tile,
+                "estimated_seconds": per_tile * facts["computations"],
+            }
+        )
     return facts

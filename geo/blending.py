@@ -25,7 +25,7 @@ def ramp_window(tile_size: int, overlap_px: int) -> np.ndarray:
         i = np.arange(n, dtype=np.float64)
         ramp = 0.5 - 0.5 * np.cos(np.pi * (i + 0.5) / n)
         w[:n] = ramp
-        w[tile_size - n:] = ramp[::-1]
+        w[tile_size - n :] = ramp[::-1]
     return w
 
 

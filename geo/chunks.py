@@ -84,8 +84,10 @@ def make_chunk_grid(height: int, width: int, tile_size: int, chunk_size: int | N
     """
     size = default_chunk_size(tile_size) if chunk_size is None else int(chunk_size)
     if not (size >= CHUNK_ALIGN and size % CHUNK_ALIGN == 0) and size not in SMALL_CHUNKS:
-        raise InputError(f"chunk size {chunk_size} must be a multiple of {CHUNK_ALIGN} pixels; "
-                         f"pass e.g. {option('chunk_size', 4096)}")
+        raise InputError(
+            f"chunk size {chunk_size} must be a multiple of {CHUNK_ALIGN} pixels; "
+            f"pass e.g. {option('chunk_size', 4096)}"
+        )
     return ChunkGrid(height, width, size)
 
 
@@ -113,8 +115,28 @@ def owns_tile(grid: TileGrid, chunk: Chunk, tile_row: int, tile_col: int) -> boo
 def tile_computations(grid: TileGrid, chunks: ChunkGrid) -> int:
     """Tiles computed by all chunk tasks together (border tiles counted once per chunk)."""
     rows, cols = chunks.shape
-    per_row = [len(_touching(grid.row_offsets, grid.tile_size, grid.height, r * chunks.size,
-                             min(chunks.size, grid.height - r * chunks.size))) for r in range(rows)]
-    per_col = [len(_touching(grid.col_offsets, grid.tile_size, grid.width, c * chunks.size,
-                             min(chunks.size, grid.width - c * chunks.size))) for c in range(cols)]
+    per_row = [
+        len(
+            _touching(
+                grid.row_offsets,
+                grid.tile_size,
+                grid.height,
+                r * chunks.size,
+                min(chunks.size, grid.height - r * chunks.size),
+            )
+        )
+        for r in range(rows)
+    ]
+    per_col = [
+        len(
+            _touching(
+                grid.col_offsets,
+                grid.tile_size,
+                grid.width,
+                c * chunks.size,
+                min(chunks.size, grid.width - c * chunks.size),
+            )
+        )
+        for c in range(cols)
+    ]
     return sum(per_row) * sum(per_col)

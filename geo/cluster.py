@@ -86,7 +86,7 @@ class DistributedRun:
         self.key, self.factory = key, factory
         self.plugin = ModelPlugin(key, factory)
 
-    def __enter__(self) -> "DistributedRun":
+    def __enter__(self) -> DistributedRun:
         try:
             self.client.register_plugin(self.plugin, name=self.plugin.name)
         except BaseException:
@@ -99,17 +99,24 @@ class DistributedRun:
         """Worker threads of the cluster."""
         return max(1, sum(self.client.nthreads().values()))
 
-    def run(self, jobs: Callable[[int], ChunkJob], indices: list[int], *,
-            on_done: Callable[[ChunkStatus], None], tick: Callable[[], None],
-            max_in_flight: int | None = None) -> None:
+    def run(
+        self,
+        jobs: Callable[[int], ChunkJob],
+        indices: list[int],
+        *,
+        on_done: Callable[[ChunkStatus], None],
+        tick: Callable[[], None],
+        max_in_flight: int | None = None,
+    ) -> None:
         """Run chunk tasks on the workers; only status records come back."""
         executor = self.client.get_executor(pure=False)
 
         def submit(ex, k: int):
             return ex.submit(remote_chunk, jobs(k), self.key, self.factory)
 
-        run_chunks(executor, submit, indices, max_in_flight=max_in_flight or 2 * self.threads,
-                   on_done=on_done, tick=tick)
+        run_chunks(
+            executor, submit, indices, max_in_flight=max_in_flight or 2 * self.threads, on_done=on_done, tick=tick
+        )
 
     def close(self) -> None:
         try:

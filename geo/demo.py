@@ -72,8 +72,9 @@ class DemoScene:
     counts: dict[str, int]
 
 
-def fractal_noise(shape: tuple[int, int], rng: np.random.Generator, *, base: int = 4, octaves: int = 6,
-                  persistence: float = 0.55) -> np.ndarray:
+def fractal_noise(
+    shape: tuple[int, int], rng: np.random.Generator, *, base: int = 4, octaves: int = 6, persistence: float = 0.55
+) -> np.ndarray:
     """Sum of bilinearly upsampled random grids (value noise), scaled to [0, 1].
 
     Args:
@@ -109,16 +110,24 @@ def _burn(geoms: list[BaseGeometry], shape: tuple[int, int], values: list[int] |
 
 
 def _rotated_rect(cx: float, cy: float, length: float, width: float, angle: float) -> Polygon:
-    rect = Polygon([(-length / 2, -width / 2), (length / 2, -width / 2), (length / 2, width / 2),
-                    (-length / 2, width / 2)])
+    rect = Polygon(
+        [(-length / 2, -width / 2), (length / 2, -width / 2), (length / 2, width / 2), (-length / 2, width / 2)]
+    )
     return affinity.translate(affinity.rotate(rect, angle, origin=(0, 0)), cx, cy)
 
 
 def _hull(cx: float, cy: float, length: float, width: float, angle: float) -> Polygon:
     """A ship outline: a rectangle with a pointed bow."""
     bow = length * 0.22
-    hull = Polygon([(-length / 2, -width / 2), (length / 2 - bow, -width / 2), (length / 2, 0),
-                    (length / 2 - bow, width / 2), (-length / 2, width / 2)])
+    hull = Polygon(
+        [
+            (-length / 2, -width / 2),
+            (length / 2 - bow, -width / 2),
+            (length / 2, 0),
+            (length / 2 - bow, width / 2),
+            (-length / 2, width / 2),
+        ]
+    )
     return affinity.translate(affinity.rotate(hull, angle, origin=(0, 0)), cx, cy)
 
 
@@ -154,8 +163,14 @@ class _Placer:
         self.shapes.append(geom)
 
 
-def generate_scene(size: int = DEMO_SIZE, *, seed: int = DEMO_SEED, pixel_size: float = DEMO_PIXEL_SIZE,
-                   crs: str = DEMO_CRS, origin: tuple[float, float] = DEMO_ORIGIN) -> DemoScene:
+def generate_scene(
+    size: int = DEMO_SIZE,
+    *,
+    seed: int = DEMO_SEED,
+    pixel_size: float = DEMO_PIXEL_SIZE,
+    crs: str = DEMO_CRS,
+    origin: tuple[float, float] = DEMO_ORIGIN,
+) -> DemoScene:
     """Draw one demo scene.
 
     Args:
@@ -328,8 +343,9 @@ def _inside(poly: BaseGeometry, allowed: np.ndarray, size: int) -> bool:
     return bool(allowed[pts[:, 1], pts[:, 0]].all())
 
 
-def _paint_objects(scene: np.ndarray, shape: tuple[int, int], buildings: list, ships: list, ponds: list,
-                   rng: np.random.Generator) -> None:
+def _paint_objects(
+    scene: np.ndarray, shape: tuple[int, int], buildings: list, ships: list, ponds: list, rng: np.random.Generator
+) -> None:
     """Paint shadows, wakes, buildings (two-tone pitched roofs), ships and ponds into ``scene``."""
     sun = (7.0, 6.0)
     shadows = [affinity.translate(b, *sun) for b, _ in buildings]
@@ -341,8 +357,7 @@ def _paint_objects(scene: np.ndarray, shape: tuple[int, int], buildings: list, s
         # Wake: a faint lighter streak behind the stern, along the ship axis.
         c, length = ship.centroid, ship.length / 2.5
         dx, dy = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        wakes.append(LineString([(c.x, c.y), (c.x - dx * length * 1.2, c.y - dy * length * 1.2)])
-                     .buffer(length * 0.08))
+        wakes.append(LineString([(c.x, c.y), (c.x - dx * length * 1.2, c.y - dy * length * 1.2)]).buffer(length * 0.08))
     wake = _burn(wakes, shape) > 0
     scene[wake] = scene[wake] * 0.85 + np.array([120, 140, 160], np.float32) * 0.15
 
@@ -382,8 +397,17 @@ def write_scene(scene: DemoScene, image_path: str | Path, truth_path: str | Path
         truth_path: output GeoTIFF for the truth mask (1 band, uint8 0/1), or None.
     """
     _, h, w = scene.image.shape
-    profile = dict(driver="GTiff", width=w, height=h, crs=scene.crs, transform=scene.transform,
-                   tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    profile = dict(
+        driver="GTiff",
+        width=w,
+        height=h,
+        crs=scene.crs,
+        transform=scene.transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     with rasterio.open(image_path, "w", count=3, dtype="uint8", photometric="RGB", **profile) as dst:
         dst.write(scene.image)
         dst.update_tags(source="sam2unext-geo procedural demo scene (synthetic)")
@@ -393,8 +417,9 @@ def write_scene(scene: DemoScene, image_path: str | Path, truth_path: str | Path
             dst.update_tags(source="sam2unext-geo demo truth: 1 = building, ship or pond")
 
 
-def write_demo_scene(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED,
-                     overwrite: bool = False) -> tuple[Path, Path]:
+def write_demo_scene(
+    folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED, overwrite: bool = False
+) -> tuple[Path, Path]:
     """Generate a scene and write ``demo_scene.tif`` and ``demo_truth.tif`` into ``folder``.
 
     Args:
@@ -474,10 +499,22 @@ class DemoResult:
     polygons: int
 
 
-def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED, tile_size: int | None = None,
-             overlap: float = 0.25, batch_size: int = 4, device: str = "auto", threshold: float = 0.5,
-             overwrite: bool = False, progress="bar", quicklook: bool = True,
-             compare_whole: bool = True, checkpoint: str = "demo") -> DemoResult:
+def run_demo(
+    folder: str | Path,
+    *,
+    size: int = DEMO_SIZE,
+    seed: int = DEMO_SEED,
+    tile_size: int | None = None,
+    overlap: float = 0.25,
+    batch_size: int = 4,
+    device: str = "auto",
+    threshold: float = 0.5,
+    overwrite: bool = False,
+    progress="bar",
+    quicklook: bool = True,
+    compare_whole: bool = True,
+    checkpoint: str = "demo",
+) -> DemoResult:
     """Draw a demo scene, run the full predict pipeline on it with the demo weights, score it.
 
     Args:
@@ -508,9 +545,18 @@ def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED
         raise OutputError(f"{prob_path} already exists; pass {option('overwrite')} or choose another folder")
     model = load_model(checkpoint=checkpoint, device=device)
     scene_path, truth_path = write_demo_scene(folder, size=size, seed=seed, overwrite=overwrite)
-    res = predict_raster(scene_path, prob_path, model=model, tile_size=tile_size, overlap=overlap,
-                         batch_size=batch_size, threshold=threshold, overwrite=overwrite, progress=progress,
-                         as_geodataframe=True)
+    res = predict_raster(
+        scene_path,
+        prob_path,
+        model=model,
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        threshold=threshold,
+        overwrite=overwrite,
+        progress=progress,
+        as_geodataframe=True,
+    )
     with rasterio.open(res.probability) as src:
         prob = src.read(1).astype(np.float32) / np.float32(probability_scale(src.dtypes[0]))
     with rasterio.open(truth_path) as src:
@@ -524,7 +570,22 @@ def run_demo(folder: str | Path, *, size: int = DEMO_SIZE, seed: int = DEMO_SEED
     n_polygons = 0 if res.geodataframe is None else len(res.geodataframe)
     look = None
     if quicklook:
-        look = write_quicklook(scene_path, res.probability, res.vector, folder / "demo_quicklook.png",
-                               title=f"demo scene (synthetic), IoU {iou:.3f} through the tiled pipeline")
-    return DemoResult(scene_path, truth_path, res.probability, res.vector, look, iou, iou_whole, res.tiles_run,
-                      res.seconds, n_polygons)
+        look = write_quicklook(
+            scene_path,
+            res.probability,
+            res.vector,
+            folder / "demo_quicklook.png",
+            title=f"demo scene (synthetic), IoU {iou:.3f} through the tiled pipeline",
+        )
+    return DemoResult(
+        scene_path,
+        truth_path,
+        res.probability,
+        res.vector,
+        look,
+        iou,
+        iou_whole,
+        res.tiles_run,
+        res.seconds,
+        n_polygons,
+    )

@@ -184,8 +184,11 @@ def _keeps_on_device(model) -> bool:
 def _own_array(tensor: torch.Tensor) -> np.ndarray:
     """A float32 array that holds exactly this data (no larger buffer kept alive)."""
     tensor = tensor.detach()
-    if tensor.dtype == torch.float32 and tensor.is_contiguous() \
-            and tensor.untyped_storage().nbytes() == tensor.numel() * 4:
+    if (
+        tensor.dtype == torch.float32
+        and tensor.is_contiguous()
+        and tensor.untyped_storage().nbytes() == tensor.numel() * 4
+    ):
         return tensor.numpy()
     return np.array(tensor.float().numpy(), dtype=np.float32, copy=True)
 
@@ -204,8 +207,9 @@ def feed_for(device: torch.device) -> DeviceFeed:
 
 
 # -- automatic batch size ------------------------------------------------------------------------------
-def batch_for_memory(free_bytes: int, fixed_bytes: int, per_tile_bytes: int, *,
-                     headroom: float = HEADROOM, cap: int = MAX_AUTO_BATCH) -> int:
+def batch_for_memory(
+    free_bytes: int, fixed_bytes: int, per_tile_bytes: int, *, headroom: float = HEADROOM, cap: int = MAX_AUTO_BATCH
+) -> int:
     """Largest batch whose planned peak ``fixed + batch * per_tile`` fits ``headroom * free`` (1..cap)."""
     budget = headroom * free_bytes - max(0, fixed_bytes)
     if per_tile_bytes <= 0:
@@ -213,8 +217,15 @@ def batch_for_memory(free_bytes: int, fixed_bytes: int, per_tile_bytes: int, *,
     return int(max(1, min(cap, budget // per_tile_bytes)))
 
 
-def choose_batch_size(probe: Callable[[int], int], free_bytes: int, *, what: str, where: str,
-                      headroom: float = HEADROOM, cap: int = MAX_AUTO_BATCH) -> int:
+def choose_batch_size(
+    probe: Callable[[int], int],
+    free_bytes: int,
+    *,
+    what: str,
+    where: str,
+    headroom: float = HEADROOM,
+    cap: int = MAX_AUTO_BATCH,
+) -> int:
     """A batch size from the peak memory of trial batches of 1 and 2 tiles.
 
     Args:
@@ -231,7 +242,8 @@ def choose_batch_size(probe: Callable[[int], int], free_bytes: int, *, what: str
     except torch.OutOfMemoryError:
         raise UserError(
             f"one {what} does not fit in the {free_bytes / 2**30:.1f} GiB free on {where}; use a smaller "
-            f"{option('tile_size', 512)}, {option('device', 'cpu')}, or free the GPU") from None
+            f"{option('tile_size', 512)}, {option('device', 'cpu')}, or free the GPU"
+        ) from None
     try:
         two = probe(2)
     except torch.OutOfMemoryError:

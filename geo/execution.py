@@ -97,9 +97,13 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> 
     prob = model.predict(hi, low)
     if hasattr(prob, "detach"):
         prob = prob.detach().cpu()
-        if prob.dtype == torch.float32 and prob.shape[1] == 1 and prob.is_contiguous() \
-                and prob.untyped_storage().nbytes() == prob.numel() * 4 \
-                and prob.untyped_storage().data_ptr() != hi.untyped_storage().data_ptr():
+        if (
+            prob.dtype == torch.float32
+            and prob.shape[1] == 1
+            and prob.is_contiguous()
+            and prob.untyped_storage().nbytes() == prob.numel() * 4
+            and prob.untyped_storage().data_ptr() != hi.untyped_storage().data_ptr()
+        ):
             return prob.numpy()[:, 0]  # the tensor owns exactly this buffer (not the reused input): no copy
         prob = prob.numpy()
     # a copy: the result must not keep the model's input batch (or any larger buffer) alive
@@ -135,7 +139,9 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches:
     time of one is divided by ``lanes``; on a GPU forward passes take turns.
     """
     rng = np.random.default_rng(0)
-    tiles = list(rng.integers(0, 256, (batch_size, getattr(model, "in_chans", 3), tile_size, tile_size), dtype=np.uint8))
+    tiles = list(
+        rng.integers(0, 256, (batch_size, getattr(model, "in_chans", 3), tile_size, tile_size), dtype=np.uint8)
+    )
     with single_thread_forward():
         run_model(model, tiles, tile_size)
         start = time.perf_counter()
@@ -285,8 +291,8 @@ class _RowBuffer:
         done = 0
         while done < n:
             take = min(n - done, self.values.shape[0] - self.filled)
-            part = prob[done:done + take]
-            ok = None if valid is None else valid[done:done + take]
+            part = prob[done : done + take]
+            ok = None if valid is None else valid[done : done + take]
             dst = slice(self.filled, self.filled + take)
             if self.job.out_dtype == "uint8":
                 q = quantize_probability(part)
@@ -307,15 +313,19 @@ class _RowBuffer:
         if not self.filled:
             return
         n = self.filled
-        self.store.write(self.row0, self.chunk.col_off, self.values[:n],
-                         None if self.valid is None else self.valid[:n])
+        self.store.write(self.row0, self.chunk.col_off, self.values[:n], None if self.valid is None else self.valid[:n])
         self.row0 += n
         self.filled = 0
 
 
-def compute_chunk(job: ChunkJob, model, lanes: Lanes | None = None, *,
-                  on_tiles: Callable[[int], None] | None = None,
-                  cancel: threading.Event | None = None) -> ChunkStatus:
+def compute_chunk(
+    job: ChunkJob,
+    model,
+    lanes: Lanes | None = None,
+    *,
+    on_tiles: Callable[[int], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> ChunkStatus:
     """Compute, blend and store one output chunk; return its status.
 
     Args:
@@ -335,14 +345,15 @@ def compute_chunk(job: ChunkJob, model, lanes: Lanes | None = None, *,
     buffer = _RowBuffer(job, store, reader)
     stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
     tiles = stitcher.tiles
-    batches = [tiles[i:i + job.batch_size] for i in range(0, len(tiles), job.batch_size)]
+    batches = [tiles[i : i + job.batch_size] for i in range(0, len(tiles), job.batch_size)]
     gpu = _on_gpu(model)
     model_seconds = [0.0]
 
     def wanted(r: int, c: int) -> bool:
         """False for a tile that does not touch the area of interest: never read, never run."""
-        return job.aoi is None or job.aoi.touches(job.plan.transform,
-                                                  clip_window(grid.window_at(r, c), grid.height, grid.width))
+        return job.aoi is None or job.aoi.touches(
+            job.plan.transform, clip_window(grid.window_at(r, c), grid.height, grid.width)
+        )
 
     def work(batch: list[tuple[int, int]]) -> list[np.ndarray | None]:
         keep = [wanted(r, c) for r, c in batch]
@@ -405,9 +416,16 @@ class RunStats:
             self.model_seconds += float(s["model_seconds"])
 
 
-def run_chunks(executor: Executor, submit: Callable[[Executor, int], Future], indices: Iterable[int], *,
-               max_in_flight: int, on_done: Callable[[ChunkStatus], None],
-               tick: Callable[[], None] | None = None, interval: float = 0.25) -> None:
+def run_chunks(
+    executor: Executor,
+    submit: Callable[[Executor, int], Future],
+    indices: Iterable[int],
+    *,
+    max_in_flight: int,
+    on_done: Callable[[ChunkStatus], None],
+    tick: Callable[[], None] | None = None,
+    interval: float = 0.25,
+) -> None:
     """Run chunk tasks through a sliding window of ``max_in_flight`` futures.
 
     Args:
@@ -447,9 +465,17 @@ def local_lanes(model) -> int:
     return 3 if _on_gpu(model) else max(1, min(os.cpu_count() or 1, 8))
 
 
-def run_local(model, jobs: Callable[[int], ChunkJob], indices: list[int], *, on_done: Callable[[ChunkStatus], None],
-              on_tiles: Callable[[int], None], tick: Callable[[], None], lanes: int | None = None,
-              chunks_in_flight: int = 1) -> None:
+def run_local(
+    model,
+    jobs: Callable[[int], ChunkJob],
+    indices: list[int],
+    *,
+    on_done: Callable[[ChunkStatus], None],
+    on_tiles: Callable[[int], None],
+    tick: Callable[[], None],
+    lanes: int | None = None,
+    chunks_in_flight: int = 1,
+) -> None:
     """Run chunk tasks in this process: ``chunks_in_flight`` chunks share one set of lanes.
 
     One chunk at a time by default: each chunk in flight holds a ``tile x chunk`` float64

@@ -81,7 +81,9 @@ def _scene_dataset(scene: LabeledScene, resolution: float | None):
         try:
             vector = VectorDataset(paths=[str(scene.labels)], crs=raster.crs, res=raster.res)
         except Exception as exc:
-            raise InputError(f"cannot read labels {scene.labels}: {exc}; pass a polygon file (gpkg, shp, geojson)") from exc
+            raise InputError(
+                f"cannot read labels {scene.labels}: {exc}; pass a polygon file (gpkg, shp, geojson)"
+            ) from exc
     try:
         return raster & vector
     except Exception as exc:
@@ -173,8 +175,17 @@ class GeoTileDataset(EpochDataset):
         self.seed = seed
         self.train = train
         cfg = self.band_config
-        self.plans = [make_plan(s.raster, bands=bands, stretch=stretch, resolution=resolution, n_bands=cfg.in_chans,
-                                default_bands=cfg.source_bands) for s in self.scenes]
+        self.plans = [
+            make_plan(
+                s.raster,
+                bands=bands,
+                stretch=stretch,
+                resolution=resolution,
+                n_bands=cfg.in_chans,
+                default_bands=cfg.source_bands,
+            )
+            for s in self.scenes
+        ]
         for scene, plan in zip(self.scenes, self.plans):
             if plan.height < tile_size or plan.width < tile_size:
                 raise InputError(
@@ -246,8 +257,14 @@ def scene_iou(
 
     size = model.input_size
     cfg = getattr(model, "bands", None) or BandConfig()
-    plan = make_plan(scene.raster, bands=bands, stretch=stretch if stretch is not None else cfg.stretch,
-                     resolution=resolution, n_bands=cfg.in_chans, default_bands=cfg.source_bands)
+    plan = make_plan(
+        scene.raster,
+        bands=bands,
+        stretch=stretch if stretch is not None else cfg.stretch,
+        resolution=resolution,
+        n_bands=cfg.in_chans,
+        default_bands=cfg.source_bands,
+    )
     ds = _scene_dataset(scene, resolution)
     model.eval().to(device)
     inter = union = 0
@@ -330,26 +347,47 @@ def finetune(
         restore_run_bands(model, run_dir)
     prepare_model_bands(model, bands, rgb_bands, band_fill)
     dataset = GeoTileDataset(
-        scenes, model.input_size, tiles_per_scene=tiles_per_scene, bands=bands, stretch=stretch,
-        resolution=resolution, seed=config.seed, band_config=model.bands,
+        scenes,
+        model.input_size,
+        tiles_per_scene=tiles_per_scene,
+        bands=bands,
+        stretch=stretch,
+        resolution=resolution,
+        seed=config.seed,
+        band_config=model.bands,
     )
     record_training_bands(model, dataset.plans, explicit_stretch=stretch is not None)
     dataset.band_config = model.bands
     if log is not None:
         counts = parameter_counts(model)
-        log(f"model takes {model.in_chans} bands ({','.join(map(str, dataset.plans[0].bands))}); trainable "
+        log(
+            f"model takes {model.in_chans} bands ({','.join(map(str, dataset.plans[0].bands))}); trainable "
             f"parameters: {counts['trainable']:,} of {counts['total']:,} ({counts['input_layers']:,} in the "
-            f"adapted first layers)")
-    extra = {"rasters": [str(s.raster) for s in scenes], "labels": [str(s.labels) for s in scenes],
-             "bands": list(dataset.plans[0].bands), "trainable_parameters": parameter_counts(model)}
+            f"adapted first layers)"
+        )
+    extra = {
+        "rasters": [str(s.raster) for s in scenes],
+        "labels": [str(s.labels) for s in scenes],
+        "bands": list(dataset.plans[0].bands),
+        "trainable_parameters": parameter_counts(model),
+    }
     return train_model(
-        model, dataset, run_dir, config, task=task, resume=resume, progress=progress, log=log,
-        stop_after_epoch=stop_after_epoch, extra=extra,
+        model,
+        dataset,
+        run_dir,
+        config,
+        task=task,
+        resume=resume,
+        progress=progress,
+        log=log,
+        stop_after_epoch=stop_after_epoch,
+        extra=extra,
     )
 
 
-def prepare_model_bands(model: nn.Module, bands: Sequence[int] | None, rgb_bands: Sequence[int] | None,
-                        fill: str = "repeat") -> None:
+def prepare_model_bands(
+    model: nn.Module, bands: Sequence[int] | None, rgb_bands: Sequence[int] | None, fill: str = "repeat"
+) -> None:
     """Widen an RGB model to the requested bands (in place) before fine-tuning.
 
     Nothing changes for an RGB selection (1 or 3 bands, R, G, B in order) or for a model that
@@ -362,8 +400,10 @@ def prepare_model_bands(model: nn.Module, bands: Sequence[int] | None, rgb_bands
     if model.in_chans != 3:
         if rgb_bands is not None and bands is not None:
             if rgb_channels_of(bands, rgb_bands) != tuple(model.bands.rgb_channels):
-                raise InputError(f"rgb bands {','.join(map(str, rgb_bands))} differ from the checkpoint's R, G, B "
-                                 f"channels {model.bands.rgb_channels}; drop rgb_bands")
+                raise InputError(
+                    f"rgb bands {','.join(map(str, rgb_bands))} differ from the checkpoint's R, G, B "
+                    f"channels {model.bands.rgb_channels}; drop rgb_bands"
+                )
         return
     if bands is None or len(bands) < 3:
         if rgb_bands is not None:
@@ -381,8 +421,9 @@ def record_training_bands(model: nn.Module, plans: Sequence[ReadPlan], *, explic
     without them yet, the mean/std of its non-RGB bands measured on the training scenes."""
     from dataclasses import replace
 
-    cfg = replace(model.bands, source_bands=tuple(plans[0].bands),
-                  stretch=plans[0].stretch if explicit_stretch else None)
+    cfg = replace(
+        model.bands, source_bands=tuple(plans[0].bands), stretch=plans[0].stretch if explicit_stretch else None
+    )
     if cfg.in_chans != 3 and cfg.stats != "training":
         measured = [m for m in (band_statistics(p) for p in plans) if m is not None]
         if measured:

@@ -42,9 +42,12 @@ def model_fingerprint(model) -> dict[str, Any]:
         return own()
     if hasattr(model, "state_dict") and callable(model.state_dict):
         first = next(iter(model.parameters()), None) if hasattr(model, "parameters") else None
-        return {"weights": _tensor_digest(model.state_dict()), "type": type(model).__name__,
-                "device": str(first.device.type) if first is not None else "cpu",
-                "precision": str(getattr(model, "inference_dtype", "float32"))}
+        return {
+            "weights": _tensor_digest(model.state_dict()),
+            "type": type(model).__name__,
+            "device": str(first.device.type) if first is not None else "cpu",
+            "precision": str(getattr(model, "inference_dtype", "float32")),
+        }
     try:
         return {"pickle": hashlib.blake2b(pickle.dumps(model), digest_size=16).hexdigest()}
     except Exception:  # noqa: BLE001 (an unpicklable stand-in: its type is all we can name)

@@ -30,9 +30,17 @@ def model_band_config(model=None, checkpoint=None):
     return checkpoint_bands(checkpoint)
 
 
-def make_model_plan(path: str | Path, *, model=None, checkpoint=None, bands: Sequence[int] | None = None,
-                    stretch=None, resolution: float | None = None,
-                    rgb_bands: Sequence[int] | None = None, warn=None) -> ReadPlan:
+def make_model_plan(
+    path: str | Path,
+    *,
+    model=None,
+    checkpoint=None,
+    bands: Sequence[int] | None = None,
+    stretch=None,
+    resolution: float | None = None,
+    rgb_bands: Sequence[int] | None = None,
+    warn=None,
+) -> ReadPlan:
     """The read plan of a scene for the model that will run on it.
 
     An RGB model (or one whose bands are unknown) reads as before (1 or 3 bands). A model
@@ -51,14 +59,23 @@ def make_model_plan(path: str | Path, *, model=None, checkpoint=None, bands: Seq
             raise InputError(
                 f"rgb bands {','.join(map(str, rgb_bands or ()))} are not the bands read "
                 f"({','.join(map(str, plan.bands))}) in order, and this RGB model reads its bands as R, G, B; "
-                f"pass {option('bands', ','.join(map(str, rgb_bands or ())))} instead")
+                f"pass {option('bands', ','.join(map(str, rgb_bands or ())))} instead"
+            )
         return plan
-    plan = make_plan(path, bands=bands, stretch=stretch if stretch is not None else config.stretch,
-                     resolution=resolution, n_bands=config.in_chans, default_bands=config.source_bands,
-                     rgb_bands=rgb_bands, warn=warn)
+    plan = make_plan(
+        path,
+        bands=bands,
+        stretch=stretch if stretch is not None else config.stretch,
+        resolution=resolution,
+        n_bands=config.in_chans,
+        default_bands=config.source_bands,
+        rgb_bands=rgb_bands,
+        warn=warn,
+    )
     if plan.rgb_channels is not None and tuple(plan.rgb_channels) != tuple(config.rgb_channels):
         model_rgb = ",".join(str(plan.bands[c]) for c in config.rgb_channels)
         raise InputError(
             f"rgb bands {','.join(map(str, rgb_bands or ()))} differ from the model's R, G, B mapping "
-            f"(bands {model_rgb} of {','.join(map(str, plan.bands))}); drop rgb_bands or pass {model_rgb}")
+            f"(bands {model_rgb} of {','.join(map(str, plan.bands))}); drop rgb_bands or pass {model_rgb}"
+        )
     return plan

@@ -52,8 +52,9 @@ def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, cells: int =
     return F.interpolate(coarse, size=shape, mode="bilinear", align_corners=True)[0, 0].numpy()
 
 
-def generate_nir_scene(size: int = 512, *, seed: int = 0, roofs: int = 24, decoys: int = 12,
-                       pixel_size: float = 0.5) -> NirScene:
+def generate_nir_scene(
+    size: int = 512, *, seed: int = 0, roofs: int = 24, decoys: int = 12, pixel_size: float = 0.5
+) -> NirScene:
     """Draw a grass/soil background with red roofs, green-painted roofs and green decoy fields.
 
     Args:
@@ -80,8 +81,11 @@ def generate_nir_scene(size: int = 512, *, seed: int = 0, roofs: int = 24, decoy
         for _ in range(200):
             length, width = rng.uniform(14, 34), rng.uniform(10, 22)
             cx, cy = rng.uniform(20, w - 20), rng.uniform(20, h - 20)
-            poly = rotate(box(cx - length / 2, cy - width / 2, cx + length / 2, cy + width / 2),
-                          rng.uniform(0, 180), origin=(cx, cy))
+            poly = rotate(
+                box(cx - length / 2, cy - width / 2, cx + length / 2, cy + width / 2),
+                rng.uniform(0, 180),
+                origin=(cx, cy),
+            )
             if poly.bounds[0] < 2 or poly.bounds[1] < 2 or poly.bounds[2] > w - 2 or poly.bounds[3] > h - 2:
                 continue
             if all(poly.distance(p) > 6 for p in placed):
@@ -119,8 +123,9 @@ def _to_world(poly: Any, transform: Affine) -> Any:
     return affine_transform(poly, [a, b, d, e, c, f])
 
 
-def write_nir_scene(folder: str | Path, *, name: str = "nir_scene", size: int = 512, seed: int = 0,
-                    dtype: str = "uint16", **kwargs: Any) -> tuple[Path, Path, Path]:
+def write_nir_scene(
+    folder: str | Path, *, name: str = "nir_scene", size: int = 512, seed: int = 0, dtype: str = "uint16", **kwargs: Any
+) -> tuple[Path, Path, Path]:
     """Write ``<name>.tif`` (4 bands R, G, B, NIR), ``<name>_roofs.gpkg`` (all roofs) and
     ``<name>_truth.tif`` (1 = roof) into ``folder``.
 
@@ -140,8 +145,17 @@ def write_nir_scene(folder: str | Path, *, name: str = "nir_scene", size: int = 
     scene = generate_nir_scene(size, seed=seed, **kwargs)
     data = scene.data if dtype == "uint16" else np.clip(scene.data / 20.0, 0, 255).astype(np.uint8)
     raster, labels, truth = folder / f"{name}.tif", folder / f"{name}_roofs.gpkg", folder / f"{name}_truth.tif"
-    profile = dict(driver="GTiff", width=size, height=size, crs=scene.crs, transform=scene.transform,
-                   tiled=True, blockxsize=256, blockysize=256, compress="deflate")
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        crs=scene.crs,
+        transform=scene.transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
     with rasterio.open(raster, "w", count=4, dtype=dtype, **profile) as dst:
         dst.write(data)
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
@@ -160,9 +174,21 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-def compare_rgb_nir(folder: str | Path, *, size: int = 512, epochs: int = 3, tiles: int = 24, lr: float = 1e-3,
-                    batch_size: int = 4, seed: int = 0, dtype: str = "uint16", checkpoint: str = "demo",
-                    train_seed: int = 1, test_seed: int = 2, device: str = "cpu") -> dict:
+def compare_rgb_nir(
+    folder: str | Path,
+    *,
+    size: int = 512,
+    epochs: int = 3,
+    tiles: int = 24,
+    lr: float = 1e-3,
+    batch_size: int = 4,
+    seed: int = 0,
+    dtype: str = "uint16",
+    checkpoint: str = "demo",
+    train_seed: int = 1,
+    test_seed: int = 2,
+    device: str = "cpu",
+) -> dict:
     """Fine-tune ``checkpoint`` on one generated scene with RGB and with RGB+NIR (same epochs,
     tiles, lr and seed) and score both on a second scene (another seed) against its roofs.
 
@@ -180,15 +206,35 @@ def compare_rgb_nir(folder: str | Path, *, size: int = 512, epochs: int = 3, til
     folder = Path(folder)
     train = LabeledScene(*write_nir_scene(folder, name="train", size=size, seed=train_seed, dtype=dtype)[:2])
     test = LabeledScene(*write_nir_scene(folder, name="test", size=size, seed=test_seed, dtype=dtype)[:2])
-    config = TrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, snapshot_every=epochs, seed=seed,
-                         num_workers=0, device=device)
-    result: dict = {"size": size, "epochs": epochs, "tiles_per_epoch": tiles, "lr": lr, "batch_size": batch_size,
-                    "dtype": dtype, "checkpoint": checkpoint, "iou": {}, "seconds": {}, "trainable": {},
-                    "snapshots": {}}
+    config = TrainConfig(
+        epochs=epochs, lr=lr, batch_size=batch_size, snapshot_every=epochs, seed=seed, num_workers=0, device=device
+    )
+    result: dict = {
+        "size": size,
+        "epochs": epochs,
+        "tiles_per_epoch": tiles,
+        "lr": lr,
+        "batch_size": batch_size,
+        "dtype": dtype,
+        "checkpoint": checkpoint,
+        "iou": {},
+        "seconds": {},
+        "trainable": {},
+        "snapshots": {},
+    }
     for name, bands in VARIANTS.items():
         t0 = time.perf_counter()
-        run = finetune([train.raster], [train.labels], folder / f"run_{name}", checkpoint=checkpoint,
-                       config=config, tiles_per_scene=tiles, progress=False, log=None, **bands)
+        run = finetune(
+            [train.raster],
+            [train.labels],
+            folder / f"run_{name}",
+            checkpoint=checkpoint,
+            config=config,
+            tiles_per_scene=tiles,
+            progress=False,
+            log=None,
+            **bands,
+        )
         model = load_model(run.last_snapshot, device=device)
         result["iou"][name] = scene_iou(model, test, device=device)
         result["seconds"][name] = round(time.perf_counter() - t0, 1)

@@ -33,8 +33,16 @@ class Progress:
     def update(self, stage: str, done: int, total: int) -> None:
         """``done`` of ``total`` units of ``stage`` are finished."""
 
-    def done(self, scene: str, probability: str, vector: str | None, tiles_run: int, tiles_skipped: int,
-             seconds: float, area: float) -> None:
+    def done(
+        self,
+        scene: str,
+        probability: str,
+        vector: str | None,
+        tiles_run: int,
+        tiles_skipped: int,
+        seconds: float,
+        area: float,
+    ) -> None:
         """A scene is finished."""
 
     def warning(self, message: str) -> None:
@@ -75,8 +83,9 @@ class JsonProgress(Progress):
         out.flush()
 
     def start(self, scene, tiles, width, height, **info):
-        self.emit({"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height),
-                   **info})
+        self.emit(
+            {"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height), **info}
+        )
 
     def update(self, stage, done, total):
         now = time.monotonic()
@@ -86,9 +95,18 @@ class JsonProgress(Progress):
         self.emit({"event": "progress", "stage": stage, "done": int(done), "total": int(total)})
 
     def done(self, scene, probability, vector, tiles_run, tiles_skipped, seconds, area):
-        self.emit({"event": "done", "scene": scene, "probability": probability, "vector": vector,
-                   "tiles_run": int(tiles_run), "tiles_skipped": int(tiles_skipped),
-                   "seconds": round(float(seconds), 3), "area": float(area)})
+        self.emit(
+            {
+                "event": "done",
+                "scene": scene,
+                "probability": probability,
+                "vector": vector,
+                "tiles_run": int(tiles_run),
+                "tiles_skipped": int(tiles_skipped),
+                "seconds": round(float(seconds), 3),
+                "area": float(area),
+            }
+        )
 
     def warning(self, message):
         text = render_options(message, self.words)
@@ -106,8 +124,10 @@ class JsonProgress(Progress):
 
 
 #: Said once per process when a notebook has no ipywidgets (no bar can be drawn there).
-NO_WIDGETS_NOTE = ("progress: ipywidgets is not installed, so one line per finished stage is printed instead of "
-                   "a bar; pip install 'sam2unext-geo[notebook]' for progress bars")
+NO_WIDGETS_NOTE = (
+    "progress: ipywidgets is not installed, so one line per finished stage is printed instead of "
+    "a bar; pip install 'sam2unext-geo[notebook]' for progress bars"
+)
 _noted = False
 
 
@@ -167,8 +187,12 @@ class BarProgress(Progress):
                 self._finished.add(stage)
             return
         if bar is None:
-            bar = self._bars[stage] = self._tqdm(total=total, desc=f"{stage} {self._scene}".strip(),
-                                                 unit="tile" if stage == "predict" else "it", leave=False)
+            bar = self._bars[stage] = self._tqdm(
+                total=total,
+                desc=f"{stage} {self._scene}".strip(),
+                unit="tile" if stage == "predict" else "it",
+                leave=False,
+            )
         bar.update(done - bar.n)
         if done >= total:
             bar.close()

@@ -46,17 +46,22 @@ def decimated_shape(height: int, width: int, max_side: int) -> tuple[int, int]:
 def read_probability(path: str | Path, max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[float, ...], str]:
     """Decimated probabilities in [0, 1] (NaN where masked), the ``(left, right, bottom, top)`` extent, the CRS."""
     with open_raster(path) as src:
-        data = src.read(1, out_shape=decimated_shape(src.height, src.width, max_side), masked=True,
-                        resampling=Resampling.average)
+        data = src.read(
+            1, out_shape=decimated_shape(src.height, src.width, max_side), masked=True, resampling=Resampling.average
+        )
         prob = np.ma.filled(data.astype(np.float32) / np.float32(probability_scale(src.dtypes[0])), np.nan)
         b = src.bounds
         crs = src.crs.to_string() if src.crs else "no CRS"
     return prob, (b.left, b.right, b.bottom, b.top), crs
 
 
-def read_scene_rgb(path: str | Path, bounds: tuple[float, float, float, float] | None = None, *,
-                   bands: Sequence[int] | int | None = None,
-                   max_side: int = MAX_SIDE) -> tuple[np.ndarray, tuple[float, ...]]:
+def read_scene_rgb(
+    path: str | Path,
+    bounds: tuple[float, float, float, float] | None = None,
+    *,
+    bands: Sequence[int] | int | None = None,
+    max_side: int = MAX_SIDE,
+) -> tuple[np.ndarray, tuple[float, ...]]:
     """Decimated RGBA uint8 picture of a scene (transparent where masked) and its extent.
 
     Args:
@@ -80,8 +85,13 @@ def read_scene_rgb(path: str | Path, bounds: tuple[float, float, float, float] |
         unique = sorted(set(sel))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            data = src.read(unique, window=window, masked=True, resampling=Resampling.average,
-                            out_shape=(len(unique), *decimated_shape(window.height, window.width, max_side)))
+            data = src.read(
+                unique,
+                window=window,
+                masked=True,
+                resampling=Resampling.average,
+                out_shape=(len(unique), *decimated_shape(window.height, window.width, max_side)),
+            )
         left, top = src.transform @ (window.col_off, window.row_off)  # not window_bounds: it warns on affine 3
         right, bottom = src.transform @ (window.col_off + window.width, window.row_off + window.height)
         dtypes = [src.dtypes[b - 1] for b in sel]
@@ -97,8 +107,12 @@ def read_scene_rgb(path: str | Path, bounds: tuple[float, float, float, float] |
             stretch.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
     rgb = apply_stretch(np.ma.filled(bands_data, 0), stretch)
     alpha = np.where(valid, 255, 0).astype(np.uint8)[None]
-    return np.concatenate([rgb, alpha]).transpose(1, 2, 0), (min(left, right), max(left, right),
-                                                                min(bottom, top), max(bottom, top))
+    return np.concatenate([rgb, alpha]).transpose(1, 2, 0), (
+        min(left, right),
+        max(left, right),
+        min(bottom, top),
+        max(bottom, top),
+    )
 
 
 def read_outlines(path: str | Path, tolerance: float = 0.0) -> list[np.ndarray]:
@@ -124,9 +138,15 @@ def read_outlines(path: str | Path, tolerance: float = 0.0) -> list[np.ndarray]:
     return [c for c in np.split(coords, np.flatnonzero(np.diff(index)) + 1) if len(c) > 1]
 
 
-def draw_quicklook(scene: str | Path | None, probability: str | Path, vector: str | Path | None = None, *,
-                   bands: Sequence[int] | int | None = None, title: str | None = None,
-                   max_side: int = MAX_SIDE):
+def draw_quicklook(
+    scene: str | Path | None,
+    probability: str | Path,
+    vector: str | Path | None = None,
+    *,
+    bands: Sequence[int] | int | None = None,
+    title: str | None = None,
+    max_side: int = MAX_SIDE,
+):
     """Draw the quick-look: scene | probability | polygon outlines on the scene, in map coordinates.
 
     Args:
@@ -179,9 +199,16 @@ def draw_quicklook(scene: str | Path | None, probability: str | Path, vector: st
     return fig
 
 
-def write_quicklook(scene: str | Path | None, probability: str | Path, vector: str | Path | None,
-                    output: str | Path, *, bands: Sequence[int] | int | None = None, title: str | None = None,
-                    max_side: int = MAX_SIDE) -> Path:
+def write_quicklook(
+    scene: str | Path | None,
+    probability: str | Path,
+    vector: str | Path | None,
+    output: str | Path,
+    *,
+    bands: Sequence[int] | int | None = None,
+    title: str | None = None,
+    max_side: int = MAX_SIDE,
+) -> Path:
     """Draw the quick-look (see :func:`draw_quicklook`) and save it as a PNG at ``output``."""
     fig = draw_quicklook(scene, probability, vector, bands=bands, title=title, max_side=max_side)
     fig.savefig(output)

@@ -122,10 +122,13 @@ def band_choice_warning(src, bands_given) -> str | None:
         return None
     used = ", ".join(band_label(src, b) for b in default_bands(src))
     named = [d for d in src.descriptions if d]
-    how = (f"choose others with {option('bands', '4,3,2')}"
-           + (f" (or by description: {', '.join(named[:8])})" if named else ""))
-    return (f"{Path(src.name).name} has {len(colour)} bands and no red/green/blue colour interpretation; "
-            f"using bands {used} as red, green, blue; {how}")
+    how = f"choose others with {option('bands', '4,3,2')}" + (
+        f" (or by description: {', '.join(named[:8])})" if named else ""
+    )
+    return (
+        f"{Path(src.name).name} has {len(colour)} bands and no red/green/blue colour interpretation; "
+        f"using bands {used} as red, green, blue; {how}"
+    )
 
 
 def resolve_band_names(src, bands: Sequence[int | str]) -> tuple[int, ...]:
@@ -155,8 +158,12 @@ def resolve_band_names(src, bands: Sequence[int | str]) -> tuple[int, ...]:
     return tuple(out)
 
 
-def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int | str] | int | str | None,
-                 n_bands: int = 3, default: Sequence[int] | None = None) -> tuple[int, ...]:
+def select_bands(
+    src: rasterio.io.DatasetReader,
+    bands: Sequence[int | str] | int | str | None,
+    n_bands: int = 3,
+    default: Sequence[int] | None = None,
+) -> tuple[int, ...]:
     """Validate a band selection (numbers or descriptions) and return 1-based band indexes.
 
     An RGB model (``n_bands`` 3) takes 1 or 3 bands and gets three indexes (grey x3 for one);
@@ -182,8 +189,12 @@ def select_bands(src: rasterio.io.DatasetReader, bands: Sequence[int | str] | in
     return (sel * 3) if len(sel) == 1 else sel
 
 
-def select_n_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | None, n_bands: int,
-                   default: Sequence[int] | None = None) -> tuple[int, ...]:
+def select_n_bands(
+    src: rasterio.io.DatasetReader,
+    bands: Sequence[int] | int | None,
+    n_bands: int,
+    default: Sequence[int] | None = None,
+) -> tuple[int, ...]:
     """The ``n_bands`` 1-based bands read for a multispectral model, in channel order.
 
     Without ``bands``: ``default`` (the bands the model was trained on) when given, else every
@@ -202,19 +213,22 @@ def select_n_bands(src: rasterio.io.DatasetReader, bands: Sequence[int] | int | 
             if max(sel) > src.count:
                 raise InputError(
                     f"{src.name} has {len(colour)} bands but the model takes {n_bands}{trained}; pass "
-                    f"{option('bands', ','.join(['B'] * n_bands))} naming {n_bands} bands of this scene")
+                    f"{option('bands', ','.join(['B'] * n_bands))} naming {n_bands} bands of this scene"
+                )
         elif len(colour) == n_bands:
             sel = colour
         else:
             raise InputError(
                 f"{src.name} has {len(colour)} bands but the model takes {n_bands}; pass "
-                f"{option('bands', ','.join(['B'] * n_bands))} naming {n_bands} bands of this scene")
+                f"{option('bands', ','.join(['B'] * n_bands))} naming {n_bands} bands of this scene"
+            )
     else:
         sel = (bands,) if isinstance(bands, int) else tuple(int(b) for b in bands)
         if len(sel) != n_bands:
             raise InputError(
                 f"bands {','.join(map(str, sel))} name {len(sel)} bands but the model takes {n_bands}{trained}; "
-                f"give {n_bands} band numbers of {src.name}")
+                f"give {n_bands} band numbers of {src.name}"
+            )
     for b in sel:
         if not 1 <= b <= src.count:
             raise InputError(f"band {b} is out of range for {src.name}, which has bands 1..{src.count}")
@@ -233,8 +247,9 @@ def rgb_channels_of(bands: Sequence[int], rgb_bands: Sequence[int]) -> tuple[int
         raise InputError(f"rgb_bands {','.join(map(str, rgb))} must name three different bands, e.g. 4,3,2")
     missing = [b for b in rgb if b not in bands]
     if missing:
-        raise InputError(f"rgb band {missing[0]} is not among the bands read ({listed}); "
-                         f"pick the R, G, B bands from {listed}")
+        raise InputError(
+            f"rgb band {missing[0]} is not among the bands read ({listed}); pick the R, G, B bands from {listed}"
+        )
     return tuple(list(bands).index(b) for b in rgb)  # type: ignore[return-value]
 
 
@@ -279,12 +294,17 @@ class ReadPlan:
             return window
         return Window(window.col_off + self.offset[1], window.row_off + self.offset[0], window.width, window.height)
 
-    def within(self, window: Window) -> "ReadPlan":
+    def within(self, window: Window) -> ReadPlan:
         """The plan of a sub-window of this grid (an area of interest): its size, transform and offset."""
         row0, col0 = int(window.row_off), int(window.col_off)
-        return replace(self, height=int(window.height), width=int(window.width),
-                       transform=self.transform @ Affine.translation(col0, row0),
-                       offset=(self.offset[0] + row0, self.offset[1] + col0), masked=True)
+        return replace(
+            self,
+            height=int(window.height),
+            width=int(window.width),
+            transform=self.transform @ Affine.translation(col0, row0),
+            offset=(self.offset[0] + row0, self.offset[1] + col0),
+            masked=True,
+        )
 
     def open(self):
         """Open a dataset for this plan: the file, or a resampled view of it.
@@ -294,8 +314,14 @@ class ReadPlan:
         src = open_raster(self.path)
         if not self.resample:
             return src
-        vrt = WarpedVRT(src, crs=src.crs, transform=self.transform, width=self.width,
-                        height=self.height, resampling=Resampling.bilinear)
+        vrt = WarpedVRT(
+            src,
+            crs=src.crs,
+            transform=self.transform,
+            width=self.width,
+            height=self.height,
+            resampling=Resampling.bilinear,
+        )
         vrt._sam2unext_parent = src  # keep the parent open as long as the view
         return vrt
 
@@ -327,8 +353,9 @@ def resampled_grid(src, resolution: float) -> tuple[Affine, int, int]:
     return new_t, height, width
 
 
-def compute_stretch(src, bands: Sequence[int], stretch=None,
-                    percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> Stretch | None:
+def compute_stretch(
+    src, bands: Sequence[int], stretch=None, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+) -> Stretch | None:
     """The scene-wide stretch of the selected bands to 0..255.
 
     Args:
@@ -349,8 +376,9 @@ def compute_stretch(src, bands: Sequence[int], stretch=None,
         if len(pairs) == 2 and all(np.isscalar(v) for v in pairs):
             pairs = [tuple(pairs)] * len(bands)
         if len(pairs) != len(bands) or any(len(p) != 2 or float(p[1]) <= float(p[0]) for p in pairs):
-            raise InputError(f"stretch {stretch!r} must be (min, max) with max > min, or one pair per band "
-                             f"({len(bands)} bands)")
+            raise InputError(
+                f"stretch {stretch!r} must be (min, max) with max > min, or one pair per band ({len(bands)} bands)"
+            )
         return tuple((float(a), float(b)) for a, b in pairs)
     if all(src.dtypes[b - 1] == "uint8" for b in bands):
         return None
@@ -416,7 +444,8 @@ def read_error(path, window: Window, exc: Exception) -> InputError:
     first = " ".join(str(detail).split()) or type(exc).__name__
     return InputError(
         f"cannot read {path} at window col {int(window.col_off)}, row {int(window.row_off)}, "
-        f"{int(window.width)}x{int(window.height)} px ({first[:200]}); the file may be truncated or corrupt")
+        f"{int(window.width)}x{int(window.height)} px ({first[:200]}); the file may be truncated or corrupt"
+    )
 
 
 def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
@@ -451,8 +480,10 @@ def check_readable(src, bands: Sequence[int]) -> None:
         bh, bw = src.block_shapes[b - 1]
         last_row = (src.height - 1) // bh * bh
         last_col = (src.width - 1) // bw * bw
-        for window in (Window(0, 0, min(bw, src.width), min(bh, src.height)),
-                       Window(last_col, last_row, src.width - last_col, src.height - last_row)):
+        for window in (
+            Window(0, 0, min(bw, src.width), min(bh, src.height)),
+            Window(last_col, last_row, src.width - last_col, src.height - last_row),
+        ):
             try:
                 src.read(b, window=window)
             except RasterioIOError as exc:
@@ -565,9 +596,17 @@ class TileReader:
             self._free.clear()
 
 
-def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float | None = None,
-              n_bands: int = 3, default_bands: Sequence[int] | None = None,
-              rgb_bands: Sequence[int] | None = None, warn: Callable[[str], None] | None = None) -> ReadPlan:
+def make_plan(
+    path: str | Path,
+    *,
+    bands=None,
+    stretch=None,
+    resolution: float | None = None,
+    n_bands: int = 3,
+    default_bands: Sequence[int] | None = None,
+    rgb_bands: Sequence[int] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> ReadPlan:
     """Open, validate and summarise a scene into a :class:`ReadPlan`.
 
     The first and last blocks of every band used are read, so a truncated or corrupt file is
@@ -604,8 +643,9 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
         stats_src = src
         vrt = None
         if resolution:
-            vrt = WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height,
-                            resampling=Resampling.bilinear)
+            vrt = WarpedVRT(
+                src, crs=src.crs, transform=transform, width=width, height=height, resampling=Resampling.bilinear
+            )
             stats_src = vrt
         try:
             st = compute_stretch(stats_src, sel, stretch)
@@ -616,11 +656,23 @@ def make_plan(path: str | Path, *, bands=None, stretch=None, resolution: float |
                 vrt.close()
         crs = src.crs.to_wkt() if src.crs else None
         finite_check = bool(float_bands(src, sel))
-        masked = bool(resolution) or finite_check or any(
-            src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
+        masked = (
+            bool(resolution) or finite_check or any(src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
+        )
         full = str(Path(path).resolve()) if Path(path).exists() else str(path)  # workers may run elsewhere
-        return ReadPlan(full, sel, st, height, width, transform, crs, bool(resolution), masked,
-                        rgb_channels=rgb_channels, finite_check=finite_check)
+        return ReadPlan(
+            full,
+            sel,
+            st,
+            height,
+            width,
+            transform,
+            crs,
+            bool(resolution),
+            masked,
+            rgb_channels=rgb_channels,
+            finite_check=finite_check,
+        )
 
 
 def band_statistics(plan: ReadPlan) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
@@ -635,8 +687,11 @@ def band_statistics(plan: ReadPlan) -> tuple[tuple[float, ...], tuple[float, ...
         ds = plan.open()
     try:
         scale = max(plan.height, plan.width) / STATS_SIDE
-        shape = ((max(1, int(plan.height / scale)), max(1, int(plan.width / scale))) if scale > 1
-                 else (plan.height, plan.width))
+        shape = (
+            (max(1, int(plan.height / scale)), max(1, int(plan.width / scale)))
+            if scale > 1
+            else (plan.height, plan.width)
+        )
         unique = sorted(set(plan.bands))
         data = ds.read(unique, out_shape=(len(unique), *shape), masked=True, resampling=Resampling.nearest)
     finally:

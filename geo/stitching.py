@@ -39,7 +39,7 @@ class SceneWeights:
 
     @staticmethod
     @functools.lru_cache(maxsize=4)
-    def cached(grid: TileGrid) -> "SceneWeights":
+    def cached(grid: TileGrid) -> SceneWeights:
         """The weights of ``grid``, computed once per process."""
         return SceneWeights(grid)
 
@@ -55,8 +55,15 @@ class ChunkStitcher:
         weights: the scene's :class:`SceneWeights` (shared between chunks).
     """
 
-    def __init__(self, grid: TileGrid, chunk: Chunk, tile_rows: list[int], tile_cols: list[int], emit: RowSink,
-                 weights: SceneWeights):
+    def __init__(
+        self,
+        grid: TileGrid,
+        chunk: Chunk,
+        tile_rows: list[int],
+        tile_cols: list[int],
+        emit: RowSink,
+        weights: SceneWeights,
+    ):
         self.grid = grid
         self.chunk = chunk
         self._rows = tile_rows
@@ -87,9 +94,12 @@ class ChunkStitcher:
         if prob is not None:
             for s0 in range(a0, a1, ADD_ROWS):
                 s1 = min(s0 + ADD_ROWS, a1)
-                weighted = np.multiply(self._w.w2d[s0 - r0:s1 - r0, b0 - c0:b1 - c0],
-                                       prob[s0 - r0:s1 - r0, b0 - c0:b1 - c0], out=self._tmp[:s1 - s0, :b1 - b0])
-                self._acc[s0 - self._base:s1 - self._base, b0 - ch.col_off:b1 - ch.col_off] += weighted
+                weighted = np.multiply(
+                    self._w.w2d[s0 - r0 : s1 - r0, b0 - c0 : b1 - c0],
+                    prob[s0 - r0 : s1 - r0, b0 - c0 : b1 - c0],
+                    out=self._tmp[: s1 - s0, : b1 - b0],
+                )
+                self._acc[s0 - self._base : s1 - self._base, b0 - ch.col_off : b1 - ch.col_off] += weighted
         self._next += 1
         if c == self._cols[-1]:
             self._finish_tile_row(r)
@@ -103,11 +113,11 @@ class ChunkStitcher:
         n = end - self._base
         if n <= 0:
             return
-        inv_col = self._w.inv_col[ch.col_off:ch.col_off + ch.width]
+        inv_col = self._w.inv_col[ch.col_off : ch.col_off + ch.width]
         for r0 in range(0, n, FLUSH_ROWS):  # in chunks: temporaries stay small
             r1 = min(r0 + FLUSH_ROWS, n)
             row0 = self._base + r0
-            self._emit(row0, weighted_mean(self._acc[r0:r1], self._w.inv_row[row0:self._base + r1], inv_col))
+            self._emit(row0, weighted_mean(self._acc[r0:r1], self._w.inv_row[row0 : self._base + r1], inv_col))
         self.rows_emitted += n
         keep = self._acc.shape[0] - n
         self._acc[:keep] = self._acc[n:]

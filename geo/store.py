@@ -51,8 +51,10 @@ def _is_disk_full(exc: BaseException) -> bool:
 def disk_full_error(folder: Path, exc: BaseException) -> OutputError | None:
     """An :class:`OutputError` naming ``folder`` when ``exc`` is a full disk, else None."""
     if _is_disk_full(exc):
-        return OutputError(f"no space left on the device of {folder}; free space there, then rerun with "
-                           f"{option('resume')} (finished chunks are kept)")
+        return OutputError(
+            f"no space left on the device of {folder}; free space there, then rerun with "
+            f"{option('resume')} (finished chunks are kept)"
+        )
     return None
 
 
@@ -79,8 +81,9 @@ class RunStore:
         return self.manifest_path.is_file()
 
     # -- creating and checking ------------------------------------------------------------
-    def create(self, manifest: dict, *, height: int, width: int, chunk_width: int, out_dtype: str,
-               masked: bool) -> None:
+    def create(
+        self, manifest: dict, *, height: int, width: int, chunk_width: int, out_dtype: str, masked: bool
+    ) -> None:
         """Create the folder, the Zarr arrays and the manifest (the manifest last)."""
         import zarr
         from zarr.codecs import ZstdCodec
@@ -92,19 +95,34 @@ class RunStore:
             fill = float("nan") if out_dtype == "float32" else 0
             config = {"write_empty_chunks": True}  # a rewritten chunk must replace what a dead task left
             chunks = (min(ZARR_ROWS, chunk_width, height), min(chunk_width, width))
-            group.create_array("prob", shape=(height, width), chunks=chunks, dtype=out_dtype, fill_value=fill,
-                               compressors=ZstdCodec(level=1), config=config)
+            group.create_array(
+                "prob",
+                shape=(height, width),
+                chunks=chunks,
+                dtype=out_dtype,
+                fill_value=fill,
+                compressors=ZstdCodec(level=1),
+                config=config,
+            )
             if masked and out_dtype == "uint8":
-                group.create_array("valid", shape=(height, width), chunks=chunks, dtype="uint8", fill_value=0,
-                                   compressors=ZstdCodec(level=1), config=config)
+                group.create_array(
+                    "valid",
+                    shape=(height, width),
+                    chunks=chunks,
+                    dtype="uint8",
+                    fill_value=0,
+                    compressors=ZstdCodec(level=1),
+                    config=config,
+                )
             self._write_json(self.manifest_path, {"format": FORMAT, **manifest})
         except OSError as exc:
             self.remove()
             full = disk_full_error(self.folder.parent, exc)
             if full is not None:
                 raise full from None
-            raise OutputError(f"cannot create the run store {self.folder}: {exc.strerror or exc}; "
-                              f"choose a writable output folder") from None
+            raise OutputError(
+                f"cannot create the run store {self.folder}: {exc.strerror or exc}; choose a writable output folder"
+            ) from None
 
     def read_manifest(self) -> dict:
         """The manifest as written.
@@ -115,8 +133,10 @@ class RunStore:
         try:
             return json.loads(self.manifest_path.read_text())
         except (OSError, ValueError) as exc:
-            raise OutputError(f"{self.folder} is not a readable run store ({exc}); delete it or pass "
-                              f"{option('overwrite')} to start over") from None
+            raise OutputError(
+                f"{self.folder} is not a readable run store ({exc}); delete it or pass "
+                f"{option('overwrite')} to start over"
+            ) from None
 
     def check_manifest(self, expected: dict) -> None:
         """Refuse to resume a store written for another input, weights, parameters or version.
@@ -126,12 +146,16 @@ class RunStore:
         """
         found = self.read_manifest()
         if found.get("format") != FORMAT:
-            raise OutputError(f"{self.folder} was written by another version ({found.get('format')}); "
-                              f"pass {option('overwrite')} to start over")
+            raise OutputError(
+                f"{self.folder} was written by another version ({found.get('format')}); "
+                f"pass {option('overwrite')} to start over"
+            )
         differs = describe_difference({k: v for k, v in found.items() if k != "format"}, expected)
         if differs:
-            raise OutputError(f"cannot resume {self.folder}: its {differs} differs from this run's; rerun with the "
-                              f"same input, weights and parameters, or pass {option('overwrite')} to start over")
+            raise OutputError(
+                f"cannot resume {self.folder}: its {differs} differs from this run's; rerun with the "
+                f"same input, weights and parameters, or pass {option('overwrite')} to start over"
+            )
 
     # -- chunks -----------------------------------------------------------------------------
     def finished(self) -> dict[int, dict]:
@@ -163,10 +187,10 @@ class RunStore:
         arrays = self._open()
         rows, cols = values.shape
         try:
-            arrays["prob"][row0:row0 + rows, col0:col0 + cols] = values
+            arrays["prob"][row0 : row0 + rows, col0 : col0 + cols] = values
             if "valid" in arrays:
                 mask = np.full(values.shape, 255, np.uint8) if valid is None else valid
-                arrays["valid"][row0:row0 + rows, col0:col0 + cols] = mask
+                arrays["valid"][row0 : row0 + rows, col0 : col0 + cols] = mask
         except OSError as exc:
             full = disk_full_error(self.folder, exc)
             if full is not None:
@@ -176,8 +200,8 @@ class RunStore:
     def read(self, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Values and 0/255 mask (None when the store keeps none) of a window."""
         arrays = self._open()
-        values = arrays["prob"][row0:row0 + rows, col0:col0 + cols]
-        valid = arrays["valid"][row0:row0 + rows, col0:col0 + cols] if "valid" in arrays else None
+        values = arrays["prob"][row0 : row0 + rows, col0 : col0 + cols]
+        valid = arrays["valid"][row0 : row0 + rows, col0 : col0 + cols] if "valid" in arrays else None
         return values, valid
 
     def mark_done(self, index: int, status: dict) -> None:

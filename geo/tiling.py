@@ -84,8 +84,7 @@ def overlap_pixels(tile_size: int, overlap: float | str) -> int:
     except ValueError:
         raise InputError(f"overlap {overlap!r} must be {hint}") from None
     if px < 0 or px >= tile_size:
-        raise InputError(f"overlap {overlap!r} is {px} px but must be below the tile size {tile_size} px; "
-                         f"use {hint}")
+        raise InputError(f"overlap {overlap!r} is {px} px but must be below the tile size {tile_size} px; use {hint}")
     return px
 
 
@@ -96,8 +95,10 @@ def check_scene_size(height: int, width: int, name: str, minimum: int = MIN_SCEN
         InputError: a side below ``minimum`` pixels.
     """
     if min(height, width) < minimum:
-        raise InputError(f"{name} is {width}x{height} pixels; scenes need at least {minimum} pixels on each side "
-                         f"(the model would see mostly padding)")
+        raise InputError(
+            f"{name} is {width}x{height} pixels; scenes need at least {minimum} pixels on each side "
+            f"(the model would see mostly padding)"
+        )
 
 
 def clamp_tile(tile_size: int, height: int, width: int, input_size: int | None = None) -> int:
@@ -108,8 +109,7 @@ def clamp_tile(tile_size: int, height: int, width: int, input_size: int | None =
     return max(1, min(int(tile_size), max(height, width, int(input_size or 0))))
 
 
-def estimate_memory(tile_size: int, batch_size: int, width: int, bytes_per_pixel: int = 3,
-                    prefetch: int = 2) -> int:
+def estimate_memory(tile_size: int, batch_size: int, width: int, bytes_per_pixel: int = 3, prefetch: int = 2) -> int:
     """Rough peak memory in bytes of running tiles of ``tile_size`` in batches of ``batch_size``.
 
     With T the tile side, B the batch and W the scene width: ``40·T²`` for the blending weights
@@ -172,8 +172,9 @@ def make_grid(height: int, width: int, tile_size: int, overlap: float | str = 0.
         raise InputError(f"tile_size {tile_size} must be a positive number of pixels")
     ov = overlap_pixels(tile_size, overlap)
     stride = tile_size - ov
-    return TileGrid(height, width, tile_size, ov, axis_offsets(height, tile_size, stride),
-                    axis_offsets(width, tile_size, stride))
+    return TileGrid(
+        height, width, tile_size, ov, axis_offsets(height, tile_size, stride), axis_offsets(width, tile_size, stride)
+    )
 
 
 def clip_window(window: Window, height: int, width: int) -> Window:

@@ -63,7 +63,9 @@ def format_from(path: str | Path | None, vector_format: str | None) -> str:
     else:
         fmt = "gpkg"
     if fmt not in VECTOR_FORMATS:
-        raise OutputError(f"vector format {vector_format or Path(path).suffix!r} must be one of {', '.join(VECTOR_FORMATS)}")
+        raise OutputError(
+            f"vector format {vector_format or Path(path).suffix!r} must be one of {', '.join(VECTOR_FORMATS)}"
+        )
     return fmt
 
 
@@ -81,8 +83,18 @@ def probability_scale(dtype: str) -> float:
 def write_binary(src, path: Path, threshold: float) -> None:
     """Threshold ``src`` band 1 block by block into a uint8 0/1 GeoTIFF at ``path``."""
     scale = probability_scale(src.dtypes[0])
-    profile = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="uint8",
-                   transform=Affine.identity(), tiled=True, blockxsize=512, blockysize=512, compress="DEFLATE")
+    profile = dict(
+        driver="GTiff",
+        width=src.width,
+        height=src.height,
+        count=1,
+        dtype="uint8",
+        transform=Affine.identity(),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="DEFLATE",
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         with rasterio.open(path, "w", **profile) as dst:
@@ -114,8 +126,13 @@ def polygon_stats(src, geoms_px, scale: float, strip: int = 512) -> tuple[np.nda
         idx = tree.query(shapely.box(0, row0, src.width, row0 + h))
         if idx.size == 0:
             continue
-        ids = rasterize(((geoms_px[i], int(i) + 1) for i in idx), out_shape=(h, src.width),
-                        transform=Affine.translation(0, row0), fill=0, dtype="int32").ravel()
+        ids = rasterize(
+            ((geoms_px[i], int(i) + 1) for i in idx),
+            out_shape=(h, src.width),
+            transform=Affine.translation(0, row0),
+            fill=0,
+            dtype="int32",
+        ).ravel()
         hit = ids > 0
         if not hit.any():
             continue
@@ -140,8 +157,9 @@ def vector_transform(src) -> Affine:
     return src.transform
 
 
-def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: bool = False,
-                  simplify: float = 0.0, clip=None):
+def polygons_from(
+    src, binary_path: Path, *, min_area: float = 0.0, fill_holes: bool = False, simplify: float = 0.0, clip=None
+):
     """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame.
 
     ``clip``: a geometry in the raster's CRS that the polygons are cut to (parts become polygons).
@@ -173,8 +191,11 @@ def polygons_from(src, binary_path: Path, *, min_area: float = 0.0, fill_holes: 
     keep = ~shapely.is_empty(geoms) & (shapely.area(geoms) >= min_area) if geoms.size else np.zeros(0, bool)
     geoms, mean_p, max_p = geoms[keep], mean_p[keep], max_p[keep]
     data = {"area": shapely.area(geoms), "perimeter": shapely.length(geoms), "mean_prob": mean_p, "max_prob": max_p}
-    return gpd.GeoDataFrame({k: np.asarray(v, dtype=np.float64) for k, v in data.items()},
-                            geometry=gpd.GeoSeries(geoms, crs=src.crs), crs=src.crs)
+    return gpd.GeoDataFrame(
+        {k: np.asarray(v, dtype=np.float64) for k, v in data.items()},
+        geometry=gpd.GeoSeries(geoms, crs=src.crs),
+        crs=src.crs,
+    )
 
 
 def write_vector(gdf, path: Path, vector_format: str) -> None:
@@ -211,17 +232,26 @@ def write_error(path: Path, exc: Exception) -> Exception:
     folder = path.parent if str(path.parent) else Path(".")
     text = " ".join(str(exc).split())
     if getattr(exc, "errno", None) == errno.ENOSPC or "No space left" in text:
-        return OutputError(f"no space left in {folder} while writing {path.name}; free some space or write "
-                           f"elsewhere")
+        return OutputError(f"no space left in {folder} while writing {path.name}; free some space or write elsewhere")
     if isinstance(exc, OSError) or type(exc).__module__.startswith("pyogrio"):
         return OutputError(f"cannot write {path} in {folder}: {text[:200]}")
     return exc
 
 
-def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *, threshold: float = 0.5,
-                     min_area: float = 0.0, fill_holes: bool = False, simplify: float = 0.0,
-                     vector_format: str | None = None, overwrite: bool = False, progress="none",
-                     as_geodataframe: bool = False, clip=None) -> VectorResult:
+def vectorize_raster(
+    prob_path: str | Path,
+    output: str | Path | None = None,
+    *,
+    threshold: float = 0.5,
+    min_area: float = 0.0,
+    fill_holes: bool = False,
+    simplify: float = 0.0,
+    vector_format: str | None = None,
+    overwrite: bool = False,
+    progress="none",
+    as_geodataframe: bool = False,
+    clip=None,
+) -> VectorResult:
     """Turn a probability raster into polygons.
 
     Args:
@@ -265,5 +295,4 @@ def vectorize_raster(prob_path: str | Path, output: str | Path | None = None, *,
         reporter.update("vectorize", 1, 1)
     finally:
         remove_quietly(binary)
-    return VectorResult(out, len(gdf), float(gdf["area"].sum()) if len(gdf) else 0.0,
-                        gdf if as_geodataframe else None)
+    return VectorResult(out, len(gdf), float(gdf["area"].sum()) if len(gdf) else 0.0, gdf if as_geodataframe else None)

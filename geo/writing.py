@@ -109,8 +109,19 @@ class ProbabilityWriter:
     Use as a context manager; call :meth:`commit` at the end of the ``with`` block.
     """
 
-    def __init__(self, path: Path, *, height: int, width: int, transform: Affine, crs, out_dtype: str = "uint8",
-                 overwrite: bool = False, masked: bool = True, tags: dict[str, str] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        height: int,
+        width: int,
+        transform: Affine,
+        crs,
+        out_dtype: str = "uint8",
+        overwrite: bool = False,
+        masked: bool = True,
+        tags: dict[str, str] | None = None,
+    ):
         if out_dtype not in OUT_DTYPES:
             raise OutputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
         self.path = Path(path)
@@ -121,8 +132,16 @@ class ProbabilityWriter:
         self._strips = temp_name(self.path, "strips")
         self._cog = temp_name(self.path, "cog")
         self.tags = dict(tags or {})
-        profile = dict(driver="GTiff", width=width, height=height, count=1, dtype=out_dtype,
-                       tiled=True, blockxsize=BLOCK, blockysize=BLOCK)
+        profile = dict(
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=1,
+            dtype=out_dtype,
+            tiled=True,
+            blockxsize=BLOCK,
+            blockysize=BLOCK,
+        )
         if crs is not None:
             profile["crs"] = crs
         if transform is not None and not Affine(*transform[:6]).is_identity:
@@ -132,7 +151,7 @@ class ProbabilityWriter:
         self._profile = profile
         self._ds = None
 
-    def __enter__(self) -> "ProbabilityWriter":
+    def __enter__(self) -> ProbabilityWriter:
         try:
             with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -165,9 +184,17 @@ class ProbabilityWriter:
         """
         self._ds.close()
         self._ds = None
-        opts = dict(driver="COG", compress=COMPRESS, level=COMPRESS_LEVEL, blocksize=BLOCK, overviews="FORCE_USE_EXISTING",
-                    resampling="average", bigtiff="IF_SAFER",
-                    predictor=3 if self.out_dtype == "float32" else 2, num_threads="ALL_CPUS")
+        opts = dict(
+            driver="COG",
+            compress=COMPRESS,
+            level=COMPRESS_LEVEL,
+            blocksize=BLOCK,
+            overviews="FORCE_USE_EXISTING",
+            resampling="average",
+            bigtiff="IF_SAFER",
+            predictor=3 if self.out_dtype == "float32" else 2,
+            num_threads="ALL_CPUS",
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             # Overviews built once on the uncompressed temporary file (several times cheaper than
@@ -177,8 +204,9 @@ class ProbabilityWriter:
                 with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(self._strips, "r+") as ds:
                     ds.build_overviews(factors, Resampling.average)
             if self.path.exists() and not self.overwrite:
-                raise OutputError(f"output {self.path} appeared while running; pass {option('overwrite')} to "
-                                  f"replace it")
+                raise OutputError(
+                    f"output {self.path} appeared while running; pass {option('overwrite')} to replace it"
+                )
             write_atomically(self.path, lambda tmp: rasterio.shutil.copy(self._strips, tmp, **opts), tmp=self._cog)
         remove_quietly(self._strips)
         return self.path
@@ -192,8 +220,9 @@ class ProbabilityWriter:
         remove_quietly(self._strips, self._cog)
 
 
-def write_from_store(store, writer: ProbabilityWriter, chunk_width: int,
-                     on_rows: Callable[[int], None] | None = None) -> None:
+def write_from_store(
+    store, writer: ProbabilityWriter, chunk_width: int, on_rows: Callable[[int], None] | None = None
+) -> None:
     """Copy every finished chunk of ``store`` into ``writer``, block row by block row."""
     for row0 in range(0, writer.height, BLOCK):
         rows = min(BLOCK, writer.height - row0)

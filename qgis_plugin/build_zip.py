@@ -67,8 +67,11 @@ def build_wheel(folder: Path, project: Path = ROOT) -> Path:
     Raises:
         SystemExit: pip failed (its last line is shown).
     """
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(folder),
-                           str(project)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(folder), str(project)],
+        capture_output=True,
+        text=True,
+    )
     wheels = sorted(folder.glob("sam2unext_geo-*.whl"))
     if proc.returncode != 0 or not wheels:
         tail = (proc.stderr.strip().splitlines() or ["no wheel written"])[-1]
@@ -86,15 +89,22 @@ def check_wheel(wheel: Path, version: str) -> None:
     if len(parts) < 3 or parts[0] != "sam2unext_geo" or not wheel.name.endswith(".whl"):
         raise SystemExit(f"{wheel} is not a sam2unext-geo wheel.")
     if parts[1] != version:
-        raise SystemExit(f"{wheel.name} is version {parts[1]} but the plugin is {version}; build the wheel "
-                         "from this checkout (omit --wheel) or bump metadata.txt and pyproject.toml together.")
+        raise SystemExit(
+            f"{wheel.name} is version {parts[1]} but the plugin is {version}; build the wheel "
+            "from this checkout (omit --wheel) or bump metadata.txt and pyproject.toml together."
+        )
 
 
 def plugin_files(source: Path = SOURCE) -> list[Path]:
     """The files that go into the zip, sorted (no caches or editor leftovers)."""
-    return sorted(p for p in source.rglob("*")
-                  if p.is_file() and not SKIP_DIRS.intersection(p.relative_to(source).parts)
-                  and p.suffix not in SKIP_SUFFIXES and not p.name.startswith("."))
+    return sorted(
+        p
+        for p in source.rglob("*")
+        if p.is_file()
+        and not SKIP_DIRS.intersection(p.relative_to(source).parts)
+        and p.suffix not in SKIP_SUFFIXES
+        and not p.name.startswith(".")
+    )
 
 
 def build_zip(output: Path = DEFAULT_OUTPUT, source: Path = SOURCE, wheel: Path | None = None) -> Path:
@@ -102,14 +112,19 @@ def build_zip(output: Path = DEFAULT_OUTPUT, source: Path = SOURCE, wheel: Path 
     meta = check_plugin(source)
     version = project_version()
     if meta["version"] != version:
-        raise SystemExit(f"metadata.txt version {meta['version']} differs from pyproject.toml {version}; "
-                         "keep them equal so the plugin installs its own core.")
+        raise SystemExit(
+            f"metadata.txt version {meta['version']} differs from pyproject.toml {version}; "
+            "keep them equal so the plugin installs its own core."
+        )
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sam2unext_wheel_") as tmp:
         wheel = Path(wheel) if wheel else build_wheel(Path(tmp))
         check_wheel(wheel, version)
-        files = [(f"{PLUGIN}/{p.relative_to(source).as_posix()}", p) for p in plugin_files(source)
-                 if "wheels" not in p.relative_to(source).parts]
+        files = [
+            (f"{PLUGIN}/{p.relative_to(source).as_posix()}", p)
+            for p in plugin_files(source)
+            if "wheels" not in p.relative_to(source).parts
+        ]
         files.append((f"{PLUGIN}/wheels/{wheel.name}", wheel))
         with zipfile.ZipFile(output, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, path in files:
@@ -123,8 +138,12 @@ def build_zip(output: Path = DEFAULT_OUTPUT, source: Path = SOURCE, wheel: Path 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--output", type=Path, default=DEFAULT_OUTPUT)
-    parser.add_argument("--wheel", type=Path, default=None,
-                        help="a sam2unext-geo wheel built before (default: pip wheel --no-deps of this checkout)")
+    parser.add_argument(
+        "--wheel",
+        type=Path,
+        default=None,
+        help="a sam2unext-geo wheel built before (default: pip wheel --no-deps of this checkout)",
+    )
     args = parser.parse_args(argv)
     out = build_zip(args.output, wheel=args.wheel)
     meta = check_plugin()
@@ -133,8 +152,11 @@ def main(argv=None) -> int:
     print(f"{out} ({out.stat().st_size // 1024} KiB): {meta['name']} {meta['version']} with {wheel}")
     missing = [k for k in PUBLISHING_METADATA if not meta.get(k)]
     if missing:
-        print(f"note: metadata.txt has no {', '.join(missing)}: fine for Install from ZIP, required before "
-              "uploading to plugins.qgis.org", file=sys.stderr)
+        print(
+            f"note: metadata.txt has no {', '.join(missing)}: fine for Install from ZIP, required before "
+            "uploading to plugins.qgis.org",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -38,8 +38,16 @@ _LAZY = {
 }
 
 __all__ = [
-    "PRESETS", "Preset", "get_preset", "list_presets",
-    "UserError", "PresetError", "CheckpointError", "InputError", "OutputError", "DatasetError",
+    "PRESETS",
+    "Preset",
+    "get_preset",
+    "list_presets",
+    "UserError",
+    "PresetError",
+    "CheckpointError",
+    "InputError",
+    "OutputError",
+    "DatasetError",
     *_LAZY,
 ]
 

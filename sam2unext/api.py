@@ -55,10 +55,16 @@ def fitting_presets(state, part: str = "model") -> list[str]:
     return [name for name in PRESETS if fits(_preset_shapes(name, part), state)]
 
 
-def build_model(preset: str | Preset, *, hiera: str | Path | None = None,
-                dinov2: str | Path | None = None, in_chans: int = 3,
-                rgb_channels: tuple[int, int, int] = (0, 1, 2), band_fill: str = "repeat",
-                **overrides: Any) -> SegmentationModel:
+def build_model(
+    preset: str | Preset,
+    *,
+    hiera: str | Path | None = None,
+    dinov2: str | Path | None = None,
+    in_chans: int = 3,
+    rgb_channels: tuple[int, int, int] = (0, 1, 2),
+    band_fill: str = "repeat",
+    **overrides: Any,
+) -> SegmentationModel:
     """Build a model for ``preset`` (random adapters/glue/decoder; encoders from files).
 
     Args:
@@ -146,11 +152,15 @@ def _metadata_preset(path: Path, metadata: dict[str, str]) -> Preset:
         first = " ".join(str(exc).split())[:120]
         raise CheckpointError(f"{path}: its preset_config metadata is broken ({first}); {redo}") from None
     if name is not None and name != config.name:
-        raise CheckpointError(f"{path}: its metadata names preset {name!r} but its preset_config is for "
-                              f"{config.name!r}; the file is inconsistent, {redo}")
+        raise CheckpointError(
+            f"{path}: its metadata names preset {name!r} but its preset_config is for "
+            f"{config.name!r}; the file is inconsistent, {redo}"
+        )
     if config.name not in PRESETS:
-        raise CheckpointError(f"{path} was saved for preset {config.name!r}, which this version does not know "
-                              f"(known: {', '.join(PRESETS)}); update sam2unext-geo or {redo}")
+        raise CheckpointError(
+            f"{path} was saved for preset {config.name!r}, which this version does not know "
+            f"(known: {', '.join(PRESETS)}); update sam2unext-geo or {redo}"
+        )
     return config
 
 
@@ -160,13 +170,12 @@ def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
         if preset is None:
             raise CheckpointError(
                 f"{path} has no sam2unext-geo metadata; pass {option('preset', 'NAME')} to read it as a public "
-                f"SAM2-UNeXT/SAM2-UNet state_dict" + _fit_hint(upstream_to_ours(state)))
+                f"SAM2-UNeXT/SAM2-UNet state_dict" + _fit_hint(upstream_to_ours(state))
+            )
         return _load_upstream_state(state, path, preset)
     config = _metadata_preset(path, metadata)
     if preset is not None and get_preset(preset).name != config.name:
-        raise PresetError(
-            f"{path} was saved for preset {config.name!r}, not {preset!r}; drop the preset "
-            f"argument")
+        raise PresetError(f"{path} was saved for preset {config.name!r}, not {preset!r}; drop the preset argument")
     model = model_class(config)(config)
     load_strict(model, state, preset=config.name, source=path, what="sam2unext-geo checkpoint")
     model.task = metadata.get("task") or None
@@ -176,8 +185,10 @@ def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
         raise CheckpointError(f"{path}: its extra metadata is not valid JSON; re-save the model") from None
     model.bands = BandConfig.from_json(metadata.get("bands"), config.in_chans)
     if model.bands.in_chans != config.in_chans:
-        raise CheckpointError(f"{path}: band metadata says {model.bands.in_chans} bands but the weights take "
-                              f"{config.in_chans}; the file is inconsistent, re-save it")
+        raise CheckpointError(
+            f"{path}: band metadata says {model.bands.in_chans} bands but the weights take "
+            f"{config.in_chans}; the file is inconsistent, re-save it"
+        )
     return model
 
 
@@ -192,30 +203,47 @@ def _fit_hint(state) -> str:
 
 def _load_upstream_state(state: dict, path: Path, preset: str) -> SegmentationModel:
     config = get_preset(preset)
-    family = "sam2unext" if any(k.startswith("sam.") for k in state) else (
-        "sam2unet" if any(k.startswith("encoder.") for k in state) else None)
-    if family is None and any(k.startswith("image_encoder.") or k.startswith("model")
-                              for k in state):
+    family = (
+        "sam2unext"
+        if any(k.startswith("sam.") for k in state)
+        else ("sam2unet" if any(k.startswith("encoder.") for k in state) else None)
+    )
+    if family is None and any(k.startswith("image_encoder.") or k.startswith("model") for k in state):
         raise CheckpointError(
             f"{path} is a SAM2 foundation checkpoint, not a trained segmentation model; pass it "
-            f"as the Hiera checkpoint (hiera=...) instead")
+            f"as the Hiera checkpoint (hiera=...) instead"
+        )
     if family is not None and family != config.family:
         raise PresetError(
-            f"{path} is a {family} checkpoint but preset {config.name!r} is {config.family}; "
-            f"pick a {family}-* preset")
+            f"{path} is a {family} checkpoint but preset {config.name!r} is {config.family}; pick a {family}-* preset"
+        )
     model = model_class(config)(config)
     ours = upstream_to_ours(state)
-    load_strict(model, ours, preset=config.name, source=path, what=f"public {config.family} checkpoint",
-                key_in_file=upstream_key_in_file, fitting=lambda: fitting_presets(ours))
+    load_strict(
+        model,
+        ours,
+        preset=config.name,
+        source=path,
+        what=f"public {config.family} checkpoint",
+        key_in_file=upstream_key_in_file,
+        fitting=lambda: fitting_presets(ours),
+    )
     return model
 
 
-def load_model(checkpoint: str | Path | None = None, preset: str | None = None, *,
-               hiera: str | Path | None = None, dinov2: str | Path | None = None,
-               device: str | torch.device = "auto",
-               dtype: str | torch.dtype = "auto", compile: bool = False, in_chans: int | None = None,
-               rgb_channels: tuple[int, int, int] = (0, 1, 2),
-               band_fill: str = "repeat") -> SegmentationModel:
+def load_model(
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    *,
+    hiera: str | Path | None = None,
+    dinov2: str | Path | None = None,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype = "auto",
+    compile: bool = False,
+    in_chans: int | None = None,
+    rgb_channels: tuple[int, int, int] = (0, 1, 2),
+    band_fill: str = "repeat",
+) -> SegmentationModel:
     """A ready-to-predict model (eval mode, on ``device``).
 
     Args:
@@ -250,18 +278,20 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
     if checkpoint is None:
         if preset is None:
             raise PresetError("give a checkpoint file or a preset name")
-        model = build_model(preset, hiera=hiera, dinov2=dinov2, in_chans=in_chans or 3,
-                            rgb_channels=rgb_channels, band_fill=band_fill)
+        model = build_model(
+            preset, hiera=hiera, dinov2=dinov2, in_chans=in_chans or 3, rgb_channels=rgb_channels, band_fill=band_fill
+        )
     else:
         if hiera is not None or dinov2 is not None:
             raise CheckpointError(
                 "hiera/dinov2 files are only used when building from a preset; a whole-model "
-                "checkpoint already holds the encoders")
+                "checkpoint already holds the encoders"
+            )
         if str(checkpoint) == "demo":
             if not DEMO_WEIGHTS.is_file():
                 raise CheckpointError(
-                    f"demo weights not found at {DEMO_WEIGHTS}; reinstall the package or pass "
-                    f"a checkpoint file")
+                    f"demo weights not found at {DEMO_WEIGHTS}; reinstall the package or pass a checkpoint file"
+                )
             path = DEMO_WEIGHTS
         else:
             path = require_file(checkpoint)
@@ -272,13 +302,15 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
             if preset is None:
                 raise PresetError(
                     f"{path} is a plain state_dict of tensors; pass the preset it was trained with "
-                    f"(e.g. sam2unext-large){_fit_hint(upstream_to_ours(state))}")
+                    f"(e.g. sam2unext-large){_fit_hint(upstream_to_ours(state))}"
+                )
             model = _load_upstream_state(state, path, preset)
         if in_chans is not None and in_chans != model.in_chans:
             if model.in_chans != 3:
                 raise CheckpointError(
                     f"{path} takes {model.in_chans} bands, not {in_chans}; give {model.in_chans} bands "
-                    f"or fine-tune a model for {in_chans}")
+                    f"or fine-tune a model for {in_chans}"
+                )
             adapt_model_bands(model, int(in_chans), rgb_channels, fill=band_fill)
     model.inference_dtype = compute
     model = model.to(target).eval()
@@ -287,8 +319,9 @@ def load_model(checkpoint: str | Path | None = None, preset: str | None = None, 
     return model
 
 
-def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | None = None,
-                    extra: dict | None = None) -> Path:
+def save_checkpoint(
+    model: SegmentationModel, path: str | Path, *, task: str | None = None, extra: dict | None = None
+) -> Path:
     """Save ``model`` as safetensors with the metadata :func:`load_model` needs.
 
     Written under a temporary name and renamed, so ``path`` is never left half-written.
@@ -308,12 +341,14 @@ def save_checkpoint(model: SegmentationModel, path: str | Path, *, task: str | N
     path = Path(path)
     try:
         bands = getattr(model, "bands", None)
-        metadata = make_metadata(model.config.to_dict(), task, extra,
-                                 bands.to_json() if bands is not None else None)
+        metadata = make_metadata(model.config.to_dict(), task, extra, bands.to_json() if bands is not None else None)
     except TypeError as exc:
         raise CheckpointError(f"extra metadata for {path} is not JSON-serialisable: {exc}") from None
-    write_atomically(path, lambda tmp: save_state_with_metadata(model.state_dict(), tmp, metadata),
-                     tmp=path.with_name(path.stem + ".tmp" + path.suffix))
+    write_atomically(
+        path,
+        lambda tmp: save_state_with_metadata(model.state_dict(), tmp, metadata),
+        tmp=path.with_name(path.stem + ".tmp" + path.suffix),
+    )
     return path
 
 
@@ -333,8 +368,9 @@ def read_checkpoint_metadata(path: str | Path) -> dict[str, Any]:
         "preset_config": json.loads(metadata.get("preset_config") or "{}"),
         "task": metadata.get("task") or None,
         "extra": json.loads(metadata.get("extra") or "{}"),
-        "bands": BandConfig.from_json(metadata.get("bands"),
-                                      int(json.loads(metadata.get("preset_config") or "{}").get("in_chans", 3))),
+        "bands": BandConfig.from_json(
+            metadata.get("bands"), int(json.loads(metadata.get("preset_config") or "{}").get("in_chans", 3))
+        ),
     }
 
 

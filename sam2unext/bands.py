@@ -66,8 +66,9 @@ class BandConfig:
         if len(rgb) != 3 or len(set(rgb)) != 3 or not all(0 <= c < self.in_chans for c in rgb):
             raise InputError(f"rgb channels {rgb} must be three different channels among 0..{self.in_chans - 1}")
         if len(self.mean) != self.in_chans or len(self.std) != self.in_chans:
-            raise InputError(f"band normalization needs {self.in_chans} means and stds, got "
-                             f"{len(self.mean)} and {len(self.std)}")
+            raise InputError(
+                f"band normalization needs {self.in_chans} means and stds, got {len(self.mean)} and {len(self.std)}"
+            )
         if self.source_bands is not None and len(self.source_bands) != self.in_chans:
             raise InputError(f"{len(self.source_bands)} source bands for {self.in_chans} channels")
 
@@ -120,8 +121,9 @@ class BandConfig:
             raise CheckpointError(f"malformed band metadata {text[:120]!r}: {exc}") from None
 
 
-def adapt_input_weight(weight: torch.Tensor, in_chans: int, rgb_channels: Sequence[int] = (0, 1, 2),
-                       fill: str = "repeat") -> torch.Tensor:
+def adapt_input_weight(
+    weight: torch.Tensor, in_chans: int, rgb_channels: Sequence[int] = (0, 1, 2), fill: str = "repeat"
+) -> torch.Tensor:
     """An RGB first-conv weight ``[O, 3, k, k]`` widened to ``[O, in_chans, k, k]``.
 
     ``"repeat"``: timm's :func:`~timm.models.adapt_input_conv` (kernels repeated R, G, B, R, …
@@ -187,8 +189,14 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
     }
 
 
-def adapt_model_bands(model: nn.Module, in_chans: int, rgb_channels: Sequence[int] = (0, 1, 2), *,
-                      fill: str = "repeat", bands: BandConfig | None = None) -> nn.Module:
+def adapt_model_bands(
+    model: nn.Module,
+    in_chans: int,
+    rgb_channels: Sequence[int] = (0, 1, 2),
+    *,
+    fill: str = "repeat",
+    bands: BandConfig | None = None,
+) -> nn.Module:
     """Widen an RGB model (in place) to ``in_chans`` input channels from its RGB weights.
 
     Both encoders' first convolutions are replaced (:func:`adapt_input_weight`, biases kept)
@@ -201,15 +209,17 @@ def adapt_model_bands(model: nn.Module, in_chans: int, rgb_channels: Sequence[in
     """
     if model.config.in_chans != 3:
         raise CheckpointError(
-            f"the model already takes {model.config.in_chans} bands; only an RGB (3-band) model is adapted")
+            f"the model already takes {model.config.in_chans} bands; only an RGB (3-band) model is adapted"
+        )
     if fill not in FILL_MODES:
         raise InputError(f"band fill {fill!r} must be one of {', '.join(FILL_MODES)}")
     config = bands or BandConfig.for_channels(in_chans, rgb_channels)
     if config.in_chans != in_chans:
         raise InputError(f"band config for {config.in_chans} channels given for {in_chans}")
     for name, conv in input_convs(model).items():
-        new = nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                        bias=conv.bias is not None)
+        new = nn.Conv2d(
+            in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+        )
         with torch.no_grad():
             new.weight.copy_(adapt_input_weight(conv.weight, in_chans, config.rgb_channels, fill))
             if conv.bias is not None:

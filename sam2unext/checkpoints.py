@@ -167,9 +167,16 @@ def upstream_key_in_file(key: str) -> str:
     return next(iter(ours_to_upstream({key: None})))
 
 
-def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], *, preset: str,
-                     source: str | Path, what: str, key_in_file: Callable[[str], str] | None = None,
-                     fitting: Callable[[], list[str]] | None = None) -> None:
+def check_state_dict(
+    expected: Mapping[str, Any],
+    state: Mapping[str, Any],
+    *,
+    preset: str,
+    source: str | Path,
+    what: str,
+    key_in_file: Callable[[str], str] | None = None,
+    fitting: Callable[[], list[str]] | None = None,
+) -> None:
     """Require ``state`` to have exactly the keys and shapes of ``expected``.
 
     Args:
@@ -199,11 +206,13 @@ def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], *, p
     if missing:
         raise CheckpointError(
             f"{source}: missing key {named(missing[0])!r} ({len(missing)} missing) for preset {preset!r}; "
-            + advice(f"is it a {what} for this preset?"))
+            + advice(f"is it a {what} for this preset?")
+        )
     if unexpected:
         raise CheckpointError(
             f"{source}: unexpected key {named(unexpected[0])!r} ({len(unexpected)} unexpected) for "
-            f"preset {preset!r}; " + advice(f"is it a {what} for this preset?"))
+            f"preset {preset!r}; " + advice(f"is it a {what} for this preset?")
+        )
     for key, target in expected.items():
         value = state[key]
         if not hasattr(value, "shape"):
@@ -211,30 +220,41 @@ def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], *, p
         if tuple(value.shape) != tuple(target.shape):
             raise CheckpointError(
                 f"{source}: key {named(key)!r} has shape {tuple(value.shape)} but preset {preset!r} "
-                f"needs {tuple(target.shape)}; " + advice(f"pick the preset this {what} was made for"))
+                f"needs {tuple(target.shape)}; " + advice(f"pick the preset this {what} was made for")
+            )
 
 
 def fits(expected: Mapping[str, tuple[int, ...]], state: Mapping[str, Any]) -> bool:
     """True when ``state`` has exactly the keys of ``expected`` with those shapes."""
     return state.keys() == expected.keys() and all(
-        tuple(getattr(state[k], "shape", ())) == tuple(v) for k, v in expected.items())
+        tuple(getattr(state[k], "shape", ())) == tuple(v) for k, v in expected.items()
+    )
 
 
-def load_strict(module: nn.Module, state: Mapping[str, Any], *, preset: str, source: str | Path,
-                what: str, key_in_file: Callable[[str], str] | None = None,
-                fitting: Callable[[], list[str]] | None = None) -> None:
+def load_strict(
+    module: nn.Module,
+    state: Mapping[str, Any],
+    *,
+    preset: str,
+    source: str | Path,
+    what: str,
+    key_in_file: Callable[[str], str] | None = None,
+    fitting: Callable[[], list[str]] | None = None,
+) -> None:
     """Load ``state`` into ``module`` after :func:`check_state_dict` (same keys and shapes).
 
     Raises:
         CheckpointError: see :func:`check_state_dict`.
     """
-    check_state_dict(module.state_dict(), state, preset=preset, source=source, what=what,
-                     key_in_file=key_in_file, fitting=fitting)
+    check_state_dict(
+        module.state_dict(), state, preset=preset, source=source, what=what, key_in_file=key_in_file, fitting=fitting
+    )
     module.load_state_dict(state, strict=True)
 
 
-def load_sam2_hiera(trunk: nn.Module, path: str | Path, preset: str,
-                    fitting: Callable[[Mapping[str, Any]], list[str]] | None = None) -> None:
+def load_sam2_hiera(
+    trunk: nn.Module, path: str | Path, preset: str, fitting: Callable[[Mapping[str, Any]], list[str]] | None = None
+) -> None:
     """Load Meta's ``sam2_hiera_*.pt`` (SAM2 or SAM2.1) into a plain timm Hiera trunk.
 
     ``fitting(state)`` names the presets whose trunk the converted state fits (for the message).
@@ -247,9 +267,17 @@ def load_sam2_hiera(trunk: nn.Module, path: str | Path, preset: str,
     if not state:
         raise CheckpointError(
             f"{path}: no '{SAM2_TRUNK_PREFIX}*' keys; pass Meta's sam2_hiera_*.pt as the Hiera "
-            f"checkpoint for preset {preset!r}")
-    load_strict(trunk, state, preset=preset, source=path, what="SAM2 Hiera checkpoint",
-                key_in_file=sam2_key_in_file, fitting=(lambda: fitting(state)) if fitting else None)
+            f"checkpoint for preset {preset!r}"
+        )
+    load_strict(
+        trunk,
+        state,
+        preset=preset,
+        source=path,
+        what="SAM2 Hiera checkpoint",
+        key_in_file=sam2_key_in_file,
+        fitting=(lambda: fitting(state)) if fitting else None,
+    )
 
 
 def load_dinov2(dino: nn.Module, path: str | Path, preset: str) -> None:
@@ -276,8 +304,7 @@ def load_dinov2(dino: nn.Module, path: str | Path, preset: str) -> None:
     load_strict(vit, state, preset=preset, source=path, what="DINOv2 checkpoint")
 
 
-def save_state_with_metadata(state: Mapping[str, torch.Tensor], path: str | Path,
-                             metadata: Mapping[str, str]) -> None:
+def save_state_with_metadata(state: Mapping[str, torch.Tensor], path: str | Path, metadata: Mapping[str, str]) -> None:
     """Write tensors + string metadata as safetensors (contiguous CPU copies)."""
     from safetensors.torch import save_file
 
@@ -285,8 +312,9 @@ def save_state_with_metadata(state: Mapping[str, torch.Tensor], path: str | Path
     save_file(tensors, str(path), metadata=dict(metadata))
 
 
-def make_metadata(preset_config: dict, task: str | None, extra: dict | None,
-                  bands: str | None = None) -> dict[str, str]:
+def make_metadata(
+    preset_config: dict, task: str | None, extra: dict | None, bands: str | None = None
+) -> dict[str, str]:
     """Our metadata block: every value a string, as safetensors requires.
 
     ``bands`` is the JSON of the model's :class:`~sam2unext.bands.BandConfig` (band count,

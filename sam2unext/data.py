@@ -59,9 +59,7 @@ def list_files(folder: str | Path, suffixes: Sequence[str], *, what: str) -> lis
         raise DatasetError(f"{what} folder not found: {folder}; pass an existing folder")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in suffixes)
     if not files:
-        raise DatasetError(
-            f"no {what} files ({'/'.join(s.lstrip('.') for s in suffixes)}) in {folder}"
-        )
+        raise DatasetError(f"no {what} files ({'/'.join(s.lstrip('.') for s in suffixes)}) in {folder}")
     return files
 
 

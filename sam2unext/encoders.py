@@ -28,8 +28,9 @@ def build_hiera_trunk(preset: Preset) -> nn.Module:
     Returns:
         ``HieraDet`` whose ``forward_intermediates`` gives the four stage outputs.
     """
-    trunk = timm.create_model(preset.hiera, pretrained=False, num_classes=0, in_chans=preset.in_chans,
-                              **preset.hiera_kwargs)
+    trunk = timm.create_model(
+        preset.hiera, pretrained=False, num_classes=0, in_chans=preset.in_chans, **preset.hiera_kwargs
+    )
     cast(Any, trunk).reset_classifier(0, reset_other=True)  # Meta's trunk has no final norm either
     return trunk
 

@@ -225,8 +225,14 @@ def write_results(result: EvalResult, path: str | Path, *, overwrite: bool = Tru
         with open(tmp, "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["dataset", "task", "count", *METRIC_NAMES])
-            writer.writerow([result.dataset or "", result.task or "", result.count,
-                             *(repr(result.metrics[n]) for n in METRIC_NAMES)])
+            writer.writerow(
+                [
+                    result.dataset or "",
+                    result.task or "",
+                    result.count,
+                    *(repr(result.metrics[n]) for n in METRIC_NAMES),
+                ]
+            )
 
     write_atomically(json_path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2)))
     write_atomically(csv_path, write_csv)

@@ -98,7 +98,8 @@ def predict_folder(
         existing = [t for t in targets if t.exists()]
         if existing:
             raise OutputError(
-                f"{existing[0]} exists ({len(existing)} in all); pass {option('overwrite')} or another folder")
+                f"{existing[0]} exists ({len(existing)} in all); pass {option('overwrite')} or another folder"
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     model.eval().to(dev)

@@ -27,9 +27,7 @@ class Adapter(nn.Module):
         super().__init__()
         self.block = block
         dim = int(cast(Any, block).attn.qkv.in_features)
-        self.prompt_learn = nn.Sequential(
-            nn.Linear(dim, bottleneck), nn.GELU(), nn.Linear(bottleneck, dim), nn.GELU()
-        )
+        self.prompt_learn = nn.Sequential(nn.Linear(dim, bottleneck), nn.GELU(), nn.Linear(bottleneck, dim), nn.GELU())
         for layer in self.prompt_learn:
             if isinstance(layer, nn.Linear):
                 nn.init.trunc_normal_(layer.weight, std=0.02)
@@ -102,11 +100,25 @@ class UpSampleFirst(nn.Module):
 class BasicConv2d(nn.Module):
     """Conv (no bias) + BN. The public code defines a ReLU here but never applies it."""
 
-    def __init__(self, in_planes: int, out_planes: int, kernel_size: int | tuple[int, int],
-                 stride: int = 1, padding: int | tuple[int, int] = 0, dilation: int = 1) -> None:
+    def __init__(
+        self,
+        in_planes: int,
+        out_planes: int,
+        kernel_size: int | tuple[int, int],
+        stride: int = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int = 1,
+    ) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_planes, out_planes, kernel_size=kernel_size, stride=stride,
-                              padding=padding, dilation=dilation, bias=False)
+        self.conv = nn.Conv2d(
+            in_planes,
+            out_planes,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            bias=False,
+        )
         self.bn = nn.BatchNorm2d(out_planes)
         self.relu = nn.ReLU(inplace=True)  # kept for key/structure parity; unused
 

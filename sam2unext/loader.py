@@ -17,8 +17,9 @@ def demo_weights_path() -> Path:
     return Path(__file__).resolve().parent / "weights" / "demo.safetensors"
 
 
-DEMO_NOTE = ("the demo weights were trained only on synthetic demo scenes "
-             "(sam2unext-geo demo); they do not work on real imagery")
+DEMO_NOTE = (
+    "the demo weights were trained only on synthetic demo scenes (sam2unext-geo demo); they do not work on real imagery"
+)
 
 
 def weights_note(checkpoint, preset: str | None, hiera=None, dinov2=None) -> str | None:
@@ -35,8 +36,10 @@ def weights_note(checkpoint, preset: str | None, hiera=None, dinov2=None) -> str
         missing.remove("dinov2")
     files = " / ".join(option(m, "FILE") for m in missing)
     parts = "the adapters and decoder" + (f" and the encoders (no {files})" if missing else "")
-    return (f"no checkpoint: preset {preset} runs with RANDOM weights for {parts}; the output is meaningless "
-            f"and only tests the pipeline. Pass a trained {option('checkpoint', 'FILE')} for real results.")
+    return (
+        f"no checkpoint: preset {preset} runs with RANDOM weights for {parts}; the output is meaningless "
+        f"and only tests the pipeline. Pass a trained {option('checkpoint', 'FILE')} for real results."
+    )
 
 
 class ModelLoader:
@@ -47,19 +50,27 @@ class ModelLoader:
     each worker loads the model once.
     """
 
-    def __init__(self, checkpoint: str | Path | None = None, preset: str | None = None, *,
-                 hiera: str | Path | None = None, dinov2: str | Path | None = None,
-                 device: str = "auto", dtype: str = "auto", compile: bool = False, in_chans: int | None = None,
-                 rgb_channels: tuple[int, int, int] | None = None):
-        self.kwargs = dict(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device,
-                           dtype=dtype)
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        preset: str | None = None,
+        *,
+        hiera: str | Path | None = None,
+        dinov2: str | Path | None = None,
+        device: str = "auto",
+        dtype: str = "auto",
+        compile: bool = False,
+        in_chans: int | None = None,
+        rgb_channels: tuple[int, int, int] | None = None,
+    ):
+        self.kwargs = dict(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device, dtype=dtype)
         if compile:  # only when on: fingerprints of runs without it stay as they were
             self.kwargs["compile"] = True
         if in_chans is not None:  # a multispectral model widened from RGB weights (issue 15)
             self.kwargs.update(in_chans=int(in_chans), rgb_channels=tuple(rgb_channels or (0, 1, 2)))
         self._model = None
 
-    def __call__(self) -> "SegmentationModel":
+    def __call__(self) -> SegmentationModel:
         if self._model is None:
             from sam2unext.api import load_model
 

@@ -50,8 +50,9 @@ def structure_loss(logits: torch.Tensor, mask: torch.Tensor, bce: str = "upstrea
     return (wbce + wiou).mean()
 
 
-def deep_supervision_loss(outputs: torch.Tensor | Sequence[torch.Tensor], mask: torch.Tensor,
-                          bce: str = "upstream") -> torch.Tensor:
+def deep_supervision_loss(
+    outputs: torch.Tensor | Sequence[torch.Tensor], mask: torch.Tensor, bce: str = "upstream"
+) -> torch.Tensor:
     """Structure loss of one output, or the sum over a tuple of outputs (deep supervision).
 
     SAM2-UNet returns three side outputs in training and its public code sums their losses;

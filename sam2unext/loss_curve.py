@@ -8,8 +8,9 @@ from pathlib import Path
 from sam2unext.files import write_atomically
 
 
-def write_loss_curve(path: Path, step_losses: Sequence[float], epoch_losses: Sequence[float],
-                     steps_per_epoch: int) -> None:
+def write_loss_curve(
+    path: Path, step_losses: Sequence[float], epoch_losses: Sequence[float], steps_per_epoch: int
+) -> None:
     """Plot per-step losses and per-epoch means to a PNG (written atomically).
 
     Args:

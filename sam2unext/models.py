@@ -47,8 +47,7 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
             raise UserError(f"unknown dtype {dtype!r}; use auto or one of: {', '.join(DTYPES)}")
         resolved = DTYPES[dtype]
     if resolved == torch.float16 and device.type != "cuda":
-        warnings.warn("float16 needs a CUDA device; running in float32 on " + device.type,
-                      stacklevel=3)
+        warnings.warn("float16 needs a CUDA device; running in float32 on " + device.type, stacklevel=3)
         return torch.float32
     return resolved
 
@@ -154,8 +153,7 @@ class SegmentationModel(nn.Module):
         if low_res is not None and low_size is not None:
             low, _ = as_float_batch(low_res, self.in_chans)
             if low.shape[0] != batch.shape[0]:
-                raise InputError(
-                    f"low_res batch has {low.shape[0]} images but image has {batch.shape[0]}")
+                raise InputError(f"low_res batch has {low.shape[0]} images but image has {batch.shape[0]}")
         device = self._device()
         compute = resolve_dtype(dtype if dtype is not None else self.inference_dtype, device)
         height, width = batch.shape[-2:]
@@ -166,17 +164,15 @@ class SegmentationModel(nn.Module):
         try:
             with torch.inference_mode(), self._autocast(compute, device):
                 for start in range(0, batch.shape[0], step):
-                    x = self.normalize_input(resize_image(batch[start:start + step].to(device),
-                                                          self.input_size))
+                    x = self.normalize_input(resize_image(batch[start : start + step].to(device), self.input_size))
                     if device.type == "cuda" and self.channels_last:
                         x = x.contiguous(memory_format=torch.channels_last)
                     lr = None
                     if low is not None and low_size is not None:
-                        lr = self.normalize_input(resize_image(low[start:start + step].to(device), low_size))
+                        lr = self.normalize_input(resize_image(low[start : start + step].to(device), low_size))
                     logits = self(x, lr).float()
                     if logits.shape[-2:] != (height, width):
-                        logits = F.interpolate(logits, size=(height, width), mode="bilinear",
-                                               align_corners=False)
+                        logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
                     probs = torch.sigmoid(logits)
                     outputs.append(probs.cpu() if to_cpu or was_numpy else probs)
         finally:
@@ -190,8 +186,7 @@ class SegmentationModel(nn.Module):
 class SAM2UNeXT(SegmentationModel):
     """SAM2 Hiera (adapted, frozen) + DINOv2 (frozen) + dense glue + U-Net decoder."""
 
-    def __init__(self, config: Preset, trunk: nn.Module | None = None,
-                 dino: nn.Module | None = None) -> None:
+    def __init__(self, config: Preset, trunk: nn.Module | None = None, dino: nn.Module | None = None) -> None:
         """
         Args:
             config: A ``sam2unext`` preset.
@@ -224,8 +219,21 @@ class SAM2UNeXT(SegmentationModel):
         self._unfreeze_input_layers_if_adapted()
 
     def decoder_modules(self) -> list[nn.Module]:
-        return [self.align1, self.align2, self.align3, self.align4, self.reduce1, self.reduce2,
-                self.reduce3, self.reduce4, self.up1, self.up2, self.up3, self.up4, self.head]
+        return [
+            self.align1,
+            self.align2,
+            self.align3,
+            self.align4,
+            self.reduce1,
+            self.reduce2,
+            self.reduce3,
+            self.reduce4,
+            self.up1,
+            self.up2,
+            self.up3,
+            self.up4,
+            self.head,
+        ]
 
     def glue(self, stages: list[torch.Tensor], dino_map: torch.Tensor) -> list[torch.Tensor]:
         """Dense glue: align DINOv2 to each stage's width and size, concat, reduce to ``c``."""
@@ -283,11 +291,23 @@ class SAM2UNet(SegmentationModel):
         self._unfreeze_input_layers_if_adapted()
 
     def decoder_modules(self) -> list[nn.Module]:
-        return [self.rfb1, self.rfb2, self.rfb3, self.rfb4, self.up1, self.up2, self.up3,
-                self.up4, self.side1, self.side2, self.head]
+        return [
+            self.rfb1,
+            self.rfb2,
+            self.rfb3,
+            self.rfb4,
+            self.up1,
+            self.up2,
+            self.up3,
+            self.up4,
+            self.side1,
+            self.side2,
+            self.head,
+        ]
 
-    def decode(self, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, x4: torch.Tensor,
-               side_outputs: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def decode(
+        self, x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, x4: torch.Tensor, side_outputs: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """RFBs and decoder. Returns ``out`` (stride-4 head, x4 bilinear), or with
         ``side_outputs`` the tuple ``(out, out1, out2)`` of the deep-supervised heads."""
         x1, x2, x3, x4 = self.rfb1(x1), self.rfb2(x2), self.rfb3(x3), self.rfb4(x4)
@@ -299,8 +319,9 @@ class SAM2UNet(SegmentationModel):
         out = F.interpolate(self.head(x), scale_factor=4, mode="bilinear")
         return (out, out1, out2) if out1 is not None and out2 is not None else out
 
-    def forward(self, image: torch.Tensor,
-                low_res: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, low_res: torch.Tensor | None = None
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits ``[B,1,S,S]``; in training mode ``(out, out1, out2)`` like the public code.
 
         ``low_res`` is accepted for interface symmetry and ignored.

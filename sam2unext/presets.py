@@ -91,8 +91,12 @@ _DINO_FOR_HIERA = {"large": "large", "base_plus": "base", "small": "small", "tin
 # Tiny random configurations for tests and the synthetic demo: a real (trainable) small
 # network that runs a 256x256 forward pass on CPU in well under a second.
 _TEST_HIERA_KWARGS = dict(
-    embed_dim=16, num_heads=1, stages=(1, 1, 2, 1), global_att_blocks=(3,),
-    window_spec=(8, 4, 8, 8), global_pos_size=(7, 7),
+    embed_dim=16,
+    num_heads=1,
+    stages=(1, 1, 2, 1),
+    global_att_blocks=(3,),
+    window_spec=(8, 4, 8, 8),
+    global_pos_size=(7, 7),
 )
 _TEST_DINO_KWARGS = dict(embed_dim=32, depth=2, num_heads=2)
 
@@ -137,14 +141,20 @@ def _test_presets() -> dict[str, Preset]:
     )
     return {
         "sam2unext-test": Preset(
-            name="sam2unext-test", family="sam2unext", decoder_channels=32,
-            dinov2="vit_small_patch14_dinov2", dinov2_width=_TEST_DINO_KWARGS["embed_dim"],
-            low_res_size=112, dinov2_kwargs=dict(_TEST_DINO_KWARGS),
+            name="sam2unext-test",
+            family="sam2unext",
+            decoder_channels=32,
+            dinov2="vit_small_patch14_dinov2",
+            dinov2_width=_TEST_DINO_KWARGS["embed_dim"],
+            low_res_size=112,
+            dinov2_kwargs=dict(_TEST_DINO_KWARGS),
             description="tiny random SAM2-UNeXT for tests and the demo (256 / 112)",
             **common,
         ),
         "sam2unet-test": Preset(
-            name="sam2unet-test", family="sam2unet", decoder_channels=16,
+            name="sam2unet-test",
+            family="sam2unet",
+            decoder_channels=16,
             description="tiny random SAM2-UNet for tests (256)",
             **common,
         ),
@@ -176,6 +186,4 @@ def get_preset(name: str | Preset) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise PresetError(
-            f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}"
-        ) from None
+        raise PresetError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None

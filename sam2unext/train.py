@@ -216,8 +216,9 @@ class RunState:
     epoch_losses: list[float] = field(default_factory=list)
 
 
-def restore_run(model: SegmentationModel, run_dir: Path, config: TrainConfig, *, resume: bool,
-                say: Callable[[str], None]) -> RunState:
+def restore_run(
+    model: SegmentationModel, run_dir: Path, config: TrainConfig, *, resume: bool, say: Callable[[str], None]
+) -> RunState:
     """Set up the optimizer, schedule and AMP for ``model``; on ``resume`` restore them,
     the weights and the history from ``run_dir/resume.pt`` (whose schedule settings win).
 
@@ -249,7 +250,11 @@ def restore_run(model: SegmentationModel, run_dir: Path, config: TrainConfig, *,
     model.to(device)
     optimizer = make_optimizer(model, config)
     run = RunState(
-        config=config, device=device, use_amp=use_amp, amp_dtype=amp_dtype, optimizer=optimizer,
+        config=config,
+        device=device,
+        use_amp=use_amp,
+        amp_dtype=amp_dtype,
+        optimizer=optimizer,
         scheduler=make_scheduler(optimizer, config),
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16),
     )
@@ -269,8 +274,9 @@ def restore_run(model: SegmentationModel, run_dir: Path, config: TrainConfig, *,
     return run
 
 
-def train_epoch(model: SegmentationModel, dataset: Dataset, run: RunState, epoch: int, *,
-                progress: bool) -> list[float]:
+def train_epoch(
+    model: SegmentationModel, dataset: Dataset, run: RunState, epoch: int, *, progress: bool
+) -> list[float]:
     """One pass over ``dataset`` (reseeded from ``(seed, epoch)``), then one scheduler step.
 
     Returns:
@@ -317,8 +323,9 @@ def train_epoch(model: SegmentationModel, dataset: Dataset, run: RunState, epoch
     return losses
 
 
-def save_run_snapshot(model: SegmentationModel, run_dir: Path, run: RunState, done: int, *, task: str | None,
-                      meta: dict[str, Any]) -> Path:
+def save_run_snapshot(
+    model: SegmentationModel, run_dir: Path, run: RunState, done: int, *, task: str | None, meta: dict[str, Any]
+) -> Path:
     """Write the snapshot of epoch ``done`` and the ``resume.pt`` that points at it.
 
     Returns:
@@ -328,17 +335,20 @@ def save_run_snapshot(model: SegmentationModel, run_dir: Path, run: RunState, do
     save_snapshot(model, path, task=task, extra={**meta, "epoch": done, "loss": run.epoch_losses[-1]})
     if path not in run.snapshots:
         run.snapshots.append(path)
-    write_resume_state(run_dir, {
-        "epoch": done,
-        "snapshot": path.name,
-        "snapshots": [p.name for p in run.snapshots],
-        "optimizer": run.optimizer.state_dict(),
-        "scheduler": run.scheduler.state_dict(),
-        "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
-        "step_losses": run.step_losses,
-        "epoch_losses": run.epoch_losses,
-        "config": asdict(run.config),
-    })
+    write_resume_state(
+        run_dir,
+        {
+            "epoch": done,
+            "snapshot": path.name,
+            "snapshots": [p.name for p in run.snapshots],
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler.is_enabled() else {},
+            "step_losses": run.step_losses,
+            "epoch_losses": run.epoch_losses,
+            "config": asdict(run.config),
+        },
+    )
     return path
 
 
@@ -447,8 +457,10 @@ def make_training_model(
 
         return load_model(checkpoint, preset, device="cpu")
     if preset is None:
-        raise PresetError(f"no preset given; pass {option('preset', 'NAME')} (one of list_presets()) "
-                          f"or {option('checkpoint', 'FILE')}")
+        raise PresetError(
+            f"no preset given; pass {option('preset', 'NAME')} (one of list_presets()) "
+            f"or {option('checkpoint', 'FILE')}"
+        )
     from sam2unext import build_model
 
     return build_model(preset, hiera=hiera, dinov2=dinov2)
@@ -500,6 +512,14 @@ def train_on_folders(
     model = make_training_model(preset, hiera=hiera, dinov2=dinov2, checkpoint=checkpoint, seed=config.seed)
     dataset = ImageMaskDataset(pairs, model.input_size, train=True, seed=config.seed)
     return train_model(
-        model, dataset, run_dir, config, task=task, resume=resume, progress=progress, log=log,
-        stop_after_epoch=stop_after_epoch, extra={"images": str(images), "masks": str(masks)},
+        model,
+        dataset,
+        run_dir,
+        config,
+        task=task,
+        resume=resume,
+        progress=progress,
+        log=log,
+        stop_after_epoch=stop_after_epoch,
+        extra={"images": str(images), "masks": str(masks)},
     )

@@ -56,9 +56,7 @@ def resize_image(image: torch.Tensor, size: int) -> torch.Tensor:
     if image.shape[-2:] == (size, size):
         return image
     shrinking = image.shape[-2] > size or image.shape[-1] > size
-    return F.interpolate(
-        image, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking
-    )
+    return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False, antialias=shrinking)
 
 
 def as_float_batch(image: torch.Tensor | np.ndarray, channels: int = 3) -> tuple[torch.Tensor, bool]:
@@ -78,8 +76,10 @@ def as_float_batch(image: torch.Tensor | np.ndarray, channels: int = 3) -> tuple
     was_numpy = isinstance(image, np.ndarray)
     if was_numpy:
         if image.ndim != 3 or image.shape[-1] != channels:
-            raise InputError(f"numpy image must be HxWx{channels} for a model that takes {channels} bands, "
-                             f"got shape {tuple(image.shape)}")
+            raise InputError(
+                f"numpy image must be HxWx{channels} for a model that takes {channels} bands, "
+                f"got shape {tuple(image.shape)}"
+            )
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
     elif isinstance(image, torch.Tensor):
         tensor = image
@@ -90,8 +90,10 @@ def as_float_batch(image: torch.Tensor | np.ndarray, channels: int = 3) -> tuple
     if tensor.ndim != 4:
         raise InputError(f"image tensor must be [B,{channels},H,W] or [{channels},H,W], got {tuple(tensor.shape)}")
     if tensor.shape[1] != channels:
-        raise InputError(f"image has {tensor.shape[1]} bands but the model takes {channels}; "
-                         f"give [B,{channels},H,W] (got {tuple(tensor.shape)})")
+        raise InputError(
+            f"image has {tensor.shape[1]} bands but the model takes {channels}; "
+            f"give [B,{channels},H,W] (got {tuple(tensor.shape)})"
+        )
     if tensor.dtype == torch.uint8:
         tensor = tensor.float() / 255.0
     elif tensor.is_floating_point():

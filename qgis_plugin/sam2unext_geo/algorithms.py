@@ -57,8 +57,9 @@ def _run(args: list, feedback, out_dir, outputs=()) -> runner.RunResult:
             feedback.pushInfo(str(event))
 
     try:
-        return runner.run_command(args, on_event=on_event, is_cancelled=feedback.isCanceled,
-                                  out_dir=out_dir, outputs=outputs)
+        return runner.run_command(
+            args, on_event=on_event, is_cancelled=feedback.isCanceled, out_dir=out_dir, outputs=outputs
+        )
     except runner.CancelledRun as exc:
         raise QgsProcessingException(str(exc)) from exc
     except (environment.EnvironmentProblem, runner.CommandFailed, ValueError) as exc:
@@ -71,8 +72,7 @@ def _raster_path(alg, parameters, name, context) -> str:
         raise QgsProcessingException(f"Invalid raster for {name}.")
     path = layer.source().split("|")[0]
     if layer.providerType() != "gdal" or not os.path.isfile(path):
-        raise QgsProcessingException(
-            f"{layer.name()} is not a local raster file; export it to GeoTIFF first.")
+        raise QgsProcessingException(f"{layer.name()} is not a local raster file; export it to GeoTIFF first.")
     return path
 
 
@@ -111,39 +111,74 @@ class PredictAlgorithm(_Base):
         return "Segment raster (SAM2-UNeXT)"
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return ("Runs sam2unext-geo predict over the raster: overlapping tiles, batched inference, "
-                "a stitched probability GeoTIFF and (optionally) polygons in a GeoPackage, both in "
-                "the output folder. Weights: a preset name ('demo' = bundled demo weights) or a "
-                "checkpoint file (.safetensors, or an upstream .pth together with its preset). "
-                "Area of interest (optional): an extent (e.g. the map canvas extent) or polygons (tick "
-                "'Selected features only' to use a selection); only tiles touching it are run. "
-                "The command runs in its own Python environment (PATH or the plugin settings).")
+        return (
+            "Runs sam2unext-geo predict over the raster: overlapping tiles, batched inference, "
+            "a stitched probability GeoTIFF and (optionally) polygons in a GeoPackage, both in "
+            "the output folder. Weights: a preset name ('demo' = bundled demo weights) or a "
+            "checkpoint file (.safetensors, or an upstream .pth together with its preset). "
+            "Area of interest (optional): an extent (e.g. the map canvas extent) or polygons (tick "
+            "'Selected features only' to use a selection); only tiles touching it are run. "
+            "The command runs in its own Python environment (PATH or the plugin settings)."
+        )
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Input raster"))
         self.addParameter(QgsProcessingParameterExtent(self.AOI_EXTENT, "Area of interest: extent", optional=True))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.AOI_POLYGONS, "Area of interest: polygons", [QgsProcessing.SourceType.TypeVectorPolygon],
-            optional=True))
-        self.addParameter(QgsProcessingParameterString(self.PRESET, "Preset ('demo' = bundled demo weights)",
-                                                       defaultValue="demo", optional=True))
-        self.addParameter(QgsProcessingParameterFile(self.CHECKPOINT, "Checkpoint file (overrides 'demo')",
-                                                     behavior=QgsProcessingParameterFile.Behavior.File,
-                                                     fileFilter="Checkpoints (*.safetensors *.pth *.pt)",
-                                                     optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.TILE_SIZE, "Tile size in pixels (0 = model input size)",
-                                                       QgsProcessingParameterNumber.Type.Integer, 0, minValue=0))
-        self.addParameter(QgsProcessingParameterNumber(self.OVERLAP, "Tile overlap (fraction)",
-                                                       QgsProcessingParameterNumber.Type.Double, 0.25,
-                                                       minValue=0.0, maxValue=0.9))
-        self.addParameter(QgsProcessingParameterNumber(self.BATCH_SIZE, "Batch size",
-                                                       QgsProcessingParameterNumber.Type.Integer, 4, minValue=1))
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.AOI_POLYGONS,
+                "Area of interest: polygons",
+                [QgsProcessing.SourceType.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(
+                self.PRESET, "Preset ('demo' = bundled demo weights)", defaultValue="demo", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.CHECKPOINT,
+                "Checkpoint file (overrides 'demo')",
+                behavior=QgsProcessingParameterFile.Behavior.File,
+                fileFilter="Checkpoints (*.safetensors *.pth *.pt)",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TILE_SIZE,
+                "Tile size in pixels (0 = model input size)",
+                QgsProcessingParameterNumber.Type.Integer,
+                0,
+                minValue=0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.OVERLAP,
+                "Tile overlap (fraction)",
+                QgsProcessingParameterNumber.Type.Double,
+                0.25,
+                minValue=0.0,
+                maxValue=0.9,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.BATCH_SIZE, "Batch size", QgsProcessingParameterNumber.Type.Integer, 4, minValue=1
+            )
+        )
         self.addParameter(QgsProcessingParameterEnum(self.DEVICE, "Device", options=list(DEVICES), defaultValue=0))
-        self.addParameter(QgsProcessingParameterString(self.BANDS, "Bands (e.g. 3,2,1 or 4,3,2,8; empty = default)",
-                                                       optional=True))
-        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Threshold",
-                                                       QgsProcessingParameterNumber.Type.Double, 0.5,
-                                                       minValue=0.0, maxValue=1.0))
+        self.addParameter(
+            QgsProcessingParameterString(self.BANDS, "Bands (e.g. 3,2,1 or 4,3,2,8; empty = default)", optional=True)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD, "Threshold", QgsProcessingParameterNumber.Type.Double, 0.5, minValue=0.0, maxValue=1.0
+            )
+        )
         self.addParameter(QgsProcessingParameterBoolean(self.VECTORIZE, commands.OPTION_LABELS["vector"], True))
         overwrite = QgsProcessingParameterBoolean(self.OVERWRITE, commands.OPTION_LABELS["overwrite"], False)
         overwrite.setFlags(overwrite.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
@@ -153,8 +188,9 @@ class PredictAlgorithm(_Base):
         self.addParameter(resume)
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT_FOLDER, "Output folder"))
         self.addOutput(QgsProcessingOutputRasterLayer(self.PROBABILITY, "Probability"))
-        self.addOutput(QgsProcessingOutputVectorLayer(self.POLYGONS, "Polygons",
-                                                      QgsProcessing.SourceType.TypeVectorPolygon))
+        self.addOutput(
+            QgsProcessingOutputVectorLayer(self.POLYGONS, "Polygons", QgsProcessing.SourceType.TypeVectorPolygon)
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802 - QGIS API
         scene = _raster_path(self, parameters, self.INPUT, context)
@@ -167,7 +203,10 @@ class PredictAlgorithm(_Base):
         bbox, bbox_crs, aoi_file = self._area_of_interest(parameters, context)
         try:
             options = commands.PredictOptions(
-                scene=scene, out_dir=out_dir, preset=preset, checkpoint=checkpoint,
+                scene=scene,
+                out_dir=out_dir,
+                preset=preset,
+                checkpoint=checkpoint,
                 tile_size=self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
                 overlap=self.parameterAsDouble(parameters, self.OVERLAP, context),
                 batch_size=self.parameterAsInt(parameters, self.BATCH_SIZE, context),
@@ -177,7 +216,10 @@ class PredictAlgorithm(_Base):
                 vector=self.parameterAsBool(parameters, self.VECTORIZE, context),
                 overwrite=self.parameterAsBool(parameters, self.OVERWRITE, context),
                 resume=self.parameterAsBool(parameters, self.RESUME, context),
-                bbox=bbox, bbox_crs=bbox_crs, aoi=aoi_file)
+                bbox=bbox,
+                bbox_crs=bbox_crs,
+                aoi=aoi_file,
+            )
             args = commands.predict_args(_executable(), options)
             result = _run(args, feedback, out_dir, commands.output_names(options))
         except ValueError as exc:
@@ -190,8 +232,7 @@ class PredictAlgorithm(_Base):
         name = scene_name(done.get("scene") or scene)
         _load_on_completion(context, done["probability"], f"{name} probability", self.PROBABILITY)
         _load_on_completion(context, done.get("vector") or "", f"{name} polygons", self.POLYGONS)
-        return {self.OUTPUT_FOLDER: out_dir, self.PROBABILITY: done["probability"],
-                self.POLYGONS: done.get("vector")}
+        return {self.OUTPUT_FOLDER: out_dir, self.PROBABILITY: done["probability"], self.POLYGONS: done.get("vector")}
 
     def _area_of_interest(self, parameters, context) -> tuple:
         """``(bbox, bbox_crs, temporary polygon file)`` from AOI_EXTENT / AOI_POLYGONS (all None: whole scene).
@@ -230,16 +271,18 @@ class VectorizeAlgorithm(_Base):
         return "Vectorize probability raster"
 
     def shortHelpString(self) -> str:  # noqa: N802 - QGIS API
-        return ("Runs sam2unext-geo vectorize: polygons (GeoPackage) where the probability raster "
-                "reaches the threshold.")
+        return "Runs sam2unext-geo vectorize: polygons (GeoPackage) where the probability raster reaches the threshold."
 
     def initAlgorithm(self, config=None) -> None:  # noqa: N802 - QGIS API
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "Probability raster"))
-        self.addParameter(QgsProcessingParameterNumber(self.THRESHOLD, "Threshold",
-                                                       QgsProcessingParameterNumber.Type.Double, 0.5,
-                                                       minValue=0.0, maxValue=1.0))
-        self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Polygons",
-                                                                fileFilter="GeoPackage (*.gpkg)"))
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD, "Threshold", QgsProcessingParameterNumber.Type.Double, 0.5, minValue=0.0, maxValue=1.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(self.OUTPUT, "Polygons", fileFilter="GeoPackage (*.gpkg)")
+        )
 
     def processAlgorithm(self, parameters, context, feedback) -> dict:  # noqa: N802 - QGIS API
         prob = _raster_path(self, parameters, self.INPUT, context)

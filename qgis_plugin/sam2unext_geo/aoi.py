@@ -34,8 +34,9 @@ def extent_bbox(extent: QgsRectangle) -> tuple:
     return (extent.xMinimum(), extent.yMinimum(), extent.xMaximum(), extent.yMaximum())
 
 
-def write_polygons(features: Iterable[QgsFeature], crs: QgsCoordinateReferenceSystem,
-                   folder: Optional[str] = None) -> str:
+def write_polygons(
+    features: Iterable[QgsFeature], crs: QgsCoordinateReferenceSystem, folder: Optional[str] = None
+) -> str:
     """Write the features' geometries to a new temporary GeoPackage; returns its path.
 
     The caller removes it with :func:`remove_file` when the run ends.
@@ -45,12 +46,13 @@ def write_polygons(features: Iterable[QgsFeature], crs: QgsCoordinateReferenceSy
     """
     fd, path = tempfile.mkstemp(prefix="sam2unext_aoi_", suffix=".gpkg", dir=folder)
     os.close(fd)
-    os.remove(path)     # the writer creates it
+    os.remove(path)  # the writer creates it
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = "GPKG"
     options.layerName = "aoi"
-    writer = QgsVectorFileWriter.create(path, QgsFields(), QgsWkbTypes.Type.MultiPolygon, crs,
-                                        QgsCoordinateTransformContext(), options)
+    writer = QgsVectorFileWriter.create(
+        path, QgsFields(), QgsWkbTypes.Type.MultiPolygon, crs, QgsCoordinateTransformContext(), options
+    )
     if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
         message = writer.errorMessage()
         del writer
@@ -66,7 +68,7 @@ def write_polygons(features: Iterable[QgsFeature], crs: QgsCoordinateReferenceSy
         out.setGeometry(geom)
         writer.addFeature(out)
         count += 1
-    del writer      # closes the file
+    del writer  # closes the file
     if count == 0:
         remove_file(path)
         raise ValueError("The area of interest has no polygons: select polygon features (or choose the map extent).")
@@ -95,4 +97,3 @@ def remove_file(path: Optional[str]) -> None:
             os.remove(p)
         except OSError:
             pass
-

@@ -16,8 +16,14 @@ class FunctionTask(QgsTask):
     ``task.isCanceled()``. Keep a reference to the task while it runs.
     """
 
-    def __init__(self, description: str, function: Callable[[FunctionTask], Any],
-                 on_done: Callable[[Any, Optional[BaseException]], None], *, can_cancel: bool = False):
+    def __init__(
+        self,
+        description: str,
+        function: Callable[[FunctionTask], Any],
+        on_done: Callable[[Any, Optional[BaseException]], None],
+        *,
+        can_cancel: bool = False,
+    ):
         flags = QgsTask.Flag.CanCancel if can_cancel else QgsTask.Flag(0)
         super().__init__(description, flags)
         self.function = function

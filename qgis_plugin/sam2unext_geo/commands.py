@@ -25,10 +25,10 @@ class PredictOptions:
     threshold: float = 0.5
     vector: bool = True
     overwrite: bool = False
-    resume: bool = False                  # continue from the output's .partial store (after a crash)
-    bbox: Optional[tuple] = None          # (minx, miny, maxx, maxy) in ``bbox_crs``
-    bbox_crs: Optional[str] = None        # e.g. "EPSG:4326"; None = the scene's CRS
-    aoi: Optional[str] = None             # polygon file (any CRS) to segment within
+    resume: bool = False  # continue from the output's .partial store (after a crash)
+    bbox: Optional[tuple] = None  # (minx, miny, maxx, maxy) in ``bbox_crs``
+    bbox_crs: Optional[str] = None  # e.g. "EPSG:4326"; None = the scene's CRS
+    aoi: Optional[str] = None  # polygon file (any CRS) to segment within
 
 
 #: The words each option of the command has in the plugin (dialog label = Processing parameter
@@ -54,7 +54,7 @@ def output_names(options: PredictOptions) -> list[str]:
     prob = os.path.splitext(os.path.basename(options.scene))[0] + "_prob.tif"
     names = [prob]
     if options.vector:
-        names.append(prob[:-len(".tif")] + "_polygons.gpkg")
+        names.append(prob[: -len(".tif")] + "_polygons.gpkg")
     return names
 
 
@@ -101,8 +101,16 @@ def predict_args(executable: str, options: PredictOptions) -> list[str]:
         args += ["--preset", options.preset]
     if options.tile_size:
         args += ["--tile-size", str(int(options.tile_size))]
-    args += ["--overlap", _num(options.overlap), "--batch-size", str(int(options.batch_size)),
-             "--device", options.device, "--threshold", _num(options.threshold)]
+    args += [
+        "--overlap",
+        _num(options.overlap),
+        "--batch-size",
+        str(int(options.batch_size)),
+        "--device",
+        options.device,
+        "--threshold",
+        _num(options.threshold),
+    ]
     if options.bands:
         args += ["--bands", normalize_bands(options.bands)]
     args += ["--vector" if options.vector else "--no-vector", "--format", "gpkg"]
@@ -125,8 +133,9 @@ def predict_args(executable: str, options: PredictOptions) -> list[str]:
     return args
 
 
-def vectorize_args(executable: str, probability: str, output: Optional[str], threshold: float,
-                   overwrite: bool = False) -> list[str]:
+def vectorize_args(
+    executable: str, probability: str, output: Optional[str], threshold: float, overwrite: bool = False
+) -> list[str]:
     """Build the argument list of a ``vectorize`` run (probability raster → polygons).
 
     ``vectorize`` prints a text summary (no progress stream): the caller knows ``output``.
@@ -169,8 +178,12 @@ def parse_event(line: str) -> Optional[dict]:
 
 STAGES = {"load": (0.0, 5.0), "predict": (5.0, 85.0), "write": (85.0, 92.0), "vectorize": (92.0, 100.0)}
 #: What the progress bar says during each stage.
-STAGE_LABELS = {"load": "loading model…", "predict": "segmenting tiles…", "write": "writing the probability raster…",
-                "vectorize": "making polygons…"}
+STAGE_LABELS = {
+    "load": "loading model…",
+    "predict": "segmenting tiles…",
+    "write": "writing the probability raster…",
+    "vectorize": "making polygons…",
+}
 
 
 def stage_label(event: dict) -> Optional[str]:

@@ -27,8 +27,9 @@ def plugin_version() -> str:
     return meta.get("general", "version", fallback="?")
 
 
-def diagnostics_text(qgis_version: str, executable: Optional[str], probe: Optional[dict],
-                     problem: Optional[str] = None) -> str:
+def diagnostics_text(
+    qgis_version: str, executable: Optional[str], probe: Optional[dict], problem: Optional[str] = None
+) -> str:
     """Lines ``key: value``: QGIS, plugin, OS, environment, Python, torch, CUDA, GPU, last error.
 
     Args:
@@ -39,7 +40,8 @@ def diagnostics_text(qgis_version: str, executable: Optional[str], probe: Option
     """
     probe = probe or {}
     gpu = probe.get("gpu_name") or {True: "CUDA GPU (name unknown)", False: "none visible to torch"}.get(
-        probe.get("gpu"), "unknown")
+        probe.get("gpu"), "unknown"
+    )
     lines = [
         f"QGIS: {qgis_version}",
         f"plugin: sam2unext_geo {plugin_version()}",

@@ -35,9 +35,19 @@ from qgis.PyQt.QtWidgets import (
 
 from . import aoi, background, commands, diagnostics, environment, settings
 
-PRESETS = ("demo", "sam2unext-large", "sam2unext-base_plus", "sam2unext-small", "sam2unext-tiny",
-           "sam2unet-large", "sam2unet-base_plus", "sam2unet-small", "sam2unet-tiny",
-           "sam2unext-test", "sam2unet-test")
+PRESETS = (
+    "demo",
+    "sam2unext-large",
+    "sam2unext-base_plus",
+    "sam2unext-small",
+    "sam2unext-tiny",
+    "sam2unet-large",
+    "sam2unet-base_plus",
+    "sam2unet-small",
+    "sam2unet-tiny",
+    "sam2unext-test",
+    "sam2unet-test",
+)
 DEVICES = (("Auto (GPU when available)", "auto"), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
 ICON = os.path.join(os.path.dirname(__file__), "icon.png")
 
@@ -60,12 +70,16 @@ def georeferencing_problem(layer: Optional[QgsRasterLayer]) -> Optional[str]:
     except Exception:  # noqa: BLE001 - cannot tell: no warning
         return None
     if transform is None and not has_gcps:
-        return (f"{layer.name()} is not georeferenced: the probability raster and polygons will be in pixel "
-                "coordinates and will not line up with other layers. Georeference it first "
-                "(Raster ▸ Georeferencer) if it should.")
+        return (
+            f"{layer.name()} is not georeferenced: the probability raster and polygons will be in pixel "
+            "coordinates and will not line up with other layers. Georeference it first "
+            "(Raster ▸ Georeferencer) if it should."
+        )
     if not layer.crs().isValid():
-        return (f"{layer.name()} has no CRS: the outputs will have none either. Set it in the layer's "
-                "Properties ▸ Source first.")
+        return (
+            f"{layer.name()} has no CRS: the outputs will have none either. Set it in the layer's "
+            "Properties ▸ Source first."
+        )
     return None
 
 
@@ -91,7 +105,7 @@ class PredictDialog(QDialog):
         self.last_probe: Optional[dict] = None
         self.env_problem: Optional[str] = None
         outer = QVBoxLayout(self)
-        outer.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)   # grow, never squash rows
+        outer.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # grow, never squash rows
 
         form = QFormLayout()
         self.layer_combo = QgsMapLayerComboBox()
@@ -130,8 +144,10 @@ class PredictDialog(QDialog):
         self.ckpt_radio = QRadioButton("Checkpoint")
         self.ckpt_widget = QgsFileWidget()
         self.ckpt_widget.setFilter("Checkpoints (*.safetensors *.pth *.pt);;All files (*)")
-        self.ckpt_widget.setToolTip("Our .safetensors files carry their preset; an upstream SAM2-UNeXT/SAM2-UNet "
-                                    ".pth file is read with the preset chosen above.")
+        self.ckpt_widget.setToolTip(
+            "Our .safetensors files carry their preset; an upstream SAM2-UNeXT/SAM2-UNet "
+            ".pth file is read with the preset chosen above."
+        )
         wl.addRow(self.preset_radio, self.preset_combo)
         wl.addRow(self.ckpt_radio, self.ckpt_widget)
         self.preset_radio.toggled.connect(self._sync_weights)
@@ -170,8 +186,10 @@ class PredictDialog(QDialog):
         self.vector_check = QCheckBox(commands.OPTION_LABELS["vector"] + " (GeoPackage)")
         self.overwrite_check = QCheckBox(commands.OPTION_LABELS["overwrite"])
         self.resume_check = QCheckBox(commands.OPTION_LABELS["resume"])
-        self.resume_check.setToolTip("After a crash or failure: continue from the output's .partial store; only "
-                                     "unfinished chunks are computed. (Cancel keeps nothing to resume.)")
+        self.resume_check.setToolTip(
+            "After a crash or failure: continue from the output's .partial store; only "
+            "unfinished chunks are computed. (Cancel keeps nothing to resume.)"
+        )
         ol.addRow("Folder", self.out_widget)
         ol.addRow("", self.vector_check)
         ol.addRow("", self.overwrite_check)
@@ -193,7 +211,7 @@ class PredictDialog(QDialog):
         row.addWidget(self.exe_widget, 1)
         row.addWidget(self.check_button)
         self.busy = QProgressBar()
-        self.busy.setRange(0, 0)                  # indeterminate: a spinner while checking
+        self.busy.setRange(0, 0)  # indeterminate: a spinner while checking
         self.busy.setMaximumWidth(80)
         self.busy.setTextVisible(False)
         self.busy.hide()
@@ -202,7 +220,7 @@ class PredictDialog(QDialog):
         self.env_label.setWordWrap(True)
         self.env_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.env_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.env_scroll = QScrollArea()            # a long error scrolls; it never squashes the form
+        self.env_scroll = QScrollArea()  # a long error scrolls; it never squashes the form
         self.env_scroll.setWidgetResizable(True)
         self.env_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         self.env_scroll.setWidget(self.env_label)
@@ -229,7 +247,7 @@ class PredictDialog(QDialog):
         self._sync_georeferencing()
         self._sync_aoi()
         hint = self.sizeHint()
-        self.resize(max(600, hint.width()), hint.height())   # the layout keeps it from getting any smaller
+        self.resize(max(600, hint.width()), hint.height())  # the layout keeps it from getting any smaller
         if check_on_open:
             self.check_environment(use_cache=True, quiet=True)
 
@@ -247,8 +265,7 @@ class PredictDialog(QDialog):
         self.device_combo.setCurrentIndex(max(idx, 0))
         self.bands_edit.setText(settings.get("bands"))
         self.threshold_spin.setValue(settings.get("threshold"))
-        self.out_widget.setFilePath(settings.get("out_dir") or os.path.join(os.path.expanduser("~"),
-                                                                            "sam2unext-geo"))
+        self.out_widget.setFilePath(settings.get("out_dir") or os.path.join(os.path.expanduser("~"), "sam2unext-geo"))
         self.vector_check.setChecked(settings.get("vector"))
         self.overwrite_check.setChecked(settings.get("overwrite"))
         self.exe_widget.setFilePath(settings.executable_setting())
@@ -323,13 +340,23 @@ class PredictDialog(QDialog):
             raise ValueError("Choose an output folder.")
         bbox, bbox_crs, aoi_path = self.area_of_interest(export_aoi)
         return commands.PredictOptions(
-            scene=scene, out_dir=out_dir, preset=preset, checkpoint=checkpoint,
-            tile_size=self.tile_spin.value() or None, overlap=self.overlap_spin.value(),
-            batch_size=self.batch_spin.value(), device=self.device_combo.currentData(),
+            scene=scene,
+            out_dir=out_dir,
+            preset=preset,
+            checkpoint=checkpoint,
+            tile_size=self.tile_spin.value() or None,
+            overlap=self.overlap_spin.value(),
+            batch_size=self.batch_spin.value(),
+            device=self.device_combo.currentData(),
             bands=commands.normalize_bands(bands) if bands else None,
-            threshold=self.threshold_spin.value(), vector=self.vector_check.isChecked(),
-            overwrite=self.overwrite_check.isChecked(), resume=self.resume_check.isChecked(),
-            bbox=bbox, bbox_crs=bbox_crs, aoi=aoi_path)
+            threshold=self.threshold_spin.value(),
+            vector=self.vector_check.isChecked(),
+            overwrite=self.overwrite_check.isChecked(),
+            resume=self.resume_check.isChecked(),
+            bbox=bbox,
+            bbox_crs=bbox_crs,
+            aoi=aoi_path,
+        )
 
     def area_of_interest(self, export: bool = False) -> tuple:
         """``(bbox, bbox_crs, aoi_file)`` for the chosen area (all None: whole scene).
@@ -381,9 +408,11 @@ class PredictDialog(QDialog):
         self.check_button.setEnabled(False)
         self.busy.show()
         self.env_label.setText(f"checking {exe}…")
-        self.check_task = background.start("SAM2-UNeXT: check the environment",
-                                           lambda task: environment.probe_environment(exe, use_cache=use_cache),
-                                           self._checked)
+        self.check_task = background.start(
+            "SAM2-UNeXT: check the environment",
+            lambda task: environment.probe_environment(exe, use_cache=use_cache),
+            self._checked,
+        )
         return self.check_task
 
     def _checked(self, info, error) -> None:
@@ -407,11 +436,14 @@ class PredictDialog(QDialog):
         self.add_presets(info.get("presets", []))
         gpu = info.get("gpu")
         self.set_gpu_available(gpu)
-        gpu_text = {True: f"GPU {info.get('gpu_name') or 'available'}", False: "no GPU: CPU only",
-                    None: "GPU unknown"}[gpu]
+        gpu_text = {True: f"GPU {info.get('gpu_name') or 'available'}", False: "no GPU: CPU only", None: "GPU unknown"}[
+            gpu
+        ]
         torch_text = f"torch {info['torch']}" if info.get("torch") else "torch not importable"
-        self.env_label.setText(f"OK: {info['executable']} — {info['version']} — {torch_text} — {gpu_text}"
-                               + (" (cached)" if info.get("cached") else ""))
+        self.env_label.setText(
+            f"OK: {info['executable']} — {info['version']} — {torch_text} — {gpu_text}"
+            + (" (cached)" if info.get("cached") else "")
+        )
 
     def _show_problem(self, message: str) -> None:
         self.last_probe, self.env_problem = None, message
@@ -426,8 +458,9 @@ class PredictDialog(QDialog):
             exe = self.executable()
         except environment.EnvironmentProblem:
             exe = None
-        text = diagnostics_for(exe, self.last_probe or (environment.cached_probe(exe) if exe else None),
-                               self.env_problem)
+        text = diagnostics_for(
+            exe, self.last_probe or (environment.cached_probe(exe) if exe else None), self.env_problem
+        )
         QApplication.clipboard().setText(text)
         return text
 
@@ -467,4 +500,3 @@ class PredictDialog(QDialog):
             return
         self.save_settings()
         self.accept()
-

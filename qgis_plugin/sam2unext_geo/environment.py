@@ -22,8 +22,16 @@ INSTALL_HINT = (
     "set ~/sam2unext-env/bin/sam2unext-geo once in the Environment box."
 )
 # Variables QGIS sets for its own Python/GDAL/PROJ that would break a separate environment.
-_ENV_VARS_TO_DROP = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "GDAL_DATA", "GDAL_DRIVER_PATH",
-                     "PROJ_LIB", "PROJ_DATA", "QGIS_PREFIX_PATH")
+_ENV_VARS_TO_DROP = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "GDAL_DATA",
+    "GDAL_DRIVER_PATH",
+    "PROJ_LIB",
+    "PROJ_DATA",
+    "QGIS_PREFIX_PATH",
+)
 
 
 class EnvironmentProblem(RuntimeError):
@@ -47,7 +55,8 @@ def find_executable(configured: Optional[str] = None) -> str:
                 return str(cand)
         raise EnvironmentProblem(
             f"The configured sam2unext-geo command {str(configured)!r} does not exist or is not "
-            f"executable. {INSTALL_HINT}")
+            f"executable. {INSTALL_HINT}"
+        )
     found = shutil.which(EXECUTABLE_NAME)
     if found:
         return found
@@ -64,8 +73,16 @@ def subprocess_env() -> dict:
 
 def popen_kwargs() -> dict:
     """Keyword arguments for Popen: pipes, text, cleaned environment, no console window."""
-    kwargs = dict(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                  env=subprocess_env(), text=True, encoding="utf-8", errors="replace", bufsize=1)
+    kwargs = dict(
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=subprocess_env(),
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        bufsize=1,
+    )
     if sys.platform == "win32":
         kwargs["creationflags"] = getattr(subprocess, "CREATE_NO_WINDOW", 0)
     return kwargs
@@ -93,21 +110,22 @@ def check_environment(executable: str, timeout: float = 120.0, full: bool = True
     """
     info = {"executable": executable}
     commands = (("version", ["--version"]), ("models", ["models"]))
-    for key, extra in commands[:2 if full else 1]:
+    for key, extra in commands[: 2 if full else 1]:
         kwargs = popen_kwargs()
         kwargs.pop("bufsize")
         kwargs.pop("stdin")
         try:
-            proc = subprocess.run(low_priority([executable] + extra), stdin=subprocess.DEVNULL,
-                                  timeout=timeout, **kwargs)
+            proc = subprocess.run(
+                low_priority([executable] + extra), stdin=subprocess.DEVNULL, timeout=timeout, **kwargs
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise EnvironmentProblem(
-                f"`{executable} {' '.join(extra)}` could not run ({exc}). {INSTALL_HINT}") from exc
+            raise EnvironmentProblem(f"`{executable} {' '.join(extra)}` could not run ({exc}). {INSTALL_HINT}") from exc
         if proc.returncode != 0:
             tail = last_line(proc.stderr) or last_line(proc.stdout) or f"exit code {proc.returncode}"
             raise EnvironmentProblem(
                 f"`{executable} {' '.join(extra)}` failed: {tail}. The sam2unext-geo environment "
-                f"looks broken. {INSTALL_HINT}")
+                f"looks broken. {INSTALL_HINT}"
+            )
         info[key] = proc.stdout.strip()
     return info
 
@@ -167,8 +185,9 @@ def torch_info(executable: str, timeout: float = 120.0) -> dict:
     for key in ("bufsize", "stdin"):
         kwargs.pop(key)
     try:
-        proc = subprocess.run(low_priority([python, "-c", _TORCH_PROBE]), stdin=subprocess.DEVNULL, timeout=timeout,
-                              **kwargs)
+        proc = subprocess.run(
+            low_priority([python, "-c", _TORCH_PROBE]), stdin=subprocess.DEVNULL, timeout=timeout, **kwargs
+        )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     try:

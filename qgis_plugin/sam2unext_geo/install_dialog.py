@@ -48,10 +48,12 @@ class InstallDialog(QDialog):
         self._progress = 0.0
 
         layout = QVBoxLayout(self)
-        intro = QLabel("Creates a Python environment for sam2unext-geo in your QGIS profile folder, installs "
-                       "torch (CUDA build when nvidia-smi reports an NVIDIA GPU, else CPU) and the "
-                       "sam2unext-geo wheel carried by this plugin, then points the plugin at it. "
-                       "Downloads about 1 GB (CPU) to 3 GB (CUDA).")
+        intro = QLabel(
+            "Creates a Python environment for sam2unext-geo in your QGIS profile folder, installs "
+            "torch (CUDA build when nvidia-smi reports an NVIDIA GPU, else CPU) and the "
+            "sam2unext-geo wheel carried by this plugin, then points the plugin at it. "
+            "Downloads about 1 GB (CPU) to 3 GB (CUDA)."
+        )
         intro.setWordWrap(True)
         self.plan_label = QLabel("Looking for Python and a GPU…")
         self.plan_label.setWordWrap(True)
@@ -110,12 +112,16 @@ class InstallDialog(QDialog):
         self.status.setText("Installing… (QGIS stays usable; this dialog can stay open)")
         self.timer.start()
         plan = self.plan
-        self.task = background.start("SAM2-UNeXT: install the environment",
-                                     lambda task: installer.install(plan, log=self._log, progress=self._set_progress,
-                                                                    is_cancelled=task.isCanceled),
-                                     self._done, can_cancel=True)
+        self.task = background.start(
+            "SAM2-UNeXT: install the environment",
+            lambda task: installer.install(
+                plan, log=self._log, progress=self._set_progress, is_cancelled=task.isCanceled
+            ),
+            self._done,
+            can_cancel=True,
+        )
 
-    def _log(self, line: str) -> None:          # worker thread
+    def _log(self, line: str) -> None:  # worker thread
         with self._lock:
             self._lines.append(line)
 
@@ -131,7 +137,7 @@ class InstallDialog(QDialog):
 
     def _done(self, executable, error) -> None:
         if error is None:
-            settings.set("executable", executable)   # first: it must happen even if the dialog is gone
+            settings.set("executable", executable)  # first: it must happen even if the dialog is gone
             environment.forget_probes()
         else:
             diagnostics.remember_error(str(error))
@@ -174,4 +180,3 @@ class InstallDialog(QDialog):
 def diagnostics_for(executable: Optional[str], probe: Optional[dict], problem: Optional[str]) -> str:
     """:func:`diagnostics.diagnostics_text` with this QGIS's version."""
     return diagnostics.diagnostics_text(Qgis.QGIS_VERSION, executable, probe, problem)
-

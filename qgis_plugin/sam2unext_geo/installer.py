@@ -64,10 +64,10 @@ class InstallPlan:
     python_version: str
     venv: Path
     wheel: Path
-    torch_build: str                      # "cpu" or "cu126", "cu124", ...
+    torch_build: str  # "cpu" or "cu126", "cu124", ...
     gpu: Optional[Gpu] = None
     pip_options: list = field(default_factory=list)
-    reuse_site_packages: Optional[list] = None     # site-packages folders of an existing environment
+    reuse_site_packages: Optional[list] = None  # site-packages folders of an existing environment
 
     @property
     def executable(self) -> Path:
@@ -82,9 +82,13 @@ class InstallPlan:
     def describe(self) -> str:
         """A few lines for the dialog: what will be installed where."""
         gpu = f"{self.gpu.name} (driver CUDA {'.'.join(map(str, self.gpu.cuda or ()))})" if self.gpu else "none found"
-        lines = [f"Python: {self.python} ({self.python_version})", f"Environment: {self.venv}",
-                 f"sam2unext-geo wheel: {self.wheel.name}", f"GPU (nvidia-smi): {gpu}",
-                 f"torch build: {'CPU' if self.torch_build == 'cpu' else 'CUDA ' + self.torch_build}"]
+        lines = [
+            f"Python: {self.python} ({self.python_version})",
+            f"Environment: {self.venv}",
+            f"sam2unext-geo wheel: {self.wheel.name}",
+            f"GPU (nvidia-smi): {gpu}",
+            f"torch build: {'CPU' if self.torch_build == 'cpu' else 'CUDA ' + self.torch_build}",
+        ]
         if self.reuse_site_packages:
             lines.append("Reusing installed packages from: " + ", ".join(map(str, self.reuse_site_packages)))
         if self.pip_options:
@@ -96,8 +100,9 @@ def python_version(python: str, timeout: float = 30.0) -> Optional[tuple]:
     """``(major, minor, micro)`` of an interpreter that can make venvs, else None."""
     code = "import sys, venv; print('%d.%d.%d' % sys.version_info[:3])"
     try:
-        proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              env=popen_kwargs()["env"])
+        proc = subprocess.run(
+            [python, "-c", code], capture_output=True, text=True, timeout=timeout, env=popen_kwargs()["env"]
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", proc.stdout.strip()) if proc.returncode == 0 else None
@@ -109,7 +114,7 @@ def python_candidates() -> list[str]:
     names = [f"python3.{m}" for m in range(14, MIN_PYTHON[1] - 1, -1)] + ["python3", "python"]
     found = [shutil.which(n) for n in names]
     if os.name == "nt":
-        found.append(os.path.join(sys.exec_prefix, "python.exe"))   # QGIS's own Python (OSGeo4W)
+        found.append(os.path.join(sys.exec_prefix, "python.exe"))  # QGIS's own Python (OSGeo4W)
         found.append(shutil.which("py"))
     else:
         found.append(os.path.join(sys.exec_prefix, "bin", "python3"))
@@ -136,9 +141,12 @@ def find_python(candidates: Optional[list] = None) -> tuple[str, str]:
         tried.append(f"{python} ({'.'.join(map(str, version)) if version else 'not usable'})")
         if version and version[:2] >= MIN_PYTHON:
             return python, ".".join(map(str, version))
-    raise InstallError("No Python >= 3.10 with the venv module was found (tried: " + (", ".join(tried) or "none")
-                       + "). Install Python 3.10 or newer (Debian/Ubuntu: apt install python3 python3-venv; "
-                       "Windows/macOS: python.org), then click Install again.")
+    raise InstallError(
+        "No Python >= 3.10 with the venv module was found (tried: "
+        + (", ".join(tried) or "none")
+        + "). Install Python 3.10 or newer (Debian/Ubuntu: apt install python3 python3-venv; "
+        "Windows/macOS: python.org), then click Install again."
+    )
 
 
 def detect_gpu(timeout: float = 20.0) -> Optional[Gpu]:
@@ -147,8 +155,9 @@ def detect_gpu(timeout: float = 20.0) -> Optional[Gpu]:
     if smi is None:
         return None
     try:
-        names = subprocess.run([smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
-                               text=True, timeout=timeout)
+        names = subprocess.run(
+            [smi, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=timeout
+        )
         header = subprocess.run([smi], capture_output=True, text=True, timeout=timeout)
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -184,8 +193,10 @@ def bundled_wheel(folder: Path = WHEEL_DIR) -> Path:
     """
     wheels = sorted(glob.glob(str(folder / "sam2unext_geo-*.whl")))
     if not wheels:
-        raise InstallError(f"No sam2unext-geo wheel in {folder}: install the plugin from the zip made by "
-                           "qgis_plugin/build_zip.py, or choose a wheel file.")
+        raise InstallError(
+            f"No sam2unext-geo wheel in {folder}: install the plugin from the zip made by "
+            "qgis_plugin/build_zip.py, or choose a wheel file."
+        )
     return Path(wheels[-1])
 
 
@@ -199,9 +210,17 @@ def default_venv(profile_folder: str) -> Path:
     return Path(profile_folder) / "sam2unext-geo" / "venv"
 
 
-def make_plan(profile_folder: str, *, python: Optional[str] = None, wheel: Optional[Path] = None,
-              gpu: Optional[Gpu] = None, detect: bool = True, pip_options: Optional[list] = None,
-              reuse_site_packages: Optional[list] = None, venv: Optional[Path] = None) -> InstallPlan:
+def make_plan(
+    profile_folder: str,
+    *,
+    python: Optional[str] = None,
+    wheel: Optional[Path] = None,
+    gpu: Optional[Gpu] = None,
+    detect: bool = True,
+    pip_options: Optional[list] = None,
+    reuse_site_packages: Optional[list] = None,
+    venv: Optional[Path] = None,
+) -> InstallPlan:
     """Decide what to install (quick: a few subprocesses; run it off the GUI thread all the same).
 
     Raises:
@@ -215,10 +234,16 @@ def make_plan(profile_folder: str, *, python: Optional[str] = None, wheel: Optio
     else:
         python, python_text = find_python()
     gpu = detect_gpu() if (gpu is None and detect) else gpu
-    return InstallPlan(python=python, python_version=python_text, venv=Path(venv or default_venv(profile_folder)),
-                       wheel=Path(wheel) if wheel else bundled_wheel(), torch_build=torch_build(gpu), gpu=gpu,
-                       pip_options=list(pip_options or []),
-                       reuse_site_packages=[str(p) for p in reuse_site_packages] if reuse_site_packages else None)
+    return InstallPlan(
+        python=python,
+        python_version=python_text,
+        venv=Path(venv or default_venv(profile_folder)),
+        wheel=Path(wheel) if wheel else bundled_wheel(),
+        torch_build=torch_build(gpu),
+        gpu=gpu,
+        pip_options=list(pip_options or []),
+        reuse_site_packages=[str(p) for p in reuse_site_packages] if reuse_site_packages else None,
+    )
 
 
 def steps(plan: InstallPlan) -> list[tuple[str, list]]:
@@ -230,27 +255,36 @@ def steps(plan: InstallPlan) -> list[tuple[str, list]]:
     venv_cmd = [plan.python, "-m", "venv", "--clear"]
     extra = list(plan.pip_options)
     if plan.reuse_site_packages:
-        venv_cmd.append("--without-pip")        # pip, setuptools and torch come from the reused environment
+        venv_cmd.append("--without-pip")  # pip, setuptools and torch come from the reused environment
         extra.append("--no-deps")
     venv_cmd.append(str(plan.venv))
     pip = [str(plan.venv_python), "-m", "pip", "install", "--disable-pip-version-check"]
     return [
         ("Create the environment", venv_cmd),
-        (f"Install torch ({'CPU' if plan.torch_build == 'cpu' else 'CUDA ' + plan.torch_build})",
-         pip + ["torch", "torchvision", "--index-url", torch_index(plan.torch_build)] + extra),
+        (
+            f"Install torch ({'CPU' if plan.torch_build == 'cpu' else 'CUDA ' + plan.torch_build})",
+            pip + ["torch", "torchvision", "--index-url", torch_index(plan.torch_build)] + extra,
+        ),
         (f"Install {plan.wheel.name}", pip + [str(plan.wheel)] + extra),
         ("Check torch and the core import", [str(plan.venv_python), "-c", _IMPORT_CHECK]),
         ("Check the command", [str(plan.executable), "--version"]),
     ]
 
 
-_IMPORT_CHECK = ("import torch, sam2unext.geo, sam2unext; "
-                 "print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.is_available(), "
-                 "'sam2unext from', sam2unext.__file__)")
+_IMPORT_CHECK = (
+    "import torch, sam2unext.geo, sam2unext; "
+    "print('torch', torch.__version__, 'CUDA', torch.version.cuda, 'GPU', torch.cuda.is_available(), "
+    "'sam2unext from', sam2unext.__file__)"
+)
 
 
-def install(plan: InstallPlan, *, log: Log = print, progress: Callable[[float], None] = lambda p: None,
-            is_cancelled: Callable[[], bool] = lambda: False) -> str:
+def install(
+    plan: InstallPlan,
+    *,
+    log: Log = print,
+    progress: Callable[[float], None] = lambda p: None,
+    is_cancelled: Callable[[], bool] = lambda: False,
+) -> str:
     """Run the install; returns the path of the new ``sam2unext-geo`` command.
 
     Raises:
@@ -272,16 +306,23 @@ def install(plan: InstallPlan, *, log: Log = print, progress: Callable[[float], 
         if title == "Check the command":
             expected = wheel_version(plan.wheel)
             if expected not in output:
-                raise InstallError(f"{plan.executable} reports {output.strip()!r}, not version {expected} of "
-                                   f"{plan.wheel.name}; another sam2unext-geo shadows it.")
+                raise InstallError(
+                    f"{plan.executable} reports {output.strip()!r}, not version {expected} of "
+                    f"{plan.wheel.name}; another sam2unext-geo shadows it."
+                )
     progress(100.0)
     log(f"\nInstalled in {time.monotonic() - t_all:.1f} s: {plan.executable}")
     return str(plan.executable)
 
 
 def _write_reuse_pth(plan: InstallPlan) -> None:
-    out = subprocess.run([str(plan.venv_python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                         capture_output=True, text=True, env=popen_kwargs()["env"], check=True)
+    out = subprocess.run(
+        [str(plan.venv_python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True,
+        text=True,
+        env=popen_kwargs()["env"],
+        check=True,
+    )
     site = Path(out.stdout.strip())
     site.mkdir(parents=True, exist_ok=True)
     (site / "_sam2unext_reuse.pth").write_text("".join(p + "\n" for p in plan.reuse_site_packages), encoding="utf-8")

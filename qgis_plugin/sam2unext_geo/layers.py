@@ -19,8 +19,13 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 # Transparent at 0, then a magma-like ramp that becomes opaque towards certainty.
-_RAMP = ((0.00, (0, 0, 4, 0)), (0.25, (81, 18, 124, 90)), (0.50, (183, 55, 121, 170)),
-         (0.75, (252, 137, 97, 220)), (1.00, (252, 253, 191, 255)))
+_RAMP = (
+    (0.00, (0, 0, 4, 0)),
+    (0.25, (81, 18, 124, 90)),
+    (0.50, (183, 55, 121, 170)),
+    (0.75, (252, 137, 97, 220)),
+    (1.00, (252, 253, 191, 255)),
+)
 
 
 def scene_name(path: str) -> str:
@@ -45,8 +50,9 @@ def style_probability(layer: QgsRasterLayer) -> None:
     vmax = probability_max(layer)
     ramp = QgsColorRampShader(0.0, vmax)
     ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
-    ramp.setColorRampItemList([QgsColorRampShader.ColorRampItem(f * vmax, QColor(*rgba), f"{f:.2f}")
-                               for f, rgba in _RAMP])
+    ramp.setColorRampItemList(
+        [QgsColorRampShader.ColorRampItem(f * vmax, QColor(*rgba), f"{f:.2f}") for f, rgba in _RAMP]
+    )
     shader = QgsRasterShader()
     shader.setRasterShaderFunction(ramp)
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
@@ -58,14 +64,16 @@ def style_probability(layer: QgsRasterLayer) -> None:
 
 def style_polygons(layer: QgsVectorLayer) -> None:
     """Cyan outline with a faint fill, readable over imagery and over the probability ramp."""
-    symbol = QgsFillSymbol.createSimple({"color": "0,255,255,40", "outline_color": "0,229,255,255",
-                                         "outline_width": "0.5"})
+    symbol = QgsFillSymbol.createSimple(
+        {"color": "0,255,255,40", "outline_color": "0,229,255,255", "outline_width": "0.5"}
+    )
     layer.renderer().setSymbol(symbol)
     layer.triggerRepaint()
 
 
-def add_result_layers(probability: str, vector: Optional[str], scene: str,
-                      project: Optional[QgsProject] = None) -> tuple:
+def add_result_layers(
+    probability: str, vector: Optional[str], scene: str, project: Optional[QgsProject] = None
+) -> tuple:
     """Load the outputs and add them on top of the layer tree in a new, expanded group.
 
     Args:

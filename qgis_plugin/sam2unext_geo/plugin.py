@@ -96,9 +96,10 @@ class Sam2UnextGeoPlugin:
         """Open the one-click install dialog (non-modal)."""
         from .install_dialog import InstallDialog
 
-        self.installer = InstallDialog(self.iface.mainWindow(),
-                                       on_installed=lambda exe: self.notify(f"sam2unext-geo installed: {exe}",
-                                                                            Qgis.MessageLevel.Success))
+        self.installer = InstallDialog(
+            self.iface.mainWindow(),
+            on_installed=lambda exe: self.notify(f"sam2unext-geo installed: {exe}", Qgis.MessageLevel.Success),
+        )
         self.installer.show()
 
     def start_task(self, executable: str, options: commands.PredictOptions, **kwargs):
@@ -114,8 +115,10 @@ class Sam2UnextGeoPlugin:
         task = PredictTask(executable, options, notify=self.notify, on_finished=self._forget, **kwargs)
         busy = set(task.output_paths()).intersection(p for t in self.tasks for p in t.output_paths())
         if busy:
-            raise ValueError(f"{sorted(busy)[0]} is being written by a run that has not finished; wait for it, "
-                             "or choose another output folder.")
+            raise ValueError(
+                f"{sorted(busy)[0]} is being written by a run that has not finished; wait for it, "
+                "or choose another output folder."
+            )
         if options.aoi and os.path.basename(options.aoi).startswith("sam2unext_aoi_"):
             task.cleanup = lambda: aoi.remove_file(options.aoi)
         self.tasks.append(task)
@@ -129,8 +132,9 @@ class Sam2UnextGeoPlugin:
     def notify(self, message: str, level: int = Qgis.MessageLevel.Info) -> None:
         """Message bar in the GUI, the log otherwise."""
         if self.iface is not None and hasattr(self.iface, "messageBar"):
-            self.iface.messageBar().pushMessage("SAM2-UNeXT Geo", message, level=level,
-                                                duration=0 if level == Qgis.MessageLevel.Critical else 8)
+            self.iface.messageBar().pushMessage(
+                "SAM2-UNeXT Geo", message, level=level, duration=0 if level == Qgis.MessageLevel.Critical else 8
+            )
         else:
             from qgis.core import QgsMessageLog
 

@@ -71,8 +71,9 @@ def is_own_entry(name: str, finals: Iterable[str]) -> bool:
     return any(name in (f, f + ".tmp", partial_name(f)) or name.startswith(f".{f}.") for f in finals)
 
 
-def remove_own_entries(folder: str, finals: Iterable[str], before: set, *, cancelled: bool,
-                       created_folder: bool = False) -> list[str]:
+def remove_own_entries(
+    folder: str, finals: Iterable[str], before: set, *, cancelled: bool, created_folder: bool = False
+) -> list[str]:
     """Remove what this run left in ``folder``, and nothing else.
 
     Removed: the temporary names (``.<final>.*``) of ``finals`` (the run's output file names)
@@ -115,10 +116,17 @@ def remove_own_entries(folder: str, finals: Iterable[str], before: set, *, cance
     return removed
 
 
-def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e: None,
-                is_cancelled: Callable[[], bool] = lambda: False, out_dir: Optional[str] = None,
-                outputs: Iterable[str] = (), grace_seconds: float = DEFAULT_GRACE_SECONDS, poll_seconds: float = 0.1,
-                on_started: Callable[[subprocess.Popen], None] = lambda p: None) -> RunResult:
+def run_command(
+    args: list[str],
+    *,
+    on_event: Callable[[dict], None] = lambda e: None,
+    is_cancelled: Callable[[], bool] = lambda: False,
+    out_dir: Optional[str] = None,
+    outputs: Iterable[str] = (),
+    grace_seconds: float = DEFAULT_GRACE_SECONDS,
+    poll_seconds: float = 0.1,
+    on_started: Callable[[subprocess.Popen], None] = lambda p: None,
+) -> RunResult:
     """Run the command, feeding each JSON event to ``on_event`` until it exits.
 
     Cancellation (``is_cancelled()`` true) sends SIGTERM (the CLI exits 143 and removes its
@@ -167,8 +175,7 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
     lines: queue.Queue[Optional[str]] = queue.Queue()
     stderr_tail: list[str] = []
     threading.Thread(target=_pump, args=(proc.stdout, lines.put), daemon=True).start()
-    err_thread = threading.Thread(target=_pump, args=(proc.stderr, lambda s: _keep_tail(stderr_tail, s)),
-                                  daemon=True)
+    err_thread = threading.Thread(target=_pump, args=(proc.stderr, lambda s: _keep_tail(stderr_tail, s)), daemon=True)
     err_thread.start()
     result = RunResult()
     error_event: Optional[dict] = None
@@ -210,8 +217,11 @@ def run_command(args: list[str], *, on_event: Callable[[dict], None] = lambda e:
     if proc.returncode != 0:
         clean(False)
         stderr_text = "\n".join(stderr_tail)
-        message = (error_event or {}).get("message") or last_line(stderr_text) \
+        message = (
+            (error_event or {}).get("message")
+            or last_line(stderr_text)
             or f"sam2unext-geo exited with code {proc.returncode}"
+        )
         message = plugin_words(message, (error_event or {}).get("options"))
         if any(marker in stderr_text for marker in _BROKEN_MARKERS):
             message += f" The sam2unext-geo environment looks broken. {INSTALL_HINT}"

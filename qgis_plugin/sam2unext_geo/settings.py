@@ -9,10 +9,10 @@ from qgis.core import QgsSettings
 PREFIX = "sam2unext_geo/"
 DEFAULTS = {
     "executable": "",
-    "weights_mode": "preset",      # "preset" or "checkpoint"
-    "preset": "demo",                # "demo" = bundled demo weights (--checkpoint demo)
+    "weights_mode": "preset",  # "preset" or "checkpoint"
+    "preset": "demo",  # "demo" = bundled demo weights (--checkpoint demo)
     "checkpoint": "",
-    "tile_size": 0,                # 0 = the model's input size
+    "tile_size": 0,  # 0 = the model's input size
     "overlap": 0.25,
     "batch_size": 4,
     "device": "auto",
@@ -21,7 +21,7 @@ DEFAULTS = {
     "out_dir": "",
     "vector": True,
     "overwrite": False,
-    "aoi_mode": "scene",           # "scene", "extent" or "selected"
+    "aoi_mode": "scene",  # "scene", "extent" or "selected"
 }
 
 

@@ -23,14 +23,20 @@ class PredictTask(QgsTask):
     (``loading model…`` while the model loads), also shown in the task's description.
     """
 
-    def __init__(self, executable: str, options: commands.PredictOptions, *,
-                 project: Optional[QgsProject] = None, check_environment: bool = True,
-                 notify: Optional[Callable[[str, int], None]] = None,
-                 on_finished: Optional[Callable[[PredictTask], None]] = None):
+    def __init__(
+        self,
+        executable: str,
+        options: commands.PredictOptions,
+        *,
+        project: Optional[QgsProject] = None,
+        check_environment: bool = True,
+        notify: Optional[Callable[[str, int], None]] = None,
+        on_finished: Optional[Callable[[PredictTask], None]] = None,
+    ):
         self.title = f"SAM2-UNeXT: {scene_name(options.scene)}"
         super().__init__(self.title, QgsTask.Flag.CanCancel)
         self.stage = "queued"
-        self.stages: list = []      # every stage text shown, in order
+        self.stages: list = []  # every stage text shown, in order
         self.executable = executable
         self.options = options
         self.project = project
@@ -42,7 +48,7 @@ class PredictTask(QgsTask):
         self.cancelled_run = False
         self.layers: tuple = ()
         self.group = None
-        self.cleanup: Optional[Callable[[], None]] = None   # removes temporary inputs (AOI file) afterwards
+        self.cleanup: Optional[Callable[[], None]] = None  # removes temporary inputs (AOI file) afterwards
 
     def output_paths(self) -> list:
         """The absolute paths of the files this run writes (probability first)."""
@@ -55,9 +61,13 @@ class PredictTask(QgsTask):
                 environment.check_environment(self.executable, full=False)
             args = commands.predict_args(self.executable, self.options)
             QgsMessageLog.logMessage("Running: " + " ".join(args), LOG_TAG, Qgis.MessageLevel.Info)
-            self.result = runner.run_command(args, on_event=self._on_event, is_cancelled=self.isCanceled,
-                                             out_dir=self.options.out_dir,
-                                             outputs=commands.output_names(self.options))
+            self.result = runner.run_command(
+                args,
+                on_event=self._on_event,
+                is_cancelled=self.isCanceled,
+                out_dir=self.options.out_dir,
+                outputs=commands.output_names(self.options),
+            )
             if not self.result.done:
                 self.error = "sam2unext-geo finished without reporting any output."
                 return False
@@ -80,7 +90,7 @@ class PredictTask(QgsTask):
             self.setDescription(f"{self.title} — {label}")
         pct = commands.progress_percent(event)
         if pct is not None:
-            self.setProgress(max(pct, 0.5))   # > 0 as soon as the command speaks (the bar moves)
+            self.setProgress(max(pct, 0.5))  # > 0 as soon as the command speaks (the bar moves)
 
     def finished(self, ok: bool) -> None:
         """Main thread: add layers on success; never on cancel or failure."""
@@ -88,12 +98,15 @@ class PredictTask(QgsTask):
             if ok and self.result is not None and not self.isCanceled():
                 done = self.result.done[-1]
                 scene = scene_name(done.get("scene") or self.options.scene)
-                self.group, *self.layers = add_result_layers(done["probability"], done.get("vector"),
-                                                             scene, self.project)
+                self.group, *self.layers = add_result_layers(
+                    done["probability"], done.get("vector"), scene, self.project
+                )
                 skipped = int(done.get("tiles_skipped") or 0)
                 tiles = f"{done.get('tiles_run', '?')} tiles" + (f", {skipped} skipped" if skipped else "")
-                self.notify(f"{scene}: added “{result_group_name(scene)}” ({tiles}, "
-                            f"{done.get('seconds', 0):.1f} s).", Qgis.MessageLevel.Success)
+                self.notify(
+                    f"{scene}: added “{result_group_name(scene)}” ({tiles}, {done.get('seconds', 0):.1f} s).",
+                    Qgis.MessageLevel.Success,
+                )
             elif self.cancelled_run or self.isCanceled():
                 self.cancelled_run = True
                 self.notify("Cancelled; no layers or files were kept.", Qgis.MessageLevel.Info)

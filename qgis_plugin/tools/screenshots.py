@@ -36,8 +36,10 @@ from qgis.PyQt.QtWidgets import QSplitter  # noqa: E402
 def make_demo_scene(cli: str, folder: Path, size: int, seed: int) -> Path:
     """Draw a demo scene with the command's own Python; returns the GeoTIFF path."""
     python = Path(cli).parent / ("python.exe" if os.name == "nt" else "python")
-    code = ("import sys; from sam2unext.geo.demo import write_demo_scene; "
-            f"print(write_demo_scene({str(folder)!r}, size={size}, seed={seed})[0])")
+    code = (
+        "import sys; from sam2unext.geo.demo import write_demo_scene; "
+        f"print(write_demo_scene({str(folder)!r}, size={size}, seed={seed})[0])"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, env=env, check=True)
     return Path(out.stdout.strip().splitlines()[-1])
@@ -89,8 +91,11 @@ def grab_aoi(dialog, scene_layer: QgsRasterLayer, path: Path) -> None:
     for fx, fy in ((0.1, 0.1), (0.5, 0.45)):
         x0, y0 = ext.xMinimum() + fx * w, ext.yMinimum() + fy * h
         feat = QgsFeature()
-        feat.setGeometry(QgsGeometry.fromWkt(
-            f"POLYGON(({x0} {y0},{x0 + 0.4 * w} {y0},{x0 + 0.4 * w} {y0 + 0.4 * h},{x0} {y0 + 0.4 * h},{x0} {y0}))"))
+        feat.setGeometry(
+            QgsGeometry.fromWkt(
+                f"POLYGON(({x0} {y0},{x0 + 0.4 * w} {y0},{x0 + 0.4 * w} {y0 + 0.4 * h},{x0} {y0 + 0.4 * h},{x0} {y0}))"
+            )
+        )
         feats.append(feat)
     ok, feats = fields.dataProvider().addFeatures(feats)
     QgsProject.instance().addMapLayer(fields)
@@ -111,13 +116,22 @@ def grab_installer(cli: str, wheel: Path, path: Path) -> None:
 
     python = Path(cli).parent / "python"
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
-    out = subprocess.run([str(python), "-c", "import sys, json; print(json.dumps(sys.path))"], capture_output=True,
-                         text=True, env=env, check=True)
+    out = subprocess.run(
+        [str(python), "-c", "import sys, json; print(json.dumps(sys.path))"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     site = [p for p in json.loads(out.stdout) if p.endswith("site-packages") and os.path.isdir(p)]
-    home = next(line.split("=", 1)[1].strip() for line in (python.parent.parent / "pyvenv.cfg").read_text().splitlines()
-                if line.split("=")[0].strip() == "home")
-    dlg = InstallDialog(None, python=str(Path(home) / "python3"), wheel=wheel, reuse_site_packages=site,
-                        pip_options=["--no-index"])
+    home = next(
+        line.split("=", 1)[1].strip()
+        for line in (python.parent.parent / "pyvenv.cfg").read_text().splitlines()
+        if line.split("=")[0].strip() == "home"
+    )
+    dlg = InstallDialog(
+        None, python=str(Path(home) / "python3"), wheel=wheel, reuse_site_packages=site, pip_options=["--no-index"]
+    )
     dlg.resize(760, 560)
     dlg.show()
     deadline = time.monotonic() + 60
@@ -157,7 +171,7 @@ def grab_result(scene_layer: QgsRasterLayer, path: Path) -> None:
     splitter = QSplitter(Qt.Orientation.Horizontal)
     view = QgsLayerTreeView()
     model = QgsLayerTreeModel(project.layerTreeRoot())
-    view.setModel(model)   # groups keep their own expanded state (the result group is expanded)
+    view.setModel(model)  # groups keep their own expanded state (the result group is expanded)
     canvas = QgsMapCanvas()
     canvas.setCanvasColor(QColor("white"))
     bridge = QgsLayerTreeMapCanvasBridge(project.layerTreeRoot(), canvas)  # noqa: F841 - keeps layers in sync
@@ -202,10 +216,17 @@ def main(argv=None) -> int:
 
     is_file = os.path.isfile(args.weights)
     options = commands.PredictOptions(
-        scene=str(scene), out_dir=str(out_dir),
+        scene=str(scene),
+        out_dir=str(out_dir),
         preset=None if (is_file or args.weights == "demo") else args.weights,
         checkpoint=args.weights if (is_file or args.weights == "demo") else None,
-        overlap=0.25, batch_size=4, device="auto", threshold=0.5, vector=True, overwrite=True)
+        overlap=0.25,
+        batch_size=4,
+        device="auto",
+        threshold=0.5,
+        vector=True,
+        overwrite=True,
+    )
     run_task(args.cli, options)
     grab_result(scene_layer, args.docs / "qgis_result.png")
     written = ["qgis_dialog.png", "qgis_aoi.png", "qgis_result.png"]

@@ -55,8 +55,9 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> CliResult:
 def run_cli_process(*args: str | Path, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real console script in a subprocess (for exit statuses of the process itself)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, env=env)
+    return subprocess.run(
+        [*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+    )
 
 
 def json_events(stdout: str) -> list[dict]:

@@ -14,8 +14,13 @@ import rasterio
 
 from cli_helpers import run_cli
 
-DEMO_FILES = ["demo_quicklook.png", "demo_scene.tif", "demo_scene_prob.tif", "demo_scene_prob_polygons.gpkg",
-              "demo_truth.tif"]
+DEMO_FILES = [
+    "demo_quicklook.png",
+    "demo_scene.tif",
+    "demo_scene_prob.tif",
+    "demo_scene_prob_polygons.gpkg",
+    "demo_truth.tif",
+]
 
 
 @pytest.mark.slow

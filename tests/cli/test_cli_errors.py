@@ -46,12 +46,16 @@ CASES = {
     "not a raster": (["predict", "notes.tif", "--preset", "sam2unext-test"], "not a raster"),
     "bad band": (["predict", "scene.tif", "--preset", "sam2unext-test", "--bands", "5"], "band 5 is out of range"),
     "no weights": (["predict", "scene.tif"], "no weights given"),
-    "checkpoint/preset mismatch": (["predict", "scene.tif", "--checkpoint", "unext.safetensors", "--preset",
-                                    "sam2unet-test"], "was saved for preset 'sam2unext-test'"),
+    "checkpoint/preset mismatch": (
+        ["predict", "scene.tif", "--checkpoint", "unext.safetensors", "--preset", "sam2unet-test"],
+        "was saved for preset 'sam2unext-test'",
+    ),
     "unknown preset": (["predict", "scene.tif", "--preset", "sam2unext-huge"], "unknown preset 'sam2unext-huge'"),
     "missing checkpoint": (["predict", "scene.tif", "--checkpoint", "nope.safetensors"], "checkpoint not found"),
-    "unwritable folder": (["predict", "scene.tif", "--checkpoint", "demo", "-o", "notes.tif/out"],
-                          "cannot create output folder notes.tif/out"),
+    "unwritable folder": (
+        ["predict", "scene.tif", "--checkpoint", "demo", "-o", "notes.tif/out"],
+        "cannot create output folder notes.tif/out",
+    ),
     "unknown option": (["predict", "scene.tif", "--tile", "9"], "No such option: --tile"),
     "bad choice": (["predict", "scene.tif", "--progress", "loud"], "'loud' is not one of"),
     "vectorize missing": (["vectorize", "missing_prob.tif"], "missing_prob.tif does not exist"),
@@ -106,9 +110,24 @@ def test_console_script_exit_statuses(work):
 def test_sigterm_exits_143_and_leaves_no_output(tmp_path):
     scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
     out = tmp_path / "out"
-    proc = subprocess.Popen([*COMMAND, "predict", str(scene), "-o", str(out), "--preset", "sam2unext-test",
-                             "--progress", "json", "--batch-size", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *COMMAND,
+            "predict",
+            str(scene),
+            "-o",
+            str(out),
+            "--preset",
+            "sam2unext-test",
+            "--progress",
+            "json",
+            "--batch-size",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         for line in proc.stdout:  # wait until tiles are being predicted

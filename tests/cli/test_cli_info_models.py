@@ -67,6 +67,8 @@ def test_every_command_help_documents_its_options_and_examples_that_parse(comman
     for line in examples:  # each example is a command line that this command accepts
         args = shlex.split(line)[2:]
         cmd.make_context(command, args, resilient_parsing=False)
+
+
 def test_version_and_bare_command():
     assert run_cli("--version").stdout.startswith("sam2unext-geo ")
     bare = run_cli()

@@ -40,8 +40,10 @@ def test_probability_outputs_file_folder_and_clashes(tmp_path):
     one, two = Path("x/a.tif"), Path("y/b.tif")
     assert probability_outputs([one], None) == [None]
     assert probability_outputs([one], tmp_path / "out.tif") == [tmp_path / "out.tif"]
-    assert probability_outputs([one, two], tmp_path / "res") == [tmp_path / "res/a_prob.tif",
-                                                                  tmp_path / "res/b_prob.tif"]
+    assert probability_outputs([one, two], tmp_path / "res") == [
+        tmp_path / "res/a_prob.tif",
+        tmp_path / "res/b_prob.tif",
+    ]
     assert (tmp_path / "res").is_dir()
     with pytest.raises(OutputError, match="pass a folder with -o"):
         probability_outputs([one, two], tmp_path / "out.tif")

@@ -39,12 +39,28 @@ def test_predict_writes_cog_and_polygons_with_input_crs_and_json_stream(scene):
 
 def test_predict_many_scenes_from_a_glob_into_a_folder(scenes_dir, tmp_path):
     out = tmp_path / "results"
-    res = run_cli("predict", f"{scenes_dir}/[ab]*a.tif", "-o", out, "--checkpoint", "demo", "--format", "geojson",
-                  "--progress", "none", "--batch-size", "8")
+    res = run_cli(
+        "predict",
+        f"{scenes_dir}/[ab]*a.tif",
+        "-o",
+        out,
+        "--checkpoint",
+        "demo",
+        "--format",
+        "geojson",
+        "--progress",
+        "none",
+        "--batch-size",
+        "8",
+    )
     assert res.returncode == 0, res.stderr
     assert "synthetic" in res.stderr  # the demo-weights note
     assert sorted(p.name for p in out.iterdir()) == [
-        "alpha_prob.tif", "alpha_prob_polygons.geojson", "beta_prob.tif", "beta_prob_polygons.geojson"]
+        "alpha_prob.tif",
+        "alpha_prob_polygons.geojson",
+        "beta_prob.tif",
+        "beta_prob_polygons.geojson",
+    ]
     assert "total: 2 scenes" in res.stdout and "found" in res.stdout
     for name in ("alpha", "beta"):
         with rasterio.open(scenes_dir / f"{name}.tif") as src:

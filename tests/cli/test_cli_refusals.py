@@ -25,8 +25,20 @@ def test_a_bad_third_scene_is_refused_before_anything_is_written(scenes_dir, tmp
     (tmp_path / "c.tif").write_bytes((scenes_dir / "beta.tif").read_bytes()[:5000])  # truncated
     before = files_in(tmp_path)
     out = tmp_path / "results" / "run1"
-    code = main(["predict", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), str(tmp_path / "c.tif"),
-                 "-o", str(out), "--checkpoint", "demo", "--progress", "none"])
+    code = main(
+        [
+            "predict",
+            str(tmp_path / "a.tif"),
+            str(tmp_path / "b.tif"),
+            str(tmp_path / "c.tif"),
+            "-o",
+            str(out),
+            "--checkpoint",
+            "demo",
+            "--progress",
+            "none",
+        ]
+    )
     assert code == 2
     err = _err_lines(capsys)
     assert err[-1].startswith("error: ") and "c.tif" in err[-1]
@@ -37,8 +49,12 @@ def test_an_existing_output_of_a_later_scene_is_refused_up_front(scenes_dir, tmp
     for name in ("a", "b"):
         shutil.copy(scenes_dir / "beta.tif", tmp_path / f"{name}.tif")
     (tmp_path / "b_prob.tif").write_bytes(b"keep")
-    assert main(["predict", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--checkpoint", "demo",
-                 "--progress", "none"]) == 2
+    assert (
+        main(
+            ["predict", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "--checkpoint", "demo", "--progress", "none"]
+        )
+        == 2
+    )
     assert "b_prob.tif already exists" in _err_lines(capsys)[-1]
     assert not (tmp_path / "a_prob.tif").exists()
 
@@ -46,19 +62,50 @@ def test_an_existing_output_of_a_later_scene_is_refused_up_front(scenes_dir, tmp
 @pytest.mark.parametrize("value", ["1.5", "1.0", "64", "-0.1", "quarter"])
 def test_ambiguous_overlap_values_exit_2(scenes_dir, tmp_path, capsys, value):
     shutil.copy(scenes_dir / "beta.tif", tmp_path / "s.tif")
-    assert main(["predict", str(tmp_path / "s.tif"), "--checkpoint", "demo", "--overlap", value,
-                 "--progress", "none"]) == 2
+    assert (
+        main(["predict", str(tmp_path / "s.tif"), "--checkpoint", "demo", "--overlap", value, "--progress", "none"])
+        == 2
+    )
     assert "64px" in _err_lines(capsys)[-1]
     assert files_in(tmp_path) == {"s.tif"}
 
 
 def test_overlap_in_pixels_and_the_zero_overlap_warning(scenes_dir, tmp_path, capsys):
     shutil.copy(scenes_dir / "beta.tif", tmp_path / "s.tif")
-    assert main(["predict", str(tmp_path / "s.tif"), "--checkpoint", "demo", "--overlap", "64px",
-                 "--no-vector", "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "s.tif"),
+                "--checkpoint",
+                "demo",
+                "--overlap",
+                "64px",
+                "--no-vector",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert not [line for line in _err_lines(capsys) if "seams" in line]
-    assert main(["predict", str(tmp_path / "s.tif"), "--checkpoint", "demo", "--overlap", "0", "--overwrite",
-                 "--no-vector", "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(tmp_path / "s.tif"),
+                "--checkpoint",
+                "demo",
+                "--overlap",
+                "0",
+                "--overwrite",
+                "--no-vector",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     assert [line for line in _err_lines(capsys) if line.startswith("warning: overlap 0")]
 
 
@@ -67,8 +114,17 @@ def test_a_tiny_scene_exits_2(tmp_path, capsys):
     import rasterio
 
     path = tmp_path / "tiny.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=5, height=5, count=3, dtype="uint8", crs="EPSG:32633",
-                       transform=rasterio.Affine(1, 0, 0, 0, -1, 5)) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=5,
+        height=5,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=rasterio.Affine(1, 0, 0, 0, -1, 5),
+    ) as dst:
         dst.write(np.full((3, 5, 5), 200, np.uint8))
     assert main(["predict", str(path), "--checkpoint", "demo", "--progress", "none"]) == 2
     assert "5x5 pixels" in _err_lines(capsys)[-1]
@@ -78,9 +134,24 @@ def test_a_tiny_scene_exits_2(tmp_path, capsys):
 def test_cancel_prints_one_line_and_a_json_error_event(tmp_path, sig, code):
     scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
     out = tmp_path / "out"
-    proc = subprocess.Popen([*COMMAND, "predict", str(scene), "-o", str(out), "--preset", "sam2unext-test",
-                             "--progress", "json", "--batch-size", "1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *COMMAND,
+            "predict",
+            str(scene),
+            "-o",
+            str(out),
+            "--preset",
+            "sam2unext-test",
+            "--progress",
+            "json",
+            "--batch-size",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     events = []
     try:
         deadline = time.monotonic() + 120

@@ -10,8 +10,19 @@ import rasterio
 from sam2unext.cli.main import main
 from sam2unext.geo import execution
 
-ARGS = ["--checkpoint", "demo", "--tile-size", "64", "--chunk-size", "64", "--batch-size", "4", "--no-vector",
-        "--progress", "json"]
+ARGS = [
+    "--checkpoint",
+    "demo",
+    "--tile-size",
+    "64",
+    "--chunk-size",
+    "64",
+    "--batch-size",
+    "4",
+    "--no-vector",
+    "--progress",
+    "json",
+]
 
 
 def interrupted_run(scene, monkeypatch, capsys, after: int = 6) -> None:

@@ -31,8 +31,9 @@ def _noise(output) -> str:
     warnings, log lines, tracebacks and text progress bars all arrive there."""
     if output.get("output_type") != "stream" or output.get("name") != "stderr":
         return ""
-    return "".join(line for line in output.get("text", "").splitlines(keepends=True)
-                   if not line.startswith("warning: "))
+    return "".join(
+        line for line in output.get("text", "").splitlines(keepends=True) if not line.startswith("warning: ")
+    )
 
 
 def _outputs(nb, needle: str) -> list:
@@ -47,8 +48,9 @@ def executed(tmp_path_factory):
     """The notebook executed in a fresh folder (its outputs land there)."""
     folder = tmp_path_factory.mktemp("notebook")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
-                                     resources={"metadata": {"path": str(folder)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    )
     client.execute()
     if os.environ.get("SAM2UNEXT_UPDATE_NOTEBOOK") == "1":
         nbformat.write(_without_widgets(nb), NOTEBOOK)
@@ -61,8 +63,9 @@ def _without_widgets(nb):
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            cell.outputs = [o for o in cell.outputs
-                            if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})]
+            cell.outputs = [
+                o for o in cell.outputs if "application/vnd.jupyter.widget-view+json" not in o.get("data", {})
+            ]
     return nb
 
 

@@ -54,8 +54,11 @@ _NO_CUDA = not torch.cuda.is_available()
 SUBSTITUTIONS = [
     (r"(--device[ =]|device=\")cuda\b", r"\1cpu", "no GPU on the test machine") if _NO_CUDA else None,
     (r"(demo\b.*--size )3072\b", r"\g<1>512", "the documented 3072 px demo takes too long for the suite"),
-    (r"\bLocalCluster\(", "LocalCluster(processes=False, ",
-     "worker processes each import torch: minutes on the 2-core test machine (the API path is the same)"),
+    (
+        r"\bLocalCluster\(",
+        "LocalCluster(processes=False, ",
+        "worker processes each import torch: minutes on the 2-core test machine (the API path is the same)",
+    ),
 ]
 SUBSTITUTIONS = [s for s in SUBSTITUTIONS if s is not None]
 
@@ -93,8 +96,11 @@ def readme_blocks(text: str) -> list[Block]:
                 body.append(lines[i])
                 i += 1
             mark = SKIP_MARK.match(previous)
-            blocks.append(Block(fence["lang"], "\n".join(body) + "\n", start + 1, heading,
-                                mark["reason"].strip() if mark else None))
+            blocks.append(
+                Block(
+                    fence["lang"], "\n".join(body) + "\n", start + 1, heading, mark["reason"].strip() if mark else None
+                )
+            )
         if line.strip():
             previous = line.strip()
         i += 1
@@ -129,15 +135,27 @@ def shell_commands(code: str) -> list[str]:
 
 # --- demo files ------------------------------------------------------------------------------
 
+
 def _write_s2_like(path: Path) -> None:
     """A 4-band uint16 scene (blue, green, red, near-infrared) with 5 m pixels."""
     from sam2unext.geo.demo import generate_scene
 
     demo = generate_scene(512, seed=5, pixel_size=5.0)
-    r, g, b = (demo.image.astype(np.uint16) * 16 + 100)
+    r, g, b = demo.image.astype(np.uint16) * 16 + 100
     nir = (g // 2 + 900).astype(np.uint16)
-    with rasterio.open(path, "w", driver="GTiff", width=512, height=512, count=4, dtype="uint16",
-                       crs=demo.crs, transform=demo.transform, tiled=True, compress="deflate") as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=512,
+        height=512,
+        count=4,
+        dtype="uint16",
+        crs=demo.crs,
+        transform=demo.transform,
+        tiled=True,
+        compress="deflate",
+    ) as dst:
         dst.write(np.stack([b, g, r, nir]))
 
 
@@ -203,6 +221,7 @@ def demo_image(demo_folder: Path) -> np.ndarray:
 
 # --- runners ---------------------------------------------------------------------------------
 
+
 def run_shell(code: str, folder: Path, capfd) -> None:
     from sam2unext.cli.main import main
 
@@ -217,8 +236,9 @@ def run_shell(code: str, folder: Path, capfd) -> None:
             assert rc == 0, f"`{command}` exited {rc}:\n{err[-3000:]}"
         else:
             env = dict(os.environ, PATH=env_bin + os.pathsep + os.environ.get("PATH", ""))
-            done = subprocess.run(["bash", "-ec", command], cwd=folder, env=env, capture_output=True, text=True,
-                                  timeout=300)
+            done = subprocess.run(
+                ["bash", "-ec", command], cwd=folder, env=env, capture_output=True, text=True, timeout=300
+            )
             assert done.returncode == 0, f"`{command}` exited {done.returncode}:\n{done.stderr[-3000:]}"
 
 
@@ -236,6 +256,7 @@ def run_python(code: str, image: np.ndarray) -> None:
 
 
 # --- tests -----------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.name for b in RUNNABLE])
@@ -269,7 +290,8 @@ def test_skip_markers_sit_on_tested_blocks_and_say_why():
 def test_scheduler_addresses_go_to_the_test_cluster():
     code = 'sam2unext-geo predict a.tif --scheduler tcp://sched:8786 -o x/\npredict_raster("a.tif", scheduler="tcp://10.0.0.1:8786")\n'
     assert with_scheduler(code, "inproc://1.2.3/4") == (
-        'sam2unext-geo predict a.tif --scheduler inproc://1.2.3/4 -o x/\npredict_raster("a.tif", scheduler="inproc://1.2.3/4")\n')
+        'sam2unext-geo predict a.tif --scheduler inproc://1.2.3/4 -o x/\npredict_raster("a.tif", scheduler="inproc://1.2.3/4")\n'
+    )
 
 
 def test_code_blocks_are_python_bash_or_plain():

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from geo_helpers import ROTATED, smooth_rgb, write_raster
 from rasterio.enums import ColorInterp
+
+from geo_helpers import ROTATED, smooth_rgb, write_raster
 
 
 @pytest.fixture
@@ -33,5 +34,8 @@ def uint16_alpha_raster(tmp_path) -> Path:
     alpha = np.full((1, 120, 140), 65535, dtype=np.uint16)
     alpha[0, 80:, 100:] = 0
     data = np.concatenate([rgb, alpha])
-    return write_raster(tmp_path / "u16.tif", data, colorinterp=[ColorInterp.red, ColorInterp.green,
-                                                                 ColorInterp.blue, ColorInterp.alpha])
+    return write_raster(
+        tmp_path / "u16.tif",
+        data,
+        colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
+    )

@@ -38,11 +38,29 @@ ROTATED = Affine.translation(500000, 4000000) @ Affine.rotation(17) @ Affine.sca
 NORTH_UP = Affine.translation(500000, 4000000) @ Affine.scale(1.5, -1.5)
 
 
-def write_raster(path: Path, data: np.ndarray, *, transform=NORTH_UP, crs="EPSG:32633", nodata=None,
-                 colorinterp=None, driver="GTiff", **extra) -> Path:
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    transform=NORTH_UP,
+    crs="EPSG:32633",
+    nodata=None,
+    colorinterp=None,
+    driver="GTiff",
+    **extra,
+) -> Path:
     """Write ``data`` ``[bands, H, W]`` as a tiled GeoTIFF (or another driver)."""
-    profile = dict(driver=driver, width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                   dtype=data.dtype.name, transform=transform, crs=crs, nodata=nodata, **extra)
+    profile = dict(
+        driver=driver,
+        width=data.shape[2],
+        height=data.shape[1],
+        count=data.shape[0],
+        dtype=data.dtype.name,
+        transform=transform,
+        crs=crs,
+        nodata=nodata,
+        **extra,
+    )
     if driver == "GTiff":
         profile.update(tiled=True, blockxsize=64, blockysize=64, compress="deflate")
     with warnings.catch_warnings():

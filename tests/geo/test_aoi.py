@@ -68,7 +68,7 @@ def test_touches_is_geometry_not_bounding_box():
     (x0, y0), (x1, _), (_, y1) = xy(0, 60), xy(60, 60), xy(0, 0)
     aoi = resolve_aoi(Polygon([(x0, y0), (x1, y0), (x0, y1)]), **GRID)
     assert aoi.touches(T, Window(0, 40, 10, 10))
-    assert not aoi.touches(T, Window(45, 0, 10, 10))   # inside the bounding window, off the triangle
+    assert not aoi.touches(T, Window(45, 0, 10, 10))  # inside the bounding window, off the triangle
 
 
 def test_bbox_crs_is_reprojected():
@@ -90,15 +90,15 @@ def test_geodataframe_and_file_with_their_own_crs(tmp_path):
     poly_utm = box(*bbox_of(10, 10, 30, 30))
     other = box(*bbox_of(100, 50, 120, 70))
     gdf = gpd.GeoDataFrame(geometry=[poly_utm, other], crs=CRS).to_crs("EPSG:3857")
-    from_gdf = resolve_aoi(gdf, "EPSG:4326", **GRID)        # aoi_crs ignored: the frame has one
-    w = from_gdf.window    # a round trip through EPSG:3857 moves edges by far less than a pixel
+    from_gdf = resolve_aoi(gdf, "EPSG:4326", **GRID)  # aoi_crs ignored: the frame has one
+    w = from_gdf.window  # a round trip through EPSG:3857 moves edges by far less than a pixel
     assert (w.col_off, w.row_off) == (10, 10) and w.width in (110, 111) and w.height in (60, 61)
     path = tmp_path / "aoi.gpkg"
     gdf.to_file(path, driver="GPKG", engine="pyogrio")
     from_file = resolve_aoi(str(path), **GRID)
     assert from_file.window == from_gdf.window
     mask = from_file.inside(T, from_file.window)
-    assert mask.sum() == pytest.approx(2 * 20 * 20, abs=8)    # two 20x20 squares, not the 110x60 box
+    assert mask.sum() == pytest.approx(2 * 20 * 20, abs=8)  # two 20x20 squares, not the 110x60 box
 
 
 def test_geometry_without_crs_is_in_the_scene_crs():
@@ -106,13 +106,16 @@ def test_geometry_without_crs_is_in_the_scene_crs():
     assert aoi.window == Window(0, 0, 10, 10)
 
 
-@pytest.mark.parametrize("bad, match", [
-    ((5.0, 1.0, 2.0, 3.0), "minx < maxx"),
-    (bbox_of(300, 0, 400, 50), "does not overlap"),
-    ("missing.gpkg", "does not exist"),
-    (box(0, 0, 0, 0), "no area"),
-    (object(), "must be a shapely geometry"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ((5.0, 1.0, 2.0, 3.0), "minx < maxx"),
+        (bbox_of(300, 0, 400, 50), "does not overlap"),
+        ("missing.gpkg", "does not exist"),
+        (box(0, 0, 0, 0), "no area"),
+        (object(), "must be a shapely geometry"),
+    ],
+)
 def test_bad_aois_are_one_line_input_errors(bad, match):
     with pytest.raises(InputError, match=match) as info:
         resolve_aoi(bad, **GRID)

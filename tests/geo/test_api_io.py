@@ -5,16 +5,24 @@ import json
 import numpy as np
 import rasterio
 import rioxarray
-from geo_helpers import expected_uint8
 
 from sam2unext.geo import JsonProgress, describe_raster, predict_raster
 from sam2unext.geo.testing import PixelModel
 
+from geo_helpers import expected_uint8
+
 
 def test_xarray_in_and_out(rgb_raster, tmp_path):
     da = rioxarray.open_rasterio(rgb_raster)
-    res = predict_raster(da, tmp_path / "o.tif", model=PixelModel(32, 14), vector=True, progress="none",
-                         as_xarray=True, as_geodataframe=True)
+    res = predict_raster(
+        da,
+        tmp_path / "o.tif",
+        model=PixelModel(32, 14),
+        vector=True,
+        progress="none",
+        as_xarray=True,
+        as_geodataframe=True,
+    )
     out = res.data_array
     assert out.rio.crs == da.rio.crs
     assert out.shape == da.shape[1:]
@@ -48,7 +56,12 @@ def test_json_progress_stream(rgb_raster, tmp_path, capsys):
     assert events[1] == {"event": "progress", "stage": "load", "done": 1, "total": 1}
     start = events[2]
     assert {k: start[k] for k in ("event", "scene", "tiles", "width", "height")} == {
-        "event": "start", "scene": "rgb.tif", "tiles": res.tiles_run, "width": 173, "height": 150}
+        "event": "start",
+        "scene": "rgb.tif",
+        "tiles": res.tiles_run,
+        "width": 173,
+        "height": 150,
+    }
     assert start["bands"] == [1, 2, 3]
     assert start["chunks"] == res.chunks == 1 and start["computations"] == res.tiles_computed == res.tiles_run
     progress = [e for e in events if e["event"] == "progress"]
@@ -69,10 +82,11 @@ def test_json_error_and_complete(capsys):
     p.complete(3, 1.5)
     captured = capsys.readouterr()
     events = [json.loads(line) for line in captured.out.splitlines()]
-    assert events == [{"event": "error", "message": "input x.tif does not exist", "exit_code": 2},
-                      {"event": "error", "message": "x_prob.tif exists; pass --overwrite", "exit_code": 2,
-                       "options": ["overwrite"]},
-                      {"event": "complete", "scenes": 3, "seconds": 1.5}]
+    assert events == [
+        {"event": "error", "message": "input x.tif does not exist", "exit_code": 2},
+        {"event": "error", "message": "x_prob.tif exists; pass --overwrite", "exit_code": 2, "options": ["overwrite"]},
+        {"event": "complete", "scenes": 3, "seconds": 1.5},
+    ]
     assert captured.err == ""  # the command prints the stderr line itself
 
 
@@ -94,7 +108,14 @@ def test_describe_raster_measures_time_with_a_model(uint16_alpha_raster):
 
 
 def test_random_weights_are_announced_in_the_api_words(rgb_raster, tmp_path, capsys):
-    predict_raster(rgb_raster, tmp_path / "o.tif", preset="sam2unext-test", device="cpu", tile_size=64,
-                   vector=False, progress="none")
+    predict_raster(
+        rgb_raster,
+        tmp_path / "o.tif",
+        preset="sam2unext-test",
+        device="cpu",
+        tile_size=64,
+        vector=False,
+        progress="none",
+    )
     err = capsys.readouterr().err
     assert "RANDOM weights" in err and "checkpoint='FILE'" in err and "--checkpoint" not in err

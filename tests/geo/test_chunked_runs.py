@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from geo_helpers import expected_uint8, smooth_rgb, write_raster
 
 from sam2unext.errors import OutputError
 from sam2unext.geo import predict_raster
@@ -20,6 +19,8 @@ from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
 from sam2unext.geo.store import RunStore, store_path_for
 from sam2unext.geo.testing import FailingPixelModel, PixelModel, SlowPixelModelFactory
 from sam2unext.geo.tiling import make_grid
+
+from geo_helpers import expected_uint8, smooth_rgb, write_raster
 
 
 def read_all(path):
@@ -39,8 +40,8 @@ def test_chunk_stitcher_equals_direct_blend():
         win = grid.window(i)
         r0, c0 = int(win.row_off), int(win.col_off)
         h, wd = min(32, 150 - r0), min(32, 173 - c0)
-        num[r0:r0 + h, c0:c0 + wd] += (w * probs[i])[:h, :wd]
-        den[r0:r0 + h, c0:c0 + wd] += w[:h, :wd]
+        num[r0 : r0 + h, c0 : c0 + wd] += (w * probs[i])[:h, :wd]
+        den[r0 : r0 + h, c0 : c0 + wd] += w[:h, :wd]
     direct = (num / den).astype(np.float32)
     for size in (16, 64, 256):
         chunks = make_chunk_grid(150, 173, 32, size)
@@ -48,8 +49,8 @@ def test_chunk_stitcher_equals_direct_blend():
         for chunk in chunks:
             rows, cols = tiles_touching(grid, chunk)
 
-            def emit(row0, block, c0=chunk.col_off):
-                out[row0:row0 + block.shape[0], c0:c0 + block.shape[1]] = block
+            def emit(row0, block, c0=chunk.col_off, out=out):
+                out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
 
             st = ChunkStitcher(grid, chunk, rows, cols, emit, SceneWeights(grid))
             for r, c in st.tiles:
@@ -60,10 +61,25 @@ def test_chunk_stitcher_equals_direct_blend():
 
 @pytest.mark.parametrize("chunk_size", [16, 32, 64])
 def test_any_chunking_gives_the_unchunked_result_bit_for_bit(nodata_raster, tmp_path, chunk_size):
-    one = predict_raster(nodata_raster, tmp_path / "one.tif", model=PixelModel(32, None), tile_size=32,
-                         vector=False, progress="none", out_dtype="float32")
-    many = predict_raster(nodata_raster, tmp_path / "many.tif", model=PixelModel(32, None), tile_size=32,
-                          chunk_size=chunk_size, vector=False, progress="none", out_dtype="float32")
+    one = predict_raster(
+        nodata_raster,
+        tmp_path / "one.tif",
+        model=PixelModel(32, None),
+        tile_size=32,
+        vector=False,
+        progress="none",
+        out_dtype="float32",
+    )
+    many = predict_raster(
+        nodata_raster,
+        tmp_path / "many.tif",
+        model=PixelModel(32, None),
+        tile_size=32,
+        chunk_size=chunk_size,
+        vector=False,
+        progress="none",
+        out_dtype="float32",
+    )
     assert one.chunks == 1 and many.chunks > 1
     np.testing.assert_array_equal(read_all(one.probability)[0], read_all(many.probability)[0])
     assert many.tiles_run == one.tiles_run and many.tiles_skipped == one.tiles_skipped
@@ -84,7 +100,7 @@ def _skipped_computations(path, chunk_size):
         for r in rows:
             for c in cols:
                 r0, c0 = grid.row_offsets[r], grid.col_offsets[c]
-                n += not valid[r0:r0 + 32, c0:c0 + 32].any()
+                n += not valid[r0 : r0 + 32, c0 : c0 + 32].any()
     return n
 
 
@@ -97,19 +113,34 @@ def test_tiny_model_chunked_equals_unchunked(tmp_path):
     model = sam2unext.load_model(preset="sam2unext-test", device="cpu")
     path = write_raster(tmp_path / "s.tif", smooth_rgb(300, 280, seed=5))
     a = predict_raster(path, tmp_path / "a.tif", model=model, tile_size=128, vector=False, progress="none")
-    b = predict_raster(path, tmp_path / "b.tif", model=model, tile_size=128, chunk_size=128, vector=False,
-                       progress="none")
+    b = predict_raster(
+        path, tmp_path / "b.tif", model=model, tile_size=128, chunk_size=128, vector=False, progress="none"
+    )
     assert b.chunks == 9
     np.testing.assert_array_equal(read_all(a.probability)[0], read_all(b.probability)[0])
 
 
 def test_failure_keeps_finished_chunks_and_resume_is_bit_identical(nodata_raster, tmp_path, capsys):
     out = tmp_path / "o.tif"
-    full = predict_raster(nodata_raster, tmp_path / "full.tif", model=PixelModel(32, None), tile_size=32,
-                          chunk_size=32, batch_size=2, progress="none")
+    full = predict_raster(
+        nodata_raster,
+        tmp_path / "full.tif",
+        model=PixelModel(32, None),
+        tile_size=32,
+        chunk_size=32,
+        batch_size=2,
+        progress="none",
+    )
     with pytest.raises(RuntimeError, match="stand-in failure"):
-        predict_raster(nodata_raster, out, model=FailingPixelModel(32, fail_after=20), tile_size=32, chunk_size=32,
-                       batch_size=2, progress="none")
+        predict_raster(
+            nodata_raster,
+            out,
+            model=FailingPixelModel(32, fail_after=20),
+            tile_size=32,
+            chunk_size=32,
+            batch_size=2,
+            progress="none",
+        )
     store = RunStore(store_path_for(out))
     done = store.finished()
     assert 0 < len(done) < full.chunks
@@ -117,10 +148,19 @@ def test_failure_keeps_finished_chunks_and_resume_is_bit_identical(nodata_raster
     assert not out.exists()
     # a rerun without resume names both ways out
     with pytest.raises(OutputError, match="resume=True.*overwrite=True"):
-        predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, batch_size=2,
-                       progress="none")
-    res = predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, batch_size=2,
-                         progress="none", resume=True)
+        predict_raster(
+            nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, batch_size=2, progress="none"
+        )
+    res = predict_raster(
+        nodata_raster,
+        out,
+        model=PixelModel(32, None),
+        tile_size=32,
+        chunk_size=32,
+        batch_size=2,
+        progress="none",
+        resume=True,
+    )
     assert res.chunks_resumed == len(done)
     assert res.tiles_computed < full.tiles_computed
     assert (res.tiles_run, res.tiles_skipped) == (full.tiles_run, full.tiles_skipped)
@@ -136,12 +176,22 @@ def test_resume_refusals(nodata_raster, tmp_path):
     with pytest.raises(OutputError, match="nothing to resume"):
         predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, resume=True, progress="none")
     with pytest.raises(RuntimeError):
-        predict_raster(nodata_raster, out, model=FailingPixelModel(32, fail_after=20), tile_size=32, chunk_size=32,
-                       batch_size=2, progress="none")
+        predict_raster(
+            nodata_raster,
+            out,
+            model=FailingPixelModel(32, fail_after=20),
+            tile_size=32,
+            chunk_size=32,
+            batch_size=2,
+            progress="none",
+        )
     # other parameters, another model, another chunking: refused, nothing changed
     before = sorted(p.name for p in RunStore(store_path_for(out)).done_folder.iterdir())
-    for kwargs, field in [({"overlap": 0.5}, "tiles.overlap_px"), ({"chunk_size": 64}, "chunk_size"),
-                          ({"out_dtype": "float32"}, "out_dtype")]:
+    for kwargs, field in [
+        ({"overlap": 0.5}, "tiles.overlap_px"),
+        ({"chunk_size": 64}, "chunk_size"),
+        ({"out_dtype": "float32"}, "out_dtype"),
+    ]:
         args = {"tile_size": 32, "chunk_size": 32, "batch_size": 2, **kwargs}
         with pytest.raises(OutputError, match=f"its {field} differs"):
             predict_raster(nodata_raster, out, model=PixelModel(32, None), resume=True, progress="none", **args)
@@ -151,12 +201,28 @@ def test_resume_refusals(nodata_raster, tmp_path):
             return {"stand-in": "another function"}
 
     with pytest.raises(OutputError, match="its weights"):
-        predict_raster(nodata_raster, out, model=Other(32, None), tile_size=32, chunk_size=32, batch_size=2,
-                       resume=True, progress="none")
+        predict_raster(
+            nodata_raster,
+            out,
+            model=Other(32, None),
+            tile_size=32,
+            chunk_size=32,
+            batch_size=2,
+            resume=True,
+            progress="none",
+        )
     assert sorted(p.name for p in RunStore(store_path_for(out)).done_folder.iterdir()) == before
     # overwrite discards the unfinished run and starts over
-    res = predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, batch_size=2,
-                         overwrite=True, progress="none")
+    res = predict_raster(
+        nodata_raster,
+        out,
+        model=PixelModel(32, None),
+        tile_size=32,
+        chunk_size=32,
+        batch_size=2,
+        overwrite=True,
+        progress="none",
+    )
     assert res.chunks_resumed == 0 and not store_path_for(out).exists()
 
 
@@ -164,12 +230,14 @@ def test_resume_refuses_a_changed_input(tmp_path):
     scene = write_raster(tmp_path / "s.tif", smooth_rgb(100, 100, seed=1))
     out = tmp_path / "o.tif"
     with pytest.raises(RuntimeError):
-        predict_raster(scene, out, model=FailingPixelModel(32, fail_after=5), tile_size=32, chunk_size=32,
-                       progress="none")
+        predict_raster(
+            scene, out, model=FailingPixelModel(32, fail_after=5), tile_size=32, chunk_size=32, progress="none"
+        )
     write_raster(scene, smooth_rgb(100, 100, seed=2))
     with pytest.raises(OutputError, match="its input"):
-        predict_raster(scene, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, resume=True,
-                       progress="none")
+        predict_raster(
+            scene, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, resume=True, progress="none"
+        )
 
 
 def test_disk_full_names_the_folder_and_keeps_chunks(nodata_raster, tmp_path, monkeypatch):
@@ -194,13 +262,20 @@ def test_disk_full_names_the_folder_and_keeps_chunks(nodata_raster, tmp_path, mo
 
     monkeypatch.setattr(RunStore, "_open", full_open)
     with pytest.raises(OutputError, match=f"no space left on the device of {tmp_path}"):
-        predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32,
-                       progress="none")
+        predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, progress="none")
     kept = RunStore(store_path_for(out)).finished()
     assert len(kept) >= 3
     monkeypatch.setattr(RunStore, "_open", real_open)
-    res = predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32,
-                         progress="none", resume=True, vector=False)
+    res = predict_raster(
+        nodata_raster,
+        out,
+        model=PixelModel(32, None),
+        tile_size=32,
+        chunk_size=32,
+        progress="none",
+        resume=True,
+        vector=False,
+    )
     expected, valid = expected_uint8(nodata_raster)
     np.testing.assert_array_equal(read_all(res.probability)[0][valid], expected[valid])
 
@@ -210,8 +285,9 @@ def test_unwritable_store_location_is_a_user_error(nodata_raster, tmp_path):
     folder.mkdir()
     store_path_for(folder / "o.tif").write_text("a file where the store folder goes")
     with pytest.raises(OutputError):
-        predict_raster(nodata_raster, folder / "o.tif", model=PixelModel(32, None), tile_size=32, progress="none",
-                       overwrite=False)
+        predict_raster(
+            nodata_raster, folder / "o.tif", model=PixelModel(32, None), tile_size=32, progress="none", overwrite=False
+        )
 
 
 CHILD = """
@@ -238,10 +314,27 @@ def test_kill_9_then_resume_is_bit_identical(nodata_raster, tmp_path):
     proc.wait()
     kept = RunStore(store_path_for(out)).finished()
     assert 8 <= len(kept) < 42
-    res = predict_raster(nodata_raster, out, model=SlowPixelModelFactory(32, 0.0)(), tile_size=32, chunk_size=32,
-                         batch_size=2, progress="none", vector=False, resume=True)
-    ref = predict_raster(nodata_raster, tmp_path / "ref.tif", model=PixelModel(32, None), tile_size=32,
-                         chunk_size=32, batch_size=2, progress="none", vector=False)
+    res = predict_raster(
+        nodata_raster,
+        out,
+        model=SlowPixelModelFactory(32, 0.0)(),
+        tile_size=32,
+        chunk_size=32,
+        batch_size=2,
+        progress="none",
+        vector=False,
+        resume=True,
+    )
+    ref = predict_raster(
+        nodata_raster,
+        tmp_path / "ref.tif",
+        model=PixelModel(32, None),
+        tile_size=32,
+        chunk_size=32,
+        batch_size=2,
+        progress="none",
+        vector=False,
+    )
     assert res.chunks_resumed == len(kept)
     for a, b in zip(read_all(ref.probability), read_all(res.probability)):
         np.testing.assert_array_equal(a, b)

@@ -4,19 +4,24 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from geo_helpers import expected_uint8, smooth_rgb, write_raster
 
 from sam2unext.geo import predict_raster
 from sam2unext.geo.testing import KillOncePixelModelFactory, PixelModel, PixelModelFactory
 from sam2unext.loader import ModelLoader
+
+from geo_helpers import expected_uint8, smooth_rgb, write_raster
 
 distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         yield cluster, client
 
 
@@ -28,8 +33,17 @@ def read(path):
 @pytest.mark.timeout(180)
 def test_local_cluster_two_workers(cluster, nodata_raster, tmp_path):
     cl, client = cluster
-    res = predict_raster(nodata_raster, tmp_path / "o.tif", model=PixelModelFactory(32, 14), tile_size=32,
-                         batch_size=2, chunk_size=64, scheduler=cl.scheduler_address, vector=False, progress="none")
+    res = predict_raster(
+        nodata_raster,
+        tmp_path / "o.tif",
+        model=PixelModelFactory(32, 14),
+        tile_size=32,
+        batch_size=2,
+        chunk_size=64,
+        scheduler=cl.scheduler_address,
+        vector=False,
+        progress="none",
+    )
 
     def counts():
         from sam2unext.geo import cluster
@@ -65,8 +79,7 @@ def test_local_and_distributed_outputs_are_bit_identical(cluster, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert torch.get_num_threads() == before
-    outputs.append(predict_raster(scene, tmp_path / "dist.tif", model=loader, scheduler=cl.scheduler_address,
-                                  **kwargs))
+    outputs.append(predict_raster(scene, tmp_path / "dist.tif", model=loader, scheduler=cl.scheduler_address, **kwargs))
     ref = read(outputs[0].probability)[0]
     for res in outputs[1:]:
         np.testing.assert_array_equal(read(res.probability)[0], ref)
@@ -77,12 +90,28 @@ def test_local_and_distributed_outputs_are_bit_identical(cluster, tmp_path):
 def test_worker_killed_mid_run_gives_the_same_output(cluster, nodata_raster, tmp_path):
     cl, client = cluster
     marker = tmp_path / "killed"
-    res = predict_raster(nodata_raster, tmp_path / "o.tif", model=KillOncePixelModelFactory(32, str(marker)),
-                         tile_size=32, batch_size=2, chunk_size=32, scheduler=cl.scheduler_address, vector=False,
-                         progress="none")
+    res = predict_raster(
+        nodata_raster,
+        tmp_path / "o.tif",
+        model=KillOncePixelModelFactory(32, str(marker)),
+        tile_size=32,
+        batch_size=2,
+        chunk_size=32,
+        scheduler=cl.scheduler_address,
+        vector=False,
+        progress="none",
+    )
     assert marker.exists(), "no worker was killed"
-    ref = predict_raster(nodata_raster, tmp_path / "ref.tif", model=PixelModel(32, None), tile_size=32,
-                         batch_size=2, chunk_size=32, vector=False, progress="none")
+    ref = predict_raster(
+        nodata_raster,
+        tmp_path / "ref.tif",
+        model=PixelModel(32, None),
+        tile_size=32,
+        batch_size=2,
+        chunk_size=32,
+        vector=False,
+        progress="none",
+    )
     for a, b in zip(read(ref.probability), read(res.probability)):
         np.testing.assert_array_equal(a, b)
     client.wait_for_workers(2, timeout=60)

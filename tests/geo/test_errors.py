@@ -137,8 +137,15 @@ def test_cancel_leaves_no_file(rgb_raster, out_dir, exc):
 
 
 def test_bad_options(rgb_raster, out_dir):
-    for kw in ({"overlap": 1.5 * 32}, {"out_dtype": "int16"}, {"stretch": (5, 1)}, {"resolution": -1.0},
-               {"progress": "loud"}, {"vector_format": "shp"}, {"batch_size": 0}):
+    for kw in (
+        {"overlap": 1.5 * 32},
+        {"out_dtype": "int16"},
+        {"stretch": (5, 1)},
+        {"resolution": -1.0},
+        {"progress": "loud"},
+        {"vector_format": "shp"},
+        {"batch_size": 0},
+    ):
         with pytest.raises(UserError):
             _run(rgb_raster, out_dir, **kw)
     assert _files(out_dir) == []

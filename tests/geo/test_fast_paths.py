@@ -6,11 +6,12 @@ import rasterio
 import rasterio.shutil
 import torch
 from affine import Affine
-from geo_helpers import smooth_rgb, write_raster
 
 from sam2unext.geo.reading import TileReader, make_plan, to_unit_float
 from sam2unext.geo.tiling import make_grid
 from sam2unext.geo.writing import ProbabilityWriter, overview_factors, quantize_probability
+
+from geo_helpers import smooth_rgb, write_raster
 
 
 def test_to_unit_float_equals_torch_division():
@@ -34,7 +35,7 @@ def test_batch_read_equals_single_reads(tmp_path):
             for w, tile in zip(windows, batch):
                 np.testing.assert_array_equal(tile, reader.read(w))
                 inner = src.read((3, 1, 2), window=w, boundless=False)
-                np.testing.assert_array_equal(tile[:, :inner.shape[1], :inner.shape[2]], inner)
+                np.testing.assert_array_equal(tile[:, : inner.shape[1], : inner.shape[2]], inner)
         assert len(reader._handles) == 1, "sequential reads must reuse one handle"
     finally:
         reader.close()
@@ -46,25 +47,39 @@ def test_cog_overviews_match_gdal_auto(tmp_path, height, width, masked):
     prob = (0.5 + 0.5 * np.sin(yy / 37) * np.cos(xx / 53)).astype(np.float32)
     valid = ((yy - height / 2) ** 2 + (xx - width / 3) ** 2) > (min(height, width) / 5) ** 2
     out = tmp_path / "p.tif"
-    with ProbabilityWriter(out, height=height, width=width, transform=Affine(0.5, 0, 0, 0, -0.5, 0),
-                           crs="EPSG:32633", masked=masked) as writer:
-        values = np.where(valid, quantize_probability(prob), 0).astype(np.uint8) if masked else quantize_probability(prob)
+    with ProbabilityWriter(
+        out, height=height, width=width, transform=Affine(0.5, 0, 0, 0, -0.5, 0), crs="EPSG:32633", masked=masked
+    ) as writer:
+        values = (
+            np.where(valid, quantize_probability(prob), 0).astype(np.uint8) if masked else quantize_probability(prob)
+        )
         mask = np.where(valid, 255, 0).astype(np.uint8)
         for r0 in range(0, height, 100):
-            writer.write_block(r0, 0, values[r0:r0 + 100], mask[r0:r0 + 100] if masked else None)
+            writer.write_block(r0, 0, values[r0 : r0 + 100], mask[r0 : r0 + 100] if masked else None)
         writer.commit()
     # the reference: the same pixels in a plain tiled GeoTIFF, made a COG by GDAL's own AUTO overviews
     strips = tmp_path / "strips.tif"
     values = quantize_probability(prob)
-    profile = dict(driver="GTiff", width=width, height=height, count=1, dtype="uint8", crs="EPSG:32633",
-                   transform=Affine(0.5, 0, 0, 0, -0.5, 0), tiled=True, blockxsize=512, blockysize=512)
+    profile = dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=Affine(0.5, 0, 0, 0, -0.5, 0),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+    )
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(strips, "w", **profile) as dst:
         dst.write(np.where(valid, values, 0) if masked else values, 1)
         if masked:
             dst.write_mask(np.where(valid, 255, 0).astype(np.uint8))
     auto = tmp_path / "auto.tif"
-    rasterio.shutil.copy(strips, auto, driver="COG", compress="ZSTD", blocksize=512, overviews="AUTO",
-                         resampling="average")
+    rasterio.shutil.copy(
+        strips, auto, driver="COG", compress="ZSTD", blocksize=512, overviews="AUTO", resampling="average"
+    )
     with rasterio.open(out) as ours, rasterio.open(auto) as ref:
         assert ours.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
         assert ours.overviews(1) == ref.overviews(1) == overview_factors(height, width)

@@ -15,12 +15,37 @@ def test_gpu_throughput_smoke_on_cpu(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "figures.json"
-    bench.main(["--device", "cpu", "--scene", "512", "--matmul", "64", "--iters", "1", "--batch", "1",
-                "--demo-size", "256", "--tmp", str(tmp_path), "--json", str(out)])
+    bench.main(
+        [
+            "--device",
+            "cpu",
+            "--scene",
+            "512",
+            "--matmul",
+            "64",
+            "--iters",
+            "1",
+            "--batch",
+            "1",
+            "--demo-size",
+            "256",
+            "--tmp",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ]
+    )
     table = capsys.readouterr().out
-    for words in ("bf16 matmul", "model only, sam2unext-test bfloat16", "model only, sam2unext-test float32",
-                  "end to end", "end to end / model only", "peak GPU memory", "IoU bf16 vs fp32",
-                  "max logit diff"):
+    for words in (
+        "bf16 matmul",
+        "model only, sam2unext-test bfloat16",
+        "model only, sam2unext-test float32",
+        "end to end",
+        "end to end / model only",
+        "peak GPU memory",
+        "IoU bf16 vs fp32",
+        "max logit diff",
+    ):
         assert words in table
     f = json.loads(out.read_text())
     assert f["matmul_tflops_bf16"] > 0

@@ -49,6 +49,7 @@ def _run(src, out: Path, **kw):
 
 # ---------------------------------------------------------------- NaN / inf are invalid pixels
 
+
 @pytest.fixture
 def nan_raster(tmp_path) -> Path:
     """float32, no nodata tag: a NaN block covering whole 32-px tiles, +inf and -inf strips."""
@@ -87,8 +88,11 @@ def test_a_scene_without_valid_pixels_gives_all_nodata_and_one_warning(tmp_path,
         path = write_raster(tmp_path / "s.tif", np.zeros((3, 64, 64), np.uint8), nodata=0)
     else:
         data = np.concatenate([smooth_rgb(64, 64), np.zeros((1, 64, 64), np.uint8)])
-        path = write_raster(tmp_path / "s.tif", data, colorinterp=[ColorInterp.red, ColorInterp.green,
-                                                                  ColorInterp.blue, ColorInterp.alpha])
+        path = write_raster(
+            tmp_path / "s.tif",
+            data,
+            colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha],
+        )
     res = _run(path, tmp_path / "p.tif", progress="json", vector=True)
     events = _events(capsys.readouterr().out)
     warns = [e for e in events if e["event"] == "warning"]
@@ -158,8 +162,22 @@ def test_bands_by_description_through_the_command(tmp_path, capsys):
     from sam2unext.cli.main import main
 
     path = _six_bands(tmp_path / "six.tif", colorinterp=False, descriptions=True)
-    assert main(["predict", str(path), "--checkpoint", "demo", "--bands", "red,green,blue", "--no-vector",
-                 "--progress", "none"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--checkpoint",
+                "demo",
+                "--bands",
+                "red,green,blue",
+                "--no-vector",
+                "--progress",
+                "none",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr()
     assert "bands 3,2,1" in out.out and "has 6 bands" not in out.err
     assert main(["predict", str(path), "--checkpoint", "demo", "--no-vector", "--overwrite", "--progress", "none"]) == 0
@@ -168,6 +186,7 @@ def test_bands_by_description_through_the_command(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- truncated and corrupt files
+
 
 @pytest.fixture
 def truncated(tmp_path) -> Path:
@@ -193,7 +212,7 @@ def test_corrupt_block_in_the_middle_is_one_line_naming_file_and_window(tmp_path
     with rasterio.open(full) as src:
         offset = int(src.get_tag_item("BLOCK_OFFSET_1_1", "TIFF", bidx=1))
     data = bytearray(full.read_bytes())
-    data[offset:offset + 64] = b"\xff" * 64
+    data[offset : offset + 64] = b"\xff" * 64
     bad = tmp_path / "corrupt.tif"
     bad.write_bytes(bytes(data))
     with pytest.raises(InputError) as err:
@@ -205,8 +224,10 @@ def test_corrupt_block_in_the_middle_is_one_line_naming_file_and_window(tmp_path
 def test_truncated_file_through_the_command_exits_2_with_one_line(truncated, tmp_path, capfd):
     from sam2unext.cli.main import main
 
-    assert main(["predict", str(truncated), "--checkpoint", "demo", "-o", str(tmp_path / "out"),
-                 "--progress", "none"]) == 2
+    assert (
+        main(["predict", str(truncated), "--checkpoint", "demo", "-o", str(tmp_path / "out"), "--progress", "none"])
+        == 2
+    )
     err = [line for line in capfd.readouterr().err.splitlines() if line.strip()]
     assert err[-1].startswith("error: cannot read") and "truncated.tif" in err[-1]
     assert not [line for line in err if line.startswith("ERROR")]
@@ -215,6 +236,7 @@ def test_truncated_file_through_the_command_exits_2_with_one_line(truncated, tmp
 
 # ---------------------------------------------------------------- no georeferencing
 
+
 def test_non_georeferenced_input_gives_output_without_geotransform_and_pixel_polygons(tmp_path, capsys):
     path = tmp_path / "plain.tif"
     with rasterio.open(path, "w", driver="GTiff", width=80, height=60, count=3, dtype="uint8") as dst:
@@ -222,8 +244,9 @@ def test_non_georeferenced_input_gives_output_without_geotransform_and_pixel_pol
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = _run(path, tmp_path / "p.tif", progress="json", threshold=0.0, as_geodataframe=True)
-    assert not [w for w in caught if issubclass(w.category, UserWarning)
-                and not issubclass(w.category, NotGeoreferencedWarning)], [str(w.message) for w in caught]
+    assert not [
+        w for w in caught if issubclass(w.category, UserWarning) and not issubclass(w.category, NotGeoreferencedWarning)
+    ], [str(w.message) for w in caught]
     warns = [e["message"] for e in _events(capsys.readouterr().out) if e["event"] == "warning"]
     assert len(warns) == 1 and "no georeferencing" in warns[0] and "pixel units" in warns[0]
     with pytest.warns(NotGeoreferencedWarning):  # the output carries no geotransform either
@@ -237,6 +260,7 @@ def test_non_georeferenced_input_gives_output_without_geotransform_and_pixel_pol
 
 
 # ---------------------------------------------------------------- sizes and overlap
+
 
 @pytest.mark.parametrize("side", [1, 5, 15])
 def test_tiny_scenes_are_refused(tmp_path, side):
@@ -267,8 +291,7 @@ def test_tiles_larger_than_the_scene_are_clamped(rgb_raster, tmp_path):
     assert res.tiles_run == 1
 
 
-def test_a_tile_size_that_cannot_fit_in_memory_is_refused_before_the_model_loads(rgb_raster, tmp_path,
-                                                                                monkeypatch):
+def test_a_tile_size_that_cannot_fit_in_memory_is_refused_before_the_model_loads(rgb_raster, tmp_path, monkeypatch):
     import sam2unext.geo.api as api
 
     monkeypatch.setattr(api, "available_memory", lambda: 2 * 10**6)
@@ -292,14 +315,25 @@ def test_check_scene_refuses_what_predict_would_refuse(rgb_raster, truncated, tm
 
 # ---------------------------------------------------------------- the xarray path
 
+
 @pytest.mark.parametrize("layout", ["striped", "tiled"])
 def test_xarray_source_from_a_striped_or_tiled_geotiff_keeps_the_exact_transform(tmp_path, layout):
     rioxarray = pytest.importorskip("rioxarray")
     transform = rasterio.Affine(0.1234567891234, 0.0, 712345.678901234, 0.0, -0.1234567891234, 5123456.78901234)
     path = tmp_path / f"{layout}.tif"
     extra = dict(tiled=True, blockxsize=64, blockysize=64) if layout == "tiled" else dict(tiled=False)
-    with rasterio.open(path, "w", driver="GTiff", width=173, height=150, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=transform, **extra) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=173,
+        height=150,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=transform,
+        **extra,
+    ) as dst:
         dst.write(smooth_rgb(150, 173))
     da = rioxarray.open_rasterio(path)
     res = _run(da, tmp_path / "p.tif", vector=False)
@@ -312,6 +346,7 @@ def test_xarray_source_from_a_striped_or_tiled_geotiff_keeps_the_exact_transform
 
 
 # ---------------------------------------------------------------- polygon writer errors
+
 
 def test_disk_full_while_writing_polygons_names_the_folder(tmp_path):
     from sam2unext.geo.vectorize import write_error

@@ -87,12 +87,29 @@ def test_predict_raster_four_bands_path_and_xarray(four_band, model4, tmp_path):
 
     path, _ = four_band
     model, _ = model4
-    res = predict_raster(path, tmp_path / "file_prob.tif", model=model, overlap=0.25, batch_size=2,
-                         vector=False, progress="none", out_dtype="float32")
+    res = predict_raster(
+        path,
+        tmp_path / "file_prob.tif",
+        model=model,
+        overlap=0.25,
+        batch_size=2,
+        vector=False,
+        progress="none",
+        out_dtype="float32",
+    )
     da = rioxarray.open_rasterio(path)
     assert da.sizes["band"] == 4
-    res_x = predict_raster(da, tmp_path / "xr_prob.tif", model=model, overlap=0.25, batch_size=2, vector=False,
-                           progress="none", out_dtype="float32", as_xarray=True)
+    res_x = predict_raster(
+        da,
+        tmp_path / "xr_prob.tif",
+        model=model,
+        overlap=0.25,
+        batch_size=2,
+        vector=False,
+        progress="none",
+        out_dtype="float32",
+        as_xarray=True,
+    )
     a = rioxarray.open_rasterio(res.probability).values
     b = res_x.data_array.values
     assert res.tiles_run == res_x.tiles_run > 1

@@ -61,8 +61,18 @@ def test_without_a_scene_two_panels(result):
 def test_large_rasters_are_read_from_their_overviews(tmp_path):
     """Overviews say 255, the full resolution says 0: a decimated quick-look read shows the overview."""
     path = tmp_path / "prob.tif"
-    with rasterio.open(path, "w", driver="GTiff", width=2048, height=2048, count=1, dtype="uint8",
-                       crs="EPSG:32633", transform=ORIGIN, tiled=True) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=2048,
+        height=2048,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=ORIGIN,
+        tiled=True,
+    ) as dst:
         dst.write(np.full((1, 2048, 2048), 255, np.uint8))
     with rasterio.open(path, "r+") as dst:
         dst.build_overviews([2, 4, 8])
@@ -75,7 +85,7 @@ def test_large_rasters_are_read_from_their_overviews(tmp_path):
 
 def test_scene_is_cut_to_the_result_and_stretched(tmp_path):
     """An AOI-sized result shows only its part of the scene; uint16 bands get a percentile stretch."""
-    data = (smooth_rgb(300, 400, seed=1).astype(np.uint16) * 40 + 1000)
+    data = smooth_rgb(300, 400, seed=1).astype(np.uint16) * 40 + 1000
     scene = write_raster(tmp_path / "u16.tif", data, transform=ORIGIN)
     sub = ORIGIN @ Affine.translation(100, 50)  # columns 100.., rows 50..
     prob = write_raster(tmp_path / "sub_prob.tif", np.zeros((1, 120, 150), np.uint8), transform=sub)
@@ -85,7 +95,8 @@ def test_scene_is_cut_to_the_result_and_stretched(tmp_path):
     assert rgba.shape == (120, 150, 4) and rgba.dtype == np.uint8
     assert extent == pytest.approx((b.left, b.right, b.bottom, b.top))
     assert rgba[..., :3].min() == 0 and rgba[..., :3].max() == 255
-    np.testing.assert_array_equal(rgba[..., :3], read_scene_rgb(scene, (b.left, b.bottom, b.right, b.top),
-                                                                bands=(1, 2, 3))[0][..., :3])
+    np.testing.assert_array_equal(
+        rgba[..., :3], read_scene_rgb(scene, (b.left, b.bottom, b.right, b.top), bands=(1, 2, 3))[0][..., :3]
+    )
     fig = draw_quicklook(scene, prob, None, bands=(3, 2, 1))
     assert len(_image_axes(fig)) == 3

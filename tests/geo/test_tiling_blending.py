@@ -8,12 +8,14 @@ from sam2unext.geo.blending import axis_weight_sum, ramp_window, tile_weights, w
 from sam2unext.geo.tiling import axis_offsets, clip_window, make_grid, overlap_pixels, pad_to_tile
 
 
-@pytest.mark.parametrize("length,tile,stride", [(100, 32, 24), (32, 32, 24), (33, 32, 24), (10, 32, 24), (1000, 256, 192)])
+@pytest.mark.parametrize(
+    "length,tile,stride", [(100, 32, 24), (32, 32, 24), (33, 32, 24), (10, 32, 24), (1000, 256, 192)]
+)
 def test_axis_offsets_cover_every_pixel_and_stay_inside(length, tile, stride):
     offsets = axis_offsets(length, tile, stride)
     covered = np.zeros(length, bool)
     for o in offsets:
-        covered[o:o + tile] = True
+        covered[o : o + tile] = True
         assert o >= 0
         if length >= tile:
             assert o + tile <= length
@@ -67,6 +69,6 @@ def test_weighted_mean_is_exact_when_tiles_agree():
     acc = np.zeros((length, length))
     for r in offsets:
         for c in offsets:
-            acc[r:r + tile, c:c + tile] += np.outer(w, w) * p[r:r + tile, c:c + tile]
+            acc[r : r + tile, c : c + tile] += np.outer(w, w) * p[r : r + tile, c : c + tile]
     total = axis_weight_sum(length, offsets, w)
     np.testing.assert_array_equal(weighted_mean(acc, 1.0 / total, 1.0 / total), p)

@@ -4,9 +4,10 @@ import geopandas as gpd
 import numpy as np
 import pytest
 import rasterio
-from geo_helpers import ROTATED, write_raster
 
 from sam2unext.geo import vectorize_raster
+
+from geo_helpers import ROTATED, write_raster
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_formats_keep_crs_and_attributes(prob_raster, tmp_path, fmt):
     assert len(gdf) == 2 == res.count
     assert set(["area", "perimeter", "mean_prob", "max_prob"]) <= set(gdf.columns)
     big = gdf.sort_values("area").iloc[-1]
-    assert big["area"] == pytest.approx((100 - 4) * 1.5 ** 2)
+    assert big["area"] == pytest.approx((100 - 4) * 1.5**2)
     assert big["perimeter"] == pytest.approx((40 + 8) * 1.5)
     assert big["max_prob"] == pytest.approx(1.0)
     assert big["mean_prob"] == pytest.approx((95 * 204 + 255) / 96 / 255)
@@ -38,11 +39,12 @@ def test_formats_keep_crs_and_attributes(prob_raster, tmp_path, fmt):
 
 
 def test_min_area_fill_holes_simplify(prob_raster, tmp_path):
-    res = vectorize_raster(prob_raster, tmp_path / "v.gpkg", min_area=10.0, fill_holes=True, simplify=0.5,
-                           as_geodataframe=True)
+    res = vectorize_raster(
+        prob_raster, tmp_path / "v.gpkg", min_area=10.0, fill_holes=True, simplify=0.5, as_geodataframe=True
+    )
     gdf = res.geodataframe
     assert len(gdf) == 1
-    assert gdf.iloc[0]["area"] == pytest.approx(100 * 1.5 ** 2)
+    assert gdf.iloc[0]["area"] == pytest.approx(100 * 1.5**2)
     assert len(gdf.geometry.iloc[0].interiors) == 0
 
 

@@ -26,8 +26,12 @@ class OracleAdapter(nn.Module):
 
 def _double_conv(cin, cout, mid):
     return nn.Sequential(
-        nn.Conv2d(cin, mid, 3, padding=1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(inplace=True),
-        nn.Conv2d(mid, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
+        nn.Conv2d(cin, mid, 3, padding=1, bias=False),
+        nn.BatchNorm2d(mid),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(mid, cout, 3, padding=1, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
     )
 
 
@@ -127,11 +131,16 @@ class _RFB(nn.Module):
         self.relu = nn.ReLU(True)
         self.branch0 = nn.Sequential(_BasicConv(cin, cout, 1))
         for i, k in ((1, 3), (2, 5), (3, 7)):
-            setattr(self, f"branch{i}", nn.Sequential(
-                _BasicConv(cin, cout, 1),
-                _BasicConv(cout, cout, (1, k), padding=(0, k // 2)),
-                _BasicConv(cout, cout, (k, 1), padding=(k // 2, 0)),
-                _BasicConv(cout, cout, 3, padding=k, dilation=k)))
+            setattr(
+                self,
+                f"branch{i}",
+                nn.Sequential(
+                    _BasicConv(cin, cout, 1),
+                    _BasicConv(cout, cout, (1, k), padding=(0, k // 2)),
+                    _BasicConv(cout, cout, (k, 1), padding=(k // 2, 0)),
+                    _BasicConv(cout, cout, 3, padding=k, dilation=k),
+                ),
+            )
         self.conv_cat = _BasicConv(4 * cout, cout, 3, padding=1)
         self.conv_res = _BasicConv(cin, cout, 1)
 
@@ -172,8 +181,11 @@ def sam2_hiera_for(preset):
 
     kw = preset.hiera_kwargs
     return Hiera(
-        embed_dim=kw["embed_dim"], num_heads=kw["num_heads"], stages=tuple(kw["stages"]),
-        global_att_blocks=tuple(kw["global_att_blocks"]), window_spec=tuple(kw["window_spec"]),
+        embed_dim=kw["embed_dim"],
+        num_heads=kw["num_heads"],
+        stages=tuple(kw["stages"]),
+        global_att_blocks=tuple(kw["global_att_blocks"]),
+        window_spec=tuple(kw["window_spec"]),
         window_pos_embed_bkg_spatial_size=tuple(kw["global_pos_size"]),
     )
 
@@ -187,7 +199,7 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
                 p.copy_(1 + 0.1 * torch.randn(p.shape, generator=gen))
             elif p.ndim >= 2 and not name.endswith(("pos_embed", "pos_embed_window", "cls_token")):
                 fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=gen) / fan_in ** 0.5)
+                p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
         for name, b in module.named_buffers():

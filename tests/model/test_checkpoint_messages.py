@@ -33,11 +33,14 @@ def _with_metadata(source: Path, target: Path, **changes) -> Path:
     return target
 
 
-@pytest.mark.parametrize("changes,message", [
-    ({"preset_config": None}, "no preset_config"),
-    ({"preset_config": "{not json"}, "preset_config metadata is broken"),
-    ({"preset": "sam2unet-test"}, "names preset 'sam2unet-test' but its preset_config is for 'sam2unext-test'"),
-])
+@pytest.mark.parametrize(
+    "changes,message",
+    [
+        ({"preset_config": None}, "no preset_config"),
+        ({"preset_config": "{not json"}, "preset_config metadata is broken"),
+        ({"preset": "sam2unet-test"}, "names preset 'sam2unet-test' but its preset_config is for 'sam2unext-test'"),
+    ],
+)
 def test_broken_or_contradicting_preset_metadata_is_refused(ours, tmp_path, changes, message):
     path = _with_metadata(ours, tmp_path / "broken.safetensors", **changes)
     with pytest.raises(CheckpointError, match=message) as err:
@@ -49,8 +52,9 @@ def test_unknown_preset_in_metadata_is_refused_not_ignored(ours, tmp_path):
     state, metadata = read_safetensors(ours)
     config = json.loads(metadata["preset_config"])
     config["name"] = "sam2unext-xxl"
-    path = _with_metadata(ours, tmp_path / "unknown.safetensors", preset="sam2unext-xxl",
-                          preset_config=json.dumps(config))
+    path = _with_metadata(
+        ours, tmp_path / "unknown.safetensors", preset="sam2unext-xxl", preset_config=json.dumps(config)
+    )
     with pytest.raises(CheckpointError, match="preset 'sam2unext-xxl', which this version does not know"):
         load_model(path, device="cpu")
 
@@ -77,8 +81,10 @@ def test_plain_pth_without_preset_names_the_preset_its_shapes_fit(tmp_path):
 
 def test_missing_hiera_key_is_named_as_in_the_sam2_file(tmp_path):
     trunk = build_hiera_trunk(get_preset("sam2unext-test"))
-    state = {"image_encoder.trunk." + k.replace("mlp.fc1.", "mlp.layers.0.").replace("mlp.fc2.", "mlp.layers.1."): v
-             for k, v in trunk.state_dict().items()}
+    state = {
+        "image_encoder.trunk." + k.replace("mlp.fc1.", "mlp.layers.0.").replace("mlp.fc2.", "mlp.layers.1."): v
+        for k, v in trunk.state_dict().items()
+    }
     del state["image_encoder.trunk.blocks.0.mlp.layers.0.weight"]
     path = tmp_path / "sam2_hiera_t.pt"
     torch.save({"model": state}, path)
@@ -107,8 +113,17 @@ def test_cli_maps_a_broken_checkpoint_to_exit_2(ours, tmp_path, capsys):
 
     path = _with_metadata(ours, tmp_path / "broken.safetensors", preset_config="{")
     scene = tmp_path / "s.tif"
-    with rasterio.open(scene, "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=rasterio.Affine(1, 0, 0, 0, -1, 0)) as dst:
+    with rasterio.open(
+        scene,
+        "w",
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32633",
+        transform=rasterio.Affine(1, 0, 0, 0, -1, 0),
+    ) as dst:
         dst.write(np.full((3, 64, 64), 100, np.uint8))
     assert main(["predict", str(scene), "--checkpoint", str(path), "--progress", "none"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -16,11 +16,13 @@ from sam2unext.transforms import as_float_batch, normalize, resize_image
 
 def _public_test_transform(size: int):
     """The image transform of the public SAM2-UNet / SAM2-UNeXT ``TestDataset``."""
-    return transforms.Compose([
-        transforms.Resize((size, size)),
-        transforms.ToTensor(),
-        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
-    ])
+    return transforms.Compose(
+        [
+            transforms.Resize((size, size)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+        ]
+    )
 
 
 def _photo(height: int, width: int, seed: int = 0) -> Image.Image:

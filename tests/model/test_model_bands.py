@@ -55,8 +55,9 @@ def test_zero_fill_model_from_rgb_checkpoint_gives_the_rgb_logits(rgb_checkpoint
 def test_zero_fill_with_reordered_channels_matches_to_float_rounding(rgb_checkpoints):
     """R, G, B on channels 3, 1, 0 of five: same logits up to float32 summation order."""
     rgb = load_model(rgb_checkpoints["sam2unext-test"], device="cpu")
-    wide = load_model(rgb_checkpoints["sam2unext-test"], device="cpu", in_chans=5, rgb_channels=(3, 1, 0),
-                      band_fill="zero")
+    wide = load_model(
+        rgb_checkpoints["sam2unext-test"], device="cpu", in_chans=5, rgb_channels=(3, 1, 0), band_fill="zero"
+    )
     torch.manual_seed(2)
     x = torch.randn(1, 3, 256, 256)
     with torch.inference_mode():
@@ -74,7 +75,7 @@ def test_repeat_fill_is_timms_adaptation_on_both_encoders():
         timm_weight = adapt_input_conv(5, rgb_convs[name].weight.detach().clone())
         expected = torch.empty_like(conv.weight)
         expected[:, [3, 1, 0]] = timm_weight[:, :3]  # R, G, B kernels (scaled 3/5 by timm)
-        expected[:, [2, 4]] = timm_weight[:, 3:]     # timm's repeats
+        expected[:, [2, 4]] = timm_weight[:, 3:]  # timm's repeats
         assert torch.equal(conv.weight, expected)
         assert torch.equal(conv.bias, rgb_convs[name].bias)
         assert conv.weight.requires_grad and conv.bias.requires_grad
@@ -99,9 +100,9 @@ def test_adapt_input_weight_zero_fill_and_errors():
 def test_band_metadata_round_trip(tmp_path):
     torch.manual_seed(0)
     model = build_model("sam2unext-test", in_chans=4, rgb_channels=(2, 1, 0))
-    model.bands = BandConfig.for_channels(4, (2, 1, 0), source_bands=(4, 3, 2, 8),
-                                          stretch=((0.0, 3000.0),) * 4).with_extra_stats([0.1, 0.2, 0.3, 0.6],
-                                                                                          [0.1, 0.1, 0.1, 0.2])
+    model.bands = BandConfig.for_channels(
+        4, (2, 1, 0), source_bands=(4, 3, 2, 8), stretch=((0.0, 3000.0),) * 4
+    ).with_extra_stats([0.1, 0.2, 0.3, 0.6], [0.1, 0.1, 0.1, 0.2])
     path = save_checkpoint(model, tmp_path / "rgbn.safetensors")
     meta = read_checkpoint_metadata(path)
     assert meta["bands"] == model.bands and meta["preset_config"]["in_chans"] == 4

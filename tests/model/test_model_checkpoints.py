@@ -40,28 +40,36 @@ def _reference(name: str) -> dict:
 
 # ---------------------------------------------------------------- official layouts (meta device)
 
+
 @pytest.mark.parametrize("size", ["tiny", "small", "base_plus", "large"])
 def test_meta_sam2_trunk_keys_map_exactly_onto_timm_hiera(size):
     shapes = _reference("sam2_checkpoint_trunk_keys.json")[size]
-    checkpoint = {"model": {**_meta_tensors(shapes),
-                            "sam_mask_decoder.iou_token.weight": torch.empty(1, 256, device="meta"),
-                            "image_encoder.neck.convs.0.conv.weight": torch.empty(256, 8, 1, 1, device="meta")}}
+    checkpoint = {
+        "model": {
+            **_meta_tensors(shapes),
+            "sam_mask_decoder.iou_token.weight": torch.empty(1, 256, device="meta"),
+            "image_encoder.neck.convs.0.conv.weight": torch.empty(256, 8, 1, 1, device="meta"),
+        }
+    }
     with torch.device("meta"):
         trunk = build_hiera_trunk(get_preset(f"sam2unext-{size}"))
     mapped = sam2_to_timm_hiera(checkpoint)
-    check_state_dict(trunk.state_dict(), mapped, preset=f"sam2unext-{size}",
-                     source="sam2_hiera.pt", what="SAM2 Hiera checkpoint")
+    check_state_dict(
+        trunk.state_dict(), mapped, preset=f"sam2unext-{size}", source="sam2_hiera.pt", what="SAM2 Hiera checkpoint"
+    )
     assert "blocks.0.mlp.fc1.weight" in mapped and not any("layers" in k for k in mapped)
 
 
-@pytest.mark.parametrize("name", ["vit_small_patch14_dinov2", "vit_base_patch14_dinov2",
-                                  "vit_large_patch14_dinov2"])
+@pytest.mark.parametrize("name", ["vit_small_patch14_dinov2", "vit_base_patch14_dinov2", "vit_large_patch14_dinov2"])
 def test_timm_dinov2_keys_fit_after_timm_filter_with_pos_embed_resized_to_448(name):
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     shapes = _reference("timm_dinov2_keys.json")[name]
-    preset = {"vit_small_patch14_dinov2": "sam2unext-small", "vit_base_patch14_dinov2":
-              "sam2unext-base_plus", "vit_large_patch14_dinov2": "sam2unext-large"}[name]
+    preset = {
+        "vit_small_patch14_dinov2": "sam2unext-small",
+        "vit_base_patch14_dinov2": "sam2unext-base_plus",
+        "vit_large_patch14_dinov2": "sam2unext-large",
+    }[name]
     with torch.device("meta"):
         dino = build_dinov2(get_preset(preset))
         state = checkpoint_filter_fn(_meta_tensors(shapes), dino.model)
@@ -75,8 +83,13 @@ def test_public_whole_model_state_dict_maps_onto_large_preset(family):
     shapes = _reference(f"{family}_upstream_state_dict.json")
     with torch.device("meta"):
         model = build_model(f"{family}-large")
-    check_state_dict(model.state_dict(), upstream_to_ours(_meta_tensors(shapes)),
-                     preset=f"{family}-large", source="upstream.pth", what="public checkpoint")
+    check_state_dict(
+        model.state_dict(),
+        upstream_to_ours(_meta_tensors(shapes)),
+        preset=f"{family}-large",
+        source="upstream.pth",
+        what="public checkpoint",
+    )
     assert set(ours_to_upstream(model.state_dict())) == set(shapes)
 
 
@@ -85,15 +98,20 @@ def test_public_state_dict_with_wrong_preset_names_key_preset_and_file():
     with torch.device("meta"):
         model = build_model("sam2unext-base_plus")
     with pytest.raises(CheckpointError) as err:
-        check_state_dict(model.state_dict(), upstream_to_ours(_meta_tensors(shapes)),
-                         preset="sam2unext-base_plus", source="SAM2-UNeXT-20.pth",
-                         what="public checkpoint")
+        check_state_dict(
+            model.state_dict(),
+            upstream_to_ours(_meta_tensors(shapes)),
+            preset="sam2unext-base_plus",
+            source="SAM2-UNeXT-20.pth",
+            what="public checkpoint",
+        )
     message = str(err.value)
     assert "\n" not in message
     assert "sam2unext-base_plus" in message and "SAM2-UNeXT-20.pth" in message and "'sam." in message
 
 
 # ---------------------------------------------------------------- real files, tiny configs
+
 
 def _meta_style_sam2_file(tmp_path: Path, trunk) -> Path:
     """A Meta-layout ``sam2_hiera_*.pt``: ``{"model": {image_encoder.trunk.* ...}}``."""
@@ -116,14 +134,17 @@ def test_build_model_loads_meta_sam2_checkpoint_into_trunk(tmp_path):
     for key, value in source.state_dict().items():
         block_key = key
         if key.startswith("blocks."):
-            index, rest = key[len("blocks."):].split(".", 1)
+            index, rest = key[len("blocks.") :].split(".", 1)
             block_key = f"blocks.{index}.block.{rest}"
         torch.testing.assert_close(model.sam.state_dict()[block_key], value, rtol=0, atol=0)
 
 
 def test_build_model_rejects_sam2_checkpoint_of_another_size(tmp_path):
-    other = build_hiera_trunk(get_preset("sam2unext-test").with_overrides(
-        hiera_embed_dim=24, hiera_kwargs={**get_preset("sam2unext-test").hiera_kwargs, "embed_dim": 24}))
+    other = build_hiera_trunk(
+        get_preset("sam2unext-test").with_overrides(
+            hiera_embed_dim=24, hiera_kwargs={**get_preset("sam2unext-test").hiera_kwargs, "embed_dim": 24}
+        )
+    )
     path = _meta_style_sam2_file(tmp_path, other)
     with pytest.raises(CheckpointError) as err:
         build_model("sam2unext-test", hiera=path)
@@ -141,8 +162,13 @@ def _dino_source(grid: int):
     """A tiny DINOv2-style ViT at another resolution, whole (with final norm), random."""
     import timm
 
-    vit = timm.create_model("vit_small_patch14_dinov2", pretrained=False, num_classes=0,
-                            img_size=14 * grid, **get_preset("sam2unext-test").dinov2_kwargs)
+    vit = timm.create_model(
+        "vit_small_patch14_dinov2",
+        pretrained=False,
+        num_classes=0,
+        img_size=14 * grid,
+        **get_preset("sam2unext-test").dinov2_kwargs,
+    )
     return randomize_(vit, seed=6)
 
 
@@ -162,8 +188,14 @@ def test_build_model_loads_dinov2_with_pos_embed_resized(tmp_path, layout):
     model = build_model("sam2unext-test", dinov2=path)
     loaded = model.dino.model.state_dict()
     torch.testing.assert_close(loaded["blocks.1.mlp.fc2.weight"], state["blocks.1.mlp.fc2.weight"])
-    expected_pos = resample_abs_pos_embed(state["pos_embed"], new_size=(8, 8), old_size=(10, 10),
-                                          num_prefix_tokens=1, interpolation="bicubic", antialias=True)
+    expected_pos = resample_abs_pos_embed(
+        state["pos_embed"],
+        new_size=(8, 8),
+        old_size=(10, 10),
+        num_prefix_tokens=1,
+        interpolation="bicubic",
+        antialias=True,
+    )
     torch.testing.assert_close(loaded["pos_embed"], expected_pos)
 
 
@@ -230,8 +262,7 @@ def test_checkpoint_with_code_executing_pickle_is_refused(tmp_path):
 
 def test_own_safetensors_round_trip_with_metadata(tmp_path):
     model = randomize_(build_model("sam2unext-test", decoder_channels=40), seed=9).eval()
-    path = save_checkpoint(model, tmp_path / "model.safetensors", task="buildings",
-                           extra={"epochs": 3})
+    path = save_checkpoint(model, tmp_path / "model.safetensors", task="buildings", extra={"epochs": 3})
     loaded = load_model(path, device="cpu")
     assert loaded.preset == "sam2unext-test" and loaded.config.decoder_channels == 40
     assert loaded.task == "buildings" and loaded.extra == {"epochs": 3}

@@ -44,7 +44,7 @@ def _brute_force(logits: np.ndarray, mask: np.ndarray, weighted: bool) -> float:
         weit = np.empty_like(m)
         for i in range(h):
             for j in range(w):
-                weit[i, j] = 1 + 5 * abs(padded[i:i + 31, j:j + 31].sum() / 961 - m[i, j])
+                weit[i, j] = 1 + 5 * abs(padded[i : i + 31, j : j + 31].sum() / 961 - m[i, j])
         p = 1 / (1 + np.exp(-z))
         bce = -(m * np.log(p) + (1 - m) * np.log(1 - p))
         if weighted:
@@ -69,8 +69,7 @@ def test_matches_brute_force_on_random_soft_masks(mode):
     mask = (torch.rand(2, 1, 20, 24, generator=gen, dtype=torch.float64) > 0.6).double()
     mask[1, 0, :, :5] = 0.3  # soft labels (bicubic-resized masks) are allowed
     got = structure_loss(logits, mask, bce=mode).item()
-    assert got == pytest.approx(_brute_force(logits.numpy(), mask.numpy(), mode == "weighted"),
-                                rel=1e-9)
+    assert got == pytest.approx(_brute_force(logits.numpy(), mask.numpy(), mode == "weighted"), rel=1e-9)
 
 
 def _public_structure_loss(pred, mask):

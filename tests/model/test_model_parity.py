@@ -26,8 +26,14 @@ def _oracle(preset_name: str, trunk_kind: str):
     torch.manual_seed(0)
     trunk = sam2_hiera_for(config) if trunk_kind == "sam2" else build_hiera_trunk(config)
     if config.family == "sam2unext":
-        oracle = OracleSAM2UNeXT(trunk, build_dinov2(config), config.stage_channels,
-                                 config.dinov2_width, config.decoder_channels, config.low_res_size)
+        oracle = OracleSAM2UNeXT(
+            trunk,
+            build_dinov2(config),
+            config.stage_channels,
+            config.dinov2_width,
+            config.decoder_channels,
+            config.low_res_size,
+        )
     else:
         oracle = OracleSAM2UNet(trunk, config.stage_channels, config.decoder_channels)
     return config, randomize_(oracle, seed=1).eval()
@@ -89,12 +95,20 @@ def test_zeroed_adapters_equal_plain_timm_hiera():
     model = build_model(config).eval()
     plain = build_hiera_trunk(config).eval()
     randomize_(plain, seed=2)
-    trunk_state = {k.replace(".block.", ".", 1): v for k, v in model.sam.state_dict().items()
-                   if ".prompt_learn." not in k}
+    trunk_state = {
+        k.replace(".block.", ".", 1): v for k, v in model.sam.state_dict().items() if ".prompt_learn." not in k
+    }
     assert set(trunk_state) == set(plain.state_dict())
-    model.sam.load_state_dict({**model.sam.state_dict(),
-                               **{k: plain.state_dict()[k.replace(".block.", ".", 1)]
-                                  for k in model.sam.state_dict() if ".prompt_learn." not in k}})
+    model.sam.load_state_dict(
+        {
+            **model.sam.state_dict(),
+            **{
+                k: plain.state_dict()[k.replace(".block.", ".", 1)]
+                for k in model.sam.state_dict()
+                if ".prompt_learn." not in k
+            },
+        }
+    )
     with torch.no_grad():
         for adapter in model.sam.blocks:
             adapter.prompt_learn[2].weight.zero_()
@@ -121,8 +135,22 @@ def test_adapters_change_the_features_when_not_zero():
 def test_trainable_parameters_are_adapters_glue_and_decoder_only():
     model = build_model("sam2unext-test")
     trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
-    assert trainable == {"sam", "align1", "align2", "align3", "align4", "reduce1", "reduce2",
-                         "reduce3", "reduce4", "up1", "up2", "up3", "up4", "head"}
+    assert trainable == {
+        "sam",
+        "align1",
+        "align2",
+        "align3",
+        "align4",
+        "reduce1",
+        "reduce2",
+        "reduce3",
+        "reduce4",
+        "up1",
+        "up2",
+        "up3",
+        "up4",
+        "head",
+    }
     sam_trainable = [n for n, p in model.sam.named_parameters() if p.requires_grad]
     assert sam_trainable and all(".prompt_learn." in n for n in sam_trainable)
     assert not any(p.requires_grad for p in model.dino.parameters())
@@ -137,8 +165,13 @@ def test_meta_sam2_tiny_checkpoint_gives_sam2_trunk_features(tmp_path):
 
     from sam2unext.checkpoints import load_sam2_hiera
 
-    meta = Hiera(embed_dim=96, num_heads=1, stages=(1, 2, 7, 2), global_att_blocks=(5, 7, 9),
-                 window_pos_embed_bkg_spatial_size=(7, 7))  # sam2_hiera_t.yaml
+    meta = Hiera(
+        embed_dim=96,
+        num_heads=1,
+        stages=(1, 2, 7, 2),
+        global_att_blocks=(5, 7, 9),
+        window_pos_embed_bkg_spatial_size=(7, 7),
+    )  # sam2_hiera_t.yaml
     randomize_(meta, seed=12).eval()
     path = tmp_path / "sam2_hiera_tiny.pt"
     torch.save({"model": {"image_encoder.trunk." + k: v for k, v in meta.state_dict().items()}}, path)

@@ -23,14 +23,18 @@ def test_low_res_view_is_plain_bilinear_without_antialias():
     view = low_res_view(image, 112)
     assert view.shape == (2, 3, 112, 112)
     torch.testing.assert_close(
-        view, F.interpolate(image, size=(112, 112), mode="bilinear", align_corners=False,
-                            antialias=False), rtol=0, atol=0)
+        view,
+        F.interpolate(image, size=(112, 112), mode="bilinear", align_corners=False, antialias=False),
+        rtol=0,
+        atol=0,
+    )
 
 
 def test_low_res_view_commutes_with_normalization():
     image = torch.rand(1, 3, 256, 256)
-    torch.testing.assert_close(normalize(low_res_view(image, 112)),
-                               low_res_view(normalize(image), 112), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        normalize(low_res_view(image, 112)), low_res_view(normalize(image), 112), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_predict_equals_sigmoid_of_forward_on_normalized_input(model):
@@ -62,8 +66,7 @@ def test_predict_batching_and_explicit_low_res_give_the_same_result(model):
     image = torch.rand(3, 3, 256, 256)
     whole = model.predict(image)
     torch.testing.assert_close(model.predict(image, batch_size=2), whole, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(model.predict(image, low_res_view(image, 112)), whole,
-                               rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(model.predict(image, low_res_view(image, 112)), whole, rtol=1e-4, atol=1e-5)
     other = model.predict(image, torch.rand(3, 3, 112, 112))
     assert (other - whole).abs().max() > 1e-4  # the low-res tile really is used
 

@@ -12,8 +12,7 @@ from sam2unext import PRESETS, PresetError, get_preset, list_presets
 from sam2unext.api import build_model
 from sam2unext.encoders import hiera_stage_features
 
-REAL = [f"{family}-{size}" for family in ("sam2unext", "sam2unet")
-        for size in ("large", "base_plus", "small", "tiny")]
+REAL = [f"{family}-{size}" for family in ("sam2unext", "sam2unet") for size in ("large", "base_plus", "small", "tiny")]
 
 
 def test_preset_names_match_the_contract():
@@ -35,19 +34,22 @@ def test_shapes_at_every_stage_of_every_preset_on_meta_device(size):
         unet_model = build_model(unet.name).eval()
     stages = hiera_stage_features(model.sam, torch.empty(1, 3, s, s, device="meta"))
     assert [tuple(t.shape) for t in stages] == [
-        (1, c, s // r, s // r) for c, r in zip(config.stage_channels, config.stage_strides)]
+        (1, c, s // r, s // r) for c, r in zip(config.stage_channels, config.stage_strides)
+    ]
     dino_map = model.dino(torch.empty(1, 3, config.low_res_size, config.low_res_size, device="meta"))[-1]
     grid = config.low_res_size // 14
     assert tuple(dino_map.shape) == (1, config.dinov2_width, grid, grid)
     assert config.low_res_size / s == 448 / 1024
     fused = model.glue(stages, dino_map)
     assert [tuple(t.shape) for t in fused] == [
-        (1, config.decoder_channels, s // r, s // r) for r in config.stage_strides]
+        (1, config.decoder_channels, s // r, s // r) for r in config.stage_strides
+    ]
     assert tuple(model.decode(*fused).shape) == (1, 1, s, s)
     # SAM2-UNet: the same trunk at its own input size, decoder with side outputs
     u = unet.input_size
-    unet_stages = [torch.empty(1, c, u // r, u // r, device="meta")
-                   for c, r in zip(unet.stage_channels, unet.stage_strides)]
+    unet_stages = [
+        torch.empty(1, c, u // r, u // r, device="meta") for c, r in zip(unet.stage_channels, unet.stage_strides)
+    ]
     outs = unet_model.decode(*unet_stages, side_outputs=True)
     assert [tuple(o.shape) for o in outs] == [(1, 1, u, u)] * 3
 

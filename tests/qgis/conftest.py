@@ -16,8 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def plugin_zip(tmp_path_factory) -> Path:
     """``qgis_plugin/build_zip.py -o plugin.zip`` (builds the wheel with ``pip wheel --no-deps``)."""
     out = tmp_path_factory.mktemp("plugin_zip") / "plugin.zip"
-    proc = subprocess.run([sys.executable, str(ROOT / "qgis_plugin" / "build_zip.py"), "-o", str(out)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "qgis_plugin" / "build_zip.py"), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out
 

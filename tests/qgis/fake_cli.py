@@ -89,9 +89,17 @@ def predict(args):
         write_polygon(vector, src)
         TEMPS.append(vector)
         emit(event="progress", stage="vectorize", done=1, total=1)
-    shutil.rmtree(store)                  # success: the store goes
-    emit(event="done", scene=stem, probability=prob, vector=vector, tiles_run=tiles,
-         tiles_skipped=0, seconds=0.1, area=0.0)
+    shutil.rmtree(store)  # success: the store goes
+    emit(
+        event="done",
+        scene=stem,
+        probability=prob,
+        vector=vector,
+        tiles_run=tiles,
+        tiles_skipped=0,
+        seconds=0.1,
+        area=0.0,
+    )
     emit(event="complete", scenes=1, seconds=0.1)
 
 
@@ -157,9 +165,11 @@ def main(argv):
         print("sam2unext-geo 0.1.0 (fake)")
         return 0
     if argv[:1] == ["models"]:
-        print("preset          family      input\n--------------  ----------  -----\n"
-              "sam2unext-test  SAM2-UNeXT  256\nsam2unet-fake   SAM2-UNet   256\n"
-              "demo (--checkpoint demo)  SAM2-UNeXT  256\n\nPredicting needs a trained checkpoint.")
+        print(
+            "preset          family      input\n--------------  ----------  -----\n"
+            "sam2unext-test  SAM2-UNeXT  256\nsam2unet-fake   SAM2-UNet   256\n"
+            "demo (--checkpoint demo)  SAM2-UNeXT  256\n\nPredicting needs a trained checkpoint."
+        )
         return 0
     if argv[:1] == ["vectorize"]:
         return vectorize(argv[1:])

@@ -27,7 +27,7 @@ from typing import Optional
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-PLUGIN_DIR = ROOT / "qgis_plugin"          # contains the plugin folder sam2unext_geo/
+PLUGIN_DIR = ROOT / "qgis_plugin"  # contains the plugin folder sam2unext_geo/
 PLUGIN = "sam2unext_geo"
 FAKE_CLI = HERE / "fake_cli.py"
 
@@ -105,15 +105,16 @@ def make_scene(path: Path, size: int = 96, epsg: int = 32633) -> Path:
     return path
 
 
-def fake_executable(delay: float = 0.05, broken: bool = False, check_delay: float = 0.0,
-                    args_log: Optional[Path] = None) -> str:
+def fake_executable(
+    delay: float = 0.05, broken: bool = False, check_delay: float = 0.0, args_log: Optional[Path] = None
+) -> str:
     """A ``sam2unext-geo`` shim running tests/qgis/fake_cli.py with the system Python."""
     folder = Path(tempfile.mkdtemp(prefix="fakebin_", dir=TMP))
     exe = folder / "sam2unext-geo"
     env = f"FAKE_CLI_DELAY={delay} FAKE_CLI_CHECK_DELAY={check_delay} " + ("FAKE_CLI_BROKEN=1 " if broken else "")
     if args_log:
         env += f"FAKE_CLI_ARGS_LOG={args_log} "
-    exe.write_text(f"#!/bin/sh\n{env}exec {sys.executable} {FAKE_CLI} \"$@\"\n")
+    exe.write_text(f'#!/bin/sh\n{env}exec {sys.executable} {FAKE_CLI} "$@"\n')
     exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return str(exe)
 
@@ -181,8 +182,9 @@ def run_task(plugin, executable, options, timeout=240.0, cancel_after_progress=F
 def predict_options(scene, out_dir, preset="sam2unext-test", **kw):
     from sam2unext_geo.commands import PredictOptions
 
-    return PredictOptions(scene=str(scene), out_dir=str(out_dir), preset=preset,
-                                 overlap=0.25, batch_size=2, device="cpu", **kw)
+    return PredictOptions(
+        scene=str(scene), out_dir=str(out_dir), preset=preset, overlap=0.25, batch_size=2, device="cpu", **kw
+    )
 
 
 # checks ---------------------------------------------------------------------------------------
@@ -204,7 +206,7 @@ def check_load_unload():
     assert algs == ["sam2unext:predict", "sam2unext:vectorize"], algs
     predict = reg.algorithmById("sam2unext:predict")
     overwrite = predict.parameterDefinition("OVERWRITE")
-    assert overwrite.defaultValue() is False, overwrite.defaultValue()      # agrees with the dialog
+    assert overwrite.defaultValue() is False, overwrite.defaultValue()  # agrees with the dialog
     assert overwrite.description() == "Overwrite existing outputs"
     for name in ("AOI_EXTENT", "AOI_POLYGONS", "RESUME"):
         assert predict.parameterDefinition(name) is not None, name
@@ -213,6 +215,7 @@ def check_load_unload():
     assert not iface.raster_menus, iface.raster_menus
     QCoreApplication.processEvents()
     from qgis.PyQt.QtCore import QEvent
+
     QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
     bars = [b for b in iface.window.findChildren(QToolBar) if b.objectName() == "sam2unext_geo_toolbar"]
     assert not bars, "toolbar left behind"
@@ -228,8 +231,11 @@ def check_zip_install():
     import qgis.utils
 
     archive = TMP / "sam2unext_geo_qgis.zip"
-    subprocess.run([sys.executable, str(PLUGIN_DIR / "build_zip.py"), "-o", str(archive)]
-                   + (["--wheel", WHEEL] if WHEEL else []), check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(PLUGIN_DIR / "build_zip.py"), "-o", str(archive)] + (["--wheel", WHEEL] if WHEEL else []),
+        check=True,
+        capture_output=True,
+    )
     installed = TMP / "profile_plugins"
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(installed)
@@ -240,16 +246,20 @@ def check_zip_install():
         module_file = sys.modules[PLUGIN].__file__
         assert module_file.startswith(str(installed)), module_file
         from sam2unext_geo import installer
+
         wheel = installer.bundled_wheel()
-        assert str(wheel).startswith(str(installed)) and installer.wheel_version(wheel) == \
-            qgis.utils.plugins_metadata_parser[PLUGIN].get("general", "version"), wheel
+        assert str(wheel).startswith(str(installed)) and installer.wheel_version(
+            wheel
+        ) == qgis.utils.plugins_metadata_parser[PLUGIN].get("general", "version"), wheel
         assert QgsApplication.processingRegistry().providerById("sam2unext") is not None
         unload_plugin()
     finally:
         sys.path.remove(str(installed))
         qgis.utils.plugin_paths = [str(PLUGIN_DIR)]
-    return (f"{archive.name} ({archive.stat().st_size // 1024} KiB) with {wheel.name} unpacked, loaded from "
-            f"{installed.name}/, unloaded")
+    return (
+        f"{archive.name} ({archive.stat().st_size // 1024} KiB) with {wheel.name} unpacked, loaded from "
+        f"{installed.name}/, unloaded"
+    )
 
 
 def check_dialog_options():
@@ -296,19 +306,24 @@ def check_dialog_options():
         diag = again.copy_diagnostics()
         assert "QGIS: 3." in diag and "last error:" in diag and "missing" in diag, diag
         from qgis.PyQt.QtWidgets import QApplication
+
         assert QApplication.clipboard().text() == diag
         # a long environment error scrolls inside its box; the spin boxes keep their full height
         again.env_label.setText(" ".join(["The sam2unext-geo environment looks broken."] * 40))
         again.show()
         wait_until(lambda: False, 0.3)
-        heights = {w.objectName() or type(w).__name__: (w.height(), w.sizeHint().height())
-                   for w in (again.tile_spin, again.overlap_spin, again.batch_spin, again.threshold_spin)}
+        heights = {
+            w.objectName() or type(w).__name__: (w.height(), w.sizeHint().height())
+            for w in (again.tile_spin, again.overlap_spin, again.batch_spin, again.threshold_spin)
+        }
         assert all(h >= hint for h, hint in heights.values()), heights
         again.close()
         QgsProject.instance().removeAllMapLayers()
-        return ("options built from widgets; values restored from QgsSettings in a new dialog; "
-                "background Check reads presets from `models`, reports a missing command with the Install hint; "
-                f"Copy diagnostics; spin box heights with a long error {heights}")
+        return (
+            "options built from widgets; values restored from QgsSettings in a new dialog; "
+            "background Check reads presets from `models`, reports a missing command with the Install hint; "
+            f"Copy diagnostics; spin box heights with a long error {heights}"
+        )
     finally:
         unload_plugin()
 
@@ -350,6 +365,7 @@ def check_task_adds_layers():
         assert task.error is None, task.error
         root = QgsProject.instance().layerTreeRoot()
         from sam2unext_geo.layers import result_group_name
+
         group = root.findGroup(result_group_name("field_32633"))
         assert group is not None, [c.name() for c in root.children()]
         assert group.isExpanded() and group.name() != "field_32633", group.name()
@@ -370,13 +386,14 @@ def check_task_adds_layers():
         QgsSettings().setValue("sam2unext_geo/executable", exe)
         again = TMP / "task_vec" / "again.gpkg"
         again.parent.mkdir()
-        res = processing.run("sam2unext:vectorize", {"INPUT": raster.source(), "THRESHOLD": 0.3,
-                                                     "OUTPUT": str(again)})
+        res = processing.run("sam2unext:vectorize", {"INPUT": raster.source(), "THRESHOLD": 0.3, "OUTPUT": str(again)})
         assert res["OUTPUT"] == str(again) and again.is_file(), res
         QgsProject.instance().removeAllMapLayers()
         root.removeAllChildren()
-        return (f"expanded group '{group_name}' with {kinds} in EPSG:32633 in {secs:.1f} s; stages {task.stages}; "
-                f"sam2unext:vectorize wrote {again.name}")
+        return (
+            f"expanded group '{group_name}' with {kinds} in EPSG:32633 in {secs:.1f} s; stages {task.stages}; "
+            f"sam2unext:vectorize wrote {again.name}"
+        )
     finally:
         QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
@@ -384,7 +401,7 @@ def check_task_adds_layers():
 
 def check_cancel_leaves_nothing():
     """Cancel mid-run: the subprocess stops promptly, no layers, no files, no output folder."""
-    exe = fake_executable(delay=1.0)     # 8 progress lines, 1 s apart: cancel lands mid-run
+    exe = fake_executable(delay=1.0)  # 8 progress lines, 1 s apart: cancel lands mid-run
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
@@ -401,8 +418,9 @@ def check_cancel_leaves_nothing():
 
         runner.run_command = spy
         try:
-            task, stop_secs = run_task(plugin, exe, predict_options(scene, out),
-                                       cancel_after_progress=True, check_environment=False)
+            task, stop_secs = run_task(
+                plugin, exe, predict_options(scene, out), cancel_after_progress=True, check_environment=False
+            )
         finally:
             runner.run_command = orig
         assert task.cancelled_run and task.error is None, (task.cancelled_run, task.error)
@@ -447,10 +465,14 @@ def check_cancel_real_cli():
 
         try:
             store = out / "cancel_real_prob.tif.partial"
-            task, stop_secs = run_task(plugin, exe, predict_options(scene, out, tile_size=32,
-                                                                    vector=True),
-                                       cancel_after_progress=True, check_environment=False,
-                                       cancel_when=lambda: store.is_dir() and task_stage() == "segmenting tiles…")
+            task, stop_secs = run_task(
+                plugin,
+                exe,
+                predict_options(scene, out, tile_size=32, vector=True),
+                cancel_after_progress=True,
+                check_environment=False,
+                cancel_when=lambda: store.is_dir() and task_stage() == "segmenting tiles…",
+            )
         finally:
             runner.run_command = orig
         assert task.cancelled_run and task.error is None, (task.cancelled_run, task.error)
@@ -459,8 +481,10 @@ def check_cancel_real_cli():
         assert file_bytes(out) == others, f"folder after cancel: {sorted(file_bytes(out))}"
         assert not store.exists(), "its .partial store was left"
         assert not QgsProject.instance().mapLayers(), "layers added after cancel"
-        return (f"real command stopped {stop_secs:.2f} s after Cancel (exit {code}); no layers, none of its files "
-                f"(nor its .partial store); another run's {len(others)} files byte-identical")
+        return (
+            f"real command stopped {stop_secs:.2f} s after Cancel (exit {code}); no layers, none of its files "
+            f"(nor its .partial store); another run's {len(others)} files byte-identical"
+        )
     finally:
         unload_plugin()
 
@@ -508,7 +532,7 @@ def check_background_check():
         from sam2unext_geo import environment
         from sam2unext_geo.dialog import PredictDialog
 
-        slow = fake_executable(check_delay=1.5)          # --version and models take 1.5 s each
+        slow = fake_executable(check_delay=1.5)  # --version and models take 1.5 s each
         # before issue 11 the dialog ran these on the GUI thread: the same calls, timed the old way
         with GuiStallMeter() as old:
             environment.check_environment(slow)
@@ -521,8 +545,10 @@ def check_background_check():
         assert fake_ms < 200, f"GUI blocked {fake_ms:.0f} ms during Check"
         cached_ms, cached_s = timed_check(dlg, use_cache=True)
         assert cached_s < 0.5 and "(cached)" in dlg.env_label.text(), (cached_s, dlg.env_label.text())
-        detail = (f"fake command (3 s of checks): longest GUI stall {fake_ms:.0f} ms over {fake_s:.1f} s "
-                  f"(synchronous, as before: {old.longest_ms:.0f} ms); cached re-check {cached_s * 1000:.0f} ms")
+        detail = (
+            f"fake command (3 s of checks): longest GUI stall {fake_ms:.0f} ms over {fake_s:.1f} s "
+            f"(synchronous, as before: {old.longest_ms:.0f} ms); cached re-check {cached_s * 1000:.0f} ms"
+        )
         if REAL_CLI and os.access(REAL_CLI, os.X_OK):
             environment.forget_probes()
             dlg.exe_widget.setFilePath(REAL_CLI)
@@ -573,13 +599,15 @@ def check_cancel_keeps_other_runs():
         task_b.cancel()
         assert wait_until(lambda: task_b in finished, 30) and task_b.cancelled_run
         after = file_bytes(folder)
-        assert after == a_files, sorted(after)               # byte-identical, nothing of B left
+        assert after == a_files, sorted(after)  # byte-identical, nothing of B left
         assert not b_partial.exists()
         layers = [lyr for lyr in QgsProject.instance().mapLayers().values()]
         assert len(layers) == 2 and all(lyr.isValid() for lyr in layers), layers
         QgsProject.instance().removeAllMapLayers()
-        return (f"A's {sorted(a_files)} byte-identical and on the map after cancelling B in the same folder; "
-                "B's temp files and .partial store removed; a second run onto B's outputs refused")
+        return (
+            f"A's {sorted(a_files)} byte-identical and on the map after cancelling B in the same folder; "
+            "B's temp files and .partial store removed; a second run onto B's outputs refused"
+        )
     finally:
         unload_plugin()
 
@@ -633,8 +661,10 @@ def check_aoi_plugin():
         layer = QgsRasterLayer(str(scene), "aoi_scene")
         polys = QgsVectorLayer("Polygon?crs=EPSG:4326", "fields", "memory")
         feats = []
-        for wkt in (("POLYGON((15.0 45.1, 15.001 45.1, 15.001 45.101, 15.0 45.101, 15.0 45.1))",
-                                 "POLYGON((15.01 45.1, 15.011 45.1, 15.011 45.101, 15.01 45.101, 15.01 45.1))")):
+        for wkt in (
+            "POLYGON((15.0 45.1, 15.001 45.1, 15.001 45.101, 15.0 45.101, 15.0 45.1))",
+            "POLYGON((15.01 45.1, 15.011 45.1, 15.011 45.101, 15.01 45.101, 15.01 45.1))",
+        ):
             f = QgsFeature()
             f.setGeometry(QgsGeometry.fromWkt(wkt))
             feats.append(f)
@@ -667,7 +697,7 @@ def check_aoi_plugin():
             assert "No features are selected" in str(exc), str(exc)
         polys.selectByIds([feats[1].id()])
         assert polys.selectedFeatureCount() == 1
-        checked = dlg.options()                   # validation only: no file yet
+        checked = dlg.options()  # validation only: no file yet
         assert checked.aoi is None and checked.bbox is None
         opts = dlg.options(export_aoi=True)
         written = QgsVectorLayer(opts.aoi, "written", "ogr")
@@ -683,20 +713,35 @@ def check_aoi_plugin():
         # Processing: extent and selected polygons reach the command; the temporary file goes
         processing = init_processing()
         from qgis.core import QgsProcessingFeatureSourceDefinition
+
         log = TMP / "fake_args.jsonl"
         QgsSettings().setValue("sam2unext_geo/executable", fake_executable(args_log=log))
-        processing.run("sam2unext:predict", {"INPUT": str(scene), "PRESET": "sam2unext-test", "OVERWRITE": True,
-                                             "AOI_EXTENT": "500100,500500,4999300,4999700 [EPSG:32633]",
-                                             "OUTPUT_FOLDER": str(TMP / "aoi_proc")})
-        processing.run("sam2unext:predict", {"INPUT": str(scene), "PRESET": "sam2unext-test", "OVERWRITE": True,
-                                             "AOI_POLYGONS": QgsProcessingFeatureSourceDefinition(polys.id(), True),
-                                             "OUTPUT_FOLDER": str(TMP / "aoi_proc")})
+        processing.run(
+            "sam2unext:predict",
+            {
+                "INPUT": str(scene),
+                "PRESET": "sam2unext-test",
+                "OVERWRITE": True,
+                "AOI_EXTENT": "500100,500500,4999300,4999700 [EPSG:32633]",
+                "OUTPUT_FOLDER": str(TMP / "aoi_proc"),
+            },
+        )
+        processing.run(
+            "sam2unext:predict",
+            {
+                "INPUT": str(scene),
+                "PRESET": "sam2unext-test",
+                "OVERWRITE": True,
+                "AOI_POLYGONS": QgsProcessingFeatureSourceDefinition(polys.id(), True),
+                "OUTPUT_FOLDER": str(TMP / "aoi_proc"),
+            },
+        )
         runs = [json.loads(line) for line in log.read_text().splitlines()]
         bbox_args = runs[0]["argv"]
         i = bbox_args.index("--bbox")
-        assert [float(v) for v in bbox_args[i + 1:i + 5]] == [500100, 4999300, 500500, 4999700], bbox_args
+        assert [float(v) for v in bbox_args[i + 1 : i + 5]] == [500100, 4999300, 500500, 4999700], bbox_args
         assert bbox_args[bbox_args.index("--bbox-crs") + 1] == "EPSG:32633"
-        assert runs[1]["aoi_features"] == 1, runs[1]               # only the selected polygon
+        assert runs[1]["aoi_features"] == 1, runs[1]  # only the selected polygon
         aoi_path = runs[1]["argv"][runs[1]["argv"].index("--aoi") + 1]
         assert not os.path.exists(aoi_path), "Processing left its temporary AOI file"
         # a raster without georeferencing: the dialog warns before running
@@ -709,8 +754,10 @@ def check_aoi_plugin():
         dlg.close()
         QgsProject.instance().removeAllMapLayers()
         aoi.remove_file(None)
-        return ("extent → --bbox ... --bbox-crs EPSG:32633; 1 selected of 2 polygons → temporary --aoi GeoPackage "
-                "(EPSG:4326) removed after the run (dialog task and Processing); non-georeferenced raster warned")
+        return (
+            "extent → --bbox ... --bbox-crs EPSG:32633; 1 selected of 2 polygons → temporary --aoi GeoPackage "
+            "(EPSG:4326) removed after the run (dialog task and Processing); non-georeferenced raster warned"
+        )
     finally:
         QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
@@ -722,9 +769,9 @@ def check_aoi_real_cli():
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
-        scene = make_scene(TMP / "aoi_real.tif", size=96)       # 10 m pixels from (500000, 5000000)
+        scene = make_scene(TMP / "aoi_real.tif", size=96)  # 10 m pixels from (500000, 5000000)
         out = TMP / "aoi_real_out"
-        bbox = (500100.0, 4999400.0, 500420.0, 4999720.0)        # 32 x 32 pixels inside the scene
+        bbox = (500100.0, 4999400.0, 500420.0, 4999720.0)  # 32 x 32 pixels inside the scene
         task, _ = run_task(plugin, exe, predict_options(scene, out, tile_size=32, bbox=bbox, bbox_crs="EPSG:32633"))
         assert task.error is None, task.error
         done = task.result.done[-1]
@@ -732,26 +779,34 @@ def check_aoi_real_cli():
         gt, size = ds.GetGeoTransform(), (ds.RasterXSize, ds.RasterYSize)
         ds = None
         assert size == (32, 32) and (gt[0], gt[3]) == (500100.0, 4999720.0), (size, gt)
-        assert done["tiles_run"] < 16, done                      # the whole 96 px scene is 16 tiles of 32 px
+        assert done["tiles_run"] < 16, done  # the whole 96 px scene is 16 tiles of 32 px
         QgsProject.instance().removeAllMapLayers()
-        return (f"bbox → {size[0]}x{size[1]} px probability raster at the box; {done['tiles_run']} tile(s) run "
-                "(whole scene: 16)")
+        return (
+            f"bbox → {size[0]}x{size[1]} px probability raster at the box; {done['tiles_run']} tile(s) run "
+            "(whole scene: 16)"
+        )
     finally:
         unload_plugin()
 
 
 def site_packages_of(python: str) -> list:
     """The site-packages folders an interpreter imports from."""
-    out = subprocess.run([python, "-c", "import sys, json; print(json.dumps(sys.path))"], capture_output=True,
-                         text=True, check=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    out = subprocess.run(
+        [python, "-c", "import sys, json; print(json.dumps(sys.path))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+    )
     return [p for p in json.loads(out.stdout) if p.endswith("site-packages") and os.path.isdir(p)]
 
 
 def base_python_of(venv_python: str) -> str:
     """The interpreter a virtualenv was made from (``home`` in pyvenv.cfg)."""
     cfg = Path(venv_python).parent.parent / "pyvenv.cfg"
-    home = next(line.split("=", 1)[1].strip() for line in cfg.read_text().splitlines()
-                if line.split("=")[0].strip() == "home")
+    home = next(
+        line.split("=", 1)[1].strip() for line in cfg.read_text().splitlines() if line.split("=")[0].strip() == "home"
+    )
     for name in ("python3", "python"):
         if (Path(home) / name).exists():
             return str(Path(home) / name)
@@ -776,9 +831,15 @@ def check_installer(screenshot: Optional[str] = None):
 
         installed: list = []
         target = Path(QgsApplication.qgisSettingsDirPath()) / "sam2unext-geo" / "venv"
-        dlg = InstallDialog(None, on_installed=installed.append, python=base_python_of(venv_python),
-                            wheel=Path(WHEEL), reuse_site_packages=site_packages_of(venv_python),
-                            pip_options=["--no-index"], detect=True)
+        dlg = InstallDialog(
+            None,
+            on_installed=installed.append,
+            python=base_python_of(venv_python),
+            wheel=Path(WHEEL),
+            reuse_site_packages=site_packages_of(venv_python),
+            pip_options=["--no-index"],
+            detect=True,
+        )
         dlg.show()
         assert wait_until(lambda: dlg.plan is not None or dlg.error, 60), "no plan"
         assert dlg.plan is not None, dlg.error
@@ -793,11 +854,17 @@ def check_installer(screenshot: Optional[str] = None):
         assert new_exe == str(target / "bin" / "sam2unext-geo") and os.access(new_exe, os.X_OK), new_exe
         assert QgsSettings().value("sam2unext_geo/executable") == new_exe
         assert dlg.progress.value() == 100 and "Check the command" in dlg.log.toPlainText()
-        module = subprocess.run([str(target / "bin" / "python"), "-c", "import sam2unext; print(sam2unext.__file__)"],
-                                capture_output=True, text=True, env=environment.subprocess_env(), cwd=str(TMP))
+        module = subprocess.run(
+            [str(target / "bin" / "python"), "-c", "import sam2unext; print(sam2unext.__file__)"],
+            capture_output=True,
+            text=True,
+            env=environment.subprocess_env(),
+            cwd=str(TMP),
+        )
         assert module.stdout.strip().startswith(str(target)), module.stdout + module.stderr
-        version = subprocess.run([new_exe, "--version"], capture_output=True, text=True,
-                                 env=environment.subprocess_env()).stdout.strip()
+        version = subprocess.run(
+            [new_exe, "--version"], capture_output=True, text=True, env=environment.subprocess_env()
+        ).stdout.strip()
         assert installer.wheel_version(Path(WHEEL)) in version, version
         assert meter.longest_ms < 500, f"GUI blocked {meter.longest_ms:.0f} ms during the install"
         diag = dlg.copy_diagnostics()
@@ -807,10 +874,12 @@ def check_installer(screenshot: Optional[str] = None):
             dlg.grab().save(screenshot)
         build = dlg.plan.torch_build
         dlg.close()
-        return (f"installed into {target.relative_to(QgsApplication.qgisSettingsDirPath())} of the profile in "
-                f"{secs:.1f} s (torch build chosen: {build}; packages reused, --no-index); {version}; "
-                "sam2unext imported from the new venv; plugin points at it; "
-                f"longest GUI stall {meter.longest_ms:.0f} ms")
+        return (
+            f"installed into {target.relative_to(QgsApplication.qgisSettingsDirPath())} of the profile in "
+            f"{secs:.1f} s (torch build chosen: {build}; packages reused, --no-index); {version}; "
+            "sam2unext imported from the new venv; plugin points at it; "
+            f"longest GUI stall {meter.longest_ms:.0f} ms"
+        )
     finally:
         QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
@@ -850,8 +919,9 @@ def check_processing_model():
         out, vec = TMP / "model_out", TMP / "model_vec" / "again.gpkg"
         vec.parent.mkdir()
         model = QgsProcessingModelAlgorithm("predict_then_vectorize", "tests")
-        model.addModelParameter(QgsProcessingParameterRasterLayer("scene", "Scene"),
-                                QgsProcessingModelParameter("scene"))
+        model.addModelParameter(
+            QgsProcessingParameterRasterLayer("scene", "Scene"), QgsProcessingModelParameter("scene")
+        )
         predict = QgsProcessingModelChildAlgorithm("sam2unext:predict")
         predict.setChildId("predict")
         predict.addParameterSources("INPUT", [Src.fromModelParameter("scene")])
@@ -880,16 +950,20 @@ def check_processing_model():
         cancelled_out = TMP / "model_cancelled"
         t0 = time.monotonic()
         try:
-            processing.run("sam2unext:predict", {"INPUT": str(scene), "PRESET": "sam2unext-test",
-                                                 "OUTPUT_FOLDER": str(cancelled_out)},
-                           feedback=CancelOnProgress())
+            processing.run(
+                "sam2unext:predict",
+                {"INPUT": str(scene), "PRESET": "sam2unext-test", "OUTPUT_FOLDER": str(cancelled_out)},
+                feedback=CancelOnProgress(),
+            )
             raise AssertionError("a cancelled Processing run returned normally")
         except QgsProcessingException as exc:
             assert "Cancelled" in str(exc), str(exc)
         secs = time.monotonic() - t0
         assert not cancelled_out.exists(), list(cancelled_out.iterdir())
-        return ("model predict → vectorize ran; probability and re-thresholded polygons written; "
-                f"Processing cancel stopped predict in {secs:.1f} s with nothing left")
+        return (
+            "model predict → vectorize ran; probability and re-thresholded polygons written; "
+            f"Processing cancel stopped predict in {secs:.1f} s with nothing left"
+        )
     finally:
         QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
@@ -920,22 +994,41 @@ def check_qgis_process():
     bindir = TMP / "qp_bin"
     bindir.mkdir()
     (bindir / "sam2unext-geo").symlink_to(exe)
-    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGIN_DIR), XDG_DATA_HOME=str(home / "data"),
-               XDG_CONFIG_HOME=str(home / "config"), QT_QPA_PLATFORM="offscreen",
-               PATH=os.pathsep.join([str(bindir)] + without_venvs(os.environ.get("PATH", ""))))
-    enable = subprocess.run([qp, "plugins", "enable", PLUGIN], env=env, capture_output=True,
-                            text=True, timeout=120)
+    env = dict(
+        os.environ,
+        QGIS_PLUGINPATH=str(PLUGIN_DIR),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        QT_QPA_PLATFORM="offscreen",
+        PATH=os.pathsep.join([str(bindir)] + without_venvs(os.environ.get("PATH", ""))),
+    )
+    enable = subprocess.run([qp, "plugins", "enable", PLUGIN], env=env, capture_output=True, text=True, timeout=120)
     assert enable.returncode == 0, enable.stdout + enable.stderr
     scene = make_scene(TMP / "qp_scene.tif", size=80)
     out = TMP / "qp_out"
     t0 = time.monotonic()
-    proc = subprocess.run([qp, "--json", "run", "sam2unext:predict", "--", f"INPUT={scene}",
-                           "PRESET=sam2unext-test", "DEVICE=1", "BATCH_SIZE=2", "VECTORIZE=true",
-                           f"OUTPUT_FOLDER={out}"], env=env, capture_output=True, text=True,
-                          timeout=240)
+    proc = subprocess.run(
+        [
+            qp,
+            "--json",
+            "run",
+            "sam2unext:predict",
+            "--",
+            f"INPUT={scene}",
+            "PRESET=sam2unext-test",
+            "DEVICE=1",
+            "BATCH_SIZE=2",
+            "VECTORIZE=true",
+            f"OUTPUT_FOLDER={out}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     secs = time.monotonic() - t0
     assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-2000:])
-    results = json.loads(proc.stdout[proc.stdout.index("{"):])["results"]
+    results = json.loads(proc.stdout[proc.stdout.index("{") :])["results"]
     prob, vec = results["PROBABILITY"], results["POLYGONS"]
     assert prob and Path(prob).is_file() and Path(prob).parent == out, results
     assert vec and Path(vec).is_file(), results
@@ -986,11 +1079,21 @@ def check_desktop_app():
     code, result = TMP / "desktop_code.py", TMP / "desktop_result.json"
     code.write_text(DESKTOP_CODE)
     home = TMP / "desktop_home"
-    env = dict(os.environ, QGIS_PLUGINPATH=str(PLUGIN_DIR), XDG_DATA_HOME=str(home / "data"),
-               XDG_CONFIG_HOME=str(home / "config"), SAM2UNEXT_RESULT=str(result))
+    env = dict(
+        os.environ,
+        QGIS_PLUGINPATH=str(PLUGIN_DIR),
+        XDG_DATA_HOME=str(home / "data"),
+        XDG_CONFIG_HOME=str(home / "config"),
+        SAM2UNEXT_RESULT=str(result),
+    )
     env.pop("QT_QPA_PLATFORM", None)
-    proc = subprocess.run([xvfb, "-a", qgis_bin, "--nologo", "--noversioncheck", "--code", str(code)],
-                          env=env, capture_output=True, text=True, timeout=150)
+    proc = subprocess.run(
+        [xvfb, "-a", qgis_bin, "--nologo", "--noversioncheck", "--code", str(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
     assert result.exists(), (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     res = json.loads(result.read_text())
     assert "error" not in res, res["error"]
@@ -1001,10 +1104,24 @@ def check_desktop_app():
     return f"QGIS desktop: toolbar {res['toolbar_actions']}, raster menu entry, dialog, provider; unloaded"
 
 
-CHECKS = [check_load_unload, check_zip_install, check_desktop_app, check_dialog_options, check_missing_environment,
-          check_task_adds_layers, check_cancel_leaves_nothing, check_cancel_real_cli, check_cancel_keeps_other_runs,
-          check_background_check, check_stage_and_error_words, check_aoi_plugin, check_aoi_real_cli, check_installer,
-          check_processing_model, check_qgis_process]
+CHECKS = [
+    check_load_unload,
+    check_zip_install,
+    check_desktop_app,
+    check_dialog_options,
+    check_missing_environment,
+    check_task_adds_layers,
+    check_cancel_leaves_nothing,
+    check_cancel_real_cli,
+    check_cancel_keeps_other_runs,
+    check_background_check,
+    check_stage_and_error_words,
+    check_aoi_plugin,
+    check_aoi_real_cli,
+    check_installer,
+    check_processing_model,
+    check_qgis_process,
+]
 
 
 def main(argv=None) -> int:
@@ -1012,8 +1129,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", required=True)
     parser.add_argument("--real-cli", default=os.environ.get("SAM2UNEXT_GEO_EXE"))
-    parser.add_argument("--wheel", default=os.environ.get("SAM2UNEXT_GEO_WHEEL"),
-                        help="the sam2unext-geo wheel for the zip and installer checks")
+    parser.add_argument(
+        "--wheel",
+        default=os.environ.get("SAM2UNEXT_GEO_WHEEL"),
+        help="the sam2unext-geo wheel for the zip and installer checks",
+    )
     parser.add_argument("--only", nargs="*")
     args = parser.parse_args(argv)
     global WHEEL
@@ -1022,7 +1142,7 @@ def main(argv=None) -> int:
     app.initQgis()
     results = {}
     for check in CHECKS:
-        name = check.__name__[len("check_"):]
+        name = check.__name__[len("check_") :]
         if args.only and name not in args.only:
             continue
         QgsProject.instance().clear()
@@ -1034,8 +1154,7 @@ def main(argv=None) -> int:
         except Exception:  # noqa: BLE001 - report every failure, keep going
             detail, status = traceback.format_exc(), "failed"
         results[name] = {"status": status, "detail": str(detail), "seconds": round(time.monotonic() - t0, 2)}
-        print(f"{status.upper():8s} {name} ({results[name]['seconds']} s): {str(detail).strip()[-1500:]}",
-              flush=True)
+        print(f"{status.upper():8s} {name} ({results[name]['seconds']} s): {str(detail).strip()[-1500:]}", flush=True)
     Path(args.results).write_text(json.dumps(results, indent=2))
     shutil.rmtree(TMP, ignore_errors=True)
     app.exitQgis()

@@ -18,8 +18,17 @@ def test_build_zip_layout(plugin_zip):
         meta = configparser.ConfigParser()
         meta.read_string(zf.read("sam2unext_geo/metadata.txt").decode("utf-8"))
     assert {n.split("/")[0] for n in names} == {"sam2unext_geo"}
-    for required in ("__init__.py", "metadata.txt", "LICENSE", "icon.png", "runner.py", "provider.py",
-                     "installer.py", "install_dialog.py", "aoi.py"):
+    for required in (
+        "__init__.py",
+        "metadata.txt",
+        "LICENSE",
+        "icon.png",
+        "runner.py",
+        "provider.py",
+        "installer.py",
+        "install_dialog.py",
+        "aoi.py",
+    ):
         assert f"sam2unext_geo/{required}" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     general = meta["general"]
@@ -40,6 +49,17 @@ def test_build_zip_layout(plugin_zip):
 def test_build_zip_refuses_a_mismatched_wheel(tmp_path, sam2unext_wheel):
     wrong = tmp_path / "sam2unext_geo-9.9.9-py3-none-any.whl"
     wrong.write_bytes(sam2unext_wheel.read_bytes())
-    proc = subprocess.run([sys.executable, str(ROOT / "qgis_plugin" / "build_zip.py"), "-o", str(tmp_path / "z.zip"),
-                           "--wheel", str(wrong)], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "qgis_plugin" / "build_zip.py"),
+            "-o",
+            str(tmp_path / "z.zip"),
+            "--wheel",
+            str(wrong),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "9.9.9" in proc.stderr and not (tmp_path / "z.zip").exists()

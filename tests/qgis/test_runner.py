@@ -23,14 +23,32 @@ def make_exe(folder: Path, body: str, name: str = "sam2unext-geo") -> str:
 
 
 def test_predict_args_is_a_list_with_every_option():
-    opts = commands.PredictOptions(scene="/d/a b.tif", out_dir="/o", checkpoint="demo", tile_size=512,
-                                 overlap=0.3, batch_size=8, device="cuda", bands="3, 2,1",
-                                 threshold=0.4, vector=False, overwrite=True)
+    opts = commands.PredictOptions(
+        scene="/d/a b.tif",
+        out_dir="/o",
+        checkpoint="demo",
+        tile_size=512,
+        overlap=0.3,
+        batch_size=8,
+        device="cuda",
+        bands="3, 2,1",
+        threshold=0.4,
+        vector=False,
+        overwrite=True,
+    )
     args = commands.predict_args("/env/bin/sam2unext-geo", opts)
     assert args[:5] == ["/env/bin/sam2unext-geo", "predict", "/d/a b.tif", "-o", "/o"]
-    for flag, value in (("--checkpoint", "demo"), ("--tile-size", "512"), ("--overlap", "0.3"),
-                        ("--batch-size", "8"), ("--device", "cuda"), ("--bands", "3,2,1"),
-                        ("--threshold", "0.4"), ("--progress", "json"), ("--format", "gpkg")):
+    for flag, value in (
+        ("--checkpoint", "demo"),
+        ("--tile-size", "512"),
+        ("--overlap", "0.3"),
+        ("--batch-size", "8"),
+        ("--device", "cuda"),
+        ("--bands", "3,2,1"),
+        ("--threshold", "0.4"),
+        ("--progress", "json"),
+        ("--format", "gpkg"),
+    ):
         assert args[args.index(flag) + 1] == value
     assert "--no-vector" in args and "--overwrite" in args and "--preset" not in args and "--resume" not in args
     opts.resume = True
@@ -39,8 +57,16 @@ def test_predict_args_is_a_list_with_every_option():
 
 def test_vectorize_args():
     args = commands.vectorize_args("sam2unext-geo", "/o/s_prob.tif", "/o/p.gpkg", 0.6, overwrite=True)
-    assert args == ["sam2unext-geo", "vectorize", "/o/s_prob.tif", "--threshold", "0.6", "-o", "/o/p.gpkg",
-                    "--overwrite"]
+    assert args == [
+        "sam2unext-geo",
+        "vectorize",
+        "/o/s_prob.tif",
+        "--threshold",
+        "0.6",
+        "-o",
+        "/o/p.gpkg",
+        "--overwrite",
+    ]
 
 
 def test_predict_args_needs_weights_and_valid_bands():
@@ -83,7 +109,7 @@ def test_find_executable_messages_and_folders(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(environment.EnvironmentProblem, match="Install…") as info:
         environment.find_executable(None)
-    assert "pip install sam2unext-geo" not in str(info.value)   # not on PyPI: that hint cannot work
+    assert "pip install sam2unext-geo" not in str(info.value)  # not on PyPI: that hint cannot work
     with pytest.raises(environment.EnvironmentProblem, match="does not exist"):
         environment.find_executable(str(tmp_path / "missing"))
     (tmp_path / "env" / "bin").mkdir(parents=True)
@@ -102,7 +128,9 @@ def test_subprocess_env_drops_qgis_python_variables(monkeypatch):
 
 def test_run_command_streams_events(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    exe = make_exe(tmp_path, f"""
+    exe = make_exe(
+        tmp_path,
+        f"""
         import json, os, sys
         os.makedirs({str(out)!r}, exist_ok=True)
         open(os.path.join({str(out)!r}, "p.tif"), "w").close()
@@ -110,7 +138,8 @@ def test_run_command_streams_events(tmp_path, monkeypatch):
         for i in range(3):
             print(json.dumps({{"event": "progress", "stage": "predict", "done": i + 1, "total": 3}}), flush=True)
         print(json.dumps({{"event": "done", "scene": "s", "probability": "out/p.tif", "vector": None}}), flush=True)
-    """)
+    """,
+    )
     seen = []
     monkeypatch.chdir(tmp_path)
     result = runner.run_command([exe], on_event=seen.append, out_dir=str(out))
@@ -120,23 +149,29 @@ def test_run_command_streams_events(tmp_path, monkeypatch):
 
 def test_run_command_failure_reports_error_and_cleans(tmp_path):
     out = tmp_path / "out"
-    exe = make_exe(tmp_path, f"""
+    exe = make_exe(
+        tmp_path,
+        f"""
         import json, os, sys
         open(os.path.join({str(out)!r}, ".s_prob.tif.0123abcd.strips.tif"), "w").close()
         print(json.dumps({{"event": "error", "message": "InputError: scene.tif is not a raster", "exit_code": 2}}))
         sys.exit(2)
-    """)
+    """,
+    )
     with pytest.raises(runner.CommandFailed, match="not a raster") as info:
         runner.run_command([exe], out_dir=str(out), outputs=["s_prob.tif"])
     assert info.value.exit_code == 2 and not out.exists()
 
 
 def test_broken_environment_failure_names_the_install_command(tmp_path):
-    exe = make_exe(tmp_path, """
+    exe = make_exe(
+        tmp_path,
+        """
         import sys
         sys.stderr.write("Traceback ...\\nModuleNotFoundError: No module named 'torch'\\n")
         sys.exit(1)
-    """)
+    """,
+    )
     with pytest.raises(runner.CommandFailed, match="Install…") as info:
         runner.run_command([exe])
     assert "No module named 'torch'" in str(info.value)
@@ -146,18 +181,27 @@ def test_cancel_terminates_and_removes_only_its_own_files(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("was here before")
-    exe = make_exe(tmp_path, f"""
+    exe = make_exe(
+        tmp_path,
+        f"""
         import json, os, signal, sys, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)   # worst case: ignores SIGTERM, killed later
         open(os.path.join({str(out)!r}, ".s_prob.tif.0123abcd.strips.tif"), "w").close()
         os.makedirs(os.path.join({str(out)!r}, "s_prob.tif.partial", "done"))
         print(json.dumps({{"event": "start", "scene": "s", "tiles": 9, "width": 1, "height": 1}}), flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     events, t0 = [], time.monotonic()
     with pytest.raises(runner.CancelledRun):
-        runner.run_command([exe], on_event=events.append, is_cancelled=lambda: bool(events),
-                           out_dir=str(out), outputs=["s_prob.tif", "s_prob_polygons.gpkg"], grace_seconds=0.5)
+        runner.run_command(
+            [exe],
+            on_event=events.append,
+            is_cancelled=lambda: bool(events),
+            out_dir=str(out),
+            outputs=["s_prob.tif", "s_prob_polygons.gpkg"],
+            grace_seconds=0.5,
+        )
     assert time.monotonic() - t0 < 10
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
 
@@ -178,7 +222,9 @@ def test_cancelling_one_run_keeps_another_runs_files_byte_identical(tmp_path):
     (folder / ".c_prob.tif.89abcdef.cog.tif").write_bytes(b"C temp")
     (folder / "c_prob.tif.partial").mkdir()
     (folder / "c_prob.tif.partial" / "manifest.json").write_text("{}")
-    exe = make_exe(tmp_path, f"""
+    exe = make_exe(
+        tmp_path,
+        f"""
         import json, os, sys, time
         d = {str(folder)!r}
         open(os.path.join(d, ".b_prob.tif.0123abcd.strips.tif"), "w").write("B temp")
@@ -186,7 +232,8 @@ def test_cancelling_one_run_keeps_another_runs_files_byte_identical(tmp_path):
         open(os.path.join(d, "b_prob.tif.partial", "manifest.json"), "w").write("{{}}")
         print(json.dumps({{"event": "start", "scene": "b", "tiles": 9, "width": 1, "height": 1}}), flush=True)
         time.sleep(60)
-    """)
+    """,
+    )
     before_b = file_bytes(folder)
 
     def cancel_after_others_write():
@@ -198,8 +245,14 @@ def test_cancelling_one_run_keeps_another_runs_files_byte_identical(tmp_path):
 
     seen: list = []
     with pytest.raises(runner.CancelledRun):
-        runner.run_command([exe], on_event=seen.append, is_cancelled=cancel_after_others_write, out_dir=str(folder),
-                           outputs=["b_prob.tif", "b_prob_polygons.gpkg"], grace_seconds=2)
+        runner.run_command(
+            [exe],
+            on_event=seen.append,
+            is_cancelled=cancel_after_others_write,
+            out_dir=str(folder),
+            outputs=["b_prob.tif", "b_prob_polygons.gpkg"],
+            grace_seconds=2,
+        )
     after = file_bytes(folder)
     expected = {k: v for k, v in before_b.items()}
     expected["a2_prob.tif"] = b"A2 probability, finished during B"
@@ -213,37 +266,47 @@ def test_failure_keeps_final_names_and_the_stores(tmp_path):
     folder = tmp_path / "o"
     folder.mkdir()
     (folder / "s_prob.tif.partial").mkdir()
-    exe = make_exe(tmp_path, f"""
+    exe = make_exe(
+        tmp_path,
+        f"""
         import json, os, sys
         d = {str(folder)!r}
         open(os.path.join(d, ".s_prob.tif.0123abcd.strips.tif"), "w").close()
         print(json.dumps({{"event": "error", "message": "output s_prob.tif.partial exists; pass --resume or "
                            "--overwrite", "exit_code": 2, "options": ["resume", "overwrite"]}}))
         sys.exit(2)
-    """)
+    """,
+    )
     with pytest.raises(runner.CommandFailed) as info:
         runner.run_command([exe], out_dir=str(folder), outputs=["s_prob.tif"])
     assert sorted(p.name for p in folder.iterdir()) == ["s_prob.tif.partial"]
-    assert str(info.value) == ("output s_prob.tif.partial exists; tick “Resume an interrupted run” or "
-                               "“Overwrite existing outputs”")
+    assert str(info.value) == (
+        "output s_prob.tif.partial exists; tick “Resume an interrupted run” or “Overwrite existing outputs”"
+    )
     assert "--" not in str(info.value)
-    new_store = make_exe(tmp_path, f"""
+    new_store = make_exe(
+        tmp_path,
+        f"""
         import os, sys
         os.makedirs(os.path.join({str(folder)!r}, "t_prob.tif.partial"))
         sys.exit(1)
-    """, name="fails")
+    """,
+        name="fails",
+    )
     with pytest.raises(runner.CommandFailed):
         runner.run_command([new_store], out_dir=str(folder), outputs=["t_prob.tif"])
-    assert (folder / "t_prob.tif.partial").is_dir()          # resumable after a failure
+    assert (folder / "t_prob.tif.partial").is_dir()  # resumable after a failure
 
 
 def test_plugin_words_name_the_widgets():
     msg = "output /o/s_prob.tif already exists; pass --overwrite to replace it"
-    assert commands.plugin_words(msg, ["overwrite"]) == \
-        "output /o/s_prob.tif already exists; tick “Overwrite existing outputs” to replace it"
+    assert (
+        commands.plugin_words(msg, ["overwrite"])
+        == "output /o/s_prob.tif already exists; tick “Overwrite existing outputs” to replace it"
+    )
     assert commands.plugin_words("drop --overwrite", ["overwrite"]) == "untick “Overwrite existing outputs”"
     assert commands.plugin_words("set --batch-size 2", ["batch_size"]) == "set “Batch size” 2"
-    assert commands.plugin_words(msg, None) == msg            # no options listed: unchanged
+    assert commands.plugin_words(msg, None) == msg  # no options listed: unchanged
     assert commands.plugin_words("use --chunk-size 512", ["chunk_size"]) == "use --chunk-size 512"  # no widget
     assert commands.plugin_words("pass --overwrite-all", ["overwrite"]) == "pass --overwrite-all"
 
@@ -256,7 +319,7 @@ def test_output_names_and_aoi_args():
     opts.bbox, opts.bbox_crs = (1, 2, 3, 4), "EPSG:3857"
     args = commands.predict_args("x", opts)
     i = args.index("--bbox")
-    assert args[i + 1:i + 5] == ["1.0", "2.0", "3.0", "4.0"] and args[args.index("--bbox-crs") + 1] == "EPSG:3857"
+    assert args[i + 1 : i + 5] == ["1.0", "2.0", "3.0", "4.0"] and args[args.index("--bbox-crs") + 1] == "EPSG:3857"
     opts.bbox, opts.aoi = None, "/tmp/sam2unext_aoi_x.gpkg"
     assert commands.predict_args("x", opts)[commands.predict_args("x", opts).index("--aoi") + 1] == opts.aoi
     opts.bbox = (1, 2, 3, 4)
@@ -271,17 +334,20 @@ def test_probe_is_cached_until_the_command_changes(tmp_path, monkeypatch):
     torch_probes = []
     monkeypatch.setattr(environment, "torch_info", lambda exe: torch_probes.append(exe) or {"torch": "2.x"})
     counter = tmp_path / "calls"
-    exe = make_exe(tmp_path, f"""
+    exe = make_exe(
+        tmp_path,
+        f"""
         import sys
         open({str(counter)!r}, "a").write("x")
         print("sam2unext-geo 0.1.0" if sys.argv[1:] == ["--version"] else "sam2unext-test  SAM2-UNeXT  256")
-    """)
+    """,
+    )
     environment.forget_probes()
     first = environment.probe_environment(exe)
     assert not first["cached"] and first["presets"] == ["sam2unext-test"] and first["version"] == "sam2unext-geo 0.1.0"
     assert environment.probe_environment(exe)["cached"] and counter.read_text() == "xx"
     time.sleep(0.01)
-    Path(exe).write_text(Path(exe).read_text())             # reinstalled: new mtime
+    Path(exe).write_text(Path(exe).read_text())  # reinstalled: new mtime
     assert not environment.probe_environment(exe)["cached"] and counter.read_text() == "xxxx"
     assert len(torch_probes) == 2
 
@@ -300,20 +366,23 @@ def test_installer_plan_and_steps(tmp_path, monkeypatch):
     assert python == sys.executable and tuple(map(int, version.split(".")))[:2] >= (3, 10)
     with pytest.raises(installer.InstallError, match="Python >= 3.10"):
         installer.find_python([str(tmp_path / "nope")])
-    plan = installer.make_plan(str(tmp_path / "profile"), python=sys.executable, wheel=wheel, detect=False,
-                               pip_options=["--no-index"])
+    plan = installer.make_plan(
+        str(tmp_path / "profile"), python=sys.executable, wheel=wheel, detect=False, pip_options=["--no-index"]
+    )
     assert plan.venv == tmp_path / "profile" / "sam2unext-geo" / "venv" and plan.torch_build == "cpu"
     titles, argvs = zip(*installer.steps(plan))
     assert argvs[0][:4] == [sys.executable, "-m", "venv", "--clear"]
     assert "https://download.pytorch.org/whl/cpu" in argvs[1] and argvs[1][-1] == "--no-index"
     assert str(wheel) in argvs[2] and argvs[4] == [str(plan.executable), "--version"]
     assert "import torch, sam2unext.geo" in argvs[3][-1] and "--no-deps" not in argvs[2]
-    reuse = installer.make_plan(str(tmp_path), python=sys.executable, wheel=wheel, detect=False,
-                                reuse_site_packages=[tmp_path / "site"])
+    reuse = installer.make_plan(
+        str(tmp_path), python=sys.executable, wheel=wheel, detect=False, reuse_site_packages=[tmp_path / "site"]
+    )
     reuse_steps = [argv for _, argv in installer.steps(reuse)]
     assert "--without-pip" in reuse_steps[0] and "--no-deps" in reuse_steps[1] and "--no-deps" in reuse_steps[2]
-    gpu_plan = installer.make_plan(str(tmp_path), python=sys.executable, wheel=wheel,
-                                   gpu=installer.Gpu("H200", (12, 8)))
+    gpu_plan = installer.make_plan(
+        str(tmp_path), python=sys.executable, wheel=wheel, gpu=installer.Gpu("H200", (12, 8))
+    )
     assert "https://download.pytorch.org/whl/cu126" in installer.steps(gpu_plan)[1][1]
 
 
@@ -327,24 +396,37 @@ def test_remove_own_entries_only_touches_this_runs_names(tmp_path):
     (tmp_path / "s_prob.tif.tmp").write_text("x")
     (tmp_path / "other_prob.tif.tmp").write_text("another run's")
     (tmp_path / "s_prob.tif.partial").mkdir()
-    removed = runner.remove_own_entries(str(tmp_path), ["s_prob.tif", "s_prob_polygons.gpkg"], before,
-                                        cancelled=True)
-    assert sorted(removed) == sorted(str(tmp_path / n) for n in (
-        ".s_prob.tif.22222222.cog.tif", ".s_prob_polygons.gpkg.123.tmp.gpkg-wal", "s_prob.tif.tmp",
-        "s_prob.tif.partial"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".s_prob.tif.11111111.cog.tif", "keep.txt",
-                                                           "other_prob.tif", "other_prob.tif.tmp"]
+    removed = runner.remove_own_entries(str(tmp_path), ["s_prob.tif", "s_prob_polygons.gpkg"], before, cancelled=True)
+    assert sorted(removed) == sorted(
+        str(tmp_path / n)
+        for n in (
+            ".s_prob.tif.22222222.cog.tif",
+            ".s_prob_polygons.gpkg.123.tmp.gpkg-wal",
+            "s_prob.tif.tmp",
+            "s_prob.tif.partial",
+        )
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".s_prob.tif.11111111.cog.tif",
+        "keep.txt",
+        "other_prob.tif",
+        "other_prob.tif.tmp",
+    ]
 
 
 def test_detect_gpu_reads_nvidia_smi(tmp_path, monkeypatch):
     """A stand-in nvidia-smi (the real one is not on the test machines): name and driver CUDA version."""
-    make_exe(tmp_path, """
+    make_exe(
+        tmp_path,
+        """
         import sys
         if any(a.startswith("--query-gpu") for a in sys.argv):
             print("NVIDIA H200")
         else:
             print("| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4     |")
-    """, name="nvidia-smi")
+    """,
+        name="nvidia-smi",
+    )
     monkeypatch.setenv("PATH", str(tmp_path))
     gpu = installer.detect_gpu()
     assert gpu == installer.Gpu("NVIDIA H200", (12, 4)) and installer.torch_build(gpu) == "cu124"

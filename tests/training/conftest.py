@@ -27,5 +27,6 @@ def short_run(folder_data, tmp_path_factory):
 
     images, masks = folder_data
     run_dir = tmp_path_factory.mktemp("runs") / "full"
-    return train_on_folders(images, masks, run_dir, preset=PRESET, task="cod",
-                            config=TrainConfig(**SHORT), progress=False, log=None)
+    return train_on_folders(
+        images, masks, run_dir, preset=PRESET, task="cod", config=TrainConfig(**SHORT), progress=False, log=None
+    )

@@ -48,9 +48,16 @@ def test_tiles_see_the_same_pixels_as_prediction(scene):
 @pytest.mark.slow
 def test_finetune_improves_scene_iou(scene, tmp_path):
     before = scene_iou(make_training_model("sam2unext-test", seed=0), scene)
-    result = finetune([scene.raster], [scene.labels], tmp_path / "run", preset="sam2unext-test",
-                      config=TrainConfig(epochs=2, lr=1e-3, snapshot_every=10, seed=0),
-                      tiles_per_scene=4, progress=False, log=None)
+    result = finetune(
+        [scene.raster],
+        [scene.labels],
+        tmp_path / "run",
+        preset="sam2unext-test",
+        config=TrainConfig(epochs=2, lr=1e-3, snapshot_every=10, seed=0),
+        tiles_per_scene=4,
+        progress=False,
+        log=None,
+    )
     assert [p.name for p in result.snapshots] == ["epoch_002.safetensors"]
     after = scene_iou(load_model(result.last_snapshot, device="cpu"), scene)
     assert after > before + 0.2 and after > 0.5

@@ -39,14 +39,20 @@ def reference_metrics(pred, gt) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         FM = py_sod_metrics.Fmeasure()
-    WFM, SM, EM, MAE = (py_sod_metrics.WeightedFmeasure(), py_sod_metrics.Smeasure(),
-                        py_sod_metrics.Emeasure(), py_sod_metrics.MAE())
+    WFM, SM, EM, MAE = (
+        py_sod_metrics.WeightedFmeasure(),
+        py_sod_metrics.Smeasure(),
+        py_sod_metrics.Emeasure(),
+        py_sod_metrics.MAE(),
+    )
     gray = dict(with_adaptive=True, with_dynamic=True)
-    FMv2 = py_sod_metrics.FmeasureV2(metric_handlers={
-        "fm": py_sod_metrics.FmeasureHandler(**gray, beta=0.3),
-        "iou": py_sod_metrics.IOUHandler(**gray),
-        "dice": py_sod_metrics.DICEHandler(**gray),
-    })
+    FMv2 = py_sod_metrics.FmeasureV2(
+        metric_handlers={
+            "fm": py_sod_metrics.FmeasureHandler(**gray, beta=0.3),
+            "iou": py_sod_metrics.IOUHandler(**gray),
+            "dice": py_sod_metrics.DICEHandler(**gray),
+        }
+    )
     for name in sorted(p.name for p in gt.iterdir()):
         m = cv2.imread(str(gt / name), cv2.IMREAD_GRAYSCALE)
         p = cv2.imread(str(pred / (name[:-4] + ".png")), cv2.IMREAD_GRAYSCALE)
@@ -54,10 +60,15 @@ def reference_metrics(pred, gt) -> dict[str, float]:
             metric.step(pred=p, gt=m)
     fm, v2 = FM.get_results()["fm"], FMv2.get_results()
     return {
-        "meanDice": v2["dice"]["dynamic"].mean(), "meanIoU": v2["iou"]["dynamic"].mean(),
-        "Smeasure": SM.get_results()["sm"], "wFmeasure": WFM.get_results()["wfm"], "adpFm": fm["adp"],
-        "meanFm": fm["curve"].mean(), "maxFm": fm["curve"].max(),
-        "meanEm": EM.get_results()["em"]["curve"].mean(), "MAE": MAE.get_results()["mae"],
+        "meanDice": v2["dice"]["dynamic"].mean(),
+        "meanIoU": v2["iou"]["dynamic"].mean(),
+        "Smeasure": SM.get_results()["sm"],
+        "wFmeasure": WFM.get_results()["wfm"],
+        "adpFm": fm["adp"],
+        "meanFm": fm["curve"].mean(),
+        "maxFm": fm["curve"].max(),
+        "meanEm": EM.get_results()["em"]["curve"].mean(),
+        "MAE": MAE.get_results()["mae"],
     }
 
 

@@ -37,8 +37,9 @@ def test_maps_are_minmax_normalized_upstream_style(predictions):
     image = load_rgb(src)
     with torch.no_grad():
         logits = model(image_to_tensor(image, model.input_size)[None])
-    prob = torch.sigmoid(F.interpolate(logits, size=(image.height, image.width), mode="bilinear",
-                                       align_corners=False))[0, 0].numpy()
+    prob = torch.sigmoid(F.interpolate(logits, size=(image.height, image.width), mode="bilinear", align_corners=False))[
+        0, 0
+    ].numpy()
     want = ((prob - prob.min()) / (prob.max() - prob.min() + 1e-8) * 255).astype(np.uint8)
     got = np.asarray(Image.open(out / f"{src.stem}.png"))
     assert np.array_equal(got, want)

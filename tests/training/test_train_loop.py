@@ -27,8 +27,14 @@ def test_short_run_lowers_loss_and_writes_run_folder(short_run):
     assert short_run.epochs_done == 3
     assert short_run.epoch_losses[-1] < short_run.epoch_losses[0] * 0.95
     names = sorted(p.name for p in short_run.run_dir.iterdir())
-    assert names == ["epoch_001.safetensors", "epoch_002.safetensors", "epoch_003.safetensors",
-                     "history.json", "loss_curve.png", RESUME_FILE]
+    assert names == [
+        "epoch_001.safetensors",
+        "epoch_002.safetensors",
+        "epoch_003.safetensors",
+        "history.json",
+        "loss_curve.png",
+        RESUME_FILE,
+    ]
     assert (short_run.run_dir / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
     history = json.loads((short_run.run_dir / "history.json").read_text())
     assert history["epoch_losses"] == short_run.epoch_losses
@@ -50,11 +56,28 @@ def test_snapshots_load_as_models(short_run):
 def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp_path):
     images, masks = folder_data
     run_dir = tmp_path / "killed"
-    first = train_on_folders(images, masks, run_dir, preset=PRESET, task="cod", config=TrainConfig(**SHORT),
-                             progress=False, log=None, stop_after_epoch=1)
+    first = train_on_folders(
+        images,
+        masks,
+        run_dir,
+        preset=PRESET,
+        task="cod",
+        config=TrainConfig(**SHORT),
+        progress=False,
+        log=None,
+        stop_after_epoch=1,
+    )
     assert first.epochs_done == 1
-    resumed = train_on_folders(images, masks, run_dir, task="cod",  # preset read from the snapshot
-                               config=TrainConfig(**SHORT), resume=True, progress=False, log=None)
+    resumed = train_on_folders(
+        images,
+        masks,
+        run_dir,
+        task="cod",  # preset read from the snapshot
+        config=TrainConfig(**SHORT),
+        resume=True,
+        progress=False,
+        log=None,
+    )
     assert resumed.epochs_done == 3
     assert resumed.epoch_losses == short_run.epoch_losses  # bit-identical on CPU
     got, want = load_file(str(resumed.last_snapshot)), load_file(str(short_run.last_snapshot))
@@ -73,8 +96,9 @@ def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp
 def test_existing_run_needs_resume(folder_data, short_run):
     images, masks = folder_data
     with pytest.raises(OutputError, match="resume=True"):
-        train_on_folders(images, masks, short_run.run_dir, preset=PRESET, config=TrainConfig(**SHORT),
-                         progress=False, log=None)
+        train_on_folders(
+            images, masks, short_run.run_dir, preset=PRESET, config=TrainConfig(**SHORT), progress=False, log=None
+        )
 
 
 def test_resume_without_state_is_a_user_error(folder_data, tmp_path):
@@ -86,8 +110,15 @@ def test_resume_without_state_is_a_user_error(folder_data, tmp_path):
 def test_unknown_device_is_a_user_error(folder_data, tmp_path):
     images, masks = folder_data
     with pytest.raises(UserError, match="unknown device 'gpu0'"):
-        train_on_folders(images, masks, tmp_path / "run", preset=PRESET,
-                         config=TrainConfig(**{**SHORT, "device": "gpu0"}), progress=False, log=None)
+        train_on_folders(
+            images,
+            masks,
+            tmp_path / "run",
+            preset=PRESET,
+            config=TrainConfig(**{**SHORT, "device": "gpu0"}),
+            progress=False,
+            log=None,
+        )
 
 
 def test_recipes_follow_the_public_scripts():
@@ -135,8 +166,15 @@ def test_grad_checkpointing_keeps_adapter_gradients():
 def test_sam2unet_family_trains_with_deep_supervision(folder_data, tmp_path):
     """SAM2-UNet returns three outputs in training mode; the loop sums their losses."""
     images, masks = folder_data
-    result = train_on_folders(images, masks, tmp_path / "unet", preset="sam2unet-test",
-                              config=TrainConfig(epochs=1, batch_size=2), progress=False, log=None)
+    result = train_on_folders(
+        images,
+        masks,
+        tmp_path / "unet",
+        preset="sam2unet-test",
+        config=TrainConfig(epochs=1, batch_size=2),
+        progress=False,
+        log=None,
+    )
     assert result.config.lr == RECIPES["sam2unet"].lr  # family default kept when lr is not given
     assert len(result.step_losses) == 2  # 3 images in batches of 2
     assert result.step_losses[0] > 1.5  # a sum of three structure losses from random init

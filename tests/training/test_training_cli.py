@@ -36,19 +36,63 @@ def test_train_test_evaluate_round_trip(app, folder_data, short_run, tmp_path):
     images, masks = folder_data
     run = tmp_path / "run"
     runner = CliRunner()
-    result = runner.invoke(app, ["train", "--task", "cod", "--images", str(images), "--masks", str(masks),
-                                 "--checkpoint", str(short_run.last_snapshot), "--epochs", "1", "--workers", "0",
-                                 "--no-progress",
-                                 "-o", str(run)])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--task",
+            "cod",
+            "--images",
+            str(images),
+            "--masks",
+            str(masks),
+            "--checkpoint",
+            str(short_run.last_snapshot),
+            "--epochs",
+            "1",
+            "--workers",
+            "0",
+            "--no-progress",
+            "-o",
+            str(run),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (run / "epoch_001.safetensors").is_file() and "trained 1 epochs" in result.output
     pred = tmp_path / "pred"
-    result = runner.invoke(app, ["test", "-c", str(run / "epoch_001.safetensors"), "--images", str(images),
-                                 "-o", str(pred), "--device", "cpu", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "test",
+            "-c",
+            str(run / "epoch_001.safetensors"),
+            "--images",
+            str(images),
+            "-o",
+            str(pred),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(list(pred.glob("*.png"))) == 3
-    result = runner.invoke(app, ["evaluate", "--task", "cod", "--pred", str(pred), "--gt", str(masks),
-                                 "--name", "toy", "-o", str(tmp_path / "scores")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--task",
+            "cod",
+            "--pred",
+            str(pred),
+            "--gt",
+            str(masks),
+            "--name",
+            "toy",
+            "-o",
+            str(tmp_path / "scores"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "* S_alpha" in result.output
     assert json.loads((tmp_path / "scores.json").read_text())["task"] == "cod"

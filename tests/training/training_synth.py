@@ -28,8 +28,9 @@ def blob_image(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def make_folder_dataset(root: Path, count: int = 6, seed: int = 0,
-                        sizes=((72, 96), (80, 64), (90, 90))) -> tuple[Path, Path]:
+def make_folder_dataset(
+    root: Path, count: int = 6, seed: int = 0, sizes=((72, 96), (80, 64), (90, 90))
+) -> tuple[Path, Path]:
     """Write ``images/*.jpg`` and ``masks/*.png`` (varied sizes); returns both folders."""
     rng = np.random.default_rng(seed)
     images, masks = root / "images", root / "masks"
@@ -61,13 +62,22 @@ def make_geo_scene(root: Path, size: int = 384, seed: int = 0, dtype: str = "uin
     for _ in range(14):
         side = int(rng.integers(20, 48))
         r, c = rng.integers(0, size - side, 2)
-        data[0, r:r + side, c:c + side] += 150 * (scale / 4 if dtype == "uint16" else 1)
-        data[1, r:r + side, c:c + side] += 60 * (scale / 4 if dtype == "uint16" else 1)
+        data[0, r : r + side, c : c + side] += 150 * (scale / 4 if dtype == "uint16" else 1)
+        data[1, r : r + side, c : c + side] += 60 * (scale / 4 if dtype == "uint16" else 1)
         left, top = x0 + c * res, y0 - r * res
         polygons.append(box(left, top - side * res, left + side * res, top))
     raster, labels = root / "scene.tif", root / "labels.gpkg"
-    with rasterio.open(raster, "w", driver="GTiff", width=size, height=size, count=3, dtype=dtype,
-                       crs="EPSG:32633", transform=transform) as dst:
+    with rasterio.open(
+        raster,
+        "w",
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype=dtype,
+        crs="EPSG:32633",
+        transform=transform,
+    ) as dst:
         dst.write(np.clip(data, 0, np.iinfo(dtype).max).astype(dtype))
     gpd.GeoDataFrame({"cls": [1] * len(polygons)}, geometry=polygons, crs="EPSG:32633").to_file(labels, driver="GPKG")
     return raster, labels
