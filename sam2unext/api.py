@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ def _preset_shapes(name: str, part: str) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
-def fitting_presets(state, part: str = "model") -> list[str]:
+def fitting_presets(state: Mapping[str, Any], part: str = "model") -> list[str]:
     """The presets whose keys and shapes ``state`` fits exactly (ours, after conversion).
 
     Args:
@@ -95,7 +96,9 @@ def build_model(
     return model
 
 
-def _build_rgb(config: Preset, hiera, dinov2, overrides: dict) -> SegmentationModel:
+def _build_rgb(
+    config: Preset, hiera: str | Path | None, dinov2: str | Path | None, overrides: dict[str, Any]
+) -> SegmentationModel:
     if overrides:
         try:
             config = config.with_overrides(**overrides)
@@ -192,7 +195,7 @@ def _load_ours(path: Path, preset: str | None) -> SegmentationModel:
     return model
 
 
-def _fit_hint(state) -> str:
+def _fit_hint(state: Mapping[str, Any]) -> str:
     """`` (its shapes fit preset 'x')`` for a converted state dict, or nothing."""
     try:
         names = fitting_presets(state)

@@ -156,15 +156,14 @@ def adapt_input_weight(
 
 def input_convs(model: nn.Module) -> dict[str, nn.Conv2d]:
     """The first convolutions of the model's encoders, by attribute path (Hiera, DINOv2)."""
-    convs = {}
+    convs: dict[str, nn.Conv2d] = {}
     for name in ("sam.patch_embed.proj", "encoder.patch_embed.proj", "dino.model.patch_embed.proj"):
-        module = model
         try:
-            for part in name.split("."):
-                module = getattr(module, part)
+            module = model.get_submodule(name)
         except AttributeError:
             continue
-        convs[name] = module
+        if isinstance(module, nn.Conv2d):
+            convs[name] = module
     return convs
 
 
@@ -190,13 +189,13 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
 
 
 def adapt_model_bands(
-    model: nn.Module,
+    model: Any,
     in_chans: int,
     rgb_channels: Sequence[int] = (0, 1, 2),
     *,
     fill: str = "repeat",
     bands: BandConfig | None = None,
-) -> nn.Module:
+) -> Any:
     """Widen an RGB model (in place) to ``in_chans`` input channels from its RGB weights.
 
     Both encoders' first convolutions are replaced (:func:`adapt_input_weight`, biases kept)
@@ -218,11 +217,16 @@ def adapt_model_bands(
         raise InputError(f"band config for {config.in_chans} channels given for {in_chans}")
     for name, conv in input_convs(model).items():
         new = nn.Conv2d(
-            in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+            in_chans,
+            conv.out_channels,
+            conv.kernel_size,  # type: ignore[arg-type]  # torch keeps the 2-tuples it was given
+            conv.stride,  # type: ignore[arg-type]
+            conv.padding,  # type: ignore[arg-type]
+            bias=conv.bias is not None,
         )
         with torch.no_grad():
             new.weight.copy_(adapt_input_weight(conv.weight, in_chans, config.rgb_channels, fill))
-            if conv.bias is not None:
+            if conv.bias is not None and new.bias is not None:
                 new.bias.copy_(conv.bias)
         new.to(conv.weight.device)
         parent_name, _, attr = name.rpartition(".")

@@ -22,7 +22,9 @@ DEMO_NOTE = (
 )
 
 
-def weights_note(checkpoint, preset: str | None, hiera=None, dinov2=None) -> str | None:
+def weights_note(
+    checkpoint: str | Path | None, preset: str | None, hiera: str | Path | None = None, dinov2: str | Path | None = None
+) -> str | None:
     """The warning these weights deserve: demo weights, or a preset with (partly) random weights; else None.
 
     Options are named with :func:`sam2unext.errors.option`, so each surface renders its own words.
@@ -63,12 +65,14 @@ class ModelLoader:
         in_chans: int | None = None,
         rgb_channels: tuple[int, int, int] | None = None,
     ):
-        self.kwargs = dict(checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device, dtype=dtype)
+        self.kwargs: dict[str, Any] = dict(
+            checkpoint=checkpoint, preset=preset, hiera=hiera, dinov2=dinov2, device=device, dtype=dtype
+        )
         if compile:  # only when on: fingerprints of runs without it stay as they were
             self.kwargs["compile"] = True
         if in_chans is not None:  # a multispectral model widened from RGB weights (issue 15)
             self.kwargs.update(in_chans=int(in_chans), rgb_channels=tuple(rgb_channels or (0, 1, 2)))
-        self._model = None
+        self._model: SegmentationModel | None = None
 
     def __call__(self) -> SegmentationModel:
         if self._model is None:

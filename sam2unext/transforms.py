@@ -30,7 +30,9 @@ def low_res_view(image: torch.Tensor, size: int) -> torch.Tensor:
     return F.interpolate(image, size=(size, size), mode="bilinear", align_corners=False)
 
 
-def normalize(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> torch.Tensor:
+def normalize(
+    image: torch.Tensor, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD
+) -> torch.Tensor:
     """Normalize a float image in [0, 1], ``[..., C, H, W]`` (a batch or one image), per channel.
 
     The default is ImageNet's statistics for RGB; a multispectral model passes its own
