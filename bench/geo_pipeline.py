@@ -38,13 +38,14 @@ from affine import Affine
 from rasterio.windows import Window
 
 
-def make_scene(path: Path, size: int, *, seed: int = 0) -> Path:
-    """Write a ``size x size`` RGB uint8 GeoTIFF (512 blocks, DEFLATE) strip by strip."""
+def make_scene(path: Path, size: int, *, seed: int = 0, width: int | None = None) -> Path:
+    """Write a ``size x (width or size)`` RGB uint8 GeoTIFF (512 blocks, DEFLATE) strip by strip."""
     rng = np.random.default_rng(seed)
+    height, width = size, width or size
     profile = dict(
         driver="GTiff",
-        width=size,
-        height=size,
+        width=width,
+        height=height,
         count=3,
         dtype="uint8",
         crs="EPSG:32633",
@@ -56,14 +57,15 @@ def make_scene(path: Path, size: int, *, seed: int = 0) -> Path:
         interleave="pixel",
         bigtiff="IF_SAFER",
     )
-    xx = np.arange(size, dtype=np.float32)
+    xx = np.arange(width, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
-        for row0 in range(0, size, 512):
-            yy = np.arange(row0, row0 + 512, dtype=np.float32)[:, None]
+        for row0 in range(0, height, 512):
+            rows = min(512, height - row0)
+            yy = np.arange(row0, row0 + rows, dtype=np.float32)[:, None]
             base = 127 + 100 * np.sin(yy / 97.0) * np.cos(xx / 131.0)
-            noise = rng.integers(-8, 9, (3, 512, size), dtype=np.int16)
+            noise = rng.integers(-8, 9, (3, rows, width), dtype=np.int16)
             block = np.clip(np.stack([base, 255 - base, (base + 60) % 256]) + noise, 0, 255).astype(np.uint8)
-            dst.write(block, window=Window(0, row0, size, 512))
+            dst.write(block, window=Window(0, row0, width, rows))
     return path
 
 

@@ -148,38 +148,6 @@ def child_rss(scene: str, out: str) -> None:
     )
 
 
-def rectangular_scene(path: Path, height: int, width: int) -> Path:
-    """A ``height x width`` RGB scene with the same pattern as :func:`geo_pipeline.make_scene`."""
-    if height == width and height % 512 == 0:
-        return make_scene(path, height)
-    rng = np.random.default_rng(0)
-    profile = dict(
-        driver="GTiff",
-        width=width,
-        height=height,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32633",
-        transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5),
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="DEFLATE",
-        interleave="pixel",
-        bigtiff="IF_SAFER",
-    )
-    xx = np.arange(width, dtype=np.float32)
-    with rasterio.open(path, "w", **profile) as dst:
-        for row0 in range(0, height, 512):
-            rows = min(512, height - row0)
-            yy = np.arange(row0, row0 + rows, dtype=np.float32)[:, None]
-            base = 127 + 100 * np.sin(yy / 97.0) * np.cos(xx / 131.0)
-            noise = rng.integers(-8, 9, (3, rows, width), dtype=np.int16)
-            block = np.clip(np.stack([base, 255 - base, (base + 60) % 256]) + noise, 0, 255).astype(np.uint8)
-            dst.write(block, window=rasterio.windows.Window(0, row0, width, rows))
-    return path
-
-
 def run_predict(scene: Path, out: Path, *extra: str) -> tuple[float, list[dict]]:
     """predict with the demo weights (tile 256); wall seconds and the JSON events."""
     cmd = [
@@ -274,7 +242,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     from sam2unext.geo.execution import ChunkStatus
     from sam2unext.loader import ModelLoader
 
-    scene = rectangular_scene(tmp / "dist_scene.tif", size, size)
+    scene = make_scene(tmp / "dist_scene.tif", size, seed=4)
     loader = ModelLoader(checkpoint="demo", device="cpu")
     rows = []
     times = {}
@@ -369,7 +337,7 @@ def main(argv: list[str] | None = None) -> None:
         if 2 in args.only:
             rss = {}
             for h, w in [(4096, 4096), (16384, 16384), (65536, 4096)]:
-                scene = rectangular_scene(tmp / f"s{h}x{w}.tif", h, w)
+                scene = make_scene(tmp / f"s{h}x{w}.tif", h, width=w)
                 proc = subprocess.run(
                     [sys.executable, __file__, "--child", str(scene), str(tmp / "o.tif")],
                     capture_output=True,
