@@ -20,8 +20,8 @@ import numpy as np
 from rasterio.features import geometry_mask
 from rasterio.transform import Affine
 from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
 from shapely import box, make_valid, segmentize
+from shapely.geometry import Polygon
 from shapely.geometry.base import BaseGeometry
 
 from sam2unext.errors import InputError
@@ -71,7 +71,18 @@ class AreaOfInterest:
 
         A tile for which this is False is never read nor run.
         """
-        return bool(self.geometry.intersects(box(*window_bounds(window, transform))))
+        return bool(self.geometry.intersects(window_polygon(window, transform)))
+
+
+def window_polygon(window: Window, transform: Affine) -> Polygon:
+    """The footprint of a pixel window in map coordinates (its four corners; exact for rotated grids).
+
+    Computed with ``transform @ (x, y)``: ``rasterio.windows.bounds`` uses the ``*`` operator that
+    affine 3 deprecates, and its warning would reach the user on every AOI run.
+    """
+    c0, r0 = float(window.col_off), float(window.row_off)
+    c1, r1 = c0 + float(window.width), r0 + float(window.height)
+    return Polygon([transform @ (c0, r0), transform @ (c1, r0), transform @ (c1, r1), transform @ (c0, r1)])
 
 
 def resolve_aoi(
@@ -103,7 +114,7 @@ def resolve_aoi(
         raise InputError(
             f"area of interest {label} has no area; give polygons or a box with minx < maxx and miny < maxy"
         )
-    scene_box = box(*window_bounds(Window(0, 0, width, height), transform))
+    scene_box = window_polygon(Window(0, 0, width, height), transform)
     window = _bounding_window(geometry, transform, height, width)
     if window is None or not geometry.intersects(scene_box):
         raise InputError(
