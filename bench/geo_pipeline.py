@@ -38,11 +38,9 @@ from affine import Affine
 from rasterio.windows import Window
 
 
-def make_scene(path: Path, size: int, *, seed: int = 0, width: int | None = None) -> Path:
-    """Write a ``size x (width or size)`` RGB uint8 GeoTIFF (512 blocks, DEFLATE) strip by strip."""
-    rng = np.random.default_rng(seed)
-    height, width = size, width or size
-    profile = dict(
+def scene_profile(height: int, width: int) -> dict:
+    """Rasterio profile of the benchmark scenes: tiled RGB uint8, 512 blocks, DEFLATE, EPSG:32633."""
+    return dict(
         driver="GTiff",
         width=width,
         height=height,
@@ -57,6 +55,13 @@ def make_scene(path: Path, size: int, *, seed: int = 0, width: int | None = None
         interleave="pixel",
         bigtiff="IF_SAFER",
     )
+
+
+def make_scene(path: Path, size: int, *, seed: int = 0, width: int | None = None) -> Path:
+    """Write a ``size x (width or size)`` RGB uint8 GeoTIFF (512 blocks, DEFLATE) strip by strip."""
+    rng = np.random.default_rng(seed)
+    height, width = size, width or size
+    profile = scene_profile(height, width)
     xx = np.arange(width, dtype=np.float32)
     with rasterio.open(path, "w", **profile) as dst:
         for row0 in range(0, height, 512):

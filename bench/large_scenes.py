@@ -34,31 +34,35 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from affine import Affine
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from geo_pipeline import TrivialModel, make_scene  # noqa: E402  (the same generated scenes and trivial model)
+from geo_pipeline import TrivialModel, make_scene, scene_profile  # noqa: E402  (the same generated scenes and trivial model)
 
 EXE = str(Path(sys.executable).with_name("sam2unext-geo"))
 
 
+def predict_cmd(scene: Path, out: Path, *extra: str) -> list[str]:
+    """``sam2unext-geo predict`` with the demo weights on the CPU, JSON progress, no polygons."""
+    return [
+        EXE,
+        "predict",
+        str(scene),
+        "-o",
+        str(out),
+        "--checkpoint",
+        "demo",
+        "--progress",
+        "json",
+        "--no-vector",
+        "--device",
+        "cpu",
+        *extra,
+    ]
+
+
 def sparse_scene(path: Path, size: int) -> Path:
     """An empty tiled RGB uint8 GeoTIFF (sparse: no block is written, every pixel reads 0)."""
-    profile = dict(
-        driver="GTiff",
-        width=size,
-        height=size,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32633",
-        transform=Affine.translation(500000, 4000000) @ Affine.scale(0.5, -0.5),
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="DEFLATE",
-        bigtiff="YES",
-        sparse_ok=True,
-    )
+    profile = scene_profile(size, size) | {"bigtiff": "YES", "sparse_ok": True}
     with rasterio.open(path, "w", **profile):
         pass
     return path
@@ -78,24 +82,7 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 def first_tile(scene: Path, out: Path, watch: float) -> dict:
     """Run predict on ``scene``; seconds to the first finished tile, peak RSS within ``watch`` s."""
-    cmd = [
-        EXE,
-        "predict",
-        str(scene),
-        "-o",
-        str(out),
-        "--checkpoint",
-        "demo",
-        "--tile-size",
-        "1024",
-        "--overlap",
-        "0.25",
-        "--progress",
-        "json",
-        "--no-vector",
-        "--device",
-        "cpu",
-    ]
+    cmd = predict_cmd(scene, out, "--tile-size", "1024", "--overlap", "0.25")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     events: queue.Queue = queue.Queue()
@@ -150,21 +137,7 @@ def child_rss(scene: str, out: str) -> None:
 
 def run_predict(scene: Path, out: Path, *extra: str) -> tuple[float, list[dict]]:
     """predict with the demo weights (tile 256); wall seconds and the JSON events."""
-    cmd = [
-        EXE,
-        "predict",
-        str(scene),
-        "-o",
-        str(out),
-        "--checkpoint",
-        "demo",
-        "--progress",
-        "json",
-        "--no-vector",
-        "--device",
-        "cpu",
-        *extra,
-    ]
+    cmd = predict_cmd(scene, out, *extra)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return time.perf_counter() - t0, [json.loads(line) for line in proc.stdout.splitlines()]
@@ -182,22 +155,7 @@ def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
     start = next(e for e in events if e["event"] == "start")
     total = start["computations"]
     # killed run: SIGKILL once half of the tile computations are reported
-    cmd = [
-        EXE,
-        "predict",
-        str(scene),
-        "-o",
-        str(tmp / "r.tif"),
-        "--checkpoint",
-        "demo",
-        "--progress",
-        "json",
-        "--no-vector",
-        "--device",
-        "cpu",
-        "--chunk-size",
-        str(chunk),
-    ]
+    cmd = predict_cmd(scene, tmp / "r.tif", "--chunk-size", str(chunk))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     killed_at = 0
     for line in proc.stdout:
