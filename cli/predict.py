@@ -283,27 +283,23 @@ def predict(
         targets = probability_outputs(paths, output)
         looks = quicklook_outputs(paths, targets, overwrite or resume) if quicklook else [None] * len(paths)
         modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
+        # the options check_scene and predict_raster share
+        shared = dict(
+            bands=band_sel,
+            resolution=resolution,
+            tile_size=tile_size,
+            overlap=overlap,
+            batch_size=batch_size,
+            vector=vector,
+            vector_format=vector_format.value,
+            overwrite=overwrite,
+            aoi=area_of_interest,
+            aoi_crs=bbox_crs,
+            rgb_bands=rgb_sel,
+        )
         for scene, target, mode in zip(paths, targets, modes):  # every scene checked before the model loads
             if mode is not None:
-                check_scene(
-                    scene,
-                    target,
-                    bands=band_sel,
-                    resolution=resolution,
-                    tile_size=tile_size,
-                    overlap=overlap,
-                    batch_size=batch_size,
-                    vector=vector,
-                    vector_format=vector_format.value,
-                    overwrite=overwrite,
-                    resume=mode,
-                    aoi=area_of_interest,
-                    aoi_crs=bbox_crs,
-                    model=loader,
-                    checkpoint=checkpoint,
-                    rgb_bands=rgb_sel,
-                )
-        model = loader  # loaded by predict_raster once, for the first scene
+                check_scene(scene, target, resume=mode, model=loader, checkpoint=checkpoint, **shared)
         for scene, target, mode, look in zip(paths, targets, modes, looks):
             if mode is None:
                 echo(f"{scene}: already complete, skipped", err=True)
@@ -312,28 +308,18 @@ def predict(
                 predict_raster(
                     scene,
                     target,
-                    model=model,
-                    tile_size=tile_size,
-                    overlap=overlap,
-                    batch_size=batch_size,
+                    model=loader,  # loaded by predict_raster once, for the first scene
                     device=device,
-                    bands=band_sel,
-                    resolution=resolution,
                     threshold=threshold,
-                    vector=vector,
-                    vector_format=vector_format.value,
                     min_area=min_area,
                     fill_holes=fill_holes,
                     simplify=simplify,
                     out_dtype=out_dtype.value,
                     scheduler=scheduler,
-                    overwrite=overwrite,
                     resume=mode,
                     chunk_size=chunk_size,
                     progress=reporter,
-                    aoi=area_of_interest,
-                    aoi_crs=bbox_crs,
-                    rgb_bands=rgb_sel,
+                    **shared,
                 )
             )
             if look is not None:
