@@ -10,6 +10,8 @@ import rasterio
 from sam2unext.cli.main import main
 from sam2unext.geo import execution
 
+from cli_helpers import write_small_scene
+
 ARGS = [
     "--checkpoint",
     "demo",
@@ -61,20 +63,20 @@ def test_resume_refusals_and_finish(scene, monkeypatch, capsys):
     captured = capsys.readouterr()
     events = [json.loads(line) for line in captured.out.splitlines()]
     start = next(e for e in events if e["event"] == "start")
-    assert 0 < start["resumed_chunks"] < start["chunks"] == 36
+    assert 0 < start["resumed_chunks"] < start["chunks"] == 16
     assert not store.exists()
     with rasterio.open(scene.with_name("scene_prob.tif")) as out:
-        assert out.shape == (384, 384)
+        assert out.shape == (256, 256)
 
     assert main(["predict", str(scene), *ARGS, "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
 
 
-def test_resume_several_scenes_skips_finished_ones(scenes_dir, tmp_path, monkeypatch, capsys):
+def test_resume_several_scenes_skips_finished_ones(small_scenes, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     alpha, beta = tmp_path / "alpha.tif", tmp_path / "beta.tif"
-    alpha.write_bytes((scenes_dir / "alpha.tif").read_bytes())
-    beta.write_bytes((scenes_dir / "beta.tif").read_bytes())
+    alpha.write_bytes((small_scenes / "alpha.tif").read_bytes())
+    beta.write_bytes((small_scenes / "beta.tif").read_bytes())
     assert main(["predict", str(beta), "-o", str(out), *ARGS]) == 0
     beta_bytes = (out / "beta_prob.tif").read_bytes()
     capsys.readouterr()
@@ -101,10 +103,19 @@ def test_resume_several_scenes_skips_finished_ones(scenes_dir, tmp_path, monkeyp
     assert "none of the 2 scenes has an unfinished run" in capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def small_scenes(tmp_path_factory):
+    """Two 256 px scenes: 16 chunks of 64 px each, 18 batches per run (a 384 px scene takes 50)."""
+    folder = tmp_path_factory.mktemp("resume_scenes")
+    write_small_scene(folder / "alpha.tif", size=256, seed=11)
+    write_small_scene(folder / "beta.tif", size=256, seed=12)
+    return folder
+
+
 @pytest.fixture
-def scene(scenes_dir, tmp_path):
+def scene(small_scenes, tmp_path):
     import shutil
 
     target = tmp_path / "scene.tif"
-    shutil.copy(scenes_dir / "alpha.tif", target)
+    shutil.copy(small_scenes / "alpha.tif", target)
     return target
