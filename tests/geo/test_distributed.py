@@ -67,7 +67,7 @@ def test_local_and_distributed_outputs_are_bit_identical(cluster, tmp_path):
     """The demo model: torch's CPU reductions change bits with the thread count, so every forward pass runs
     on one thread; local runs at any torch thread count equal cluster runs (1-thread worker processes)."""
     cl, _ = cluster
-    scene = write_raster(tmp_path / "s.tif", smooth_rgb(420, 400, seed=4))
+    scene = write_raster(tmp_path / "s.tif", smooth_rgb(300, 280, seed=4))  # 2 x 2 chunks of 256 px
     kwargs = dict(tile_size=128, batch_size=3, chunk_size=256, vector=False, progress="none", out_dtype="float32")
     loader = ModelLoader(checkpoint="demo", device="cpu")
     outputs = []
@@ -84,6 +84,7 @@ def test_local_and_distributed_outputs_are_bit_identical(cluster, tmp_path):
     for res in outputs[1:]:
         np.testing.assert_array_equal(read(res.probability)[0], ref)
     assert len({(r.tiles_run, r.tiles_computed) for r in outputs}) == 1
+    assert outputs[-1].chunks == 4
 
 
 @pytest.mark.timeout(300)

@@ -1,0 +1,54 @@
+"""How the suite is split over pytest-xdist workers (``-n 2`` in pyproject.toml's addopts).
+
+A work unit is a test file, except ``tests/qgis/``, which is one unit: its files share the
+plugin zip (built once per worker that needs it) and the QGIS run must not be split. Units
+start heaviest first (:data:`HEAVY_FIRST`, measured with ``--durations``), so that no long
+unit is left to run alone at the end; the others follow in collection order.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+#: Units that take longest on the 2-core CI machine, longest first (seconds on a quiet machine).
+HEAVY_FIRST = (
+    "tests/qgis",  # ~90 s: one QGIS process runs the plugin checks, ten real sam2unext-geo runs
+    "tests/training/test_multispectral_finetune.py",  # ~60 s: two short fine-tunings
+    "tests/docs/test_quickstart_notebook.py",  # ~17 s: a Jupyter kernel runs the notebook
+    "tests/docs/test_readme_examples.py",
+    "tests/geo/test_distributed.py",
+    "tests/cli/test_cli_refusals.py",
+    "tests/cli/test_cli_errors.py",
+    "tests/geo/test_chunked_runs.py",
+)
+
+
+def work_unit(nodeid: str) -> str:
+    """The work unit of a test: ``tests/qgis`` for the QGIS folder, else its file."""
+    path = nodeid.split("::", 1)[0]
+    return "tests/qgis" if path.startswith("tests/qgis/") else path
+
+
+def _rank(nodeid: str) -> int:
+    unit = work_unit(nodeid)
+    return HEAVY_FIRST.index(unit) if unit in HEAVY_FIRST else len(HEAVY_FIRST)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heaviest units first; the order inside a unit, and of the other units, is kept."""
+    items.sort(key=lambda item: _rank(item.nodeid))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown when xdist is not installed
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """Whole units to one worker each, handed out in collection order (heaviest first)."""
+    if config.getoption("dist", None) != "load":
+        return None  # an explicit --dist mode keeps xdist's own scheduler
+    from xdist.scheduler import LoadScopeScheduling
+
+    class UnitScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the heaviest-first order of the collection
+    return UnitScheduling(config, log)
