@@ -8,7 +8,15 @@ unit is left to run alone at the end; the others follow in collection order.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Idle OpenMP threads of torch sleep instead of spinning. Two workers of two torch threads each
+# share two cores, and spinning threads burn the time their partners need: measured on
+# tests/model + test_train_loop.py with -n 2, 90-133 s wall without this, 44-48 s with it.
+# Set before any test module imports torch; workers and subprocesses inherit it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 #: Units that take longest on the 2-core CI machine, longest first (seconds on a quiet machine).
 HEAVY_FIRST = (

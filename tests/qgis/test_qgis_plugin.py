@@ -38,7 +38,7 @@ CHECKS = [
     "qgis_process",
 ]
 
-pytestmark = pytest.mark.qgis
+pytestmark = [pytest.mark.qgis, pytest.mark.slow]  # the one QGIS run behind these tests: 1.5 min
 
 
 def _qgis_importable() -> str | None:
