@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, Future
 
-from distributed import Client
+from distributed import Client, Worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .execution import ChunkJob, ChunkStatus, bound_heap_retention, compute_chunk, run_chunks, single_thread_forward
+from .model_contract import ModelFactory, TileModel
 
 #: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
-_MODEL_CACHE: dict[str, object] = {}
+_MODEL_CACHE: dict[str, TileModel] = {}
 _CACHE_LOCK = threading.Lock()
 #: Number of model loads per key in this process (lets tests check "once per worker").
 LOAD_COUNTS: dict[str, int] = {}
 
 
-def cached_model(key: str, factory: Callable[[], object]):
+def cached_model(key: str, factory: ModelFactory) -> TileModel:
     """The model for ``key`` in this process, built with ``factory`` on first use."""
     with _CACHE_LOCK:
         if key not in _MODEL_CACHE:
@@ -51,20 +53,20 @@ class ModelPlugin(WorkerPlugin):
 
     idempotent = False
 
-    def __init__(self, key: str, factory: Callable[[], object]):
+    def __init__(self, key: str, factory: ModelFactory):
         super().__init__()
         self.key = key
         self.factory = factory
         self.name = f"sam2unext-model-{key}"
 
-    def setup(self, worker=None):
+    def setup(self, worker: Worker | None = None) -> None:
         cached_model(self.key, self.factory)
 
-    def teardown(self, worker=None):
+    def teardown(self, worker: Worker | None = None) -> None:
         release_model(self.key)
 
 
-def remote_chunk(job: ChunkJob, key: str, factory: Callable[[], object]) -> ChunkStatus:
+def remote_chunk(job: ChunkJob, key: str, factory: ModelFactory) -> ChunkStatus:
     """Worker task: compute one chunk with this worker's cached model and write it to the store."""
     bound_heap_retention()
     with single_thread_forward():
@@ -80,9 +82,9 @@ class DistributedRun:
         key: cache key of that model.
     """
 
-    def __init__(self, scheduler, factory: Callable[[], object], key: str):
+    def __init__(self, scheduler: str | Client, factory: ModelFactory, key: str):
         self.own_client = not isinstance(scheduler, Client)
-        self.client = Client(scheduler) if self.own_client else scheduler
+        self.client: Client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
         self.key, self.factory = key, factory
         self.plugin = ModelPlugin(key, factory)
 
@@ -111,7 +113,7 @@ class DistributedRun:
         """Run chunk tasks on the workers; only status records come back."""
         executor = self.client.get_executor(pure=False)
 
-        def submit(ex, k: int):
+        def submit(ex: Executor, k: int) -> Future[ChunkStatus]:
             return ex.submit(remote_chunk, jobs(k), self.key, self.factory)
 
         run_chunks(
@@ -126,5 +128,5 @@ class DistributedRun:
         if self.own_client:
             self.client.close()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

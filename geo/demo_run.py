@@ -20,6 +20,7 @@ import rasterio
 from sam2unext.errors import OutputError, option
 
 from .demo_scene import DEMO_SEED, DEMO_SIZE, write_demo_scene
+from .progress import Progress
 
 
 def mask_iou(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -76,7 +77,7 @@ def run_demo(
     device: str = "auto",
     threshold: float = 0.5,
     overwrite: bool = False,
-    progress="bar",
+    progress: str | Progress | None = "bar",
     quicklook: bool = True,
     compare_whole: bool = True,
     checkpoint: str = "demo",
