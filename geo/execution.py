@@ -33,8 +33,8 @@ from rasterio.windows import Window
 from .aoi import AreaOfInterest
 from .chunks import ChunkGrid, owns_tile, tiles_touching
 from .device import feed_for, model_device
-from .reading import ReadPlan, TileReader, read_valid, to_unit_float
-from .stitching import ChunkStitcher, SceneWeights
+from .reading import ReadPlan, RegionValidity, TileReader, to_unit_float
+from .stitching import FLUSH_ROWS, ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
 from .tiling import TileGrid, clip_window
 from .writing import quantize_probability
@@ -267,12 +267,13 @@ def single_thread_forward():
 class _RowBuffer:
     """Collects a chunk's finished rows and writes them to the store in whole Zarr chunks."""
 
-    def __init__(self, job: ChunkJob, store: RunStore, reader: TileReader):
+    def __init__(self, job: ChunkJob, store: RunStore, validity: RegionValidity | None):
         chunk = job.chunks.chunk(job.index)
-        self.job, self.store, self.reader, self.chunk = job, store, reader, chunk
+        self.job, self.store, self.validity, self.chunk = job, store, validity, chunk
         rows = min(ZARR_ROWS, job.chunks.size, chunk.height)
         self.values = np.empty((rows, chunk.width), dtype=job.out_dtype)
         self.valid = np.empty((rows, chunk.width), dtype=np.uint8) if job.plan.masked else None
+        self._scaled = np.empty((min(rows, FLUSH_ROWS), chunk.width), dtype=np.float32)  # quantize scratch
         self.row0 = chunk.row_off  # scene row of the buffer's first row
         self.filled = 0
 
@@ -280,12 +281,11 @@ class _RowBuffer:
         n = prob.shape[0]
         ch = self.chunk
         valid = None
-        if self.job.plan.masked:
-            rows = Window(ch.col_off, row0, ch.width, n)
-            with self.reader.dataset() as ds:
-                valid = read_valid(ds, self.job.plan.source_window(rows), self.job.plan.bands)
+        if self.validity is not None:  # the mask the tile reads found (not read again)
+            valid = self.validity.rows(row0, n)
+            self.validity.forget_above(row0 + n)
             if self.job.aoi is not None:
-                valid &= self.job.aoi.inside(self.job.plan.transform, rows)
+                valid &= self.job.aoi.inside(self.job.plan.transform, Window(ch.col_off, row0, ch.width, n))
             if valid.all():
                 valid = None
         done = 0
@@ -295,10 +295,13 @@ class _RowBuffer:
             ok = None if valid is None else valid[done : done + take]
             dst = slice(self.filled, self.filled + take)
             if self.job.out_dtype == "uint8":
-                q = quantize_probability(part)
+                q = self.values[dst]
+                if take <= self._scaled.shape[0]:
+                    quantize_probability(part, out=q, scratch=self._scaled[:take])
+                else:
+                    q[...] = quantize_probability(part)
                 if ok is not None:
                     q[~ok] = 0
-                self.values[dst] = q
             else:
                 self.values[dst] = part if ok is None else np.where(ok, part, np.float32(np.nan))
             if self.valid is not None:
@@ -341,8 +344,9 @@ def compute_chunk(
     store = RunStore(job.store)
     status = ChunkStatus(job.index)
     rows, cols = tiles_touching(grid, chunk)
-    reader = TileReader(job.plan, grid.tile_size)
-    buffer = _RowBuffer(job, store, reader)
+    validity = RegionValidity(chunk.col_off, chunk.width) if job.plan.masked else None
+    reader = TileReader(job.plan, grid.tile_size, validity)
+    buffer = _RowBuffer(job, store, validity)
     stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
     tiles = stitcher.tiles
     batches = [tiles[i : i + job.batch_size] for i in range(0, len(tiles), job.batch_size)]

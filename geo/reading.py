@@ -518,6 +518,66 @@ def valid_from_nodata(data: np.ndarray, nodata: Sequence[int]) -> np.ndarray:
     return valid
 
 
+def region_groups(windows: Sequence[Window]) -> list[list[tuple[int, Window]]]:
+    """Group windows into runs that can be read as one region.
+
+    A run is consecutive windows (in the given order) with the same rows whose columns overlap
+    or touch the previous one's, left to right; each item is ``(position in windows, window)``.
+    """
+    groups: list[list[tuple[int, Window]]] = []
+    for i, w in enumerate(windows):
+        if groups:
+            _, last = groups[-1][-1]
+            same_rows = (int(w.row_off), int(w.height)) == (int(last.row_off), int(last.height))
+            if same_rows and int(last.col_off) <= int(w.col_off) <= int(last.col_off) + int(last.width):
+                groups[-1].append((i, w))
+                continue
+        groups.append([(i, w)])
+    return groups
+
+
+class RegionValidity:
+    """The validity of the regions a chunk task read, kept until the chunk's rows are written.
+
+    The tile reads already know which pixels are valid; the rows written to the output need
+    the same mask, so it is not read (and decoded) a second time. A pixel that no region
+    covered is invalid: every valid pixel of an output chunk lies in some tile that was read
+    (tiles are skipped only when they miss the area of interest or hold no valid pixel).
+    Thread-safe: lanes add regions while the chunk task takes rows.
+    """
+
+    def __init__(self, col_off: int, width: int):
+        self.col_off, self.width = col_off, width
+        self._pieces: list[tuple[int, int, int, int, np.ndarray | None]] = []  # row, height, col, width, valid
+        self._lock = threading.Lock()
+
+    def add(self, region: Window, valid: np.ndarray | None) -> None:
+        """Record a region of the plan's grid and its validity (None: every pixel valid)."""
+        piece = (int(region.row_off), int(region.height), int(region.col_off), int(region.width), valid)
+        with self._lock:
+            self._pieces.append(piece)
+
+    def rows(self, row0: int, n: int) -> np.ndarray:
+        """Boolean validity of rows ``[row0, row0 + n)`` over the chunk's columns."""
+        out = np.zeros((n, self.width), dtype=bool)
+        with self._lock:
+            pieces = [p for p in self._pieces if p[0] <= row0 and row0 + n <= p[0] + p[1]]
+        for r, _, c, w, valid in pieces:
+            a, b = max(c, self.col_off), min(c + w, self.col_off + self.width)
+            if a >= b:
+                continue
+            if valid is None:
+                out[:, a - self.col_off : b - self.col_off] = True
+            else:
+                out[:, a - self.col_off : b - self.col_off] |= valid[row0 - r : row0 - r + n, a - c : b - c]
+        return out
+
+    def forget_above(self, row: int) -> None:
+        """Drop the regions that end at or above scene row ``row`` (their rows are written)."""
+        with self._lock:
+            self._pieces = [p for p in self._pieces if p[0] + p[1] > row]
+
+
 class TileReader:
     """Reads model-ready uint8 tiles for a :class:`ReadPlan` from a pool of dataset handles.
 
@@ -527,9 +587,10 @@ class TileReader:
     Call :meth:`close` when done (closes every handle).
     """
 
-    def __init__(self, plan: ReadPlan, tile_size: int):
+    def __init__(self, plan: ReadPlan, tile_size: int, validity: RegionValidity | None = None):
         self.plan = plan
         self.tile_size = tile_size
+        self.validity = validity  # receives the validity of every region read (read once, used twice)
         self._free: list = []  # idle handles, most recently used last
         self._handles: list = []
         self._lock = threading.Lock()
@@ -560,32 +621,72 @@ class TileReader:
         return self.read_many([window])[0]
 
     def read_many(self, windows: Sequence[Window]) -> list[np.ndarray | None]:
-        """Read several tiles (e.g. a batch) with one borrowed handle; see :meth:`read`."""
-        with self.dataset() as ds:
-            return [self._read_one(ds, w) for w in windows]
+        """Read several tiles (e.g. a batch) with one borrowed handle; see :meth:`read`.
 
-    def _read_one(self, ds, window: Window) -> np.ndarray | None:
-        inner = self.plan.source_window(clip_window(window, self.plan.height, self.plan.width))
+        Tiles of one tile row that overlap or touch are read as one region (one GDAL call, each
+        block decoded once, the stretch applied once) and returned as views into it; only tiles
+        past the scene edge are copied (padded). The values equal those of separate reads.
+        """
+        out: list[np.ndarray | None] = [None] * len(windows)
+        with self.dataset() as ds:
+            for group in region_groups([self._inner(w) for w in windows]):
+                self._read_group(ds, group, out)
+        return out
+
+    def _inner(self, window: Window) -> Window:
+        return clip_window(window, self.plan.height, self.plan.width)
+
+    def _read_group(self, ds, group: list[tuple[int, Window]], out: list[np.ndarray | None]) -> None:
+        """Read the region covering ``group`` (index, in-scene window) and cut its tiles into ``out``."""
+        first = group[0][1]
+        col0 = int(first.col_off)
+        col1 = max(int(w.col_off) + int(w.width) for _, w in group)
+        region = Window(col0, int(first.row_off), col1 - col0, int(first.height))
+        read = self._read_region(ds, region)
+        if read is None:
+            return
+        data, valid = read
+        if self.validity is not None:
+            self.validity.add(region, valid)
+        for i, w in group:
+            cols = slice(int(w.col_off) - col0, int(w.col_off) - col0 + int(w.width))
+            if valid is not None and not valid[:, cols].any():
+                continue  # no valid pixel: the tile is skipped
+            out[i] = pad_to_tile(data[:, :, cols], self.tile_size)
+
+    def _read_region(self, ds, region: Window) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Model-ready uint8 ``[C, H, W]`` of a region of the plan's grid, with its validity.
+
+        Returns:
+            (data, valid) where ``valid`` is None when every pixel is valid by construction
+            (unmasked scene); None when no pixel of the region is valid (nothing is decoded
+            beyond the mask).
+        """
+        inner = self.plan.source_window(region)
         unique = sorted(set(self.plan.bands))
+        valid = None
         try:
             nodata = integer_nodata(ds, unique) if self.plan.masked and not self.plan.resample else None
             if nodata is not None:  # fast path: validity from the data itself (GDAL would decode it twice)
                 data = ds.read(unique, window=inner)
-                if not valid_from_nodata(data, nodata).any():
-                    return None
+                valid = valid_from_nodata(data, nodata)
             else:
-                if self.plan.masked and not (ds.read_masks(unique, window=inner) > 0).all(axis=0).any():
-                    return None
+                if self.plan.masked:
+                    valid = (ds.read_masks(unique, window=inner) > 0).all(axis=0)
+                    if not valid.any():
+                        return None
                 data = ds.read(unique, window=inner)
         except RasterioIOError as exc:
             raise read_error(self.plan.path, inner, exc) from None
-        if self.plan.finite_check and not np.isfinite(data).all(axis=0).any():
-            return None  # every pixel NaN/inf in some band: nothing to segment
+        if self.plan.finite_check:  # a pixel that is NaN/inf in some band is invalid for skipping
+            finite = np.isfinite(data).all(axis=0)
+            valid = finite if valid is None else valid & finite
+        if valid is not None and not valid.any():
+            return None
         order = [unique.index(b) for b in self.plan.bands]
         if order != list(range(len(unique))):
             data = data[order]
-        tile = apply_stretch(data, self.plan.stretch)
-        return pad_to_tile(tile, self.tile_size)
+        return apply_stretch(data, self.plan.stretch), valid
 
     def close(self) -> None:
         """Close all handles."""

@@ -59,6 +59,36 @@ def test_chunk_stitcher_equals_direct_blend():
         np.testing.assert_allclose(out, direct, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_chunk_stitcher_is_bit_identical_to_the_float64_reference(overlap):
+    """The stitcher's shortcuts (unit-weight centre added without the multiply, reused buffers)
+    give exactly the float64 arithmetic of a plain ``acc += w * p`` over the whole scene."""
+    rng = np.random.default_rng(1)
+    grid = make_grid(150, 173, 32, overlap)  # the last tile row/column overlaps more than the others
+    probs = rng.random((len(grid), 32, 32), dtype=np.float32)
+    weights = SceneWeights(grid)
+    acc = np.zeros((150, 173))
+    for i in range(len(grid)):
+        win = grid.window(i)
+        r0, c0 = int(win.row_off), int(win.col_off)
+        h, wd = min(32, 150 - r0), min(32, 173 - c0)
+        acc[r0 : r0 + h, c0 : c0 + wd] += weights.w2d[:h, :wd] * probs[i][:h, :wd]
+    reference = ((acc * weights.inv_col) * weights.inv_row[:, None]).astype(np.float32)
+    for size in (16, 64, 256):
+        chunks = make_chunk_grid(150, 173, 32, size)
+        out = np.full((150, 173), np.nan, np.float32)
+        for chunk in chunks:
+            rows, cols = tiles_touching(grid, chunk)
+
+            def emit(row0, block, c0=chunk.col_off, out=out):
+                out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
+
+            st = ChunkStitcher(grid, chunk, rows, cols, emit, weights)
+            for r, c in st.tiles:
+                st.add(probs[r * len(grid.col_offsets) + c])
+        np.testing.assert_array_equal(out.view(np.uint32), reference.view(np.uint32))
+
+
 @pytest.mark.parametrize("chunk_size", [16, 32, 64])
 def test_any_chunking_gives_the_unchunked_result_bit_for_bit(nodata_raster, tmp_path, chunk_size):
     one = predict_raster(
