@@ -165,6 +165,17 @@ class DeviceFeed:
             stream.synchronize()
         return host.numpy()
 
+    def run_on_device(self, model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> torch.Tensor:
+        """Upload and forward, keeping the float32 ``[B, T, T]`` probabilities on the device.
+
+        Work queued later on the current stream (the blending) runs after the forward.
+        """
+        staged = self.upload(tiles)
+        with lock if lock is not None else contextlib.nullcontext():
+            out = self.forward(model, staged, tile_size)
+        self._wait(out)
+        return out.tensor
+
     def run(self, model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> np.ndarray:
         """The three steps in a row; ``lock`` (e.g. the lanes' device lock) held only around the forward."""
         staged = self.upload(tiles)
