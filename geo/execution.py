@@ -498,6 +498,19 @@ def local_lanes(model) -> int:
     return 3 if _on_gpu(model) else max(1, min(os.cpu_count() or 1, 8))
 
 
+def local_chunks_in_flight(model) -> int:
+    """Chunk tasks run side by side in a local run.
+
+    Each chunk's blend runs on its own thread, so one chunk in flight blends on one core: one
+    per four cores (at most four) on a CPU, two on a GPU (one blends while the other's rows are
+    written). Each chunk in flight holds a ``tile x chunk`` float64 accumulator (67 MB for
+    1024 px tiles and 8192 px chunks), so memory stays bounded by this count.
+    """
+    if _on_gpu(model):
+        return 2
+    return max(1, min(4, (os.cpu_count() or 1) // 4))
+
+
 def run_local(
     model,
     jobs: Callable[[int], ChunkJob],
@@ -507,14 +520,15 @@ def run_local(
     on_tiles: Callable[[int], None],
     tick: Callable[[], None],
     lanes: int | None = None,
-    chunks_in_flight: int = 1,
+    chunks_in_flight: int | None = None,
 ) -> None:
     """Run chunk tasks in this process: ``chunks_in_flight`` chunks share one set of lanes.
 
-    One chunk at a time by default: each chunk in flight holds a ``tile x chunk`` float64
-    accumulator, and the lanes already overlap reads with forward passes inside a chunk.
+    Defaults: :func:`local_lanes` and :func:`local_chunks_in_flight` (one chunk on a machine of
+    under eight cores; the lanes already overlap reads with forward passes inside a chunk).
     """
     bound_heap_retention()
+    chunks_in_flight = chunks_in_flight or local_chunks_in_flight(model)
     pool = Lanes(lanes or local_lanes(model))
     cancel = threading.Event()
     executor = ThreadPoolExecutor(chunks_in_flight, thread_name_prefix="sam2unext-chunk")
