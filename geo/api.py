@@ -34,7 +34,7 @@ from sam2unext.loader import ModelLoader, weights_note
 
 from .aoi import AreaOfInterest, resolve_aoi
 from .chunks import ChunkGrid, make_chunk_grid, tile_computations
-from .device import CPU_BATCH, auto_batch_size
+from .device import CPU_BATCH, auto_batch_size, local_devices
 from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile, run_local
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
 from .model_bands import make_model_plan
@@ -113,6 +113,18 @@ class PredictResult:
         if path is not None:
             fig.savefig(path)
         return fig
+
+
+def _spread_devices(model, checkpoint, preset, device) -> tuple[list[str], ModelLoader] | list:
+    """(GPUs, loader) when a local run should spread over several GPUs (see :func:`local_devices`), else []."""
+    if model is None:
+        loader = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
+    elif isinstance(model, ModelLoader):
+        loader = model
+    else:
+        return []  # a model object or a custom factory runs where it is
+    devices = local_devices(loader.kwargs["device"])
+    return (devices, loader) if devices else []
 
 
 def _model_factory(model, checkpoint, preset, device) -> tuple[Callable[[], object], str]:
@@ -377,7 +389,15 @@ def predict_raster(
             run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
             scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
             run.announce(scene, local_model, scene_tiles if area is not None else None)
-            if scheduler is None:
+            devices = _spread_devices(model, checkpoint, preset, device) if scheduler is None else []
+            if devices:  # several GPUs: one worker process each, through the cluster path
+                from .cluster import PerWorkerDevice, device_workers
+
+                factory, key = _model_factory(PerWorkerDevice(devices[1], devices[0]), None, None, device)
+                local_model = None  # the workers load their own copies
+                with device_workers(len(devices[0])) as client:
+                    run.run_distributed(client, factory, key)
+            elif scheduler is None:
                 run.run_local(local_model)
             else:
                 factory, key = _model_factory(model, checkpoint, preset, device)

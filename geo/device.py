@@ -304,3 +304,15 @@ def auto_batch_size(model, tile_size: int) -> int:
     what = f"{tile_size}x{tile_size} tile of {getattr(model, 'preset', 'the model')}"
     known[tile_size] = choose_batch_size(cuda_probe(model, tile_size, device), free, what=what, where=str(device))
     return known[tile_size]
+
+
+def local_devices(device) -> list[str]:
+    """The GPUs a local run spreads over, one worker process each.
+
+    Every visible CUDA device when ``device`` is ``"auto"`` or ``"cuda"`` (no index) and there
+    are several; else none (the run stays in this process).
+    """
+    if str(device) not in ("auto", "cuda") or not torch.cuda.is_available():
+        return []
+    n = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else []
