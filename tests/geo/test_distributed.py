@@ -127,11 +127,11 @@ def test_several_devices_run_one_worker_each(tmp_path, monkeypatch):
     kwargs = dict(tile_size=128, batch_size=2, chunk_size=256, vector=False, progress="none", out_dtype="float32")
     local = predict_raster(scene, tmp_path / "local.tif", model=ModelLoader(checkpoint="demo", device="cpu"), **kwargs)
     used = []
-    real_on = ModelLoader.on
     monkeypatch.setattr(api, "local_devices", lambda device: ["cpu", "cpu"])
     monkeypatch.setattr(cluster, "device_workers", _recording_workers(cluster.device_workers, used))
-    spread = predict_raster(scene, tmp_path / "spread.tif", model=ModelLoader(checkpoint="demo", device="cpu"), **kwargs)
-    assert used == [2] and ModelLoader.on is real_on
+    loader = ModelLoader(checkpoint="demo", device="cpu")
+    spread = predict_raster(scene, tmp_path / "spread.tif", model=loader, **kwargs)
+    assert used == [2]
     np.testing.assert_array_equal(read(spread.probability)[0], read(local.probability)[0])
     assert (spread.tiles_run, spread.tiles_computed) == (local.tiles_run, local.tiles_computed)
 
