@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 from .aoi import AreaOfInterest, resolve_aoi
 from .chunks import ChunkGrid, make_chunk_grid, tile_computations
-from .device import CPU_BATCH, auto_batch_size
+from .device import CPU_BATCH, auto_batch_size, local_devices
 from .execution import ChunkJob, ChunkStatus, RunStats, local_lanes, measure_seconds_per_tile, run_local
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
 from .model_bands import BandChoice, StretchChoice, make_model_plan
@@ -128,6 +128,20 @@ class PredictResult:
         if path is not None:
             fig.savefig(path)
         return fig
+
+
+def _spread_devices(
+    model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
+) -> tuple[list[str], ModelLoader] | None:
+    """(GPUs, loader) when a local run should spread over several GPUs (see :func:`local_devices`), else []."""
+    if model is None:
+        loader = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
+    elif isinstance(model, ModelLoader):
+        loader = model
+    else:
+        return None  # a model object or a custom factory runs where it is
+    devices = local_devices(loader.kwargs["device"])
+    return (devices, loader) if devices else None
 
 
 def _model_factory(
@@ -391,7 +405,15 @@ def predict_raster(
             run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
             scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
             run.announce(scene, local_model, scene_tiles if area is not None else None)
-            if scheduler is None:
+            devices = _spread_devices(model, checkpoint, preset, device) if scheduler is None else None
+            if devices:  # several GPUs: one worker process each, through the cluster path
+                from .cluster import PerWorkerDevice, device_workers
+
+                factory, key = _model_factory(PerWorkerDevice(devices[1], devices[0]), None, None, device)
+                local_model = None  # the workers load their own copies
+                with device_workers(len(devices[0])) as client:
+                    run.run_distributed(client, factory, key)
+            elif scheduler is None:
                 assert local_model is not None  # loaded above whenever scheduler is None
                 run.run_local(local_model)
             else:

@@ -11,14 +11,28 @@ writes the same chunk.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future
 
 from distributed import Client, Worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .execution import ChunkJob, ChunkStatus, bound_heap_retention, compute_chunk, run_chunks, single_thread_forward
+from sam2unext.loader import ModelLoader
+
+from .device import model_device
+from .execution import (
+    ChunkJob,
+    ChunkStatus,
+    Lanes,
+    bound_heap_retention,
+    compute_chunk,
+    local_lanes,
+    run_chunks,
+    single_thread_forward,
+)
 from .model_contract import ModelFactory, TileModel
 
 #: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
@@ -26,6 +40,8 @@ _MODEL_CACHE: dict[str, TileModel] = {}
 _CACHE_LOCK = threading.Lock()
 #: Number of model loads per key in this process (lets tests check "once per worker").
 LOAD_COUNTS: dict[str, int] = {}
+#: Name of the worker this process serves (set when the model plugin is registered).
+_WORKER_NAME: object = None
 
 
 def cached_model(key: str, factory: ModelFactory) -> TileModel:
@@ -60,6 +76,8 @@ class ModelPlugin(WorkerPlugin):
         self.name = f"sam2unext-model-{key}"
 
     def setup(self, worker: Worker | None = None) -> None:
+        global _WORKER_NAME
+        _WORKER_NAME = getattr(worker, "name", None)  # for factories that depend on the worker
         cached_model(self.key, self.factory)
 
     def teardown(self, worker: Worker | None = None) -> None:
@@ -67,10 +85,59 @@ class ModelPlugin(WorkerPlugin):
 
 
 def remote_chunk(job: ChunkJob, key: str, factory: ModelFactory) -> ChunkStatus:
-    """Worker task: compute one chunk with this worker's cached model and write it to the store."""
+    """Worker task: compute one chunk with this worker's cached model and write it to the store.
+
+    A worker whose model is on a GPU feeds it from several lanes (reads overlap forward passes),
+    as a local run does; a CPU worker runs its batches inline (the cluster's threads are the
+    parallelism).
+    """
     bound_heap_retention()
+    model = cached_model(key, factory)
+    lanes = _gpu_lanes(local_lanes(model)) if model_device(model).type == "cuda" else None
     with single_thread_forward():
-        return compute_chunk(job, cached_model(key, factory))
+        return compute_chunk(job, model, lanes)
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_lanes(count: int) -> Lanes:
+    """The batch workers of this worker process (one set, shared by its chunk tasks)."""
+    return Lanes(count)
+
+
+class PerWorkerDevice:
+    """Picklable model factory for one worker per device: worker ``i`` loads on ``devices[i % n]``.
+
+    Args:
+        loader: a :class:`sam2unext.loader.ModelLoader` (anything with ``on(device)`` that
+            returns a zero-argument model factory).
+        devices: device names, one per worker.
+    """
+
+    def __init__(self, loader: ModelLoader, devices: list[str]):
+        self.loader, self.devices = loader, list(devices)
+
+    def __call__(self) -> TileModel:
+        name = _WORKER_NAME
+        if name is None:
+            from distributed import get_worker
+
+            name = get_worker().name
+        index = int(str(name)) if str(name).isdigit() else 0
+        return self.loader.on(self.devices[index % len(self.devices)])()
+
+
+@contextlib.contextmanager
+def device_workers(count: int) -> Iterator[Client]:
+    """A local cluster of ``count`` single-threaded worker processes (one per device) and its client."""
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
 
 
 class DistributedRun:

@@ -165,6 +165,17 @@ class DeviceFeed:
             stream.synchronize()
         return host.numpy()
 
+    def run_on_device(self, model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> torch.Tensor:
+        """Upload and forward, keeping the float32 ``[B, T, T]`` probabilities on the device.
+
+        Work queued later on the current stream (the blending) runs after the forward.
+        """
+        staged = self.upload(tiles)
+        with lock if lock is not None else contextlib.nullcontext():
+            out = self.forward(model, staged, tile_size)
+        self._wait(out)
+        return out.tensor
+
     def run(self, model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> np.ndarray:
         """The three steps in a row; ``lock`` (e.g. the lanes' device lock) held only around the forward."""
         staged = self.upload(tiles)
@@ -293,3 +304,15 @@ def auto_batch_size(model, tile_size: int) -> int:
     what = f"{tile_size}x{tile_size} tile of {getattr(model, 'preset', 'the model')}"
     known[tile_size] = choose_batch_size(cuda_probe(model, tile_size, device), free, what=what, where=str(device))
     return known[tile_size]
+
+
+def local_devices(device) -> list[str]:
+    """The GPUs a local run spreads over, one worker process each.
+
+    Every visible CUDA device when ``device`` is ``"auto"`` or ``"cuda"`` (no index) and there
+    are several; else none (the run stays in this process).
+    """
+    if str(device) not in ("auto", "cuda") or not torch.cuda.is_available():
+        return []
+    n = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else []

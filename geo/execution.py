@@ -33,6 +33,7 @@ from rasterio.windows import Window
 from .aoi import AreaOfInterest
 from .chunks import ChunkGrid, owns_tile, tiles_touching
 from .device import feed_for, model_device
+from .device_stitching import DeviceChunkStitcher
 from .reading import ReadPlan, RegionValidity, TileReader, to_unit_float
 from .stitching import FLUSH_ROWS, ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
@@ -154,6 +155,11 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches:
 
 def _on_gpu(model) -> bool:
     return model_device(model).type == "cuda"
+
+
+def blend_on_device(model) -> bool:
+    """True when the chunk's blend runs on the model's device (a GPU): only finished rows come back."""
+    return _on_gpu(model)
 
 
 class Lanes:
@@ -278,6 +284,7 @@ class _RowBuffer:
         self.filled = 0
 
     def emit(self, row0: int, prob: np.ndarray) -> None:
+        """Take finished rows: float32 probabilities, or uint8 values already quantized (on a device)."""
         n = prob.shape[0]
         ch = self.chunk
         valid = None
@@ -294,7 +301,12 @@ class _RowBuffer:
             part = prob[done : done + take]
             ok = None if valid is None else valid[done : done + take]
             dst = slice(self.filled, self.filled + take)
-            if self.job.out_dtype == "uint8":
+            if part.dtype == np.uint8:  # quantized on the device (uint8 output)
+                q = self.values[dst]
+                q[...] = part
+                if ok is not None:
+                    q[~ok] = 0
+            elif self.job.out_dtype == "uint8":
                 q = self.values[dst]
                 if take <= self._scaled.shape[0]:
                     quantize_probability(part, out=q, scratch=self._scaled[:take])
@@ -347,10 +359,23 @@ def compute_chunk(
     validity = RegionValidity(chunk.col_off, chunk.width) if job.plan.masked else None
     reader = TileReader(job.plan, grid.tile_size, validity)
     buffer = _RowBuffer(job, store, validity)
-    stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
+    gpu = _on_gpu(model)
+    on_device = blend_on_device(model)
+    if on_device:
+        stitcher: ChunkStitcher = DeviceChunkStitcher(
+            grid,
+            chunk,
+            rows,
+            cols,
+            buffer.emit,
+            SceneWeights.cached(grid),
+            device=model_device(model),
+            quantize=job.out_dtype == "uint8",
+        )
+    else:
+        stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
     tiles = stitcher.tiles
     batches = [tiles[i : i + job.batch_size] for i in range(0, len(tiles), job.batch_size)]
-    gpu = _on_gpu(model)
     model_seconds = [0.0]
 
     def wanted(r: int, c: int) -> bool:
@@ -368,7 +393,11 @@ def compute_chunk(
             return [None] * len(batch)
         t = time.perf_counter()
         # on a GPU the lanes take turns for the forward pass only; uploads and downloads overlap it
-        probs = iter(run_model(model, run, grid.tile_size, lanes.device_lock if gpu else None))
+        lock = lanes.device_lock if gpu else None
+        if on_device:  # the probabilities stay on the device for the blend
+            probs = iter(feed_for(model_device(model)).run_on_device(model, run, grid.tile_size, lock))
+        else:
+            probs = iter(run_model(model, run, grid.tile_size, lock))
         model_seconds[0] += time.perf_counter() - t
         return [next(probs) if tile is not None else None for tile in reads]
 
@@ -469,6 +498,19 @@ def local_lanes(model) -> int:
     return 3 if _on_gpu(model) else max(1, min(os.cpu_count() or 1, 8))
 
 
+def local_chunks_in_flight(model) -> int:
+    """Chunk tasks run side by side in a local run.
+
+    Each chunk's blend runs on its own thread, so one chunk in flight blends on one core: one
+    per four cores (at most four) on a CPU, two on a GPU (one blends while the other's rows are
+    written). Each chunk in flight holds a ``tile x chunk`` float64 accumulator (67 MB for
+    1024 px tiles and 8192 px chunks), so memory stays bounded by this count.
+    """
+    if _on_gpu(model):
+        return 2
+    return max(1, min(4, (os.cpu_count() or 1) // 4))
+
+
 def run_local(
     model,
     jobs: Callable[[int], ChunkJob],
@@ -478,14 +520,15 @@ def run_local(
     on_tiles: Callable[[int], None],
     tick: Callable[[], None],
     lanes: int | None = None,
-    chunks_in_flight: int = 1,
+    chunks_in_flight: int | None = None,
 ) -> None:
     """Run chunk tasks in this process: ``chunks_in_flight`` chunks share one set of lanes.
 
-    One chunk at a time by default: each chunk in flight holds a ``tile x chunk`` float64
-    accumulator, and the lanes already overlap reads with forward passes inside a chunk.
+    Defaults: :func:`local_lanes` and :func:`local_chunks_in_flight` (one chunk on a machine of
+    under eight cores; the lanes already overlap reads with forward passes inside a chunk).
     """
     bound_heap_retention()
+    chunks_in_flight = chunks_in_flight or local_chunks_in_flight(model)
     pool = Lanes(lanes or local_lanes(model))
     cancel = threading.Event()
     executor = ThreadPoolExecutor(chunks_in_flight, thread_name_prefix="sam2unext-chunk")

@@ -126,6 +126,20 @@ class ChunkStitcher:
         n = end - self._base
         if n <= 0:
             return
+        self._emit_rows(n)
+        self.rows_emitted += n
+        self._shift(n)
+        self._base = end
+
+    def _shift(self, n: int) -> None:
+        """Move the accumulator up by ``n`` emitted rows and clear the rows freed at the bottom."""
+        keep = self._acc.shape[0] - n
+        self._acc[:keep] = self._acc[n:]
+        self._acc[keep:] = 0.0
+
+    def _emit_rows(self, n: int) -> None:
+        """Normalize the first ``n`` accumulator rows and hand them on."""
+        ch = self.chunk
         inv_col = self._w.inv_col[ch.col_off : ch.col_off + ch.width]
         for r0 in range(0, n, FLUSH_ROWS):  # in chunks: temporaries stay small
             r1 = min(r0 + FLUSH_ROWS, n)
@@ -139,11 +153,6 @@ class ChunkStitcher:
                 scratch=self._mean[:rows],
             )
             self._emit(row0, mean)
-        self.rows_emitted += n
-        keep = self._acc.shape[0] - n
-        self._acc[:keep] = self._acc[n:]
-        self._acc[keep:] = 0.0
-        self._base = end
 
     @property
     def complete(self) -> bool:

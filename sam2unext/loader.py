@@ -81,6 +81,13 @@ class ModelLoader:
             self._model = load_model(**self.kwargs)
         return self._model
 
+    def on(self, device: str) -> ModelLoader:
+        """The same loader for another device (a worker's own GPU)."""
+        other = ModelLoader.__new__(ModelLoader)
+        other.kwargs = {**self.kwargs, "device": device}
+        other._model = None
+        return other
+
     def __getstate__(self):
         return {"kwargs": self.kwargs, "_model": None}
 

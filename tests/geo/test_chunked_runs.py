@@ -369,3 +369,34 @@ def test_kill_9_then_resume_is_bit_identical(nodata_raster, tmp_path):
     for a, b in zip(read_all(ref.probability), read_all(res.probability)):
         np.testing.assert_array_equal(a, b)
     assert not Path(str(out) + ".partial").exists()
+
+
+def test_chunks_side_by_side_give_the_same_output(nodata_raster, tmp_path, monkeypatch):
+    from sam2unext.geo import execution
+
+    def run(name):
+        res = predict_raster(
+            nodata_raster,
+            tmp_path / name,
+            model=PixelModel(32, None),
+            tile_size=32,
+            chunk_size=32,
+            vector=False,
+            progress="none",
+        )
+        return read_all(res.probability), res
+
+    one, res = run("one.tif")
+    monkeypatch.setattr(execution, "local_chunks_in_flight", lambda model: 3)
+    three, _ = run("three.tif")
+    assert res.chunks > 3
+    np.testing.assert_array_equal(one[0], three[0])
+    np.testing.assert_array_equal(one[1], three[1])
+
+
+@pytest.mark.parametrize("cores,expected", [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4), (64, 4)])
+def test_chunks_in_flight_grow_with_cores(monkeypatch, cores, expected):
+    from sam2unext.geo import execution
+
+    monkeypatch.setattr(execution.os, "cpu_count", lambda: cores)
+    assert execution.local_chunks_in_flight(PixelModel(32, None)) == expected
