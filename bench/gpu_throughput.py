@@ -98,7 +98,8 @@ def demo_iou(device: torch.device, folder: Path, size: int | None) -> float:
 
     import sam2unext
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.demo import mask_iou, write_demo_scene
+    from sam2unext.geo.demo_run import mask_iou
+    from sam2unext.geo.demo_scene import write_demo_scene
 
     kwargs = {} if size is None else {"size": size}
     scene, _ = write_demo_scene(folder / "demo", overwrite=True, **kwargs)

@@ -10,6 +10,7 @@ tile gets a single window that extends past the scene (the reader pads it).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from rasterio.windows import Window
@@ -195,5 +196,5 @@ def pad_to_tile(array: np.ndarray, tile_size: int) -> np.ndarray:
     if h == tile_size and w == tile_size:
         return array
     pad = [(0, 0)] * (array.ndim - 2) + [(0, tile_size - h), (0, tile_size - w)]
-    mode = "reflect" if h > 1 and w > 1 else "edge"
+    mode: Literal["reflect", "edge"] = "reflect" if h > 1 and w > 1 else "edge"
     return np.pad(array, pad, mode=mode)

@@ -15,9 +15,9 @@ from sam2unext.errors import OutputError
 from sam2unext.geo import predict_raster
 from sam2unext.geo.blending import tile_weights
 from sam2unext.geo.chunks import make_chunk_grid, tile_computations, tiles_touching
+from sam2unext.geo.stand_ins import FailingPixelModel, PixelModel, SlowPixelModelFactory
 from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
 from sam2unext.geo.store import RunStore, store_path_for
-from sam2unext.geo.testing import FailingPixelModel, PixelModel, SlowPixelModelFactory
 from sam2unext.geo.tiling import make_grid
 
 from geo_helpers import expected_uint8, smooth_rgb, write_raster
@@ -323,7 +323,7 @@ def test_unwritable_store_location_is_a_user_error(nodata_raster, tmp_path):
 CHILD = """
 import sys
 from sam2unext.geo import predict_raster
-from sam2unext.geo.testing import SlowPixelModelFactory
+from sam2unext.geo.stand_ins import SlowPixelModelFactory
 predict_raster(sys.argv[1], sys.argv[2], model=SlowPixelModelFactory(32, 0.02)(), tile_size=32, chunk_size=32,
                batch_size=2, progress="none", vector=False)
 """

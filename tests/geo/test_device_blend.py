@@ -8,8 +8,8 @@ import torch
 from sam2unext.geo import execution, predict_raster
 from sam2unext.geo.chunks import make_chunk_grid, tiles_touching
 from sam2unext.geo.device_stitching import DeviceChunkStitcher, quantize_on_device
+from sam2unext.geo.stand_ins import PixelModel
 from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
-from sam2unext.geo.testing import PixelModel
 from sam2unext.geo.tiling import make_grid
 from sam2unext.geo.writing import quantize_probability
 

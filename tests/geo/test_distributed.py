@@ -6,7 +6,7 @@ import rasterio
 import torch
 
 from sam2unext.geo import predict_raster
-from sam2unext.geo.testing import KillOncePixelModelFactory, PixelModel, PixelModelFactory
+from sam2unext.geo.stand_ins import KillOncePixelModelFactory, PixelModel, PixelModelFactory
 from sam2unext.loader import ModelLoader
 
 from geo_helpers import expected_uint8, smooth_rgb, write_raster

@@ -13,7 +13,7 @@ from sam2unext.errors import InputError
 from sam2unext.geo import predict_raster
 from sam2unext.geo.model_bands import make_model_plan
 from sam2unext.geo.reading import TileReader, apply_stretch, make_plan, to_unit_float
-from sam2unext.geo.testing import PixelModel
+from sam2unext.geo.stand_ins import PixelModel
 
 from geo_helpers import write_raster
 
