@@ -133,7 +133,7 @@ class PredictResult:
 def _spread_devices(
     model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
 ) -> tuple[list[str], ModelLoader] | None:
-    """(GPUs, loader) when a local run should spread over several GPUs (see :func:`local_devices`), else []."""
+    """(GPUs, loader) when a local run should spread over several GPUs (see :func:`local_devices`), else None."""
     if model is None:
         loader = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
     elif isinstance(model, ModelLoader):
@@ -405,13 +405,14 @@ def predict_raster(
             run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
             scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
             run.announce(scene, local_model, scene_tiles if area is not None else None)
-            devices = _spread_devices(model, checkpoint, preset, device) if scheduler is None else None
-            if devices:  # several GPUs: one worker process each, through the cluster path
+            spread = _spread_devices(model, checkpoint, preset, device) if scheduler is None else None
+            if spread is not None:  # several GPUs: one worker process each, through the cluster path
                 from .cluster import PerWorkerDevice, device_workers
 
-                factory, key = _model_factory(PerWorkerDevice(devices[1], devices[0]), None, None, device)
+                devices, loader = spread
+                factory, key = _model_factory(PerWorkerDevice(loader, devices), None, None, device)
                 local_model = None  # the workers load their own copies
-                with device_workers(len(devices[0])) as client:
+                with device_workers(len(devices)) as client:
                     run.run_distributed(client, factory, key)
             elif scheduler is None:
                 assert local_model is not None  # loaded above whenever scheduler is None

@@ -70,29 +70,29 @@ class DeviceChunkStitcher(ChunkStitcher):
         self.quantize = quantize
         self._w2d, self._inv_row, self._inv_col = _weights_on(weights, str(self.device))
         t = grid.tile_size
-        self._acc = torch.zeros((min(t, chunk.height), chunk.width), dtype=torch.float64, device=self.device)
+        self._sum = torch.zeros((min(t, chunk.height), chunk.width), dtype=torch.float64, device=self.device)
         self._base = chunk.row_off
         self._order = [(r, c) for r in tile_rows for c in tile_cols]
         self._next = 0
         self.rows_emitted = 0
 
-    def add(self, prob) -> None:
+    def add(self, prob: torch.Tensor | np.ndarray | None) -> None:
         """Add the next tile's ``[T, T]`` probabilities: a tensor (moved to the device if needed) or None."""
         if prob is not None and not isinstance(prob, torch.Tensor):
             prob = torch.from_numpy(np.ascontiguousarray(prob))
         if prob is not None and prob.device != self.device:
             prob = prob.to(self.device)
-        super().add(prob)
+        self._accumulate(prob)
 
-    def _add_weighted(self, prob, r0: int, c0: int, a0: int, a1: int, b0: int, b1: int) -> None:
+    def _add_weighted(self, prob: torch.Tensor, r0: int, c0: int, a0: int, a1: int, b0: int, b1: int) -> None:
         base, col = self._base, self.chunk.col_off
         w = self._w2d[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
-        self._acc[a0 - base : a1 - base, b0 - col : b1 - col] += w * prob[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
+        self._sum[a0 - base : a1 - base, b0 - col : b1 - col] += w * prob[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
 
     def _emit_rows(self, n: int) -> None:
         """Normalize the first ``n`` rows on the device, quantize there, and hand them on in one download."""
         ch = self.chunk
-        mean = torch.mul(self._acc[:n], self._inv_col[ch.col_off : ch.col_off + ch.width])
+        mean = torch.mul(self._sum[:n], self._inv_col[ch.col_off : ch.col_off + ch.width])
         mean.mul_(self._inv_row[self._base : self._base + n, None])
         rows = mean.to(torch.float32)
         if self.quantize:
@@ -101,7 +101,7 @@ class DeviceChunkStitcher(ChunkStitcher):
         self._emit(self._base, host)
 
     def _shift(self, n: int) -> None:
-        keep = self._acc.shape[0] - n
+        keep = self._sum.shape[0] - n
         if keep > 0:  # torch does not copy between overlapping views of one tensor
-            self._acc[:keep] = self._acc[n:].clone()
-        self._acc[keep:] = 0.0
+            self._sum[:keep] = self._sum[n:].clone()
+        self._sum[keep:] = 0.0

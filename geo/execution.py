@@ -28,12 +28,14 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from rasterio.windows import Window
 
 from .aoi import AreaOfInterest
 from .chunks import ChunkGrid, owns_tile, tiles_touching
-from .device import feed_for, model_device
+from .device import DeviceLock, feed_for, model_device
 from .device_stitching import DeviceChunkStitcher
+from .model_contract import TileModel
 from .reading import ReadPlan, RegionValidity, TileReader, to_unit_float
 from .stitching import FLUSH_ROWS, ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
@@ -75,7 +77,7 @@ class ChunkStatus:
     model_seconds: float = 0.0
 
 
-def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> np.ndarray:
+def run_model(model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, lock: DeviceLock = None) -> np.ndarray:
     """One forward pass over uint8 ``[C, T, T]`` tiles → float32 ``[B, T, T]`` probabilities.
 
     The low-res view for the DINOv2 branch is made with
@@ -85,8 +87,6 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> 
     upload, float conversion on the device, stream-overlapped download); ``lock`` is then held
     only around the forward pass. On a CPU ``lock`` is not used.
     """
-    import torch
-
     from sam2unext.transforms import low_res_view
 
     if _on_gpu(model):
@@ -114,7 +114,7 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> 
 _SCRATCH = threading.local()
 
 
-def _unit_float_scratch(tiles: Sequence[np.ndarray]):
+def _unit_float_scratch(tiles: Sequence[np.ndarray]) -> torch.Tensor:
     """:func:`to_unit_float` into this thread's reused batch buffer (no fresh 48 MB per batch).
 
     Safe because :func:`run_model` never returns a view of its input: the probabilities are
@@ -133,7 +133,9 @@ def _unit_float_scratch(tiles: Sequence[np.ndarray]):
     return torch.from_numpy(buf)
 
 
-def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches: int = 1, lanes: int = 1) -> float:
+def measure_seconds_per_tile(
+    model: TileModel, tile_size: int, batch_size: int, *, batches: int = 1, lanes: int = 1
+) -> float:
     """Seconds per tile of the pipeline's forward passes, measured on random tiles after a warm-up.
 
     On a CPU each forward pass runs on one thread and ``lanes`` of them run side by side, so the
@@ -153,11 +155,11 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches:
     return seconds if _on_gpu(model) else seconds / max(1, lanes)
 
 
-def _on_gpu(model) -> bool:
+def _on_gpu(model: TileModel) -> bool:
     return model_device(model).type == "cuda"
 
 
-def blend_on_device(model) -> bool:
+def blend_on_device(model: TileModel) -> bool:
     """True when the chunk's blend runs on the model's device (a GPU): only finished rows come back."""
     return _on_gpu(model)
 
@@ -335,7 +337,7 @@ class _RowBuffer:
 
 def compute_chunk(
     job: ChunkJob,
-    model,
+    model: TileModel,
     lanes: Lanes | None = None,
     *,
     on_tiles: Callable[[int], None] | None = None,
@@ -493,12 +495,12 @@ def run_chunks(
             fut.cancel()
 
 
-def local_lanes(model) -> int:
+def local_lanes(model: TileModel) -> int:
     """Batch workers for a local run: one per CPU core (CPU model), three to feed a GPU."""
     return 3 if _on_gpu(model) else max(1, min(os.cpu_count() or 1, 8))
 
 
-def local_chunks_in_flight(model) -> int:
+def local_chunks_in_flight(model: TileModel) -> int:
     """Chunk tasks run side by side in a local run.
 
     Each chunk's blend runs on its own thread, so one chunk in flight blends on one core: one
@@ -512,7 +514,7 @@ def local_chunks_in_flight(model) -> int:
 
 
 def run_local(
-    model,
+    model: TileModel,
     jobs: Callable[[int], ChunkJob],
     indices: list[int],
     *,

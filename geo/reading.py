@@ -13,12 +13,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeAlias, Union
 
 import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.io import DatasetReader
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -27,6 +29,8 @@ from sam2unext.errors import InputError, option
 from .tiling import clip_window, pad_to_tile
 
 Stretch = tuple[tuple[float, float], ...]  # per selected band (min, max)
+#: What :meth:`ReadPlan.open` returns: the file, or a resampled view of it.
+Dataset: TypeAlias = Union[DatasetReader, WarpedVRT]
 
 #: Percentiles of the automatic stretch for non-uint8 imagery.
 DEFAULT_PERCENTILES = (2.0, 98.0)
@@ -43,11 +47,12 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
         InputError: missing file, zero-size file or raster, or not a raster GDAL can read.
     """
     remote = str(path).startswith(("/vsi", "http://", "https://"))
-    p = str(path) if remote else Path(path)  # Path() would turn "https://" into "https:/"
+    p: str | Path = str(path) if remote else Path(path)  # Path() would turn "https://" into "https:/"
     if not remote:
-        if not p.exists():
+        local = Path(path)
+        if not local.exists():
             raise InputError(f"input raster {p} does not exist; check the path")
-        if p.is_file() and p.stat().st_size == 0:
+        if local.is_file() and local.stat().st_size == 0:
             raise InputError(f"input raster {p} is an empty (zero-size) file")
     try:
         with warnings.catch_warnings():
@@ -62,7 +67,7 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     return src
 
 
-def is_georeferenced(crs, transform: Affine) -> bool:
+def is_georeferenced(crs: object, transform: Affine) -> bool:
     """False for a raster with neither CRS nor geotransform (rasterio reports the identity)."""
     return crs is not None or not transform.is_identity
 
@@ -75,7 +80,7 @@ def alpha_band(src: rasterio.io.DatasetReader) -> int | None:
     return None
 
 
-def _rgb_by_colorinterp(src) -> tuple[int, int, int] | None:
+def _rgb_by_colorinterp(src: Dataset) -> tuple[int, int, int] | None:
     """The bands the file declares red, green and blue, or None."""
     interp: dict = {}
     for i, ci in enumerate(src.colorinterp, start=1):
@@ -102,7 +107,7 @@ def default_bands(src: rasterio.io.DatasetReader) -> tuple[int, int, int]:
     return colour[0], colour[0], colour[0]
 
 
-def band_label(src, band: int) -> str:
+def band_label(src: Dataset, band: int) -> str:
     """``"3 (red)"``: a band index with its description or colour interpretation when known."""
     desc = (src.descriptions[band - 1] or "").strip()
     ci = src.colorinterp[band - 1]
@@ -110,7 +115,7 @@ def band_label(src, band: int) -> str:
     return f"{band} ({name})" if name else str(band)
 
 
-def band_choice_warning(src, bands_given) -> str | None:
+def band_choice_warning(src: Dataset, bands_given: object) -> str | None:
     """The warning to give when the bands were picked by position in a scene of more than three.
 
     None when the user chose the bands, when the file declares red/green/blue, or when it has
@@ -133,7 +138,7 @@ def band_choice_warning(src, bands_given) -> str | None:
     )
 
 
-def resolve_band_names(src, bands: Sequence[int | str]) -> tuple[int, ...]:
+def resolve_band_names(src: Dataset, bands: Sequence[int | str]) -> tuple[int, ...]:
     """Turn band numbers and names into 1-based band indexes.
 
     A name matches a band description (case-insensitive, e.g. ``red`` or ``B04``), else a colour
@@ -328,7 +333,7 @@ class ReadPlan:
         return vrt
 
 
-def close_dataset(ds) -> None:
+def close_dataset(ds: Dataset) -> None:
     """Close a dataset from :meth:`ReadPlan.open` and, for a resampled view, its file."""
     parent = getattr(ds, "_sam2unext_parent", None)
     ds.close()
@@ -336,7 +341,7 @@ def close_dataset(ds) -> None:
         parent.close()
 
 
-def resampled_grid(src, resolution: float) -> tuple[Affine, int, int]:
+def resampled_grid(src: Dataset, resolution: float) -> tuple[Affine, int, int]:
     """Grid with pixel size ``resolution`` (map units) covering the same area as ``src``.
 
     Raises:
@@ -356,7 +361,10 @@ def resampled_grid(src, resolution: float) -> tuple[Affine, int, int]:
 
 
 def compute_stretch(
-    src, bands: Sequence[int], stretch=None, percentiles: tuple[float, float] = DEFAULT_PERCENTILES
+    src: Dataset,
+    bands: Sequence[int],
+    stretch: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    percentiles: tuple[float, float] = DEFAULT_PERCENTILES,
 ) -> Stretch | None:
     """The scene-wide stretch of the selected bands to 0..255.
 
@@ -374,7 +382,7 @@ def compute_stretch(
         InputError: malformed ``stretch``.
     """
     if stretch is not None:
-        pairs = list(stretch)
+        pairs: list[Any] = list(stretch)  # user input, checked below
         if len(pairs) == 2 and all(np.isscalar(v) for v in pairs):
             pairs = [tuple(pairs)] * len(bands)
         if len(pairs) != len(bands) or any(len(p) != 2 or float(p[1]) <= float(p[0]) for p in pairs):
@@ -435,12 +443,12 @@ def to_unit_float(tiles_uint8):
     return torch.from_numpy(out)
 
 
-def float_bands(ds, bands: Sequence[int]) -> list[int]:
+def float_bands(ds: Dataset, bands: Sequence[int]) -> list[int]:
     """The selected bands with a floating-point type (the only ones that can hold NaN/inf)."""
     return sorted(b for b in set(bands) if np.dtype(ds.dtypes[b - 1]).kind in "fc")
 
 
-def read_error(path, window: Window, exc: Exception) -> InputError:
+def read_error(path: str | Path, window: Window, exc: Exception) -> InputError:
     """A one-line :class:`InputError` for a failed read of ``window`` of ``path``."""
     detail = exc.__cause__ or exc  # rasterio's own message only says "see previous exception"
     first = " ".join(str(detail).split()) or type(exc).__name__
@@ -450,7 +458,7 @@ def read_error(path, window: Window, exc: Exception) -> InputError:
     )
 
 
-def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
+def read_valid(ds: Dataset, window: Window, bands: Sequence[int]) -> np.ndarray:
     """Boolean validity of ``window``: nodata, alpha band, mask and, in float bands, NaN/±inf excluded.
 
     Raises:
@@ -467,12 +475,12 @@ def read_valid(ds, window: Window, bands: Sequence[int]) -> np.ndarray:
     return valid
 
 
-def _path_of(ds) -> str:
+def _path_of(ds: Dataset) -> str:
     parent = getattr(ds, "_sam2unext_parent", None)
     return str((parent or ds).name)
 
 
-def check_readable(src, bands: Sequence[int]) -> None:
+def check_readable(src: Dataset, bands: Sequence[int]) -> None:
     """Read the first and the last block of every band used, so a truncated file fails early.
 
     Raises:
@@ -492,7 +500,7 @@ def check_readable(src, bands: Sequence[int]) -> None:
                 raise read_error(src.name, window, exc) from None
 
 
-def integer_nodata(ds, bands: Sequence[int]) -> tuple[int, ...] | None:
+def integer_nodata(ds: Dataset, bands: Sequence[int]) -> tuple[int, ...] | None:
     """Per-band nodata values when a nodata value is the *only* source of invalidity of integer bands.
 
     Then GDAL's mask of a band is exactly ``data != nodata`` (see :func:`valid_from_nodata`), so
@@ -693,8 +701,8 @@ class TileReader:
 def make_plan(
     path: str | Path,
     *,
-    bands=None,
-    stretch=None,
+    bands: Sequence[int | str] | int | str | None = None,
+    stretch: Sequence[float] | Sequence[Sequence[float]] | None = None,
     resolution: float | None = None,
     n_bands: int = 3,
     default_bands: Sequence[int] | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -87,6 +88,10 @@ class ChunkStitcher:
 
     def add(self, prob: np.ndarray | None) -> None:
         """Add the next tile's ``[T, T]`` probabilities (None for a skipped tile)."""
+        self._accumulate(prob)
+
+    def _accumulate(self, prob: Any) -> None:
+        """Add the next tile: ``prob`` is an array of this stitcher's kind (numpy here) or None."""
         r, c = self._order[self._next]
         g, ch = self.grid, self.chunk
         t = g.tile_size
@@ -100,7 +105,7 @@ class ChunkStitcher:
         if c == self._cols[-1]:
             self._finish_tile_row(r)
 
-    def _add_weighted(self, prob: np.ndarray, r0: int, c0: int, a0: int, a1: int, b0: int, b1: int) -> None:
+    def _add_weighted(self, prob: Any, r0: int, c0: int, a0: int, a1: int, b0: int, b1: int) -> None:
         """``acc += w * prob`` over scene rows ``[a0, a1)`` and columns ``[b0, b1)`` of the tile at ``(r0, c0)``.
 
         In bands of :data:`ADD_ROWS` rows, so the float64 temporary stays in cache. (Skipping the
