@@ -57,10 +57,7 @@ def instrument() -> None:
     reading.TileReader.read_many = timed("read", reading.TileReader.read_many)
     reading.TileReader._read_region = timed("read.region", reading.TileReader._read_region)
     reading.RegionValidity.rows = timed("emit.mask", reading.RegionValidity.rows)
-    if hasattr(execution, "_unit_float_scratch"):  # the reused-buffer conversion (issue 12)
-        execution._unit_float_scratch = timed("to_float", execution._unit_float_scratch)
-    else:
-        execution.to_unit_float = timed("to_float", execution.to_unit_float)
+    execution._unit_float_scratch = timed("to_float", execution._unit_float_scratch)
     stitching.ChunkStitcher.add = timed("blend.add", stitching.ChunkStitcher.add)
     stitching.ChunkStitcher._finish_tile_row = timed("blend.finish", stitching.ChunkStitcher._finish_tile_row)
     execution._RowBuffer.emit = timed("emit", execution._RowBuffer.emit)

@@ -140,7 +140,7 @@ class DeviceFeed:
         return Staged(tensor, self._record(stream), host)
 
     def to_unit_float(self, staged: Staged) -> torch.Tensor:
-        """float32 ``[B, C, T, T]`` in [0, 1] on the device, equal to :func:`geo.reading.to_unit_float`."""
+        """float32 ``[B, C, T, T]`` in [0, 1] on the device, equal to :func:`sam2unext.transforms.to_unit_float`."""
         self._wait(staged)
         return self._table[staged.tensor.long()]
 

@@ -31,12 +31,14 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from sam2unext.transforms import to_unit_float
+
 from .aoi import AreaOfInterest
 from .chunks import ChunkGrid, owns_tile, tiles_touching
 from .device import DeviceLock, feed_for, model_device
 from .device_stitching import DeviceChunkStitcher
 from .model_contract import TileModel
-from .reading import ReadPlan, RegionValidity, TileReader, to_unit_float
+from .reading import ReadPlan, RegionValidity, TileReader
 from .stitching import FLUSH_ROWS, ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
 from .tiling import TileGrid, clip_window
@@ -115,22 +117,16 @@ _SCRATCH = threading.local()
 
 
 def _unit_float_scratch(tiles: Sequence[np.ndarray]) -> torch.Tensor:
-    """:func:`to_unit_float` into this thread's reused batch buffer (no fresh 48 MB per batch).
+    """:func:`~sam2unext.transforms.to_unit_float` into this thread's reused batch buffer (no fresh 48 MB per batch).
 
     Safe because :func:`run_model` never returns a view of its input: the probabilities are
     copied out unless the model's result owns exactly its own buffer and that is not the input.
     """
-    import torch
-
     shape = (len(tiles), *np.shape(tiles[0])) if len(tiles) else None
     buf = getattr(_SCRATCH, "buffer", None)
-    if shape is None or buf is None or buf.shape != shape:
-        hi = to_unit_float(tiles)
-        _SCRATCH.buffer = hi.numpy()
-        return hi
-    for j, tile in enumerate(tiles):
-        np.divide(tile, np.float32(255.0), out=buf[j], dtype=np.float32)
-    return torch.from_numpy(buf)
+    if shape is not None and (buf is None or buf.shape != shape):
+        buf = _SCRATCH.buffer = np.empty(shape, dtype=np.float32)
+    return to_unit_float(tiles, out=buf)
 
 
 def measure_seconds_per_tile(

@@ -28,7 +28,7 @@ from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
 from sam2unext.models import SegmentationModel
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
-from sam2unext.transforms import normalize
+from sam2unext.transforms import normalize, to_unit_float
 
 from .model_bands import StretchChoice
 from .reading import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
@@ -106,7 +106,7 @@ def tile_from_sample(image: torch.Tensor, plan: ReadPlan, tile_size: int) -> tor
     out = np.zeros((len(plan.bands), tile_size, tile_size), dtype=np.uint8)
     h, w = min(tile_size, tile.shape[1]), min(tile_size, tile.shape[2])
     out[:, :h, :w] = tile[:, :h, :w]
-    return torch.from_numpy(out).float().div_(255.0)
+    return to_unit_float(out[None])[0]
 
 
 def _mask_tile(mask: torch.Tensor, tile_size: int) -> torch.Tensor:

@@ -50,8 +50,7 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     p: str | Path = str(path) if remote else Path(path)  # Path() would turn "https://" into "https:/"
     if not remote:
         local = Path(path)
-        if not local.exists():
-            raise InputError(f"input raster {p} does not exist; check the path")
+        require_input(local)
         if local.is_file() and local.stat().st_size == 0:
             raise InputError(f"input raster {p} is an empty (zero-size) file")
     try:
@@ -65,6 +64,16 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
         src.close()
         raise InputError(f"input raster {p} has zero size ({src.width}x{src.height}, {src.count} bands)")
     return src
+
+
+def require_input(path: Path) -> None:
+    """Refuse a local input raster path that does not exist.
+
+    Raises:
+        InputError: one line naming the path.
+    """
+    if not path.exists():
+        raise InputError(f"input raster {path} does not exist; check the path")
 
 
 def is_georeferenced(crs: object, transform: Affine) -> bool:
@@ -321,16 +330,14 @@ class ReadPlan:
         src = open_raster(self.path)
         if not self.resample:
             return src
-        vrt = WarpedVRT(
-            src,
-            crs=src.crs,
-            transform=self.transform,
-            width=self.width,
-            height=self.height,
-            resampling=Resampling.bilinear,
-        )
+        vrt = resampled_view(src, self.transform, self.height, self.width)
         vrt._sam2unext_parent = src  # keep the parent open as long as the view
         return vrt
+
+
+def resampled_view(src: DatasetReader, transform: Affine, height: int, width: int) -> WarpedVRT:
+    """A bilinear resampling view of ``src`` on the grid ``transform`` x ``height`` x ``width`` (same CRS)."""
+    return WarpedVRT(src, crs=src.crs, transform=transform, width=width, height=height, resampling=Resampling.bilinear)
 
 
 def close_dataset(ds: Dataset) -> None:
@@ -423,24 +430,6 @@ def apply_stretch(data: np.ndarray, stretch: Stretch | None) -> np.ndarray:
         band[~np.isfinite(band)] = 0
         out[i] = band
     return out
-
-
-def to_unit_float(tiles_uint8):
-    """uint8 tiles ``[B, C, H, W]`` (an array or a sequence of ``[C, H, W]``) → float32 torch tensor in [0, 1].
-
-    One numpy pass per tile straight into the batch (no stacked uint8 copy); the values are
-    exactly ``float32(x) / 255``, the same as ``torch.div(uint8_tensor, 255.0)``, at a
-    fraction of its cost on CPU.
-    """
-    import torch
-
-    tiles = list(tiles_uint8)
-    if not tiles:
-        raise ValueError("to_unit_float needs at least one tile")
-    out = np.empty((len(tiles), *np.shape(tiles[0])), dtype=np.float32)
-    for j, tile in enumerate(tiles):
-        np.divide(tile, np.float32(255.0), out=out[j], dtype=np.float32)
-    return torch.from_numpy(out)
 
 
 def float_bands(ds: Dataset, bands: Sequence[int]) -> list[int]:
@@ -745,9 +734,7 @@ def make_plan(
         stats_src = src
         vrt = None
         if resolution:
-            vrt = WarpedVRT(
-                src, crs=src.crs, transform=transform, width=width, height=height, resampling=Resampling.bilinear
-            )
+            vrt = resampled_view(src, transform, height, width)
             stats_src = vrt
         try:
             st = compute_stretch(stats_src, sel, stretch)
