@@ -32,6 +32,7 @@ from sam2unext.transforms import normalize, to_unit_float
 
 from .model_bands import StretchChoice
 from .reading import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
+from .tiling import mirror_pad, pad_to_tile
 
 if TYPE_CHECKING:
     from torchgeo.datasets import IntersectionDataset
@@ -95,18 +96,26 @@ def _scene_dataset(scene: LabeledScene, resolution: float | None) -> Intersectio
         raise DatasetError(f"labels {scene.labels} do not overlap raster {scene.raster}: {exc}") from exc
 
 
-def tile_from_sample(image: torch.Tensor, plan: ReadPlan, tile_size: int) -> torch.Tensor:
+def tile_from_sample(
+    image: torch.Tensor, plan: ReadPlan, tile_size: int, inside: np.ndarray | None = None
+) -> torch.Tensor:
     """Raw torchgeo bands ``[B, H, W]`` → the plan's bands, stretched to uint8, as float
     ``[C, T, T]`` in [0, 1] (C = number of plan bands: 3 for RGB).
 
-    Uses the plan's 1-based bands and scene stretch, then crops/pads to ``tile_size``.
+    Uses the plan's 1-based bands and scene stretch, then crops to ``tile_size``. Pixels past
+    the scene edge (outside ``inside``, the :func:`_inside_scene` mask, or beyond a sample
+    shorter than the tile) are filled by mirroring the scene's pixels, as prediction pads its
+    edge tiles (:func:`~sam2unext.geo.tiling.pad_to_tile`), so a model is scored on the inputs
+    that ``predict`` gives it (torchgeo fills them with zeros).
     """
     data = image.numpy()[[b - 1 for b in plan.bands]]
-    tile = apply_stretch(data, plan.stretch)
-    out = np.zeros((len(plan.bands), tile_size, tile_size), dtype=np.uint8)
-    h, w = min(tile_size, tile.shape[1]), min(tile_size, tile.shape[2])
-    out[:, :h, :w] = tile[:, :h, :w]
-    return to_unit_float(out[None])[0]
+    tile = apply_stretch(data, plan.stretch)[:, :tile_size, :tile_size]
+    if inside is not None and inside.any() and not inside.all():
+        rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        tile = mirror_pad(tile[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], (rows[0], cols[0]), tile_size)
+    else:
+        tile = pad_to_tile(tile, tile_size)
+    return to_unit_float(tile[None])[0]
 
 
 def _mask_tile(mask: torch.Tensor, tile_size: int) -> torch.Tensor:
@@ -276,10 +285,12 @@ def scene_iou(
     with torch.inference_mode():
         for query in GridGeoSampler(ds, size=size, stride=size):
             item = ds[query]
-            x = normalize(tile_from_sample(item["image"], plan, size), cfg.mean, cfg.std).unsqueeze(0).to(device)
+            inside_px = _inside_scene(query, plan, size)
+            tile = tile_from_sample(item["image"], plan, size, inside_px)
+            x = normalize(tile, cfg.mean, cfg.std).unsqueeze(0).to(device)
             out = model(x)
             out = out if isinstance(out, torch.Tensor) else out[0]
-            inside = torch.from_numpy(_inside_scene(query, plan, size))
+            inside = torch.from_numpy(inside_px)
             pred = (torch.sigmoid(out.float())[0, 0].cpu() > threshold) & inside
             truth = (_mask_tile(item["mask"], size)[0] > 0.5) & inside
             inter += int((pred & truth).sum())
