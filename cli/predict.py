@@ -155,7 +155,7 @@ def predict(
         ),
     ] = None,
     device: Device = "auto",
-    dtype: Annotated[
+    precision: Annotated[
         str,
         typer.Option(
             "--precision", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16 (CUDA only)."
@@ -273,7 +273,7 @@ def predict(
     band_sel = parse_bands(bands)
     rgb_sel = parse_bands(rgb_bands, "rgb_bands")
     loader = model_loader(
-        checkpoint, preset, hiera, dinov2, device, dtype, compile_model, bands=band_sel, rgb_bands=rgb_sel
+        checkpoint, preset, hiera, dinov2, device, precision, compile_model, bands=band_sel, rgb_bands=rgb_sel
     )
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
     made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []

@@ -7,7 +7,7 @@ weights on a scene they have not seen.
 
 Rerun (about 15-20 minutes on 2 CPU cores)::
 
-    python bench/train_demo.py --minutes 15
+    python bench/make_demo_weights.py --minutes 15
 
 Writes the checkpoint (with the model core's ``save_checkpoint``) and a JSON note of how it
 was trained next to it (``demo.json``).
@@ -168,8 +168,8 @@ def main(argv: list[str] | None = None) -> int:
         "preset": args.preset,
         "task": "demo",
         "trained_on": "procedural synthetic scenes only (sam2unext.geo.demo_scene); knows nothing of real imagery",
-        "script": "bench/train_demo.py",
-        "command": "python bench/train_demo.py "
+        "script": "bench/make_demo_weights.py",
+        "command": "python bench/make_demo_weights.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output" and v is not None),
         "continued_from": previous or None,
         "training_scenes": {"count": args.scenes, "size": args.scene_size, "seeds": [100, 100 + args.scenes - 1]},
