@@ -20,7 +20,7 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -346,7 +346,7 @@ def predict_raster(
             made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
             output = made_dir / "prediction_prob.tif"
         elif output is None:
-            output = Path(src_path).with_name(Path(src_path).stem + "_prob.tif")
+            output = default_output(src_path)
         created: list[Path] = []
         run: _SceneRun | None = None
         try:
@@ -535,6 +535,113 @@ def output_tags(plan: ReadPlan) -> dict[str, str]:
     return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
+def default_output(source: str | Path) -> Path:
+    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source."""
+    return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+
+
+#: The options of :func:`predict_raster` that :func:`check_scene` checks too.
+_CHECKED = (
+    "bands",
+    "stretch",
+    "resolution",
+    "tile_size",
+    "overlap",
+    "batch_size",
+    "vector",
+    "vector_format",
+    "overwrite",
+    "aoi",
+    "aoi_crs",
+    "rgb_bands",
+)
+
+
+def predict_scenes(
+    sources: Sequence[str | Path],
+    outputs: Sequence[str | Path | None] | None = None,
+    *,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    progress: str | Progress | None = "bar",
+    on_result: Callable[[str | Path, PredictResult], None] | None = None,
+    **options: Any,
+) -> list[PredictResult]:
+    """Segment several scenes with one model, loaded once.
+
+    Every scene is checked (:func:`check_scene`) before the model loads, so a bad third scene
+    is reported before the first is written. With ``resume``, scenes with an unfinished run
+    are resumed, finished ones (output present, no unfinished run) are skipped with a warning,
+    and the others start.
+
+    Args:
+        sources: scene paths.
+        outputs: one probability path per scene (None: :func:`default_output` for each).
+        model, checkpoint, preset, device: as :func:`predict_raster`.
+        resume: as above.
+        progress: one reporter for all scenes (``"bar"``, ``"json"``, ``"none"`` or a ``Progress``).
+        on_result: called with each scene and its result as soon as it is done.
+        **options: any other :func:`predict_raster` argument, applied to every scene.
+
+    Returns:
+        The results of the scenes that ran, in order.
+
+    Raises:
+        InputError, OutputError: a scene fails its checks (nothing is written), or ``resume``
+            finds nothing to resume.
+    """
+    targets = list(outputs) if outputs is not None else [None] * len(sources)
+    if len(targets) != len(sources):
+        raise InputError(f"{len(targets)} outputs for {len(sources)} scenes; give one output per scene")
+    reporter = make_progress(progress) if not isinstance(progress, Progress) else progress
+    modes = _resume_modes(sources, targets) if resume and len(sources) > 1 else [resume] * len(sources)
+    if model is None:  # one loader: the model loads once, for the first scene
+        note = weights_note(checkpoint, preset)
+        if note:
+            reporter.warning(note)
+        model = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
+    checked = {k: v for k, v in options.items() if k in _CHECKED}
+    for source, target, mode in zip(sources, targets, modes):
+        if mode is not None:
+            check_scene(source, target, resume=mode, model=model, checkpoint=checkpoint, **checked)
+    results = []
+    for source, target, mode in zip(sources, targets, modes):
+        if mode is None:
+            reporter.warning(f"{source}: already complete, skipped")
+            continue
+        res = predict_raster(source, target, model=model, device=device, resume=mode, progress=reporter, **options)
+        results.append(res)
+        if on_result is not None:
+            on_result(source, res)
+    return results
+
+
+def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | None]) -> list[bool | None]:
+    """Per scene: True (resume its unfinished run), None (finished: skip) or False (start).
+
+    Raises:
+        OutputError: no scene has anything to resume.
+    """
+    modes: list[bool | None] = []
+    for source, target in zip(sources, targets):
+        out = Path(target) if target is not None else default_output(source)
+        if store_path_for(out).is_dir():
+            modes.append(True)
+        elif out.exists():
+            modes.append(None)
+        else:
+            modes.append(False)
+    if True not in modes:
+        raise OutputError(
+            f"nothing to resume: none of the {len(sources)} scenes has an unfinished run (<output>.partial); "
+            f"drop {option('resume')}"
+        )
+    return modes
+
+
 def check_scene(
     source: str | Path,
     output: str | Path | None = None,
@@ -564,7 +671,7 @@ def check_scene(
     Raises:
         InputError, OutputError: as :func:`predict_raster` would, before loading the model.
     """
-    out = Path(output) if output is not None else Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+    out = Path(output) if output is not None else default_output(source)
     _check_outputs(out, overwrite, resume, discard=False)
     if vector:
         fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
