@@ -411,7 +411,8 @@ def predict_raster(
 
                 devices, loader = spread
                 factory, key = _model_factory(PerWorkerDevice(loader, devices), None, None, device)
-                local_model = None  # the workers load their own copies
+                local_model = None  # the workers load their own copies: free this one's GPU memory
+                loader.release()
                 with device_workers(len(devices)) as client:
                     run.run_distributed(client, factory, key)
             elif scheduler is None:

@@ -131,7 +131,7 @@ def test_several_devices_run_one_worker_each(tmp_path, monkeypatch):
     monkeypatch.setattr(cluster, "device_workers", _recording_workers(cluster.device_workers, used))
     loader = ModelLoader(checkpoint="demo", device="cpu")
     spread = predict_raster(scene, tmp_path / "spread.tif", model=loader, **kwargs)
-    assert used == [2]
+    assert used == [2] and loader._model is None  # this process's copy was released for the workers
     np.testing.assert_array_equal(read(spread.probability)[0], read(local.probability)[0])
     assert (spread.tiles_run, spread.tiles_computed) == (local.tiles_run, local.tiles_computed)
 
