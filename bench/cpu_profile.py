@@ -5,11 +5,11 @@ so the split stays meaningful on a loaded machine; the wall time and MP/s of the
 are printed too. Stages (inclusive; nested stages are listed under their parent):
 
 - ``read``: ``TileReader.read_many`` (GDAL decode, band pick, stretch, pad), of which
-  ``read.mask`` is the per-tile ``read_valid`` (masked scenes only);
+  ``read.region`` is the reading of each batch row's region with its validity;
 - ``to_float``: uint8 → float32 batch;
 - ``blend.add``: ``ChunkStitcher.add`` (``w * p`` into the float64 accumulator) including
-  ``blend.finish`` (normalize finished rows) which includes ``emit`` (quantize, per-chunk mask
-  read ``emit.mask``, ``store.write`` to Zarr);
+  ``blend.finish`` (normalize finished rows) which includes ``emit`` (quantize, the output
+  mask ``emit.mask`` taken from what the reads recorded, ``store.write`` to Zarr);
 - ``cog``: the COG build from the store (``_SceneRun.write_cog``).
 
 Usage:
@@ -55,12 +55,9 @@ def instrument() -> None:
     from sam2unext.geo import api, execution, reading, stitching, store
 
     reading.TileReader.read_many = timed("read", reading.TileReader.read_many)
-    reading.read_valid = timed("read.mask", reading.read_valid)
-    execution.read_valid = timed("emit.mask", execution.read_valid)
-    if hasattr(execution, "_unit_float_scratch"):  # the reused-buffer conversion (issue 12)
-        execution._unit_float_scratch = timed("to_float", execution._unit_float_scratch)
-    else:
-        execution.to_unit_float = timed("to_float", execution.to_unit_float)
+    reading.TileReader._read_region = timed("read.region", reading.TileReader._read_region)
+    reading.RegionValidity.rows = timed("emit.mask", reading.RegionValidity.rows)
+    execution._unit_float_scratch = timed("to_float", execution._unit_float_scratch)
     stitching.ChunkStitcher.add = timed("blend.add", stitching.ChunkStitcher.add)
     stitching.ChunkStitcher._finish_tile_row = timed("blend.finish", stitching.ChunkStitcher._finish_tile_row)
     execution._RowBuffer.emit = timed("emit", execution._RowBuffer.emit)

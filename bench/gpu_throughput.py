@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -98,7 +99,8 @@ def demo_iou(device: torch.device, folder: Path, size: int | None) -> float:
 
     import sam2unext
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.demo import mask_iou, write_demo_scene
+    from sam2unext.geo.demo_run import mask_iou
+    from sam2unext.geo.demo_scene import write_demo_scene
 
     kwargs = {} if size is None else {"size": size}
     scene, _ = write_demo_scene(folder / "demo", overwrite=True, **kwargs)
@@ -110,6 +112,35 @@ def demo_iou(device: torch.device, folder: Path, size: int | None) -> float:
         with rasterio.open(out) as src:
             masks.append(src.read(1) > 127)
     return mask_iou(masks[1], masks[0])
+
+
+def blend_paths_equal(device: torch.device, folder: Path, size: int | None) -> bool:
+    """True when the blend on the model's device gives the host blend's output bit for bit.
+
+    The demo weights in float32 on the demo scene, once through each blend path (on a CPU
+    "device" the device path runs on CPU tensors).
+    """
+    import rasterio
+
+    import sam2unext
+    from sam2unext.geo import execution, predict_raster
+    from sam2unext.geo.demo_scene import write_demo_scene
+
+    kwargs = {} if size is None else {"size": size}
+    scene, _ = write_demo_scene(folder / "blend", overwrite=True, **kwargs)
+    model = sam2unext.load_model("demo", device=device, dtype="float32")
+    real = execution.blend_on_device
+    outputs = []
+    try:
+        for on_device in (True, False):
+            execution.blend_on_device = lambda m, on=on_device: on
+            out = folder / f"blend_{on_device}.tif"
+            predict_raster(scene, out, model=model, vector=False, progress="none", overwrite=True, out_dtype="float32")
+            with rasterio.open(out) as src:
+                outputs.append(src.read(1))
+    finally:
+        execution.blend_on_device = real
+    return bool(np.array_equal(outputs[0].view(np.uint32), outputs[1].view(np.uint32)))
 
 
 def logit_difference(model, device: torch.device) -> tuple[float, float]:
@@ -190,6 +221,7 @@ def run(args) -> dict:
         )
         del model
         figures["demo_iou_bf16_fp32"] = demo_iou(device, Path(tmp), args.demo_size or cfg["demo_size"])
+        figures["blend_on_device_equal"] = blend_paths_equal(device, Path(tmp), args.demo_size or cfg["demo_size"])
     figures["seconds"] = time.perf_counter() - t_start
     return figures
 
@@ -218,6 +250,9 @@ def table(f: dict) -> str:
     peak = "n/a (cpu)" if e["peak_gpu_gib"] is None else f"{e['peak_gpu_gib']:.1f} GiB"
     lines.append(f"| peak GPU memory (end to end) | {peak} |")
     lines.append(f"| IoU bf16 vs fp32, demo scene, demo weights (goal >= 0.99) | {f['demo_iou_bf16_fp32']:.4f} |")
+    lines.append(
+        f"| blend on the device equals the host blend, bit for bit (demo, fp32) | {f['blend_on_device_equal']} |"
+    )
     d = f["logit_diff"]
     lines.append(
         f"| max logit diff bf16 vs fp32, {d['preset']} random weights | {d['max_abs']:.3g} "

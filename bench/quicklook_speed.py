@@ -19,7 +19,7 @@ import rasterio
 import rasterio.shutil
 from scipy import ndimage
 
-from sam2unext.geo.demo import generate_scene
+from sam2unext.geo.demo_scene import generate_scene
 from sam2unext.geo.quicklook import write_quicklook
 from sam2unext.geo.vectorize import vectorize_raster
 

@@ -20,6 +20,8 @@ def expand_scenes(patterns: list[str]) -> list[Path | str]:
     Raises:
         InputError: a path that does not exist, or a glob that matches nothing.
     """
+    from sam2unext.geo.reading import require_input
+
     scenes: list[Path | str] = []
     for pattern in patterns:
         if pattern.startswith("/vsi"):  # read by GDAL, not on the local file system
@@ -32,8 +34,7 @@ def expand_scenes(patterns: list[str]) -> list[Path | str]:
             scenes += [Path(m) for m in matches if Path(m).is_file()]
         else:
             path = Path(pattern)
-            if not path.exists():
-                raise InputError(f"input raster {path} does not exist; check the path")
+            require_input(path)
             scenes.append(path)
     unique = list(dict.fromkeys(scenes))
     if not unique:

@@ -155,7 +155,7 @@ def predict(
         ),
     ] = None,
     device: Device = "auto",
-    dtype: Annotated[
+    precision: Annotated[
         str,
         typer.Option(
             "--precision", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16 (CUDA only)."
@@ -263,7 +263,7 @@ def predict(
 
     Needs weights: --checkpoint FILE (or --checkpoint demo), or --preset NAME.
     """
-    from sam2unext.geo import check_scene, make_progress, predict_raster
+    from sam2unext.geo import make_progress, predict_scenes
 
     reporter = make_progress(progress.value)
     reporter.words = cli_words  # warnings name --flags
@@ -273,18 +273,29 @@ def predict(
     band_sel = parse_bands(bands)
     rgb_sel = parse_bands(rgb_bands, "rgb_bands")
     loader = model_loader(
-        checkpoint, preset, hiera, dinov2, device, dtype, compile_model, bands=band_sel, rgb_bands=rgb_sel
+        checkpoint, preset, hiera, dinov2, device, precision, compile_model, bands=band_sel, rgb_bands=rgb_sel
     )
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
     made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
-    results = []
-    done_scenes, done_looks = [], []
+    done: list[tuple[Path | str, object, Path | None]] = []  # scene, result, quick-look
     try:
         targets = probability_outputs(paths, output)
-        looks = quicklook_outputs(paths, targets, overwrite or resume) if quicklook else [None] * len(paths)
-        modes = resume_modes(paths, targets) if resume and len(paths) > 1 else [resume] * len(paths)
-        # the options check_scene and predict_raster share
-        shared = dict(
+        looks = dict(zip(paths, quicklook_outputs(paths, targets, overwrite or resume) if quicklook else []))
+
+        def finished(scene: Path | str, res) -> None:
+            look = looks.get(scene)
+            if look is not None:
+                res.quicklook(look, bands=band_sel)
+            done.append((scene, res, look))
+
+        predict_scenes(
+            paths,
+            targets,
+            model=loader,  # loaded once, for the first scene
+            device=device,
+            resume=resume,
+            progress=reporter,
+            on_result=finished,
             bands=band_sel,
             resolution=resolution,
             tile_size=tile_size,
@@ -296,71 +307,22 @@ def predict(
             aoi=area_of_interest,
             aoi_crs=bbox_crs,
             rgb_bands=rgb_sel,
+            threshold=threshold,
+            min_area=min_area,
+            fill_holes=fill_holes,
+            simplify=simplify,
+            out_dtype=out_dtype.value,
+            scheduler=scheduler,
+            chunk_size=chunk_size,
         )
-        for scene, target, mode in zip(paths, targets, modes):  # every scene checked before the model loads
-            if mode is not None:
-                check_scene(scene, target, resume=mode, model=loader, checkpoint=checkpoint, **shared)
-        for scene, target, mode, look in zip(paths, targets, modes, looks):
-            if mode is None:
-                echo(f"{scene}: already complete, skipped", err=True)
-                continue
-            results.append(
-                predict_raster(
-                    scene,
-                    target,
-                    model=loader,  # loaded by predict_raster once, for the first scene
-                    device=device,
-                    threshold=threshold,
-                    min_area=min_area,
-                    fill_holes=fill_holes,
-                    simplify=simplify,
-                    out_dtype=out_dtype.value,
-                    scheduler=scheduler,
-                    resume=mode,
-                    chunk_size=chunk_size,
-                    progress=reporter,
-                    **shared,
-                )
-            )
-            if look is not None:
-                results[-1].quicklook(look, bands=band_sel)
-            done_scenes.append(scene)
-            done_looks.append(look)
     except BaseException:
-        if not results:
+        if not done:
             remove_empty_folders(made)  # a refused run leaves no empty output folder behind
         raise
     total = time.perf_counter() - t0
-    reporter.complete(len(results), total)
+    reporter.complete(len(done), total)
     if progress is not ProgressMode.json:
-        print_summary(done_scenes, results, total, done_looks)
-
-
-def resume_modes(scenes: list[Path | str], targets: list[Path | None]) -> list[bool | None]:
-    """``--resume`` over several scenes: resume those with a ``.partial`` store, skip finished ones
-    (output present, no store) and start the others.
-
-    Raises:
-        OutputError: no scene has anything to resume.
-    """
-    from sam2unext.errors import OutputError
-    from sam2unext.geo.store import store_path_for
-
-    modes: list[bool | None] = []
-    for scene, target in zip(scenes, targets):
-        out = target or Path(str(scene)).with_name(Path(str(scene)).stem + "_prob.tif")
-        if store_path_for(out).is_dir():
-            modes.append(True)
-        elif out.exists():
-            modes.append(None)
-        else:
-            modes.append(False)
-    if True not in modes:
-        raise OutputError(
-            f"nothing to resume: none of the {len(scenes)} scenes has an unfinished run "
-            f"(<output>.partial); drop --resume"
-        )
-    return modes
+        print_summary([d[0] for d in done], [d[1] for d in done], total, [d[2] for d in done])
 
 
 def area_of_interest_option(

@@ -22,7 +22,7 @@ def model_loader(
     hiera: Path | None,
     dinov2: Path | None,
     device: str,
-    dtype: str = "auto",
+    precision: str = "auto",
     compile: bool = False,
     bands=None,
     rgb_bands=None,
@@ -60,7 +60,7 @@ def model_loader(
         hiera=hiera,
         dinov2=dinov2,
         device=device,
-        dtype=dtype,
+        dtype=precision,
         compile=compile,
         **widen,
     )

@@ -2,10 +2,10 @@
 
 Public API::
 
-    from sam2unext.geo import predict_raster, vectorize_raster, describe_raster, PredictResult
+    from sam2unext.geo import predict_raster, predict_scenes, vectorize_raster, describe_raster, PredictResult
 """
 
-from .api import PredictResult, check_scene, describe_raster, predict_raster
+from .api import PredictResult, check_scene, default_output, describe_raster, predict_raster, predict_scenes
 from .progress import BarProgress, JsonProgress, Progress, make_progress
 from .vectorize import VectorResult, vectorize_raster
 
@@ -14,10 +14,12 @@ __all__ = [
     "JsonProgress",
     "PredictResult",
     "check_scene",
+    "default_output",
     "Progress",
     "VectorResult",
     "describe_raster",
     "make_progress",
     "predict_raster",
+    "predict_scenes",
     "vectorize_raster",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -165,7 +166,8 @@ def _read_vector(path: Path, aoi_crs: Any) -> tuple[BaseGeometry, Any, str]:
     return make_valid(_union(gdf.geometry)), gdf.crs or aoi_crs, f"file {path}"
 
 
-def _union(series) -> BaseGeometry:
+def _union(series: Any) -> BaseGeometry:
+    """The union of a GeoSeries (geopandas has no type information: ``Any``)."""
     return series.union_all() if hasattr(series, "union_all") else series.unary_union
 
 
@@ -216,5 +218,5 @@ def _bounding_window(geometry: BaseGeometry, transform: Affine, height: int, wid
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
-def _fmt_bounds(bounds) -> str:
+def _fmt_bounds(bounds: Sequence[float]) -> str:
     return " ".join(f"{v:.6g}" for v in bounds)

@@ -20,9 +20,10 @@ import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 import rasterio
@@ -32,12 +33,19 @@ from rasterio.errors import NotGeoreferencedWarning
 from sam2unext.errors import InputError, OutputError, option
 from sam2unext.loader import ModelLoader, weights_note
 
+if TYPE_CHECKING:
+    import geopandas as gpd
+    import xarray as xr
+    from distributed import Client
+    from matplotlib.figure import Figure
+
 from .aoi import AreaOfInterest, resolve_aoi
 from .chunks import ChunkGrid, make_chunk_grid, tile_computations
-from .device import CPU_BATCH, auto_batch_size
-from .execution import ChunkJob, RunStats, local_lanes, measure_seconds_per_tile, run_local
+from .device import CPU_BATCH, auto_batch_size, local_devices
+from .execution import ChunkJob, ChunkStatus, RunStats, local_lanes, measure_seconds_per_tile, run_local
 from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
-from .model_bands import make_model_plan
+from .model_bands import BandChoice, StretchChoice, make_model_plan
+from .model_contract import ModelFactory, ModelSource, TileModel, is_factory
 from .progress import Progress, make_progress
 from .reading import ReadPlan, default_bands, is_georeferenced, open_raster
 from .store import RunStore, disk_full_error, store_path_for
@@ -54,6 +62,11 @@ GDAL_CACHE_BYTES = 32 * 2**20
 XARRAY_CHUNKS = {"band": 1, "y": 2048, "x": 2048}
 #: Share of the available memory a run may plan to use (tile size x batch estimate).
 MEMORY_SHARE = 0.8
+
+#: A scene: a raster path (anything GDAL opens) or a rioxarray ``DataArray``.
+Source = Union[str, Path, "xr.DataArray"]
+#: Tile overlap: a fraction of the tile in [0, 1), or pixels as ``"64px"``.
+Overlap = Union[float, str]
 
 
 @dataclass
@@ -82,8 +95,8 @@ class PredictResult:
     tiles_skipped: int
     seconds: float
     area: float
-    data_array: object | None = None
-    geodataframe: object | None = None
+    data_array: xr.DataArray | None = None
+    geodataframe: gpd.GeoDataFrame | None = None
     tiles_computed: int = 0
     chunks: int = 0
     chunks_resumed: int = 0
@@ -91,7 +104,9 @@ class PredictResult:
     bands: tuple[int, ...] = ()
     scene: str | Path | None = None
 
-    def quicklook(self, path: str | Path | None = None, *, bands=None, title: str | None = None):
+    def quicklook(
+        self, path: str | Path | None = None, *, bands: Sequence[int] | int | None = None, title: str | None = None
+    ) -> Figure:
         """Draw the scene, the probability and the polygon outlines side by side, in map coordinates.
 
         Large results are read from the COG overviews (see :mod:`sam2unext.geo.quicklook`).
@@ -115,11 +130,28 @@ class PredictResult:
         return fig
 
 
-def _model_factory(model, checkpoint, preset, device) -> tuple[Callable[[], object], str]:
-    """(picklable factory, cache key) of the model that workers run."""
+def _spread_devices(
+    model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
+) -> tuple[list[str], ModelLoader] | None:
+    """(GPUs, loader) when a local run should spread over several GPUs (see :func:`local_devices`), else None."""
     if model is None:
-        factory: Callable[[], object] = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    elif _is_factory(model):
+        loader = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
+    elif isinstance(model, ModelLoader):
+        loader = model
+    else:
+        return None  # a model object or a custom factory runs where it is
+    devices = local_devices(loader.kwargs["device"])
+    return (devices, loader) if devices else None
+
+
+def _model_factory(
+    model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
+) -> tuple[ModelFactory, str]:
+    """(picklable factory, cache key) of the model that workers run."""
+    factory: ModelFactory
+    if model is None:
+        factory = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
+    elif is_factory(model):
         factory = model
     else:
         factory = _Const(model)
@@ -129,29 +161,25 @@ def _model_factory(model, checkpoint, preset, device) -> tuple[Callable[[], obje
 class _Const:
     """Picklable zero-argument factory returning a fixed model."""
 
-    def __init__(self, model):
+    def __init__(self, model: TileModel):
         self.model = model
 
-    def __call__(self):
+    def __call__(self) -> TileModel:
         return self.model
 
 
-def _is_factory(model) -> bool:
-    return model is not None and callable(model) and not hasattr(model, "predict")
-
-
-def _load_local(model, checkpoint, preset, device):
+def _load_local(model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str) -> TileModel:
     """The model object to run in this process."""
     if model is None:
         return ModelLoader(checkpoint=checkpoint, preset=preset, device=device)()
-    return model() if _is_factory(model) else model
+    return model() if is_factory(model) else model
 
 
 #: Block side of the temporary GeoTIFF a DataArray is written to.
 XARRAY_BLOCK = 256
 
 
-def exact_transform(da):
+def exact_transform(da: xr.DataArray) -> Affine:
     """The geotransform of a rioxarray DataArray, exact.
 
     ``rio.transform()`` rebuilds it from the coordinates, which differ from the file's in the
@@ -180,7 +208,7 @@ def exact_transform(da):
     return cached @ Affine.translation(icol, irow) if (icol or irow) else cached
 
 
-def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
+def _source_path(source: Source, tmpdir: Path) -> tuple[str | Path, str]:
     """A raster path for ``source`` (an xarray DataArray is written to ``tmpdir``) and its name.
 
     A path is returned as given: ``Path()`` would turn ``/vsicurl/https://...`` into ``https:/``.
@@ -189,11 +217,9 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
     """
     if isinstance(source, (str, Path)):
         return source, Path(source).name
-    try:
-        import xarray as xr
-    except ImportError:  # pragma: no cover
-        xr = None
-    if xr is not None and isinstance(source, xr.DataArray):
+    import xarray as xr
+
+    if isinstance(source, xr.DataArray):
         import rioxarray  # noqa: F401 (registers .rio)
 
         da = source if "band" in source.dims else source.expand_dims("band")
@@ -215,36 +241,36 @@ def _source_path(source, tmpdir: Path) -> tuple[str | Path, str]:
 
 
 def predict_raster(
-    source,
-    output=None,
+    source: Source,
+    output: str | Path | None = None,
     *,
-    model=None,
-    checkpoint=None,
-    preset=None,
-    tile_size=None,
-    overlap=0.25,
-    batch_size=None,
-    device="auto",
-    bands=None,
-    stretch=None,
-    resolution=None,
-    threshold=0.5,
-    vector=True,
-    vector_format="gpkg",
-    min_area=0.0,
-    fill_holes=False,
-    simplify=0.0,
-    out_dtype="uint8",
-    scheduler=None,
-    overwrite=False,
-    resume=False,
-    chunk_size=None,
-    aoi=None,
-    aoi_crs=None,
-    progress="bar",
-    as_xarray=False,
-    as_geodataframe=False,
-    rgb_bands=None,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    tile_size: int | None = None,
+    overlap: Overlap = 0.25,
+    batch_size: int | None = None,
+    device: str = "auto",
+    bands: BandChoice | None = None,
+    stretch: StretchChoice | None = None,
+    resolution: float | None = None,
+    threshold: float = 0.5,
+    vector: bool | str | Path | None = True,
+    vector_format: str = "gpkg",
+    min_area: float = 0.0,
+    fill_holes: bool = False,
+    simplify: float = 0.0,
+    out_dtype: str = "uint8",
+    scheduler: str | Client | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    chunk_size: int | None = None,
+    aoi: Any = None,
+    aoi_crs: Any = None,
+    progress: str | Progress | None = "bar",
+    as_xarray: bool = False,
+    as_geodataframe: bool = False,
+    rgb_bands: Sequence[int] | None = None,
 ) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
@@ -320,7 +346,7 @@ def predict_raster(
             made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
             output = made_dir / "prediction_prob.tif"
         elif output is None:
-            output = Path(src_path).with_name(Path(src_path).stem + "_prob.tif")
+            output = default_output(src_path)
         created: list[Path] = []
         run: _SceneRun | None = None
         try:
@@ -357,8 +383,10 @@ def predict_raster(
                 reporter.update("load", 0, 1)
                 local_model = _load_local(model, checkpoint, preset, device)
                 reporter.update("load", 1, 1)
-            input_size = getattr(local_model, "input_size", None)
-            tile = clamp_tile(int(tile_size or input_size), plan.height, plan.width, input_size)
+            input_size = local_model.input_size if local_model is not None else None
+            requested = tile_size or input_size
+            assert requested is not None  # the model is loaded here whenever tile_size is None
+            tile = clamp_tile(int(requested), plan.height, plan.width, input_size)
             if batch_size is None:
                 batch_size = auto_batch_size(local_model, tile) if local_model is not None else CPU_BATCH
             grid = check_tiling(plan, tile, overlap, int(batch_size))
@@ -377,7 +405,18 @@ def predict_raster(
             run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
             scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
             run.announce(scene, local_model, scene_tiles if area is not None else None)
-            if scheduler is None:
+            spread = _spread_devices(model, checkpoint, preset, device) if scheduler is None else None
+            if spread is not None:  # several GPUs: one worker process each, through the cluster path
+                from .cluster import PerWorkerDevice, device_workers
+
+                devices, loader = spread
+                factory, key = _model_factory(PerWorkerDevice(loader, devices), None, None, device)
+                local_model = None  # the workers load their own copies: free this one's GPU memory
+                loader.release()
+                with device_workers(len(devices)) as client:
+                    run.run_distributed(client, factory, key)
+            elif scheduler is None:
+                assert local_model is not None  # loaded above whenever scheduler is None
                 run.run_local(local_model)
             else:
                 factory, key = _model_factory(model, checkpoint, preset, device)
@@ -430,9 +469,12 @@ def predict_raster(
     data_array = None
     if as_xarray:
         import rioxarray
+        import xarray as xr
 
         # chunks as a dict of the COG's block multiples (a tuple or True is deprecated by xarray)
-        data_array = rioxarray.open_rasterio(out, masked=True, chunks=XARRAY_CHUNKS).squeeze("band", drop=True)
+        opened = rioxarray.open_rasterio(out, masked=True, chunks=XARRAY_CHUNKS)
+        assert isinstance(opened, xr.DataArray)  # a one-band GeoTIFF without subdatasets
+        data_array = opened.squeeze("band", drop=True)
     return PredictResult(
         out,
         vec_path,
@@ -469,7 +511,7 @@ def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, 
         )
 
 
-def check_tiling(plan: ReadPlan, tile_size: int, overlap, batch_size: int) -> TileGrid:
+def check_tiling(plan: ReadPlan, tile_size: int, overlap: Overlap, batch_size: int) -> TileGrid:
     """The tile grid, after refusing tilings that cannot run.
 
     Raises:
@@ -494,25 +536,132 @@ def output_tags(plan: ReadPlan) -> dict[str, str]:
     return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
-def check_scene(
-    source,
-    output=None,
+def default_output(source: str | Path) -> Path:
+    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source."""
+    return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+
+
+#: The options of :func:`predict_raster` that :func:`check_scene` checks too.
+_CHECKED = (
+    "bands",
+    "stretch",
+    "resolution",
+    "tile_size",
+    "overlap",
+    "batch_size",
+    "vector",
+    "vector_format",
+    "overwrite",
+    "aoi",
+    "aoi_crs",
+    "rgb_bands",
+)
+
+
+def predict_scenes(
+    sources: Sequence[str | Path],
+    outputs: Sequence[str | Path | None] | None = None,
     *,
-    bands=None,
-    stretch=None,
-    resolution=None,
-    tile_size=None,
-    overlap=0.25,
-    batch_size=4,
-    vector=True,
-    vector_format="gpkg",
-    overwrite=False,
-    resume=False,
-    aoi=None,
-    aoi_crs=None,
-    model=None,
-    checkpoint=None,
-    rgb_bands=None,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    device: str = "auto",
+    resume: bool = False,
+    progress: str | Progress | None = "bar",
+    on_result: Callable[[str | Path, PredictResult], None] | None = None,
+    **options: Any,
+) -> list[PredictResult]:
+    """Segment several scenes with one model, loaded once.
+
+    Every scene is checked (:func:`check_scene`) before the model loads, so a bad third scene
+    is reported before the first is written. With ``resume``, scenes with an unfinished run
+    are resumed, finished ones (output present, no unfinished run) are skipped with a warning,
+    and the others start.
+
+    Args:
+        sources: scene paths.
+        outputs: one probability path per scene (None: :func:`default_output` for each).
+        model, checkpoint, preset, device: as :func:`predict_raster`.
+        resume: as above.
+        progress: one reporter for all scenes (``"bar"``, ``"json"``, ``"none"`` or a ``Progress``).
+        on_result: called with each scene and its result as soon as it is done.
+        **options: any other :func:`predict_raster` argument, applied to every scene.
+
+    Returns:
+        The results of the scenes that ran, in order.
+
+    Raises:
+        InputError, OutputError: a scene fails its checks (nothing is written), or ``resume``
+            finds nothing to resume.
+    """
+    targets = list(outputs) if outputs is not None else [None] * len(sources)
+    if len(targets) != len(sources):
+        raise InputError(f"{len(targets)} outputs for {len(sources)} scenes; give one output per scene")
+    reporter = make_progress(progress) if not isinstance(progress, Progress) else progress
+    modes = _resume_modes(sources, targets) if resume and len(sources) > 1 else [resume] * len(sources)
+    if model is None:  # one loader: the model loads once, for the first scene
+        note = weights_note(checkpoint, preset)
+        if note:
+            reporter.warning(note)
+        model = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
+    checked = {k: v for k, v in options.items() if k in _CHECKED}
+    for source, target, mode in zip(sources, targets, modes):
+        if mode is not None:
+            check_scene(source, target, resume=mode, model=model, checkpoint=checkpoint, **checked)
+    results = []
+    for source, target, mode in zip(sources, targets, modes):
+        if mode is None:
+            reporter.warning(f"{source}: already complete, skipped")
+            continue
+        res = predict_raster(source, target, model=model, device=device, resume=mode, progress=reporter, **options)
+        results.append(res)
+        if on_result is not None:
+            on_result(source, res)
+    return results
+
+
+def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | None]) -> list[bool | None]:
+    """Per scene: True (resume its unfinished run), None (finished: skip) or False (start).
+
+    Raises:
+        OutputError: no scene has anything to resume.
+    """
+    modes: list[bool | None] = []
+    for source, target in zip(sources, targets):
+        out = Path(target) if target is not None else default_output(source)
+        if store_path_for(out).is_dir():
+            modes.append(True)
+        elif out.exists():
+            modes.append(None)
+        else:
+            modes.append(False)
+    if True not in modes:
+        raise OutputError(
+            f"nothing to resume: none of the {len(sources)} scenes has an unfinished run (<output>.partial); "
+            f"drop {option('resume')}"
+        )
+    return modes
+
+
+def check_scene(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    bands: BandChoice | None = None,
+    stretch: StretchChoice | None = None,
+    resolution: float | None = None,
+    tile_size: int | None = None,
+    overlap: Overlap = 0.25,
+    batch_size: int | None = 4,
+    vector: bool | str | Path | None = True,
+    vector_format: str = "gpkg",
+    overwrite: bool = False,
+    resume: bool = False,
+    aoi: Any = None,
+    aoi_crs: Any = None,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    rgb_bands: Sequence[int] | None = None,
 ) -> None:
     """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
 
@@ -523,7 +672,7 @@ def check_scene(
     Raises:
         InputError, OutputError: as :func:`predict_raster` would, before loading the model.
     """
-    out = Path(output) if output is not None else Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+    out = Path(output) if output is not None else default_output(source)
     _check_outputs(out, overwrite, resume, discard=False)
     if vector:
         fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
@@ -575,15 +724,32 @@ def _check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = Tru
     return check_output(out, overwrite), store
 
 
-def _weights_fingerprint(model, checkpoint, preset, device, local_model) -> dict:
+def _weights_fingerprint(
+    model: ModelSource,
+    checkpoint: str | Path | None,
+    preset: str | None,
+    device: str,
+    local_model: TileModel | None,
+) -> dict[str, Any]:
+    """What identifies the weights that run (for the resume manifest)."""
     if model is None:
         return model_fingerprint(ModelLoader(checkpoint=checkpoint, preset=preset, device=device))
-    if _is_factory(model) and callable(getattr(model, "fingerprint", None)):
-        return model.fingerprint()
+    own = getattr(model, "fingerprint", None)
+    if is_factory(model) and callable(own):
+        return own()
     return model_fingerprint(local_model if local_model is not None else model)
 
 
-def _manifest(src_path, source, plan, grid, chunks, out_dtype: str, weights: dict, area=None) -> dict:
+def _manifest(
+    src_path: str | Path,
+    source: Source,
+    plan: ReadPlan,
+    grid: TileGrid,
+    chunks: ChunkGrid,
+    out_dtype: str,
+    weights: dict[str, Any],
+    area: AreaOfInterest | None = None,
+) -> dict[str, Any]:
     """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions."""
     inp = file_fingerprint(src_path)
     if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
@@ -657,9 +823,9 @@ class _SceneRun:
         self._tiles = self.stats.computed
         self.todo = [k for k in range(len(self.chunks)) if k not in finished]
 
-    def announce(self, scene: str, local_model, scene_tiles: int | None = None) -> None:
+    def announce(self, scene: str, local_model: TileModel | None, scene_tiles: int | None = None) -> None:
         """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
-        info = {
+        info: dict[str, Any] = {
             "bands": list(self.plan.bands),
             "chunks": len(self.chunks),
             "computations": self.total,
@@ -692,17 +858,17 @@ class _SceneRun:
     def _tick(self) -> None:
         self.reporter.update("predict", min(self._tiles, self.total), self.total)
 
-    def run_local(self, model) -> None:
+    def run_local(self, model: TileModel) -> None:
         """Run the unfinished chunks in this process."""
         with _gdal_env():
             run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
         self._tick()
 
-    def run_distributed(self, scheduler, factory, key: str) -> None:
+    def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
         """Run the unfinished chunks on a ``dask.distributed`` cluster."""
         from .cluster import DistributedRun
 
-        def on_done(status) -> None:
+        def on_done(status: ChunkStatus) -> None:
             self.stats.count(status)
             self._on_tiles(status.computed)
 
@@ -762,7 +928,7 @@ class _SceneRun:
             self.store.remove()
 
 
-def _gdal_env():
+def _gdal_env() -> contextlib.ExitStack:
     """GDAL settings while running: a bounded block cache, no georeferencing warnings."""
     stack = contextlib.ExitStack()
     stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
@@ -772,19 +938,19 @@ def _gdal_env():
 
 
 def describe_raster(
-    path,
+    path: str | Path,
     *,
     tile_size: int | None = None,
-    overlap: float = 0.25,
-    bands=None,
+    overlap: Overlap = 0.25,
+    bands: BandChoice | None = None,
     resolution: float | None = None,
     chunk_size: int | None = None,
-    model=None,
-    checkpoint=None,
-    preset=None,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
     device: str = "auto",
     batch_size: int = 4,
-) -> dict:
+) -> dict[str, Any]:
     """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
 
     With a model (``model``, or ``checkpoint``/``preset``) the time per tile is measured on
@@ -841,12 +1007,13 @@ def describe_raster(
     )
     if loaded is not None:
         per_tile = measure_seconds_per_tile(loaded, tile, batch_size, lanes=local_lanes(loaded))
-        first = next(iter(loaded.parameters()), None) if hasattr(loaded, "parameters") else None
+        params = list(getattr(loaded, "parameters", list)())  # a torch module's; none for a stand-in
+        first = params[0] if params else None
         facts.update(
             {
                 "device": str(first.device) if first is not None else "cpu",
                 "model": getattr(loaded, "preset", type(loaded).__name__),
-                "parameters": sum(p.numel() for p in loaded.parameters()) if first is not None else None,
+                "parameters": sum(p.numel() for p in params) if first is not None else None,
                 "seconds_per_tile": per_tile,
                 "estimated_seconds": per_tile * facts["computations"],
             }

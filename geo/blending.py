@@ -48,18 +48,29 @@ def axis_weight_sum(length: int, offsets: Sequence[int], window_1d: np.ndarray) 
     return total
 
 
-def weighted_mean(weighted_sum: np.ndarray, inv_row_weights: np.ndarray, inv_col_weights: np.ndarray) -> np.ndarray:
+def weighted_mean(
+    weighted_sum: np.ndarray,
+    inv_row_weights: np.ndarray,
+    inv_col_weights: np.ndarray,
+    *,
+    out: np.ndarray | None = None,
+    scratch: np.ndarray | None = None,
+) -> np.ndarray:
     """Weighted mean from an accumulated ``sum(w*p)`` and the separable weight totals.
 
     Args:
         weighted_sum: ``[rows, cols]`` float64 accumulated ``w*p``.
         inv_row_weights: ``[rows]`` reciprocals of the :func:`axis_weight_sum` totals of those rows.
         inv_col_weights: ``[cols]`` reciprocals of the column totals.
+        out: optional float32 ``[rows, cols]`` result buffer.
+        scratch: optional float64 ``[rows, cols]`` buffer for the intermediate product.
 
     Returns:
         float32 probabilities. When every tile agrees on a float32 ``p``, the float64 result is
         within a few float64 ulps of ``p``, so the cast to float32 gives exactly ``p``.
     """
-    out = np.multiply(weighted_sum, inv_col_weights)
+    tmp = np.multiply(weighted_sum, inv_col_weights, out=scratch)
+    if out is None:
+        out = np.empty(tmp.shape, np.float32)
     # float64 product cast once to float32 on output (the same values as ``.astype``)
-    return np.multiply(out, inv_row_weights[:, None], out=np.empty(out.shape, np.float32), casting="same_kind")
+    return np.multiply(tmp, inv_row_weights[:, None], out=out, casting="same_kind")

@@ -11,22 +11,40 @@ writes the same chunk.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future
 
-from distributed import Client
+from distributed import Client, Worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .execution import ChunkJob, ChunkStatus, bound_heap_retention, compute_chunk, run_chunks, single_thread_forward
+from sam2unext.loader import ModelLoader
+
+from .device import model_device
+from .execution import (
+    ChunkJob,
+    ChunkStatus,
+    Lanes,
+    bound_heap_retention,
+    compute_chunk,
+    local_lanes,
+    run_chunks,
+    single_thread_forward,
+)
+from .model_contract import ModelFactory, TileModel
 
 #: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
-_MODEL_CACHE: dict[str, object] = {}
+_MODEL_CACHE: dict[str, TileModel] = {}
 _CACHE_LOCK = threading.Lock()
 #: Number of model loads per key in this process (lets tests check "once per worker").
 LOAD_COUNTS: dict[str, int] = {}
+#: Name of the worker this process serves (set when the model plugin is registered).
+_WORKER_NAME: object = None
 
 
-def cached_model(key: str, factory: Callable[[], object]):
+def cached_model(key: str, factory: ModelFactory) -> TileModel:
     """The model for ``key`` in this process, built with ``factory`` on first use."""
     with _CACHE_LOCK:
         if key not in _MODEL_CACHE:
@@ -51,24 +69,75 @@ class ModelPlugin(WorkerPlugin):
 
     idempotent = False
 
-    def __init__(self, key: str, factory: Callable[[], object]):
+    def __init__(self, key: str, factory: ModelFactory):
         super().__init__()
         self.key = key
         self.factory = factory
         self.name = f"sam2unext-model-{key}"
 
-    def setup(self, worker=None):
+    def setup(self, worker: Worker | None = None) -> None:
+        global _WORKER_NAME
+        _WORKER_NAME = getattr(worker, "name", None)  # for factories that depend on the worker
         cached_model(self.key, self.factory)
 
-    def teardown(self, worker=None):
+    def teardown(self, worker: Worker | None = None) -> None:
         release_model(self.key)
 
 
-def remote_chunk(job: ChunkJob, key: str, factory: Callable[[], object]) -> ChunkStatus:
-    """Worker task: compute one chunk with this worker's cached model and write it to the store."""
+def remote_chunk(job: ChunkJob, key: str, factory: ModelFactory) -> ChunkStatus:
+    """Worker task: compute one chunk with this worker's cached model and write it to the store.
+
+    A worker whose model is on a GPU feeds it from several lanes (reads overlap forward passes),
+    as a local run does; a CPU worker runs its batches inline (the cluster's threads are the
+    parallelism).
+    """
     bound_heap_retention()
+    model = cached_model(key, factory)
+    lanes = _gpu_lanes(local_lanes(model)) if model_device(model).type == "cuda" else None
     with single_thread_forward():
-        return compute_chunk(job, cached_model(key, factory))
+        return compute_chunk(job, model, lanes)
+
+
+@functools.lru_cache(maxsize=1)
+def _gpu_lanes(count: int) -> Lanes:
+    """The batch workers of this worker process (one set, shared by its chunk tasks)."""
+    return Lanes(count)
+
+
+class PerWorkerDevice:
+    """Picklable model factory for one worker per device: worker ``i`` loads on ``devices[i % n]``.
+
+    Args:
+        loader: a :class:`sam2unext.loader.ModelLoader` (anything with ``on(device)`` that
+            returns a zero-argument model factory).
+        devices: device names, one per worker.
+    """
+
+    def __init__(self, loader: ModelLoader, devices: list[str]):
+        self.loader, self.devices = loader, list(devices)
+
+    def __call__(self) -> TileModel:
+        name = _WORKER_NAME
+        if name is None:
+            from distributed import get_worker
+
+            name = get_worker().name
+        index = int(str(name)) if str(name).isdigit() else 0
+        return self.loader.on(self.devices[index % len(self.devices)])()
+
+
+@contextlib.contextmanager
+def device_workers(count: int) -> Iterator[Client]:
+    """A local cluster of ``count`` single-threaded worker processes (one per device) and its client."""
+    from distributed import LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=count, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
 
 
 class DistributedRun:
@@ -80,9 +149,9 @@ class DistributedRun:
         key: cache key of that model.
     """
 
-    def __init__(self, scheduler, factory: Callable[[], object], key: str):
+    def __init__(self, scheduler: str | Client, factory: ModelFactory, key: str):
         self.own_client = not isinstance(scheduler, Client)
-        self.client = Client(scheduler) if self.own_client else scheduler
+        self.client: Client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
         self.key, self.factory = key, factory
         self.plugin = ModelPlugin(key, factory)
 
@@ -111,7 +180,7 @@ class DistributedRun:
         """Run chunk tasks on the workers; only status records come back."""
         executor = self.client.get_executor(pure=False)
 
-        def submit(ex, k: int):
+        def submit(ex: Executor, k: int) -> Future[ChunkStatus]:
             return ex.submit(remote_chunk, jobs(k), self.key, self.factory)
 
         run_chunks(
@@ -126,5 +195,5 @@ class DistributedRun:
         if self.own_client:
             self.client.close()
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()

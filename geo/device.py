@@ -35,6 +35,11 @@ import torch
 
 from sam2unext.errors import UserError, option
 
+from .model_contract import TileModel
+
+#: A lock held around the forward pass (the lanes' device lock), or None.
+DeviceLock = contextlib.AbstractContextManager | None
+
 #: Tiles per forward pass on a CPU when the user gives none (the pipeline's long-standing default).
 CPU_BATCH = 4
 #: Largest automatic batch on a GPU (more gains nothing once the device is saturated).
@@ -43,7 +48,7 @@ MAX_AUTO_BATCH = 32
 HEADROOM = 0.8
 
 
-def model_device(model) -> torch.device:
+def model_device(model: TileModel) -> torch.device:
     """The device of a model's parameters (or its ``device`` attribute); CPU for stand-ins."""
     device = getattr(model, "device", None)
     if device is None and hasattr(model, "parameters"):
@@ -63,7 +68,7 @@ class Staged:
     """A batch on its way: the device tensor, the event its producer recorded, the host buffer."""
 
     tensor: torch.Tensor
-    event: object | None = None
+    event: torch.cuda.Event | None = None
     host: torch.Tensor | None = None  # kept alive until the copy has finished
 
 
@@ -106,7 +111,7 @@ class DeviceFeed:
         event.record(stream if stream is not None else torch.cuda.current_stream(self.device))
         return event
 
-    def _wait(self, staged: Staged, stream=None) -> None:
+    def _wait(self, staged: Staged, stream: torch.cuda.Stream | None = None) -> None:
         """Make ``stream`` (default: the current one) wait for ``staged`` and own its tensor."""
         if not self.streams:
             return
@@ -115,7 +120,7 @@ class DeviceFeed:
             stream.wait_event(staged.event)
         staged.tensor.record_stream(stream)
 
-    def _host_empty(self, shape, dtype) -> torch.Tensor:
+    def _host_empty(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         return torch.empty(shape, dtype=dtype, pin_memory=self.pinned)
 
     # -- the three steps ------------------------------------------------------------------------------
@@ -135,11 +140,11 @@ class DeviceFeed:
         return Staged(tensor, self._record(stream), host)
 
     def to_unit_float(self, staged: Staged) -> torch.Tensor:
-        """float32 ``[B, C, T, T]`` in [0, 1] on the device, equal to :func:`geo.reading.to_unit_float`."""
+        """float32 ``[B, C, T, T]`` in [0, 1] on the device, equal to :func:`sam2unext.transforms.to_unit_float`."""
         self._wait(staged)
         return self._table[staged.tensor.long()]
 
-    def forward(self, model, staged: Staged, tile_size: int) -> Staged:
+    def forward(self, model: TileModel, staged: Staged, tile_size: int) -> Staged:
         """Enqueue the model on an uploaded batch; probabilities ``[B, T, T]`` float32, not yet waited for."""
         from sam2unext.transforms import low_res_view
 
@@ -147,10 +152,10 @@ class DeviceFeed:
         low_size = getattr(model, "low_res_size", None)
         low = low_res_view(hi, low_size) if low_size and getattr(model, "input_size", None) == tile_size else None
         if _keeps_on_device(model):
-            prob = model.predict(hi, low, to_cpu=False)
+            prob = model.predict(hi, low, to_cpu=False)  # type: ignore[call-arg]  # checked just above
         else:  # a model of the plain contract (predict(images, low_res)): whatever it returns
             prob = torch.as_tensor(model.predict(hi, low), device=self.device)
-        return Staged(prob[:, 0].float(), self._record())
+        return Staged(torch.as_tensor(prob)[:, 0].float(), self._record())
 
     def download(self, staged: Staged) -> np.ndarray:
         """The probabilities of :meth:`forward` as a float32 host array (waits for this batch only)."""
@@ -165,7 +170,20 @@ class DeviceFeed:
             stream.synchronize()
         return host.numpy()
 
-    def run(self, model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> np.ndarray:
+    def run_on_device(
+        self, model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, lock: DeviceLock = None
+    ) -> torch.Tensor:
+        """Upload and forward, keeping the float32 ``[B, T, T]`` probabilities on the device.
+
+        Work queued later on the current stream (the blending) runs after the forward.
+        """
+        staged = self.upload(tiles)
+        with lock if lock is not None else contextlib.nullcontext():
+            out = self.forward(model, staged, tile_size)
+        self._wait(out)
+        return out.tensor
+
+    def run(self, model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, lock: DeviceLock = None) -> np.ndarray:
         """The three steps in a row; ``lock`` (e.g. the lanes' device lock) held only around the forward."""
         staged = self.upload(tiles)
         with lock if lock is not None else contextlib.nullcontext():
@@ -173,7 +191,7 @@ class DeviceFeed:
         return self.download(out)
 
 
-def _keeps_on_device(model) -> bool:
+def _keeps_on_device(model: TileModel) -> bool:
     """True when ``model.predict`` takes ``to_cpu`` (our models)."""
     try:
         return "to_cpu" in inspect.signature(model.predict).parameters
@@ -252,7 +270,7 @@ def choose_batch_size(
     return batch_for_memory(free_bytes, one - per_tile, per_tile, headroom=headroom, cap=cap)
 
 
-def cuda_probe(model, tile_size: int, device: torch.device) -> Callable[[int], int]:
+def cuda_probe(model: TileModel, tile_size: int, device: torch.device) -> Callable[[int], int]:
     """``probe(batch)``: peak bytes allocated on ``device`` by one forward pass of random tiles."""
     feed = DeviceFeed(device)
     channels = int(getattr(getattr(model, "config", None), "in_channels", 3) or 3)
@@ -273,7 +291,7 @@ def cuda_probe(model, tile_size: int, device: torch.device) -> Callable[[int], i
     return probe
 
 
-def auto_batch_size(model, tile_size: int) -> int:
+def auto_batch_size(model: TileModel, tile_size: int) -> int:
     """Tiles per forward pass when the user gives none: :data:`CPU_BATCH` on a CPU, else what fits the GPU.
 
     Raises:
@@ -286,10 +304,22 @@ def auto_batch_size(model, tile_size: int) -> int:
     if known is None:
         known = {}
         with contextlib.suppress(AttributeError):
-            model._auto_batch_sizes = known
+            model._auto_batch_sizes = known  # type: ignore[attr-defined]  # a cache on the model object
     if tile_size in known:  # one probe per model and tile size (many scenes in one command)
         return known[tile_size]
     free, _ = torch.cuda.mem_get_info(device)
     what = f"{tile_size}x{tile_size} tile of {getattr(model, 'preset', 'the model')}"
     known[tile_size] = choose_batch_size(cuda_probe(model, tile_size, device), free, what=what, where=str(device))
     return known[tile_size]
+
+
+def local_devices(device: str | torch.device) -> list[str]:
+    """The GPUs a local run spreads over, one worker process each.
+
+    Every visible CUDA device when ``device`` is ``"auto"`` or ``"cuda"`` (no index) and there
+    are several; else none (the run stays in this process).
+    """
+    if str(device) not in ("auto", "cuda") or not torch.cuda.is_available():
+        return []
+    n = torch.cuda.device_count()
+    return [f"cuda:{i}" for i in range(n)] if n > 1 else []

@@ -28,13 +28,18 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 from rasterio.windows import Window
+
+from sam2unext.transforms import to_unit_float
 
 from .aoi import AreaOfInterest
 from .chunks import ChunkGrid, owns_tile, tiles_touching
-from .device import feed_for, model_device
-from .reading import ReadPlan, TileReader, read_valid, to_unit_float
-from .stitching import ChunkStitcher, SceneWeights
+from .device import DeviceLock, feed_for, model_device
+from .device_stitching import DeviceChunkStitcher
+from .model_contract import TileModel
+from .reading import ReadPlan, RegionValidity, TileReader
+from .stitching import FLUSH_ROWS, ChunkStitcher, SceneWeights
 from .store import ZARR_ROWS, RunStore
 from .tiling import TileGrid, clip_window
 from .writing import quantize_probability
@@ -74,7 +79,7 @@ class ChunkStatus:
     model_seconds: float = 0.0
 
 
-def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> np.ndarray:
+def run_model(model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, lock: DeviceLock = None) -> np.ndarray:
     """One forward pass over uint8 ``[C, T, T]`` tiles → float32 ``[B, T, T]`` probabilities.
 
     The low-res view for the DINOv2 branch is made with
@@ -84,8 +89,6 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> 
     upload, float conversion on the device, stream-overlapped download); ``lock`` is then held
     only around the forward pass. On a CPU ``lock`` is not used.
     """
-    import torch
-
     from sam2unext.transforms import low_res_view
 
     if _on_gpu(model):
@@ -113,26 +116,22 @@ def run_model(model, tiles: Sequence[np.ndarray], tile_size: int, lock=None) -> 
 _SCRATCH = threading.local()
 
 
-def _unit_float_scratch(tiles: Sequence[np.ndarray]):
-    """:func:`to_unit_float` into this thread's reused batch buffer (no fresh 48 MB per batch).
+def _unit_float_scratch(tiles: Sequence[np.ndarray]) -> torch.Tensor:
+    """:func:`~sam2unext.transforms.to_unit_float` into this thread's reused batch buffer (no fresh 48 MB per batch).
 
     Safe because :func:`run_model` never returns a view of its input: the probabilities are
     copied out unless the model's result owns exactly its own buffer and that is not the input.
     """
-    import torch
-
     shape = (len(tiles), *np.shape(tiles[0])) if len(tiles) else None
     buf = getattr(_SCRATCH, "buffer", None)
-    if shape is None or buf is None or buf.shape != shape:
-        hi = to_unit_float(tiles)
-        _SCRATCH.buffer = hi.numpy()
-        return hi
-    for j, tile in enumerate(tiles):
-        np.divide(tile, np.float32(255.0), out=buf[j], dtype=np.float32)
-    return torch.from_numpy(buf)
+    if shape is not None and (buf is None or buf.shape != shape):
+        buf = _SCRATCH.buffer = np.empty(shape, dtype=np.float32)
+    return to_unit_float(tiles, out=buf)
 
 
-def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches: int = 1, lanes: int = 1) -> float:
+def measure_seconds_per_tile(
+    model: TileModel, tile_size: int, batch_size: int, *, batches: int = 1, lanes: int = 1
+) -> float:
     """Seconds per tile of the pipeline's forward passes, measured on random tiles after a warm-up.
 
     On a CPU each forward pass runs on one thread and ``lanes`` of them run side by side, so the
@@ -152,8 +151,13 @@ def measure_seconds_per_tile(model, tile_size: int, batch_size: int, *, batches:
     return seconds if _on_gpu(model) else seconds / max(1, lanes)
 
 
-def _on_gpu(model) -> bool:
+def _on_gpu(model: TileModel) -> bool:
     return model_device(model).type == "cuda"
+
+
+def blend_on_device(model: TileModel) -> bool:
+    """True when the chunk's blend runs on the model's device (a GPU): only finished rows come back."""
+    return _on_gpu(model)
 
 
 class Lanes:
@@ -267,25 +271,26 @@ def single_thread_forward():
 class _RowBuffer:
     """Collects a chunk's finished rows and writes them to the store in whole Zarr chunks."""
 
-    def __init__(self, job: ChunkJob, store: RunStore, reader: TileReader):
+    def __init__(self, job: ChunkJob, store: RunStore, validity: RegionValidity | None):
         chunk = job.chunks.chunk(job.index)
-        self.job, self.store, self.reader, self.chunk = job, store, reader, chunk
+        self.job, self.store, self.validity, self.chunk = job, store, validity, chunk
         rows = min(ZARR_ROWS, job.chunks.size, chunk.height)
         self.values = np.empty((rows, chunk.width), dtype=job.out_dtype)
         self.valid = np.empty((rows, chunk.width), dtype=np.uint8) if job.plan.masked else None
+        self._scaled = np.empty((min(rows, FLUSH_ROWS), chunk.width), dtype=np.float32)  # quantize scratch
         self.row0 = chunk.row_off  # scene row of the buffer's first row
         self.filled = 0
 
     def emit(self, row0: int, prob: np.ndarray) -> None:
+        """Take finished rows: float32 probabilities, or uint8 values already quantized (on a device)."""
         n = prob.shape[0]
         ch = self.chunk
         valid = None
-        if self.job.plan.masked:
-            rows = Window(ch.col_off, row0, ch.width, n)
-            with self.reader.dataset() as ds:
-                valid = read_valid(ds, self.job.plan.source_window(rows), self.job.plan.bands)
+        if self.validity is not None:  # the mask the tile reads found (not read again)
+            valid = self.validity.rows(row0, n)
+            self.validity.forget_above(row0 + n)
             if self.job.aoi is not None:
-                valid &= self.job.aoi.inside(self.job.plan.transform, rows)
+                valid &= self.job.aoi.inside(self.job.plan.transform, Window(ch.col_off, row0, ch.width, n))
             if valid.all():
                 valid = None
         done = 0
@@ -294,11 +299,19 @@ class _RowBuffer:
             part = prob[done : done + take]
             ok = None if valid is None else valid[done : done + take]
             dst = slice(self.filled, self.filled + take)
-            if self.job.out_dtype == "uint8":
-                q = quantize_probability(part)
+            if part.dtype == np.uint8:  # quantized on the device (uint8 output)
+                q = self.values[dst]
+                q[...] = part
                 if ok is not None:
                     q[~ok] = 0
-                self.values[dst] = q
+            elif self.job.out_dtype == "uint8":
+                q = self.values[dst]
+                if take <= self._scaled.shape[0]:
+                    quantize_probability(part, out=q, scratch=self._scaled[:take])
+                else:
+                    q[...] = quantize_probability(part)
+                if ok is not None:
+                    q[~ok] = 0
             else:
                 self.values[dst] = part if ok is None else np.where(ok, part, np.float32(np.nan))
             if self.valid is not None:
@@ -320,7 +333,7 @@ class _RowBuffer:
 
 def compute_chunk(
     job: ChunkJob,
-    model,
+    model: TileModel,
     lanes: Lanes | None = None,
     *,
     on_tiles: Callable[[int], None] | None = None,
@@ -341,12 +354,26 @@ def compute_chunk(
     store = RunStore(job.store)
     status = ChunkStatus(job.index)
     rows, cols = tiles_touching(grid, chunk)
-    reader = TileReader(job.plan, grid.tile_size)
-    buffer = _RowBuffer(job, store, reader)
-    stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
+    validity = RegionValidity(chunk.col_off, chunk.width) if job.plan.masked else None
+    reader = TileReader(job.plan, grid.tile_size, validity)
+    buffer = _RowBuffer(job, store, validity)
+    gpu = _on_gpu(model)
+    on_device = blend_on_device(model)
+    if on_device:
+        stitcher: ChunkStitcher = DeviceChunkStitcher(
+            grid,
+            chunk,
+            rows,
+            cols,
+            buffer.emit,
+            SceneWeights.cached(grid),
+            device=model_device(model),
+            quantize=job.out_dtype == "uint8",
+        )
+    else:
+        stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
     tiles = stitcher.tiles
     batches = [tiles[i : i + job.batch_size] for i in range(0, len(tiles), job.batch_size)]
-    gpu = _on_gpu(model)
     model_seconds = [0.0]
 
     def wanted(r: int, c: int) -> bool:
@@ -364,7 +391,11 @@ def compute_chunk(
             return [None] * len(batch)
         t = time.perf_counter()
         # on a GPU the lanes take turns for the forward pass only; uploads and downloads overlap it
-        probs = iter(run_model(model, run, grid.tile_size, lanes.device_lock if gpu else None))
+        lock = lanes.device_lock if gpu else None
+        if on_device:  # the probabilities stay on the device for the blend
+            probs = iter(feed_for(model_device(model)).run_on_device(model, run, grid.tile_size, lock))
+        else:
+            probs = iter(run_model(model, run, grid.tile_size, lock))
         model_seconds[0] += time.perf_counter() - t
         return [next(probs) if tile is not None else None for tile in reads]
 
@@ -460,13 +491,26 @@ def run_chunks(
             fut.cancel()
 
 
-def local_lanes(model) -> int:
+def local_lanes(model: TileModel) -> int:
     """Batch workers for a local run: one per CPU core (CPU model), three to feed a GPU."""
     return 3 if _on_gpu(model) else max(1, min(os.cpu_count() or 1, 8))
 
 
+def local_chunks_in_flight(model: TileModel) -> int:
+    """Chunk tasks run side by side in a local run.
+
+    Each chunk's blend runs on its own thread, so one chunk in flight blends on one core: one
+    per four cores (at most four) on a CPU, two on a GPU (one blends while the other's rows are
+    written). Each chunk in flight holds a ``tile x chunk`` float64 accumulator (67 MB for
+    1024 px tiles and 8192 px chunks), so memory stays bounded by this count.
+    """
+    if _on_gpu(model):
+        return 2
+    return max(1, min(4, (os.cpu_count() or 1) // 4))
+
+
 def run_local(
-    model,
+    model: TileModel,
     jobs: Callable[[int], ChunkJob],
     indices: list[int],
     *,
@@ -474,14 +518,15 @@ def run_local(
     on_tiles: Callable[[int], None],
     tick: Callable[[], None],
     lanes: int | None = None,
-    chunks_in_flight: int = 1,
+    chunks_in_flight: int | None = None,
 ) -> None:
     """Run chunk tasks in this process: ``chunks_in_flight`` chunks share one set of lanes.
 
-    One chunk at a time by default: each chunk in flight holds a ``tile x chunk`` float64
-    accumulator, and the lanes already overlap reads with forward passes inside a chunk.
+    Defaults: :func:`local_lanes` and :func:`local_chunks_in_flight` (one chunk on a machine of
+    under eight cores; the lanes already overlap reads with forward passes inside a chunk).
     """
     bound_heap_retention()
+    chunks_in_flight = chunks_in_flight or local_chunks_in_flight(model)
     pool = Lanes(lanes or local_lanes(model))
     cancel = threading.Event()
     executor = ThreadPoolExecutor(chunks_in_flight, thread_name_prefix="sam2unext-chunk")

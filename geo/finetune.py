@@ -18,18 +18,24 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
+from sam2unext.models import SegmentationModel
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
-from sam2unext.transforms import normalize
+from sam2unext.transforms import normalize, to_unit_float
 
+from .model_bands import StretchChoice
 from .reading import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
+from .tiling import mirror_pad, pad_to_tile
+
+if TYPE_CHECKING:
+    from torchgeo.datasets import IntersectionDataset
 
 #: Tiles drawn per scene and epoch when not given.
 DEFAULT_TILES_PER_SCENE = 200
@@ -64,7 +70,7 @@ def pair_scenes(rasters: Sequence[str | Path], labels: Sequence[str | Path]) -> 
     return scenes
 
 
-def _scene_dataset(scene: LabeledScene, resolution: float | None):
+def _scene_dataset(scene: LabeledScene, resolution: float | None) -> IntersectionDataset:
     """torchgeo ``RasterDataset ∩ VectorDataset`` of one scene (labels burned as 1)."""
     from torchgeo.datasets import RasterDataset, VectorDataset
 
@@ -90,18 +96,26 @@ def _scene_dataset(scene: LabeledScene, resolution: float | None):
         raise DatasetError(f"labels {scene.labels} do not overlap raster {scene.raster}: {exc}") from exc
 
 
-def tile_from_sample(image: torch.Tensor, plan: ReadPlan, tile_size: int) -> torch.Tensor:
+def tile_from_sample(
+    image: torch.Tensor, plan: ReadPlan, tile_size: int, inside: np.ndarray | None = None
+) -> torch.Tensor:
     """Raw torchgeo bands ``[B, H, W]`` → the plan's bands, stretched to uint8, as float
     ``[C, T, T]`` in [0, 1] (C = number of plan bands: 3 for RGB).
 
-    Uses the plan's 1-based bands and scene stretch, then crops/pads to ``tile_size``.
+    Uses the plan's 1-based bands and scene stretch, then crops to ``tile_size``. Pixels past
+    the scene edge (outside ``inside``, the :func:`_inside_scene` mask, or beyond a sample
+    shorter than the tile) are filled by mirroring the scene's pixels, as prediction pads its
+    edge tiles (:func:`~sam2unext.geo.tiling.pad_to_tile`), so a model is scored on the inputs
+    that ``predict`` gives it (torchgeo fills them with zeros).
     """
     data = image.numpy()[[b - 1 for b in plan.bands]]
-    tile = apply_stretch(data, plan.stretch)
-    out = np.zeros((len(plan.bands), tile_size, tile_size), dtype=np.uint8)
-    h, w = min(tile_size, tile.shape[1]), min(tile_size, tile.shape[2])
-    out[:, :h, :w] = tile[:, :h, :w]
-    return torch.from_numpy(out).float().div_(255.0)
+    tile = apply_stretch(data, plan.stretch)[:, :tile_size, :tile_size]
+    if inside is not None and inside.any() and not inside.all():
+        rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+        tile = mirror_pad(tile[:, rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], (rows[0], cols[0]), tile_size)
+    else:
+        tile = pad_to_tile(tile, tile_size)
+    return to_unit_float(tile[None])[0]
 
 
 def _mask_tile(mask: torch.Tensor, tile_size: int) -> torch.Tensor:
@@ -111,7 +125,7 @@ def _mask_tile(mask: torch.Tensor, tile_size: int) -> torch.Tensor:
     return out
 
 
-def _inside_scene(query, plan: ReadPlan, size: int) -> np.ndarray:
+def _inside_scene(query: Any, plan: ReadPlan, size: int) -> np.ndarray:
     """Boolean ``[size, size]``: which pixels of a north-up sampler tile lie inside the raster.
 
     ``query`` is torchgeo's ``(x slice, y slice, t slice)``; the tile spans it, row 0 at the top.
@@ -162,7 +176,7 @@ class GeoTileDataset(EpochDataset):
         *,
         tiles_per_scene: int = DEFAULT_TILES_PER_SCENE,
         bands: Sequence[int] | None = None,
-        stretch=None,
+        stretch: StretchChoice | None = None,
         resolution: float | None = None,
         seed: int = 0,
         train: bool = True,
@@ -194,7 +208,7 @@ class GeoTileDataset(EpochDataset):
                 )
         self.datasets = [_scene_dataset(s, resolution) for s in self.scenes]
         self.epoch = 0
-        self.queries: list[tuple[int, tuple]] = []
+        self.queries: list[tuple[int, Any]] = []  # (scene, torchgeo query: a BoundingBox or slices)
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -202,7 +216,7 @@ class GeoTileDataset(EpochDataset):
         from torchgeo.samplers import RandomGeoSampler
 
         self.epoch = epoch
-        queries = []
+        queries: list[tuple[int, Any]] = []
         for i, ds in enumerate(self.datasets):
             gen = sample_generator(self.seed, epoch, 1_000_000 + i)
             torch_state = torch.get_rng_state()
@@ -224,7 +238,7 @@ class GeoTileDataset(EpochDataset):
         rgb = tile_from_sample(item["image"], self.plans[scene], self.tile_size)
         return rgb, _mask_tile(item["mask"], self.tile_size)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int) -> dict[str, Any]:
         tile, mask = self.sample(index)
         image = normalize(tile, self.band_config.mean, self.band_config.std)
         if self.train:
@@ -234,11 +248,11 @@ class GeoTileDataset(EpochDataset):
 
 
 def scene_iou(
-    model: nn.Module,
+    model: SegmentationModel,
     scene: LabeledScene,
     *,
     bands: Sequence[int] | None = None,
-    stretch=None,
+    stretch: StretchChoice | None = None,
     resolution: float | None = None,
     threshold: float = 0.5,
     device: str = "cpu",
@@ -271,10 +285,12 @@ def scene_iou(
     with torch.inference_mode():
         for query in GridGeoSampler(ds, size=size, stride=size):
             item = ds[query]
-            x = normalize(tile_from_sample(item["image"], plan, size), cfg.mean, cfg.std).unsqueeze(0).to(device)
+            inside_px = _inside_scene(query, plan, size)
+            tile = tile_from_sample(item["image"], plan, size, inside_px)
+            x = normalize(tile, cfg.mean, cfg.std).unsqueeze(0).to(device)
             out = model(x)
             out = out if isinstance(out, torch.Tensor) else out[0]
-            inside = torch.from_numpy(_inside_scene(query, plan, size))
+            inside = torch.from_numpy(inside_px)
             pred = (torch.sigmoid(out.float())[0, 0].cpu() > threshold) & inside
             truth = (_mask_tile(item["mask"], size)[0] > 0.5) & inside
             inter += int((pred & truth).sum())
@@ -296,7 +312,7 @@ def finetune(
     bands: Sequence[int] | None = None,
     rgb_bands: Sequence[int] | None = None,
     band_fill: str = "repeat",
-    stretch=None,
+    stretch: StretchChoice | None = None,
     resolution: float | None = None,
     task: str | None = "geo",
     resume: bool = False,
@@ -386,7 +402,7 @@ def finetune(
 
 
 def prepare_model_bands(
-    model: nn.Module, bands: Sequence[int] | None, rgb_bands: Sequence[int] | None, fill: str = "repeat"
+    model: SegmentationModel, bands: Sequence[int] | None, rgb_bands: Sequence[int] | None, fill: str = "repeat"
 ) -> None:
     """Widen an RGB model to the requested bands (in place) before fine-tuning.
 
@@ -415,7 +431,7 @@ def prepare_model_bands(
     adapt_model_bands(model, len(bands), rgb, fill=fill)
 
 
-def record_training_bands(model: nn.Module, plans: Sequence[ReadPlan], *, explicit_stretch: bool) -> None:
+def record_training_bands(model: SegmentationModel, plans: Sequence[ReadPlan], *, explicit_stretch: bool) -> None:
     """Store in ``model.bands`` what training reads: the source bands, the stretch when it was
     given (else each scene's 2-98 % stretch, stored as None), and, for a multispectral model
     without them yet, the mean/std of its non-RGB bands measured on the training scenes."""
@@ -433,7 +449,7 @@ def record_training_bands(model: nn.Module, plans: Sequence[ReadPlan], *, explic
     model.bands = cfg
 
 
-def restore_run_bands(model: nn.Module, run_dir: str | Path) -> None:
+def restore_run_bands(model: SegmentationModel, run_dir: str | Path) -> None:
     """Give a freshly built model the band layout of the run being resumed (from its last
     snapshot's metadata) so that the snapshot's weights fit."""
     from sam2unext import read_checkpoint_metadata

@@ -31,7 +31,7 @@ def _tensor_digest(state: dict) -> str:
     return digest.hexdigest()
 
 
-def model_fingerprint(model) -> dict[str, Any]:
+def model_fingerprint(model: object) -> dict[str, Any]:
     """What identifies the weights and numerics of a model, a model factory or a stand-in.
 
     Uses, in order: the object's own ``fingerprint()``; a torch module's weights, device and

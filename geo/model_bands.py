@@ -8,15 +8,23 @@ choices into the scene's :class:`~sam2unext.geo.reading.ReadPlan`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Union
 
+from sam2unext.bands import BandConfig
 from sam2unext.errors import InputError, option
 
+from .model_contract import ModelSource
 from .reading import ReadPlan, make_plan
 
+#: Bands the user picks: 1-based band numbers or band descriptions (``"red"``, ``"nir"``).
+BandChoice = Sequence[Union[int, str]]
+#: A stretch the user gives: one ``(min, max)`` for all bands, or one pair per band.
+StretchChoice = Union[tuple[float, float], Sequence[tuple[float, float]]]
 
-def model_band_config(model=None, checkpoint=None):
+
+def model_band_config(model: ModelSource = None, checkpoint: str | Path | None = None) -> BandConfig | None:
     """The :class:`~sam2unext.bands.BandConfig` of a model object, of a loader factory that
     carries one (``.bands``), or read from ``checkpoint``'s metadata; None when unknown
     (stand-in models and factories without one: RGB)."""
@@ -33,13 +41,13 @@ def model_band_config(model=None, checkpoint=None):
 def make_model_plan(
     path: str | Path,
     *,
-    model=None,
-    checkpoint=None,
-    bands: Sequence[int] | None = None,
-    stretch=None,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    bands: BandChoice | None = None,
+    stretch: StretchChoice | None = None,
     resolution: float | None = None,
     rgb_bands: Sequence[int] | None = None,
-    warn=None,
+    warn: Callable[[str], None] | None = None,
 ) -> ReadPlan:
     """The read plan of a scene for the model that will run on it.
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from sam2unext.errors import Words, api_words, render_options
+
+if TYPE_CHECKING:
+    from tqdm.std import tqdm as tqdm_std
 
 MODES = ("bar", "json", "none")
 
@@ -82,19 +85,28 @@ class JsonProgress(Progress):
         out.write(json.dumps(event, separators=(",", ":")) + "\n")
         out.flush()
 
-    def start(self, scene, tiles, width, height, **info):
+    def start(self, scene: str, tiles: int, width: int, height: int, **info: Any) -> None:
         self.emit(
             {"event": "start", "scene": scene, "tiles": int(tiles), "width": int(width), "height": int(height), **info}
         )
 
-    def update(self, stage, done, total):
+    def update(self, stage: str, done: int, total: int) -> None:
         now = time.monotonic()
         if done < total and now - self._last.get(stage, -1e9) < self.min_interval:
             return
         self._last[stage] = now
         self.emit({"event": "progress", "stage": stage, "done": int(done), "total": int(total)})
 
-    def done(self, scene, probability, vector, tiles_run, tiles_skipped, seconds, area):
+    def done(
+        self,
+        scene: str,
+        probability: str,
+        vector: str | None,
+        tiles_run: int,
+        tiles_skipped: int,
+        seconds: float,
+        area: float,
+    ) -> None:
         self.emit(
             {
                 "event": "done",
@@ -108,18 +120,18 @@ class JsonProgress(Progress):
             }
         )
 
-    def warning(self, message):
+    def warning(self, message: str) -> None:
         text = render_options(message, self.words)
         self.emit({"event": "warning", "message": text})
         print(f"warning: {text}", file=sys.stderr, flush=True)
 
-    def error(self, message, exit_code, options=None):
-        event = {"event": "error", "message": message, "exit_code": int(exit_code)}
+    def error(self, message: str, exit_code: int, options: list[str] | None = None) -> None:
+        event: dict[str, Any] = {"event": "error", "message": message, "exit_code": int(exit_code)}
         if options:
             event["options"] = list(options)
         self.emit(event)
 
-    def complete(self, scenes, seconds):
+    def complete(self, scenes: int, seconds: float) -> None:
         self.emit({"event": "complete", "scenes": int(scenes), "seconds": round(float(seconds), 3)})
 
 
@@ -136,7 +148,7 @@ def in_notebook() -> bool:
     return "ipykernel.zmqshell" in sys.modules
 
 
-def _bar_class():
+def _bar_class() -> type[tqdm_std] | None:
     """The tqdm class to use: widgets in a notebook, text elsewhere; None in a notebook without ipywidgets."""
     if in_notebook():
         try:
@@ -156,13 +168,13 @@ class BarProgress(Progress):
     this reporter prints one note (once per process) and one line per finished stage instead.
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._bars: dict[str, Any] = {}
         self._finished: set[str] = set()
         self._scene = ""
         self._tqdm = _bar_class()
 
-    def start(self, scene, tiles, width, height, **info):
+    def start(self, scene: str, tiles: int, width: int, height: int, **info: Any) -> None:
         self._scene = scene
         self._finished.clear()
         line = describe_start(scene, tiles, info)
@@ -177,7 +189,7 @@ class BarProgress(Progress):
         else:
             self._tqdm.write(text, file=sys.stderr)
 
-    def update(self, stage, done, total):
+    def update(self, stage: str, done: int, total: int) -> None:
         bar = self._bars.get(stage)
         if bar is None and stage in self._finished:
             return  # a repeated final update: the bar is already closed
@@ -208,10 +220,10 @@ class BarProgress(Progress):
             unit = "tiles" if stage == "predict" else "steps"
             print(f"{f'{stage} {self._scene}'.strip()}: {done}/{total} {unit}", flush=True)
 
-    def warning(self, message):
+    def warning(self, message: str) -> None:
         self._say(f"warning: {render_options(message, self.words)}", err=True)
 
-    def close(self):
+    def close(self) -> None:
         for bar in self._bars.values():
             bar.close()
         self._bars.clear()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -26,8 +27,11 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window, from_bounds
 
-from .reading import DEFAULT_PERCENTILES, apply_stretch, open_raster, select_bands
+from .reading import DEFAULT_PERCENTILES, Stretch, apply_stretch, open_raster, select_bands
 from .vectorize import probability_scale
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Longest side of each panel's raster, in pixels.
 MAX_SIDE = 900
@@ -97,14 +101,15 @@ def read_scene_rgb(
         dtypes = [src.dtypes[b - 1] for b in sel]
     bands_data = np.ma.stack([data[unique.index(b)] for b in sel])
     valid = ~np.ma.getmaskarray(bands_data).any(axis=0)
-    stretch = None
+    stretch: Stretch | None = None
     if any(d != "uint8" for d in dtypes):
-        stretch = []
+        pairs = []
         for band in bands_data:
             values = np.asarray(band)[valid]
             values = values[np.isfinite(values)].astype(np.float64)
             lo, hi = np.percentile(values, DEFAULT_PERCENTILES) if values.size else (0.0, 1.0)
-            stretch.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
+            pairs.append((float(lo), float(hi) if hi > lo else float(lo) + 1.0))
+        stretch = tuple(pairs)
     rgb = apply_stretch(np.ma.filled(bands_data, 0), stretch)
     alpha = np.where(valid, 255, 0).astype(np.uint8)[None]
     return np.concatenate([rgb, alpha]).transpose(1, 2, 0), (
@@ -146,7 +151,7 @@ def draw_quicklook(
     bands: Sequence[int] | int | None = None,
     title: str | None = None,
     max_side: int = MAX_SIDE,
-):
+) -> Figure:
     """Draw the quick-look: scene | probability | polygon outlines on the scene, in map coordinates.
 
     Args:

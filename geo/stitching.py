@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +25,8 @@ from .tiling import TileGrid
 FLUSH_ROWS = 32
 #: Tile rows weighted and accumulated at a time (the temporary stays in cache).
 ADD_ROWS = 32
-#: ``emit(row0, prob[rows, chunk width] float32)`` with ``row0`` a scene row.
+#: ``emit(row0, prob[rows, chunk width] float32)`` with ``row0`` a scene row; ``prob`` is a reused
+#: buffer, valid only during the call (copy what must be kept).
 RowSink = Callable[[int, np.ndarray], None]
 
 
@@ -72,6 +74,8 @@ class ChunkStitcher:
         self._w = weights
         self._tmp = np.empty((min(ADD_ROWS, grid.tile_size), grid.tile_size), dtype=np.float64)
         self._acc = np.zeros((min(grid.tile_size, chunk.height), chunk.width), dtype=np.float64)
+        self._mean = np.empty((FLUSH_ROWS, chunk.width), dtype=np.float64)  # weighted_mean scratch
+        self._rows_out = np.empty((FLUSH_ROWS, chunk.width), dtype=np.float32)  # what emit receives
         self._base = chunk.row_off  # scene row of self._acc[0]
         self._order = [(r, c) for r in tile_rows for c in tile_cols]
         self._next = 0
@@ -84,6 +88,10 @@ class ChunkStitcher:
 
     def add(self, prob: np.ndarray | None) -> None:
         """Add the next tile's ``[T, T]`` probabilities (None for a skipped tile)."""
+        self._accumulate(prob)
+
+    def _accumulate(self, prob: Any) -> None:
+        """Add the next tile: ``prob`` is an array of this stitcher's kind (numpy here) or None."""
         r, c = self._order[self._next]
         g, ch = self.grid, self.chunk
         t = g.tile_size
@@ -92,17 +100,27 @@ class ChunkStitcher:
         a0, a1 = max(r0, ch.row_off), min(r0 + t, g.height, ch.row_off + ch.height)
         b0, b1 = max(c0, ch.col_off), min(c0 + t, g.width, ch.col_off + ch.width)
         if prob is not None:
-            for s0 in range(a0, a1, ADD_ROWS):
-                s1 = min(s0 + ADD_ROWS, a1)
-                weighted = np.multiply(
-                    self._w.w2d[s0 - r0 : s1 - r0, b0 - c0 : b1 - c0],
-                    prob[s0 - r0 : s1 - r0, b0 - c0 : b1 - c0],
-                    out=self._tmp[: s1 - s0, : b1 - b0],
-                )
-                self._acc[s0 - self._base : s1 - self._base, b0 - ch.col_off : b1 - ch.col_off] += weighted
+            self._add_weighted(prob, r0, c0, a0, a1, b0, b1)
         self._next += 1
         if c == self._cols[-1]:
             self._finish_tile_row(r)
+
+    def _add_weighted(self, prob: Any, r0: int, c0: int, a0: int, a1: int, b0: int, b1: int) -> None:
+        """``acc += w * prob`` over scene rows ``[a0, a1)`` and columns ``[b0, b1)`` of the tile at ``(r0, c0)``.
+
+        In bands of :data:`ADD_ROWS` rows, so the float64 temporary stays in cache. (Skipping the
+        multiply where the weight is 1 and other splits were measured: narrower calls cost more
+        than the multiply they save.)
+        """
+        base, col = self._base, self.chunk.col_off
+        for s0 in range(a0, a1, ADD_ROWS):
+            s1 = min(s0 + ADD_ROWS, a1)
+            weighted = np.multiply(
+                self._w.w2d[s0 - r0 : s1 - r0, b0 - c0 : b1 - c0],
+                prob[s0 - r0 : s1 - r0, b0 - c0 : b1 - c0],
+                out=self._tmp[: s1 - s0, : b1 - b0],
+            )
+            self._acc[s0 - base : s1 - base, b0 - col : b1 - col] += weighted
 
     def _finish_tile_row(self, r: int) -> None:
         g, ch = self.grid, self.chunk
@@ -113,16 +131,33 @@ class ChunkStitcher:
         n = end - self._base
         if n <= 0:
             return
+        self._emit_rows(n)
+        self.rows_emitted += n
+        self._shift(n)
+        self._base = end
+
+    def _shift(self, n: int) -> None:
+        """Move the accumulator up by ``n`` emitted rows and clear the rows freed at the bottom."""
+        keep = self._acc.shape[0] - n
+        self._acc[:keep] = self._acc[n:]
+        self._acc[keep:] = 0.0
+
+    def _emit_rows(self, n: int) -> None:
+        """Normalize the first ``n`` accumulator rows and hand them on."""
+        ch = self.chunk
         inv_col = self._w.inv_col[ch.col_off : ch.col_off + ch.width]
         for r0 in range(0, n, FLUSH_ROWS):  # in chunks: temporaries stay small
             r1 = min(r0 + FLUSH_ROWS, n)
             row0 = self._base + r0
-            self._emit(row0, weighted_mean(self._acc[r0:r1], self._w.inv_row[row0 : self._base + r1], inv_col))
-        self.rows_emitted += n
-        keep = self._acc.shape[0] - n
-        self._acc[:keep] = self._acc[n:]
-        self._acc[keep:] = 0.0
-        self._base = end
+            rows = r1 - r0
+            mean = weighted_mean(
+                self._acc[r0:r1],
+                self._w.inv_row[row0 : self._base + r1],
+                inv_col,
+                out=self._rows_out[:rows],
+                scratch=self._mean[:rows],
+            )
+            self._emit(row0, mean)
 
     @property
     def complete(self) -> bool:

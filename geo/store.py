@@ -40,7 +40,7 @@ def store_path_for(output: str | Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def _is_disk_full(exc: BaseException) -> bool:
+def _is_disk_full(exc: BaseException | None) -> bool:
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
@@ -87,13 +87,16 @@ class RunStore:
         """Create the folder, the Zarr arrays and the manifest (the manifest last)."""
         import zarr
         from zarr.codecs import ZstdCodec
+        from zarr.core.array_spec import ArrayConfig
 
         try:
             self.folder.mkdir()
             self.done_folder.mkdir()
             group = zarr.open_group(str(self.folder / "prob.zarr"), mode="w")
             fill = float("nan") if out_dtype == "float32" else 0
-            config = {"write_empty_chunks": True}  # a rewritten chunk must replace what a dead task left
+            config = ArrayConfig(
+                order="C", write_empty_chunks=True
+            )  # a rewritten chunk must replace what a dead task left
             chunks = (min(ZARR_ROWS, chunk_width, height), min(chunk_width, width))
             group.create_array(
                 "prob",

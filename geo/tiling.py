@@ -185,15 +185,22 @@ def clip_window(window: Window, height: int, width: int) -> Window:
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
+def mirror_pad(array: np.ndarray, offset: tuple[int, int], tile_size: int) -> np.ndarray:
+    """Place ``array`` at ``offset`` (row, column) in a ``tile_size`` square and mirror it into the rest.
+
+    :func:`pad_to_tile` when ``offset`` is ``(0, 0)``; a one-pixel axis repeats its edge.
+    """
+    h, w = array.shape[-2:]
+    pad = [(0, 0)] * (array.ndim - 2) + [(offset[0], tile_size - h - offset[0]), (offset[1], tile_size - w - offset[1])]
+    if all(p == (0, 0) for p in pad):
+        return array
+    return np.pad(array, pad, mode="reflect" if h > 1 and w > 1 else "edge")
+
+
 def pad_to_tile(array: np.ndarray, tile_size: int) -> np.ndarray:
     """Pad the last two axes of ``array`` at the bottom/right to ``tile_size`` (mirror padding).
 
     Mirror (reflect) padding keeps image statistics near the edge; a one-pixel axis is padded
     by repeating its edge.
     """
-    h, w = array.shape[-2:]
-    if h == tile_size and w == tile_size:
-        return array
-    pad = [(0, 0)] * (array.ndim - 2) + [(0, tile_size - h), (0, tile_size - w)]
-    mode = "reflect" if h > 1 and w > 1 else "edge"
-    return np.pad(array, pad, mode=mode)
+    return mirror_pad(array, (0, 0), tile_size)

@@ -14,6 +14,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -25,9 +26,14 @@ from rasterio.windows import Window
 from sam2unext.errors import InputError, OutputError
 from sam2unext.files import write_atomically
 
-from .progress import make_progress
+from .progress import Progress, make_progress
 from .reading import open_raster
 from .writing import check_output, remove_quietly, temp_name
+
+if TYPE_CHECKING:
+    import geopandas as gpd
+    from rasterio.io import DatasetReader
+    from shapely.geometry.base import BaseGeometry
 
 #: format name → (file suffix, OGR driver; None = GeoParquet through pyarrow)
 VECTOR_FORMATS = {
@@ -46,7 +52,7 @@ class VectorResult:
     path: Path
     count: int
     area: float
-    geodataframe: object | None = None
+    geodataframe: gpd.GeoDataFrame | None = None
 
 
 def format_from(path: str | Path | None, vector_format: str | None) -> str:
@@ -64,7 +70,7 @@ def format_from(path: str | Path | None, vector_format: str | None) -> str:
         fmt = "gpkg"
     if fmt not in VECTOR_FORMATS:
         raise OutputError(
-            f"vector format {vector_format or Path(path).suffix!r} must be one of {', '.join(VECTOR_FORMATS)}"
+            f"vector format {vector_format or Path(path or '').suffix!r} must be one of {', '.join(VECTOR_FORMATS)}"
         )
     return fmt
 
@@ -80,7 +86,7 @@ def probability_scale(dtype: str) -> float:
     return 255.0 if dtype == "uint8" else 1.0
 
 
-def write_binary(src, path: Path, threshold: float) -> None:
+def write_binary(src: DatasetReader, path: Path, threshold: float) -> None:
     """Threshold ``src`` band 1 block by block into a uint8 0/1 GeoTIFF at ``path``."""
     scale = probability_scale(src.dtypes[0])
     profile = dict(
@@ -105,7 +111,9 @@ def write_binary(src, path: Path, threshold: float) -> None:
                 dst.write(((values > threshold) & valid & np.isfinite(values)).astype(np.uint8), 1, window=window)
 
 
-def polygon_stats(src, geoms_px, scale: float, strip: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def polygon_stats(
+    src: DatasetReader, geoms_px: np.ndarray, scale: float, strip: int = 512
+) -> tuple[np.ndarray, np.ndarray]:
     """Mean and max probability of the pixels inside each pixel-space polygon.
 
     Polygons are burnt as ids into one row strip at a time (pixel centres, the same pixels
@@ -150,7 +158,7 @@ def polygon_stats(src, geoms_px, scale: float, strip: int = 512) -> tuple[np.nda
 PIXEL_UNITS = Affine(1.0, 0.0, 0.0, 0.0, -1.0, 0.0)
 
 
-def vector_transform(src) -> Affine:
+def vector_transform(src: DatasetReader) -> Affine:
     """The transform polygons are mapped with: the raster's, or :data:`PIXEL_UNITS` without one."""
     if src.crs is None and src.transform.is_identity:
         return PIXEL_UNITS
@@ -158,8 +166,14 @@ def vector_transform(src) -> Affine:
 
 
 def polygons_from(
-    src, binary_path: Path, *, min_area: float = 0.0, fill_holes: bool = False, simplify: float = 0.0, clip=None
-):
+    src: DatasetReader,
+    binary_path: Path,
+    *,
+    min_area: float = 0.0,
+    fill_holes: bool = False,
+    simplify: float = 0.0,
+    clip: BaseGeometry | None = None,
+) -> gpd.GeoDataFrame:
     """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame.
 
     ``clip``: a geometry in the raster's CRS that the polygons are cut to (parts become polygons).
@@ -198,7 +212,7 @@ def polygons_from(
     )
 
 
-def write_vector(gdf, path: Path, vector_format: str) -> None:
+def write_vector(gdf: gpd.GeoDataFrame, path: Path, vector_format: str) -> None:
     """Write ``gdf`` to ``path`` through :func:`sam2unext.files.write_atomically` (temporary
     name + rename; the temporary file and SQLite's side files are removed on any failure).
 
@@ -248,9 +262,9 @@ def vectorize_raster(
     simplify: float = 0.0,
     vector_format: str | None = None,
     overwrite: bool = False,
-    progress="none",
+    progress: str | Progress | None = "none",
     as_geodataframe: bool = False,
-    clip=None,
+    clip: BaseGeometry | None = None,
 ) -> VectorResult:
     """Turn a probability raster into polygons.
 

@@ -22,10 +22,13 @@ import rasterio.shutil
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
+from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from sam2unext.errors import OutputError, option
 from sam2unext.files import write_atomically
+
+from .store import RunStore
 
 OUT_DTYPES = ("uint8", "float32")
 #: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.
@@ -48,12 +51,23 @@ def overview_factors(height: int, width: int, block: int = BLOCK) -> list[int]:
     return factors
 
 
-def quantize_probability(prob: np.ndarray) -> np.ndarray:
-    """float32 probabilities in [0, 1] → uint8 0..255 (round half to even, clipped)."""
-    scaled = np.multiply(np.asarray(prob, dtype=np.float32), np.float32(255.0), dtype=np.float32)
+def quantize_probability(
+    prob: np.ndarray, *, out: np.ndarray | None = None, scratch: np.ndarray | None = None
+) -> np.ndarray:
+    """float32 probabilities in [0, 1] → uint8 0..255 (round half to even, clipped).
+
+    Args:
+        prob: probabilities (any shape).
+        out: optional uint8 result buffer of ``prob``'s shape.
+        scratch: optional float32 buffer of ``prob``'s shape (no temporary is allocated).
+    """
+    scaled = np.multiply(np.asarray(prob, dtype=np.float32), np.float32(255.0), out=scratch, dtype=np.float32)
     np.rint(scaled, out=scaled)
     np.clip(scaled, 0, 255, out=scaled)
-    return scaled.astype(np.uint8)
+    if out is None:
+        return scaled.astype(np.uint8)
+    np.copyto(out, scaled, casting="unsafe")
+    return out
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
@@ -115,13 +129,13 @@ class ProbabilityWriter:
         *,
         height: int,
         width: int,
-        transform: Affine,
-        crs,
+        transform: Affine | None,
+        crs: object,
         out_dtype: str = "uint8",
         overwrite: bool = False,
         masked: bool = True,
         tags: dict[str, str] | None = None,
-    ):
+    ) -> None:
         if out_dtype not in OUT_DTYPES:
             raise OutputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
         self.path = Path(path)
@@ -149,15 +163,15 @@ class ProbabilityWriter:
         if out_dtype == "float32":
             profile["nodata"] = float("nan")
         self._profile = profile
-        self._ds = None
+        self._ds: DatasetWriter | None = None
 
     def __enter__(self) -> ProbabilityWriter:
         try:
             with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                self._ds = rasterio.open(self._strips, "w", **self._profile)
+                ds = self._ds = rasterio.open(self._strips, "w", **self._profile)
                 if self.tags:
-                    self._ds.update_tags(**self.tags)
+                    ds.update_tags(**self.tags)
         except (rasterio.errors.RasterioIOError, OSError) as exc:
             remove_quietly(self._strips)
             raise OutputError(f"cannot write {self.path}: {str(exc).splitlines()[0]}") from None
@@ -172,9 +186,15 @@ class ProbabilityWriter:
             valid: uint8 ``[rows, cols]``, 255 valid and 0 nodata (None: all valid).
         """
         window = Window(col0, row0, values.shape[1], values.shape[0])
-        self._ds.write(values, 1, window=window)
+        ds = self._open()
+        ds.write(values, 1, window=window)
         if self.masked and self.out_dtype == "uint8":
-            self._ds.write_mask(np.full(values.shape, 255, np.uint8) if valid is None else valid, window=window)
+            ds.write_mask(np.full(values.shape, 255, np.uint8) if valid is None else valid, window=window)
+
+    def _open(self) -> DatasetWriter:
+        if self._ds is None:
+            raise RuntimeError("ProbabilityWriter used outside its with block or after commit")
+        return self._ds
 
     def commit(self) -> Path:
         """Finish: convert to a COG and rename onto the output path.
@@ -182,7 +202,7 @@ class ProbabilityWriter:
         Returns:
             The output path.
         """
-        self._ds.close()
+        self._open().close()
         self._ds = None
         opts = dict(
             driver="COG",
@@ -211,7 +231,7 @@ class ProbabilityWriter:
         remove_quietly(self._strips)
         return self.path
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
         if self._ds is not None:
             try:
                 self._ds.close()
@@ -221,7 +241,7 @@ class ProbabilityWriter:
 
 
 def write_from_store(
-    store, writer: ProbabilityWriter, chunk_width: int, on_rows: Callable[[int], None] | None = None
+    store: RunStore, writer: ProbabilityWriter, chunk_width: int, on_rows: Callable[[int], None] | None = None
 ) -> None:
     """Copy every finished chunk of ``store`` into ``writer``, block row by block row."""
     for row0 in range(0, writer.height, BLOCK):

@@ -81,6 +81,24 @@ class ModelLoader:
             self._model = load_model(**self.kwargs)
         return self._model
 
+    def release(self) -> None:
+        """Forget the loaded model (its memory is freed once nothing else holds it); a later call loads again."""
+        self._model = None
+        import gc
+
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def on(self, device: str) -> ModelLoader:
+        """The same loader for another device (a worker's own GPU)."""
+        other = ModelLoader.__new__(ModelLoader)
+        other.kwargs = {**self.kwargs, "device": device}
+        other._model = None
+        return other
+
     def __getstate__(self):
         return {"kwargs": self.kwargs, "_model": None}
 

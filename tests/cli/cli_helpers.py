@@ -9,10 +9,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sam2unext.geo.demo import generate_scene, write_scene
+from sam2unext.geo.demo_scene import generate_scene, write_scene
 
 #: The console script next to this interpreter (a user's command), else ``python -m``.
 _SCRIPT = Path(sys.executable).with_name("sam2unext-geo")
@@ -52,12 +53,46 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> CliResult:
     return CliResult(code, out.getvalue(), err.getvalue())
 
 
+def _process_env() -> dict[str, str]:
+    return dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+
+
 def run_cli_process(*args: str | Path, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real console script in a subprocess (for exit statuses of the process itself)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     return subprocess.run(
-        [*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env
+        [*COMMAND, *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=_process_env()
     )
+
+
+@dataclass
+class Interrupted:
+    """How a signalled ``predict`` process ended: exit status, every JSON event, stderr."""
+
+    returncode: int
+    events: list[dict]
+    stderr: str
+
+
+def interrupt_predict(scene: Path, out: Path, sig: int, *, timeout: float = 120) -> Interrupted:
+    """Run ``predict SCENE -o OUT --progress json`` as the real console script, send ``sig`` once
+    tiles are being predicted (a ``predict`` progress event with ``done > 0``), wait for the end."""
+    args = [*COMMAND, "predict", str(scene), "-o", str(out), "--preset", "sam2unext-test"]
+    args += ["--progress", "json", "--batch-size", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_process_env())
+    events: list[dict] = []
+    try:
+        deadline = time.monotonic() + timeout
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            events.append(json.loads(line))
+            if events[-1].get("stage") == "predict" and events[-1]["done"] > 0:
+                break
+            assert time.monotonic() < deadline, "no progress event"
+        proc.send_signal(sig)
+        rest, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    return Interrupted(proc.returncode, events + json_events(rest), stderr)
 
 
 def json_events(stdout: str) -> list[dict]:

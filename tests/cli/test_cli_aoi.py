@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-import sam2unext.geo as geo
+import sam2unext.geo.api as geo_api
 from sam2unext.cli.main import main
 
 
@@ -26,8 +26,8 @@ def captured(monkeypatch, tmp_path):
         calls.append(kw)
         return Result()
 
-    monkeypatch.setattr(geo, "predict_raster", fake)
-    monkeypatch.setattr(geo, "check_scene", lambda *args, **kw: None)  # the scene file is a stand-in
+    monkeypatch.setattr(geo_api, "predict_raster", fake)  # what predict_scenes calls per scene
+    monkeypatch.setattr(geo_api, "check_scene", lambda *args, **kw: None)  # the scene file is a stand-in
     scene = tmp_path / "s.tif"
     scene.write_bytes(b"")
     return calls, scene

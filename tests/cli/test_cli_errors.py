@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import time
 
 import pytest
 
-from cli_helpers import COMMAND, files_in, json_events, run_cli, run_cli_process, write_small_scene
+from cli_helpers import files_in, interrupt_predict, json_events, run_cli, run_cli_process, write_small_scene
 
 
 def assert_user_error(res, message: str) -> None:
@@ -110,33 +108,6 @@ def test_console_script_exit_statuses(work):
 def test_sigterm_exits_143_and_leaves_no_output(tmp_path):
     scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            *COMMAND,
-            "predict",
-            str(scene),
-            "-o",
-            str(out),
-            "--preset",
-            "sam2unext-test",
-            "--progress",
-            "json",
-            "--batch-size",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        for line in proc.stdout:  # wait until tiles are being predicted
-            if '"stage":"predict"' in line and '"done":0' not in line:
-                break
-            assert time.monotonic() < deadline, "no progress event"
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=60)
-    finally:
-        proc.kill()
-    assert rc == 143, proc.stderr.read()
+    res = interrupt_predict(scene, out, signal.SIGTERM)
+    assert res.returncode == 143, res.stderr
     assert files_in(out) == set()

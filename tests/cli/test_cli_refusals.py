@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
-import subprocess
-import time
 
 import pytest
 
 from sam2unext.cli.main import main
 
-from cli_helpers import COMMAND, files_in, write_small_scene
+from cli_helpers import files_in, interrupt_predict, write_small_scene
 
 
 def _err_lines(capsys) -> list[str]:
@@ -135,39 +132,9 @@ def test_a_tiny_scene_exits_2(tmp_path, capsys):
 def test_cancel_prints_one_line_and_a_json_error_event(tmp_path, sig, code):
     scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [
-            *COMMAND,
-            "predict",
-            str(scene),
-            "-o",
-            str(out),
-            "--preset",
-            "sam2unext-test",
-            "--progress",
-            "json",
-            "--batch-size",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    events = []
-    try:
-        deadline = time.monotonic() + 120
-        for line in proc.stdout:  # wait until tiles are being predicted
-            events.append(json.loads(line))
-            if events[-1].get("stage") == "predict" and events[-1]["done"] > 0:
-                break
-            assert time.monotonic() < deadline, "no progress event"
-        proc.send_signal(sig)
-        rest, stderr = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == code, stderr
-    events += [json.loads(line) for line in rest.splitlines() if line.strip()]
-    assert events[-1] == {"event": "error", "message": "cancelled; nothing written", "exit_code": code}
-    lines = [line for line in stderr.splitlines() if line.strip() and not line.startswith("warning:")]
-    assert lines == ["cancelled; nothing written"], stderr
+    res = interrupt_predict(scene, out, sig)
+    assert res.returncode == code, res.stderr
+    assert res.events[-1] == {"event": "error", "message": "cancelled; nothing written", "exit_code": code}
+    lines = [line for line in res.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
+    assert lines == ["cancelled; nothing written"], res.stderr
     assert files_in(out) == set()

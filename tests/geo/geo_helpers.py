@@ -12,7 +12,7 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.geo.reading import apply_stretch, make_plan
-from sam2unext.geo.testing import pixel_function
+from sam2unext.geo.stand_ins import pixel_function
 from sam2unext.geo.writing import quantize_probability
 
 

@@ -9,7 +9,7 @@ from shapely.geometry import Polygon, box
 
 from sam2unext.geo import predict_raster
 from sam2unext.geo.reading import TileReader
-from sam2unext.geo.testing import PixelModel
+from sam2unext.geo.stand_ins import PixelModel
 
 from geo_helpers import NORTH_UP, expected_uint8, smooth_rgb, write_raster
 
@@ -49,18 +49,19 @@ def test_polygon_aoi_window_nodata_outside_and_clipped_polygons(scene, tmp_path)
 
 def test_tiles_far_from_the_aoi_are_never_read(scene, tmp_path, monkeypatch):
     reads = []
-    real = TileReader._read_one
+    real = TileReader._read_region
 
-    def spy(self, ds, window):
-        reads.append(window)
-        return real(self, ds, window)
+    def spy(self, region):
+        reads.append(region)
+        return real(self, region)
 
-    monkeypatch.setattr(TileReader, "_read_one", spy)
+    monkeypatch.setattr(TileReader, "_read_region", spy)
     small = box(X0 + 150, Y0 - 180, X0 + 180, Y0 - 150)  # 20 x 20 px inside the scene
     res = predict_raster(
         scene, tmp_path / "o.tif", model=PixelModel(32, None), tile_size=32, aoi=small, vector=False, progress="none"
     )
     assert res.tiles_run == 1 and len(reads) == 1 and res.scene_tiles == 64
+    assert (reads[0].width, reads[0].height) == (20, 20)  # the one tile, clipped to the AOI window
     with rasterio.open(res.probability) as out:
         assert out.shape == (20, 20) and (out.read_masks(1) > 0).all()
 

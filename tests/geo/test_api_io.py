@@ -7,7 +7,7 @@ import rasterio
 import rioxarray
 
 from sam2unext.geo import JsonProgress, describe_raster, predict_raster
-from sam2unext.geo.testing import PixelModel
+from sam2unext.geo.stand_ins import PixelModel
 
 from geo_helpers import expected_uint8
 

@@ -15,9 +15,9 @@ from sam2unext.errors import OutputError
 from sam2unext.geo import predict_raster
 from sam2unext.geo.blending import tile_weights
 from sam2unext.geo.chunks import make_chunk_grid, tile_computations, tiles_touching
+from sam2unext.geo.stand_ins import FailingPixelModel, PixelModel, SlowPixelModelFactory
 from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
 from sam2unext.geo.store import RunStore, store_path_for
-from sam2unext.geo.testing import FailingPixelModel, PixelModel, SlowPixelModelFactory
 from sam2unext.geo.tiling import make_grid
 
 from geo_helpers import expected_uint8, smooth_rgb, write_raster
@@ -57,6 +57,36 @@ def test_chunk_stitcher_equals_direct_blend():
                 st.add(probs[r * len(grid.col_offsets) + c])
             assert st.complete
         np.testing.assert_allclose(out, direct, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
+def test_chunk_stitcher_is_bit_identical_to_the_float64_reference(overlap):
+    """The stitcher's shortcuts (unit-weight centre added without the multiply, reused buffers)
+    give exactly the float64 arithmetic of a plain ``acc += w * p`` over the whole scene."""
+    rng = np.random.default_rng(1)
+    grid = make_grid(150, 173, 32, overlap)  # the last tile row/column overlaps more than the others
+    probs = rng.random((len(grid), 32, 32), dtype=np.float32)
+    weights = SceneWeights(grid)
+    acc = np.zeros((150, 173))
+    for i in range(len(grid)):
+        win = grid.window(i)
+        r0, c0 = int(win.row_off), int(win.col_off)
+        h, wd = min(32, 150 - r0), min(32, 173 - c0)
+        acc[r0 : r0 + h, c0 : c0 + wd] += weights.w2d[:h, :wd] * probs[i][:h, :wd]
+    reference = ((acc * weights.inv_col) * weights.inv_row[:, None]).astype(np.float32)
+    for size in (16, 64, 256):
+        chunks = make_chunk_grid(150, 173, 32, size)
+        out = np.full((150, 173), np.nan, np.float32)
+        for chunk in chunks:
+            rows, cols = tiles_touching(grid, chunk)
+
+            def emit(row0, block, c0=chunk.col_off, out=out):
+                out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
+
+            st = ChunkStitcher(grid, chunk, rows, cols, emit, weights)
+            for r, c in st.tiles:
+                st.add(probs[r * len(grid.col_offsets) + c])
+        np.testing.assert_array_equal(out.view(np.uint32), reference.view(np.uint32))
 
 
 @pytest.mark.parametrize("chunk_size", [16, 32, 64])
@@ -293,7 +323,7 @@ def test_unwritable_store_location_is_a_user_error(nodata_raster, tmp_path):
 CHILD = """
 import sys
 from sam2unext.geo import predict_raster
-from sam2unext.geo.testing import SlowPixelModelFactory
+from sam2unext.geo.stand_ins import SlowPixelModelFactory
 predict_raster(sys.argv[1], sys.argv[2], model=SlowPixelModelFactory(32, 0.02)(), tile_size=32, chunk_size=32,
                batch_size=2, progress="none", vector=False)
 """
@@ -339,3 +369,34 @@ def test_kill_9_then_resume_is_bit_identical(nodata_raster, tmp_path):
     for a, b in zip(read_all(ref.probability), read_all(res.probability)):
         np.testing.assert_array_equal(a, b)
     assert not Path(str(out) + ".partial").exists()
+
+
+def test_chunks_side_by_side_give_the_same_output(nodata_raster, tmp_path, monkeypatch):
+    from sam2unext.geo import execution
+
+    def run(name):
+        res = predict_raster(
+            nodata_raster,
+            tmp_path / name,
+            model=PixelModel(32, None),
+            tile_size=32,
+            chunk_size=32,
+            vector=False,
+            progress="none",
+        )
+        return read_all(res.probability), res
+
+    one, res = run("one.tif")
+    monkeypatch.setattr(execution, "local_chunks_in_flight", lambda model: 3)
+    three, _ = run("three.tif")
+    assert res.chunks > 3
+    np.testing.assert_array_equal(one[0], three[0])
+    np.testing.assert_array_equal(one[1], three[1])
+
+
+@pytest.mark.parametrize("cores,expected", [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4), (64, 4)])
+def test_chunks_in_flight_grow_with_cores(monkeypatch, cores, expected):
+    from sam2unext.geo import execution
+
+    monkeypatch.setattr(execution.os, "cpu_count", lambda: cores)
+    assert execution.local_chunks_in_flight(PixelModel(32, None)) == expected

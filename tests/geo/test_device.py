@@ -19,10 +19,10 @@ from sam2unext.geo.device import (
     unit_float_table,
 )
 from sam2unext.geo.execution import run_model, single_thread_forward
-from sam2unext.geo.reading import to_unit_float
-from sam2unext.geo.testing import PixelModel
+from sam2unext.geo.stand_ins import PixelModel
 from sam2unext.loader import ModelLoader
 from sam2unext.models import resolve_dtype
+from sam2unext.transforms import to_unit_float
 
 from geo_helpers import smooth_rgb, write_raster
 

@@ -6,7 +6,7 @@ import rasterio
 import torch
 
 from sam2unext.geo import predict_raster
-from sam2unext.geo.testing import KillOncePixelModelFactory, PixelModel, PixelModelFactory
+from sam2unext.geo.stand_ins import KillOncePixelModelFactory, PixelModel, PixelModelFactory
 from sam2unext.loader import ModelLoader
 
 from geo_helpers import expected_uint8, smooth_rgb, write_raster
@@ -116,3 +116,44 @@ def test_worker_killed_mid_run_gives_the_same_output(cluster, nodata_raster, tmp
     for a, b in zip(read(ref.probability), read(res.probability)):
         np.testing.assert_array_equal(a, b)
     client.wait_for_workers(2, timeout=60)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_several_devices_run_one_worker_each(tmp_path, monkeypatch):
+    """Several GPUs: one worker process per device through the cluster path (two CPU 'devices' here)."""
+    from sam2unext.geo import api, cluster
+
+    scene = write_raster(tmp_path / "s.tif", smooth_rgb(300, 280, seed=5))
+    kwargs = dict(tile_size=128, batch_size=2, chunk_size=256, vector=False, progress="none", out_dtype="float32")
+    local = predict_raster(scene, tmp_path / "local.tif", model=ModelLoader(checkpoint="demo", device="cpu"), **kwargs)
+    used = []
+    monkeypatch.setattr(api, "local_devices", lambda device: ["cpu", "cpu"])
+    monkeypatch.setattr(cluster, "device_workers", _recording_workers(cluster.device_workers, used))
+    loader = ModelLoader(checkpoint="demo", device="cpu")
+    spread = predict_raster(scene, tmp_path / "spread.tif", model=loader, **kwargs)
+    assert used == [2] and loader._model is None  # this process's copy was released for the workers
+    np.testing.assert_array_equal(read(spread.probability)[0], read(local.probability)[0])
+    assert (spread.tiles_run, spread.tiles_computed) == (local.tiles_run, local.tiles_computed)
+
+
+def _recording_workers(real, used):
+    def workers(count):
+        used.append(count)
+        return real(count)
+
+    return workers
+
+
+def test_each_worker_loads_on_its_own_device(monkeypatch):
+    from sam2unext.geo import cluster
+
+    class Loader:
+        def on(self, device):
+            return lambda: f"model on {device}"
+
+    factory = cluster.PerWorkerDevice(Loader(), ["cuda:0", "cuda:1"])
+    for name, device in [(0, "cuda:0"), (1, "cuda:1"), (2, "cuda:0")]:
+        monkeypatch.setattr(cluster, "_WORKER_NAME", name)
+        assert factory() == f"model on {device}"
+    assert ModelLoader("demo", device="auto").on("cuda:1").kwargs["device"] == "cuda:1"

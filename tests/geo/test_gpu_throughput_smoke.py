@@ -45,6 +45,7 @@ def test_gpu_throughput_smoke_on_cpu(tmp_path, capsys):
         "peak GPU memory",
         "IoU bf16 vs fp32",
         "max logit diff",
+        "blend on the device equals the host blend",
     ):
         assert words in table
     f = json.loads(out.read_text())
@@ -53,3 +54,4 @@ def test_gpu_throughput_smoke_on_cpu(tmp_path, capsys):
     assert f["end_to_end"]["tiles"] > 0 and f["end_to_end"]["ratio"] > 0
     assert 0.9 <= f["demo_iou_bf16_fp32"] <= 1.0
     assert 0 <= f["logit_diff"]["max_abs"] < 1
+    assert f["blend_on_device_equal"] is True

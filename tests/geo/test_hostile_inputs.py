@@ -21,7 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from sam2unext.errors import InputError, OutputError
 from sam2unext.geo import check_scene, predict_raster
 from sam2unext.geo.reading import make_plan
-from sam2unext.geo.testing import PixelModel
+from sam2unext.geo.stand_ins import PixelModel
 
 from geo_helpers import NORTH_UP, smooth_rgb, write_raster
 

@@ -12,8 +12,9 @@ from sam2unext import build_model, save_checkpoint
 from sam2unext.errors import InputError
 from sam2unext.geo import predict_raster
 from sam2unext.geo.model_bands import make_model_plan
-from sam2unext.geo.reading import TileReader, apply_stretch, make_plan, to_unit_float
-from sam2unext.geo.testing import PixelModel
+from sam2unext.geo.reading import TileReader, apply_stretch, make_plan
+from sam2unext.geo.stand_ins import PixelModel
+from sam2unext.transforms import to_unit_float
 
 from geo_helpers import write_raster
 

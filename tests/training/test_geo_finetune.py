@@ -70,9 +70,23 @@ def test_scene_pairs_are_checked(scene):
         pair_scenes([scene.raster.with_name("missing.tif")], [scene.labels])
 
 
-def test_tile_from_sample_crops_and_pads(scene):
+def test_tile_from_sample_crops_and_mirrors_like_prediction(scene):
+    """Pixels past the scene edge are mirrored, as prediction pads its edge tiles (not zeros)."""
+    from sam2unext.geo.reading import apply_stretch
+    from sam2unext.geo.tiling import pad_to_tile
+
     plan = make_plan(scene.raster)
-    raw = torch.from_numpy(np.full((3, 250, 260), 60000, np.float32))
-    out = tile_from_sample(raw, plan, 256)
-    assert out.shape == (3, 256, 256)
-    assert float(out[:, :250, :256].min()) == 1.0 and float(out[:, 250:].max()) == 0.0
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 60000, (3, 250, 260)).astype(np.float32)
+    out = tile_from_sample(torch.from_numpy(raw), plan, 256)  # a sample shorter than the tile
+    expected = pad_to_tile(apply_stretch(raw, plan.stretch)[:, :256, :256], 256)
+    assert out.shape == (3, 256, 256) and torch.equal(out, torch.from_numpy(expected).float() / 255)
+    # an evaluation tile whose scene part is its bottom-right 200 x 180 px (torchgeo fills the rest with 0)
+    raw = np.zeros((3, 256, 256), np.float32)
+    raw[:, 56:, 76:] = rng.integers(1, 60000, (3, 200, 180))
+    inside = np.zeros((256, 256), bool)
+    inside[56:, 76:] = True
+    out = tile_from_sample(torch.from_numpy(raw), plan, 256, inside)
+    part = apply_stretch(raw[:, 56:, 76:], plan.stretch)
+    expected = np.pad(part, [(0, 0), (56, 0), (76, 0)], mode="reflect")
+    assert torch.equal(out, torch.from_numpy(expected).float() / 255)

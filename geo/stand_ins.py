@@ -6,6 +6,12 @@ processes can unpickle them.
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -35,7 +41,7 @@ class PixelModel:
         self.calls = 0
         self.low_res_shapes: list[tuple[int, ...]] = []
 
-    def fingerprint(self) -> dict:
+    def fingerprint(self) -> dict[str, Any]:
         """What identifies its output for a resume: the function and the tile size it expects."""
         return {"stand-in": "pixel_function", "input_size": self.input_size}
 
@@ -66,25 +72,27 @@ class PixelModelFactory:
         return PixelModel(self.input_size, self.low_res_size)
 
 
-class SlowPixelModelFactory(PixelModelFactory):
-    """Factory of a :class:`PixelModel` that sleeps ``delay`` seconds per forward pass (kill tests)."""
+class SlowPixelModel(PixelModel):
+    """A :class:`PixelModel` without a low-res view that sleeps ``delay`` seconds per forward pass."""
 
     def __init__(self, input_size: int = 64, delay: float = 0.05):
         super().__init__(input_size, None)
         self.delay = delay
 
-    def __call__(self) -> PixelModel:
-        import time
+    def predict(self, images: torch.Tensor, low_res: torch.Tensor | None = None) -> torch.Tensor:
+        time.sleep(self.delay)
+        return super().predict(images, low_res)
 
-        model = PixelModel(self.input_size, None)
-        plain = model.predict
 
-        def slow(images, low_res=None):
-            time.sleep(self.delay)
-            return plain(images, low_res)
+class SlowPixelModelFactory(PixelModelFactory):
+    """Factory of a :class:`SlowPixelModel` (kill tests)."""
 
-        model.predict = slow
-        return model
+    def __init__(self, input_size: int = 64, delay: float = 0.05):
+        super().__init__(input_size, None)
+        self.delay = delay
+
+    def __call__(self) -> SlowPixelModel:
+        return SlowPixelModel(self.input_size, self.delay)
 
 
 class FailingPixelModel(PixelModel):
@@ -95,36 +103,35 @@ class FailingPixelModel(PixelModel):
         self.fail_after = fail_after
         self.error = error
 
-    def predict(self, images, low_res=None):
+    def predict(self, images: torch.Tensor, low_res: torch.Tensor | None = None) -> torch.Tensor:
         if self.calls >= self.fail_after:
             raise self.error("stand-in failure")
         return super().predict(images, low_res)
 
 
-class KillOncePixelModelFactory(PixelModelFactory):
-    """Factory of a model that SIGKILLs its own process on its first batch after ``marker`` is absent.
-
-    It creates ``marker`` just before, so exactly one process dies once (the worker-kill test).
-    """
+class KillOncePixelModel(PixelModel):
+    """A :class:`PixelModel` that SIGKILLs its own process on its first batch after ``after_calls``
+    batches when ``marker`` is absent, creating ``marker`` just before (so only one process dies)."""
 
     def __init__(self, input_size: int, marker: str, after_calls: int = 2):
         super().__init__(input_size, None)
         self.marker = marker
         self.after_calls = after_calls
 
-    def __call__(self) -> PixelModel:
-        import os
-        import signal
-        from pathlib import Path
+    def predict(self, images: torch.Tensor, low_res: torch.Tensor | None = None) -> torch.Tensor:
+        if self.calls >= self.after_calls and not Path(self.marker).exists():
+            Path(self.marker).touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().predict(images, low_res)
 
-        model = PixelModel(self.input_size, None)
-        plain = model.predict
 
-        def predict(images, low_res=None):
-            if model.calls >= self.after_calls and not Path(self.marker).exists():
-                Path(self.marker).touch()
-                os.kill(os.getpid(), signal.SIGKILL)
-            return plain(images, low_res)
+class KillOncePixelModelFactory(PixelModelFactory):
+    """Factory of a :class:`KillOncePixelModel` (the worker-kill test): exactly one process dies once."""
 
-        model.predict = predict
-        return model
+    def __init__(self, input_size: int, marker: str, after_calls: int = 2):
+        super().__init__(input_size, None)
+        self.marker = marker
+        self.after_calls = after_calls
+
+    def __call__(self) -> KillOncePixelModel:
+        return KillOncePixelModel(self.input_size, self.marker, self.after_calls)
