@@ -42,6 +42,22 @@ def _rank(nodeid: str) -> int:
     return HEAVY_FIRST.index(unit) if unit in HEAVY_FIRST else len(HEAVY_FIRST)
 
 
+_NICED: list[bool] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """With two workers, the one that runs other tests than tests/qgis runs at nice 10.
+
+    The QGIS plugin starts the real sam2unext-geo at nice 10 (it must not slow the QGIS
+    desktop); beside a worker at nice 0 those runs got about a tenth of a core, and the QGIS
+    unit took twice as long. At equal niceness they share the cores evenly, and QGIS's own
+    GUI thread (nice 0) stays ahead of both, as on a user's desktop.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") and not _NICED and work_unit(item.nodeid) != "tests/qgis":
+        os.nice(10)
+        _NICED.append(True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Heaviest units first; the order inside a unit, and of the other units, is kept."""
     items.sort(key=lambda item: _rank(item.nodeid))
