@@ -12,9 +12,6 @@ from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="the [notebook] extra is not installed")
-nbclient = pytest.importorskip("nbclient", reason="the [notebook] extra is not installed")
-
 NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "quickstart.ipynb"
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]
@@ -43,9 +40,17 @@ def _outputs(nb, needle: str) -> list:
     return cells[0].outputs
 
 
+def _notebook_extra() -> tuple:
+    """``nbformat`` and ``nbclient``, imported when a test needs them (not at collection: two
+    seconds in each pytest-xdist worker); the tests skip when the [notebook] extra is missing."""
+    reason = "the [notebook] extra is not installed"
+    return pytest.importorskip("nbformat", reason=reason), pytest.importorskip("nbclient", reason=reason)
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
     """The notebook executed in a fresh folder (its outputs land there)."""
+    nbformat, nbclient = _notebook_extra()
     folder = tmp_path_factory.mktemp("notebook")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
@@ -59,6 +64,7 @@ def executed(tmp_path_factory):
 
 def _without_widgets(nb):
     """A copy without the progress-bar widgets: hidden once done, they only bloat the committed file."""
+    nbformat, _ = _notebook_extra()
     nb = nbformat.from_dict(nb)
     nb.metadata.pop("widgets", None)
     for cell in nb.cells:
@@ -99,6 +105,7 @@ def test_covers_the_api_and_shows_the_results(executed):
 
 
 def test_committed_notebook_has_its_outputs():
+    nbformat, _ = _notebook_extra()
     nb = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and all(c.execution_count for c in code), "run the notebook and commit it with its outputs"
