@@ -32,7 +32,7 @@ EXTRA_MEAN = round(sum(IMAGENET_MEAN) / 3, 4)
 EXTRA_STD = round(sum(IMAGENET_STD) / 3, 4)
 #: How the channels not mapped to R, G, B are initialised: ``"repeat"`` (timm: the RGB
 #: kernels repeated and every channel scaled by 3/N) or ``"zero"`` (RGB kernels unchanged,
-#: the others zero: the N-band model computes exactly the RGB model until it is trained).
+#: the others zero: the N-band model computes the RGB model, up to float32 summation order, until it is trained).
 FILL_MODES = ("repeat", "zero")
 
 

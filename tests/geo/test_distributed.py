@@ -118,31 +118,33 @@ def test_worker_killed_mid_run_gives_the_same_output(cluster, nodata_raster, tmp
     client.wait_for_workers(2, timeout=60)
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_several_devices_run_one_worker_each(tmp_path, monkeypatch):
-    """Several GPUs: one worker process per device through the cluster path (two CPU 'devices' here)."""
-    from sam2unext.geo import api, cluster
+def test_several_devices_run_one_worker_each(cluster, tmp_path, monkeypatch):
+    """Several GPUs: one worker process per device through the cluster path (here the module's two
+    single-thread worker processes stand for two GPUs, both on the CPU)."""
+    import contextlib
+
+    from sam2unext.geo import api
+    from sam2unext.geo import cluster as geo_cluster
+
+    _, client = cluster
+    used = []
+
+    @contextlib.contextmanager
+    def workers(count):
+        used.append(count)
+        yield client
 
     scene = write_raster(tmp_path / "s.tif", smooth_rgb(300, 280, seed=5))
     kwargs = dict(tile_size=128, batch_size=2, chunk_size=256, vector=False, progress="none", out_dtype="float32")
     local = predict_raster(scene, tmp_path / "local.tif", model=ModelLoader(checkpoint="demo", device="cpu"), **kwargs)
-    used = []
     monkeypatch.setattr(api, "local_devices", lambda device: ["cpu", "cpu"])
-    monkeypatch.setattr(cluster, "device_workers", _recording_workers(cluster.device_workers, used))
+    monkeypatch.setattr(geo_cluster, "device_workers", workers)
     loader = ModelLoader(checkpoint="demo", device="cpu")
     spread = predict_raster(scene, tmp_path / "spread.tif", model=loader, **kwargs)
     assert used == [2] and loader._model is None  # this process's copy was released for the workers
     np.testing.assert_array_equal(read(spread.probability)[0], read(local.probability)[0])
     assert (spread.tiles_run, spread.tiles_computed) == (local.tiles_run, local.tiles_computed)
-
-
-def _recording_workers(real, used):
-    def workers(count):
-        used.append(count)
-        return real(count)
-
-    return workers
 
 
 def test_each_worker_loads_on_its_own_device(monkeypatch):

@@ -39,17 +39,18 @@ def _spread(x: torch.Tensor, in_chans: int, rgb_channels) -> torch.Tensor:
 
 @pytest.mark.parametrize("preset", FAMILIES)
 def test_zero_fill_model_from_rgb_checkpoint_gives_the_rgb_logits(rgb_checkpoints, preset):
-    """Extra kernels zero + extra bands zero: exactly the RGB model's logits (R, G, B first)."""
+    """Extra kernels zero + extra bands zero: the RGB model's logits (R, G, B first), up to float32
+    summation order (the zero terms change how some conv kernels block the sum, e.g. on one thread)."""
     rgb = load_model(rgb_checkpoints[preset], device="cpu")
     wide = load_model(rgb_checkpoints[preset], device="cpu", in_chans=4, band_fill="zero")
     assert wide.in_chans == 4 and wide.config.in_chans == 4
     torch.manual_seed(1)
     x = torch.randn(2, 3, 256, 256)
     with torch.inference_mode():
-        assert torch.equal(rgb(x), wide(_spread(x, 4, (0, 1, 2))))
+        torch.testing.assert_close(wide(_spread(x, 4, (0, 1, 2))), rgb(x), rtol=0, atol=1e-6)
     image = torch.randint(0, 256, (1, 3, 256, 256), dtype=torch.uint8)
     wide_image = torch.cat([image, torch.zeros(1, 1, 256, 256, dtype=torch.uint8)], dim=1)
-    assert torch.equal(rgb.predict(image), wide.predict(wide_image))
+    torch.testing.assert_close(wide.predict(wide_image), rgb.predict(image), rtol=0, atol=1e-6)
 
 
 def test_zero_fill_with_reordered_channels_matches_to_float_rounding(rgb_checkpoints):
