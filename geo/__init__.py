@@ -3,23 +3,56 @@
 Public API::
 
     from sam2unext.geo import predict_raster, predict_scenes, vectorize_raster, describe_raster, PredictResult
+
+The names are imported on first use, so that importing a light submodule (e.g.
+``sam2unext.geo.progress`` for the command's help) does not import torch and GDAL.
 """
 
-from .api import PredictResult, check_scene, default_output, describe_raster, predict_raster, predict_scenes
-from .progress import BarProgress, JsonProgress, Progress, make_progress
-from .vectorize import VectorResult, vectorize_raster
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import PredictResult, check_scene, default_output, describe_raster, predict_raster, predict_scenes
+    from .progress import BarProgress, JsonProgress, Progress, make_progress
+    from .vectorize import VectorResult, vectorize_raster
+
+#: Public name → the submodule that defines it.
+_HOME = {
+    "PredictResult": "api",
+    "check_scene": "api",
+    "default_output": "api",
+    "describe_raster": "api",
+    "predict_raster": "api",
+    "predict_scenes": "api",
+    "BarProgress": "progress",
+    "JsonProgress": "progress",
+    "Progress": "progress",
+    "make_progress": "progress",
+    "VectorResult": "vectorize",
+    "vectorize_raster": "vectorize",
+}
 
 __all__ = [
     "BarProgress",
     "JsonProgress",
     "PredictResult",
-    "check_scene",
-    "default_output",
     "Progress",
     "VectorResult",
+    "check_scene",
+    "default_output",
     "describe_raster",
     "make_progress",
     "predict_raster",
     "predict_scenes",
     "vectorize_raster",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        value = getattr(importlib.import_module(f".{_HOME[name]}", __name__), name)
+        globals()[name] = value  # later lookups are plain attribute reads
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
