@@ -60,21 +60,15 @@ class DeviceChunkStitcher(ChunkStitcher):
         device: torch.device | str,
         quantize: bool,
     ):
-        self.grid = grid
-        self.chunk = chunk
-        self._rows = tile_rows
-        self._cols = tile_cols
-        self._emit = emit
-        self._w = weights
         self.device = torch.device(device)
         self.quantize = quantize
-        self._w2d, self._inv_row, self._inv_col = _weights_on(weights, str(self.device))
-        t = grid.tile_size
+        super().__init__(grid, chunk, tile_rows, tile_cols, emit, weights)
+
+    def _allocate(self) -> None:
+        """The accumulator on the device, and the scene weights there (once per device)."""
+        self._w2d, self._inv_row, self._inv_col = _weights_on(self._w, str(self.device))
+        t, chunk = self.grid.tile_size, self.chunk
         self._sum = torch.zeros((min(t, chunk.height), chunk.width), dtype=torch.float64, device=self.device)
-        self._base = chunk.row_off
-        self._order = [(r, c) for r in tile_rows for c in tile_cols]
-        self._next = 0
-        self.rows_emitted = 0
 
     def add(self, prob: torch.Tensor | np.ndarray | None) -> None:
         """Add the next tile's ``[T, T]`` probabilities: a tensor (moved to the device if needed) or None."""

@@ -72,14 +72,19 @@ class ChunkStitcher:
         self._cols = tile_cols
         self._emit = emit
         self._w = weights
-        self._tmp = np.empty((min(ADD_ROWS, grid.tile_size), grid.tile_size), dtype=np.float64)
-        self._acc = np.zeros((min(grid.tile_size, chunk.height), chunk.width), dtype=np.float64)
-        self._mean = np.empty((FLUSH_ROWS, chunk.width), dtype=np.float64)  # weighted_mean scratch
-        self._rows_out = np.empty((FLUSH_ROWS, chunk.width), dtype=np.float32)  # what emit receives
-        self._base = chunk.row_off  # scene row of self._acc[0]
+        self._base = chunk.row_off  # scene row of the accumulator's first row
         self._order = [(r, c) for r in tile_rows for c in tile_cols]
         self._next = 0
         self.rows_emitted = 0
+        self._allocate()
+
+    def _allocate(self) -> None:
+        """The accumulator and the reused scratch buffers (numpy, on the host)."""
+        t, chunk = self.grid.tile_size, self.chunk
+        self._tmp = np.empty((min(ADD_ROWS, t), t), dtype=np.float64)
+        self._acc = np.zeros((min(t, chunk.height), chunk.width), dtype=np.float64)
+        self._mean = np.empty((FLUSH_ROWS, chunk.width), dtype=np.float64)  # weighted_mean scratch
+        self._rows_out = np.empty((FLUSH_ROWS, chunk.width), dtype=np.float32)  # what emit receives
 
     @property
     def tiles(self) -> list[tuple[int, int]]:
