@@ -8,11 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
+from sam2unext.geo.chunks import make_chunk_grid, tiles_touching
+from sam2unext.geo.device_stitching import DeviceChunkStitcher
 from sam2unext.geo.reading import apply_stretch, make_plan
 from sam2unext.geo.stand_ins import pixel_function
+from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
 from sam2unext.geo.writing import quantize_probability
 
 
@@ -79,3 +83,25 @@ def smooth_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     base = 127 + 100 * np.sin(yy / 17.0) * np.cos(xx / 23.0)
     out = np.stack([base, 255 - base, (base + 60) % 256]) + rng.normal(0, 12, (3, height, width))
     return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def stitch(grid, probs, size: int, device=None, quantize: bool = False, weights=None) -> np.ndarray:
+    """The whole scene through chunk stitchers of side ``size``: ``probs`` one ``[T, T]`` array (or
+    None) per tile of ``grid`` in its order; device=None: the CPU stitcher, else the device one."""
+    out = np.full((grid.height, grid.width), 0 if quantize else np.nan, np.uint8 if quantize else np.float32)
+    for chunk in make_chunk_grid(grid.height, grid.width, grid.tile_size, size):
+        rows, cols = tiles_touching(grid, chunk)
+
+        def emit(row0, block, c0=chunk.col_off):
+            out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
+
+        weights = weights or SceneWeights(grid)
+        if device is None:
+            st = ChunkStitcher(grid, chunk, rows, cols, emit, weights)
+        else:
+            st = DeviceChunkStitcher(grid, chunk, rows, cols, emit, weights, device=device, quantize=quantize)
+        for r, c in st.tiles:
+            p = probs[r * len(grid.col_offsets) + c]
+            st.add(None if p is None else (p if device is None else torch.from_numpy(p)))
+        assert st.complete
+    return out

@@ -16,11 +16,11 @@ from sam2unext.geo import predict_raster
 from sam2unext.geo.blending import tile_weights
 from sam2unext.geo.chunks import make_chunk_grid, tile_computations, tiles_touching
 from sam2unext.geo.stand_ins import FailingPixelModel, PixelModel, SlowPixelModelFactory
-from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
+from sam2unext.geo.stitching import SceneWeights
 from sam2unext.geo.store import RunStore, store_path_for
 from sam2unext.geo.tiling import make_grid
 
-from geo_helpers import expected_uint8, smooth_rgb, write_raster
+from geo_helpers import expected_uint8, smooth_rgb, stitch, write_raster
 
 
 def read_all(path):
@@ -44,18 +44,7 @@ def test_chunk_stitcher_equals_direct_blend():
         den[r0 : r0 + h, c0 : c0 + wd] += w[:h, :wd]
     direct = (num / den).astype(np.float32)
     for size in (16, 64, 256):
-        chunks = make_chunk_grid(150, 173, 32, size)
-        out = np.full((150, 173), np.nan, np.float32)
-        for chunk in chunks:
-            rows, cols = tiles_touching(grid, chunk)
-
-            def emit(row0, block, c0=chunk.col_off, out=out):
-                out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
-
-            st = ChunkStitcher(grid, chunk, rows, cols, emit, SceneWeights(grid))
-            for r, c in st.tiles:
-                st.add(probs[r * len(grid.col_offsets) + c])
-            assert st.complete
+        out = stitch(grid, list(probs), size)
         np.testing.assert_allclose(out, direct, rtol=1e-6, atol=1e-7)
 
 
@@ -75,17 +64,7 @@ def test_chunk_stitcher_is_bit_identical_to_the_float64_reference(overlap):
         acc[r0 : r0 + h, c0 : c0 + wd] += weights.w2d[:h, :wd] * probs[i][:h, :wd]
     reference = ((acc * weights.inv_col) * weights.inv_row[:, None]).astype(np.float32)
     for size in (16, 64, 256):
-        chunks = make_chunk_grid(150, 173, 32, size)
-        out = np.full((150, 173), np.nan, np.float32)
-        for chunk in chunks:
-            rows, cols = tiles_touching(grid, chunk)
-
-            def emit(row0, block, c0=chunk.col_off, out=out):
-                out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
-
-            st = ChunkStitcher(grid, chunk, rows, cols, emit, weights)
-            for r, c in st.tiles:
-                st.add(probs[r * len(grid.col_offsets) + c])
+        out = stitch(grid, list(probs), size, weights=weights)
         np.testing.assert_array_equal(out.view(np.uint32), reference.view(np.uint32))
 
 

@@ -6,33 +6,12 @@ import rasterio
 import torch
 
 from sam2unext.geo import execution, predict_raster
-from sam2unext.geo.chunks import make_chunk_grid, tiles_touching
-from sam2unext.geo.device_stitching import DeviceChunkStitcher, quantize_on_device
+from sam2unext.geo.device_stitching import quantize_on_device
 from sam2unext.geo.stand_ins import PixelModel
-from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
 from sam2unext.geo.tiling import make_grid
 from sam2unext.geo.writing import quantize_probability
 
-
-def stitch(grid, probs, size, device=None, quantize=False):
-    """The whole scene through chunk stitchers of side ``size`` (device=None: the CPU stitcher)."""
-    out = np.full((grid.height, grid.width), 0 if quantize else np.nan, np.uint8 if quantize else np.float32)
-    for chunk in make_chunk_grid(grid.height, grid.width, grid.tile_size, size):
-        rows, cols = tiles_touching(grid, chunk)
-
-        def emit(row0, block, c0=chunk.col_off):
-            out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
-
-        weights = SceneWeights(grid)
-        if device is None:
-            st = ChunkStitcher(grid, chunk, rows, cols, emit, weights)
-        else:
-            st = DeviceChunkStitcher(grid, chunk, rows, cols, emit, weights, device=device, quantize=quantize)
-        for r, c in st.tiles:
-            p = probs[r * len(grid.col_offsets) + c]
-            st.add(None if p is None else (p if device is None else torch.from_numpy(p)))
-        assert st.complete
-    return out
+from geo_helpers import stitch
 
 
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
