@@ -170,6 +170,14 @@ class DeviceFeed:
             stream.synchronize()
         return host.numpy()
 
+    def _upload_and_forward(
+        self, model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, lock: DeviceLock
+    ) -> Staged:
+        """Upload, then enqueue the forward with ``lock`` (e.g. the lanes' device lock) held around it only."""
+        staged = self.upload(tiles)
+        with lock if lock is not None else contextlib.nullcontext():
+            return self.forward(model, staged, tile_size)
+
     def run_on_device(
         self, model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, lock: DeviceLock = None
     ) -> torch.Tensor:
@@ -177,18 +185,13 @@ class DeviceFeed:
 
         Work queued later on the current stream (the blending) runs after the forward.
         """
-        staged = self.upload(tiles)
-        with lock if lock is not None else contextlib.nullcontext():
-            out = self.forward(model, staged, tile_size)
+        out = self._upload_and_forward(model, tiles, tile_size, lock)
         self._wait(out)
         return out.tensor
 
     def run(self, model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, lock: DeviceLock = None) -> np.ndarray:
-        """The three steps in a row; ``lock`` (e.g. the lanes' device lock) held only around the forward."""
-        staged = self.upload(tiles)
-        with lock if lock is not None else contextlib.nullcontext():
-            out = self.forward(model, staged, tile_size)
-        return self.download(out)
+        """Upload, forward and download in a row (float32 ``[B, T, T]`` on the host)."""
+        return self.download(self._upload_and_forward(model, tiles, tile_size, lock))
 
 
 def _keeps_on_device(model: TileModel) -> bool:
