@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import shutil
 import tempfile
@@ -541,23 +542,6 @@ def default_output(source: str | Path) -> Path:
     return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
 
 
-#: The options of :func:`predict_raster` that :func:`check_scene` checks too.
-_CHECKED = (
-    "bands",
-    "stretch",
-    "resolution",
-    "tile_size",
-    "overlap",
-    "batch_size",
-    "vector",
-    "vector_format",
-    "overwrite",
-    "aoi",
-    "aoi_crs",
-    "rgb_bands",
-)
-
-
 def predict_scenes(
     sources: Sequence[str | Path],
     outputs: Sequence[str | Path | None] | None = None,
@@ -604,7 +588,8 @@ def predict_scenes(
         if note:
             reporter.warning(note)
         model = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    checked = {k: v for k, v in options.items() if k in _CHECKED}
+    checks = inspect.signature(check_scene).parameters  # the options check_scene checks too
+    checked = {k: v for k, v in options.items() if k in checks}
     for source, target, mode in zip(sources, targets, modes):
         if mode is not None:
             check_scene(source, target, resume=mode, model=model, checkpoint=checkpoint, **checked)
