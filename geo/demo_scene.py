@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -388,6 +389,21 @@ def _paint_objects(
     scene[sel] = _POND_COLOUR + (ripple[sel, None] - 0.5) * 14
 
 
+def tiled_profile(height: int, width: int, crs: Any, transform: Affine) -> dict[str, Any]:
+    """The GeoTIFF profile of the generated demo rasters (256 px DEFLATE tiles), without band count and type."""
+    return dict(
+        driver="GTiff",
+        width=width,
+        height=height,
+        crs=crs,
+        transform=transform,
+        tiled=True,
+        blockxsize=256,
+        blockysize=256,
+        compress="deflate",
+    )
+
+
 def write_scene(scene: DemoScene, image_path: str | Path, truth_path: str | Path | None = None) -> None:
     """Write the scene as a tiled, compressed RGB GeoTIFF, and optionally its truth mask.
 
@@ -397,17 +413,7 @@ def write_scene(scene: DemoScene, image_path: str | Path, truth_path: str | Path
         truth_path: output GeoTIFF for the truth mask (1 band, uint8 0/1), or None.
     """
     _, h, w = scene.image.shape
-    profile = dict(
-        driver="GTiff",
-        width=w,
-        height=h,
-        crs=scene.crs,
-        transform=scene.transform,
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        compress="deflate",
-    )
+    profile = tiled_profile(h, w, scene.crs, scene.transform)
     with rasterio.open(image_path, "w", count=3, dtype="uint8", photometric="RGB", **profile) as dst:
         dst.write(scene.image)
         dst.update_tags(source="sam2unext-geo procedural demo scene (synthetic)")

@@ -140,22 +140,14 @@ def write_nir_scene(
     import rasterio
     from rasterio.enums import ColorInterp
 
+    from .demo_scene import tiled_profile
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     scene = generate_nir_scene(size, seed=seed, **kwargs)
     data = scene.data if dtype == "uint16" else np.clip(scene.data / 20.0, 0, 255).astype(np.uint8)
     raster, labels, truth = folder / f"{name}.tif", folder / f"{name}_roofs.gpkg", folder / f"{name}_truth.tif"
-    profile = dict(
-        driver="GTiff",
-        width=size,
-        height=size,
-        crs=scene.crs,
-        transform=scene.transform,
-        tiled=True,
-        blockxsize=256,
-        blockysize=256,
-        compress="deflate",
-    )
+    profile = tiled_profile(size, size, scene.crs, scene.transform)
     with rasterio.open(raster, "w", count=4, dtype=dtype, **profile) as dst:
         dst.write(data)
         dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.undefined]
