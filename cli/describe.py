@@ -109,7 +109,7 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the model presets: family, input sizes, parameters, the weights files they use."""
-    from sam2unext import PRESETS
+    from sam2unext.presets import PARAMETER_COUNTS, PRESETS
 
     rows = []
     for name, p in PRESETS.items():
@@ -120,7 +120,7 @@ def models(
                 "family": "SAM2-UNeXT" if p.family == "sam2unext" else "SAM2-UNet",
                 "input": p.input_size,
                 "low_res": p.low_res_size,
-                "parameters_m": round(_parameters(name) / 1e6, 2),
+                "parameters_m": round(PARAMETER_COUNTS[name] / 1e6, 2),
                 "sam2_weights": p.sam2_checkpoint if not name.endswith("-test") else "-",
                 "dinov2_weights": dino,
                 "description": p.description,
@@ -161,12 +161,3 @@ def models(
     echo("\nPredicting needs a trained checkpoint (--checkpoint); the SAM2/DINOv2 files initialise training.")
 
 
-def _parameters(preset: str) -> int:
-    """Parameter count, built on the meta device (no memory, no weights)."""
-    import torch
-
-    from sam2unext import build_model
-
-    with torch.device("meta"):
-        model = build_model(preset)
-    return sum(p.numel() for p in model.parameters())

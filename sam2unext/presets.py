@@ -163,6 +163,22 @@ def _test_presets() -> dict[str, Preset]:
 
 PRESETS: dict[str, Preset] = {**_real_presets(), **_test_presets()}
 
+#: Parameter count of each preset as defined here (three input bands), measured by building it
+#: on the meta device with the pinned timm; tests/model/test_model_structure.py rebuilds every
+#: preset and checks these figures. Kept as data so that listing the presets needs no torch.
+PARAMETER_COUNTS: dict[str, int] = {
+    "sam2unext-large": 522_120_081,
+    "sam2unext-base_plus": 158_836_737,
+    "sam2unext-small": 58_632_865,
+    "sam2unext-tiny": 51_435_041,
+    "sam2unet-large": 216_529_891,
+    "sam2unet-base_plus": 71_836_979,
+    "sam2unet-small": 36_745_539,
+    "sam2unet-tiny": 29_547_715,
+    "sam2unext-test": 472_113,
+    "sam2unet-test": 453_843,
+}
+
 
 def list_presets() -> list[str]:
     """Names of all presets, in a stable order."""

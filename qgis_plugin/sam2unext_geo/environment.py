@@ -98,8 +98,8 @@ def low_priority(argv: list) -> list:
 def check_environment(executable: str, timeout: float = 120.0, full: bool = True) -> dict:
     """Run ``sam2unext-geo --version`` and (``full``) ``sam2unext-geo models``.
 
-    ``--version`` is quick; ``models`` imports the whole core (torch) and takes seconds, so it is
-    run by the dialog's Check button, not before every run.
+    Both are quick (neither imports torch), but
+    ``models`` is only needed by the dialog's Check button, not before every run.
 
     Returns:
         ``{"executable", "version", "models"}`` (``models`` is the command's text output).
@@ -206,7 +206,7 @@ _PROBE_CACHE: dict = {}
 
 def probe_environment(executable: str, *, use_cache: bool = True) -> dict:
     """Everything the dialog shows about an environment: :func:`check_environment` (version, models)
-    plus :func:`torch_info`. Slow (seconds: it imports torch twice): call it off the GUI thread.
+    plus :func:`torch_info`. Slow (seconds: the torch probe imports torch): call it off the GUI thread.
 
     The result is cached per executable path and modification time, so a second Check, or the
     check when the dialog opens again, is instant until the environment is reinstalled.

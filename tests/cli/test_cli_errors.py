@@ -1,17 +1,17 @@
 """Every documented user error: exit 2, one ``error:`` line naming the problem, no partial file.
 
 The cases run the command in this process (``cli_helpers.run_cli``); the real console script
-runs as a subprocess only where the process is the point: its exit statuses and SIGTERM.
+runs as a subprocess only where the process is the point: its exit statuses. SIGTERM and SIGINT
+(exit 143 and 130, one line, a JSON error event, nothing written) are in test_cli_refusals.py.
 """
 
 from __future__ import annotations
 
 import shutil
-import signal
 
 import pytest
 
-from cli_helpers import files_in, interrupt_predict, json_events, run_cli, run_cli_process, write_small_scene
+from cli_helpers import files_in, json_events, run_cli, run_cli_process
 
 
 def assert_user_error(res, message: str) -> None:
@@ -102,12 +102,3 @@ def test_console_script_exit_statuses(work):
     assert_user_error(res, "missing.tif does not exist")
     version = run_cli_process("--version")
     assert version.returncode == 0 and version.stdout.startswith("sam2unext-geo ")
-
-
-@pytest.mark.slow
-def test_sigterm_exits_143_and_leaves_no_output(tmp_path):
-    scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
-    out = tmp_path / "out"
-    res = interrupt_predict(scene, out, signal.SIGTERM)
-    assert res.returncode == 143, res.stderr
-    assert files_in(out) == set()

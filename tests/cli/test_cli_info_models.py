@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -37,6 +39,20 @@ def test_models_lists_presets_and_their_weight_files():
     assert (large["input"], large["low_res"]) == (1024, 448) and large["parameters_m"] > 100
     assert rows["sam2unet-large"]["low_res"] is None
     assert rows["demo (--checkpoint demo)"]["input"] == 256
+    assert rows["sam2unext-tiny"]["parameters_m"] == 51.44  # the paper's 51 M T+S variant
+
+
+def test_models_needs_no_torch():
+    """The plugin's Check runs ``models``: it prints the table without importing torch or timm."""
+    code = (
+        "import contextlib, io, sys\n"
+        "from sam2unext.cli.main import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+        "    code = main(['models'])\n"
+        "print(code, 'sam2unext-large' in out.getvalue(), 'torch' in sys.modules, 'timm' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.split() == ["0", "True", "False", "False"], res.stdout + res.stderr
 
 
 def _command(name: str):

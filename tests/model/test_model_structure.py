@@ -11,12 +11,14 @@ import torch
 from sam2unext import PRESETS, PresetError, get_preset, list_presets
 from sam2unext.api import build_model
 from sam2unext.encoders import hiera_stage_features
+from sam2unext.presets import PARAMETER_COUNTS
 
 REAL = [f"{family}-{size}" for family in ("sam2unext", "sam2unet") for size in ("large", "base_plus", "small", "tiny")]
 
 
 def test_preset_names_match_the_contract():
     assert set(REAL + ["sam2unext-test", "sam2unet-test"]) <= set(list_presets())
+    assert set(PARAMETER_COUNTS) == set(PRESETS)
     assert get_preset("sam2unext-large").dinov2 == "vit_large_patch14_dinov2"
     assert get_preset("sam2unext-tiny").dinov2 == "vit_small_patch14_dinov2"
     with pytest.raises(PresetError, match="unknown preset 'nope'"):
@@ -25,13 +27,16 @@ def test_preset_names_match_the_contract():
 
 @pytest.mark.parametrize("size", ["large", "base_plus", "small", "tiny", "test"])
 def test_shapes_at_every_stage_of_every_preset_on_meta_device(size):
-    """Both families share the trunk: one meta forward per Hiera size checks all 10 presets."""
+    """Both families share the trunk: one meta forward per Hiera size checks all 10 presets,
+    and their parameter counts in ``PARAMETER_COUNTS``."""
     config = PRESETS[f"sam2unext-{size}"]
     unet = PRESETS[f"sam2unet-{size}"]
     s = config.input_size
     with torch.device("meta"):
         model = build_model(config.name).eval()
         unet_model = build_model(unet.name).eval()
+    for preset, built in ((config, model), (unet, unet_model)):  # the table `models` prints
+        assert sum(p.numel() for p in built.parameters()) == PARAMETER_COUNTS[preset.name], preset.name
     stages = hiera_stage_features(model.sam, torch.empty(1, 3, s, s, device="meta"))
     assert [tuple(t.shape) for t in stages] == [
         (1, c, s // r, s // r) for c, r in zip(config.stage_channels, config.stage_strides)
