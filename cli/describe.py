@@ -159,5 +159,3 @@ def models(
         )
     )
     echo("\nPredicting needs a trained checkpoint (--checkpoint); the SAM2/DINOv2 files initialise training.")
-
-

@@ -263,7 +263,7 @@ def predict(
 
     Needs weights: --checkpoint FILE (or --checkpoint demo), or --preset NAME.
     """
-    from sam2unext.geo import make_progress, predict_scenes
+    from sam2unext.geo import make_progress
 
     reporter = make_progress(progress.value)
     reporter.words = cli_words  # warnings name --flags
@@ -276,6 +276,8 @@ def predict(
         checkpoint, preset, hiera, dinov2, device, precision, compile_model, bands=band_sel, rgb_bands=rgb_sel
     )
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
+    from sam2unext.geo import predict_scenes  # imports torch: after the argument checks, so a typo fails fast
+
     made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
     done: list[tuple[Path | str, object, Path | None]] = []  # scene, result, quick-look
     try:

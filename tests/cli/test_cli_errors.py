@@ -8,6 +8,8 @@ runs as a subprocess only where the process is the point: its exit statuses. SIG
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -102,3 +104,16 @@ def test_console_script_exit_statuses(work):
     assert_user_error(res, "missing.tif does not exist")
     version = run_cli_process("--version")
     assert version.returncode == 0 and version.stdout.startswith("sam2unext-geo ")
+
+
+def test_a_missing_scene_is_refused_before_torch_loads(work):
+    """Argument checks come before the heavy imports: a typo in a path fails in well under a second."""
+    code = (
+        "import sys\n"
+        "from sam2unext.cli.main import main\n"
+        "code = main(['predict', 'missing.tif', '--preset', 'sam2unext-test'])\n"
+        "print(code, 'torch' in sys.modules)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=work)
+    assert res.stdout.split() == ["2", "False"], res.stdout + res.stderr
+    assert "missing.tif does not exist" in res.stderr

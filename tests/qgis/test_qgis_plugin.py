@@ -32,7 +32,6 @@ CHECKS = [
     "background_check",
     "stage_and_error_words",
     "aoi_plugin",
-    "aoi_real_cli",
     "installer",
     "processing_model",
     "qgis_process",
