@@ -18,7 +18,7 @@ ARGS = [
     "--tile-size",
     "64",
     "--chunk-size",
-    "64",
+    "128",
     "--batch-size",
     "4",
     "--no-vector",
@@ -63,7 +63,7 @@ def test_resume_refusals_and_finish(scene, monkeypatch, capsys):
     captured = capsys.readouterr()
     events = [json.loads(line) for line in captured.out.splitlines()]
     start = next(e for e in events if e["event"] == "start")
-    assert 0 < start["resumed_chunks"] < start["chunks"] == 16
+    assert 0 < start["resumed_chunks"] < start["chunks"] == 4
     assert not store.exists()
     with rasterio.open(scene.with_name("scene_prob.tif")) as out:
         assert out.shape == (256, 256)
@@ -105,7 +105,7 @@ def test_resume_several_scenes_skips_finished_ones(small_scenes, tmp_path, monke
 
 @pytest.fixture(scope="module")
 def small_scenes(tmp_path_factory):
-    """Two 256 px scenes: 16 chunks of 64 px each, 18 batches per run (a 384 px scene takes 50)."""
+    """Two 256 px scenes: 4 chunks of 128 px, 9 tiles and 3 batches each (12 batches per run)."""
     folder = tmp_path_factory.mktemp("resume_scenes")
     write_small_scene(folder / "alpha.tif", size=256, seed=11)
     write_small_scene(folder / "beta.tif", size=256, seed=12)

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import rasterio
-import rioxarray
 
 from sam2unext.geo import JsonProgress, describe_raster, predict_raster
 from sam2unext.geo.stand_ins import PixelModel
@@ -12,8 +11,15 @@ from sam2unext.geo.stand_ins import PixelModel
 from geo_helpers import expected_uint8
 
 
+def open_rasterio(path):
+    """``rioxarray.open_rasterio``, imported by the worker that runs this file only (xarray, pandas)."""
+    import rioxarray
+
+    return rioxarray.open_rasterio(path)
+
+
 def test_xarray_in_and_out(rgb_raster, tmp_path):
-    da = rioxarray.open_rasterio(rgb_raster)
+    da = open_rasterio(rgb_raster)
     res = predict_raster(
         da,
         tmp_path / "o.tif",
@@ -42,7 +48,7 @@ def test_xarray_without_output_leaves_no_folder_on_failure(rgb_raster, tmp_path,
     temp = tmp_path / "temp"
     temp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(temp))
-    da = rioxarray.open_rasterio(rgb_raster)
+    da = open_rasterio(rgb_raster)
     with pytest.raises(InputError, match="band"):
         predict_raster(da, model=PixelModel(32, 14), bands=(9, 9, 9), progress="none")
     assert list(temp.iterdir()) == []

@@ -8,7 +8,6 @@ import warnings
 
 import cv2
 import numpy as np
-import py_sod_metrics
 import pytest
 from PIL import Image
 
@@ -36,6 +35,8 @@ def pred_gt(tmp_path_factory):
 
 def reference_metrics(pred, gt) -> dict[str, float]:
     """pysodmetrics called directly, the way the public SAM2-UNet eval.py calls it."""
+    import py_sod_metrics  # scikit-learn and SciPy: imported by the worker that runs this file only
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         FM = py_sod_metrics.Fmeasure()
