@@ -18,16 +18,17 @@ import pytest
 # Set before any test module imports torch; workers and subprocesses inherit it.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-#: Units that take longest on the 2-core CI machine, longest first (seconds on a quiet machine).
+#: Units that take longest on the 2-core CI machine, started first (seconds with -n 2, measured
+#: at 2026-11-29). This order ended both workers within 1-3 s of each other; strictly longest
+#: first measured no better.
 HEAVY_FIRST = (
-    "tests/qgis",  # ~90 s: one QGIS process runs the plugin checks, ten real sam2unext-geo runs
-    "tests/training/test_multispectral_finetune.py",  # ~60 s: two short fine-tunings
-    "tests/docs/test_quickstart_notebook.py",  # ~17 s: a Jupyter kernel runs the notebook
-    "tests/docs/test_readme_examples.py",
-    "tests/geo/test_distributed.py",
-    "tests/cli/test_cli_refusals.py",
-    "tests/cli/test_cli_errors.py",
-    "tests/geo/test_chunked_runs.py",
+    "tests/qgis",  # ~48 s: one QGIS process runs the plugin checks, three real predict runs among them
+    "tests/training/test_multispectral_finetune.py",  # ~17 s: two short fine-tunings
+    "tests/docs/test_quickstart_notebook.py",  # ~18 s: a Jupyter kernel runs the notebook
+    "tests/docs/test_readme_examples.py",  # ~12 s
+    "tests/geo/test_distributed.py",  # ~20 s: a two-process LocalCluster
+    "tests/cli/test_cli_refusals.py",  # ~16 s: two real processes stopped by signals
+    "tests/geo/test_chunked_runs.py",  # ~21 s
 )
 
 

@@ -127,7 +127,7 @@ def test_a_tiny_scene_exits_2(tmp_path, capsys):
     assert "5x5 pixels" in _err_lines(capsys)[-1]
 
 
-@pytest.mark.slow  # a real sam2unext-geo process (torch import, first tiles): about 10 s each
+@pytest.mark.slow  # a real sam2unext-geo process (torch import, first tiles): 6-8 s each
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_cancel_prints_one_line_and_a_json_error_event(tmp_path, sig, code):
     scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)

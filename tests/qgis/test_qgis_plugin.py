@@ -37,7 +37,7 @@ CHECKS = [
     "qgis_process",
 ]
 
-pytestmark = [pytest.mark.qgis, pytest.mark.slow]  # the one QGIS run behind these tests: 1.5 min
+pytestmark = [pytest.mark.qgis, pytest.mark.slow]  # the one QGIS run behind these tests: ~45 s
 
 
 def _qgis_importable() -> str | None:
