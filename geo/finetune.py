@@ -125,15 +125,20 @@ def _mask_tile(mask: torch.Tensor, tile_size: int) -> torch.Tensor:
     return out
 
 
+def _xy_slices(box: Any) -> tuple[slice, slice]:
+    """The x and y extent of a torchgeo query or dataset bounds: ``(x slice, y slice, t slice)``
+    from torchgeo 0.8, a ``BoundingBox`` before."""
+    if hasattr(box, "minx"):  # torchgeo < 0.8
+        return slice(box.minx, box.maxx), slice(box.miny, box.maxy)
+    return box[0], box[1]
+
+
 def _inside_scene(query: Any, plan: ReadPlan, size: int) -> np.ndarray:
     """Boolean ``[size, size]``: which pixels of a north-up sampler tile lie inside the raster.
 
     ``query`` is torchgeo's ``(x slice, y slice, t slice)``; the tile spans it, row 0 at the top.
     """
-    if hasattr(query, "minx"):  # torchgeo < 0.8: a BoundingBox
-        xs, ys = slice(query.minx, query.maxx), slice(query.miny, query.maxy)
-    else:
-        xs, ys = query[0], query[1]
+    xs, ys = _xy_slices(query)
     t = plan.transform
     left, top = t.c, t.f
     right, bottom = left + t.a * plan.width, top + t.e * plan.height
@@ -222,11 +227,24 @@ class GeoTileDataset(EpochDataset):
             torch_state = torch.get_rng_state()
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))  # multinomial uses it
             sampler = RandomGeoSampler(ds, size=self.tile_size, length=self.tiles_per_scene, generator=gen)
+            if sampler.areas.numel() == 0:  # torchgeo found no area a whole tile fits in (it would fail)
+                raise DatasetError(self._too_small(i))
             queries.extend((i, q) for q in sampler)
             torch.set_rng_state(torch_state)
         if not queries:
             raise DatasetError("no tiles could be drawn from the scenes; check that labels overlap the rasters")
         self.queries = queries
+
+    def _too_small(self, index: int) -> str:
+        """Why no tile can be drawn from scene ``index``: raster ∩ labels extent is under one tile."""
+        scene, plan = self.scenes[index], self.plans[index]
+        xs, ys = _xy_slices(self.datasets[index].bounds)
+        width, height = (xs.stop - xs.start) / abs(plan.transform.a), (ys.stop - ys.start) / abs(plan.transform.e)
+        return (
+            f"labels {scene.labels} span {width:.0f}x{height:.0f} px of {scene.raster}, less than one "
+            f"{self.tile_size}-px training tile (tiles are drawn where the raster and the labels' extent "
+            "overlap); label a larger area or use a preset with a smaller input size"
+        )
 
     def __len__(self) -> int:
         return len(self.queries)

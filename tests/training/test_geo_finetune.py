@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sam2unext import load_model
-from sam2unext.errors import InputError
+from sam2unext.errors import DatasetError, InputError
 from sam2unext.geo.finetune import GeoTileDataset, LabeledScene, finetune, pair_scenes, scene_iou, tile_from_sample
 from sam2unext.geo.reading import TileReader, make_plan
 from sam2unext.train import TrainConfig, make_training_model
@@ -90,3 +90,19 @@ def test_tile_from_sample_crops_and_mirrors_like_prediction(scene):
     part = apply_stretch(raw[:, 56:, 76:], plan.stretch)
     expected = np.pad(part, [(0, 0), (56, 0), (76, 0)], mode="reflect")
     assert torch.equal(out, torch.from_numpy(expected).float() / 255)
+
+
+def test_labels_smaller_than_a_tile_are_refused_by_name(scene, tmp_path):
+    """Tiles are drawn where raster and labels' extent overlap: a 40 px labeled patch cannot hold a
+    256 px tile (torchgeo's sampler would fail with an internal error)."""
+    import geopandas as gpd
+    import rasterio
+    from shapely.geometry import box
+
+    with rasterio.open(scene.raster) as src:
+        left, top, res, crs = src.bounds.left, src.bounds.top, src.res[0], src.crs
+    small = tmp_path / "small.gpkg"
+    patch = box(left + 100 * res, top - 140 * res, left + 140 * res, top - 100 * res)
+    gpd.GeoDataFrame(geometry=[patch], crs=crs).to_file(small)
+    with pytest.raises(DatasetError, match=r"small.gpkg span 40x40 px of .*less than one 256-px training tile"):
+        GeoTileDataset([LabeledScene(scene.raster, small)], 256, tiles_per_scene=2, seed=5)
