@@ -98,8 +98,8 @@ def low_priority(argv: list) -> list:
 def check_environment(executable: str, timeout: float = 120.0, full: bool = True) -> dict:
     """Run ``sam2unext-geo --version`` and (``full``) ``sam2unext-geo models``.
 
-    Both are quick (neither imports torch), but
-    ``models`` is only needed by the dialog's Check button, not before every run.
+    Both are quick (neither imports torch); ``models`` is only needed by the dialog's Check
+    button, not before every run.
 
     Returns:
         ``{"executable", "version", "models"}`` (``models`` is the command's text output).
