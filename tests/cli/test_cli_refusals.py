@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -127,14 +128,31 @@ def test_a_tiny_scene_exits_2(tmp_path, capsys):
     assert "5x5 pixels" in _err_lines(capsys)[-1]
 
 
+def _another_runs_files(folder: Path) -> dict[str, bytes]:
+    """Files of another run in ``folder``: a finished output, a temporary file, a ``.partial`` store."""
+    (folder / "other_prob.tif.partial").mkdir(parents=True)
+    (folder / "other_prob.tif.partial" / "manifest.json").write_text("{}")
+    (folder / "other_prob.tif").write_bytes(b"another run's finished output")
+    (folder / ".other_prob.tif.0badcafe.cog.tif").write_bytes(b"another run's temporary file")
+    return _bytes_in(folder)
+
+
+def _bytes_in(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in files_in(folder)}
+
+
 @pytest.mark.slow  # a real sam2unext-geo process (torch import, first tiles): 6-8 s each
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_cancel_prints_one_line_and_a_json_error_event(tmp_path, sig, code):
+    """A real process stopped mid-predict (as the QGIS plugin's Cancel does with SIGTERM): one line,
+    a JSON error event, nothing of its own left, and another run's files in the same folder
+    byte-identical."""
     scene = write_small_scene(tmp_path / "big.tif", size=768, seed=21)
     out = tmp_path / "out"
+    others = _another_runs_files(out)
     res = interrupt_predict(scene, out, sig)
     assert res.returncode == code, res.stderr
     assert res.events[-1] == {"event": "error", "message": "cancelled; nothing written", "exit_code": code}
     lines = [line for line in res.stderr.splitlines() if line.strip() and not line.startswith("warning:")]
     assert lines == ["cancelled; nothing written"], res.stderr
-    assert files_in(out) == set()
+    assert _bytes_in(out) == others, sorted(files_in(out))

@@ -27,7 +27,6 @@ CHECKS = [
     "missing_environment",
     "task_adds_layers",
     "cancel_leaves_nothing",
-    "cancel_real_cli",
     "cancel_keeps_other_runs",
     "background_check",
     "stage_and_error_words",
