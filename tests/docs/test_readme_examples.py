@@ -39,7 +39,7 @@ NOT_CODE = ("", "text")
 
 #: Names the README uses → what stands for them in each block's folder.
 DEMO_FILES = {
-    "scene.tif": "a 768 x 768 demo scene (EPSG:32633, 0.5 m)",
+    "scene.tif": "a 512 x 512 demo scene (EPSG:32633, 0.5 m; 9 tiles of 256 px)",
     "model.safetensors": "the bundled demo weights (sam2unext/weights/demo.safetensors)",
     "tiles/*.tif": "two small demo scenes",
     "s2.tif": "a 4-band uint16 scene at 5 m (so that --bands 4,3,2 and --resolution 10 apply)",
@@ -47,7 +47,7 @@ DEMO_FILES = {
     "scene_prob.tif": "the probability raster of scene.tif (only in blocks that run no predict)",
 }
 #: Inside scene.tif, in its CRS (EPSG:32633): for bbox examples.
-SCENE_BOUNDS = (500_000.0, 5_399_616.0, 500_384.0, 5_400_000.0)
+SCENE_BOUNDS = (500_000.0, 5_399_744.0, 500_256.0, 5_400_000.0)
 
 _NO_CUDA = not torch.cuda.is_available()
 #: (pattern, replacement, why) applied to each block before it runs.
@@ -164,7 +164,7 @@ def _write_aoi(path: Path) -> None:
     import geopandas as gpd
     from shapely.geometry import Polygon
 
-    poly = Polygon([(500_060, 5_399_660), (500_320, 5_399_700), (500_300, 5_399_930), (500_040, 5_399_900)])
+    poly = Polygon([(500_040, 5_399_770), (500_210, 5_399_790), (500_200, 5_399_960), (500_030, 5_399_940)])
     gpd.GeoDataFrame({"name": ["aoi"]}, geometry=[poly], crs="EPSG:32633").to_file(path, driver="GPKG")
 
 
@@ -177,7 +177,7 @@ def demo_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("readme_demo")
     weights = Path(__import__("sam2unext").__file__).parent / "weights" / "demo.safetensors"
     shutil.copy(weights, folder / "model.safetensors")
-    write_scene(generate_scene(768, seed=2025), folder / "scene.tif")
+    write_scene(generate_scene(512, seed=2025), folder / "scene.tif")
     with rasterio.open(folder / "scene.tif") as src:
         assert tuple(src.bounds) == SCENE_BOUNDS  # what README bbox examples must fall inside
     (folder / "tiles").mkdir()
