@@ -197,13 +197,16 @@ class Lanes:
                 if cancel is not None and cancel.is_set():
                     raise Cancelled()
                 # wait for a slot, but never while holding finished results of our own (no deadlock
-                # between chunk tasks that each hold slots)
+                # between chunk tasks that each hold slots): our oldest batch is handed back the
+                # moment it is done (its slot with it); a slot another chunk task frees is
+                # noticed within 50 ms
                 while True:
                     if not pending:
                         self._slots.acquire()
                         break
-                    if self._slots.acquire(timeout=0.05):
+                    if self._slots.acquire(blocking=False):
                         break
+                    wait(pending[:1], timeout=0.05)
                     if pending[0].done():
                         yield take()
                 pending.append(self._pool.submit(fn, item))
