@@ -1,5 +1,5 @@
 """``python -m sam2unext.cli`` runs the ``sam2unext-geo`` command."""
 
-from sam2unext.cli.main import main
+from sam2unext.cli.main import run
 
-raise SystemExit(main())
+run()

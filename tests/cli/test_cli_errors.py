@@ -7,6 +7,7 @@ runs as a subprocess only where the process is the point: its exit statuses. SIG
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,9 @@ def test_console_script_exit_statuses(work):
     assert_user_error(res, "missing.tif does not exist")
     version = run_cli_process("--version")
     assert version.returncode == 0 and version.stdout.startswith("sam2unext-geo ")
+    # the script ends with os._exit after flushing: the whole output reaches the pipe
+    listed = run_cli_process("models", "--json")
+    assert listed.returncode == 0 and len(json.loads(listed.stdout)) >= 10, listed.stderr
 
 
 def test_a_missing_scene_is_refused_before_torch_loads(work):
