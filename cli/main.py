@@ -16,6 +16,7 @@ Tracebacks, and GDAL's own error lines on stderr, are shown only with ``--debug`
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -198,8 +199,6 @@ def run() -> NoReturn:
     flushed, but that teardown is skipped. A ``SystemExit`` leaves the usual way.
     """
     code = main()
-    import atexit
-
     atexit._run_exitfuncs()  # what interpreter shutdown would run first (logging, dask, ...)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a closed pipe must not change the exit code

@@ -362,19 +362,12 @@ def compute_chunk(
     buffer = _RowBuffer(job, store, validity)
     gpu = _on_gpu(model)
     on_device = blend_on_device(model)
-    if on_device:
-        stitcher: ChunkStitcher = DeviceChunkStitcher(
-            grid,
-            chunk,
-            rows,
-            cols,
-            buffer.emit,
-            SceneWeights.cached(grid),
-            device=model_device(model),
-            quantize=job.out_dtype == "uint8",
-        )
-    else:
-        stitcher = ChunkStitcher(grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
+    places = (grid, chunk, rows, cols, buffer.emit, SceneWeights.cached(grid))
+    stitcher: ChunkStitcher = (
+        DeviceChunkStitcher(*places, device=model_device(model), quantize=job.out_dtype == "uint8")
+        if on_device
+        else ChunkStitcher(*places)
+    )
     tiles = stitcher.tiles
     batches = [tiles[i : i + job.batch_size] for i in range(0, len(tiles), job.batch_size)]
     model_seconds = [0.0]

@@ -22,7 +22,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 #: at 2026-11-29). This order ended both workers within 1-3 s of each other; strictly longest
 #: first measured no better.
 HEAVY_FIRST = (
-    "tests/qgis",  # ~48 s: one QGIS process runs the plugin checks, three real predict runs among them
+    "tests/qgis",  # ~33 s: one QGIS process runs the plugin checks, two real predict runs among them
     "tests/training/test_multispectral_finetune.py",  # ~17 s: two short fine-tunings
     "tests/docs/test_quickstart_notebook.py",  # ~18 s: a Jupyter kernel runs the notebook
     "tests/docs/test_readme_examples.py",  # ~12 s
