@@ -154,6 +154,11 @@ def logit_difference(model, device: torch.device) -> tuple[float, float]:
     return (low - ref).abs().max().item(), ref.abs().max().item()
 
 
+def note(text: str) -> None:
+    """One progress line on stderr, so a run cut short still shows the figures it reached."""
+    print(f"[gpu_throughput] {text}", file=sys.stderr, flush=True)
+
+
 def run(args) -> dict:
     from geo_pipeline import make_scene
 
@@ -173,6 +178,7 @@ def run(args) -> dict:
     t_start = time.perf_counter()
     figures["matmul_tflops_bf16"] = matmul_tflops(device, args.matmul or cfg["matmul"])
     peak = figures["matmul_tflops_bf16"]
+    note(f"bf16 matmul {peak:.1f} TFLOP/s")
     rows = []
     for name in presets:
         torch.manual_seed(0)
@@ -194,6 +200,7 @@ def run(args) -> dict:
                     pct_peak=100 * tps * flops / 1e12 / peak,
                 )
             )
+            note(f"model only {rows[-1]}")
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -216,6 +223,7 @@ def run(args) -> dict:
             ratio=tps / ref,
             peak_gpu_gib=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None,
         )
+        note(f"end to end {figures['end_to_end']}")
         figures["logit_diff"] = dict(
             zip(("max_abs", "max_abs_fp32_logit"), logit_difference(model, device)), preset=presets[0]
         )

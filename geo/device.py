@@ -312,7 +312,12 @@ def auto_batch_size(model: TileModel, tile_size: int) -> int:
         return known[tile_size]
     free, _ = torch.cuda.mem_get_info(device)
     what = f"{tile_size}x{tile_size} tile of {getattr(model, 'preset', 'the model')}"
-    known[tile_size] = choose_batch_size(cuda_probe(model, tile_size, device), free, what=what, where=str(device))
+    cap = MAX_AUTO_BATCH
+    if hasattr(model, "max_tiles_per_pass"):  # no activation of 2**31 elements (CUDA kernels refuse them)
+        cap = min(cap, model.max_tiles_per_pass(device))
+    known[tile_size] = choose_batch_size(
+        cuda_probe(model, tile_size, device), free, what=what, where=str(device), cap=cap
+    )
     return known[tile_size]
 
 

@@ -23,6 +23,9 @@ from sam2unext.layers import RFBModified, UpConcatFirst, UpSampleFirst
 from sam2unext.presets import Preset
 from sam2unext.transforms import as_float_batch, low_res_view, normalize, resize_image
 
+# CUDA kernels such as channels-last bilinear upsampling refuse tensors of 2**31 elements or more.
+CUDA_TENSOR_ELEMENTS = 2**31 - 1
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -114,6 +117,35 @@ class SegmentationModel(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type=device.type, dtype=dtype)
 
+    def max_tiles_per_pass(self, device: torch.device | None = None) -> int:
+        """Most tiles one forward pass may hold so that no activation reaches 2**31 elements.
+
+        Measured once per device type with forward hooks on a one-tile pass (cached on the model):
+        a 32-tile batch of ``sam2unext-large`` makes a 2**31-element upsampling output that CUDA refuses.
+        """
+        device = device or self._device()
+        key = (self.input_size, device.type)
+        cache = self.__dict__.setdefault("_pass_limits", {})
+        if key not in cache:
+            largest = 1
+
+            def note(_module: nn.Module, _inputs: Any, output: Any) -> None:
+                nonlocal largest
+                for item in output if isinstance(output, (tuple, list)) else (output,):
+                    if isinstance(item, torch.Tensor):
+                        largest = max(largest, item.numel())
+
+            x = torch.zeros(1, self.in_chans, self.input_size, self.input_size, device=device)
+            handles = [m.register_forward_hook(note) for m in self.modules()]
+            try:
+                with torch.inference_mode():
+                    self(x)
+            finally:
+                for handle in handles:
+                    handle.remove()
+            cache[key] = max(1, CUDA_TENSOR_ELEMENTS // largest)
+        return cache[key]
+
     def predict(
         self,
         image: torch.Tensor | np.ndarray,
@@ -163,6 +195,8 @@ class SegmentationModel(nn.Module):
         outputs = []
         try:
             with torch.inference_mode(), self._autocast(compute, device):
+                if device.type == "cuda":
+                    step = min(step, self.max_tiles_per_pass(device))
                 for start in range(0, batch.shape[0], step):
                     x = self.normalize_input(resize_image(batch[start : start + step].to(device), self.input_size))
                     if device.type == "cuda" and self.channels_last:

@@ -109,3 +109,14 @@ def test_sam2unet_predict_ignores_low_res():
     unet = build_model("sam2unet-test").eval()
     image = torch.rand(1, 3, 256, 256)
     torch.testing.assert_close(unet.predict(image, torch.rand(1, 3, 112, 112)), unet.predict(image))
+
+
+def test_no_forward_pass_holds_an_activation_of_2_to_the_31_elements(model, monkeypatch):
+    """CUDA refuses tensors of 2**31 elements (a 32-tile batch of sam2unext-large made one on an H200)."""
+    from sam2unext import models
+
+    largest = max(1, models.CUDA_TENSOR_ELEMENTS // model.max_tiles_per_pass(torch.device("cpu")))
+    monkeypatch.setattr(models, "CUDA_TENSOR_ELEMENTS", 3 * largest)
+    model.__dict__.pop("_pass_limits", None)
+    assert model.max_tiles_per_pass(torch.device("cpu")) == 3
+    model.__dict__.pop("_pass_limits", None)
