@@ -10,7 +10,7 @@ import typer
 
 from .formatting import echo, seconds, table
 from .inputs import parse_bands
-from .predict import Checkpoint, Device, PresetOpt
+from .predict import Checkpoint, ComputePrecision, Device, PrecisionOpt, PresetOpt
 
 INFO_EPILOG = """\b
 Examples:
@@ -19,7 +19,8 @@ Examples:
   sam2unext-geo info scene.tif --preset sam2unext-large --bands 3,2,1 --json
 \b
 With --checkpoint or --preset the time per tile is measured on the chosen device
-(a few batches of random tiles; the weights do not change the speed).
+at the precision predict would use (--precision; a few batches of random tiles;
+the weights do not change the speed).
 """
 
 MODELS_EPILOG = """\b
@@ -48,6 +49,7 @@ def info(
     ] = "0.25",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 4,
     device: Device = "auto",
+    precision: PrecisionOpt = ComputePrecision.auto,
     bands: Annotated[
         Optional[str], typer.Option("--bands", help="1-based bands, e.g. 3,2,1.", show_default=False)
     ] = None,
@@ -59,15 +61,18 @@ def info(
 ) -> None:
     """Show what predict would do with a scene: size, CRS, bands, stretch, tiles, time."""
     from sam2unext.geo import describe_raster
+    from sam2unext.loader import ModelLoader
 
+    weights = None  # the time per tile is measured at the precision predict would run
+    if checkpoint is not None or preset is not None:
+        weights = ModelLoader(checkpoint=checkpoint, preset=preset, device=device, dtype=precision.value)
     facts = describe_raster(
         scene,
         tile_size=tile_size,
         overlap=overlap,
         bands=parse_bands(bands),
         resolution=resolution,
-        checkpoint=checkpoint,
-        preset=preset,
+        model=weights,
         device=device,
         batch_size=batch_size,
     )
@@ -101,6 +106,8 @@ def _print_info(f: dict) -> None:
             f"  time:        ~{seconds(f['estimated_seconds'])} on {f['device']} with {f['model']} "
             f"({f['seconds_per_tile'] * 1000:.0f} ms/tile, measured)"
         )
+        if "precision" in f:
+            echo(f"  precision:   {f['precision']} ({f['precision_reason']})")
     else:
         echo("  time:        pass --checkpoint or --preset (and --device) to measure it")
 

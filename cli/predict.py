@@ -22,7 +22,7 @@ from .inputs import (
     remove_empty_folders,
 )
 from .state import STATE
-from .weights import model_loader
+from .weights import model_loader, precision_line
 
 
 class ProgressMode(str, Enum):
@@ -41,6 +41,13 @@ class VectorFormat(str, Enum):
 class OutDtype(str, Enum):
     uint8 = "uint8"
     float32 = "float32"
+
+
+class ComputePrecision(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
 
 
 PREDICT_EPILOG = """\b
@@ -98,6 +105,14 @@ Dinov2 = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[
+    ComputePrecision,
+    typer.Option(
+        "--precision",
+        help="auto (bfloat16 on CUDA and on CPUs with native bfloat16: AVX512-BF16 or AMX; else float32), "
+        "float32 (bit-exact), bfloat16 or float16 (CUDA only).",
+    ),
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Threshold = Annotated[
     float, typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Probability above which a pixel is foreground.")
@@ -155,12 +170,7 @@ def predict(
         ),
     ] = None,
     device: Device = "auto",
-    precision: Annotated[
-        str,
-        typer.Option(
-            "--precision", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16 (CUDA only)."
-        ),
-    ] = "auto",
+    precision: PrecisionOpt = ComputePrecision.auto,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (the first batch waits for the compile).")
     ] = False,
@@ -273,7 +283,7 @@ def predict(
     band_sel = parse_bands(bands)
     rgb_sel = parse_bands(rgb_bands, "rgb_bands")
     loader = model_loader(
-        checkpoint, preset, hiera, dinov2, device, precision, compile_model, bands=band_sel, rgb_bands=rgb_sel
+        checkpoint, preset, hiera, dinov2, device, precision.value, compile_model, bands=band_sel, rgb_bands=rgb_sel
     )
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
     from sam2unext.geo import predict_scenes  # imports torch: after the argument checks, so a typo fails fast
@@ -325,6 +335,8 @@ def predict(
     reporter.complete(len(done), total)
     if progress is not ProgressMode.json:
         print_summary([d[0] for d in done], [d[1] for d in done], total, [d[2] for d in done])
+        if done:
+            echo(f"precision: {precision_line(loader)}")
 
 
 def area_of_interest_option(

@@ -843,6 +843,10 @@ class _SceneRun:
                 )
             per_tile = _SECONDS_PER_TILE[key]
             info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
+        if local_model is not None:
+            from sam2unext.models import precision_facts  # the model is loaded: torch is imported
+
+            info.update(precision_facts(local_model))  # which precision runs and why
         self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
         self.reporter.update("predict", self._tiles, self.total)
 
@@ -954,8 +958,9 @@ def describe_raster(
     """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
 
     With a model (``model``, or ``checkpoint``/``preset``) the time per tile is measured on
-    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) and
-    the whole scene's time is estimated.
+    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) at the
+    model's precision (``precision``, ``precision_reason``; ``dtype="auto"`` for checkpoint/preset)
+    and the whole scene's time is estimated.
 
     Args:
         tile_size: tile side (default: the model's input size, else 1024).
@@ -1006,6 +1011,9 @@ def describe_raster(
         }
     )
     if loaded is not None:
+        from sam2unext.models import precision_facts
+
+        facts.update(precision_facts(loaded))  # the precision predict runs, which the timing measures
         per_tile = measure_seconds_per_tile(loaded, tile, batch_size, lanes=local_lanes(loaded))
         params = list(getattr(loaded, "parameters", list)())  # a torch module's; none for a stand-in
         first = params[0] if params else None

@@ -30,7 +30,7 @@ from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
 from sam2unext.loader import demo_weights_path
-from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, model_class, resolve_dtype
+from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, choose_precision, model_class
 from sam2unext.presets import PRESETS, Preset, get_preset
 
 DEMO_WEIGHTS = demo_weights_path()
@@ -258,9 +258,11 @@ def load_model(
         dinov2: DINOv2 checkpoint (only with ``checkpoint=None``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
         dtype: Compute dtype of :meth:`SegmentationModel.predict`: ``auto`` (``bfloat16`` on
-            CUDA, ``float32`` on CPU), ``float32``, ``bfloat16`` or ``float16`` (CUDA only; on
-            CPU it falls back to float32 with a warning). Weights stay float32; reduced
-            precision runs under ``torch.autocast``.
+            CUDA and on a CPU with native bfloat16, AVX512-BF16 or AMX; ``float32`` on other
+            CPUs: :func:`sam2unext.models.choose_precision`), ``float32`` (bit-exact),
+            ``bfloat16`` or ``float16`` (CUDA only; on CPU it falls back to float32 with a
+            warning). Weights stay float32; reduced precision runs under ``torch.autocast``.
+            The model's ``inference_dtype`` and ``precision_reason`` say what was chosen.
         compile: wrap the forward pass in ``torch.compile`` (the first batch then takes the
             compile time; see ``bench/cpu_precision.py`` and ``bench/gpu_throughput.py``).
         in_chans: Bands the model must take (None: what the checkpoint takes). An RGB
@@ -277,7 +279,7 @@ def load_model(
         PresetError, CheckpointError, UserError: see the message.
     """
     target = resolve_device(device)
-    compute = resolve_dtype(dtype, target)
+    compute = choose_precision(dtype, target)
     if checkpoint is None:
         if preset is None:
             raise PresetError("give a checkpoint file or a preset name")
@@ -315,7 +317,7 @@ def load_model(
                     f"or fine-tune a model for {in_chans}"
                 )
             adapt_model_bands(model, int(in_chans), rgb_channels, fill=band_fill)
-    model.inference_dtype = compute
+    model.inference_dtype, model.precision_reason = compute.dtype, compute.reason
     model = model.to(target).eval()
     if compile:
         model.forward = torch.compile(model.forward, dynamic=False)
