@@ -109,8 +109,8 @@ PrecisionOpt = Annotated[
     ComputePrecision,
     typer.Option(
         "--precision",
-        help="auto (bfloat16 on CUDA and on CPUs with native bfloat16: AVX512-BF16 or AMX; else float32), "
-        "float32 (bit-exact), bfloat16 or float16 (CUDA only).",
+        help="auto (bfloat16 on CUDA, float32 on CPU), float32 (bit-exact), bfloat16 (on a CPU faster only "
+        "with AVX512-BF16 or AMX, and the masks change slightly) or float16 (CUDA only).",
     ),
 ]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]

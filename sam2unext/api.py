@@ -258,11 +258,11 @@ def load_model(
         dinov2: DINOv2 checkpoint (only with ``checkpoint=None``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
         dtype: Compute dtype of :meth:`SegmentationModel.predict`: ``auto`` (``bfloat16`` on
-            CUDA and on a CPU with native bfloat16, AVX512-BF16 or AMX; ``float32`` on other
-            CPUs: :func:`sam2unext.models.choose_precision`), ``float32`` (bit-exact),
-            ``bfloat16`` or ``float16`` (CUDA only; on CPU it falls back to float32 with a
-            warning). Weights stay float32; reduced precision runs under ``torch.autocast``.
-            The model's ``inference_dtype`` and ``precision_reason`` say what was chosen.
+            CUDA, ``float32`` on CPU: :func:`sam2unext.models.choose_precision`), ``float32``
+            (bit-exact), ``bfloat16`` (on a CPU faster only with AVX512-BF16 or AMX) or
+            ``float16`` (CUDA only; on CPU it falls back to float32 with a warning). Weights
+            stay float32; reduced precision runs under ``torch.autocast``. The model's
+            ``inference_dtype`` and ``precision_reason`` say what was chosen and why.
         compile: wrap the forward pass in ``torch.compile`` (the first batch then takes the
             compile time; see ``bench/cpu_precision.py`` and ``bench/gpu_throughput.py``).
         in_chans: Bands the model must take (None: what the checkpoint takes). An RGB

@@ -30,10 +30,19 @@ CUDA_TENSOR_ELEMENTS = 2**31 - 1
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
-#: CPU features with bfloat16 matrix instructions: there bfloat16 autocast is faster than float32
-#: (sam2unext-large, 2 threads, AVX512-BF16: 11.1 s vs 19.1 s per tile). Without them oneDNN emulates
-#: bfloat16 and autocast is slower (AVX2 AMD EPYC, sam2unext-tiny: 140 s vs 18 s; bench/cpu_precision.py).
+#: CPU features with bfloat16 matrix instructions. With them bfloat16 autocast is faster than
+#: float32 (2 threads, Intel Xeon with AMX: sam2unext-large 5.6-7.8 s vs 13.8-18.6 s per tile,
+#: sam2unext-tiny 1.4-1.5 s vs 3.8-4.0 s); without them oneDNN emulates it and it is slower
+#: (AMD EPYC, AVX2: sam2unext-tiny 140 s vs 18 s). bench/cpu_precision.py.
 NATIVE_BF16_FEATURES = ("amx_bf16", "avx512_bf16")
+
+#: Whether ``auto`` takes bfloat16 autocast on a CPU with native bfloat16. Off: the masks change
+#: there more than a default may change them (IoU >= 0.999 against float32): per tile 0.957-0.974
+#: for sam2unext-large with variance-preserving random weights (Xeon, AMX), down to 0.975 for the
+#: demo weights on a demo tile with few objects (0.9996 over the whole demo scene). Keeping the
+#: glue and decoder in float32 under autocast recovered only part of it (large, 256 px tiles:
+#: 0.981 -> 0.993); the rest comes from the encoders, the bulk of the work. bench/cpu_precision.py.
+CPU_AUTO_BFLOAT16 = False
 
 
 def _cpu_flags() -> set[str]:
@@ -83,10 +92,12 @@ class Precision:
 def choose_precision(dtype: str | torch.dtype, device: torch.device) -> Precision:
     """The compute precision used on ``device`` for ``dtype``, with the reason.
 
-    ``auto`` is ``bfloat16`` on CUDA and on a CPU with native bfloat16 (AVX512-BF16 or AMX, see
-    :func:`cpu_native_bf16`), ``float32`` elsewhere. ``float16`` is only used on CUDA; on CPU it
-    falls back to ``float32`` with a warning (CPU half-precision kernels are slow and lossy; use
-    ``bfloat16`` there). ``float32`` is always available, for bit-exact results.
+    ``auto`` is ``bfloat16`` on CUDA and ``float32`` on a CPU; the reason says whether the CPU
+    has native bfloat16 (AVX512-BF16 or AMX, :func:`cpu_native_bf16`), where ``bfloat16`` is
+    faster but changes the masks (:data:`CPU_AUTO_BFLOAT16` makes ``auto`` take it there).
+    ``float16`` is only used on CUDA; on CPU it falls back to ``float32`` with a warning (CPU
+    half-precision kernels are slow and lossy; use ``bfloat16`` there). ``float32`` is always
+    available, for bit-exact results.
 
     Raises:
         UserError: unknown dtype name.
@@ -101,9 +112,16 @@ def choose_precision(dtype: str | torch.dtype, device: torch.device) -> Precisio
         if device.type != "cpu":
             return Precision(torch.float32, f"auto: float32 on {device.type}")
         feature = cpu_native_bf16()
-        if feature is not None:
+        if feature is None:
+            return Precision(
+                torch.float32, "auto: this CPU has neither AVX512-BF16 nor AMX, so bfloat16 would be slower"
+            )
+        if CPU_AUTO_BFLOAT16:
             return Precision(torch.bfloat16, f"auto: this CPU has native bfloat16, {feature}")
-        return Precision(torch.float32, "auto: this CPU has neither AVX512-BF16 nor AMX, so bfloat16 would be slower")
+        return Precision(
+            torch.float32,
+            f"auto: this CPU has native bfloat16, {feature}, where bfloat16 runs faster but changes the masks",
+        )
     else:
         if dtype not in DTYPES:
             raise UserError(f"unknown dtype {dtype!r}; use auto or one of: {', '.join(DTYPES)}")
