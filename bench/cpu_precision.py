@@ -7,7 +7,7 @@
    largest |logit|, and the lowest and mean per-tile IoU of the masks (logit > 0) against
    float32. ``--public N`` also times the public code's structure (head computed twice,
    contiguous decoder weights; ``bench/model_speed.py``) in float32 on the first N tiles and
-   prints the ratio of the path ``--precision auto`` takes to it.
+   prints the ratio of bfloat16 to it.
 2. ``--demo``: the demo weights on the demo scene, end to end (``predict_raster``) in float32
    and in bfloat16: the IoU of the two masks and each one's IoU against the scene's truth.
 
@@ -93,11 +93,11 @@ def compare_preset(preset: str, tiles: int, public: int) -> dict:
         lmax = max(lmax, ref.abs().max().item())
         ious.append(iou(out > 0, ref > 0))
         print(
-            f"  {preset} tile {k}: float32 {s32:.2f} s, bfloat16 {s16:.2f} s{f', public {tpub[-1]:.2f} s' if k < len(tpub) else ''}, "
-            f"IoU {ious[-1]:.5f}, foreground {float((ref > 0).float().mean()):.3f}  (load {load()})",
+            f"  {preset} tile {k}: float32 {s32:.2f} s, bfloat16 {s16:.2f} s"
+            f"{f', public {tpub[-1]:.2f} s' if k < len(tpub) else ''}, IoU {ious[-1]:.5f}, "
+            f"foreground {float((ref > 0).float().mean()):.3f}  (load {load()})",
             flush=True,
         )
-    auto = choose_precision("auto", CPU).dtype
     row = {
         "preset": preset,
         "tiles": tiles,
@@ -107,15 +107,12 @@ def compare_preset(preset: str, tiles: int, public: int) -> dict:
         "max_abs_logit": lmax,
         "min_iou": min(ious),
         "mean_iou": statistics.fmean(ious),
-        "auto": str(auto).removeprefix("torch."),
         "load": load(),
     }
     row["speedup"] = row["float32_s"] / row["bfloat16_s"]
     if tpub:
         row["public_float32_s"] = statistics.median(tpub)
-        row["auto_vs_public"] = (row["bfloat16_s"] if auto == torch.bfloat16 else row["float32_s"]) / row[
-            "public_float32_s"
-        ]
+        row["bfloat16_vs_public"] = row["bfloat16_s"] / row["public_float32_s"]
     return row
 
 
@@ -172,25 +169,27 @@ def main(argv: list[str] | None = None) -> None:
         if args.json:
             args.json.write_text(json.dumps(report, indent=1))
     print(
-        f"\n{'preset':16s} {'fp32 s':>7s} {'bf16 s':>7s} {'speed-up':>8s} {'public s':>8s} {'auto/pub':>8s} "
+        f"\n{'preset':16s} {'fp32 s':>7s} {'bf16 s':>7s} {'speed-up':>8s} {'public s':>8s} {'bf16/pub':>8s} "
         f"{'max|dlogit|':>11s} {'max|logit|':>10s} {'min IoU':>8s} {'mean IoU':>8s}  load"
     )
     for r in report["rows"]:
         pub = (
-            f"{r['public_float32_s']:8.2f} {r['auto_vs_public']:8.2f}"
+            f"{r['public_float32_s']:8.2f} {r['bfloat16_vs_public']:8.2f}"
             if "public_float32_s" in r
             else f"{'-':>8s} {'-':>8s}"
         )
         print(
             f"{r['preset']:16s} {r['float32_s']:7.2f} {r['bfloat16_s']:7.2f} {r['speedup']:8.2f} {pub} "
-            f"{r['max_abs_logit_diff']:11.3g} {r['max_abs_logit']:10.3g} {r['min_iou']:8.5f} {r['mean_iou']:8.5f}  {r['load']}"
+            f"{r['max_abs_logit_diff']:11.3g} {r['max_abs_logit']:10.3g} {r['min_iou']:8.5f} {r['mean_iou']:8.5f}  "
+            f"{r['load']}"
         )
     if args.demo:
         demo = demo_masks(args.folder, args.demo_size)
         report["demo"] = demo
         print(
-            f"\ndemo weights, demo scene ({demo['tiles']} tiles): IoU bfloat16 vs float32 {demo['iou_bf16_vs_fp32']:.5f}; "
-            f"IoU against the truth: float32 {demo['float32_iou_truth']:.4f}, bfloat16 {demo['bfloat16_iou_truth']:.4f}; "
+            f"\ndemo weights, demo scene ({demo['tiles']} tiles): IoU bfloat16 vs float32 "
+            f"{demo['iou_bf16_vs_fp32']:.5f}; IoU against the truth: float32 {demo['float32_iou_truth']:.4f}, "
+            f"bfloat16 {demo['bfloat16_iou_truth']:.4f}; "
             f"{demo['float32_s']:.1f} s vs {demo['bfloat16_s']:.1f} s (load {demo['load']})"
         )
     if args.json:
