@@ -159,6 +159,22 @@ class Location:
         """``read_bytes`` decoded as UTF-8."""
         return self.read_bytes(name).decode()
 
+    def read_many(self, names: list[str]) -> dict[str, bytes]:
+        """The contents of several files or objects (fetched concurrently from a URL); unreadable ones are left out."""
+        if not self.is_remote:
+            out: dict[str, bytes] = {}
+            for name in names:
+                try:
+                    out[name] = Path(self.path(name)).read_bytes()
+                except OSError:
+                    continue
+            return out
+        if not names:
+            return {}
+        keys = {self._key(name): name for name in names}
+        got = self._call("", lambda: self.fs.cat(list(keys), on_error="omit"))
+        return {keys[k]: v for k, v in got.items() if k in keys and isinstance(v, bytes)}
+
     def list(self, name: str = "") -> list[str]:
         """Names directly below ``name`` (files and folders, sorted); ``[]`` when it does not exist."""
         if not self.is_remote:
