@@ -2,7 +2,7 @@
 table was written (issue 21 turned the generating loops into one row per preset; nothing changed).
 
 A change here is a change of a released preset: it changes the model a name builds, so make it on
-purpose, in both places."""
+purpose, in both places. A new preset needs nothing here."""
 
 from sam2unext.presets import PARAMETER_COUNTS, PRESETS, Preset, list_presets
 
@@ -199,15 +199,16 @@ FROZEN_PARAMETER_COUNTS = {
 
 
 def test_every_preset_is_as_frozen():
-    assert list_presets() == list(FROZEN)
+    """A new row may come anywhere; the frozen presets keep their fields and their order."""
+    assert [name for name in list_presets() if name in FROZEN] == list(FROZEN)
     for name, fields in FROZEN.items():
         assert PRESETS[name].to_dict() == fields, name
         assert PRESETS[name] == Preset(**fields), name
 
 
 def test_parameter_counts_are_as_frozen():
-    assert PARAMETER_COUNTS == FROZEN_PARAMETER_COUNTS
-    assert list(PARAMETER_COUNTS) == list(FROZEN)
+    assert {name: PARAMETER_COUNTS[name] for name in FROZEN_PARAMETER_COUNTS} == FROZEN_PARAMETER_COUNTS
+    assert list(PARAMETER_COUNTS) == list_presets()
 
 
 def test_rows_do_not_share_mutable_fields():
