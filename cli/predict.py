@@ -204,7 +204,7 @@ def predict(
             "--scheduler",
             help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: threads in this "
             "process). The workers read the scenes and write the outputs' .partial stores themselves: scenes and "
-            "output folder must be on a filesystem every worker sees, under the same paths.",
+            "outputs at s3:// or gs:// URLs, or on a filesystem every worker sees under the same paths.",
             show_default=False,
         ),
     ] = None,

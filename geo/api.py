@@ -182,9 +182,11 @@ def predict_raster(
     uninterrupted run, local or on a cluster.
 
     Args:
-        source: raster path (anything GDAL opens) or an ``xarray.DataArray`` (rioxarray).
+        source: raster path (anything GDAL opens; an ``s3://``, ``gs://`` or ``https://`` URL
+            is read with range requests) or an ``xarray.DataArray`` (rioxarray).
         output: probability GeoTIFF (default ``<source stem>_prob.tif`` next to the source;
-            a new temporary folder for a DataArray).
+            a new temporary folder for a DataArray); may be an ``s3://``/``gs://`` object, built
+            locally and uploaded whole, with its run store beside it.
         model: an object with ``predict``/``input_size``/``low_res_size``, or a picklable
             zero-argument factory returning one; None loads ``checkpoint``/``preset``.
         checkpoint, preset, device: passed to ``sam2unext.load_model`` when ``model`` is None.
@@ -208,8 +210,8 @@ def predict_raster(
         vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
         out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
         scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
-            the workers read the source and write the run store themselves, so both must be on
-            a filesystem every worker sees.
+            the workers read the source and write the run store themselves, so both must be at
+            ``s3://``/``gs://`` URLs or on a filesystem every worker sees.
         overwrite: replace existing outputs (and discard an unfinished run of them).
         resume: continue the unfinished run of ``output`` (same input, weights and parameters).
         chunk_size: side of the output chunks in pixels (multiple of 512; default
