@@ -36,6 +36,7 @@ from sam2unext.geo.running.device import CPU_BATCH
 from sam2unext.geo.running.execution import local_lanes, measure_seconds_per_tile
 from sam2unext.geo.running.scene import check_outputs, default_output, run_scene
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
+from sam2unext.geo.storage import as_target, output_exists
 from sam2unext.geo.writing.store import RunStore, store_path_for
 from sam2unext.geo.xarray_io import Source
 
@@ -74,9 +75,11 @@ def predict_raster(
     uninterrupted run, local or on a cluster.
 
     Args:
-        source: raster path (anything GDAL opens) or an ``xarray.DataArray`` (rioxarray).
+        source: raster path (anything GDAL opens; an ``s3://``, ``gs://`` or ``https://`` URL
+            is read with range requests) or an ``xarray.DataArray`` (rioxarray).
         output: probability GeoTIFF (default ``<source stem>_prob.tif`` next to the source;
-            a new temporary folder for a DataArray).
+            a new temporary folder for a DataArray); may be an ``s3://``/``gs://`` object, built
+            locally and uploaded whole, with its run store beside it.
         model: an object with ``predict``/``input_size``/``low_res_size``, or a picklable
             zero-argument factory returning one; None loads ``checkpoint``/``preset``.
         checkpoint, preset: passed to ``sam2unext.load_model`` (with ``device`` and
@@ -142,7 +145,7 @@ def _preflight(
     warn: Callable[[str], None] | None = None,
 ) -> ScenePlan:
     """The outputs checked (nothing discarded) and the scene planned (see :func:`check_scene`)."""
-    check_outputs(Path(output) if output is not None else default_output(source), options, discard=False)
+    check_outputs(output if output is not None else default_output(source), options, discard=False)
     return plan_scene(source, options, models, warn=warn)
 
 
@@ -215,10 +218,10 @@ def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | 
     """
     modes: list[bool | None] = []
     for source, target in zip(sources, targets):
-        out = Path(target) if target is not None else default_output(source)
+        out = as_target(target) if target is not None else default_output(source)
         if RunStore(store_path_for(out)).present():
             modes.append(True)
-        elif out.exists():
+        elif output_exists(out):
             modes.append(None)
         else:
             modes.append(False)

@@ -63,8 +63,8 @@ class SceneOptions:
         precision: compute precision of a model loaded from ``checkpoint``/``preset``
             (``auto``: bfloat16 on CUDA, float32 on CPU).
         scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
-            the workers read the source and write the run store themselves, so both must be on
-            a filesystem every worker sees.
+            the workers read the source and write the run store themselves, so both must be at
+            ``s3://``/``gs://`` URLs or on a filesystem every worker sees.
         out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
         vector: True (default path), False/None (no polygons) or a path.
         vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.

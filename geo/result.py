@@ -18,8 +18,8 @@ class PredictResult:
     """What :func:`predict_raster` produced.
 
     Attributes:
-        probability: path of the probability COG.
-        vector: path of the polygons, or None.
+        probability: path (or s3://, gs:// URL) of the probability COG.
+        vector: path (or URL) of the polygons, or None.
         tiles_run, tiles_skipped: tiles of the scene sent to the model / skipped as all-nodata.
         seconds: wall time of the call.
         area: total polygon area in map units (0 without polygons).
@@ -33,8 +33,8 @@ class PredictResult:
         bands: the 1-based input bands used as red, green, blue.
     """
 
-    probability: Path
-    vector: Path | None
+    probability: str | Path
+    vector: str | Path | None
     tiles_run: int
     tiles_skipped: int
     seconds: float

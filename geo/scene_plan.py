@@ -27,6 +27,7 @@ from sam2unext.geo.running.tiling import (
     estimate_memory,
     make_grid,
 )
+from sam2unext.geo.storage import name_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -142,7 +143,7 @@ def plan_scene(
     from sam2unext.geo.models import ModelChoice
 
     models = models if models is not None else ModelChoice()
-    name = name if name is not None else Path(str(source)).name
+    name = name if name is not None else name_of(source)
     read = make_model_plan(
         source,
         models.band_config(),

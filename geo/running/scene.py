@@ -41,6 +41,20 @@ from sam2unext.geo.running.execution import (
 )
 from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
+from sam2unext.geo.storage import (
+    Location,
+    as_target,
+    check_remote_output,
+    is_url,
+    name_of,
+    output_exists,
+    parent_of,
+    publish,
+    remove_output,
+    staging_path,
+    stem_of,
+    with_name,
+)
 from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
 from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, remove_quietly, write_from_store
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
@@ -55,8 +69,13 @@ if TYPE_CHECKING:
 GDAL_CACHE_BYTES = 32 * 2**20
 
 
-def default_output(source: str | Path) -> Path:
-    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source."""
+def default_output(source: str | Path) -> str | Path:
+    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source.
+
+    Beside a URL scene it is a URL (an ``https://`` scene needs an explicit output).
+    """
+    if is_url(source):
+        return with_name(str(source), stem_of(source) + "_prob.tif")
     return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
 
 
@@ -67,42 +86,60 @@ def output_tags(plan: ReadPlan) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Outputs:
-    """The checked outputs of a scene: probability raster, its run store, polygons (or None) and their format."""
+    """The checked outputs of a scene: probability raster, its run store, polygons (or None) and their format.
 
-    probability: Path
+    The paths may be ``s3://``/``gs://`` URLs: such outputs are built in a scratch folder and
+    uploaded whole (:func:`sam2unext.geo.storage.publish`).
+    """
+
+    probability: str | Path
     store: RunStore
-    vector: Path | None
+    vector: str | Path | None
     vector_format: str | None
 
 
-def check_outputs(output: Path, options: SceneOptions, discard: bool = True) -> Outputs:
-    """The checked outputs; refuses what would lose or mix work.
+def check_outputs(output: str | Path, options: SceneOptions, discard: bool = True) -> Outputs:
+    """The checked outputs (paths, or ``s3://``/``gs://`` URLs); refuses what would lose or mix work.
 
     ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
 
     Raises:
         OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
-            output without overwrite, an unwritable folder, a bad polygon format.
+            output without overwrite, an unwritable folder, a bad polygon format; for a URL also
+            a missing bucket, no credentials or denied access.
     """
-    out, store = _check_store(output, options.overwrite, options.resume, discard)
-    vector, fmt = options.vector, None
+    out, store = _check_store(as_target(output), options.overwrite, options.resume, discard)
+    vector = options.vector
     if vector:
         fmt = format_from(None if vector is True else vector, options.vector_format if vector is True else None)
-        vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, options.overwrite)
-        return Outputs(out, store, vec_path, fmt)
-    return Outputs(out, store, None, fmt)
+        return Outputs(out, store, check_vector_output(out, vector, fmt, options.overwrite), fmt)
+    return Outputs(out, store, None, None)
 
 
-def _check_store(out: Path, overwrite: bool, resume: bool, discard: bool) -> tuple[Path, RunStore]:
-    """The checked probability path and its run store (see :func:`check_outputs`)."""
+def check_vector_output(out: str | Path, vector: bool | str | Path, fmt: str, overwrite: bool) -> str | Path:
+    """The checked polygon output: ``<probability stem>_polygons.<ext>`` beside ``out``, or the path/URL given.
+
+    Raises:
+        OutputError: an existing output without ``overwrite``, an unwritable folder or bucket.
+    """
+    if vector is True:
+        name = default_vector_path(Path(name_of(out)), fmt).name
+        target: str | Path = with_name(out, name)
+    else:
+        target = as_target(vector)  # type: ignore[arg-type]
+    return _check_target(target, overwrite)
+
+
+def _check_store(out: str | Path, overwrite: bool, resume: bool, discard: bool) -> tuple[str | Path, RunStore]:
+    """The checked probability path (or URL) and its run store (see :func:`check_outputs`)."""
     store = RunStore(store_path_for(out))
     if resume:
         if not store.exists():
-            done = " (the output is complete)" if out.exists() else ""
+            done = " (the output is complete)" if output_exists(out) else ""
             raise OutputError(
                 f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; drop {option('resume')}"
             )
-        return check_output(out, True), store
+        return _check_target(out, True), store
     if store.present():
         if not overwrite:
             raise OutputError(
@@ -111,7 +148,12 @@ def _check_store(out: Path, overwrite: bool, resume: bool, discard: bool) -> tup
             )
         if discard:
             store.remove()
-    return check_output(out, overwrite), store
+    return _check_target(out, overwrite), store
+
+
+def _check_target(out: str | Path, overwrite: bool) -> str | Path:
+    """The checked output path or URL (see :func:`~sam2unext.geo.writing.cog.check_output`)."""
+    return check_remote_output(str(out), overwrite) if is_url(out) else check_output(out, overwrite)
 
 
 def scene_manifest(plan: ScenePlan, from_array: bool, weights: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +164,11 @@ def scene_manifest(plan: ScenePlan, from_array: bool, weights: dict[str, Any]) -
     """
     read, area, grid, chunks = plan.read, plan.area, plan.grid, plan.chunks
     assert grid is not None and chunks is not None, "tiles not laid yet"
-    inp = file_fingerprint(plan.source)
+    if is_url(plan.source):  # size and version tag (ETag/generation) of the object: one HEAD request
+        src = str(plan.source)
+        inp = {"url": src, **Location(parent_of(src), output=False).info(name_of(src))}
+    else:
+        inp = file_fingerprint(plan.source)
     if from_array:
         inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
     return {
@@ -259,7 +305,7 @@ class SceneRun:
         self._tick()
 
     def write_cog(self, out: Path, replace: bool) -> None:
-        """Build the probability COG from the finished store.
+        """Build the probability COG from the finished store (streamed chunk row by chunk row) at the local ``out``.
 
         Raises:
             OutputError: the disk is full (the store is kept for a resume).
@@ -337,20 +383,27 @@ def run_scene(
             output = made_dir / "prediction_prob.tif"
         elif output is None:
             output = default_output(src_path)
-        created: list[Path] = []
+        created: list[Path] = []  # local files written (a URL output's staging copy)
+        published: list[str | Path] = []  # outputs uploaded before a later step failed
         run: SceneRun | None = None
         try:
-            outputs = check_outputs(Path(output), options)
+            outputs = check_outputs(output, options)
             if plan is None:
                 plan = plan_scene(src_path, options, models, name=scene, warn=reporter.warning)
             run, plan, local_model = _start(plan, outputs.store, models, reporter, not isinstance(source, (str, Path)))
             _execute(run, plan, models, local_model)
-            created.append(outputs.probability)
-            run.write_cog(outputs.probability, options.overwrite or options.resume)
-            polygon_area, gdf = _vectorize(outputs, plan, reporter)
+            # a URL output is built in the scratch folder and uploaded whole once finished
+            local_out = staging_path(outputs.probability, Path(tmp))
+            created.append(local_out)
+            run.write_cog(local_out, options.overwrite or options.resume)
+            polygon_area, gdf = _vectorize(outputs, local_out, plan, reporter, Path(tmp), created, published)
+            if is_url(outputs.probability):
+                publish(local_out, outputs.probability)  # last: the probability raster marks a finished scene
             outputs.store.remove()
         except BaseException:
-            remove_quietly(*created)
+            remove_quietly(*(p for p in created if p.suffix == ".tif"))
+            for target in published:
+                remove_output(target)
             if run is not None:
                 run.keep_or_discard(scene)
             if made_dir is not None:
@@ -414,14 +467,24 @@ def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: T
         )
 
 
-def _vectorize(outputs: Outputs, plan: ScenePlan, reporter: Progress) -> tuple[float, Any]:
-    """Polygons of the finished COG, clipped to the AOI: (area, GeoDataFrame or None); (0, None) without."""
+def _vectorize(
+    outputs: Outputs,
+    local_out: Path,
+    plan: ScenePlan,
+    reporter: Progress,
+    tmp: Path,
+    created: list[Path],
+    published: list[str | Path],
+) -> tuple[float, Any]:
+    """Polygons of the finished COG (``local_out``), clipped to the AOI: (area, GeoDataFrame or None);
+    (0, None) without. A URL target is written in ``tmp`` and uploaded (then listed in ``published``)."""
     if outputs.vector is None:
         return 0.0, None
     options, area = plan.options, plan.area
+    local_vec = staging_path(outputs.vector, tmp)
     vres = vectorize_raster(
-        outputs.probability,
-        outputs.vector,
+        local_out,
+        local_vec,
         threshold=options.threshold,
         min_area=options.min_area,
         fill_holes=options.fill_holes,
@@ -432,6 +495,10 @@ def _vectorize(outputs: Outputs, plan: ScenePlan, reporter: Progress) -> tuple[f
         as_geodataframe=options.as_geodataframe,
         clip=area.geometry if area is not None else None,
     )
+    created.append(local_vec)
+    if is_url(outputs.vector):
+        publish(local_vec, outputs.vector)
+        published.append(outputs.vector)
     return vres.area, vres.geodataframe
 
 

@@ -7,7 +7,7 @@ and what to do. Anything it does not recognise is returned as None and stays a b
 
 from __future__ import annotations
 
-from sam2unext.errors import InputError, OutputError, UserError
+from sam2unext.errors import InputError, OutputError, UserError, option
 
 CREDENTIALS_HELP = {
     "s3": (
@@ -94,13 +94,14 @@ def classify(exc: BaseException) -> str | None:
     return None
 
 
-def storage_error(url: str, exc: BaseException, *, output: bool = False) -> UserError | None:
+def storage_error(url: str, exc: BaseException, *, output: bool = False, resumable: bool = False) -> UserError | None:
     """The one-line :class:`UserError` for a failed storage call on ``url``, or None when unknown.
 
     Args:
         url: The object or prefix the call was about.
         exc: What fsspec, botocore or GDAL raised.
         output: True when ``url`` is an output (:class:`OutputError`), else an input (:class:`InputError`).
+        resumable: the call was part of a run whose finished chunks are kept: say to resume.
     """
     kind = classify(exc)
     error = OutputError if output else InputError
@@ -111,13 +112,15 @@ def storage_error(url: str, exc: BaseException, *, output: bool = False) -> User
     if kind == "denied":
         return error(f"access denied to {url}; {_help(url)}, with a key that may {'write' if output else 'read'} it")
     if kind == "bucket":
-        return error(f"bucket {scheme}://{bucket} of {url} does not exist; create it or correct the URL")
+        of = "" if url.rstrip("/") == f"{scheme}://{bucket}" else f" of {url}"
+        return error(f"bucket {scheme}://{bucket}{of} does not exist; create it or correct the URL")
     if kind == "missing":
         return error(f"{url} does not exist; check the URL (and AWS_ENDPOINT_URL for a store other than AWS)")
     if kind == "connection":
+        then = f"rerun with {option('resume')} (the finished chunks are kept)" if resumable else "rerun"
         return error(
             f"lost the connection to {url} after retries ({_short(exc)}); check the network or the endpoint"
-            " (AWS_ENDPOINT_URL), then rerun"
+            f" (AWS_ENDPOINT_URL), then {then}"
         )
     return None
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from sam2unext.errors import OutputError, UserError, option
 from sam2unext.geo.running.fingerprint import describe_difference
-from sam2unext.geo.storage import Location, is_url
+from sam2unext.geo.storage import Location, is_url, storage_error
 
 #: Rows of one Zarr chunk (the COG block).
 ZARR_ROWS = 512
@@ -213,7 +213,18 @@ class RunStore:
             full = disk_full_error(self.folder, exc)
             if full is not None:
                 raise full from None
+            self._storage_failed(exc)
             raise
+        except Exception as exc:  # noqa: BLE001 (a store on object storage: botocore's own errors)
+            self._storage_failed(exc)
+            raise
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        """Raise the one-line error of a failed write to a store on object storage (None on disk)."""
+        if self.location.is_remote:
+            err = storage_error(str(self.folder), exc, output=True, resumable=True)
+            if err is not None:
+                raise err from exc
 
     def read(self, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Values and 0/255 mask (None when the store keeps none) of a window."""

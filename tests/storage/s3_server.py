@@ -61,3 +61,27 @@ def s3_bucket(s3_endpoint) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=name)
     return f"s3://{name}"
+
+
+def write_scene(path, height: int = 160, width: int = 150, seed: int = 0):
+    """A small georeferenced RGB COG with smooth structure (so the stand-in models find shapes)."""
+    import numpy as np
+    import rasterio
+    from affine import Affine
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([np.sin(xx / (9 + 3 * k) + rng.uniform(0, 6)) + np.cos(yy / (11 + 2 * k)) for k in range(3)])
+    data = ((base - base.min()) / (np.ptp(base) or 1) * 255).astype(np.uint8)
+    profile = dict(driver="COG", width=width, height=height, count=3, dtype="uint8", blocksize=128, crs="EPSG:32633")
+    with rasterio.open(path, "w", transform=Affine(10, 0, 500000, 0, -10, 4600000), **profile) as dst:
+        dst.write(data)
+    return path
+
+
+def read_raster(path):
+    """Band 1 and its mask."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.read(1), src.read_masks(1)
