@@ -438,9 +438,8 @@ class PredictDialog(QDialog):
             self._show_problem(f"{info['executable']} — {info['version']}: {problem}")
             return
         self.last_probe, self.env_problem = info, None
-        versions = f"torch {info['torch']}" + (
-            f" + torchvision {info['torchvision']}" if info.get("torchvision") else ""
-        )
+        versions = f"torch {info['torch']}" if info.get("torch") else "torch not probed"
+        versions += f" + torchvision {info['torchvision']}" if info.get("torchvision") else ""
         self.env_label.setText(
             f"OK: {info['executable']} — {info['version']} — {versions} — {environment.gpu_text(info)}"
             + (" (cached)" if info.get("cached") else "")

@@ -683,13 +683,14 @@ def _run_step(argv: list, log: Log, is_cancelled: Callable[[], bool], cwd: str) 
     except OSError as exc:
         raise StepFailed(f"Could not start {argv[0]}: {exc}", str(exc)) from exc
     lines = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        log(lines[-1])
-        if is_cancelled():
-            proc.terminate()
-            proc.wait()
-            raise InstallCancelled("Install cancelled; the environment is incomplete: click Install again.")
+    with proc.stdout:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            log(lines[-1])
+            if is_cancelled():
+                proc.terminate()
+                proc.wait()
+                raise InstallCancelled("Install cancelled; the environment is incomplete: click Install again.")
     proc.wait()
     if proc.returncode != 0:
         tail = next((ln for ln in reversed(lines) if ln.strip()), f"exit code {proc.returncode}").strip()
