@@ -52,7 +52,10 @@ def timed(name: str, fn):
 
 def instrument() -> None:
     """Wrap the pipeline's stage functions (module attributes, looked up at call time)."""
-    from sam2unext.geo import api, execution, reading, stitching, store
+    from sam2unext.geo import api
+    from sam2unext.geo.reading import raster as reading
+    from sam2unext.geo.running import execution
+    from sam2unext.geo.writing import stitching, store
 
     reading.TileReader.read_many = timed("read", reading.TileReader.read_many)
     reading.TileReader._read_region = timed("read.region", reading.TileReader._read_region)

@@ -106,7 +106,7 @@ class TimedModel:
 def model_only_time(model, tiles: int, tile: int, batch: int) -> float:
     """Seconds to run ``tiles`` random tiles through ``model`` in batches, with the pipeline's lanes
     (one single-thread forward pass per CPU core, side by side) and nothing else."""
-    from sam2unext.geo.execution import Lanes, local_lanes, run_model, single_thread_forward
+    from sam2unext.geo.running.execution import Lanes, local_lanes, run_model, single_thread_forward
 
     rng = np.random.default_rng(0)
     batches = [
@@ -164,7 +164,7 @@ def run_child(scene: Path, out: Path, tile: int, batch: int) -> dict:
 
 def rasterio_read(scene: Path, tile: int, overlap: float) -> tuple[float, int]:
     """Seconds to read every tile window of our grid with plain rasterio (one thread)."""
-    from sam2unext.geo.tiling import clip_window, make_grid
+    from sam2unext.geo.running.tiling import clip_window, make_grid
 
     with rasterio.open(scene) as src:
         grid = make_grid(src.height, src.width, tile, overlap)

@@ -99,8 +99,8 @@ def demo_iou(device: torch.device, folder: Path, size: int | None) -> float:
 
     import sam2unext
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.demo_run import mask_iou
-    from sam2unext.geo.demo_scene import write_demo_scene
+    from sam2unext.geo.demo.demo_run import mask_iou
+    from sam2unext.geo.demo.demo_scene import write_demo_scene
 
     kwargs = {} if size is None else {"size": size}
     scene, _ = write_demo_scene(folder / "demo", overwrite=True, **kwargs)
@@ -123,8 +123,9 @@ def blend_paths_equal(device: torch.device, folder: Path, size: int | None) -> b
     import rasterio
 
     import sam2unext
-    from sam2unext.geo import execution, predict_raster
-    from sam2unext.geo.demo_scene import write_demo_scene
+    from sam2unext.geo import predict_raster
+    from sam2unext.geo.demo.demo_scene import write_demo_scene
+    from sam2unext.geo.running import execution
 
     kwargs = {} if size is None else {"size": size}
     scene, _ = write_demo_scene(folder / "blend", overwrite=True, **kwargs)
@@ -163,7 +164,7 @@ def run(args) -> dict:
     from geo_pipeline import make_scene
 
     import sam2unext
-    from sam2unext.geo.device import auto_batch_size
+    from sam2unext.geo.running.device import auto_batch_size
 
     device = torch.device(args.device)
     cfg = SMOKE if device.type == "cpu" else FULL

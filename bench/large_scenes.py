@@ -197,7 +197,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     import distributed
 
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.execution import ChunkStatus
+    from sam2unext.geo.running.execution import ChunkStatus
     from sam2unext.loader import ModelLoader
 
     scene = make_scene(tmp / "dist_scene.tif", size, seed=4)
@@ -249,8 +249,8 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
 
 
 def border_figures() -> list[tuple[str, str]]:
-    from sam2unext.geo.chunks import make_chunk_grid, tile_computations
-    from sam2unext.geo.tiling import make_grid
+    from sam2unext.geo.running.chunks import make_chunk_grid, tile_computations
+    from sam2unext.geo.running.tiling import make_grid
 
     rows = []
     for tile, size in [(1024, 100000), (1024, 20000), (352, 20000), (256, 20000)]:

@@ -1,7 +1,7 @@
 """Train the bundled demo weights (``sam2unext/weights/demo.safetensors``).
 
 The tiny ``sam2unext-test`` preset is trained from scratch on random crops of procedural demo
-scenes (:mod:`sam2unext.geo.demo_scene`), on CPU, within a time budget. The scenes used here have
+scenes (:mod:`sam2unext.geo.demo.demo_scene`), on CPU, within a time budget. The scenes used here have
 different seeds from the scene that ``sam2unext-geo demo`` draws, so the demo measures the
 weights on a scene they have not seen.
 
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from sam2unext import build_model, deep_supervision_loss, load_model, save_checkpoint
-from sam2unext.geo.demo_run import mask_iou
-from sam2unext.geo.demo_scene import DEMO_SEED, generate_scene
+from sam2unext.geo.demo.demo_run import mask_iou
+from sam2unext.geo.demo.demo_scene import DEMO_SEED, generate_scene
 from sam2unext.transforms import normalize
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "sam2unext" / "weights"
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     note = {
         "preset": args.preset,
         "task": "demo",
-        "trained_on": "procedural synthetic scenes only (sam2unext.geo.demo_scene); knows nothing of real imagery",
+        "trained_on": "procedural synthetic scenes only (sam2unext.geo.demo.demo_scene); knows nothing of real imagery",
         "script": "bench/make_demo_weights.py",
         "command": "python bench/make_demo_weights.py "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "output" and v is not None),

@@ -1,6 +1,6 @@
 """Does the near-infrared band help? Fine-tune RGB and RGB+NIR on the generated 4-band scene.
 
-:mod:`sam2unext.geo.nir_demo` draws a scene whose targets are roofs; half of them are painted
+:mod:`sam2unext.geo.demo.nir_demo` draws a scene whose targets are roofs; half of them are painted
 with grass's colour and differ from the grass only in NIR. Starting from the same RGB weights
 (the bundled demo checkpoint, ``sam2unext-test`` preset), the same settings fine-tune
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from sam2unext.geo.nir_demo import compare_rgb_nir
+from sam2unext.geo.demo.nir_demo import compare_rgb_nir
 
 
 def main() -> None:

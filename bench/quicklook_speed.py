@@ -19,9 +19,9 @@ import rasterio
 import rasterio.shutil
 from scipy import ndimage
 
-from sam2unext.geo.demo_scene import generate_scene
+from sam2unext.geo.demo.demo_scene import generate_scene
 from sam2unext.geo.quicklook import write_quicklook
-from sam2unext.geo.vectorize import vectorize_raster
+from sam2unext.geo.vectors.vectorize import vectorize_raster
 
 BASE = 2048
 

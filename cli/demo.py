@@ -50,7 +50,7 @@ def demo(
     generated truth. The demo weights know only such synthetic scenes.
     """
     from sam2unext.geo import make_progress
-    from sam2unext.geo.demo_run import run_demo
+    from sam2unext.geo.demo.demo_run import run_demo
 
     reporter = make_progress(progress.value)
     STATE.reporter = reporter

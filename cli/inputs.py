@@ -20,7 +20,7 @@ def expand_scenes(patterns: list[str]) -> list[Path | str]:
     Raises:
         InputError: a path that does not exist, or a glob that matches nothing.
     """
-    from sam2unext.geo.reading import require_input
+    from sam2unext.geo.reading.raster import require_input
 
     scenes: list[Path | str] = []
     for pattern in patterns:
@@ -98,7 +98,7 @@ def quicklook_outputs(scenes: list[Path | str], targets: list[Path | None], over
     Raises:
         OutputError: an existing PNG without ``overwrite``, or an unwritable folder.
     """
-    from sam2unext.geo.writing import check_output
+    from sam2unext.geo.writing.cog import check_output
 
     return [
         check_output(

@@ -14,9 +14,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import PredictResult, check_scene, default_output, describe_raster, predict_raster, predict_scenes
-    from .progress import BarProgress, JsonProgress, Progress, make_progress
-    from .vectorize import VectorResult, vectorize_raster
+    from sam2unext.geo.api import (
+        PredictResult,
+        check_scene,
+        default_output,
+        describe_raster,
+        predict_raster,
+        predict_scenes,
+    )
+    from sam2unext.geo.progress import BarProgress, JsonProgress, Progress, make_progress
+    from sam2unext.geo.vectors.vectorize import VectorResult, vectorize_raster
 
 #: Public name → the submodule that defines it.
 _HOME = {
@@ -30,8 +37,8 @@ _HOME = {
     "JsonProgress": "progress",
     "Progress": "progress",
     "make_progress": "progress",
-    "VectorResult": "vectorize",
-    "vectorize_raster": "vectorize",
+    "VectorResult": "vectors.vectorize",
+    "vectorize_raster": "vectors.vectorize",
 }
 
 __all__ = [

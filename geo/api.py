@@ -40,19 +40,34 @@ if TYPE_CHECKING:
     from distributed import Client
     from matplotlib.figure import Figure
 
-from .aoi import AreaOfInterest, resolve_aoi
-from .chunks import ChunkGrid, make_chunk_grid, tile_computations
-from .device import CPU_BATCH, auto_batch_size, local_devices
-from .execution import ChunkJob, ChunkStatus, RunStats, local_lanes, measure_seconds_per_tile, run_local
-from .fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
-from .model_bands import BandChoice, StretchChoice, make_model_plan
-from .model_contract import ModelFactory, ModelSource, TileModel, is_factory
-from .progress import Progress, make_progress
-from .reading import ReadPlan, default_bands, is_georeferenced, open_raster
-from .store import RunStore, disk_full_error, store_path_for
-from .tiling import TileGrid, available_memory, check_scene_size, clamp_tile, estimate_memory, make_grid, overlap_pixels
-from .vectorize import default_vector_path, format_from, vectorize_raster
-from .writing import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
+from sam2unext.geo.model_contract import ModelFactory, ModelSource, TileModel, is_factory
+from sam2unext.geo.progress import Progress, make_progress
+from sam2unext.geo.reading.aoi import AreaOfInterest, resolve_aoi
+from sam2unext.geo.reading.model_bands import BandChoice, StretchChoice, make_model_plan
+from sam2unext.geo.reading.raster import ReadPlan, default_bands, is_georeferenced, open_raster
+from sam2unext.geo.running.chunks import ChunkGrid, make_chunk_grid, tile_computations
+from sam2unext.geo.running.device import CPU_BATCH, auto_batch_size, local_devices
+from sam2unext.geo.running.execution import (
+    ChunkJob,
+    ChunkStatus,
+    RunStats,
+    local_lanes,
+    measure_seconds_per_tile,
+    run_local,
+)
+from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
+from sam2unext.geo.running.tiling import (
+    TileGrid,
+    available_memory,
+    check_scene_size,
+    clamp_tile,
+    estimate_memory,
+    make_grid,
+    overlap_pixels,
+)
+from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
+from sam2unext.geo.writing.cog import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
+from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
 
 #: Tile side ``describe_raster`` assumes without a model (the input size of the real presets).
 DEFAULT_TILE = 1024
@@ -121,7 +136,7 @@ class PredictResult:
             The ``matplotlib.figure.Figure`` (a notebook displays it). Without ``scene`` (a
             DataArray source) the figure has two panels: probability, and outlines on it.
         """
-        from .quicklook import draw_quicklook
+        from sam2unext.geo.quicklook import draw_quicklook
 
         scene = self.scene
         title = title if title is not None else Path(str(scene if scene is not None else self.probability)).name
@@ -293,7 +308,7 @@ def predict_raster(
         overlap: tile overlap: a fraction of the tile in [0, 1) (``0.25``) or pixels as
             ``"64px"``; other values are refused. 0 warns (seams show at tile edges).
         batch_size: tiles per forward pass; None: 4 on a CPU, what fits the free memory of a GPU
-            (:func:`~sam2unext.geo.device.auto_batch_size`; 4 for a cluster run without a local model).
+            (:func:`~sam2unext.geo.running.device.auto_batch_size`; 4 for a cluster run without a local model).
         bands: 1-based bands, e.g. ``(3, 2, 1)``, or band descriptions (``("red", "green",
             "blue")``); default: the bands declared red/green/blue, else 1, 2, 3 (a warning
             names them when the scene has more than three), or grey x3 for one band. A
@@ -408,7 +423,7 @@ def predict_raster(
             run.announce(scene, local_model, scene_tiles if area is not None else None)
             spread = _spread_devices(model, checkpoint, preset, device) if scheduler is None else None
             if spread is not None:  # several GPUs: one worker process each, through the cluster path
-                from .cluster import PerWorkerDevice, device_workers
+                from sam2unext.geo.running.cluster import PerWorkerDevice, device_workers
 
                 devices, loader = spread
                 factory, key = _model_factory(PerWorkerDevice(loader, devices), None, None, device)
@@ -517,7 +532,7 @@ def check_tiling(plan: ReadPlan, tile_size: int, overlap: Overlap, batch_size: i
 
     Raises:
         InputError: a bad overlap, or a tile size and batch whose memory (see
-            :func:`~sam2unext.geo.tiling.estimate_memory`) exceeds the memory available.
+            :func:`~sam2unext.geo.running.tiling.estimate_memory`) exceeds the memory available.
     """
     grid = make_grid(plan.height, plan.width, tile_size, overlap)
     source_bytes = 3 if plan.stretch is None else 12  # uint8, else up to float32 per band
@@ -851,7 +866,7 @@ class _SceneRun:
 
     def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
         """Run the unfinished chunks on a ``dask.distributed`` cluster."""
-        from .cluster import DistributedRun
+        from sam2unext.geo.running.cluster import DistributedRun
 
         def on_done(status: ChunkStatus) -> None:
             self.stats.count(status)

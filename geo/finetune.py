@@ -3,8 +3,8 @@
 Each (GeoTIFF, vector file) pair becomes a torchgeo ``RasterDataset ∩ VectorDataset``;
 a ``RandomGeoSampler`` draws tiles of the model's input size, torchgeo rasterizes the
 polygons of each tile on the fly (1 inside, 0 outside), and the tile's bands go through the
-same band choice and scene stretch as prediction (:func:`sam2unext.geo.reading.make_plan`,
-:func:`~sam2unext.geo.reading.apply_stretch`), so training and prediction see the same
+same band choice and scene stretch as prediction (:func:`sam2unext.geo.reading.raster.make_plan`,
+:func:`~sam2unext.geo.reading.raster.apply_stretch`), so training and prediction see the same
 pixels. Tiles are then ImageNet-normalized and randomly flipped like image-folder training,
 and the loop of :mod:`sam2unext.train` runs unchanged.
 
@@ -26,13 +26,12 @@ import torch
 from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
+from sam2unext.geo.reading.model_bands import StretchChoice
+from sam2unext.geo.reading.raster import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
+from sam2unext.geo.running.tiling import mirror_pad, pad_to_tile
 from sam2unext.models import SegmentationModel
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
 from sam2unext.transforms import normalize, to_unit_float
-
-from .model_bands import StretchChoice
-from .reading import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
-from .tiling import mirror_pad, pad_to_tile
 
 if TYPE_CHECKING:
     from torchgeo.datasets import IntersectionDataset
@@ -105,7 +104,7 @@ def tile_from_sample(
     Uses the plan's 1-based bands and scene stretch, then crops to ``tile_size``. Pixels past
     the scene edge (outside ``inside``, the :func:`_inside_scene` mask, or beyond a sample
     shorter than the tile) are filled by mirroring the scene's pixels, as prediction pads its
-    edge tiles (:func:`~sam2unext.geo.tiling.pad_to_tile`), so a model is scored on the inputs
+    edge tiles (:func:`~sam2unext.geo.running.tiling.pad_to_tile`), so a model is scored on the inputs
     that ``predict`` gives it (torchgeo fills them with zeros).
     """
     data = image.numpy()[[b - 1 for b in plan.bands]]
@@ -425,7 +424,7 @@ def prepare_model_bands(
     """Widen an RGB model to the requested bands (in place) before fine-tuning.
 
     Nothing changes for an RGB selection (1 or 3 bands, R, G, B in order) or for a model that
-    already takes N bands (:func:`~sam2unext.geo.reading.make_plan` then checks the count).
+    already takes N bands (:func:`~sam2unext.geo.reading.raster.make_plan` then checks the count).
 
     Raises:
         InputError: ``rgb_bands`` not among ``bands``, or given for a model that already takes

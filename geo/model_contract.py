@@ -1,7 +1,7 @@
 """What the geo pipeline needs of a model, as types (see docs/CONTRACTS.md, "Model core").
 
 Any object with ``predict``, ``input_size`` and ``low_res_size`` runs in the pipeline: a
-``SegmentationModel`` or a stand-in (:mod:`sam2unext.geo.stand_ins`). Where a model is
+``SegmentationModel`` or a stand-in (:mod:`sam2unext.geo.demo.stand_ins`). Where a model is
 passed in, a picklable zero-argument factory returning one is accepted too (cluster workers
 build the model themselves).
 """

@@ -4,7 +4,7 @@
         --cli .venv/bin/sam2unext-geo [--weights demo|sam2unext-test|PATH] [--size 768] \
         [--wheel dist/sam2unext_geo-0.1.0-py3-none-any.whl]
 
-A demo scene is drawn with ``sam2unext.geo.demo_scene`` in the command's own environment (the Python
+A demo scene is drawn with ``sam2unext.geo.demo.demo_scene`` in the command's own environment (the Python
 next to ``--cli``). ``qgis_dialog.png``: the dialog after its background Check;
 ``qgis_aoi.png``: the dialog with the area of interest set to selected polygons;
 ``qgis_result.png``: the plugin's background task ran the command and the result group is shown
@@ -37,7 +37,7 @@ def make_demo_scene(cli: str, folder: Path, size: int, seed: int) -> Path:
     """Draw a demo scene with the command's own Python; returns the GeoTIFF path."""
     python = Path(cli).parent / ("python.exe" if os.name == "nt" else "python")
     code = (
-        "import sys; from sam2unext.geo.demo_scene import write_demo_scene; "
+        "import sys; from sam2unext.geo.demo.demo_scene import write_demo_scene; "
         f"print(write_demo_scene({str(folder)!r}, size={size}, seed={seed})[0])"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}

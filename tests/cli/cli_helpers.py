@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from sam2unext.geo.demo_scene import generate_scene, write_scene
+from sam2unext.geo.demo.demo_scene import generate_scene, write_scene
 
 #: The console script next to this interpreter (a user's command), else ``python -m``.
 _SCRIPT = Path(sys.executable).with_name("sam2unext-geo")

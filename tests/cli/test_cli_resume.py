@@ -8,7 +8,7 @@ import pytest
 import rasterio
 
 from sam2unext.cli.main import main
-from sam2unext.geo import execution
+from sam2unext.geo.running import execution
 
 from cli_helpers import write_small_scene
 

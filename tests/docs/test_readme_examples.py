@@ -138,7 +138,7 @@ def shell_commands(code: str) -> list[str]:
 
 def _write_s2_like(path: Path) -> None:
     """A 4-band uint16 scene (blue, green, red, near-infrared) with 5 m pixels."""
-    from sam2unext.geo.demo_scene import generate_scene
+    from sam2unext.geo.demo.demo_scene import generate_scene
 
     demo = generate_scene(512, seed=5, pixel_size=5.0)
     r, g, b = demo.image.astype(np.uint16) * 16 + 100
@@ -172,7 +172,7 @@ def _write_aoi(path: Path) -> None:
 def demo_folder(tmp_path_factory) -> Path:
     """The files of :data:`DEMO_FILES`, made once."""
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.demo_scene import generate_scene, write_scene
+    from sam2unext.geo.demo.demo_scene import generate_scene, write_scene
 
     folder = tmp_path_factory.mktemp("readme_demo")
     weights = Path(__import__("sam2unext").__file__).parent / "weights" / "demo.safetensors"

@@ -12,12 +12,12 @@ import torch
 from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
-from sam2unext.geo.chunks import make_chunk_grid, tiles_touching
-from sam2unext.geo.device_stitching import DeviceChunkStitcher
-from sam2unext.geo.reading import apply_stretch, make_plan
-from sam2unext.geo.stand_ins import pixel_function
-from sam2unext.geo.stitching import ChunkStitcher, SceneWeights
-from sam2unext.geo.writing import quantize_probability
+from sam2unext.geo.demo.stand_ins import pixel_function
+from sam2unext.geo.reading.raster import apply_stretch, make_plan
+from sam2unext.geo.running.chunks import make_chunk_grid, tiles_touching
+from sam2unext.geo.writing.cog import quantize_probability
+from sam2unext.geo.writing.device_stitching import DeviceChunkStitcher
+from sam2unext.geo.writing.stitching import ChunkStitcher, SceneWeights
 
 
 def whole_scene_probability(path, **plan_kwargs) -> tuple[np.ndarray, np.ndarray]:

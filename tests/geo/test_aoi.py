@@ -1,4 +1,4 @@
-"""Area of interest: resolved onto the scene grid from every accepted form (geo/aoi.py)."""
+"""Area of interest: resolved onto the scene grid from every accepted form (geo/reading/aoi.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from rasterio.windows import Window
 from shapely import Polygon, box
 
 from sam2unext.errors import InputError
-from sam2unext.geo.aoi import resolve_aoi
+from sam2unext.geo.reading.aoi import resolve_aoi
 
 # A 100 x 200 (rows x cols) UTM 33N grid, 10 m pixels, origin (500000, 5000000).
 CRS = "EPSG:32633"

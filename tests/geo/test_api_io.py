@@ -6,7 +6,7 @@ import numpy as np
 import rasterio
 
 from sam2unext.geo import JsonProgress, describe_raster, predict_raster
-from sam2unext.geo.stand_ins import PixelModel
+from sam2unext.geo.demo.stand_ins import PixelModel
 
 from geo_helpers import expected_uint8
 

@@ -13,12 +13,12 @@ import rasterio
 
 from sam2unext.errors import OutputError
 from sam2unext.geo import predict_raster
-from sam2unext.geo.blending import tile_weights
-from sam2unext.geo.chunks import make_chunk_grid, tile_computations, tiles_touching
-from sam2unext.geo.stand_ins import FailingPixelModel, PixelModel, SlowPixelModelFactory
-from sam2unext.geo.stitching import SceneWeights
-from sam2unext.geo.store import RunStore, store_path_for
-from sam2unext.geo.tiling import make_grid
+from sam2unext.geo.demo.stand_ins import FailingPixelModel, PixelModel, SlowPixelModelFactory
+from sam2unext.geo.running.chunks import make_chunk_grid, tile_computations, tiles_touching
+from sam2unext.geo.running.tiling import make_grid
+from sam2unext.geo.writing.blending import tile_weights
+from sam2unext.geo.writing.stitching import SceneWeights
+from sam2unext.geo.writing.store import RunStore, store_path_for
 
 from geo_helpers import expected_uint8, smooth_rgb, stitch, write_raster
 
@@ -302,7 +302,7 @@ def test_unwritable_store_location_is_a_user_error(nodata_raster, tmp_path):
 CHILD = """
 import sys
 from sam2unext.geo import predict_raster
-from sam2unext.geo.stand_ins import SlowPixelModelFactory
+from sam2unext.geo.demo.stand_ins import SlowPixelModelFactory
 predict_raster(sys.argv[1], sys.argv[2], model=SlowPixelModelFactory(32, 0.02)(), tile_size=32, chunk_size=32,
                batch_size=2, progress="none", vector=False)
 """
@@ -351,7 +351,7 @@ def test_kill_9_then_resume_is_bit_identical(nodata_raster, tmp_path):
 
 
 def test_chunks_side_by_side_give_the_same_output(nodata_raster, tmp_path, monkeypatch):
-    from sam2unext.geo import execution
+    from sam2unext.geo.running import execution
 
     def run(name):
         res = predict_raster(
@@ -375,7 +375,7 @@ def test_chunks_side_by_side_give_the_same_output(nodata_raster, tmp_path, monke
 
 @pytest.mark.parametrize("cores,expected", [(1, 1), (2, 1), (7, 1), (8, 2), (16, 4), (64, 4)])
 def test_chunks_in_flight_grow_with_cores(monkeypatch, cores, expected):
-    from sam2unext.geo import execution
+    from sam2unext.geo.running import execution
 
     monkeypatch.setattr(execution.os, "cpu_count", lambda: cores)
     assert execution.local_chunks_in_flight(PixelModel(32, None)) == expected

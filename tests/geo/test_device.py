@@ -8,7 +8,8 @@ import torch
 import sam2unext
 from sam2unext.errors import UserError, cli_words
 from sam2unext.geo import predict_raster
-from sam2unext.geo.device import (
+from sam2unext.geo.demo.stand_ins import PixelModel
+from sam2unext.geo.running.device import (
     CPU_BATCH,
     DeviceFeed,
     auto_batch_size,
@@ -18,8 +19,7 @@ from sam2unext.geo.device import (
     model_device,
     unit_float_table,
 )
-from sam2unext.geo.execution import run_model, single_thread_forward
-from sam2unext.geo.stand_ins import PixelModel
+from sam2unext.geo.running.execution import run_model, single_thread_forward
 from sam2unext.loader import ModelLoader
 from sam2unext.models import resolve_dtype
 from sam2unext.transforms import to_unit_float

@@ -5,11 +5,12 @@ import pytest
 import rasterio
 import torch
 
-from sam2unext.geo import execution, predict_raster
-from sam2unext.geo.device_stitching import quantize_on_device
-from sam2unext.geo.stand_ins import PixelModel
-from sam2unext.geo.tiling import make_grid
-from sam2unext.geo.writing import quantize_probability
+from sam2unext.geo import predict_raster
+from sam2unext.geo.demo.stand_ins import PixelModel
+from sam2unext.geo.running import execution
+from sam2unext.geo.running.tiling import make_grid
+from sam2unext.geo.writing.cog import quantize_probability
+from sam2unext.geo.writing.device_stitching import quantize_on_device
 
 from geo_helpers import stitch
 

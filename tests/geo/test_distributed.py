@@ -6,7 +6,7 @@ import rasterio
 import torch
 
 from sam2unext.geo import predict_raster
-from sam2unext.geo.stand_ins import KillOncePixelModelFactory, PixelModel, PixelModelFactory
+from sam2unext.geo.demo.stand_ins import KillOncePixelModelFactory, PixelModel, PixelModelFactory
 from sam2unext.loader import ModelLoader
 
 from geo_helpers import expected_uint8, smooth_rgb, write_raster
@@ -46,7 +46,7 @@ def test_local_cluster_two_workers(cluster, nodata_raster, tmp_path):
     )
 
     def counts():
-        from sam2unext.geo import cluster
+        from sam2unext.geo.running import cluster
 
         return dict(cluster.LOAD_COUNTS)
 
@@ -136,7 +136,7 @@ def test_several_devices_run_one_worker_each(cluster, demo_reference, tmp_path, 
     import contextlib
 
     from sam2unext.geo import api
-    from sam2unext.geo import cluster as geo_cluster
+    from sam2unext.geo.running import cluster as geo_cluster
 
     _, client = cluster
     used = []
@@ -157,7 +157,7 @@ def test_several_devices_run_one_worker_each(cluster, demo_reference, tmp_path, 
 
 
 def test_each_worker_loads_on_its_own_device(monkeypatch):
-    from sam2unext.geo import cluster
+    from sam2unext.geo.running import cluster
 
     class Loader:
         def on(self, device):

@@ -4,7 +4,7 @@ import pytest
 
 from sam2unext.errors import CheckpointError, InputError, OutputError, PresetError, UserError
 from sam2unext.geo import predict_raster
-from sam2unext.geo.stand_ins import PixelModel
+from sam2unext.geo.demo.stand_ins import PixelModel
 
 
 def _files(folder):

@@ -20,8 +20,8 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.errors import InputError, OutputError
 from sam2unext.geo import check_scene, predict_raster
-from sam2unext.geo.reading import make_plan
-from sam2unext.geo.stand_ins import PixelModel
+from sam2unext.geo.demo.stand_ins import PixelModel
+from sam2unext.geo.reading.raster import make_plan
 
 from geo_helpers import NORTH_UP, smooth_rgb, write_raster
 
@@ -349,7 +349,7 @@ def test_xarray_source_from_a_striped_or_tiled_geotiff_keeps_the_exact_transform
 
 
 def test_disk_full_while_writing_polygons_names_the_folder(tmp_path):
-    from sam2unext.geo.vectorize import write_error
+    from sam2unext.geo.vectors.vectorize import write_error
 
     err = write_error(tmp_path / "out.gpkg", OSError(errno.ENOSPC, "No space left on device"))
     assert isinstance(err, OutputError) and f"no space left in {tmp_path}" in str(err)

@@ -7,7 +7,7 @@ import random
 import threading
 import time
 
-from sam2unext.geo.execution import Lanes
+from sam2unext.geo.running.execution import Lanes
 
 
 class InFlight:

@@ -2,8 +2,8 @@
 
 import torch
 
+from sam2unext.geo.demo.stand_ins import PixelModel, PixelModelFactory, SlowPixelModelFactory, pixel_function
 from sam2unext.geo.model_contract import is_factory
-from sam2unext.geo.stand_ins import PixelModel, PixelModelFactory, SlowPixelModelFactory, pixel_function
 from sam2unext.loader import ModelLoader
 
 

@@ -5,7 +5,7 @@ import pytest
 import rasterio
 
 from sam2unext.geo import predict_raster
-from sam2unext.geo.stand_ins import PixelModel
+from sam2unext.geo.demo.stand_ins import PixelModel
 
 from geo_helpers import expected_uint8, whole_scene_probability
 

@@ -4,8 +4,8 @@ import pytest
 
 from sam2unext.errors import InputError, OutputError
 from sam2unext.geo import default_output, predict_scenes
-from sam2unext.geo.stand_ins import FailingPixelModel, PixelModel
-from sam2unext.geo.store import store_path_for
+from sam2unext.geo.demo.stand_ins import FailingPixelModel, PixelModel
+from sam2unext.geo.writing.store import store_path_for
 
 from geo_helpers import smooth_rgb, write_raster
 

@@ -9,8 +9,8 @@ from affine import Affine
 from matplotlib.figure import Figure
 
 from sam2unext.geo import predict_raster
+from sam2unext.geo.demo.stand_ins import PixelModel
 from sam2unext.geo.quicklook import draw_quicklook, read_probability, read_scene_rgb, write_quicklook
-from sam2unext.geo.stand_ins import PixelModel
 
 from geo_helpers import smooth_rgb, write_raster
 

@@ -7,7 +7,7 @@ import types
 import warnings
 
 from sam2unext.geo import predict_raster, progress
-from sam2unext.geo.stand_ins import PixelModel
+from sam2unext.geo.demo.stand_ins import PixelModel
 
 from geo_helpers import smooth_rgb, write_raster
 

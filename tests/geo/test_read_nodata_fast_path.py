@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from sam2unext.geo import reading
-from sam2unext.geo.reading import TileReader, integer_nodata, make_plan, read_valid, valid_from_nodata
-from sam2unext.geo.tiling import make_grid
+from sam2unext.geo.reading import raster as reading
+from sam2unext.geo.reading.raster import TileReader, integer_nodata, make_plan, read_valid, valid_from_nodata
+from sam2unext.geo.running.tiling import make_grid
 
 from geo_helpers import smooth_rgb, write_raster
 

@@ -6,8 +6,8 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from sam2unext.geo.reading import RegionValidity, TileReader, make_plan, read_valid, region_groups
-from sam2unext.geo.tiling import make_grid
+from sam2unext.geo.reading.raster import RegionValidity, TileReader, make_plan, read_valid, region_groups
+from sam2unext.geo.running.tiling import make_grid
 
 from geo_helpers import smooth_rgb, write_raster
 

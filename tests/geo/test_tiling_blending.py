@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from sam2unext.errors import InputError
-from sam2unext.geo.blending import axis_weight_sum, ramp_window, tile_weights, weighted_mean
-from sam2unext.geo.tiling import axis_offsets, clip_window, make_grid, overlap_pixels, pad_to_tile
+from sam2unext.geo.running.tiling import axis_offsets, clip_window, make_grid, overlap_pixels, pad_to_tile
+from sam2unext.geo.writing.blending import axis_weight_sum, ramp_window, tile_weights, weighted_mean
 
 
 @pytest.mark.parametrize(

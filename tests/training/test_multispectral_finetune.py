@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from sam2unext import read_checkpoint_metadata
-from sam2unext.geo.nir_demo import compare_rgb_nir
+from sam2unext.geo.demo.nir_demo import compare_rgb_nir
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # two short fine-tunings: minutes on a shared CPU
 

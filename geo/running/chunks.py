@@ -1,7 +1,7 @@
 """Output chunks: the unit of work, of resume and of distribution (pure functions over sizes).
 
 The scene is cut into square output chunks whose sides are multiples of the COG block
-(:data:`sam2unext.geo.writing.BLOCK`). A chunk task computes every tile that touches its
+(:data:`sam2unext.geo.writing.cog.BLOCK`). A chunk task computes every tile that touches its
 chunk, so that each pixel of the chunk sees exactly the tiles and weights of an unchunked run;
 tiles that cross a chunk border are computed once by each chunk they touch. Larger chunks
 recompute fewer border tiles but hold a larger accumulator (``tile x chunk`` float64).
@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from rasterio.windows import Window
 
 from sam2unext.errors import InputError, option
-
-from .tiling import TileGrid
+from sam2unext.geo.running.tiling import TileGrid
 
 #: Chunk sides are multiples of this (the COG block of the output).
 CHUNK_ALIGN = 512

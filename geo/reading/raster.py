@@ -25,8 +25,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from sam2unext.errors import InputError, option
-
-from .tiling import clip_window, pad_to_tile
+from sam2unext.geo.running.tiling import clip_window, pad_to_tile
 
 Stretch = tuple[tuple[float, float], ...]  # per selected band (min, max)
 #: What :meth:`ReadPlan.open` returns: the file, or a resampled view of it.

@@ -7,10 +7,10 @@ mask is 1 on the salient objects and 0 elsewhere; it is rasterized from the same
 paint the image, so it matches the picture pixel for pixel.
 
 Scenes are in a projected CRS (UTM 33N by default) with square pixels, and are fully
-determined by ``(size, seed)``. :mod:`sam2unext.geo.demo_run` runs the model on them.
+determined by ``(size, seed)``. :mod:`sam2unext.geo.demo.demo_run` runs the model on them.
 
 Example:
-    >>> from sam2unext.geo.demo_scene import write_demo_scene
+    >>> from sam2unext.geo.demo.demo_scene import write_demo_scene
     >>> scene_tif, truth_tif = write_demo_scene("demo_out", size=3072, seed=7)
 """
 

@@ -25,10 +25,9 @@ from rasterio.windows import Window
 
 from sam2unext.errors import InputError, OutputError
 from sam2unext.files import write_atomically
-
-from .progress import Progress, make_progress
-from .reading import open_raster
-from .writing import check_output, remove_quietly, temp_name
+from sam2unext.geo.progress import Progress, make_progress
+from sam2unext.geo.reading.raster import open_raster
+from sam2unext.geo.writing.cog import check_output, remove_quietly, temp_name
 
 if TYPE_CHECKING:
     import geopandas as gpd

@@ -2,7 +2,7 @@
 
 Every worker gets the model once through a worker plugin (:class:`ModelPlugin`) and keeps it
 in a per-process cache keyed by checkpoint/preset/device. Workers run the same chunk tasks as
-a local run (:func:`sam2unext.geo.execution.compute_chunk`): each reads its tiles from the
+a local run (:func:`sam2unext.geo.running.execution.compute_chunk`): each reads its tiles from the
 input, runs the model, blends and writes its chunk into the run store itself, and sends back
 only a small status record. The input and the output folder must therefore be on a
 filesystem that every worker sees. A task lost with its worker is run again elsewhere and
@@ -20,10 +20,9 @@ from concurrent.futures import Executor, Future
 from distributed import Client, Worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from sam2unext.loader import ModelLoader
-
-from .device import model_device
-from .execution import (
+from sam2unext.geo.model_contract import ModelFactory, TileModel
+from sam2unext.geo.running.device import model_device
+from sam2unext.geo.running.execution import (
     ChunkJob,
     ChunkStatus,
     Lanes,
@@ -33,7 +32,7 @@ from .execution import (
     run_chunks,
     single_thread_forward,
 )
-from .model_contract import ModelFactory, TileModel
+from sam2unext.loader import ModelLoader
 
 #: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
 _MODEL_CACHE: dict[str, TileModel] = {}

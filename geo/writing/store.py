@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 
 from sam2unext.errors import OutputError, option
-
-from .fingerprint import describe_difference
+from sam2unext.geo.running.fingerprint import describe_difference
 
 #: Rows of one Zarr chunk (the COG block).
 ZARR_ROWS = 512

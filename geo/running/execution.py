@@ -1,7 +1,7 @@
 """Chunk tasks and the bounded scheduling loop shared by local threads and ``dask.distributed``.
 
 A chunk task (:func:`compute_chunk`) reads every tile that touches one output chunk, runs the
-model on them in fixed batches, blends them (:class:`~sam2unext.geo.stitching.ChunkStitcher`),
+model on them in fixed batches, blends them (:class:`~sam2unext.geo.writing.stitching.ChunkStitcher`),
 quantizes, writes the chunk into the run store and returns a small status record. Nothing
 about the result depends on where or alongside what the task runs:
 
@@ -31,18 +31,17 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from sam2unext.geo.model_contract import TileModel
+from sam2unext.geo.reading.aoi import AreaOfInterest
+from sam2unext.geo.reading.raster import ReadPlan, RegionValidity, TileReader
+from sam2unext.geo.running.chunks import ChunkGrid, owns_tile, tiles_touching
+from sam2unext.geo.running.device import DeviceLock, feed_for, model_device
+from sam2unext.geo.running.tiling import TileGrid, clip_window
+from sam2unext.geo.writing.cog import quantize_probability
+from sam2unext.geo.writing.device_stitching import DeviceChunkStitcher
+from sam2unext.geo.writing.stitching import FLUSH_ROWS, ChunkStitcher, SceneWeights
+from sam2unext.geo.writing.store import ZARR_ROWS, RunStore
 from sam2unext.transforms import to_unit_float
-
-from .aoi import AreaOfInterest
-from .chunks import ChunkGrid, owns_tile, tiles_touching
-from .device import DeviceLock, feed_for, model_device
-from .device_stitching import DeviceChunkStitcher
-from .model_contract import TileModel
-from .reading import ReadPlan, RegionValidity, TileReader
-from .stitching import FLUSH_ROWS, ChunkStitcher, SceneWeights
-from .store import ZARR_ROWS, RunStore
-from .tiling import TileGrid, clip_window
-from .writing import quantize_probability
 
 
 class Cancelled(Exception):
@@ -85,7 +84,7 @@ def run_model(model: TileModel, tiles: Sequence[np.ndarray], tile_size: int, loc
     The low-res view for the DINOv2 branch is made with
     :func:`sam2unext.transforms.low_res_view` when the tile has the model's input size (the
     exact pair the model would make); otherwise the model derives it from its resized input.
-    A model on CUDA goes through :class:`~sam2unext.geo.device.DeviceFeed` (pinned uint8
+    A model on CUDA goes through :class:`~sam2unext.geo.running.device.DeviceFeed` (pinned uint8
     upload, float conversion on the device, stream-overlapped download); ``lock`` is then held
     only around the forward pass. On a CPU ``lock`` is not used.
     """

@@ -1,10 +1,10 @@
 """The demo run: draw a demo scene, predict it through the tiled pipeline, score it, draw a quick-look.
 
-The scene comes from :mod:`sam2unext.geo.demo_scene`; the quick-look from
+The scene comes from :mod:`sam2unext.geo.demo.demo_scene`; the quick-look from
 :mod:`sam2unext.geo.quicklook`. This is what ``sam2unext-geo demo`` runs.
 
 Example:
-    >>> from sam2unext.geo.demo_run import run_demo
+    >>> from sam2unext.geo.demo.demo_run import run_demo
     >>> result = run_demo("demo_out", size=1024)
     >>> result.iou, result.quicklook
 """
@@ -18,9 +18,8 @@ import numpy as np
 import rasterio
 
 from sam2unext.errors import OutputError, option
-
-from .demo_scene import DEMO_SEED, DEMO_SIZE, write_demo_scene
-from .progress import Progress
+from sam2unext.geo.demo.demo_scene import DEMO_SEED, DEMO_SIZE, write_demo_scene
+from sam2unext.geo.progress import Progress
 
 
 def mask_iou(prediction: np.ndarray, truth: np.ndarray) -> float:
@@ -104,7 +103,7 @@ def run_demo(
     from sam2unext import load_model
     from sam2unext.geo.api import predict_raster
     from sam2unext.geo.quicklook import write_quicklook
-    from sam2unext.geo.vectorize import probability_scale
+    from sam2unext.geo.vectors.vectorize import probability_scale
 
     folder = Path(folder)
     prob_path = folder / "demo_scene_prob.tif"

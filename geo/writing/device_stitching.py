@@ -1,4 +1,4 @@
-"""Blending on the model's device: the :class:`~sam2unext.geo.stitching.ChunkStitcher` arithmetic in torch.
+"""Blending on the model's device: the :class:`~sam2unext.geo.writing.stitching.ChunkStitcher` arithmetic in torch.
 
 When the model runs on a GPU, its probabilities stay there: the weighted sum, the weighted
 mean and (for uint8 output) the quantization run on the device, and only the finished rows of
@@ -20,9 +20,9 @@ import functools
 import numpy as np
 import torch
 
-from .chunks import Chunk
-from .stitching import ChunkStitcher, RowSink, SceneWeights
-from .tiling import TileGrid
+from sam2unext.geo.running.chunks import Chunk
+from sam2unext.geo.running.tiling import TileGrid
+from sam2unext.geo.writing.stitching import ChunkStitcher, RowSink, SceneWeights
 
 
 @functools.lru_cache(maxsize=4)
@@ -32,7 +32,7 @@ def _weights_on(weights: SceneWeights, device: str) -> tuple[torch.Tensor, torch
 
 
 def quantize_on_device(prob: torch.Tensor) -> torch.Tensor:
-    """float32 probabilities → uint8, equal to :func:`sam2unext.geo.writing.quantize_probability`."""
+    """float32 probabilities → uint8, equal to :func:`sam2unext.geo.writing.cog.quantize_probability`."""
     scaled = torch.mul(prob, torch.tensor(255.0, dtype=torch.float32, device=prob.device))
     return torch.round(scaled).clamp_(0, 255).to(torch.uint8)  # torch.round: half to even, like np.rint
 

@@ -27,8 +27,7 @@ from rasterio.windows import Window
 
 from sam2unext.errors import OutputError, option
 from sam2unext.files import write_atomically
-
-from .store import RunStore
+from sam2unext.geo.writing.store import RunStore
 
 OUT_DTYPES = ("uint8", "float32")
 #: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.

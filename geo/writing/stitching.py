@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .blending import axis_weight_sum, ramp_window, weighted_mean
-from .chunks import Chunk
-from .tiling import TileGrid
+from sam2unext.geo.running.chunks import Chunk
+from sam2unext.geo.running.tiling import TileGrid
+from sam2unext.geo.writing.blending import axis_weight_sum, ramp_window, weighted_mean
 
 #: Rows normalized and handed on at a time.
 FLUSH_ROWS = 32

@@ -34,8 +34,7 @@ import numpy as np
 import torch
 
 from sam2unext.errors import UserError, option
-
-from .model_contract import TileModel
+from sam2unext.geo.model_contract import TileModel
 
 #: A lock held around the forward pass (the lanes' device lock), or None.
 DeviceLock = contextlib.AbstractContextManager | None

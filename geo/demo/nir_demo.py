@@ -140,7 +140,7 @@ def write_nir_scene(
     import rasterio
     from rasterio.enums import ColorInterp
 
-    from .demo_scene import tiled_profile
+    from sam2unext.geo.demo.demo_scene import tiled_profile
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -191,9 +191,8 @@ def compare_rgb_nir(
     import time
 
     from sam2unext import load_model
+    from sam2unext.geo.finetune import LabeledScene, finetune, scene_iou
     from sam2unext.train import TrainConfig
-
-    from .finetune import LabeledScene, finetune, scene_iou
 
     folder = Path(folder)
     train = LabeledScene(*write_nir_scene(folder, name="train", size=size, seed=train_seed, dtype=dtype)[:2])

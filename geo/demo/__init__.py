@@ -1,0 +1,1 @@
+"""Demo scenes, demo runs and stand-in models."""

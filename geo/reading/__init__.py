@@ -1,0 +1,1 @@
+"""Reading scenes: opening and validating rasters, bands and stretch, windowed reads, AOI."""

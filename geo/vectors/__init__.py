@@ -1,0 +1,1 @@
+"""Polygons from probability rasters."""

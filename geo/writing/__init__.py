@@ -1,0 +1,1 @@
+"""Writing results: blending tiles, stitching chunks, the chunk store, the COG."""
