@@ -1008,13 +1008,18 @@ def check_installer(screenshot: Optional[str] = None):
         assert ("GPU found: " in line or "no GPU found" in line) and "demo prediction OK" in line, line
         assert dlg.progress.value() == 100 and dlg.result.prediction["valid_pixels"] > 0
         module = subprocess.run(
-            [str(target / "bin" / "python"), "-c", "import sam2unext, torchvision; print(torchvision.__file__)"],
+            [
+                str(target / "bin" / "python"),
+                "-c",
+                "from importlib.util import find_spec as f; print(f('sam2unext').origin, f('torchvision').origin)",
+            ],
             capture_output=True,
             text=True,
             env=environment.subprocess_env(),
             cwd=str(TMP),
         )
-        assert module.stdout.strip().startswith(str(target)), module.stdout + module.stderr
+        found = module.stdout.split()
+        assert len(found) == 2 and all(p.startswith(str(target)) for p in found), module.stdout + module.stderr
         assert meter.longest_ms < 500, f"GUI blocked {meter.longest_ms:.0f} ms during the install"
         diag = dlg.copy_diagnostics()
         assert new_exe in diag and "torchvision: " in diag, diag
