@@ -29,9 +29,9 @@ from sam2unext.checkpoints import (
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
-from sam2unext.loader import demo_weights_path
 from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, model_class, resolve_dtype
 from sam2unext.presets import PRESETS, Preset, get_preset
+from sam2unext.weights import demo_weights_path
 
 DEMO_WEIGHTS = demo_weights_path()
 

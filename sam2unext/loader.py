@@ -7,19 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from sam2unext.errors import option
 from sam2unext.files import file_fingerprint
+from sam2unext.weights import DEMO_NOTE, demo_weights_path
 
 if TYPE_CHECKING:
     from sam2unext.models import SegmentationModel
-
-
-def demo_weights_path() -> Path:
-    """The bundled demo weights file."""
-    return Path(__file__).resolve().parent / "weights" / "demo.safetensors"
-
-
-DEMO_NOTE = (
-    "the demo weights were trained only on synthetic demo scenes (sam2unext-geo demo); they do not work on real imagery"
-)
 
 
 def weights_note(
