@@ -110,3 +110,15 @@ def test_access_denied_is_a_user_error(s3_bucket, monkeypatch):
     with pytest.raises(OutputError, match=rf"access denied to {s3_bucket}/o/m.json; .* may write it"):
         Location(f"{s3_bucket}/o").write_text("m.json", "{}")
     fsspec.filesystem("s3").clear_instance_cache()
+
+
+def test_a_lost_connection_says_to_resume():
+    from botocore.exceptions import EndpointConnectionError
+
+    from sam2unext.geo.storage import storage_error
+
+    exc = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/b/k")
+    err = storage_error("s3://b/o.tif.partial", exc, output=True, resumable=True)
+    assert isinstance(err, OutputError)
+    assert str(err).startswith("lost the connection to s3://b/o.tif.partial after retries")
+    assert str(err).endswith("then rerun with resume=True (the finished chunks are kept)")
