@@ -81,7 +81,9 @@ def test_gdal_reads_a_cog_window_from_s3(s3_bucket, tmp_path):
 
 
 def test_missing_bucket_and_object_are_user_errors(s3_bucket):
-    with pytest.raises(OutputError, match=r"bucket s3://no-such-bucket-x does not exist; create it"):
+    with pytest.raises(
+        OutputError, match=r"bucket s3://no-such-bucket-x of s3://no-such-bucket-x/out does not exist; create it"
+    ):
         Location("s3://no-such-bucket-x/out").make()
     with pytest.raises(InputError, match=rf"{s3_bucket}/nothing.json does not exist"):
         Location(s3_bucket, output=False).read_bytes("nothing.json")
