@@ -45,17 +45,13 @@ from sam2unext.geo.progress import Progress, make_progress
 from sam2unext.geo.reading.aoi import AreaOfInterest, resolve_aoi
 from sam2unext.geo.reading.model_bands import BandChoice, StretchChoice, make_model_plan
 from sam2unext.geo.reading.raster import ReadPlan, default_bands, is_georeferenced, open_raster
-from sam2unext.geo.running.chunks import ChunkGrid, make_chunk_grid, tile_computations
+from sam2unext.geo.running.chunk_task import ChunkJob, ChunkStatus
+from sam2unext.geo.running.chunks import ChunkGrid, OverlapLayout, make_chunk_grid, tile_computations
 from sam2unext.geo.running.device import CPU_BATCH, auto_batch_size, local_devices
-from sam2unext.geo.running.execution import (
-    ChunkJob,
-    ChunkStatus,
-    RunStats,
-    local_lanes,
-    measure_seconds_per_tile,
-    run_local,
-)
 from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
+from sam2unext.geo.running.forward import measure_seconds_per_tile
+from sam2unext.geo.running.pools import local_lanes
+from sam2unext.geo.running.schedule import RunStats, StepSchedule, run_local
 from sam2unext.geo.running.tiling import (
     TileGrid,
     available_memory,
@@ -97,9 +93,10 @@ class PredictResult:
         area: total polygon area in map units (0 without polygons).
         data_array: the probability raster as a lazy ``xarray.DataArray`` (``as_xarray``).
         geodataframe: the polygons (``as_geodataframe``).
-        tiles_computed: forward passes this call made (tiles at chunk borders count once per
-            chunk; chunks finished by an earlier, resumed run count nothing).
-        chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
+        tiles_computed: tiles this call ran through the model (each tile once, at any chunking).
+        tiles_resumed: tiles taken from the store of an earlier, resumed run
+            (``tiles_run = tiles_computed + tiles_resumed``).
+        chunks, chunks_resumed: output chunks of the scene / whose tiles came from an earlier run.
         scene_tiles: tiles of the whole scene's grid (with an ``aoi``, against ``tiles_run``).
         scene: the source raster's path (None for a DataArray source); drawn by :meth:`quicklook`.
         bands: the 1-based input bands used as red, green, blue.
@@ -114,6 +111,7 @@ class PredictResult:
     data_array: xr.DataArray | None = None
     geodataframe: gpd.GeoDataFrame | None = None
     tiles_computed: int = 0
+    tiles_resumed: int = 0
     chunks: int = 0
     chunks_resumed: int = 0
     scene_tiles: int = 0
@@ -481,6 +479,8 @@ def predict_raster(
         stats.tiles_skipped,
         seconds,
         polygon_area,
+        tiles_computed=stats.tiles_computed,
+        tiles_resumed=stats.tiles_resumed,
     )
     data_array = None
     if as_xarray:
@@ -500,7 +500,8 @@ def predict_raster(
         polygon_area,
         data_array,
         gdf,
-        tiles_computed=stats.computed_now,
+        tiles_computed=stats.tiles_computed,
+        tiles_resumed=stats.tiles_resumed,
         chunks=len(run.chunks),
         chunks_resumed=stats.chunks_resumed,
         scene_tiles=scene_tiles,
@@ -817,11 +818,13 @@ class _SceneRun:
                 masked=self.plan.masked,
             )
             self._created = True
-        finished = self.store.finished()
-        for status in finished.values():
+        summed, finished = self.store.summed(), self.store.finished()
+        for status in [*summed.values(), *finished.values()]:
             self.stats.count(status, resumed=True)
-        self._tiles = self.stats.computed
-        self.todo = [k for k in range(len(self.chunks)) if k not in finished]
+        self._tiles = self.stats.tiles_run + self.stats.tiles_skipped
+        self.schedule = StepSchedule(OverlapLayout.of(self.grid, self.chunks), summed, finished)
+        for k, strips in self.schedule.unneeded():  # strips an earlier run left and no chunk needs
+            self.store.remove_halo(k, strips)
 
     def announce(self, scene: str, local_model: TileModel | None, scene_tiles: int | None = None) -> None:
         """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
@@ -834,7 +837,7 @@ class _SceneRun:
         }
         if scene_tiles is not None:
             info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
-        remaining = self.total - self.stats.computed
+        remaining = self.total - self._tiles
         if local_model is not None and remaining > 8 * self.batch_size:
             key = (id(local_model), self.grid.tile_size)
             if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
@@ -861,7 +864,15 @@ class _SceneRun:
     def run_local(self, model: TileModel) -> None:
         """Run the unfinished chunks in this process."""
         with _gdal_env():
-            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
+            run_local(
+                model,
+                self.job,
+                self.schedule,
+                on_done=self.stats.count,
+                on_tiles=self._on_tiles,
+                tick=self._tick,
+                on_unneeded=self.store.remove_halo,
+            )
         self._tick()
 
     def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
@@ -870,10 +881,10 @@ class _SceneRun:
 
         def on_done(status: ChunkStatus) -> None:
             self.stats.count(status)
-            self._on_tiles(status.computed)
+            self._on_tiles(status.tiles_run + status.tiles_skipped)
 
         with DistributedRun(scheduler, factory, key) as cluster:
-            cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
+            cluster.run(self.job, self.schedule, on_done=on_done, tick=self._tick, on_unneeded=self.store.remove_halo)
         self._tick()
 
     def write_cog(self, out: Path, replace: bool) -> None:
@@ -918,7 +929,7 @@ class _SceneRun:
         """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
         if not self.store.exists():
             return
-        done = len(self.store.finished())
+        done = len(self.store.summed())  # chunks whose tiles are computed
         if done:
             self.reporter.warning(
                 f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "

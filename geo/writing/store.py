@@ -5,13 +5,18 @@ Layout of ``<output name>.partial/``::
     manifest.json   fingerprints of input, weights and pixel-changing parameters
     prob.zarr/      group with array ``prob`` (uint8 0..255 or float32 0..1) and, for a masked
                     uint8 output, ``valid`` (255 valid, 0 nodata); Zarr chunks of
-                    ``BLOCK rows x chunk width``, so every chunk task writes its own Zarr
-                    chunks and many processes write without locks
-    done/NNNNNN.json  one marker per finished chunk (its status), written last and atomically
+                    ``BLOCK rows x chunk width``, so only one chunk's tasks write a Zarr chunk
+                    and many processes write without locks
+    halo/NNNNNN-<strip>.bin  the partial sums a chunk's own tiles leave outside its core, one
+                    file per strip (``top``, ``bottom``, ``left``, ``right`` or ``all``): int64
+                    sums, then 0/1 validity for a masked scene (the shape is the strip's, known
+                    from the layout); removed once no chunk needs them
+    summed/NNNNNN.json  one marker per chunk whose first step (its own tiles) is finished
+    done/NNNNNN.json  one marker per finished chunk (second step: halos added, quantized)
 
-A chunk counts as finished only once its marker exists; a chunk whose task died half way is
-computed again in full. Any process that sees the folder (a shared filesystem for a cluster)
-can write chunks.
+A step counts as finished only once its marker exists (written last and atomically); a step
+whose task died half way is run again in full and writes the same values. Any process that
+sees the folder (a shared filesystem for a cluster) can run steps.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import errno
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +36,12 @@ from sam2unext.geo.running.fingerprint import describe_difference
 
 #: Rows of one Zarr chunk (the COG block).
 ZARR_ROWS = 512
-FORMAT = "sam2unext-geo-partial/1"
+FORMAT = "sam2unext-geo-partial/2"
+
+
+def zarr_rows(chunk_size: int, height: int) -> int:
+    """Rows of one Zarr chunk of the output arrays: writes aligned to them rewrite nothing."""
+    return min(ZARR_ROWS, chunk_size, height)
 
 
 def store_path_for(output: str | Path) -> Path:
@@ -75,6 +86,10 @@ class RunStore:
     def done_folder(self) -> Path:
         return self.folder / "done"
 
+    @property
+    def summed_folder(self) -> Path:
+        return self.folder / "summed"
+
     def exists(self) -> bool:
         """True when the folder holds a store (a manifest)."""
         return self.manifest_path.is_file()
@@ -91,12 +106,14 @@ class RunStore:
         try:
             self.folder.mkdir()
             self.done_folder.mkdir()
+            self.summed_folder.mkdir()
+            (self.folder / "halo").mkdir()
             group = zarr.open_group(str(self.folder / "prob.zarr"), mode="w")
             fill = float("nan") if out_dtype == "float32" else 0
             config = ArrayConfig(
                 order="C", write_empty_chunks=True
             )  # a rewritten chunk must replace what a dead task left
-            chunks = (min(ZARR_ROWS, chunk_width, height), min(chunk_width, width))
+            chunks = (zarr_rows(chunk_width, height), min(chunk_width, width))
             group.create_array(
                 "prob",
                 shape=(height, width),
@@ -161,15 +178,23 @@ class RunStore:
 
     # -- chunks -----------------------------------------------------------------------------
     def finished(self) -> dict[int, dict]:
-        """Status records of the finished chunks, by chunk index."""
+        """Status records of the finished chunks (both steps), by chunk index."""
+        return self._markers(self.done_folder)
+
+    def summed(self) -> dict[int, dict]:
+        """Status records of the chunks whose first step is finished, by chunk index."""
+        return self._markers(self.summed_folder)
+
+    @staticmethod
+    def _markers(folder: Path) -> dict[int, dict]:
         out: dict[int, dict] = {}
-        if not self.done_folder.is_dir():
+        if not folder.is_dir():
             return out
-        for marker in self.done_folder.glob("*.json"):
+        for marker in folder.glob("*.json"):
             try:
                 out[int(marker.stem)] = json.loads(marker.read_text())
             except (ValueError, OSError):
-                continue  # a marker cut short by a crash: the chunk is computed again
+                continue  # a marker cut short by a crash: the step runs again
         return out
 
     def _open(self) -> dict[str, Any]:
@@ -208,19 +233,64 @@ class RunStore:
 
     def mark_done(self, index: int, status: dict) -> None:
         """Record chunk ``index`` as finished (atomic)."""
+        self._mark(self.done_folder, index, status)
+
+    def mark_summed(self, index: int, status: dict) -> None:
+        """Record the first step of chunk ``index`` as finished (atomic)."""
+        self._mark(self.summed_folder, index, status)
+
+    def _mark(self, folder: Path, index: int, status: dict) -> None:
         try:
-            self._write_json(self.done_folder / f"{index:06d}.json", status)
+            self._write_json(folder / f"{index:06d}.json", status)
         except OSError as exc:
-            full = disk_full_error(self.folder, exc)
-            if full is not None:
-                raise full from None
+            self._raise_if_full(exc)
             raise
+
+    def _raise_if_full(self, exc: OSError) -> None:
+        full = disk_full_error(self.folder, exc)
+        if full is not None:
+            raise full from None
+
+    # -- halo strips: partial sums for the neighbours ------------------------------------------
+    def _halo_path(self, index: int, strip: str) -> Path:
+        return self.folder / "halo" / f"{index:06d}-{strip}.bin"
+
+    def write_halo(self, index: int, strip: str, sums: np.ndarray, valid: np.ndarray | None) -> None:
+        """Store one strip of chunk ``index``: its partial sums (as int64) and 0/1 validity (atomic)."""
+        data = np.ascontiguousarray(sums, dtype=np.int64).tobytes()
+        if valid is not None:
+            data += np.ascontiguousarray(valid, dtype=np.uint8).tobytes()
+        try:
+            self._write_bytes(self._halo_path(index, strip), data)
+        except OSError as exc:
+            self._raise_if_full(exc)
+            raise
+
+    def read_halo(
+        self, index: int, strip: str, shape: tuple[int, int], masked: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Partial sums (int64) and validity (bool; None unless ``masked``) of a strip of ``shape``."""
+        data = self._halo_path(index, strip).read_bytes()
+        n = shape[0] * shape[1]
+        sums = np.frombuffer(data, np.int64, count=n).reshape(shape)
+        valid = np.frombuffer(data, np.uint8, count=n, offset=8 * n).reshape(shape).view(bool) if masked else None
+        return sums, valid
+
+    def remove_halo(self, index: int, strips: list[str]) -> None:
+        """Delete chunk ``index``'s strips (no chunk needs them any more)."""
+        for strip in strips:
+            self._halo_path(index, strip).unlink(missing_ok=True)
 
     # -- files ------------------------------------------------------------------------------
     @staticmethod
     def _write_json(path: Path, data: dict) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        RunStore._write_bytes(path, json.dumps(data, indent=1, sort_keys=True).encode())
+
+    @staticmethod
+    def _write_bytes(path: Path, data: bytes) -> None:
+        """Write a whole file atomically: a reader sees the old file, or all of the new one."""
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_bytes(data)
         os.replace(tmp, path)
 
     def remove(self) -> None:
