@@ -197,7 +197,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     import distributed
 
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.running.execution import ChunkStatus
+    from sam2unext.geo.running.chunk_task import ChunkStatus
     from sam2unext.loader import ModelLoader
 
     scene = make_scene(tmp / "dist_scene.tif", size, seed=4)

@@ -30,7 +30,8 @@ from rasterio.windows import Window
 
 from sam2unext.geo.model_contract import TileModel
 from sam2unext.geo.reading.aoi import AreaOfInterest
-from sam2unext.geo.reading.raster import ReadPlan, RegionValidity, TileReader
+from sam2unext.geo.reading.plan import ReadPlan
+from sam2unext.geo.reading.windows import RegionValidity, TileReader
 from sam2unext.geo.running.chunks import Chunk, ChunkGrid, OverlapLayout
 from sam2unext.geo.running.device import feed_for, model_device
 from sam2unext.geo.running.forward import blend_on_device, on_gpu, run_model
