@@ -30,13 +30,13 @@ from sam2unext.geo.progress import Progress
 from sam2unext.geo.reading.opening import is_georeferenced
 from sam2unext.geo.reading.plan import ReadPlan
 from sam2unext.geo.result import PredictResult
-from sam2unext.geo.running.device import auto_batch_size
 from sam2unext.geo.running.chunk_task import ChunkJob, ChunkStatus
 from sam2unext.geo.running.chunks import OverlapLayout
+from sam2unext.geo.running.device import auto_batch_size
+from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
 from sam2unext.geo.running.forward import measure_seconds_per_tile
 from sam2unext.geo.running.pools import local_lanes
 from sam2unext.geo.running.schedule import RunStats, StepSchedule, run_local
-from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
 from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, remove_quietly, write_from_store

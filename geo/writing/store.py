@@ -15,10 +15,10 @@ Layout of ``<output name>.partial/``::
     done/NNNNNN.json  one marker per finished chunk (second step: halos added, quantized)
 
 A step counts as finished only once its marker exists (written last and atomically); a step
-whose task died half way is run again in full and writes the same values. Any process that reaches the folder can write chunks: a local folder, a
-shared filesystem, or an ``s3://``/``gs://`` prefix (all file I/O goes through
-:class:`~sam2unext.geo.storage.Location`; an object is written in one PUT, so a marker is
-never seen half-written there either).
+whose task died half way is run again in full and writes the same values. Any process that
+reaches the folder can run steps: a local folder, a shared filesystem, or an
+``s3://``/``gs://`` prefix (all file I/O goes through :class:`~sam2unext.geo.storage.Location`;
+an object is written in one PUT, so a marker or a strip is never seen half-written there either).
 """
 
 from __future__ import annotations
