@@ -20,18 +20,45 @@ from sam2unext.geo.running.tiling import TileGrid
 
 #: Chunk sides are multiples of this (the COG block of the output).
 CHUNK_ALIGN = 512
-#: Smallest default chunk side.
-MIN_DEFAULT_CHUNK = 4096
 #: Chunk sides below 512 that divide the COG block (small scenes and tests).
 SMALL_CHUNKS = (16, 32, 64, 128, 256)
-#: The default chunk side spans this many tiles (fewer border recomputations).
-TILES_PER_CHUNK_SIDE = 8
+#: Seconds of forward passes a default chunk holds: what a kill loses per worker at most, and
+#: the granularity of the work handed out (``--resume`` continues from finished chunks).
+CHUNK_SECONDS = 180.0
+#: Largest default chunk side: a chunk in flight holds about ``3 x tile x side`` float64 values.
+MAX_DEFAULT_CHUNK = 8192
+#: The default chunking cuts a scene into at least this many chunks when it is large enough,
+#: so that every worker of a small cluster gets work.
+MIN_DEFAULT_CHUNKS = 8
 
 
-def default_chunk_size(tile_size: int) -> int:
-    """``max(4096, 8 x tile)`` rounded up to a multiple of 512."""
-    side = max(MIN_DEFAULT_CHUNK, TILES_PER_CHUNK_SIDE * tile_size)
-    return -(-side // CHUNK_ALIGN) * CHUNK_ALIGN
+def default_chunk_size(
+    tile_size: int,
+    *,
+    stride: int | None = None,
+    seconds_per_tile: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+) -> int:
+    """The default chunk side: :data:`CHUNK_SECONDS` of work at ``seconds_per_tile``, a multiple of 512.
+
+    Tiles are ``stride`` apart (``tile - overlap``), so a side of ``s`` pixels holds about
+    ``(s / stride)**2`` tiles. Without a measured time the side is ``max(4096, 8 x tile)``. The
+    side stays between ``max(512, 2 x tile)`` and :data:`MAX_DEFAULT_CHUNK`; given the scene's
+    ``height`` and ``width`` (a cluster run) it shrinks until the scene has
+    :data:`MIN_DEFAULT_CHUNKS` chunks, or to its floor. Smaller chunks cost no extra forward
+    passes (each tile is computed once, by its owner), only more partial sums at their borders.
+    """
+    floor = -(-max(CHUNK_ALIGN, 2 * tile_size) // CHUNK_ALIGN) * CHUNK_ALIGN
+    if seconds_per_tile is None or seconds_per_tile <= 0:
+        side = max(4096, 8 * tile_size)
+    else:
+        side = (CHUNK_SECONDS / seconds_per_tile) ** 0.5 * (stride or tile_size)
+    size = max(floor, min(MAX_DEFAULT_CHUNK, int(side) // CHUNK_ALIGN * CHUNK_ALIGN))
+    if height is not None and width is not None:
+        while size > floor and -(-height // size) * -(-width // size) < MIN_DEFAULT_CHUNKS:
+            size -= CHUNK_ALIGN
+    return size
 
 
 @dataclass(frozen=True)
@@ -77,13 +104,16 @@ class ChunkGrid:
 
 
 def make_chunk_grid(height: int, width: int, tile_size: int, chunk_size: int | None = None) -> ChunkGrid:
-    """The chunk grid of a scene (default side :func:`default_chunk_size`).
+    """The chunk grid of a scene (default side :func:`default_chunk_size` without a measured time).
 
     Raises:
         InputError: a chunk side that is neither a positive multiple of 512 nor one of 16, 32, ...
             256 (small chunks, for tests and tiny scenes).
     """
-    size = default_chunk_size(tile_size) if chunk_size is None else check_chunk_size(int(chunk_size))
+    if chunk_size is None:
+        size = default_chunk_size(tile_size)
+    else:
+        size = check_chunk_size(int(chunk_size))
     return ChunkGrid(height, width, size)
 
 

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +31,7 @@ from sam2unext.geo.reading.opening import is_georeferenced
 from sam2unext.geo.reading.plan import ReadPlan
 from sam2unext.geo.result import PredictResult
 from sam2unext.geo.running.chunk_task import ChunkJob, ChunkStatus
-from sam2unext.geo.running.chunks import OverlapLayout
+from sam2unext.geo.running.chunks import ChunkGrid, OverlapLayout, default_chunk_size, make_chunk_grid
 from sam2unext.geo.running.device import auto_batch_size
 from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
 from sam2unext.geo.running.forward import measure_seconds_per_tile
@@ -216,12 +216,7 @@ class SceneRun:
             info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
         remaining = self.total - self._tiles
         if local_model is not None and remaining > 8 * self.batch_size:
-            key = (id(local_model), self.grid.tile_size)
-            if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
-                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(
-                    local_model, self.grid.tile_size, 1, lanes=local_lanes(local_model)
-                )
-            per_tile = _SECONDS_PER_TILE[key]
+            per_tile = _seconds_per_tile(local_model, self.grid.tile_size)
             info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
         self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
         self.reporter.update("predict", self._tiles, self.total)
@@ -368,6 +363,36 @@ def run_scene(
     return _result(source, outputs, plan, run.stats, seconds, polygon_area, gdf, reporter)
 
 
+def _seconds_per_tile(model: TileModel, tile_size: int) -> float:
+    """Measured seconds per tile of ``model`` (once per model and tile size; one tile, little memory)."""
+    key = (id(model), tile_size)
+    if key not in _SECONDS_PER_TILE:
+        _SECONDS_PER_TILE[key] = measure_seconds_per_tile(model, tile_size, 1, lanes=local_lanes(model))
+    return _SECONDS_PER_TILE[key]
+
+
+def _default_chunks(plan: ScenePlan, store: RunStore, local_model: TileModel | None) -> ChunkGrid:
+    """The chunks of a run without ``chunk_size``: those of the store it resumes, else a few
+    minutes of work each at the measured time per tile (:func:`default_chunk_size`)."""
+    assert plan.grid is not None and plan.batch_size is not None
+    read, grid = plan.read, plan.grid
+    size = None
+    if plan.options.resume and store.exists():
+        with contextlib.suppress(OutputError):  # an unreadable store is refused when opened
+            size = store.read_manifest().get("chunk_size")
+    if size is None:
+        per_tile = None
+        if local_model is not None and len(grid) > 8 * plan.batch_size:  # the start event measures it too
+            per_tile = _seconds_per_tile(local_model, grid.tile_size)
+        stride = grid.tile_size - grid.overlap_px
+        size = default_chunk_size(grid.tile_size, stride=stride, seconds_per_tile=per_tile)
+        if plan.options.scheduler is not None:  # a cluster: enough chunks for every worker
+            size = default_chunk_size(
+                grid.tile_size, stride=stride, seconds_per_tile=per_tile, height=read.height, width=read.width
+            )
+    return make_chunk_grid(read.height, read.width, grid.tile_size, int(size))
+
+
 def _start(
     plan: ScenePlan, store: RunStore, models: ModelChoice, reporter: Progress, from_array: bool
 ) -> tuple[SceneRun, ScenePlan, TileModel | None]:
@@ -386,6 +411,8 @@ def _start(
         plan = plan.for_model(local_model.input_size, lambda tile: auto_batch_size(local_model, tile))
     else:
         plan = plan.for_model(None)
+    if options.chunk_size is None:  # sized by time; a resumed run keeps its store's chunks
+        plan = replace(plan, chunks=_default_chunks(plan, store, local_model))
     warn_about(reporter, plan)
     run = SceneRun(plan, store, reporter)
     run.open(scene_manifest(plan, from_array, models.fingerprint(local_model)), options.resume)

@@ -5,8 +5,8 @@ sums and (for the chunk's own pixels) the quantization run on the device; what c
 uint8 (or float32) for the pixels the chunk finishes itself and float64 sums for its halo,
 instead of float32 tiles.
 
-The arithmetic is the CPU stitcher's, operation for operation, in float64: ``(p * col_share)
-* row_share`` as two correctly rounded products, ``torch.round`` (half to even, like
+The arithmetic is the CPU stitcher's, operation for operation, in float64: ``p * share`` as
+one correctly rounded product (the same 2-D share), ``torch.round`` (half to even, like
 ``np.rint``), exact integer additions, and the one quantizer of
 :mod:`~sam2unext.geo.writing.quantize`. Separate torch kernels do not fuse a multiply and an
 add, so the result equals the CPU stitcher's bit for bit on any device (tested on CPU tensors).
@@ -55,13 +55,15 @@ class DeviceChunkStitcher(ChunkStitcher):
         """The accumulator on the device; each tile row's and column's shares go there once."""
         t, win = self.grid.tile_size, self.window
         self._sum = torch.zeros((min(t, win.height), win.width), dtype=torch.float64, device=self.device)
-        self._row_shares: dict[int, torch.Tensor] = {}
-        self._col_shares: dict[int, torch.Tensor] = {}
+        self._shares: dict[int, tuple[np.ndarray, torch.Tensor]] = {}
 
-    def _share(self, cache: dict[int, torch.Tensor], values: list[np.ndarray], index: int) -> torch.Tensor:
-        if index not in cache:
-            cache[index] = torch.from_numpy(values[index]).to(self.device)
-        return cache[index]
+    def _share(self, r: int, c: int) -> torch.Tensor:
+        """The tile's 2-D share on the device (each distinct one uploaded once per stitcher)."""
+        host = self._w.share(r, c)
+        found = self._shares.get(id(host))
+        if found is None or found[0] is not host:
+            found = self._shares[id(host)] = (host, torch.from_numpy(host).to(self.device))
+        return found[1]
 
     def add(self, prob: torch.Tensor | np.ndarray | None) -> None:
         """Add the next tile's ``[T, T]`` probabilities: a tensor (moved to the device if needed) or None."""
@@ -74,10 +76,8 @@ class DeviceChunkStitcher(ChunkStitcher):
     def _add_shares(self, prob: torch.Tensor, r: int, c: int, a0: int, a1: int, b0: int, b1: int) -> None:
         r0, c0 = self.grid.row_offsets[r], self.grid.col_offsets[c]
         base, col = self._base, self.window.col_off
-        rows = self._share(self._row_shares, self._w.rows, r)[a0 - r0 : a1 - r0, None]
-        cols = self._share(self._col_shares, self._w.cols, c)[b0 - c0 : b1 - c0]
-        term = torch.mul(prob[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0].to(torch.float64), cols)
-        term.mul_(rows)
+        part = (slice(a0 - r0, a1 - r0), slice(b0 - c0, b1 - c0))
+        term = torch.mul(prob[part].to(torch.float64), self._share(r, c)[part])
         self._sum[a0 - base : a1 - base, b0 - col : b1 - col] += torch.round(term)
 
     def _band(self, start: int, stop: int) -> Any:

@@ -26,12 +26,15 @@ FIXED_BITS = 52
 UNIT = 2.0**-FIXED_BITS
 
 
-def probability_from_sums(sums: Any) -> Any:
+def probability_from_sums(sums: Any, *, in_place: bool = False) -> Any:
     """Fixed-point blend sums (float64 or int64; numpy or torch) → float32 probabilities.
 
     ``sums * 2**-52`` is exact; the cast to float32 rounds once (to nearest, ties to even).
+    ``in_place``: a float64 numpy ``sums`` is scaled in place (no float64 temporary).
     """
     if isinstance(sums, np.ndarray):
+        if in_place and sums.dtype == np.float64:
+            return np.multiply(sums, UNIT, out=sums).astype(np.float32)
         return np.multiply(sums, UNIT, dtype=np.float64).astype(np.float32)
     import torch
 
@@ -59,7 +62,12 @@ def quantize_probability(prob: Any, *, out: np.ndarray | None = None, scratch: n
     return torch.round(scaled).clamp_(0, 255).to(torch.uint8)
 
 
-def finish_sums(sums: Any, out_dtype: str) -> Any:
-    """Blend sums → the output's values: uint8 (quantized) or float32 probabilities."""
-    prob = probability_from_sums(sums)
-    return quantize_probability(prob) if out_dtype == "uint8" else prob
+def finish_sums(sums: Any, out_dtype: str, *, in_place: bool = False) -> Any:
+    """Blend sums → the output's values, in a new array: uint8 (quantized) or float32 probabilities.
+
+    ``in_place``: a float64 numpy ``sums`` may be overwritten (fewer temporaries).
+    """
+    prob = probability_from_sums(sums, in_place=in_place)
+    if out_dtype != "uint8":
+        return prob
+    return quantize_probability(prob, scratch=prob) if isinstance(prob, np.ndarray) else quantize_probability(prob)

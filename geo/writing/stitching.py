@@ -5,7 +5,7 @@ a chunk's stitcher adds only its own tiles, over the window they cover (the chun
 around it, see :class:`~sam2unext.geo.running.chunks.OverlapLayout`). A tile adds, at each
 pixel, its share of the blended mean as a fixed-point integer::
 
-    rint((p * col_share) * row_share)      row_share = w_row / W_row * 2**52, col_share = w_col / W_col
+    rint(p * share)      share = row_share ⊗ col_share,  row_share = w_row / W_row * 2**52,  col_share = w_col / W_col
 
 ``w`` the raised-cosine weights and ``W`` the scene-wide per-axis weight totals (the blend is
 separable), so a pixel's sum over every tile covering it is ``p_mean * 2**52`` to about
@@ -24,6 +24,7 @@ slides down.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -38,17 +39,27 @@ from sam2unext.geo.writing.quantize import FIXED_BITS, finish_sums
 FLUSH_ROWS = 64
 #: Tile rows weighted and accumulated at a time (the temporary stays in cache).
 ADD_ROWS = 32
+#: Distinct 2-D tile shares kept per grid (a regular grid has about 3 x 3 kinds of tile).
+SHARES_KEPT = 9
 #: ``emit(row0, sums, stitcher)``: ``sums`` the finished rows ``[n, window width]`` from scene
 #: row ``row0`` (a view of the accumulator, valid only during the call; numpy here, a tensor
 #: on a device); ``stitcher.to_host`` and ``stitcher.finish`` turn parts of it into host arrays.
 SumSink = Callable[[int, Any, "ChunkStitcher"], None]
 
 
+def _kinds(vectors: list[np.ndarray]) -> list[int]:
+    """For each vector, the index of the first equal one (equal vectors share one 2-D share)."""
+    first: dict[bytes, int] = {}
+    return [first.setdefault(v.tobytes(), i) for i, v in enumerate(vectors)]
+
+
 class SceneWeights:
     """Each tile row's and tile column's share of the blended mean (pure data, per grid).
 
     ``rows[r]`` is ``w1d / W_row * 2**52`` over the in-scene part of tile row ``r``,
-    ``cols[c]`` is ``w1d / W_col`` over tile column ``c`` (float64).
+    ``cols[c]`` is ``w1d / W_col`` over tile column ``c`` (float64). :meth:`share` is their
+    outer product, the 2-D weight of a tile; most tiles of a regular grid have the same one,
+    so the few distinct ones are kept (each ``tile²`` float64).
     """
 
     def __init__(self, grid: TileGrid):
@@ -58,6 +69,23 @@ class SceneWeights:
         scale = 2.0**FIXED_BITS  # exact: a power of two
         self.rows = [normalized_axis_weights(self.w1d, inv_row, off) * scale for off in grid.row_offsets]
         self.cols = [normalized_axis_weights(self.w1d, inv_col, off) for off in grid.col_offsets]
+        self._row_kind = _kinds(self.rows)
+        self._col_kind = _kinds(self.cols)
+        self._shares: dict[tuple[int, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def share(self, r: int, c: int) -> np.ndarray:
+        """The 2-D share of the tile at tile row ``r``, tile column ``c``: ``outer(rows[r], cols[c])``."""
+        key = (self._row_kind[r], self._col_kind[c])
+        with self._lock:
+            found = self._shares.get(key)
+        if found is None:
+            found = np.outer(self.rows[r], self.cols[c])
+            with self._lock:
+                if len(self._shares) >= SHARES_KEPT:
+                    self._shares.pop(next(iter(self._shares)))
+                self._shares[key] = found
+        return found
 
     @staticmethod
     @functools.lru_cache(maxsize=4)
@@ -131,17 +159,17 @@ class ChunkStitcher:
             self._finish_tile_row(r)
 
     def _add_shares(self, prob: Any, r: int, c: int, a0: int, a1: int, b0: int, b1: int) -> None:
-        """``acc += rint((p * col_share) * row_share)`` over scene rows ``[a0, a1)``, columns ``[b0, b1)``.
+        """``acc += rint(p * share)`` over scene rows ``[a0, a1)`` and columns ``[b0, b1)``.
 
         In bands of :data:`ADD_ROWS` rows, so the float64 temporary stays in cache.
         """
         r0, c0 = self.grid.row_offsets[r], self.grid.col_offsets[c]
         base, col = self._base, self.window.col_off
-        rows, cols = self._w.rows[r], self._w.cols[c][b0 - c0 : b1 - c0]
+        share = self._w.share(r, c)
         for s0 in range(a0, a1, ADD_ROWS):
             s1 = min(s0 + ADD_ROWS, a1)
-            term = np.multiply(prob[s0 - r0 : s1 - r0, b0 - c0 : b1 - c0], cols, out=self._tmp[: s1 - s0, : b1 - b0])
-            np.multiply(term, rows[s0 - r0 : s1 - r0, None], out=term)
+            part = (slice(s0 - r0, s1 - r0), slice(b0 - c0, b1 - c0))
+            term = np.multiply(prob[part], share[part], out=self._tmp[: s1 - s0, : b1 - b0])
             np.rint(term, out=term)
             self._acc[s0 - base : s1 - base, b0 - col : b1 - col] += term
 
@@ -176,8 +204,11 @@ class ChunkStitcher:
         return sums
 
     def finish(self, sums: Any) -> np.ndarray:
-        """Part of an emitted band as output values on the host (uint8 or float32)."""
-        return finish_sums(sums, self.out_dtype)
+        """Part of an emitted band as output values on the host (uint8 or float32), in a new array.
+
+        May overwrite ``sums`` (the emitted rows leave the accumulator after the call).
+        """
+        return finish_sums(sums, self.out_dtype, in_place=True)
 
     @property
     def complete(self) -> bool:

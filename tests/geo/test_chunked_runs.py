@@ -52,7 +52,7 @@ def test_chunk_stitcher_equals_direct_blend():
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
 def test_overlap_add_sums_do_not_depend_on_the_chunking(overlap):
     """Each chunk adds only its own tiles; the chunks' bands added together give, bit for bit,
-    the fixed-point sums of a plain whole-scene ``acc += rint((p * col) * row)``, at any chunk
+    the fixed-point sums of a plain whole-scene ``acc += rint(p * outer(row, col))``, at any chunk
     size; and the result stays within float32 rounding of the float64 blend of before."""
     rng = np.random.default_rng(1)
     grid = make_grid(150, 173, 32, overlap)  # the last tile row/column overlaps more than the others
@@ -65,7 +65,7 @@ def test_overlap_add_sums_do_not_depend_on_the_chunking(overlap):
         r, c = divmod(i, len(grid.col_offsets))
         r0, c0 = grid.row_offsets[r], grid.col_offsets[c]
         h, wd = min(32, 150 - r0), min(32, 173 - c0)
-        acc[r0 : r0 + h, c0 : c0 + wd] += np.rint((probs[i][:h, :wd] * weights.cols[c]) * weights.rows[r][:, None])
+        acc[r0 : r0 + h, c0 : c0 + wd] += np.rint(probs[i][:h, :wd] * np.outer(weights.rows[r], weights.cols[c]))
         old[r0 : r0 + h, c0 : c0 + wd] += w2d[:h, :wd] * probs[i][:h, :wd]
     for size in (16, 64, 256):
         np.testing.assert_array_equal(stitch_sums(grid, list(probs), size, weights=weights), acc)

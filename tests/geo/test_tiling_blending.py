@@ -63,7 +63,7 @@ def test_weights_strictly_positive_and_symmetric():
 
 
 def test_fixed_point_shares_give_p_exactly_when_tiles_agree():
-    """Each tile adds rint((p * col_share) * row_share): where every tile says p, the sum is
+    """Each tile adds rint(p * row_share ⊗ col_share): where every tile says p, the sum is
     p * 2**52 to a few units and the float32 result is p itself."""
     rng = np.random.default_rng(0)
     grid = make_grid(90, 90, 32, "12px")
@@ -73,6 +73,6 @@ def test_fixed_point_shares_give_p_exactly_when_tiles_agree():
     for r, r0 in enumerate(grid.row_offsets):
         for c, c0 in enumerate(grid.col_offsets):
             tile = p[r0 : r0 + 32, c0 : c0 + 32]
-            sums[r0 : r0 + 32, c0 : c0 + 32] += np.rint((tile * w.cols[c]) * w.rows[r][:, None])
+            sums[r0 : r0 + 32, c0 : c0 + 32] += np.rint(tile * w.share(r, c))
     assert sums.max() < 2.0**53  # exact integers in float64: any order of addition gives these sums
     np.testing.assert_array_equal(probability_from_sums(sums), p)
