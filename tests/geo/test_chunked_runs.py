@@ -381,3 +381,18 @@ def test_chunks_in_flight_grow_with_cores(monkeypatch, cores, expected):
 
     monkeypatch.setattr(pools.os, "cpu_count", lambda: cores)
     assert pools.local_chunks_in_flight(PixelModel(32, None)) == expected
+
+
+def test_default_chunk_is_sized_by_time_and_gives_a_cluster_work():
+    from sam2unext.geo.running.chunks import default_chunk_size
+
+    # no measured time: max(4096, 8 x tile), at most 8192
+    assert default_chunk_size(256) == 4096 and default_chunk_size(1024) == 8192
+    # about 180 s of work: 20 s per 1024 px tile (stride 768) is 3 x 3 tiles -> 2304 -> 2048
+    assert default_chunk_size(1024, stride=768, seconds_per_tile=20.0) == 2048
+    # a fast model: the largest chunk; a very slow one: the floor of 2 x tile
+    assert default_chunk_size(256, stride=192, seconds_per_tile=1e-4) == 8192
+    assert default_chunk_size(1024, stride=768, seconds_per_tile=600.0) == 2048
+    # a cluster: a 4096² scene of 256 px tiles is cut into at least 8 chunks (it was one)
+    side = default_chunk_size(256, stride=192, height=4096, width=4096)
+    assert side == 1536 and (-(-4096 // side)) ** 2 == 9
