@@ -10,7 +10,7 @@
 (4) local vs ``dask.distributed`` (LocalCluster, 2 single-thread workers) wall time on a 6000² scene
     with the demo weights, outputs compared, and the bytes of status records the client received
     per tile;
-(5) tile computations with chunk borders against the unique tiles at the default chunk size;
+(5) forward passes ÷ tiles at the default chunk size, and measured on 2048² with 512 px chunks.
 (6) object storage: the scene and the output on S3 (moto's server on 127.0.0.1, a real S3 API
     over HTTP), a LocalCluster of 2 single-thread workers, against a local run of a local copy:
     wall time, outputs compared, and the bytes that reached the client (status records from the
@@ -169,11 +169,12 @@ def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
-    store = tmp / "r.tif.partial" / "done"
+    store = tmp / "r.tif.partial" / "summed"  # chunks whose tiles are computed
     kept = [json.loads(p.read_text()) for p in store.glob("*.json")]
     kept_tiles = sum(k["computed"] for k in kept)
     res_s, events = run_predict(scene, tmp / "r.tif", "--chunk-size", str(chunk), "--resume")
     resumed = next(e for e in events if e["event"] == "start")
+    resumed_done = next(e for e in events if e["event"] == "done")
     after = total - sum(k["computed"] for k in kept)
     # tiles computed by the killed run: at least those reported; all of them up to the kill
     computed_all = killed_at + after
@@ -193,7 +194,11 @@ def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
             f"{computed_all} / {total} = {computed_all / total:.3f}",
         ),
         ("(3) resumed output bit-identical to the uninterrupted one", str(same)),
-        ("(3) tiles_run reported", f"{done['tiles_run']}"),
+        ("(3) tiles_run reported (uninterrupted)", f"{done['tiles_run']}"),
+        (
+            "(3) resumed run's done event: tiles_computed / tiles_resumed",
+            f"{resumed_done['tiles_computed']} / {resumed_done['tiles_resumed']}",
+        ),
     ]
 
 
@@ -201,7 +206,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     import distributed
 
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.running.execution import ChunkStatus
+    from sam2unext.geo.running.chunk_task import ChunkStatus
     from sam2unext.loader import ModelLoader
 
     scene = make_scene(tmp / "dist_scene.tif", size, seed=4)
@@ -238,7 +243,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
                 results[mode] = res
     same = all(np.array_equal(a, b) for a, b in zip(read(tmp / "local.tif"), read(tmp / "distributed.tif")))
     res = results["distributed"]
-    status_bytes = len(pickle.dumps(ChunkStatus(0, 99, 99, 0, 1.0, 1.0))) * res.chunks
+    status_bytes = len(pickle.dumps(ChunkStatus(0, "sum", 99, 99, 0, 1.0, 1.0))) * res.chunks
     rows += [
         (
             f"(4) local (threads) {size}^2 demo weights, {res.tiles_run} tiles, best of 2",
@@ -259,7 +264,7 @@ def s3_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     import distributed
 
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.running.execution import ChunkStatus
+    from sam2unext.geo.running.chunk_task import ChunkStatus
     from sam2unext.geo.storage import Location
     from sam2unext.geo.writing import store as store_module
     from sam2unext.loader import ModelLoader
@@ -326,7 +331,7 @@ def s3_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
         same = all(
             np.array_equal(a, b) for a, b in zip(read(tmp / "local6.tif"), read("s3://bench/out/scene_prob.tif"))
         )
-        status = len(pickle.dumps(ChunkStatus(0, 99, 99, 0, 1.0, 1.0))) * res.chunks
+        status = len(pickle.dumps(ChunkStatus(0, "sum", 99, 99, 0, 1.0, 1.0))) * res.chunks
         cog = Location("s3://bench/out").size("scene_prob.tif")
     finally:
         store_module.RunStore.remove = real_remove  # type: ignore[method-assign]
@@ -351,22 +356,53 @@ def s3_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     ]
 
 
-def border_figures() -> list[tuple[str, str]]:
-    from sam2unext.geo.running.chunks import make_chunk_grid, tile_computations
+def border_figures(tmp: Path) -> list[tuple[str, str]]:
+    """Forward passes ÷ tiles: at the default chunk size (counted from the ownership layout), and
+    measured on a 2048² scene with 512 px chunks (the issue's 196 passes for 121 tiles)."""
+    from sam2unext.geo import predict_raster
+    from sam2unext.geo.running.chunks import OverlapLayout, make_chunk_grid, tiles_touching
     from sam2unext.geo.running.tiling import make_grid
 
     rows = []
     for tile, size in [(1024, 100000), (1024, 20000), (352, 20000), (256, 20000)]:
         grid = make_grid(size, size, tile, 0.25)
         chunks = make_chunk_grid(size, size, tile)
-        extra = tile_computations(grid, chunks) / len(grid) - 1
+        layout = OverlapLayout(grid, chunks)
+        passes = sum(len(r) * len(c) for r, c in (layout.owned(k) for k in range(len(chunks))))
+        touching = sum(len(r) * len(c) for r, c in (tiles_touching(grid, ch) for ch in chunks))
         rows.append(
             (
-                f"(5) tile {tile}, overlap 0.25, {size}^2, default chunk {chunks.size}",
-                f"{len(grid)} tiles, +{extra * 100:.1f}% recomputed at chunk borders",
+                f"(5) tile {tile}, overlap 0.25, {size}^2, default chunk {chunks.size} (no measured time)",
+                f"{len(grid)} tiles: forward passes / tiles = {passes / len(grid):.2f} "
+                f"(each chunk computing every tile it touches: {touching / len(grid):.2f})",
             )
         )
+    scene = make_scene(tmp / "border.tif", 2048, seed=6)
+    counter = CountingModel(256)
+    res = predict_raster(
+        scene, tmp / "border_prob.tif", model=counter, tile_size=256, chunk_size=512, vector=False, progress="none"
+    )
+    rows.append(
+        (
+            "(5) measured: 2048², tile 256, chunk 512 (16 chunks)",
+            f"computed {res.tiles_computed} for {res.tiles_run} tiles = {res.tiles_computed / res.tiles_run:.2f}; "
+            f"the model saw {counter.tiles} tiles (2 of them the start event's time measurement)",
+        )
+    )
     return rows
+
+
+class CountingModel:
+    """A trivial per-pixel model that counts the tiles it is given."""
+
+    def __init__(self, size: int):
+        self.input_size, self.low_res_size, self.in_chans, self.tiles = size, None, 3, 0
+        self._lock = threading.Lock()
+
+    def predict(self, images, low_res=None):
+        with self._lock:
+            self.tiles += len(images)
+        return images[:, :1] * 0.5
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -421,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
         if 4 in args.only:
             rows += distributed_figures(tmp, args.dist_size)
         if 5 in args.only:
-            rows += border_figures()
+            rows += border_figures(tmp)
         if 6 in args.only:
             rows += s3_figures(tmp, args.s3_size)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())

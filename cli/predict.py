@@ -379,9 +379,8 @@ def print_summary(scenes: list[Path | str], results: list, total: float, looks: 
     for scene, res, look in zip(scenes, results, looks):
         skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
         if res.chunks_resumed:
-            skipped += f"; resumed: {res.chunks_resumed} of {res.chunks} chunks were already done"
-        if res.tiles_computed > res.tiles_run:
-            skipped += f"; {res.tiles_computed} forward passes (chunk borders)"
+            resumed = getattr(res, "tiles_resumed", 0)
+            skipped += f"; {res.tiles_computed} computed in this run, {resumed} taken from the resumed store"
         found = f", {area(res.area, units)} found" if res.vector is not None else ""
         bands = f", bands {','.join(map(str, res.bands))}" if getattr(res, "bands", None) else ""
         echo(f"{scene}: {res.tiles_run} tiles{skipped}{bands} in {seconds(res.seconds)}{found}")

@@ -33,7 +33,8 @@ from sam2unext.geo.reading.bands import default_bands
 from sam2unext.geo.reading.opening import open_raster
 from sam2unext.geo.result import PredictResult
 from sam2unext.geo.running.device import CPU_BATCH
-from sam2unext.geo.running.execution import local_lanes, measure_seconds_per_tile
+from sam2unext.geo.running.forward import measure_seconds_per_tile
+from sam2unext.geo.running.pools import local_lanes
 from sam2unext.geo.running.scene import check_outputs, default_output, run_scene
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.storage import as_target, output_exists

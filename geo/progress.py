@@ -45,8 +45,11 @@ class Progress:
         tiles_skipped: int,
         seconds: float,
         area: float,
+        *,
+        tiles_computed: int | None = None,
+        tiles_resumed: int = 0,
     ) -> None:
-        """A scene is finished."""
+        """A scene is finished: ``tiles_run`` = ``tiles_computed`` (this run) + ``tiles_resumed`` (from the store)."""
 
     def warning(self, message: str) -> None:
         """Something the user should know that does not stop the run: one line on stderr."""
@@ -106,6 +109,9 @@ class JsonProgress(Progress):
         tiles_skipped: int,
         seconds: float,
         area: float,
+        *,
+        tiles_computed: int | None = None,
+        tiles_resumed: int = 0,
     ) -> None:
         self.emit(
             {
@@ -115,6 +121,8 @@ class JsonProgress(Progress):
                 "vector": vector,
                 "tiles_run": int(tiles_run),
                 "tiles_skipped": int(tiles_skipped),
+                "tiles_computed": int(tiles_run - tiles_resumed if tiles_computed is None else tiles_computed),
+                "tiles_resumed": int(tiles_resumed),
                 "seconds": round(float(seconds), 3),
                 "area": float(area),
             }

@@ -25,9 +25,10 @@ class PredictResult:
         area: total polygon area in map units (0 without polygons).
         data_array: the probability raster as a lazy ``xarray.DataArray`` (``as_xarray``).
         geodataframe: the polygons (``as_geodataframe``).
-        tiles_computed: forward passes this call made (tiles at chunk borders count once per
-            chunk; chunks finished by an earlier, resumed run count nothing).
-        chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
+        tiles_computed: tiles this call ran through the model (each tile once, at any chunking).
+        tiles_resumed: tiles taken from the store of an earlier, resumed run
+            (``tiles_run = tiles_computed + tiles_resumed``).
+        chunks, chunks_resumed: output chunks of the scene / whose tiles came from an earlier run.
         scene_tiles: tiles of the whole scene's grid (with an ``aoi``, against ``tiles_run``).
         scene: the source raster's path (None for a DataArray source); drawn by :meth:`quicklook`.
         bands: the 1-based input bands used as red, green, blue.
@@ -42,6 +43,7 @@ class PredictResult:
     data_array: xr.DataArray | None = None
     geodataframe: gpd.GeoDataFrame | None = None
     tiles_computed: int = 0
+    tiles_resumed: int = 0
     chunks: int = 0
     chunks_resumed: int = 0
     scene_tiles: int = 0

@@ -1,12 +1,12 @@
 """Running tiles on a ``dask.distributed`` cluster.
 
 Every worker gets the model once through a worker plugin (:class:`ModelPlugin`) and keeps it
-in a per-process cache keyed by checkpoint/preset/device. Workers run the same chunk tasks as
-a local run (:func:`sam2unext.geo.running.execution.compute_chunk`): each reads its tiles from the
-input, runs the model, blends and writes its chunk into the run store itself, and sends back
-only a small status record. The input and the output folder must therefore be on a
-filesystem that every worker sees. A task lost with its worker is run again elsewhere and
-writes the same chunk.
+in a per-process cache keyed by checkpoint/preset/device. Workers run the same chunk steps as
+a local run (:mod:`sam2unext.geo.running.chunk_task`): each reads its tiles from the input,
+runs the model, blends and writes its chunk's core and strips into the run store itself (and
+later adds a chunk's strips), and sends back only a small status record. The input and the
+output folder must therefore be on a filesystem that every worker sees. A task lost with its
+worker is run again elsewhere and writes the same values.
 """
 
 from __future__ import annotations
@@ -21,17 +21,11 @@ from distributed import Client, Worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from sam2unext.geo.model_contract import ModelFactory, TileModel
+from sam2unext.geo.running.chunk_task import ChunkJob, ChunkStatus, compute_chunk, finish_chunk
 from sam2unext.geo.running.device import model_device
-from sam2unext.geo.running.execution import (
-    ChunkJob,
-    ChunkStatus,
-    Lanes,
-    bound_heap_retention,
-    compute_chunk,
-    local_lanes,
-    run_chunks,
-    single_thread_forward,
-)
+from sam2unext.geo.running.forward import single_thread_forward
+from sam2unext.geo.running.pools import Lanes, bound_heap_retention, local_lanes
+from sam2unext.geo.running.schedule import Step, StepSchedule, run_steps
 from sam2unext.loader import ModelLoader
 
 #: Per-process model cache on workers: key → model (filled by :class:`ModelPlugin`).
@@ -95,6 +89,11 @@ def remote_chunk(job: ChunkJob, key: str, factory: ModelFactory) -> ChunkStatus:
     lanes = _gpu_lanes(local_lanes(model)) if model_device(model).type == "cuda" else None
     with single_thread_forward():
         return compute_chunk(job, model, lanes)
+
+
+def remote_finish(job: ChunkJob) -> ChunkStatus:
+    """Worker task: the second step of one chunk (adds its contributors' strips; no model)."""
+    return finish_chunk(job)
 
 
 @functools.lru_cache(maxsize=1)
@@ -170,20 +169,29 @@ class DistributedRun:
     def run(
         self,
         jobs: Callable[[int], ChunkJob],
-        indices: list[int],
+        schedule: StepSchedule,
         *,
         on_done: Callable[[ChunkStatus], None],
         tick: Callable[[], None],
+        on_unneeded: Callable[[int, list[str]], None] | None = None,
         max_in_flight: int | None = None,
     ) -> None:
-        """Run chunk tasks on the workers; only status records come back."""
+        """Run the chunk steps on the workers; only status records come back."""
         executor = self.client.get_executor(pure=False)
 
-        def submit(ex: Executor, k: int) -> Future[ChunkStatus]:
-            return ex.submit(remote_chunk, jobs(k), self.key, self.factory)
+        def submit(ex: Executor, step: Step) -> Future[ChunkStatus]:
+            if step.kind == "finish":
+                return ex.submit(remote_finish, jobs(step.index))
+            return ex.submit(remote_chunk, jobs(step.index), self.key, self.factory)
 
-        run_chunks(
-            executor, submit, indices, max_in_flight=max_in_flight or 2 * self.threads, on_done=on_done, tick=tick
+        run_steps(
+            executor,
+            submit,
+            schedule,
+            max_in_flight=max_in_flight or 2 * self.threads,
+            on_done=on_done,
+            on_unneeded=on_unneeded,
+            tick=tick,
         )
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +30,13 @@ from sam2unext.geo.progress import Progress
 from sam2unext.geo.reading.opening import is_georeferenced
 from sam2unext.geo.reading.plan import ReadPlan
 from sam2unext.geo.result import PredictResult
+from sam2unext.geo.running.chunk_task import ChunkJob, ChunkStatus
+from sam2unext.geo.running.chunks import ChunkGrid, OverlapLayout, default_chunk_size, make_chunk_grid
 from sam2unext.geo.running.device import auto_batch_size
-from sam2unext.geo.running.execution import (
-    ChunkJob,
-    ChunkStatus,
-    RunStats,
-    local_lanes,
-    measure_seconds_per_tile,
-    run_local,
-)
 from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
+from sam2unext.geo.running.forward import measure_seconds_per_tile
+from sam2unext.geo.running.pools import local_lanes
+from sam2unext.geo.running.schedule import RunStats, StepSchedule, run_local
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.storage import (
     Location,
@@ -225,7 +222,6 @@ class SceneRun:
         self.plan, self.grid, self.chunks, self.store, self.area = plan.read, plan.grid, plan.chunks, store, plan.area
         self.batch_size, self.out_dtype, self.reporter = int(plan.batch_size), plan.options.out_dtype, reporter
         self.stats = RunStats()
-        self.todo: list[int] = []
         self.total = plan.computations
         self._tiles = 0  # tile computations finished (progress)
         self._lock = threading.Lock()
@@ -245,11 +241,13 @@ class SceneRun:
                 masked=self.plan.masked,
             )
             self._created = True
-        finished = self.store.finished()
-        for status in finished.values():
+        summed, finished = self.store.summed(), self.store.finished()
+        for status in [*summed.values(), *finished.values()]:
             self.stats.count(status, resumed=True)
-        self._tiles = self.stats.computed
-        self.todo = [k for k in range(len(self.chunks)) if k not in finished]
+        self._tiles = self.stats.tiles_run + self.stats.tiles_skipped
+        self.schedule = StepSchedule(OverlapLayout.of(self.grid, self.chunks), summed, finished)
+        for k, strips in self.schedule.unneeded():  # strips an earlier run left and no chunk needs
+            self.store.remove_halo(k, strips)
 
     def announce(self, scene: str, local_model: TileModel | None, scene_tiles: int | None = None) -> None:
         """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
@@ -262,14 +260,9 @@ class SceneRun:
         }
         if scene_tiles is not None:
             info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
-        remaining = self.total - self.stats.computed
+        remaining = self.total - self._tiles
         if local_model is not None and remaining > 8 * self.batch_size:
-            key = (id(local_model), self.grid.tile_size)
-            if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
-                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(
-                    local_model, self.grid.tile_size, 1, lanes=local_lanes(local_model)
-                )
-            per_tile = _SECONDS_PER_TILE[key]
+            per_tile = _seconds_per_tile(local_model, self.grid.tile_size)
             info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
         self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
         self.reporter.update("predict", self._tiles, self.total)
@@ -289,7 +282,15 @@ class SceneRun:
     def run_local(self, model: TileModel) -> None:
         """Run the unfinished chunks in this process."""
         with run_gdal_env():
-            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
+            run_local(
+                model,
+                self.job,
+                self.schedule,
+                on_done=self.stats.count,
+                on_tiles=self._on_tiles,
+                tick=self._tick,
+                on_unneeded=self.store.remove_halo,
+            )
         self._tick()
 
     def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
@@ -298,10 +299,10 @@ class SceneRun:
 
         def on_done(status: ChunkStatus) -> None:
             self.stats.count(status)
-            self._on_tiles(status.computed)
+            self._on_tiles(status.tiles_run + status.tiles_skipped)
 
         with DistributedRun(scheduler, factory, key) as cluster:
-            cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
+            cluster.run(self.job, self.schedule, on_done=on_done, tick=self._tick, on_unneeded=self.store.remove_halo)
         self._tick()
 
     def write_cog(self, out: Path, replace: bool) -> None:
@@ -346,7 +347,7 @@ class SceneRun:
         """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
         if not self.store.exists():
             return
-        done = len(self.store.finished())
+        done = len(self.store.summed())  # chunks whose tiles are computed
         if done:
             self.reporter.warning(
                 f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
@@ -415,6 +416,36 @@ def run_scene(
     return _result(source, outputs, plan, run.stats, seconds, polygon_area, gdf, reporter)
 
 
+def _seconds_per_tile(model: TileModel, tile_size: int) -> float:
+    """Measured seconds per tile of ``model`` (once per model and tile size; one tile, little memory)."""
+    key = (id(model), tile_size)
+    if key not in _SECONDS_PER_TILE:
+        _SECONDS_PER_TILE[key] = measure_seconds_per_tile(model, tile_size, 1, lanes=local_lanes(model))
+    return _SECONDS_PER_TILE[key]
+
+
+def _default_chunks(plan: ScenePlan, store: RunStore, local_model: TileModel | None) -> ChunkGrid:
+    """The chunks of a run without ``chunk_size``: those of the store it resumes, else a few
+    minutes of work each at the measured time per tile (:func:`default_chunk_size`)."""
+    assert plan.grid is not None and plan.batch_size is not None
+    read, grid = plan.read, plan.grid
+    size = None
+    if plan.options.resume and store.exists():
+        with contextlib.suppress(OutputError):  # an unreadable store is refused when opened
+            size = store.read_manifest().get("chunk_size")
+    if size is None:
+        per_tile = None
+        if local_model is not None and len(grid) > 8 * plan.batch_size:  # the start event measures it too
+            per_tile = _seconds_per_tile(local_model, grid.tile_size)
+        stride = grid.tile_size - grid.overlap_px
+        size = default_chunk_size(grid.tile_size, stride=stride, seconds_per_tile=per_tile)
+        if plan.options.scheduler is not None:  # a cluster: enough chunks for every worker
+            size = default_chunk_size(
+                grid.tile_size, stride=stride, seconds_per_tile=per_tile, height=read.height, width=read.width
+            )
+    return make_chunk_grid(read.height, read.width, grid.tile_size, int(size))
+
+
 def _start(
     plan: ScenePlan, store: RunStore, models: ModelChoice, reporter: Progress, from_array: bool
 ) -> tuple[SceneRun, ScenePlan, TileModel | None]:
@@ -433,6 +464,8 @@ def _start(
         plan = plan.for_model(local_model.input_size, lambda tile: auto_batch_size(local_model, tile))
     else:
         plan = plan.for_model(None)
+    if options.chunk_size is None:  # sized by time; a resumed run keeps its store's chunks
+        plan = replace(plan, chunks=_default_chunks(plan, store, local_model))
     warn_about(reporter, plan)
     run = SceneRun(plan, store, reporter)
     run.open(scene_manifest(plan, from_array, models.fingerprint(local_model)), options.resume)
@@ -522,6 +555,8 @@ def _result(
         stats.tiles_skipped,
         seconds,
         polygon_area,
+        tiles_computed=stats.tiles_computed,
+        tiles_resumed=stats.tiles_resumed,
     )
     return PredictResult(
         out,
@@ -532,7 +567,8 @@ def _result(
         polygon_area,
         open_probability(out) if plan.options.as_xarray else None,
         gdf,
-        tiles_computed=stats.computed_now,
+        tiles_computed=stats.tiles_computed,
+        tiles_resumed=stats.tiles_resumed,
         chunks=len(plan.chunks or ()),
         chunks_resumed=stats.chunks_resumed,
         scene_tiles=plan.scene_tiles,

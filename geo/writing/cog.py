@@ -50,25 +50,6 @@ def overview_factors(height: int, width: int, block: int = BLOCK) -> list[int]:
     return factors
 
 
-def quantize_probability(
-    prob: np.ndarray, *, out: np.ndarray | None = None, scratch: np.ndarray | None = None
-) -> np.ndarray:
-    """float32 probabilities in [0, 1] → uint8 0..255 (round half to even, clipped).
-
-    Args:
-        prob: probabilities (any shape).
-        out: optional uint8 result buffer of ``prob``'s shape.
-        scratch: optional float32 buffer of ``prob``'s shape (no temporary is allocated).
-    """
-    scaled = np.multiply(np.asarray(prob, dtype=np.float32), np.float32(255.0), out=scratch, dtype=np.float32)
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, 0, 255, out=scaled)
-    if out is None:
-        return scaled.astype(np.uint8)
-    np.copyto(out, scaled, casting="unsafe")
-    return out
-
-
 def check_output(path: str | Path, overwrite: bool) -> Path:
     """Validate an output path before any work is done.
 

@@ -5,15 +5,20 @@ Layout of ``<output name>.partial/``::
     manifest.json   fingerprints of input, weights and pixel-changing parameters
     prob.zarr/      group with array ``prob`` (uint8 0..255 or float32 0..1) and, for a masked
                     uint8 output, ``valid`` (255 valid, 0 nodata); Zarr chunks of
-                    ``BLOCK rows x chunk width``, so every chunk task writes its own Zarr
-                    chunks and many processes write without locks
-    done/NNNNNN.json  one marker per finished chunk (its status), written last and atomically
+                    ``BLOCK rows x chunk width``, so only one chunk's tasks write a Zarr chunk
+                    and many processes write without locks
+    halo/NNNNNN-<strip>.bin  the partial sums a chunk's own tiles leave outside its core, one
+                    file per strip (``top``, ``bottom``, ``left``, ``right`` or ``all``): int64
+                    sums, then 0/1 validity for a masked scene (the shape is the strip's, known
+                    from the layout); removed once no chunk needs them
+    summed/NNNNNN.json  one marker per chunk whose first step (its own tiles) is finished
+    done/NNNNNN.json  one marker per finished chunk (second step: halos added, quantized)
 
-A chunk counts as finished only once its marker exists; a chunk whose task died half way is
-computed again in full. Any process that reaches the folder can write chunks: a local folder, a
-shared filesystem, or an ``s3://``/``gs://`` prefix (all file I/O goes through
-:class:`~sam2unext.geo.storage.Location`; an object is written in one PUT, so a marker is
-never seen half-written there either).
+A step counts as finished only once its marker exists (written last and atomically); a step
+whose task died half way is run again in full and writes the same values. Any process that
+reaches the folder can run steps: a local folder, a shared filesystem, or an
+``s3://``/``gs://`` prefix (all file I/O goes through :class:`~sam2unext.geo.storage.Location`;
+an object is written in one PUT, so a marker or a strip is never seen half-written there either).
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ from sam2unext.geo.storage import Location, is_url, storage_error
 
 #: Rows of one Zarr chunk (the COG block).
 ZARR_ROWS = 512
-FORMAT = "sam2unext-geo-partial/1"
+FORMAT = "sam2unext-geo-partial/2"
+
+
+def zarr_rows(chunk_size: int, height: int) -> int:
+    """Rows of one Zarr chunk of the output arrays: writes aligned to them rewrite nothing."""
+    return min(ZARR_ROWS, chunk_size, height)
 
 
 def store_path_for(output: str | Path) -> str | Path:
@@ -103,13 +113,14 @@ class RunStore:
         try:
             self.location.make()
             if not self.location.is_remote:
-                Path(self.done_folder).mkdir()
+                for folder in ("done", "summed", "halo"):
+                    Path(self.location.path(folder)).mkdir()
             group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="w")
             fill = float("nan") if out_dtype == "float32" else 0
             config = ArrayConfig(
                 order="C", write_empty_chunks=True
             )  # a rewritten chunk must replace what a dead task left
-            chunks = (min(ZARR_ROWS, chunk_width, height), min(chunk_width, width))
+            chunks = (zarr_rows(chunk_width, height), min(chunk_width, width))
             group.create_array(
                 "prob",
                 shape=(height, width),
@@ -177,15 +188,22 @@ class RunStore:
 
     # -- chunks -----------------------------------------------------------------------------
     def finished(self) -> dict[int, dict]:
-        """Status records of the finished chunks, by chunk index."""
+        """Status records of the finished chunks (both steps), by chunk index."""
+        return self._markers("done")
+
+    def summed(self) -> dict[int, dict]:
+        """Status records of the chunks whose first step is finished, by chunk index."""
+        return self._markers("summed")
+
+    def _markers(self, folder: str) -> dict[int, dict]:
         out: dict[int, dict] = {}
-        done = self.location.child("done")
-        names = [n for n in done.list() if n.endswith(".json") and not n.startswith(".")]
-        for name, content in done.read_many(names).items():
+        place = self.location.child(folder)
+        names = [n for n in place.list() if n.endswith(".json") and not n.startswith(".")]
+        for name, content in place.read_many(names).items():
             try:
                 out[int(name[: -len(".json")])] = json.loads(content)
             except (ValueError, TypeError):
-                continue  # a marker cut short by a crash: the chunk is computed again
+                continue  # a marker cut short by a crash: the step runs again
         return out
 
     def _open(self) -> dict[str, Any]:
@@ -235,13 +253,54 @@ class RunStore:
 
     def mark_done(self, index: int, status: dict) -> None:
         """Record chunk ``index`` as finished (atomic)."""
+        self._mark("done", index, status)
+
+    def mark_summed(self, index: int, status: dict) -> None:
+        """Record the first step of chunk ``index`` as finished (atomic)."""
+        self._mark("summed", index, status)
+
+    def _mark(self, folder: str, index: int, status: dict) -> None:
         try:
-            self._write_json(f"done/{index:06d}.json", status)
+            self._write_json(f"{folder}/{index:06d}.json", status)
         except OSError as exc:
-            full = disk_full_error(self.folder, exc)
-            if full is not None:
-                raise full from None
+            self._raise_if_full(exc)
             raise
+
+    def _raise_if_full(self, exc: OSError) -> None:
+        full = disk_full_error(self.folder, exc)
+        if full is not None:
+            raise full from None
+
+    # -- halo strips: partial sums for the neighbours ------------------------------------------
+    @staticmethod
+    def _halo_name(index: int, strip: str) -> str:
+        return f"halo/{index:06d}-{strip}.bin"
+
+    def write_halo(self, index: int, strip: str, sums: np.ndarray, valid: np.ndarray | None) -> None:
+        """Store one strip of chunk ``index``: its partial sums (as int64) and 0/1 validity (atomic)."""
+        data = np.ascontiguousarray(sums, dtype=np.int64).tobytes()
+        if valid is not None:
+            data += np.ascontiguousarray(valid, dtype=np.uint8).tobytes()
+        try:
+            self.location.write_bytes(self._halo_name(index, strip), data)
+        except OSError as exc:
+            self._raise_if_full(exc)
+            raise
+
+    def read_halo(
+        self, index: int, strip: str, shape: tuple[int, int], masked: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Partial sums (int64) and validity (bool; None unless ``masked``) of a strip of ``shape``."""
+        data = self.location.read_bytes(self._halo_name(index, strip))
+        n = shape[0] * shape[1]
+        sums = np.frombuffer(data, np.int64, count=n).reshape(shape)
+        valid = np.frombuffer(data, np.uint8, count=n, offset=8 * n).reshape(shape).view(bool) if masked else None
+        return sums, valid
+
+    def remove_halo(self, index: int, strips: list[str]) -> None:
+        """Delete chunk ``index``'s strips (no chunk needs them any more)."""
+        for strip in strips:
+            self.location.remove(self._halo_name(index, strip))
 
     # -- files ------------------------------------------------------------------------------
     def _write_json(self, name: str, data: dict) -> None:

@@ -8,7 +8,7 @@ import pytest
 import rasterio
 
 from sam2unext.cli.main import main
-from sam2unext.geo.running import execution
+from sam2unext.geo.running import chunk_task
 
 from cli_helpers import write_small_scene
 
@@ -29,7 +29,7 @@ ARGS = [
 
 def interrupted_run(scene, monkeypatch, capsys, after: int = 6) -> None:
     """A predict run whose model fails after ``after`` batches: the finished chunks stay in the store."""
-    real = execution.run_model
+    real = chunk_task.run_model
     calls = [0]
 
     def failing(*args, **kwargs):
@@ -38,9 +38,9 @@ def interrupted_run(scene, monkeypatch, capsys, after: int = 6) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(execution, "run_model", failing)
+    monkeypatch.setattr(chunk_task, "run_model", failing)
     assert main(["predict", str(scene), *ARGS]) == 130
-    monkeypatch.setattr(execution, "run_model", real)
+    monkeypatch.setattr(chunk_task, "run_model", real)
     captured = capsys.readouterr()
     assert "rerun with --resume to continue, or --overwrite to start over" in captured.err
     events = [json.loads(line) for line in captured.out.splitlines()]
@@ -80,7 +80,7 @@ def test_resume_several_scenes_skips_finished_ones(small_scenes, tmp_path, monke
     assert main(["predict", str(beta), "-o", str(out), *ARGS]) == 0
     beta_bytes = (out / "beta_prob.tif").read_bytes()
     capsys.readouterr()
-    real = execution.run_model
+    real = chunk_task.run_model
     calls = [0]
 
     def failing(*args, **kwargs):
@@ -89,9 +89,9 @@ def test_resume_several_scenes_skips_finished_ones(small_scenes, tmp_path, monke
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(execution, "run_model", failing)
+    monkeypatch.setattr(chunk_task, "run_model", failing)
     assert main(["predict", str(alpha), "-o", str(out), *ARGS]) == 130
-    monkeypatch.setattr(execution, "run_model", real)
+    monkeypatch.setattr(chunk_task, "run_model", real)
     capsys.readouterr()
     assert main(["predict", str(alpha), str(beta), "-o", str(out), *ARGS, "--resume"]) == 0
     captured = capsys.readouterr()
