@@ -29,7 +29,7 @@ from rasterio.windows import Window
 from sam2unext.errors import InputError, OutputError, option
 from sam2unext.files import write_atomically
 from sam2unext.geo.progress import Progress, make_progress
-from sam2unext.geo.reading.raster import open_raster
+from sam2unext.geo.reading.opening import open_raster
 from sam2unext.geo.vectors.regularize import MIN_IOU, regularize_polygons, resolve_overlaps
 from sam2unext.geo.vectors.units import Units, format_area, units_of
 from sam2unext.geo.writing.cog import check_output, remove_quietly, temp_name
