@@ -1,4 +1,9 @@
-"""The Python API: ``predict_raster``, ``vectorize_raster`` (re-exported), ``describe_raster``.
+"""The Python API: ``predict_raster``, ``predict_scenes``, ``check_scene``, ``describe_raster``.
+
+The façade: each function turns its keywords into one :class:`~sam2unext.geo.options.SceneOptions`
+and one :class:`~sam2unext.geo.models.ModelChoice`, plans the scene
+(:func:`~sam2unext.geo.scene_plan.plan_scene`) and runs it
+(:func:`~sam2unext.geo.running.scene.run_scene`).
 
 Example (notebook)::
 
@@ -12,122 +17,42 @@ Example (notebook)::
 
 from __future__ import annotations
 
-import inspect
-import shutil
-import tempfile
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 import numpy as np
 
 from sam2unext.errors import InputError, OutputError, option
 from sam2unext.geo.model_contract import ModelSource
-from sam2unext.geo.models import load_local, model_factory, spread_devices, weights_fingerprint
+from sam2unext.geo.models import ModelChoice
+from sam2unext.geo.options import Overlap, SceneOptions
 from sam2unext.geo.progress import Progress, make_progress
-from sam2unext.geo.reading.aoi import resolve_aoi
 from sam2unext.geo.reading.bands import default_bands
-from sam2unext.geo.reading.model_bands import BandChoice, StretchChoice, make_model_plan
 from sam2unext.geo.reading.opening import open_raster
-from sam2unext.geo.running.chunks import make_chunk_grid, tile_computations
-from sam2unext.geo.running.device import CPU_BATCH, auto_batch_size
-from sam2unext.geo.running.execution import (
-    local_lanes,
-    measure_seconds_per_tile,
-)
-from sam2unext.geo.running.scene import (
-    SceneRun,
-    check_outputs,
-    check_tiling,
-    scene_manifest,
-    warn_about,
-)
-from sam2unext.geo.running.tiling import (
-    check_scene_size,
-    clamp_tile,
-    make_grid,
-    overlap_pixels,
-)
-from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
-from sam2unext.geo.writing.cog import OUT_DTYPES, check_output, remove_quietly
+from sam2unext.geo.result import PredictResult
+from sam2unext.geo.running.device import CPU_BATCH
+from sam2unext.geo.running.execution import local_lanes, measure_seconds_per_tile
+from sam2unext.geo.running.scene import check_outputs, default_output, run_scene
+from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.writing.store import store_path_for
-from sam2unext.geo.xarray_io import Source, open_probability, source_path
-from sam2unext.loader import ModelLoader, weights_note
+from sam2unext.geo.xarray_io import Source
 
-if TYPE_CHECKING:
-    import geopandas as gpd
-    import xarray as xr
-    from distributed import Client
-    from matplotlib.figure import Figure
+__all__ = [
+    "DEFAULT_TILE",
+    "Overlap",
+    "PredictResult",
+    "SceneOptions",
+    "check_scene",
+    "default_output",
+    "describe_raster",
+    "predict_raster",
+    "predict_scenes",
+]
 
 #: Tile side ``describe_raster`` assumes without a model (the input size of the real presets).
 DEFAULT_TILE = 1024
-
-#: Tile overlap: a fraction of the tile in [0, 1), or pixels as ``"64px"``.
-Overlap = Union[float, str]
-
-
-@dataclass
-class PredictResult:
-    """What :func:`predict_raster` produced.
-
-    Attributes:
-        probability: path of the probability COG.
-        vector: path of the polygons, or None.
-        tiles_run, tiles_skipped: tiles of the scene sent to the model / skipped as all-nodata.
-        seconds: wall time of the call.
-        area: total polygon area in map units (0 without polygons).
-        data_array: the probability raster as a lazy ``xarray.DataArray`` (``as_xarray``).
-        geodataframe: the polygons (``as_geodataframe``).
-        tiles_computed: forward passes this call made (tiles at chunk borders count once per
-            chunk; chunks finished by an earlier, resumed run count nothing).
-        chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
-        scene_tiles: tiles of the whole scene's grid (with an ``aoi``, against ``tiles_run``).
-        scene: the source raster's path (None for a DataArray source); drawn by :meth:`quicklook`.
-        bands: the 1-based input bands used as red, green, blue.
-    """
-
-    probability: Path
-    vector: Path | None
-    tiles_run: int
-    tiles_skipped: int
-    seconds: float
-    area: float
-    data_array: xr.DataArray | None = None
-    geodataframe: gpd.GeoDataFrame | None = None
-    tiles_computed: int = 0
-    chunks: int = 0
-    chunks_resumed: int = 0
-    scene_tiles: int = 0
-    bands: tuple[int, ...] = ()
-    scene: str | Path | None = None
-
-    def quicklook(
-        self, path: str | Path | None = None, *, bands: Sequence[int] | int | None = None, title: str | None = None
-    ) -> Figure:
-        """Draw the scene, the probability and the polygon outlines side by side, in map coordinates.
-
-        Large results are read from the COG overviews (see :mod:`sam2unext.geo.quicklook`).
-
-        Args:
-            path: also save the figure as a PNG here (e.g. ``"scene_quicklook.png"``).
-            bands: scene bands shown as RGB (default: as ``predict_raster`` picks them).
-            title: figure title (default: the scene's name).
-
-        Returns:
-            The ``matplotlib.figure.Figure`` (a notebook displays it). Without ``scene`` (a
-            DataArray source) the figure has two panels: probability, and outlines on it.
-        """
-        from sam2unext.geo.quicklook import draw_quicklook
-
-        scene = self.scene
-        title = title if title is not None else Path(str(scene if scene is not None else self.probability)).name
-        fig = draw_quicklook(scene, self.probability, self.vector, bands=bands, title=title)
-        if path is not None:
-            fig.savefig(path)
-        return fig
 
 
 def predict_raster(
@@ -137,30 +62,9 @@ def predict_raster(
     model: ModelSource = None,
     checkpoint: str | Path | None = None,
     preset: str | None = None,
-    tile_size: int | None = None,
-    overlap: Overlap = 0.25,
-    batch_size: int | None = None,
-    device: str = "auto",
-    bands: BandChoice | None = None,
-    stretch: StretchChoice | None = None,
-    resolution: float | None = None,
-    threshold: float = 0.5,
-    vector: bool | str | Path | None = True,
-    vector_format: str = "gpkg",
-    min_area: float = 0.0,
-    fill_holes: bool = False,
-    simplify: float = 0.0,
-    out_dtype: str = "uint8",
-    scheduler: str | Client | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    chunk_size: int | None = None,
-    aoi: Any = None,
-    aoi_crs: Any = None,
     progress: str | Progress | None = "bar",
-    as_xarray: bool = False,
-    as_geodataframe: bool = False,
-    rgb_bands: Sequence[int] | None = None,
+    options: SceneOptions | None = None,
+    **keywords: Any,
 ) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
@@ -175,209 +79,71 @@ def predict_raster(
             a new temporary folder for a DataArray).
         model: an object with ``predict``/``input_size``/``low_res_size``, or a picklable
             zero-argument factory returning one; None loads ``checkpoint``/``preset``.
-        checkpoint, preset, device: passed to ``sam2unext.load_model`` when ``model`` is None.
-        tile_size: tile side (default the model's ``input_size``); clamped to the scene's longer
-            side (or the model's input size if larger); refused when the estimated memory of
-            a batch of such tiles exceeds what is available.
-        overlap: tile overlap: a fraction of the tile in [0, 1) (``0.25``) or pixels as
-            ``"64px"``; other values are refused. 0 warns (seams show at tile edges).
-        batch_size: tiles per forward pass; None: 4 on a CPU, what fits the free memory of a GPU
-            (:func:`~sam2unext.geo.running.device.auto_batch_size`; 4 for a cluster run without a local model).
-        bands: 1-based bands, e.g. ``(3, 2, 1)``, or band descriptions (``("red", "green",
-            "blue")``); default: the bands declared red/green/blue, else 1, 2, 3 (a warning
-            names them when the scene has more than three), or grey x3 for one band. A
-            multispectral model takes as many bands as it was trained on (e.g. ``(4, 3, 2, 8)``;
-            default: the bands stored in its checkpoint); another count is an ``InputError``.
-        stretch: None (uint8 as is, others 2-98 % percentile stretch), ``(min, max)`` or one
-            pair per band.
-        resolution: resample to this pixel size (map units) before tiling.
-        threshold, min_area, fill_holes, simplify: polygon options (see ``vectorize_raster``).
-        vector: True (default path), False/None (no polygons) or a path.
-        vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
-        out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
-        scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
-            the workers read the source and write the run store themselves, so both must be on
-            a filesystem every worker sees.
-        overwrite: replace existing outputs (and discard an unfinished run of them).
-        resume: continue the unfinished run of ``output`` (same input, weights and parameters).
-        chunk_size: side of the output chunks in pixels (multiple of 512; default
-            ``max(4096, 8 x tile_size)``).
-        aoi: segment only this area: a shapely geometry, a GeoDataFrame, a vector file or a bbox
-            ``(minx, miny, maxx, maxy)``. The output covers its bounding window on the scene grid,
-            pixels outside it are nodata, tiles that do not touch it are never read or run, and
-            polygons are clipped to it.
-        aoi_crs: CRS of ``aoi`` when it carries none (default: the scene's).
+        checkpoint, preset: passed to ``sam2unext.load_model`` (with ``device`` and
+            ``precision``) when ``model`` is None.
         progress: ``"bar"``, ``"json"``, ``"none"`` or a ``Progress`` instance.
-        as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.
-        as_geodataframe: attach the polygons as a ``GeoDataFrame``.
-        rgb_bands: which of ``bands`` carry the pretrained R, G, B kernels; checked against
-            the model's mapping (None: the model's).
+        options: a :class:`~sam2unext.geo.options.SceneOptions` (default: all defaults).
+        **keywords: scene options, each replacing the field of ``options`` of its name:
+            ``tile_size``, ``overlap``, ``batch_size``, ``chunk_size``, ``bands``, ``rgb_bands``,
+            ``stretch``, ``resolution``, ``aoi``, ``aoi_crs``, ``device``, ``precision``,
+            ``scheduler``, ``out_dtype``, ``vector``, ``vector_format``, ``threshold``,
+            ``min_area``, ``fill_holes``, ``simplify``, ``overwrite``, ``resume``, ``as_xarray``,
+            ``as_geodataframe`` (meanings and defaults: :class:`~sam2unext.geo.options.SceneOptions`).
 
     Returns:
         :class:`PredictResult`.
 
     Raises:
+        TypeError: a keyword that is no scene option.
         InputError: unreadable source, bad bands/stretch/resolution/overlap/chunk size.
         OutputError: existing output without ``overwrite``, an unfinished run without
             ``resume``/``overwrite``, nothing to resume, a mismatched resume, an unwritable
             folder or a full disk, bad format.
         PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
-    t0 = time.perf_counter()
-    reporter = make_progress(progress)
-    if out_dtype not in OUT_DTYPES:
-        raise InputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
-    if batch_size is not None and int(batch_size) < 1:
-        raise InputError(f"batch_size {batch_size} must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
-        src_path, scene = source_path(source, Path(tmp))
-        made_dir = None  # a folder made here for a DataArray's output; removed on failure
-        if output is None and not isinstance(source, (str, Path)):
-            made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
-            output = made_dir / "prediction_prob.tif"
-        elif output is None:
-            output = default_output(src_path)
-        created: list[Path] = []
-        run: SceneRun | None = None
-        try:
-            out, store = check_outputs(Path(output), overwrite, resume)
-            vec_path = None
-            if vector:
-                fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-                vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-            plan = make_model_plan(
-                src_path,
-                model=model,
-                checkpoint=checkpoint,
-                bands=bands,
-                stretch=stretch,
-                resolution=resolution,
-                rgb_bands=rgb_bands,
-                warn=reporter.warning,
-            )
-            area = resolve_aoi(
-                aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width
-            )
-            if area is not None:
-                plan = plan.within(area.window)
-            check_scene_size(plan.height, plan.width, scene)
-            if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
-                check_tiling(
-                    plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH)
-                )
-            note = weights_note(checkpoint, preset) if model is None else None
-            if note:
-                reporter.warning(note)
-            local_model = None
-            if scheduler is None or tile_size is None:
-                reporter.update("load", 0, 1)
-                local_model = load_local(model, checkpoint, preset, device)
-                reporter.update("load", 1, 1)
-            input_size = local_model.input_size if local_model is not None else None
-            requested = tile_size or input_size
-            assert requested is not None  # the model is loaded here whenever tile_size is None
-            tile = clamp_tile(int(requested), plan.height, plan.width, input_size)
-            if batch_size is None:
-                batch_size = auto_batch_size(local_model, tile) if local_model is not None else CPU_BATCH
-            grid = check_tiling(plan, tile, overlap, int(batch_size))
-            warn_about(reporter, scene, plan, grid, bool(vector))
-            run = SceneRun(
-                plan,
-                grid,
-                make_chunk_grid(plan.height, plan.width, tile, chunk_size),
-                store,
-                batch_size,
-                out_dtype,
-                reporter,
-                area,
-            )
-            weights = weights_fingerprint(model, checkpoint, preset, device, local_model)
-            run.open(scene_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
-            scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
-            run.announce(scene, local_model, scene_tiles if area is not None else None)
-            spread = spread_devices(model, checkpoint, preset, device) if scheduler is None else None
-            if spread is not None:  # several GPUs: one worker process each, through the cluster path
-                from sam2unext.geo.running.cluster import PerWorkerDevice, device_workers
-
-                devices, loader = spread
-                factory, key = model_factory(PerWorkerDevice(loader, devices), None, None, device)
-                local_model = None  # the workers load their own copies: free this one's GPU memory
-                loader.release()
-                with device_workers(len(devices)) as client:
-                    run.run_distributed(client, factory, key)
-            elif scheduler is None:
-                assert local_model is not None  # loaded above whenever scheduler is None
-                run.run_local(local_model)
-            else:
-                factory, key = model_factory(model, checkpoint, preset, device)
-                run.run_distributed(scheduler, factory, key)
-            if run.stats.tiles_run == 0:
-                reporter.warning(
-                    f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
-                    f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all "
-                    f"nodata"
-                )
-            created.append(out)
-            run.write_cog(out, overwrite or resume)
-            polygon_area, gdf = 0.0, None
-            if vec_path is not None:
-                vres = vectorize_raster(
-                    out,
-                    vec_path,
-                    threshold=threshold,
-                    min_area=min_area,
-                    fill_holes=fill_holes,
-                    simplify=simplify,
-                    vector_format=fmt,
-                    overwrite=overwrite,
-                    progress=reporter,
-                    as_geodataframe=as_geodataframe,
-                    clip=area.geometry if area is not None else None,
-                )
-                polygon_area, gdf = vres.area, vres.geodataframe
-            store.remove()
-        except BaseException:
-            remove_quietly(*created)
-            if run is not None:
-                run.keep_or_discard(scene)
-            if made_dir is not None:
-                shutil.rmtree(made_dir, ignore_errors=True)
-            raise
-        finally:
-            reporter.close()
-    seconds = time.perf_counter() - t0
-    stats = run.stats
-    reporter.done(
-        scene,
-        str(out),
-        str(vec_path) if vec_path else None,
-        stats.tiles_run,
-        stats.tiles_skipped,
-        seconds,
-        polygon_area,
-    )
-    data_array = open_probability(out) if as_xarray else None
-    return PredictResult(
-        out,
-        vec_path,
-        stats.tiles_run,
-        stats.tiles_skipped,
-        seconds,
-        polygon_area,
-        data_array,
-        gdf,
-        tiles_computed=stats.computed_now,
-        chunks=len(run.chunks),
-        chunks_resumed=stats.chunks_resumed,
-        scene_tiles=scene_tiles,
-        scene=source if isinstance(source, (str, Path)) else None,
-        bands=tuple(plan.bands),
-    )
+    opts = SceneOptions.build(options, **keywords)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
+    return run_scene(source, output, opts, models, make_progress(progress))
 
 
-def default_output(source: str | Path) -> Path:
-    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source."""
-    return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+def check_scene(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    options: SceneOptions | None = None,
+    **keywords: Any,
+) -> ScenePlan:
+    """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
+
+    A front end with several scenes calls it on each first, so that a bad third scene is
+    reported before the first two are written. Arguments as :func:`predict_raster` (a path
+    source only).
+
+    Returns:
+        The scene's :class:`~sam2unext.geo.scene_plan.ScenePlan` (tiles laid when ``tile_size``
+        is given), which a run can follow.
+
+    Raises:
+        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
+    """
+    opts = SceneOptions.build(options, **keywords)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
+    return _preflight(source, output, opts, models)
+
+
+def _preflight(
+    source: str | Path,
+    output: str | Path | None,
+    options: SceneOptions,
+    models: ModelChoice,
+    warn: Callable[[str], None] | None = None,
+) -> ScenePlan:
+    """The outputs checked (nothing discarded) and the scene planned (see :func:`check_scene`)."""
+    check_outputs(Path(output) if output is not None else default_output(source), options, discard=False)
+    return plan_scene(source, options, models, warn=warn)
 
 
 def predict_scenes(
@@ -387,27 +153,24 @@ def predict_scenes(
     model: ModelSource = None,
     checkpoint: str | Path | None = None,
     preset: str | None = None,
-    device: str = "auto",
-    resume: bool = False,
     progress: str | Progress | None = "bar",
     on_result: Callable[[str | Path, PredictResult], None] | None = None,
-    **options: Any,
+    options: SceneOptions | None = None,
+    **keywords: Any,
 ) -> list[PredictResult]:
     """Segment several scenes with one model, loaded once.
 
-    Every scene is checked (:func:`check_scene`) before the model loads, so a bad third scene
-    is reported before the first is written. With ``resume``, scenes with an unfinished run
-    are resumed, finished ones (output present, no unfinished run) are skipped with a warning,
-    and the others start.
+    Every scene is checked and planned (:func:`check_scene`) before the model loads, so a bad
+    third scene is reported before the first is written; each run then follows its plan. With
+    ``resume``, scenes with an unfinished run are resumed, finished ones (output present, no
+    unfinished run) are skipped with a warning, and the others start.
 
     Args:
         sources: scene paths.
         outputs: one probability path per scene (None: :func:`default_output` for each).
-        model, checkpoint, preset, device: as :func:`predict_raster`.
-        resume: as above.
-        progress: one reporter for all scenes (``"bar"``, ``"json"``, ``"none"`` or a ``Progress``).
+        model, checkpoint, preset, progress, options, **keywords: as :func:`predict_raster`,
+            for every scene (one reporter for all scenes).
         on_result: called with each scene and its result as soon as it is done.
-        **options: any other :func:`predict_raster` argument, applied to every scene.
 
     Returns:
         The results of the scenes that ran, in order.
@@ -416,27 +179,28 @@ def predict_scenes(
         InputError, OutputError: a scene fails its checks (nothing is written), or ``resume``
             finds nothing to resume.
     """
+    opts = SceneOptions.build(options, **keywords)
     targets = list(outputs) if outputs is not None else [None] * len(sources)
     if len(targets) != len(sources):
         raise InputError(f"{len(targets)} outputs for {len(sources)} scenes; give one output per scene")
     reporter = make_progress(progress) if not isinstance(progress, Progress) else progress
-    modes = _resume_modes(sources, targets) if resume and len(sources) > 1 else [resume] * len(sources)
+    modes = _resume_modes(sources, targets) if opts.resume and len(sources) > 1 else [opts.resume] * len(sources)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
     if model is None:  # one loader: the model loads once, for the first scene
-        note = weights_note(checkpoint, preset)
+        note = models.weights_note()
         if note:
             reporter.warning(note)
-        model = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    checks = inspect.signature(check_scene).parameters  # the options check_scene checks too
-    checked = {k: v for k, v in options.items() if k in checks}
-    for source, target, mode in zip(sources, targets, modes):
-        if mode is not None:
-            check_scene(source, target, resume=mode, model=model, checkpoint=checkpoint, **checked)
+        models = ModelChoice(models.loader(), checkpoint, preset, opts.device, opts.precision)
+    plans = [
+        _preflight(source, target, replace(opts, resume=mode), models, reporter.warning) if mode is not None else None
+        for source, target, mode in zip(sources, targets, modes)
+    ]
     results = []
-    for source, target, mode in zip(sources, targets, modes):
+    for source, target, mode, plan in zip(sources, targets, modes, plans):
         if mode is None:
             reporter.warning(f"{source}: already complete, skipped")
             continue
-        res = predict_raster(source, target, model=model, device=device, resume=mode, progress=reporter, **options)
+        res = run_scene(source, target, replace(opts, resume=mode), models, reporter, plan)
         results.append(res)
         if on_result is not None:
             on_result(source, res)
@@ -466,72 +230,14 @@ def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | 
     return modes
 
 
-def check_scene(
-    source: str | Path,
-    output: str | Path | None = None,
-    *,
-    bands: BandChoice | None = None,
-    stretch: StretchChoice | None = None,
-    resolution: float | None = None,
-    tile_size: int | None = None,
-    overlap: Overlap = 0.25,
-    batch_size: int | None = 4,
-    vector: bool | str | Path | None = True,
-    vector_format: str = "gpkg",
-    overwrite: bool = False,
-    resume: bool = False,
-    aoi: Any = None,
-    aoi_crs: Any = None,
-    model: ModelSource = None,
-    checkpoint: str | Path | None = None,
-    rgb_bands: Sequence[int] | None = None,
-) -> None:
-    """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
-
-    A front end with several scenes calls it on each first, so that a bad third scene is
-    reported before the first two are written. Arguments as :func:`predict_raster` (a path
-    source only).
-
-    Raises:
-        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
-    """
-    out = Path(output) if output is not None else default_output(source)
-    check_outputs(out, overwrite, resume, discard=False)
-    if vector:
-        fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-        check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-    plan = make_model_plan(
-        source,
-        model=model,
-        checkpoint=checkpoint,
-        bands=bands,
-        stretch=stretch,
-        resolution=resolution,
-        rgb_bands=rgb_bands,
-    )
-    area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width)
-    if area is not None:
-        plan = plan.within(area.window)
-    check_scene_size(plan.height, plan.width, Path(str(source)).name)
-    if tile_size is not None:
-        check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH))
-    else:
-        overlap_pixels(2**31, overlap)  # its form; the tile size is the model's, known once loaded
-
-
 def describe_raster(
     path: str | Path,
     *,
-    tile_size: int | None = None,
-    overlap: Overlap = 0.25,
-    bands: BandChoice | None = None,
-    resolution: float | None = None,
-    chunk_size: int | None = None,
     model: ModelSource = None,
     checkpoint: str | Path | None = None,
     preset: str | None = None,
-    device: str = "auto",
-    batch_size: int = 4,
+    options: SceneOptions | None = None,
+    **keywords: Any,
 ) -> dict[str, Any]:
     """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
 
@@ -540,15 +246,47 @@ def describe_raster(
     the whole scene's time is estimated.
 
     Args:
-        tile_size: tile side (default: the model's input size, else 1024).
-        overlap, bands, resolution, chunk_size, batch_size: as for :func:`predict_raster`.
+        model, checkpoint, preset, options, **keywords: as :func:`predict_raster`; of the
+            options, those that shape the plan count (``tile_size``: default the model's input
+            size, else 1024, not clamped to the scene; ``batch_size``: default 4; ``overlap``,
+            ``chunk_size``, ``bands``, ``rgb_bands``, ``stretch``, ``resolution``, ``aoi``,
+            ``aoi_crs``, ``device``, ``precision``), the output options do not.
 
     Raises:
         InputError: unreadable raster, bad bands/resolution.
         PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
+    opts = SceneOptions.build(options, **keywords)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
+    facts = _header_facts(path)
+    plan = plan_scene(path, opts, models, for_run=False)
+    loaded = models.load() if models.named else None
+    tile = int(opts.tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
+    batch = int(opts.batch_size or CPU_BATCH)
+    plan = plan.with_tiles(tile, batch, check=False)
+    assert plan.grid is not None and plan.chunks is not None
+    facts.update(
+        {
+            "bands_used": list(plan.read.bands),
+            "stretch": [list(p) for p in plan.read.stretch] if plan.read.stretch else None,
+            "grid": [plan.read.height, plan.read.width],
+            "tile_size": tile,
+            "overlap": opts.overlap,
+            "tiles": len(plan.grid),
+            "chunk_size": plan.chunks.size,
+            "chunks": len(plan.chunks),
+            "computations": plan.computations,
+        }
+    )
+    if loaded is not None:
+        facts.update(_model_facts(loaded, tile, batch, plan.computations))
+    return facts
+
+
+def _header_facts(path: str | Path) -> dict[str, Any]:
+    """What the scene's header says: driver, size, bands, types, CRS, transform, nodata, overviews."""
     with open_raster(path) as src:
-        facts = {
+        return {
             "path": str(path),
             "driver": src.driver,
             "width": src.width,
@@ -567,37 +305,17 @@ def describe_raster(
             "default_bands": list(default_bands(src)),
             "overviews": src.overviews(1),
         }
-    plan = make_model_plan(path, model=model, checkpoint=checkpoint, bands=bands, resolution=resolution)
-    loaded = None
-    if model is not None or checkpoint is not None or preset is not None:
-        loaded = load_local(model, checkpoint, preset, device)
-    tile = int(tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
-    grid = make_grid(plan.height, plan.width, tile, overlap)
-    chunks = make_chunk_grid(plan.height, plan.width, tile, chunk_size)
-    facts.update(
-        {
-            "bands_used": list(plan.bands),
-            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-            "grid": [plan.height, plan.width],
-            "tile_size": tile,
-            "overlap": overlap,
-            "tiles": len(grid),
-            "chunk_size": chunks.size,
-            "chunks": len(chunks),
-            "computations": tile_computations(grid, chunks),
-        }
-    )
-    if loaded is not None:
-        per_tile = measure_seconds_per_tile(loaded, tile, batch_size, lanes=local_lanes(loaded))
-        params = list(getattr(loaded, "parameters", list)())  # a torch module's; none for a stand-in
-        first = params[0] if params else None
-        facts.update(
-            {
-                "device": str(first.device) if first is not None else "cpu",
-                "model": getattr(loaded, "preset", type(loaded).__name__),
-                "parameters": sum(p.numel() for p in params) if first is not None else None,
-                "seconds_per_tile": per_tile,
-                "estimated_seconds": per_tile * facts["computations"],
-            }
-        )
-    return facts
+
+
+def _model_facts(loaded: Any, tile: int, batch: int, computations: int) -> dict[str, Any]:
+    """The model's device, name and size, its measured time per tile and the scene's estimated time."""
+    per_tile = measure_seconds_per_tile(loaded, tile, batch, lanes=local_lanes(loaded))
+    params = list(getattr(loaded, "parameters", list)())  # a torch module's; none for a stand-in
+    first = params[0] if params else None
+    return {
+        "device": str(first.device) if first is not None else "cpu",
+        "model": getattr(loaded, "preset", type(loaded).__name__),
+        "parameters": sum(p.numel() for p in params) if first is not None else None,
+        "seconds_per_tile": per_tile,
+        "estimated_seconds": per_tile * computations,
+    }

@@ -81,13 +81,21 @@ def make_chunk_grid(height: int, width: int, tile_size: int, chunk_size: int | N
         InputError: a chunk side that is neither a positive multiple of 512 nor one of 16, 32, ...
             256 (small chunks, for tests and tiny scenes).
     """
-    size = default_chunk_size(tile_size) if chunk_size is None else int(chunk_size)
+    size = default_chunk_size(tile_size) if chunk_size is None else check_chunk_size(int(chunk_size))
+    return ChunkGrid(height, width, size)
+
+
+def check_chunk_size(size: int) -> int:
+    """``size`` when it is a valid chunk side (see :func:`make_chunk_grid`).
+
+    Raises:
+        InputError: one line naming the size.
+    """
     if not (size >= CHUNK_ALIGN and size % CHUNK_ALIGN == 0) and size not in SMALL_CHUNKS:
         raise InputError(
-            f"chunk size {chunk_size} must be a multiple of {CHUNK_ALIGN} pixels; "
-            f"pass e.g. {option('chunk_size', 4096)}"
+            f"chunk size {size} must be a multiple of {CHUNK_ALIGN} pixels; pass e.g. {option('chunk_size', 4096)}"
         )
-    return ChunkGrid(height, width, size)
+    return size
 
 
 def _touching(offsets: tuple[int, ...], tile: int, extent: int, start: int, length: int) -> list[int]:

@@ -1,25 +1,36 @@
-"""One scene's run: output checks, tiling check, resume manifest, the chunked run and its COG."""
+"""One scene's run: output checks, the resume manifest, the chunked run, its COG and polygons.
+
+:func:`run_scene` follows a :class:`~sam2unext.geo.scene_plan.ScenePlan`: it checks the
+outputs, loads the model, lays the final tiling, opens (or resumes) the run store, runs the
+chunks here or on a cluster, writes the COG and vectorizes it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import json
+import shutil
+import tempfile
 import threading
+import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from sam2unext.errors import InputError, OutputError, option
+from sam2unext.errors import OutputError, option
 from sam2unext.geo.model_contract import ModelFactory, TileModel
+from sam2unext.geo.models import ModelChoice
+from sam2unext.geo.options import SceneOptions
 from sam2unext.geo.progress import Progress
-from sam2unext.geo.reading.aoi import AreaOfInterest
 from sam2unext.geo.reading.opening import is_georeferenced
 from sam2unext.geo.reading.plan import ReadPlan
-from sam2unext.geo.running.chunks import ChunkGrid, tile_computations
+from sam2unext.geo.result import PredictResult
+from sam2unext.geo.running.device import auto_batch_size
 from sam2unext.geo.running.execution import (
     ChunkJob,
     ChunkStatus,
@@ -29,46 +40,24 @@ from sam2unext.geo.running.execution import (
     run_local,
 )
 from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
-from sam2unext.geo.running.tiling import (
-    TileGrid,
-    available_memory,
-    estimate_memory,
-    make_grid,
-)
-from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, write_from_store
+from sam2unext.geo.scene_plan import ScenePlan, plan_scene
+from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
+from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, remove_quietly, write_from_store
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
-from sam2unext.geo.xarray_io import Source
+from sam2unext.geo.xarray_io import Source, open_probability, source_path
 
 if TYPE_CHECKING:
     from distributed import Client
+
 
 #: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
 #: bounded so memory does not grow with the scene.
 GDAL_CACHE_BYTES = 32 * 2**20
 
 
-#: Share of the available memory a run may plan to use (tile size x batch estimate).
-MEMORY_SHARE = 0.8
-
-
-def check_tiling(plan: ReadPlan, tile_size: int, overlap: float | str, batch_size: int) -> TileGrid:
-    """The tile grid, after refusing tilings that cannot run.
-
-    Raises:
-        InputError: a bad overlap, or a tile size and batch whose memory (see
-            :func:`~sam2unext.geo.running.tiling.estimate_memory`) exceeds the memory available.
-    """
-    grid = make_grid(plan.height, plan.width, tile_size, overlap)
-    source_bytes = 3 if plan.stretch is None else 12  # uint8, else up to float32 per band
-    need = estimate_memory(tile_size, batch_size, plan.width, source_bytes)
-    free = available_memory()
-    if free is not None and need > MEMORY_SHARE * free:
-        raise InputError(
-            f"tile_size {tile_size} with batch_size {batch_size} needs about {need / 1e9:.1f} GB of memory but "
-            f"{free / 1e9:.1f} GB are available; use a smaller {option('tile_size', 1024)} or "
-            f"{option('batch_size', 1)}"
-        )
-    return grid
+def default_output(source: str | Path) -> Path:
+    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source."""
+    return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
 
 
 def output_tags(plan: ReadPlan) -> dict[str, str]:
@@ -76,15 +65,36 @@ def output_tags(plan: ReadPlan) -> dict[str, str]:
     return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
-def check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[Path, RunStore]:
-    """The checked output path and its run store; refuses what would lose or mix work.
+@dataclass(frozen=True)
+class Outputs:
+    """The checked outputs of a scene: probability raster, its run store, polygons (or None) and their format."""
+
+    probability: Path
+    store: RunStore
+    vector: Path | None
+    vector_format: str | None
+
+
+def check_outputs(output: Path, options: SceneOptions, discard: bool = True) -> Outputs:
+    """The checked outputs; refuses what would lose or mix work.
 
     ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
 
     Raises:
         OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
-            output without overwrite, an unwritable folder.
+            output without overwrite, an unwritable folder, a bad polygon format.
     """
+    out, store = _check_store(output, options.overwrite, options.resume, discard)
+    vector, fmt = options.vector, None
+    if vector:
+        fmt = format_from(None if vector is True else vector, options.vector_format if vector is True else None)
+        vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, options.overwrite)
+        return Outputs(out, store, vec_path, fmt)
+    return Outputs(out, store, None, fmt)
+
+
+def _check_store(out: Path, overwrite: bool, resume: bool, discard: bool) -> tuple[Path, RunStore]:
+    """The checked probability path and its run store (see :func:`check_outputs`)."""
     store = RunStore(store_path_for(out))
     if resume:
         if not store.exists():
@@ -104,55 +114,54 @@ def check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True
     return check_output(out, overwrite), store
 
 
-def scene_manifest(
-    src_path: str | Path,
-    source: Source,
-    plan: ReadPlan,
-    grid: TileGrid,
-    chunks: ChunkGrid,
-    out_dtype: str,
-    weights: dict[str, Any],
-    area: AreaOfInterest | None = None,
-) -> dict[str, Any]:
-    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions."""
-    inp = file_fingerprint(src_path)
-    if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
+def scene_manifest(plan: ScenePlan, from_array: bool, weights: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions.
+
+    ``from_array``: the source is a DataArray written to a new temporary file each run (its
+    name and time do not count).
+    """
+    read, area, grid, chunks = plan.read, plan.area, plan.grid, plan.chunks
+    assert grid is not None and chunks is not None, "tiles not laid yet"
+    inp = file_fingerprint(plan.source)
+    if from_array:
         inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
     return {
         "input": inp,
         "grid": {
-            "height": plan.height,
-            "width": plan.width,
-            "transform": list(plan.transform)[:6],
-            "crs": plan.crs,
-            "bands": list(plan.bands),
-            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-            "resample": plan.resample,
-            "masked": plan.masked,
-            "offset": list(plan.offset),
+            "height": read.height,
+            "width": read.width,
+            "transform": list(read.transform)[:6],
+            "crs": read.crs,
+            "bands": list(read.bands),
+            "stretch": [list(p) for p in read.stretch] if read.stretch else None,
+            "resample": read.resample,
+            "masked": read.masked,
+            "offset": list(read.offset),
         },
         "aoi": None if area is None else hashlib.blake2b(area.geometry.wkb, digest_size=16).hexdigest(),
         "tiles": {"tile_size": grid.tile_size, "overlap_px": grid.overlap_px},
         "chunk_size": chunks.size,
-        "out_dtype": out_dtype,
+        "out_dtype": plan.options.out_dtype,
         "weights": json.loads(json.dumps(weights, default=str)),
         "environment": environment_fingerprint(),
     }
 
 
-def warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
+def warn_about(reporter: Progress, plan: ScenePlan) -> None:
     """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
+    scene, grid, read = plan.name, plan.grid, plan.read
+    assert grid is not None, "tiles not laid yet"
     if grid.overlap_px == 0 and len(grid) > 1:
         reporter.warning(
             f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends them away"
         )
-    if not is_georeferenced(plan.crs, plan.transform):
+    if not is_georeferenced(read.crs, read.transform):
         reporter.warning(
             f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
             f"either"
             + (
                 ", and the polygons are in pixel units (x = column, y = -row, where QGIS shows such a raster)"
-                if vector
+                if plan.options.vector
                 else ""
             )
         )
@@ -165,22 +174,13 @@ _SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
 class SceneRun:
     """One scene's chunked run: store, chunk tasks, counts and progress, the final COG."""
 
-    def __init__(
-        self,
-        plan: ReadPlan,
-        grid: TileGrid,
-        chunks: ChunkGrid,
-        store: RunStore,
-        batch_size: int,
-        out_dtype: str,
-        reporter: Progress,
-        area: AreaOfInterest | None = None,
-    ):
-        self.plan, self.grid, self.chunks, self.store, self.area = plan, grid, chunks, store, area
-        self.batch_size, self.out_dtype, self.reporter = int(batch_size), out_dtype, reporter
+    def __init__(self, plan: ScenePlan, store: RunStore, reporter: Progress):
+        assert plan.grid is not None and plan.chunks is not None and plan.batch_size is not None, "tiles not laid"
+        self.plan, self.grid, self.chunks, self.store, self.area = plan.read, plan.grid, plan.chunks, store, plan.area
+        self.batch_size, self.out_dtype, self.reporter = int(plan.batch_size), plan.options.out_dtype, reporter
         self.stats = RunStats()
         self.todo: list[int] = []
-        self.total = tile_computations(grid, chunks)
+        self.total = plan.computations
         self._tiles = 0  # tile computations finished (progress)
         self._lock = threading.Lock()
         self._created = False
@@ -317,3 +317,158 @@ def run_gdal_env() -> contextlib.ExitStack:
     stack.enter_context(warnings.catch_warnings())
     warnings.simplefilter("ignore", NotGeoreferencedWarning)
     return stack
+
+
+def run_scene(
+    source: Source,
+    output: str | Path | None,
+    options: SceneOptions,
+    models: ModelChoice,
+    reporter: Progress,
+    plan: ScenePlan | None = None,
+) -> PredictResult:
+    """Segment one scene (see :func:`sam2unext.geo.predict_raster`); ``plan``: its pre-flight plan, if made."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
+        src_path, scene = source_path(source, Path(tmp))
+        made_dir = None  # a folder made here for a DataArray's output; removed on failure
+        if output is None and not isinstance(source, (str, Path)):
+            made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
+            output = made_dir / "prediction_prob.tif"
+        elif output is None:
+            output = default_output(src_path)
+        created: list[Path] = []
+        run: SceneRun | None = None
+        try:
+            outputs = check_outputs(Path(output), options)
+            if plan is None:
+                plan = plan_scene(src_path, options, models, name=scene, warn=reporter.warning)
+            run, plan, local_model = _start(plan, outputs.store, models, reporter, not isinstance(source, (str, Path)))
+            _execute(run, plan, models, local_model)
+            created.append(outputs.probability)
+            run.write_cog(outputs.probability, options.overwrite or options.resume)
+            polygon_area, gdf = _vectorize(outputs, plan, reporter)
+            outputs.store.remove()
+        except BaseException:
+            remove_quietly(*created)
+            if run is not None:
+                run.keep_or_discard(scene)
+            if made_dir is not None:
+                shutil.rmtree(made_dir, ignore_errors=True)
+            raise
+        finally:
+            reporter.close()
+    seconds = time.perf_counter() - t0
+    return _result(source, outputs, plan, run.stats, seconds, polygon_area, gdf, reporter)
+
+
+def _start(
+    plan: ScenePlan, store: RunStore, models: ModelChoice, reporter: Progress, from_array: bool
+) -> tuple[SceneRun, ScenePlan, TileModel | None]:
+    """Load the model (when this process runs it or its input size decides the tile), lay the
+    final tiling, open or resume the run store and announce the run."""
+    options = plan.options
+    note = models.weights_note()
+    if note:
+        reporter.warning(note)
+    local_model = None
+    if options.scheduler is None or options.tile_size is None:
+        reporter.update("load", 0, 1)
+        local_model = models.load()
+        reporter.update("load", 1, 1)
+    if local_model is not None:
+        plan = plan.for_model(local_model.input_size, lambda tile: auto_batch_size(local_model, tile))
+    else:
+        plan = plan.for_model(None)
+    warn_about(reporter, plan)
+    run = SceneRun(plan, store, reporter)
+    run.open(scene_manifest(plan, from_array, models.fingerprint(local_model)), options.resume)
+    run.announce(plan.name, local_model, plan.scene_tiles if plan.area is not None else None)
+    return run, plan, local_model
+
+
+def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: TileModel | None) -> None:
+    """Run the unfinished chunks: here, on one worker per GPU, or on the given cluster."""
+    scheduler = plan.options.scheduler
+    spread = models.spread() if scheduler is None else None
+    if spread is not None:  # several GPUs: one worker process each, through the cluster path
+        from sam2unext.geo.running.cluster import PerWorkerDevice, device_workers
+
+        devices, loader = spread
+        factory, key = ModelChoice(PerWorkerDevice(loader, devices)).factory()
+        local_model = None  # the workers load their own copies: free this one's GPU memory
+        loader.release()
+        with device_workers(len(devices)) as client:
+            run.run_distributed(client, factory, key)
+    elif scheduler is None:
+        assert local_model is not None  # loaded whenever scheduler is None
+        run.run_local(local_model)
+    else:
+        factory, key = models.factory()
+        run.run_distributed(scheduler, factory, key)
+    if run.stats.tiles_run == 0:
+        run.reporter.warning(
+            f"{plan.name} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
+            f"{','.join(map(str, dict.fromkeys(plan.read.bands)))}); the probability raster is all "
+            f"nodata"
+        )
+
+
+def _vectorize(outputs: Outputs, plan: ScenePlan, reporter: Progress) -> tuple[float, Any]:
+    """Polygons of the finished COG, clipped to the AOI: (area, GeoDataFrame or None); (0, None) without."""
+    if outputs.vector is None:
+        return 0.0, None
+    options, area = plan.options, plan.area
+    vres = vectorize_raster(
+        outputs.probability,
+        outputs.vector,
+        threshold=options.threshold,
+        min_area=options.min_area,
+        fill_holes=options.fill_holes,
+        simplify=options.simplify,
+        vector_format=outputs.vector_format,
+        overwrite=options.overwrite,
+        progress=reporter,
+        as_geodataframe=options.as_geodataframe,
+        clip=area.geometry if area is not None else None,
+    )
+    return vres.area, vres.geodataframe
+
+
+def _result(
+    source: Source,
+    outputs: Outputs,
+    plan: ScenePlan,
+    stats: RunStats,
+    seconds: float,
+    polygon_area: float,
+    gdf: Any,
+    reporter: Progress,
+) -> PredictResult:
+    """The ``done`` event and the :class:`PredictResult` of a finished scene."""
+    out, vec_path = outputs.probability, outputs.vector
+    reporter.done(
+        plan.name,
+        str(out),
+        str(vec_path) if vec_path else None,
+        stats.tiles_run,
+        stats.tiles_skipped,
+        seconds,
+        polygon_area,
+    )
+    return PredictResult(
+        out,
+        vec_path,
+        stats.tiles_run,
+        stats.tiles_skipped,
+        seconds,
+        polygon_area,
+        open_probability(out) if plan.options.as_xarray else None,
+        gdf,
+        tiles_computed=stats.computed_now,
+        chunks=len(plan.chunks or ()),
+        chunks_resumed=stats.chunks_resumed,
+        scene_tiles=plan.scene_tiles,
+        scene=source if isinstance(source, (str, Path)) else None,
+        bands=tuple(plan.read.bands),
+    )

@@ -292,9 +292,9 @@ def test_tiles_larger_than_the_scene_are_clamped(rgb_raster, tmp_path):
 
 
 def test_a_tile_size_that_cannot_fit_in_memory_is_refused_before_the_model_loads(rgb_raster, tmp_path, monkeypatch):
-    import sam2unext.geo.running.scene as scene
+    import sam2unext.geo.scene_plan as scene_plan
 
-    monkeypatch.setattr(scene, "available_memory", lambda: 2 * 10**6)
+    monkeypatch.setattr(scene_plan, "available_memory", lambda: 2 * 10**6)
     factory = _Counting()
     with pytest.raises(InputError, match="tile_size=1024 or batch_size=1") as err:
         _run(rgb_raster, tmp_path / "p.tif", model=factory, tile_size=160, batch_size=8)
