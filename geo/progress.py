@@ -45,8 +45,9 @@ class Progress:
         tiles_skipped: int,
         seconds: float,
         area: float,
+        area_unit: str = "m²",
     ) -> None:
-        """A scene is finished."""
+        """A scene is finished (``area``: total polygon area in ``area_unit``)."""
 
     def warning(self, message: str) -> None:
         """Something the user should know that does not stop the run: one line on stderr."""
@@ -106,7 +107,10 @@ class JsonProgress(Progress):
         tiles_skipped: int,
         seconds: float,
         area: float,
+        area_unit: str = "m²",
     ) -> None:
+        from sam2unext.geo.vectors.units import format_area
+
         self.emit(
             {
                 "event": "done",
@@ -117,6 +121,8 @@ class JsonProgress(Progress):
                 "tiles_skipped": int(tiles_skipped),
                 "seconds": round(float(seconds), 3),
                 "area": float(area),
+                "area_unit": area_unit,
+                "area_text": format_area(area, area_unit),
             }
         )
 

@@ -40,7 +40,9 @@ from sam2unext.geo.running.execution import (
     run_local,
 )
 from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
+from sam2unext.geo.running.tta import forward_passes, tta_factory, with_tta
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
+from sam2unext.geo.vectors.units import units_of
 from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
 from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, remove_quietly, write_from_store
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
@@ -167,8 +169,8 @@ def warn_about(reporter: Progress, plan: ScenePlan) -> None:
         )
 
 
-#: Measured seconds per tile by (model id, tile size), so several scenes measure once.
-_SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
+#: Measured seconds per tile by (model id, TTA mode, tile size), so several scenes measure once.
+_SECONDS_PER_TILE: dict[tuple[int, str, int], float] = {}
 
 
 class SceneRun:
@@ -178,6 +180,7 @@ class SceneRun:
         assert plan.grid is not None and plan.chunks is not None and plan.batch_size is not None, "tiles not laid"
         self.plan, self.grid, self.chunks, self.store, self.area = plan.read, plan.grid, plan.chunks, store, plan.area
         self.batch_size, self.out_dtype, self.reporter = int(plan.batch_size), plan.options.out_dtype, reporter
+        self.tta = plan.options.tta
         self.stats = RunStats()
         self.todo: list[int] = []
         self.total = plan.computations
@@ -211,6 +214,7 @@ class SceneRun:
             "bands": list(self.plan.bands),
             "chunks": len(self.chunks),
             "computations": self.total,
+            "forward_passes": self.total * forward_passes(self.tta),
             "resumed_chunks": self.stats.chunks_resumed,
             "estimated_seconds": None,
         }
@@ -218,7 +222,7 @@ class SceneRun:
             info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
         remaining = self.total - self.stats.computed
         if local_model is not None and remaining > 8 * self.batch_size:
-            key = (id(local_model), self.grid.tile_size)
+            key = (id(getattr(local_model, "model", local_model)), self.tta, self.grid.tile_size)
             if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
                 _SECONDS_PER_TILE[key] = measure_seconds_per_tile(
                     local_model, self.grid.tile_size, 1, lanes=local_lanes(local_model)
@@ -347,7 +351,7 @@ def run_scene(
             _execute(run, plan, models, local_model)
             created.append(outputs.probability)
             run.write_cog(outputs.probability, options.overwrite or options.resume)
-            polygon_area, gdf = _vectorize(outputs, plan, reporter)
+            polygon_area, gdf, area_unit = _vectorize(outputs, plan, reporter)
             outputs.store.remove()
         except BaseException:
             remove_quietly(*created)
@@ -359,7 +363,7 @@ def run_scene(
         finally:
             reporter.close()
     seconds = time.perf_counter() - t0
-    return _result(source, outputs, plan, run.stats, seconds, polygon_area, gdf, reporter)
+    return _result(source, outputs, plan, run.stats, seconds, (polygon_area, area_unit), gdf, reporter)
 
 
 def _start(
@@ -374,7 +378,7 @@ def _start(
     local_model = None
     if options.scheduler is None or options.tile_size is None:
         reporter.update("load", 0, 1)
-        local_model = models.load()
+        local_model = with_tta(models.load(), options.tta)
         reporter.update("load", 1, 1)
     if local_model is not None:
         plan = plan.for_model(local_model.input_size, lambda tile: auto_batch_size(local_model, tile))
@@ -382,7 +386,10 @@ def _start(
         plan = plan.for_model(None)
     warn_about(reporter, plan)
     run = SceneRun(plan, store, reporter)
-    run.open(scene_manifest(plan, from_array, models.fingerprint(local_model)), options.resume)
+    weights = models.fingerprint(getattr(local_model, "model", local_model) if options.tta != "none" else local_model)
+    if options.tta != "none":  # the averaged views change the pixels (no key without TTA: older stores resume)
+        weights = {**weights, "tta": options.tta}
+    run.open(scene_manifest(plan, from_array, weights), options.resume)
     run.announce(plan.name, local_model, plan.scene_tiles if plan.area is not None else None)
     return run, plan, local_model
 
@@ -396,6 +403,7 @@ def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: T
 
         devices, loader = spread
         factory, key = ModelChoice(PerWorkerDevice(loader, devices)).factory()
+        factory = tta_factory(factory, plan.options.tta)
         local_model = None  # the workers load their own copies: free this one's GPU memory
         loader.release()
         with device_workers(len(devices)) as client:
@@ -405,7 +413,7 @@ def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: T
         run.run_local(local_model)
     else:
         factory, key = models.factory()
-        run.run_distributed(scheduler, factory, key)
+        run.run_distributed(scheduler, tta_factory(factory, plan.options.tta), key)
     if run.stats.tiles_run == 0:
         run.reporter.warning(
             f"{plan.name} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
@@ -414,10 +422,11 @@ def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: T
         )
 
 
-def _vectorize(outputs: Outputs, plan: ScenePlan, reporter: Progress) -> tuple[float, Any]:
-    """Polygons of the finished COG, clipped to the AOI: (area, GeoDataFrame or None); (0, None) without."""
+def _vectorize(outputs: Outputs, plan: ScenePlan, reporter: Progress) -> tuple[float, Any, str]:
+    """Polygons of the finished COG, clipped to the AOI: (area, GeoDataFrame or None, area unit);
+    (0, None, the scene's area unit) without."""
     if outputs.vector is None:
-        return 0.0, None
+        return 0.0, None, units_of(plan.read.crs, plan.read.transform).area_unit
     options, area = plan.options, plan.area
     vres = vectorize_raster(
         outputs.probability,
@@ -426,13 +435,15 @@ def _vectorize(outputs: Outputs, plan: ScenePlan, reporter: Progress) -> tuple[f
         min_area=options.min_area,
         fill_holes=options.fill_holes,
         simplify=options.simplify,
+        regularize=options.regularize,
+        regularize_tolerance=options.regularize_tolerance,
         vector_format=outputs.vector_format,
         overwrite=options.overwrite,
         progress=reporter,
         as_geodataframe=options.as_geodataframe,
         clip=area.geometry if area is not None else None,
     )
-    return vres.area, vres.geodataframe
+    return vres.area, vres.geodataframe, vres.area_unit
 
 
 def _result(
@@ -441,12 +452,13 @@ def _result(
     plan: ScenePlan,
     stats: RunStats,
     seconds: float,
-    polygon_area: float,
+    area: tuple[float, str],
     gdf: Any,
     reporter: Progress,
 ) -> PredictResult:
-    """The ``done`` event and the :class:`PredictResult` of a finished scene."""
+    """The ``done`` event and the :class:`PredictResult` of a finished scene (``area``: total and unit)."""
     out, vec_path = outputs.probability, outputs.vector
+    polygon_area, area_unit = area
     reporter.done(
         plan.name,
         str(out),
@@ -455,6 +467,7 @@ def _result(
         stats.tiles_skipped,
         seconds,
         polygon_area,
+        area_unit=area_unit,
     )
     return PredictResult(
         out,
@@ -471,4 +484,5 @@ def _result(
         scene_tiles=plan.scene_tiles,
         scene=source if isinstance(source, (str, Path)) else None,
         bands=tuple(plan.read.bands),
+        area_unit=area_unit,
     )

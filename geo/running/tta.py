@@ -130,6 +130,11 @@ def with_tta(model: Any, mode: str) -> Any:
     return model if check_tta(mode) == "none" else TTAModel(model, mode)
 
 
+def tta_factory(factory: Any, mode: str) -> Any:
+    """``factory`` whose models are wrapped for ``mode`` (unchanged for ``"none"``)."""
+    return factory if check_tta(mode) == "none" else TTAFactory(factory, mode)
+
+
 class TTAFactory:
     """Picklable factory: builds the wrapped factory's model and wraps it (cluster workers).
 

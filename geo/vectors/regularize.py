@@ -82,12 +82,15 @@ def _level(points: np.ndarray, axis: int) -> float:
 
 
 def _fit_line(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A point and a unit direction of the total-least-squares line through ``points``."""
+    """A point and a unit direction of the total-least-squares line through ``points``
+    (the principal axis of their 2 x 2 covariance, in closed form), pointing from first to last."""
     centre = points.mean(axis=0)
     if len(points) < 2:
         return centre, np.array([1.0, 0.0])
-    _, _, vt = np.linalg.svd(points - centre, full_matrices=False)
-    direction = vt[0]
+    d = points - centre
+    sxx, syy, sxy = float(d[:, 0] @ d[:, 0]), float(d[:, 1] @ d[:, 1]), float(d[:, 0] @ d[:, 1])
+    theta = 0.5 * math.atan2(2.0 * sxy, sxx - syy)
+    direction = np.array([math.cos(theta), math.sin(theta)])
     chord = points[-1] - points[0]
     if direction @ chord < 0:
         direction = -direction
@@ -167,8 +170,9 @@ def _square_ring(dense: np.ndarray, coarse: np.ndarray, tolerance: float) -> np.
     walls = _walls(dense, coarse)
     if len(walls) < 3:
         return None
+    cache: dict = {}
     for _ in range(2 * len(walls)):
-        found = _corners(dense, coarse, walls)
+        found = _corners(dense, coarse, walls, cache)
         if found is None:
             return None
         corners, chords = found
@@ -212,46 +216,58 @@ def _drop_wall(walls: list[list], k: int) -> list[list]:
     return [w for i, w in enumerate(walls) if i != k]
 
 
-def _corners(dense: np.ndarray, coarse: np.ndarray, walls: list[list]) -> tuple[np.ndarray, np.ndarray] | None:
-    """The corners (corner k starts wall k) and each wall's traced chord (end - start of its stretch)."""
-    m = len(coarse)
+def _wall_line(dense: np.ndarray, coarse: np.ndarray, wall: tuple) -> tuple:
+    """(point, direction, traced stretch, chord) of one wall's line."""
+    kind, first, last = wall
+    points = _span(dense, int(coarse[first]), int(coarse[(last + 1) % len(coarse)]))
+    chord = points[-1] - points[0]
+    if kind == "H":
+        return np.array([0.0, _level(points, 1)]), np.array([1.0, 0.0]), points, chord
+    if kind == "V":
+        return np.array([_level(points, 0), 0.0]), np.array([0.0, 1.0]), points, chord
+    p, d = _fit_line(points)
+    return p, d, points, chord
+
+
+def _corners(
+    dense: np.ndarray, coarse: np.ndarray, walls: list[list], cache: dict | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The corners (corner k starts wall k) and each wall's traced chord (end - start of its stretch).
+
+    ``cache``: lines of walls already fitted, by wall (the drop loop refits only new walls).
+    """
+    cache = {} if cache is None else cache
     lines = []
-    chords = []
-    for kind, first, last in walls:
-        points = _span(dense, int(coarse[first]), int(coarse[(last + 1) % m]))
-        chords.append(points[-1] - points[0])
-        if kind == "H":
-            lines.append((np.array([0.0, _level(points, 1)]), np.array([1.0, 0.0]), points))
-        elif kind == "V":
-            lines.append((np.array([_level(points, 0), 0.0]), np.array([0.0, 1.0]), points))
-        else:
-            p, d = _fit_line(points)
-            lines.append((p, d, points))
+    for w in walls:
+        key = tuple(w)
+        if key not in cache:
+            cache[key] = _wall_line(dense, coarse, key)
+        lines.append(cache[key])
     corners = []
     for k in range(len(lines)):
-        p1, d1, before = lines[k - 1]
-        p2, d2, _ = lines[k]
+        p1, d1, before, _ = lines[k - 1]
+        p2, d2, _, _ = lines[k]
         x = _intersect(p1, d1, p2, d2)
         corners.append(before[-1] if x is None else x)
     out = np.array(corners)
-    return (out, np.array(chords)) if np.isfinite(out).all() else None
+    return (out, np.array([line[3] for line in lines])) if np.isfinite(out).all() else None
 
 
 def _coarse_indexes(dense: np.ndarray, coarse: np.ndarray) -> np.ndarray | None:
     """Indexes in ``dense`` of the coarse vertices (a subset, in ring order), or None."""
+    where: dict[tuple[float, float], list[int]] = {}
+    for i, (x, y) in enumerate(dense.tolist()):
+        where.setdefault((x, y), []).append(i)
     found = []
     start = 0
-    n = len(dense)
-    for v in coarse:
-        hits = np.nonzero((dense == v).all(axis=1))[0]
-        if not len(hits):
+    for x, y in coarse.tolist():
+        hits = where.get((x, y))
+        if not hits:
             return None
-        later = hits[hits >= start]
-        idx = int(later[0]) if len(later) else int(hits[0])
+        idx = next((h for h in hits if h >= start), hits[0])
         found.append(idx)
         start = idx
-    order = np.array(found)
-    return order if len(np.unique(order)) == len(order) and n >= 3 else None
+    return np.array(found) if len(set(found)) == len(found) and len(dense) >= 3 else None
 
 
 def _squared(ring: np.ndarray, coarse: np.ndarray, angle: float, tolerance: float) -> np.ndarray | None:
@@ -312,9 +328,16 @@ def _square(dense: list[np.ndarray], coarse: list[np.ndarray], tolerance: float)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    inter = shapely.area(shapely.intersection(a, b))
-    union = shapely.area(a) + shapely.area(b) - inter
-    return np.divide(inter, union, out=np.zeros(len(a)), where=union > 0)
+    """IoU of each pair; pairs whose areas alone rule out :data:`MIN_IOU` are not intersected (0)."""
+    area_a, area_b = shapely.area(a), shapely.area(b)
+    bound = np.minimum(area_a, area_b) / np.maximum(np.maximum(area_a, area_b), 1e-300)  # IoU <= smaller / larger
+    out = np.zeros(len(a))
+    todo = bound >= MIN_IOU
+    if todo.any():
+        inter = shapely.area(shapely.intersection(a[todo], b[todo]))
+        union = area_a[todo] + area_b[todo] - inter
+        out[todo] = np.divide(inter, union, out=np.zeros(len(inter)), where=union > 0)
+    return out
 
 
 def regularize_polygons(geoms: np.ndarray, tolerance: float) -> np.ndarray:
@@ -335,14 +358,20 @@ def regularize_polygons(geoms: np.ndarray, tolerance: float) -> np.ndarray:
     if made.any():
         cand = squared[made]
         good = shapely.is_valid(cand) & (shapely.area(cand) > 0)
-        good[good] = _iou(cand[good], geoms[made][good]) >= MIN_IOU
+        # compared with the coarse outline (within the tolerance of the traced one, and far
+        # cheaper to intersect than a pixel staircase), or the traced one where that is invalid
+        reference = shapely.simplify(geoms[made][good], tolerance)
+        broken = ~shapely.is_valid(reference)
+        reference[broken] = geoms[made][good][broken]
+        good[good] = _iou(cand[good], reference) >= MIN_IOU
         ok[np.nonzero(made)[0][good]] = True
         out[ok] = squared[ok]
     rest = np.nonzero(~ok & (shapely.area(geoms) > 0))[0]
     if len(rest):
         rect = shapely.minimum_rotated_rectangle(geoms[rest])
+        # the rectangle holds the polygon: their IoU is the ratio of their areas
         fits = (shapely.get_type_id(rect) == 3) & (shapely.area(rect) > 0)
-        fits[fits] = _iou(rect[fits], geoms[rest][fits]) >= MIN_IOU
+        fits[fits] = shapely.area(geoms[rest][fits]) / shapely.area(rect[fits]) >= MIN_IOU
         out[rest[fits]] = rect[fits]
     return out
 

@@ -145,3 +145,55 @@ def test_pipeline_with_an_equivariant_model_is_unchanged(rgb_raster, tmp_path):
     )
     with rasterio.open(base.probability) as a, rasterio.open(tta.probability) as b:
         np.testing.assert_array_equal(a.read(1), b.read(1))
+
+
+def test_predict_raster_tta_option_counts_passes_and_refuses_a_resume_with_another_mode(rgb_raster, tmp_path):
+    import io
+    import json
+
+    from sam2unext.errors import OutputError
+    from sam2unext.geo import describe_raster
+    from sam2unext.geo.progress import JsonProgress
+
+    stream = io.StringIO()
+    out = tmp_path / "a.tif"
+    res = predict_raster(
+        rgb_raster, out, model=ConvModel(), tta="d4", vector=False, progress=JsonProgress(stream), tile_size=64
+    )
+    start = next(e for e in map(json.loads, stream.getvalue().splitlines()) if e["event"] == "start")
+    assert start["forward_passes"] == 8 * start["computations"]
+    base = predict_raster(rgb_raster, tmp_path / "b.tif", model=ConvModel(), vector=False, progress="none")
+    wrapped = predict_raster(
+        rgb_raster, tmp_path / "c.tif", model=TTAModel(ConvModel(), "d4"), vector=False, progress="none"
+    )
+    np.testing.assert_array_equal(read_all(res.probability), read_all(wrapped.probability))
+    assert not np.array_equal(read_all(res.probability), read_all(base.probability))
+    facts = describe_raster(rgb_raster, tile_size=64, tta="flip")
+    assert facts["forward_passes"] == 2 * facts["computations"] and facts["tta"] == "flip"
+    with pytest.raises(InputError, match="tta"):
+        predict_raster(rgb_raster, tmp_path / "d.tif", model=ConvModel(), tta="d8")
+    # a store of a d4 run does not resume as a run without TTA
+    from sam2unext.geo.demo.stand_ins import FailingPixelModel
+
+    with pytest.raises(RuntimeError):
+        predict_raster(
+            rgb_raster,
+            tmp_path / "e.tif",
+            model=FailingPixelModel(32, fail_after=40),
+            tile_size=32,
+            chunk_size=32,
+            tta="flip",
+            vector=False,
+            progress="none",
+        )
+    with pytest.raises(OutputError, match="tta|weights"):
+        predict_raster(
+            rgb_raster,
+            tmp_path / "e.tif",
+            model=PixelModel(32, None),
+            tile_size=32,
+            chunk_size=32,
+            resume=True,
+            vector=False,
+            progress="none",
+        )
