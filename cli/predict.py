@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from sam2unext.errors import cli_words
+from sam2unext.geo.options import SceneOptions
 
 from .formatting import area, echo, linear_units_of, seconds
 from .inputs import (
@@ -271,11 +273,18 @@ def predict(
     t0 = time.perf_counter()
     paths = expand_scenes(scenes)
     band_sel = parse_bands(bands)
-    rgb_sel = parse_bands(rgb_bands, "rgb_bands")
     loader = model_loader(
-        checkpoint, preset, hiera, dinov2, device, precision, compile_model, bands=band_sel, rgb_bands=rgb_sel
+        checkpoint,
+        preset,
+        hiera,
+        dinov2,
+        device,
+        precision,
+        compile_model,
+        bands=band_sel,
+        rgb_bands=parse_bands(rgb_bands, "rgb_bands"),
     )
-    area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
+    options = scene_options(locals())
     from sam2unext.geo import predict_scenes  # imports torch: after the argument checks, so a typo fails fast
 
     made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
@@ -290,33 +299,8 @@ def predict(
                 res.quicklook(look, bands=band_sel)
             done.append((scene, res, look))
 
-        predict_scenes(
-            paths,
-            targets,
-            model=loader,  # loaded once, for the first scene
-            device=device,
-            resume=resume,
-            progress=reporter,
-            on_result=finished,
-            bands=band_sel,
-            resolution=resolution,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            vector=vector,
-            vector_format=vector_format.value,
-            overwrite=overwrite,
-            aoi=area_of_interest,
-            aoi_crs=bbox_crs,
-            rgb_bands=rgb_sel,
-            threshold=threshold,
-            min_area=min_area,
-            fill_holes=fill_holes,
-            simplify=simplify,
-            out_dtype=out_dtype.value,
-            scheduler=scheduler,
-            chunk_size=chunk_size,
-        )
+        # the model loads once, for the first scene
+        predict_scenes(paths, targets, model=loader, progress=reporter, on_result=finished, options=options)
     except BaseException:
         if not done:
             remove_empty_folders(made)  # a refused run leaves no empty output folder behind
@@ -325,6 +309,50 @@ def predict(
     reporter.complete(len(done), total)
     if progress is not ProgressMode.json:
         print_summary([d[0] for d in done], [d[1] for d in done], total, [d[2] for d in done])
+
+
+#: How the flags of ``predict`` fill :class:`~sam2unext.geo.options.SceneOptions`: one row per
+#: field, ``None`` where the flag's parameter has the field's name and its value as is, else a
+#: function of the parsed flags. Adding a scene option: a ``SceneOptions`` field, its flag (a
+#: parameter of ``predict``) and its row (docs/ARCHITECTURE.md, "Adding a scene option");
+#: tests/cli/test_cli_flag_table.py checks that every field and every flag has its row.
+SCENE_FLAGS: dict[str, Callable[[dict[str, Any]], Any] | None] = {
+    "tile_size": None,
+    "overlap": None,
+    "batch_size": None,
+    "chunk_size": None,
+    "bands": lambda f: parse_bands(f["bands"]),
+    "rgb_bands": lambda f: parse_bands(f["rgb_bands"], "rgb_bands"),
+    "resolution": None,
+    "aoi": lambda f: area_of_interest_option(f["bbox"], f["bbox_crs"], f["aoi"]),
+    "aoi_crs": lambda f: f["bbox_crs"],
+    "device": None,
+    "precision": None,
+    "scheduler": None,
+    "out_dtype": lambda f: f["out_dtype"].value,
+    "vector": None,
+    "vector_format": lambda f: f["vector_format"].value,
+    "threshold": None,
+    "min_area": None,
+    "fill_holes": None,
+    "simplify": None,
+    "overwrite": None,
+    "resume": None,
+}
+#: ``SceneOptions`` fields the command does not set (Python API only).
+API_ONLY = ("stretch", "as_xarray", "as_geodataframe")
+#: Flags of ``predict`` that are not scene options: what to read, with which model, what to show.
+OTHER_FLAGS = ("scenes", "output", "checkpoint", "preset", "hiera", "dinov2", "compile_model", "progress", "quicklook")
+
+
+def scene_options(flags: dict[str, Any]) -> SceneOptions:
+    """The :class:`~sam2unext.geo.options.SceneOptions` of ``predict``'s parsed flags (see :data:`SCENE_FLAGS`).
+
+    Raises:
+        typer.BadParameter: ``--bbox`` with ``--aoi``, or ``--bbox-crs`` alone.
+        InputError: a value no scene could take (e.g. ``--overlap 2``).
+    """
+    return SceneOptions(**{name: flags[name] if how is None else how(flags) for name, how in SCENE_FLAGS.items()})
 
 
 def area_of_interest_option(

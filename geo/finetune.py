@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sam2unext import SegmentationModel
 from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
@@ -30,7 +31,6 @@ from sam2unext.geo.reading.bands import apply_stretch, rgb_channels_of
 from sam2unext.geo.reading.model_bands import StretchChoice
 from sam2unext.geo.reading.plan import ReadPlan, band_statistics, make_plan
 from sam2unext.geo.running.tiling import mirror_pad, pad_to_tile
-from sam2unext.models import SegmentationModel
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
 from sam2unext.transforms import normalize, to_unit_float
 
@@ -393,12 +393,7 @@ def finetune(
     record_training_bands(model, dataset.plans, explicit_stretch=stretch is not None)
     dataset.band_config = model.bands
     if log is not None:
-        counts = parameter_counts(model)
-        log(
-            f"model takes {model.in_chans} bands ({','.join(map(str, dataset.plans[0].bands))}); trainable "
-            f"parameters: {counts['trainable']:,} of {counts['total']:,} ({counts['input_layers']:,} in the "
-            f"adapted first layers)"
-        )
+        log(_model_line(model, dataset.plans[0].bands))
     extra = {
         "rasters": [str(s.raster) for s in scenes],
         "labels": [str(s.labels) for s in scenes],
@@ -416,6 +411,16 @@ def finetune(
         log=log,
         stop_after_epoch=stop_after_epoch,
         extra=extra,
+    )
+
+
+def _model_line(model: SegmentationModel, bands: Sequence[int]) -> str:
+    """The log line saying which bands the model takes and how many of its parameters train."""
+    counts = parameter_counts(model)
+    return (
+        f"model takes {model.in_chans} bands ({','.join(map(str, bands))}); trainable "
+        f"parameters: {counts['trainable']:,} of {counts['total']:,} ({counts['input_layers']:,} in the "
+        f"adapted first layers)"
     )
 
 
