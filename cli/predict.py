@@ -140,7 +140,8 @@ RegularizeTolerance = Annotated[
     typer.Option(
         "--regularize-tolerance",
         min=0.0,
-        help="Metres: outline details smaller than this are removed by --regularize (default: two pixel sizes).",
+        help="Metres: outline details smaller than this are removed by --regularize (default: two pixel "
+        "sizes); implies --regularize.",
         show_default=False,
     ),
 ]
@@ -381,8 +382,7 @@ SCENE_FLAGS: dict[str, Callable[[dict[str, Any]], Any] | None] = {
     "min_area": None,
     "fill_holes": None,
     "simplify": None,
-    "regularize": None,
-    "regularize_tolerance": None,
+    "regularize": lambda f: regularize_option(f["regularize"], f["regularize_tolerance"]),
     "tta": lambda f: f["tta"].value,
     "overwrite": None,
     "resume": None,
@@ -401,6 +401,11 @@ def scene_options(flags: dict[str, Any]) -> SceneOptions:
         InputError: a value no scene could take (e.g. ``--overlap 2``).
     """
     return SceneOptions(**{name: flags[name] if how is None else how(flags) for name, how in SCENE_FLAGS.items()})
+
+
+def regularize_option(regularize: bool, tolerance: Optional[float]) -> bool | float:
+    """The ``regularize=`` value from ``--regularize`` / ``--regularize-tolerance`` (a tolerance implies it)."""
+    return tolerance if tolerance is not None else regularize
 
 
 def area_of_interest_option(
@@ -491,8 +496,7 @@ def vectorize(
         min_area=min_area,
         fill_holes=fill_holes,
         simplify=simplify,
-        regularize=regularize,
-        regularize_tolerance=regularize_tolerance,
+        regularize=regularize_option(regularize, regularize_tolerance),
         vector_format=vector_format.value if vector_format else None,
         overwrite=overwrite,
         progress="none",

@@ -89,8 +89,8 @@ def predict_raster(
             ``tile_size``, ``overlap``, ``batch_size``, ``chunk_size``, ``bands``, ``rgb_bands``,
             ``stretch``, ``resolution``, ``aoi``, ``aoi_crs``, ``device``, ``precision``,
             ``scheduler``, ``out_dtype``, ``vector``, ``vector_format``, ``threshold``,
-            ``min_area``, ``fill_holes``, ``simplify``, ``regularize``, ``regularize_tolerance``,
-            ``tta``, ``overwrite``, ``resume``, ``as_xarray``, ``as_geodataframe`` (meanings and
+            ``min_area``, ``fill_holes``, ``simplify``, ``regularize``, ``tta``, ``overwrite``,
+            ``resume``, ``as_xarray``, ``as_geodataframe`` (meanings and
             defaults: :class:`~sam2unext.geo.options.SceneOptions`).
 
     Returns:

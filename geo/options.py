@@ -72,9 +72,9 @@ class SceneOptions:
             ``min_area`` in m² and ``simplify`` in metres on any CRS (geodesic on a geographic
             CRS), pixels for a scene without georeferencing.
         regularize: square building-like outlines (straight walls at right angles, see
-            :mod:`sam2unext.geo.vectors.regularize`); polygons stay valid, none disappears or merges.
-        regularize_tolerance: metres; outline details smaller than this are removed by
-            ``regularize`` (None: two pixel sizes).
+            :mod:`sam2unext.geo.vectors.regularize`; polygons stay valid, none disappears or
+            merges): False (off), True (outline details under two pixel sizes are removed) or
+            that tolerance in metres (e.g. ``1.5``).
         tta: test-time augmentation: ``"none"``, ``"flip"`` (the tile pair and its mirror image:
             2 forward passes per tile) or ``"d4"`` (its 8 rotations and mirror images), averaged
             before blending (:mod:`sam2unext.geo.running.tta`; deterministic).
@@ -85,7 +85,7 @@ class SceneOptions:
 
     Raises:
         InputError: a bad ``out_dtype``, ``batch_size``, ``overlap``, ``chunk_size``,
-            ``precision``, ``tta`` or ``regularize_tolerance`` (one line naming the value).
+            ``precision``, ``tta`` or ``regularize`` (one line naming the value).
     """
 
     # tiling and chunking
@@ -113,8 +113,7 @@ class SceneOptions:
     min_area: float = 0.0
     fill_holes: bool = False
     simplify: float = 0.0
-    regularize: bool = False
-    regularize_tolerance: float | None = None
+    regularize: bool | float = False
     tta: str = "none"
     overwrite: bool = False
     resume: bool = False
@@ -129,6 +128,7 @@ class SceneOptions:
         from sam2unext.geo.running.chunks import check_chunk_size
         from sam2unext.geo.running.tiling import overlap_pixels
         from sam2unext.geo.running.tta import check_tta
+        from sam2unext.geo.vectors.regularize import check_regularize
 
         if self.out_dtype not in OUT_DTYPES:
             raise InputError(f"out_dtype {self.out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
@@ -140,11 +140,7 @@ class SceneOptions:
         if self.chunk_size is not None:
             check_chunk_size(int(self.chunk_size))
         check_tta(self.tta)
-        if self.regularize_tolerance is not None and not self.regularize_tolerance > 0:
-            raise InputError(
-                f"regularize_tolerance {self.regularize_tolerance} must be a positive length in metres "
-                "(or None: two pixel sizes)"
-            )
+        check_regularize(self.regularize)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -436,7 +436,6 @@ def _vectorize(outputs: Outputs, plan: ScenePlan, reporter: Progress) -> tuple[f
         fill_holes=options.fill_holes,
         simplify=options.simplify,
         regularize=options.regularize,
-        regularize_tolerance=options.regularize_tolerance,
         vector_format=outputs.vector_format,
         overwrite=options.overwrite,
         progress=reporter,

@@ -29,7 +29,9 @@ import numpy as np
 import shapely
 from shapely.geometry import Polygon
 
-__all__ = ["dominant_angle", "regularize_polygon", "regularize_polygons", "resolve_overlaps"]
+from sam2unext.errors import InputError, option
+
+__all__ = ["check_regularize", "dominant_angle", "regularize_polygon", "regularize_polygons", "resolve_overlaps"]
 
 #: Edges within this many degrees of the dominant directions snap to them.
 ANGLE_TOLERANCE = 20.0
@@ -40,6 +42,26 @@ MIN_IOU = 0.8
 SLOPED_WALL = 3.0
 #: Consecutive sloped walls closer than this in direction (degrees) meet at their shared vertex.
 PARALLEL = 10.0
+
+
+def check_regularize(regularize: bool | float | None) -> float | bool:
+    """The ``regularize`` option: False (off), True (default tolerance) or a tolerance in metres (> 0).
+
+    Raises:
+        InputError: a tolerance that is not a positive number.
+    """
+    if regularize is None or regularize is False or regularize is True:
+        return bool(regularize)
+    try:
+        tolerance = float(regularize)
+    except (TypeError, ValueError):
+        tolerance = math.nan
+    if not tolerance > 0:
+        raise InputError(
+            f"{option('regularize', regularize)} must be True (tolerance: two pixel sizes), False or a positive "
+            "tolerance in metres"
+        )
+    return tolerance
 
 
 def dominant_angle(coords: np.ndarray) -> float:

@@ -26,11 +26,11 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.features import shapes
 from rasterio.windows import Window
 
-from sam2unext.errors import InputError, OutputError, option
+from sam2unext.errors import InputError, OutputError
 from sam2unext.files import write_atomically
 from sam2unext.geo.progress import Progress, make_progress
 from sam2unext.geo.reading.opening import open_raster
-from sam2unext.geo.vectors.regularize import MIN_IOU, regularize_polygons, resolve_overlaps
+from sam2unext.geo.vectors.regularize import MIN_IOU, check_regularize, regularize_polygons, resolve_overlaps
 from sam2unext.geo.vectors.units import Units, format_area, units_of
 from sam2unext.geo.writing.cog import check_output, remove_quietly, temp_name
 
@@ -215,13 +215,12 @@ def polygons_from(
     min_area: float = 0.0,
     fill_holes: bool = False,
     simplify: float = 0.0,
-    regularize: bool = False,
-    regularize_tolerance: float | None = None,
+    regularize: bool | float = False,
     clip: BaseGeometry | None = None,
 ) -> gpd.GeoDataFrame:
     """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame.
 
-    Areas, perimeters, ``min_area``, ``simplify`` and ``regularize_tolerance`` are in m² and m on
+    Areas, perimeters, ``min_area``, ``simplify`` and a ``regularize`` tolerance are in m² and m on
     any georeferenced raster (geodesic on a geographic CRS), in pixels without georeferencing
     (:class:`~sam2unext.geo.vectors.units.Units`). ``clip``: a geometry in the raster's CRS that
     the polygons are cut to (parts become polygons).
@@ -249,7 +248,7 @@ def polygons_from(
     if fill_holes and geoms.size:
         geoms = shapely.polygons(shapely.get_exterior_ring(geoms))
     if regularize and geoms.size:
-        tolerance = default_regularize_tolerance(src) if regularize_tolerance is None else regularize_tolerance
+        tolerance = default_regularize_tolerance(src) if regularize is True else float(regularize)
         frames = units.frames(geoms)
         squared = frames.from_local(regularize_polygons(frames.to_local(geoms), tolerance))
         geoms = resolve_overlaps(squared, geoms)
@@ -323,8 +322,7 @@ def vectorize_raster(
     min_area: float = 0.0,
     fill_holes: bool = False,
     simplify: float = 0.0,
-    regularize: bool = False,
-    regularize_tolerance: float | None = None,
+    regularize: bool | float = False,
     vector_format: str | None = None,
     overwrite: bool = False,
     progress: str | Progress | None = "none",
@@ -343,9 +341,8 @@ def vectorize_raster(
         simplify: Douglas-Peucker tolerance in metres (0 = none); on a geographic CRS applied in
             a local metric frame at each polygon's latitude.
         regularize: square building-like outlines (straight walls at right angles; see
-            :mod:`sam2unext.geo.vectors.regularize`).
-        regularize_tolerance: metres; outline details smaller than this are removed (default:
-            two pixel sizes).
+            :mod:`sam2unext.geo.vectors.regularize`): True (outline details smaller than two
+            pixel sizes are removed) or that tolerance in metres, e.g. ``1.5``; False: off.
         vector_format: ``gpkg`` (default), ``geojson``, ``fgb`` or ``parquet``; taken from the
             output suffix when not given.
         overwrite: replace an existing output.
@@ -367,8 +364,7 @@ def vectorize_raster(
     """
     if not 0.0 <= threshold < 1.0:
         raise InputError(f"threshold {threshold} must be in [0, 1)")
-    if regularize_tolerance is not None and not regularize_tolerance > 0:
-        raise InputError(f"{option('regularize_tolerance', regularize_tolerance)} must be a positive length in metres")
+    regularize = check_regularize(regularize)
     fmt = format_from(output, vector_format)
     out = check_output(output or default_vector_path(prob_path, fmt), overwrite)
     reporter = make_progress(progress)
@@ -384,7 +380,6 @@ def vectorize_raster(
                 fill_holes=fill_holes,
                 simplify=simplify,
                 regularize=regularize,
-                regularize_tolerance=regularize_tolerance,
                 clip=clip,
             )
         write_vector(gdf, out, fmt)

@@ -106,7 +106,7 @@ def test_regularize_on_a_geographic_scene_gives_right_angles_on_the_ground(tmp_p
     data = burn([house], size=size, noise=0.1, seed=5)[None] * np.uint8(220)
     transform = Affine(dx, 0, 13.0, 0, -dy, lat)
     path = write_raster(tmp_path / "p.tif", data, transform=transform, crs="EPSG:4326")
-    res = vectorize_raster(path, regularize=True, regularize_tolerance=1.0, as_geodataframe=True)
+    res = vectorize_raster(path, regularize=1.0, as_geodataframe=True)
     gdf = res.geodataframe
     main = gdf.sort_values("area").iloc[-1:]
     utm = main.to_crs(main.estimate_utm_crs()).geometry.iloc[0]

@@ -197,3 +197,30 @@ def test_predict_raster_tta_option_counts_passes_and_refuses_a_resume_with_anoth
             vector=False,
             progress="none",
         )
+
+
+class OnDevice:
+    """A model of our own contract: ``predict(..., to_cpu=)`` (as ``SegmentationModel``); records the flag."""
+
+    input_size, low_res_size = 8, None
+
+    def __init__(self):
+        self.flags = []
+
+    def predict(self, images, low_res=None, *, to_cpu=True):
+        self.flags.append(to_cpu)
+        return images[:, :1, :1, :].expand(-1, 1, images.shape[-2], -1).clone()
+
+
+def test_to_cpu_reaches_a_model_that_takes_it_and_the_result_stays_a_tensor():
+    import inspect
+
+    from sam2unext.geo.running.device import _keeps_on_device
+
+    model = OnDevice()
+    wrapped = TTAModel(model, "flip")
+    assert _keeps_on_device(wrapped) and "to_cpu" in inspect.signature(wrapped.predict).parameters
+    out = wrapped.predict(torch.rand(2, 3, 8, 8), None, to_cpu=False)
+    assert model.flags == [False, False] and isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    plain = TTAModel(FirstRowModel(), "flip").predict(torch.rand(1, 3, 8, 8), None, to_cpu=False)
+    assert isinstance(plain, torch.Tensor)  # a plain-contract model's result, moved to the tiles' device

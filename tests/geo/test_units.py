@@ -102,6 +102,7 @@ def test_units_and_format():
     assert area[0] == pytest.approx(utm.area[0], rel=0.001) and perimeter[0] == pytest.approx(utm.length[0], rel=0.001)
 
 
-def test_bad_regularize_tolerance_is_a_user_error(tmp_path):
-    with pytest.raises(InputError, match="regularize_tolerance"):
-        vectorize_raster(geographic_scene(tmp_path, 10.0), regularize=True, regularize_tolerance=0)
+@pytest.mark.parametrize("bad", [0, -1.5, "wide"])
+def test_bad_regularize_tolerance_is_a_user_error(tmp_path, bad):
+    with pytest.raises(InputError, match="regularize"):
+        vectorize_raster(geographic_scene(tmp_path, 10.0), regularize=bad)
