@@ -38,7 +38,7 @@ from sam2unext.geo.running.scene import check_outputs, default_output, run_scene
 from sam2unext.geo.running.tta import forward_passes, with_tta
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.vectors.units import units_of
-from sam2unext.geo.writing.store import store_path_for
+from sam2unext.geo.writing.store import RunStore, store_path_for
 from sam2unext.geo.xarray_io import Source
 
 __all__ = [
@@ -219,7 +219,7 @@ def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | 
     modes: list[bool | None] = []
     for source, target in zip(sources, targets):
         out = Path(target) if target is not None else default_output(source)
-        if store_path_for(out).is_dir():
+        if RunStore(store_path_for(out)).present():
             modes.append(True)
         elif out.exists():
             modes.append(None)

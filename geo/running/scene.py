@@ -105,7 +105,7 @@ def _check_store(out: Path, overwrite: bool, resume: bool, discard: bool) -> tup
                 f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; drop {option('resume')}"
             )
         return check_output(out, True), store
-    if store.folder.exists():
+    if store.present():
         if not overwrite:
             raise OutputError(
                 f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
