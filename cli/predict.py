@@ -12,8 +12,9 @@ import typer
 
 from sam2unext.errors import cli_words
 from sam2unext.geo.options import SceneOptions
+from sam2unext.geo.vectors.units import format_area
 
-from .formatting import area, echo, linear_units_of, seconds
+from .formatting import echo, seconds
 from .inputs import (
     expand_scenes,
     local_output_folders,
@@ -44,6 +45,12 @@ class OutDtype(str, Enum):
     float32 = "float32"
 
 
+class TTAMode(str, Enum):
+    none = "none"
+    flip = "flip"
+    d4 = "d4"
+
+
 PREDICT_EPILOG = """\b
 Examples:
   sam2unext-geo predict scene.tif --checkpoint sam2unext-large-buildings.safetensors
@@ -53,6 +60,7 @@ Examples:
   sam2unext-geo predict scene.tif --checkpoint demo --bbox 13.40 52.50 13.42 52.52 --bbox-crs EPSG:4326
   sam2unext-geo predict scene.tif --checkpoint demo --aoi fields.gpkg
   sam2unext-geo predict scene.tif --checkpoint demo --quicklook
+  sam2unext-geo predict scene.tif --checkpoint demo --tta d4 --regularize --min-area 20
 \b
 Outputs: <scene>_prob.tif (Cloud-Optimized GeoTIFF, probability 0..255) and
 <scene>_prob_polygons.gpkg, next to the scene or in the -o folder.
@@ -62,6 +70,7 @@ VECTORIZE_EPILOG = """\b
 Examples:
   sam2unext-geo vectorize scene_prob.tif --threshold 0.6 --min-area 20
   sam2unext-geo vectorize scene_prob.tif -o buildings.fgb --simplify 0.5 --fill-holes
+  sam2unext-geo vectorize scene_prob.tif -o roofs.gpkg --min-area 20 --regularize --regularize-tolerance 1
 """
 
 Checkpoint = Annotated[
@@ -103,11 +112,38 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing o
 Threshold = Annotated[
     float, typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Probability above which a pixel is foreground.")
 ]
-MinArea = Annotated[float, typer.Option("--min-area", min=0.0, help="Drop polygons smaller than this (map units²).")]
+MinArea = Annotated[
+    float,
+    typer.Option(
+        "--min-area",
+        min=0.0,
+        help="Drop polygons smaller than this, in m² on any CRS (geodesic on a geographic CRS; px² without "
+        "georeferencing).",
+    ),
+]
 Simplify = Annotated[
-    float, typer.Option("--simplify", min=0.0, help="Douglas-Peucker tolerance in map units (0 = none).")
+    float,
+    typer.Option("--simplify", min=0.0, help="Douglas-Peucker tolerance in metres on any CRS (0 = none)."),
 ]
 FillHoles = Annotated[bool, typer.Option("--fill-holes", help="Remove holes inside polygons.")]
+Regularize = Annotated[
+    bool,
+    typer.Option(
+        "--regularize",
+        help="Square building-like outlines: straight walls at right angles along each polygon's dominant "
+        "direction (or its rotated rectangle); shapes that are not building-like keep their outline.",
+    ),
+]
+RegularizeTolerance = Annotated[
+    Optional[float],
+    typer.Option(
+        "--regularize-tolerance",
+        min=0.0,
+        help="Metres: outline details smaller than this are removed by --regularize (default: two pixel "
+        "sizes); implies --regularize.",
+        show_default=False,
+    ),
+]
 
 
 def predict(
@@ -197,6 +233,16 @@ def predict(
     min_area: MinArea = 0.0,
     simplify: Simplify = 0.0,
     fill_holes: FillHoles = False,
+    regularize: Regularize = False,
+    regularize_tolerance: RegularizeTolerance = None,
+    tta: Annotated[
+        TTAMode,
+        typer.Option(
+            "--tta",
+            help="Test-time augmentation: average each tile's prediction over its mirror image (flip: 2 forward "
+            "passes per tile) or its 8 rotations and mirror images (d4) before blending.",
+        ),
+    ] = TTAMode.none,
     out_dtype: Annotated[
         OutDtype, typer.Option("--dtype", help="Probability raster type: uint8 (0..255) or float32 (0..1).")
     ] = OutDtype.uint8,
@@ -336,6 +382,8 @@ SCENE_FLAGS: dict[str, Callable[[dict[str, Any]], Any] | None] = {
     "min_area": None,
     "fill_holes": None,
     "simplify": None,
+    "regularize": lambda f: regularize_option(f["regularize"], f["regularize_tolerance"]),
+    "tta": lambda f: f["tta"].value,
     "overwrite": None,
     "resume": None,
 }
@@ -353,6 +401,11 @@ def scene_options(flags: dict[str, Any]) -> SceneOptions:
         InputError: a value no scene could take (e.g. ``--overlap 2``).
     """
     return SceneOptions(**{name: flags[name] if how is None else how(flags) for name, how in SCENE_FLAGS.items()})
+
+
+def regularize_option(regularize: bool, tolerance: Optional[float]) -> bool | float:
+    """The ``regularize=`` value from ``--regularize`` / ``--regularize-tolerance`` (a tolerance implies it)."""
+    return tolerance if tolerance is not None else regularize
 
 
 def area_of_interest_option(
@@ -374,14 +427,13 @@ def area_of_interest_option(
 
 def print_summary(scenes: list[Path | str], results: list, total: float, looks: list | None = None) -> None:
     """Per-scene lines and a total: outputs, tiles run, time, area found, quick-looks."""
-    units = linear_units_of(results[0].probability) if results else None
     looks = looks or [None] * len(results)
     for scene, res, look in zip(scenes, results, looks):
         skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
         if res.chunks_resumed:
             resumed = getattr(res, "tiles_resumed", 0)
             skipped += f"; {res.tiles_computed} computed in this run, {resumed} taken from the resumed store"
-        found = f", {area(res.area, units)} found" if res.vector is not None else ""
+        found = f", {res.area_text} found" if res.vector is not None else ""
         bands = f", bands {','.join(map(str, res.bands))}" if getattr(res, "bands", None) else ""
         echo(f"{scene}: {res.tiles_run} tiles{skipped}{bands} in {seconds(res.seconds)}{found}")
         echo(f"  probability: {res.probability}")
@@ -391,8 +443,17 @@ def print_summary(scenes: list[Path | str], results: list, total: float, looks: 
             echo(f"  quick-look:  {look}")
     if len(results) > 1:
         tiles = sum(r.tiles_run for r in results)
-        found = sum(r.area for r in results)
-        echo(f"total: {len(results)} scenes, {tiles} tiles in {seconds(total)}, {area(found, units)} found")
+        found = total_area(results)
+        echo(f"total: {len(results)} scenes, {tiles} tiles in {seconds(total)}{found}")
+
+
+def total_area(results: list) -> str:
+    """``, <total> found`` over the scenes with polygons, one total per area unit."""
+    sums: dict[str, float] = {}
+    for r in results:
+        if r.vector is not None:
+            sums[r.area_unit] = sums.get(r.area_unit, 0.0) + r.area
+    return "".join(f", {format_area(value, unit)} found" for unit, value in sums.items())
 
 
 def vectorize(
@@ -419,6 +480,8 @@ def vectorize(
     min_area: MinArea = 0.0,
     simplify: Simplify = 0.0,
     fill_holes: FillHoles = False,
+    regularize: Regularize = False,
+    regularize_tolerance: RegularizeTolerance = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Re-threshold a probability raster into polygons without rerunning the model."""
@@ -432,13 +495,13 @@ def vectorize(
         min_area=min_area,
         fill_holes=fill_holes,
         simplify=simplify,
+        regularize=regularize_option(regularize, regularize_tolerance),
         vector_format=vector_format.value if vector_format else None,
         overwrite=overwrite,
         progress="none",
     )
-    units = linear_units_of(probability)
     echo(
-        f"{probability}: {res.count} polygons, {area(res.area, units)} at threshold {threshold} "
+        f"{probability}: {res.count} polygons, {res.area_text} at threshold {threshold} "
         f"in {seconds(time.perf_counter() - t0)}"
     )
     echo(f"  polygons: {res.path}")

@@ -36,8 +36,10 @@ from sam2unext.geo.running.device import CPU_BATCH
 from sam2unext.geo.running.forward import measure_seconds_per_tile
 from sam2unext.geo.running.pools import local_lanes
 from sam2unext.geo.running.scene import check_outputs, default_output, run_scene
+from sam2unext.geo.running.tta import forward_passes, with_tta
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.storage import as_target, output_exists
+from sam2unext.geo.vectors.units import units_of
 from sam2unext.geo.writing.store import RunStore, store_path_for
 from sam2unext.geo.xarray_io import Source
 
@@ -91,8 +93,9 @@ def predict_raster(
             ``tile_size``, ``overlap``, ``batch_size``, ``chunk_size``, ``bands``, ``rgb_bands``,
             ``stretch``, ``resolution``, ``aoi``, ``aoi_crs``, ``device``, ``precision``,
             ``scheduler``, ``out_dtype``, ``vector``, ``vector_format``, ``threshold``,
-            ``min_area``, ``fill_holes``, ``simplify``, ``overwrite``, ``resume``, ``as_xarray``,
-            ``as_geodataframe`` (meanings and defaults: :class:`~sam2unext.geo.options.SceneOptions`).
+            ``min_area``, ``fill_holes``, ``simplify``, ``regularize``, ``tta``, ``overwrite``,
+            ``resume``, ``as_xarray``, ``as_geodataframe`` (meanings and
+            defaults: :class:`~sam2unext.geo.options.SceneOptions`).
 
     Returns:
         :class:`PredictResult`.
@@ -280,10 +283,12 @@ def describe_raster(
             "chunk_size": plan.chunks.size,
             "chunks": len(plan.chunks),
             "computations": plan.computations,
+            "tta": opts.tta,
+            "forward_passes": plan.computations * forward_passes(opts.tta),
         }
     )
     if loaded is not None:
-        facts.update(_model_facts(loaded, tile, batch, plan.computations))
+        facts.update(_model_facts(with_tta(loaded, opts.tta), tile, batch, plan.computations))
     return facts
 
 
@@ -308,6 +313,7 @@ def _header_facts(path: str | Path) -> dict[str, Any]:
             "colorinterp": [ci.name for ci in src.colorinterp],
             "default_bands": list(default_bands(src)),
             "overviews": src.overviews(1),
+            "units": units_of(src.crs, src.transform).describe(),
         }
 
 

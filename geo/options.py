@@ -68,15 +68,24 @@ class SceneOptions:
         out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
         vector: True (default path), False/None (no polygons) or a path.
         vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
-        threshold, min_area, fill_holes, simplify: polygon options (see ``vectorize_raster``).
+        threshold, min_area, fill_holes, simplify: polygon options (see ``vectorize_raster``);
+            ``min_area`` in m² and ``simplify`` in metres on any CRS (geodesic on a geographic
+            CRS), pixels for a scene without georeferencing.
+        regularize: square building-like outlines (straight walls at right angles, see
+            :mod:`sam2unext.geo.vectors.regularize`; polygons stay valid, none disappears or
+            merges): False (off), True (outline details under two pixel sizes are removed) or
+            that tolerance in metres (e.g. ``1.5``).
+        tta: test-time augmentation: ``"none"``, ``"flip"`` (the tile pair and its mirror image:
+            2 forward passes per tile) or ``"d4"`` (its 8 rotations and mirror images), averaged
+            before blending (:mod:`sam2unext.geo.running.tta`; deterministic).
         overwrite: replace existing outputs (and discard an unfinished run of them).
         resume: continue the unfinished run of the output (same input, weights and parameters).
         as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.
         as_geodataframe: attach the polygons as a ``GeoDataFrame``.
 
     Raises:
-        InputError: a bad ``out_dtype``, ``batch_size``, ``overlap``, ``chunk_size`` or
-            ``precision`` (one line naming the value).
+        InputError: a bad ``out_dtype``, ``batch_size``, ``overlap``, ``chunk_size``,
+            ``precision``, ``tta`` or ``regularize`` (one line naming the value).
     """
 
     # tiling and chunking
@@ -104,6 +113,8 @@ class SceneOptions:
     min_area: float = 0.0
     fill_holes: bool = False
     simplify: float = 0.0
+    regularize: bool | float = False
+    tta: str = "none"
     overwrite: bool = False
     resume: bool = False
     as_xarray: bool = False
@@ -116,6 +127,8 @@ class SceneOptions:
         """Refuse values that no scene could make valid (see the class docstring)."""
         from sam2unext.geo.running.chunks import check_chunk_size
         from sam2unext.geo.running.tiling import overlap_pixels
+        from sam2unext.geo.running.tta import check_tta
+        from sam2unext.geo.vectors.regularize import check_regularize
 
         if self.out_dtype not in OUT_DTYPES:
             raise InputError(f"out_dtype {self.out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
@@ -126,6 +139,8 @@ class SceneOptions:
         overlap_pixels(2**31, self.overlap)  # its form; the pixels follow from the tile size
         if self.chunk_size is not None:
             check_chunk_size(int(self.chunk_size))
+        check_tta(self.tta)
+        check_regularize(self.regularize)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -22,7 +22,10 @@ class PredictResult:
         vector: path (or URL) of the polygons, or None.
         tiles_run, tiles_skipped: tiles of the scene sent to the model / skipped as all-nodata.
         seconds: wall time of the call.
-        area: total polygon area in map units (0 without polygons).
+        area: total polygon area in ``area_unit`` (0 without polygons).
+        area_unit: ``m²`` on any georeferenced scene (geodesic on a geographic CRS), ``px²``
+            without georeferencing, ``map unit²`` for a geotransform without a CRS;
+            :attr:`area_text` writes the total in m², ha or km².
         data_array: the probability raster as a lazy ``xarray.DataArray`` (``as_xarray``).
         geodataframe: the polygons (``as_geodataframe``).
         tiles_computed: tiles this call ran through the model (each tile once, at any chunking).
@@ -49,6 +52,14 @@ class PredictResult:
     scene_tiles: int = 0
     bands: tuple[int, ...] = ()
     scene: str | Path | None = None
+    area_unit: str = "m²"
+
+    @property
+    def area_text(self) -> str:
+        """The total polygon area as people write it: ``850 m²``, ``1.25 ha``, ``3.142 km²``."""
+        from sam2unext.geo.vectors.units import format_area
+
+        return format_area(self.area, self.area_unit)
 
     def quicklook(
         self, path: str | Path | None = None, *, bands: Sequence[int] | int | None = None, title: str | None = None

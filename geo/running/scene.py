@@ -37,6 +37,7 @@ from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fing
 from sam2unext.geo.running.forward import measure_seconds_per_tile
 from sam2unext.geo.running.pools import local_lanes
 from sam2unext.geo.running.schedule import RunStats, StepSchedule, run_local
+from sam2unext.geo.running.tta import TTAModel, forward_passes, tta_factory, with_tta
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.storage import (
     Location,
@@ -52,6 +53,7 @@ from sam2unext.geo.storage import (
     stem_of,
     with_name,
 )
+from sam2unext.geo.vectors.units import units_of
 from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
 from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, remove_quietly, write_from_store
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
@@ -210,8 +212,8 @@ def warn_about(reporter: Progress, plan: ScenePlan) -> None:
         )
 
 
-#: Measured seconds per tile by (model id, tile size), so several scenes measure once.
-_SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
+#: Measured seconds per tile by (model id, TTA mode, tile size), so several scenes measure once.
+_SECONDS_PER_TILE: dict[tuple[int, str, int], float] = {}
 
 
 class SceneRun:
@@ -221,6 +223,7 @@ class SceneRun:
         assert plan.grid is not None and plan.chunks is not None and plan.batch_size is not None, "tiles not laid"
         self.plan, self.grid, self.chunks, self.store, self.area = plan.read, plan.grid, plan.chunks, store, plan.area
         self.batch_size, self.out_dtype, self.reporter = int(plan.batch_size), plan.options.out_dtype, reporter
+        self.tta = plan.options.tta
         self.stats = RunStats()
         self.total = plan.computations
         self._tiles = 0  # tile computations finished (progress)
@@ -255,6 +258,7 @@ class SceneRun:
             "bands": list(self.plan.bands),
             "chunks": len(self.chunks),
             "computations": self.total,
+            "forward_passes": self.total * forward_passes(self.tta),
             "resumed_chunks": self.stats.chunks_resumed,
             "estimated_seconds": None,
         }
@@ -397,7 +401,7 @@ def run_scene(
             local_out = staging_path(outputs.probability, Path(tmp))
             created.append(local_out)
             run.write_cog(local_out, options.overwrite or options.resume)
-            polygon_area, gdf = _vectorize(outputs, local_out, plan, reporter, Path(tmp), created, published)
+            polygon_area, gdf, area_unit = _vectorize(outputs, local_out, plan, reporter, Path(tmp), created, published)
             if is_url(outputs.probability):
                 publish(local_out, outputs.probability)  # last: the probability raster marks a finished scene
             outputs.store.remove()
@@ -413,12 +417,13 @@ def run_scene(
         finally:
             reporter.close()
     seconds = time.perf_counter() - t0
-    return _result(source, outputs, plan, run.stats, seconds, polygon_area, gdf, reporter)
+    return _result(source, outputs, plan, run.stats, seconds, (polygon_area, area_unit), gdf, reporter)
 
 
 def _seconds_per_tile(model: TileModel, tile_size: int) -> float:
-    """Measured seconds per tile of ``model`` (once per model and tile size; one tile, little memory)."""
-    key = (id(model), tile_size)
+    """Measured seconds per tile of ``model`` (once per model, TTA mode and tile size; one tile, little memory)."""
+    tta = model.mode if isinstance(model, TTAModel) else "none"
+    key = (id(getattr(model, "model", model) if tta != "none" else model), tta, tile_size)
     if key not in _SECONDS_PER_TILE:
         _SECONDS_PER_TILE[key] = measure_seconds_per_tile(model, tile_size, 1, lanes=local_lanes(model))
     return _SECONDS_PER_TILE[key]
@@ -458,7 +463,7 @@ def _start(
     local_model = None
     if options.scheduler is None or options.tile_size is None:
         reporter.update("load", 0, 1)
-        local_model = models.load()
+        local_model = with_tta(models.load(), options.tta)
         reporter.update("load", 1, 1)
     if local_model is not None:
         plan = plan.for_model(local_model.input_size, lambda tile: auto_batch_size(local_model, tile))
@@ -468,7 +473,10 @@ def _start(
         plan = replace(plan, chunks=_default_chunks(plan, store, local_model))
     warn_about(reporter, plan)
     run = SceneRun(plan, store, reporter)
-    run.open(scene_manifest(plan, from_array, models.fingerprint(local_model)), options.resume)
+    weights = models.fingerprint(getattr(local_model, "model", local_model) if options.tta != "none" else local_model)
+    if options.tta != "none":  # the averaged views change the pixels (no key without TTA: older stores resume)
+        weights = {**weights, "tta": options.tta}
+    run.open(scene_manifest(plan, from_array, weights), options.resume)
     run.announce(plan.name, local_model, plan.scene_tiles if plan.area is not None else None)
     return run, plan, local_model
 
@@ -482,6 +490,7 @@ def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: T
 
         devices, loader = spread
         factory, key = ModelChoice(PerWorkerDevice(loader, devices)).factory()
+        factory = tta_factory(factory, plan.options.tta)
         local_model = None  # the workers load their own copies: free this one's GPU memory
         loader.release()
         with device_workers(len(devices)) as client:
@@ -491,7 +500,7 @@ def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: T
         run.run_local(local_model)
     else:
         factory, key = models.factory()
-        run.run_distributed(scheduler, factory, key)
+        run.run_distributed(scheduler, tta_factory(factory, plan.options.tta), key)
     if run.stats.tiles_run == 0:
         run.reporter.warning(
             f"{plan.name} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
@@ -508,11 +517,12 @@ def _vectorize(
     tmp: Path,
     created: list[Path],
     published: list[str | Path],
-) -> tuple[float, Any]:
-    """Polygons of the finished COG (``local_out``), clipped to the AOI: (area, GeoDataFrame or None);
-    (0, None) without. A URL target is written in ``tmp`` and uploaded (then listed in ``published``)."""
+) -> tuple[float, Any, str]:
+    """Polygons of the finished COG (``local_out``), clipped to the AOI: (area, GeoDataFrame or None,
+    area unit); (0, None, the scene's area unit) without. A URL target is written in ``tmp`` and
+    uploaded (then listed in ``published``)."""
     if outputs.vector is None:
-        return 0.0, None
+        return 0.0, None, units_of(plan.read.crs, plan.read.transform).area_unit
     options, area = plan.options, plan.area
     local_vec = staging_path(outputs.vector, tmp)
     vres = vectorize_raster(
@@ -522,6 +532,7 @@ def _vectorize(
         min_area=options.min_area,
         fill_holes=options.fill_holes,
         simplify=options.simplify,
+        regularize=options.regularize,
         vector_format=outputs.vector_format,
         overwrite=options.overwrite,
         progress=reporter,
@@ -532,7 +543,7 @@ def _vectorize(
     if is_url(outputs.vector):
         publish(local_vec, outputs.vector)
         published.append(outputs.vector)
-    return vres.area, vres.geodataframe
+    return vres.area, vres.geodataframe, vres.area_unit
 
 
 def _result(
@@ -541,12 +552,13 @@ def _result(
     plan: ScenePlan,
     stats: RunStats,
     seconds: float,
-    polygon_area: float,
+    area: tuple[float, str],
     gdf: Any,
     reporter: Progress,
 ) -> PredictResult:
-    """The ``done`` event and the :class:`PredictResult` of a finished scene."""
+    """The ``done`` event and the :class:`PredictResult` of a finished scene (``area``: total and unit)."""
     out, vec_path = outputs.probability, outputs.vector
+    polygon_area, area_unit = area
     reporter.done(
         plan.name,
         str(out),
@@ -557,6 +569,7 @@ def _result(
         polygon_area,
         tiles_computed=stats.tiles_computed,
         tiles_resumed=stats.tiles_resumed,
+        area_unit=area_unit,
     )
     return PredictResult(
         out,
@@ -574,4 +587,5 @@ def _result(
         scene_tiles=plan.scene_tiles,
         scene=source if isinstance(source, (str, Path)) else None,
         bands=tuple(plan.read.bands),
+        area_unit=area_unit,
     )

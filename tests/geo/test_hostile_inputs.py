@@ -254,9 +254,7 @@ def test_non_georeferenced_input_gives_output_without_geotransform_and_pixel_pol
             assert out.crs is None and out.transform.is_identity and out.shape == (60, 80)
     minx, miny, maxx, maxy = res.geodataframe.total_bounds
     assert (minx, miny, maxx, maxy) == (0.0, -60.0, 80.0, 0.0)  # where QGIS shows the input
-    from sam2unext.cli.formatting import area, linear_units_of
-
-    assert area(4800.0, linear_units_of(res.probability)) == "4,800 pixel²"
+    assert res.area_unit == "px²" and res.area_text == "4,800 px²"
 
 
 # ---------------------------------------------------------------- sizes and overlap
