@@ -52,9 +52,8 @@ def timed(name: str, fn):
 
 def instrument() -> None:
     """Wrap the pipeline's stage functions (module attributes, looked up at call time)."""
-    from sam2unext.geo import api
-    from sam2unext.geo.reading import raster as reading
-    from sam2unext.geo.running import execution
+    from sam2unext.geo.reading import windows as reading
+    from sam2unext.geo.running import execution, scene
     from sam2unext.geo.writing import stitching, store
 
     reading.TileReader.read_many = timed("read", reading.TileReader.read_many)
@@ -65,7 +64,7 @@ def instrument() -> None:
     stitching.ChunkStitcher._finish_tile_row = timed("blend.finish", stitching.ChunkStitcher._finish_tile_row)
     execution._RowBuffer.emit = timed("emit", execution._RowBuffer.emit)
     store.RunStore.write = timed("store.write", store.RunStore.write)
-    api._SceneRun.write_cog = timed("cog", api._SceneRun.write_cog)
+    scene.SceneRun.write_cog = timed("cog", scene.SceneRun.write_cog)
 
 
 def make_masked_scene(path: Path, size: int) -> Path:

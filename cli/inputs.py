@@ -20,7 +20,7 @@ def expand_scenes(patterns: list[str]) -> list[Path | str]:
     Raises:
         InputError: a path that does not exist, or a glob that matches nothing.
     """
-    from sam2unext.geo.reading.raster import require_input
+    from sam2unext.geo.reading.opening import require_input
 
     scenes: list[Path | str] = []
     for pattern in patterns:

@@ -12,26 +12,48 @@ Example (notebook)::
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import inspect
-import json
 import shutil
 import tempfile
-import threading
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.errors import InputError, OutputError, option
+from sam2unext.geo.model_contract import ModelSource
+from sam2unext.geo.models import load_local, model_factory, spread_devices, weights_fingerprint
+from sam2unext.geo.progress import Progress, make_progress
+from sam2unext.geo.reading.aoi import resolve_aoi
+from sam2unext.geo.reading.bands import default_bands
+from sam2unext.geo.reading.model_bands import BandChoice, StretchChoice, make_model_plan
+from sam2unext.geo.reading.opening import open_raster
+from sam2unext.geo.running.chunks import make_chunk_grid, tile_computations
+from sam2unext.geo.running.device import CPU_BATCH, auto_batch_size
+from sam2unext.geo.running.execution import (
+    local_lanes,
+    measure_seconds_per_tile,
+)
+from sam2unext.geo.running.scene import (
+    SceneRun,
+    check_outputs,
+    check_tiling,
+    scene_manifest,
+    warn_about,
+)
+from sam2unext.geo.running.tiling import (
+    check_scene_size,
+    clamp_tile,
+    make_grid,
+    overlap_pixels,
+)
+from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
+from sam2unext.geo.writing.cog import OUT_DTYPES, check_output, remove_quietly
+from sam2unext.geo.writing.store import store_path_for
+from sam2unext.geo.xarray_io import Source, open_probability, source_path
 from sam2unext.loader import ModelLoader, weights_note
 
 if TYPE_CHECKING:
@@ -40,47 +62,9 @@ if TYPE_CHECKING:
     from distributed import Client
     from matplotlib.figure import Figure
 
-from sam2unext.geo.model_contract import ModelFactory, ModelSource, TileModel, is_factory
-from sam2unext.geo.progress import Progress, make_progress
-from sam2unext.geo.reading.aoi import AreaOfInterest, resolve_aoi
-from sam2unext.geo.reading.model_bands import BandChoice, StretchChoice, make_model_plan
-from sam2unext.geo.reading.raster import ReadPlan, default_bands, is_georeferenced, open_raster
-from sam2unext.geo.running.chunks import ChunkGrid, make_chunk_grid, tile_computations
-from sam2unext.geo.running.device import CPU_BATCH, auto_batch_size, local_devices
-from sam2unext.geo.running.execution import (
-    ChunkJob,
-    ChunkStatus,
-    RunStats,
-    local_lanes,
-    measure_seconds_per_tile,
-    run_local,
-)
-from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
-from sam2unext.geo.running.tiling import (
-    TileGrid,
-    available_memory,
-    check_scene_size,
-    clamp_tile,
-    estimate_memory,
-    make_grid,
-    overlap_pixels,
-)
-from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
-from sam2unext.geo.writing.cog import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
-from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
-
 #: Tile side ``describe_raster`` assumes without a model (the input size of the real presets).
 DEFAULT_TILE = 1024
-#: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
-#: bounded so memory does not grow with the scene.
-GDAL_CACHE_BYTES = 32 * 2**20
-#: Dask chunks of ``PredictResult.data_array``: 4 x 4 blocks of the probability COG.
-XARRAY_CHUNKS = {"band": 1, "y": 2048, "x": 2048}
-#: Share of the available memory a run may plan to use (tile size x batch estimate).
-MEMORY_SHARE = 0.8
 
-#: A scene: a raster path (anything GDAL opens) or a rioxarray ``DataArray``.
-Source = Union[str, Path, "xr.DataArray"]
 #: Tile overlap: a fraction of the tile in [0, 1), or pixels as ``"64px"``.
 Overlap = Union[float, str]
 
@@ -144,116 +128,6 @@ class PredictResult:
         if path is not None:
             fig.savefig(path)
         return fig
-
-
-def _spread_devices(
-    model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
-) -> tuple[list[str], ModelLoader] | None:
-    """(GPUs, loader) when a local run should spread over several GPUs (see :func:`local_devices`), else None."""
-    if model is None:
-        loader = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    elif isinstance(model, ModelLoader):
-        loader = model
-    else:
-        return None  # a model object or a custom factory runs where it is
-    devices = local_devices(loader.kwargs["device"])
-    return (devices, loader) if devices else None
-
-
-def _model_factory(
-    model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
-) -> tuple[ModelFactory, str]:
-    """(picklable factory, cache key) of the model that workers run."""
-    factory: ModelFactory
-    if model is None:
-        factory = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    elif is_factory(model):
-        factory = model
-    else:
-        factory = _Const(model)
-    return factory, f"{type(factory).__name__}-{id(factory):x}-{time.time_ns():x}"
-
-
-class _Const:
-    """Picklable zero-argument factory returning a fixed model."""
-
-    def __init__(self, model: TileModel):
-        self.model = model
-
-    def __call__(self) -> TileModel:
-        return self.model
-
-
-def _load_local(model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str) -> TileModel:
-    """The model object to run in this process."""
-    if model is None:
-        return ModelLoader(checkpoint=checkpoint, preset=preset, device=device)()
-    return model() if is_factory(model) else model
-
-
-#: Block side of the temporary GeoTIFF a DataArray is written to.
-XARRAY_BLOCK = 256
-
-
-def exact_transform(da: xr.DataArray) -> Affine:
-    """The geotransform of a rioxarray DataArray, exact.
-
-    ``rio.transform()`` rebuilds it from the coordinates, which differ from the file's in the
-    last digits; the transform stored with the array (``recalc=False``, the file's own) is used
-    when it places the first pixel centre where the coordinates say, shifted by whole pixels
-    for a slice of the original array. Otherwise the rebuilt one is the only one there is.
-    """
-    rebuilt = da.rio.transform()
-    cached = da.rio.transform(recalc=False)
-    if cached.b or cached.d:  # rotated: coordinates cannot express it, the stored one is right
-        return cached
-    x, y = da.rio.x_dim, da.rio.y_dim
-    try:
-        x0, y0 = float(da[x].values[0]), float(da[y].values[0])
-    except (IndexError, KeyError):
-        return rebuilt
-    col = (x0 - cached.c) / cached.a - 0.5
-    row = (y0 - cached.f) / cached.e - 0.5
-    icol, irow = round(col), round(row)
-    if (
-        abs(col - icol) > 1e-3
-        or abs(row - irow) > 1e-3
-        or not np.allclose([cached.a, cached.e], [rebuilt.a, rebuilt.e], rtol=1e-9, atol=0)
-    ):
-        return rebuilt
-    return cached @ Affine.translation(icol, irow) if (icol or irow) else cached
-
-
-def _source_path(source: Source, tmpdir: Path) -> tuple[str | Path, str]:
-    """A raster path for ``source`` (an xarray DataArray is written to ``tmpdir``) and its name.
-
-    A path is returned as given: ``Path()`` would turn ``/vsicurl/https://...`` into ``https:/``.
-    A DataArray is written as a tiled GeoTIFF with its own block size (the source file's block
-    shape, e.g. one row of a striped file, is not copied) and its exact geotransform.
-    """
-    if isinstance(source, (str, Path)):
-        return source, Path(source).name
-    import xarray as xr
-
-    if isinstance(source, xr.DataArray):
-        import rioxarray  # noqa: F401 (registers .rio)
-
-        da = source if "band" in source.dims else source.expand_dims("band")
-        path = tmpdir / "input.tif"
-        transform = exact_transform(da)
-        da = da.rio.write_transform(transform)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            da.rio.to_raster(
-                path,
-                tiled=True,
-                blockxsize=XARRAY_BLOCK,
-                blockysize=XARRAY_BLOCK,
-                interleave="pixel",
-                recalc_transform=False,
-            )
-        return path, str(source.name or "dataarray")
-    raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
 
 def predict_raster(
@@ -356,7 +230,7 @@ def predict_raster(
     if batch_size is not None and int(batch_size) < 1:
         raise InputError(f"batch_size {batch_size} must be at least 1")
     with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
-        src_path, scene = _source_path(source, Path(tmp))
+        src_path, scene = source_path(source, Path(tmp))
         made_dir = None  # a folder made here for a DataArray's output; removed on failure
         if output is None and not isinstance(source, (str, Path)):
             made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
@@ -364,9 +238,9 @@ def predict_raster(
         elif output is None:
             output = default_output(src_path)
         created: list[Path] = []
-        run: _SceneRun | None = None
+        run: SceneRun | None = None
         try:
-            out, store = _check_outputs(Path(output), overwrite, resume)
+            out, store = check_outputs(Path(output), overwrite, resume)
             vec_path = None
             if vector:
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
@@ -397,7 +271,7 @@ def predict_raster(
             local_model = None
             if scheduler is None or tile_size is None:
                 reporter.update("load", 0, 1)
-                local_model = _load_local(model, checkpoint, preset, device)
+                local_model = load_local(model, checkpoint, preset, device)
                 reporter.update("load", 1, 1)
             input_size = local_model.input_size if local_model is not None else None
             requested = tile_size or input_size
@@ -406,8 +280,8 @@ def predict_raster(
             if batch_size is None:
                 batch_size = auto_batch_size(local_model, tile) if local_model is not None else CPU_BATCH
             grid = check_tiling(plan, tile, overlap, int(batch_size))
-            _warn_about(reporter, scene, plan, grid, bool(vector))
-            run = _SceneRun(
+            warn_about(reporter, scene, plan, grid, bool(vector))
+            run = SceneRun(
                 plan,
                 grid,
                 make_chunk_grid(plan.height, plan.width, tile, chunk_size),
@@ -417,16 +291,16 @@ def predict_raster(
                 reporter,
                 area,
             )
-            weights = _weights_fingerprint(model, checkpoint, preset, device, local_model)
-            run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
+            weights = weights_fingerprint(model, checkpoint, preset, device, local_model)
+            run.open(scene_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
             scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
             run.announce(scene, local_model, scene_tiles if area is not None else None)
-            spread = _spread_devices(model, checkpoint, preset, device) if scheduler is None else None
+            spread = spread_devices(model, checkpoint, preset, device) if scheduler is None else None
             if spread is not None:  # several GPUs: one worker process each, through the cluster path
                 from sam2unext.geo.running.cluster import PerWorkerDevice, device_workers
 
                 devices, loader = spread
-                factory, key = _model_factory(PerWorkerDevice(loader, devices), None, None, device)
+                factory, key = model_factory(PerWorkerDevice(loader, devices), None, None, device)
                 local_model = None  # the workers load their own copies: free this one's GPU memory
                 loader.release()
                 with device_workers(len(devices)) as client:
@@ -435,7 +309,7 @@ def predict_raster(
                 assert local_model is not None  # loaded above whenever scheduler is None
                 run.run_local(local_model)
             else:
-                factory, key = _model_factory(model, checkpoint, preset, device)
+                factory, key = model_factory(model, checkpoint, preset, device)
                 run.run_distributed(scheduler, factory, key)
             if run.stats.tiles_run == 0:
                 reporter.warning(
@@ -482,15 +356,7 @@ def predict_raster(
         seconds,
         polygon_area,
     )
-    data_array = None
-    if as_xarray:
-        import rioxarray
-        import xarray as xr
-
-        # chunks as a dict of the COG's block multiples (a tuple or True is deprecated by xarray)
-        opened = rioxarray.open_rasterio(out, masked=True, chunks=XARRAY_CHUNKS)
-        assert isinstance(opened, xr.DataArray)  # a one-band GeoTIFF without subdatasets
-        data_array = opened.squeeze("band", drop=True)
+    data_array = open_probability(out) if as_xarray else None
     return PredictResult(
         out,
         vec_path,
@@ -507,49 +373,6 @@ def predict_raster(
         scene=source if isinstance(source, (str, Path)) else None,
         bands=tuple(plan.bands),
     )
-
-
-def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
-    """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
-    if grid.overlap_px == 0 and len(grid) > 1:
-        reporter.warning(
-            f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends them away"
-        )
-    if not is_georeferenced(plan.crs, plan.transform):
-        reporter.warning(
-            f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
-            f"either"
-            + (
-                ", and the polygons are in pixel units (x = column, y = -row, where QGIS shows such a raster)"
-                if vector
-                else ""
-            )
-        )
-
-
-def check_tiling(plan: ReadPlan, tile_size: int, overlap: Overlap, batch_size: int) -> TileGrid:
-    """The tile grid, after refusing tilings that cannot run.
-
-    Raises:
-        InputError: a bad overlap, or a tile size and batch whose memory (see
-            :func:`~sam2unext.geo.running.tiling.estimate_memory`) exceeds the memory available.
-    """
-    grid = make_grid(plan.height, plan.width, tile_size, overlap)
-    source_bytes = 3 if plan.stretch is None else 12  # uint8, else up to float32 per band
-    need = estimate_memory(tile_size, batch_size, plan.width, source_bytes)
-    free = available_memory()
-    if free is not None and need > MEMORY_SHARE * free:
-        raise InputError(
-            f"tile_size {tile_size} with batch_size {batch_size} needs about {need / 1e9:.1f} GB of memory but "
-            f"{free / 1e9:.1f} GB are available; use a smaller {option('tile_size', 1024)} or "
-            f"{option('batch_size', 1)}"
-        )
-    return grid
-
-
-def output_tags(plan: ReadPlan) -> dict[str, str]:
-    """GDAL metadata items of the probability raster: the input bands used as red, green, blue."""
-    return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
 def default_output(source: str | Path) -> Path:
@@ -673,7 +496,7 @@ def check_scene(
         InputError, OutputError: as :func:`predict_raster` would, before loading the model.
     """
     out = Path(output) if output is not None else default_output(source)
-    _check_outputs(out, overwrite, resume, discard=False)
+    check_outputs(out, overwrite, resume, discard=False)
     if vector:
         fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
         check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
@@ -694,247 +517,6 @@ def check_scene(
         check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH))
     else:
         overlap_pixels(2**31, overlap)  # its form; the tile size is the model's, known once loaded
-
-
-def _check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[Path, RunStore]:
-    """The checked output path and its run store; refuses what would lose or mix work.
-
-    ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
-
-    Raises:
-        OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
-            output without overwrite, an unwritable folder.
-    """
-    store = RunStore(store_path_for(out))
-    if resume:
-        if not store.exists():
-            done = " (the output is complete)" if out.exists() else ""
-            raise OutputError(
-                f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; drop {option('resume')}"
-            )
-        return check_output(out, True), store
-    if store.folder.exists():
-        if not overwrite:
-            raise OutputError(
-                f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
-                f"continue it or {option('overwrite')} to discard it and start over"
-            )
-        if discard:
-            store.remove()
-    return check_output(out, overwrite), store
-
-
-def _weights_fingerprint(
-    model: ModelSource,
-    checkpoint: str | Path | None,
-    preset: str | None,
-    device: str,
-    local_model: TileModel | None,
-) -> dict[str, Any]:
-    """What identifies the weights that run (for the resume manifest)."""
-    if model is None:
-        return model_fingerprint(ModelLoader(checkpoint=checkpoint, preset=preset, device=device))
-    own = getattr(model, "fingerprint", None)
-    if is_factory(model) and callable(own):
-        return own()
-    return model_fingerprint(local_model if local_model is not None else model)
-
-
-def _manifest(
-    src_path: str | Path,
-    source: Source,
-    plan: ReadPlan,
-    grid: TileGrid,
-    chunks: ChunkGrid,
-    out_dtype: str,
-    weights: dict[str, Any],
-    area: AreaOfInterest | None = None,
-) -> dict[str, Any]:
-    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions."""
-    inp = file_fingerprint(src_path)
-    if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
-        inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
-    return {
-        "input": inp,
-        "grid": {
-            "height": plan.height,
-            "width": plan.width,
-            "transform": list(plan.transform)[:6],
-            "crs": plan.crs,
-            "bands": list(plan.bands),
-            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-            "resample": plan.resample,
-            "masked": plan.masked,
-            "offset": list(plan.offset),
-        },
-        "aoi": None if area is None else hashlib.blake2b(area.geometry.wkb, digest_size=16).hexdigest(),
-        "tiles": {"tile_size": grid.tile_size, "overlap_px": grid.overlap_px},
-        "chunk_size": chunks.size,
-        "out_dtype": out_dtype,
-        "weights": json.loads(json.dumps(weights, default=str)),
-        "environment": environment_fingerprint(),
-    }
-
-
-#: Measured seconds per tile by (model id, tile size), so several scenes measure once.
-_SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
-
-
-class _SceneRun:
-    """One scene's chunked run: store, chunk tasks, counts and progress, the final COG."""
-
-    def __init__(
-        self,
-        plan: ReadPlan,
-        grid: TileGrid,
-        chunks: ChunkGrid,
-        store: RunStore,
-        batch_size: int,
-        out_dtype: str,
-        reporter: Progress,
-        area: AreaOfInterest | None = None,
-    ):
-        self.plan, self.grid, self.chunks, self.store, self.area = plan, grid, chunks, store, area
-        self.batch_size, self.out_dtype, self.reporter = int(batch_size), out_dtype, reporter
-        self.stats = RunStats()
-        self.todo: list[int] = []
-        self.total = tile_computations(grid, chunks)
-        self._tiles = 0  # tile computations finished (progress)
-        self._lock = threading.Lock()
-        self._created = False
-
-    def open(self, manifest: dict, resume: bool) -> None:
-        """Create the store, or check it against ``manifest`` and count its finished chunks."""
-        if resume:
-            self.store.check_manifest(manifest)
-        else:
-            self.store.create(
-                manifest,
-                height=self.plan.height,
-                width=self.plan.width,
-                chunk_width=self.chunks.size,
-                out_dtype=self.out_dtype,
-                masked=self.plan.masked,
-            )
-            self._created = True
-        finished = self.store.finished()
-        for status in finished.values():
-            self.stats.count(status, resumed=True)
-        self._tiles = self.stats.computed
-        self.todo = [k for k in range(len(self.chunks)) if k not in finished]
-
-    def announce(self, scene: str, local_model: TileModel | None, scene_tiles: int | None = None) -> None:
-        """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
-        info: dict[str, Any] = {
-            "bands": list(self.plan.bands),
-            "chunks": len(self.chunks),
-            "computations": self.total,
-            "resumed_chunks": self.stats.chunks_resumed,
-            "estimated_seconds": None,
-        }
-        if scene_tiles is not None:
-            info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
-        remaining = self.total - self.stats.computed
-        if local_model is not None and remaining > 8 * self.batch_size:
-            key = (id(local_model), self.grid.tile_size)
-            if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
-                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(
-                    local_model, self.grid.tile_size, 1, lanes=local_lanes(local_model)
-                )
-            per_tile = _SECONDS_PER_TILE[key]
-            info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
-        self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
-        self.reporter.update("predict", self._tiles, self.total)
-
-    def job(self, index: int) -> ChunkJob:
-        return ChunkJob(
-            self.plan, self.grid, self.chunks, index, self.batch_size, str(self.store.folder), self.out_dtype, self.area
-        )
-
-    def _on_tiles(self, n: int) -> None:
-        with self._lock:
-            self._tiles += n
-
-    def _tick(self) -> None:
-        self.reporter.update("predict", min(self._tiles, self.total), self.total)
-
-    def run_local(self, model: TileModel) -> None:
-        """Run the unfinished chunks in this process."""
-        with _gdal_env():
-            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
-        self._tick()
-
-    def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
-        """Run the unfinished chunks on a ``dask.distributed`` cluster."""
-        from sam2unext.geo.running.cluster import DistributedRun
-
-        def on_done(status: ChunkStatus) -> None:
-            self.stats.count(status)
-            self._on_tiles(status.computed)
-
-        with DistributedRun(scheduler, factory, key) as cluster:
-            cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
-        self._tick()
-
-    def write_cog(self, out: Path, replace: bool) -> None:
-        """Build the probability COG from the finished store.
-
-        Raises:
-            OutputError: the disk is full (the store is kept for a resume).
-        """
-        height = self.plan.height
-        self.reporter.update("write", 0, height)
-        try:
-            with (
-                _gdal_env(),
-                ProbabilityWriter(
-                    out,
-                    height=height,
-                    width=self.plan.width,
-                    transform=self.plan.transform,
-                    crs=self.plan.crs,
-                    out_dtype=self.out_dtype,
-                    overwrite=replace,
-                    masked=self.plan.masked,
-                    tags=output_tags(self.plan),
-                ) as writer,
-            ):
-                write_from_store(
-                    self.store,
-                    writer,
-                    self.chunks.size,
-                    on_rows=lambda rows: self.reporter.update("write", rows, height),
-                )
-                writer.commit()
-        except Exception as exc:  # noqa: BLE001 (GDAL reports a full disk as a plain I/O error)
-            if "No space left" in str(exc) or disk_full_error(out.parent, exc) is not None:
-                raise OutputError(
-                    f"no space left on the device of {out.parent}; free space there, then rerun "
-                    f"with {option('resume')} (the finished chunks are kept)"
-                ) from None
-            raise
-
-    def keep_or_discard(self, scene: str) -> None:
-        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
-        if not self.store.exists():
-            return
-        done = len(self.store.finished())
-        if done:
-            self.reporter.warning(
-                f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
-                f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over"
-            )
-        elif self._created:
-            self.store.remove()
-
-
-def _gdal_env() -> contextlib.ExitStack:
-    """GDAL settings while running: a bounded block cache, no georeferencing warnings."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-    return stack
 
 
 def describe_raster(
@@ -988,7 +570,7 @@ def describe_raster(
     plan = make_model_plan(path, model=model, checkpoint=checkpoint, bands=bands, resolution=resolution)
     loaded = None
     if model is not None or checkpoint is not None or preset is not None:
-        loaded = _load_local(model, checkpoint, preset, device)
+        loaded = load_local(model, checkpoint, preset, device)
     tile = int(tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
     grid = make_grid(plan.height, plan.width, tile, overlap)
     chunks = make_chunk_grid(plan.height, plan.width, tile, chunk_size)

@@ -3,8 +3,8 @@
 Each (GeoTIFF, vector file) pair becomes a torchgeo ``RasterDataset ∩ VectorDataset``;
 a ``RandomGeoSampler`` draws tiles of the model's input size, torchgeo rasterizes the
 polygons of each tile on the fly (1 inside, 0 outside), and the tile's bands go through the
-same band choice and scene stretch as prediction (:func:`sam2unext.geo.reading.raster.make_plan`,
-:func:`~sam2unext.geo.reading.raster.apply_stretch`), so training and prediction see the same
+same band choice and scene stretch as prediction (:func:`sam2unext.geo.reading.plan.make_plan`,
+:func:`~sam2unext.geo.reading.bands.apply_stretch`), so training and prediction see the same
 pixels. Tiles are then ImageNet-normalized and randomly flipped like image-folder training,
 and the loop of :mod:`sam2unext.train` runs unchanged.
 
@@ -26,8 +26,9 @@ import torch
 from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
+from sam2unext.geo.reading.bands import apply_stretch, rgb_channels_of
 from sam2unext.geo.reading.model_bands import StretchChoice
-from sam2unext.geo.reading.raster import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
+from sam2unext.geo.reading.plan import ReadPlan, band_statistics, make_plan
 from sam2unext.geo.running.tiling import mirror_pad, pad_to_tile
 from sam2unext.models import SegmentationModel
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
@@ -424,7 +425,7 @@ def prepare_model_bands(
     """Widen an RGB model to the requested bands (in place) before fine-tuning.
 
     Nothing changes for an RGB selection (1 or 3 bands, R, G, B in order) or for a model that
-    already takes N bands (:func:`~sam2unext.geo.reading.raster.make_plan` then checks the count).
+    already takes N bands (:func:`~sam2unext.geo.reading.plan.make_plan` then checks the count).
 
     Raises:
         InputError: ``rgb_bands`` not among ``bands``, or given for a model that already takes

@@ -3,7 +3,7 @@
 A multispectral checkpoint says how many bands it takes, which raster bands it was trained on,
 which of them carry the pretrained R, G, B kernels and which stretch it was trained with
 (:class:`sam2unext.bands.BandConfig`); :func:`make_model_plan` turns that and the user's
-choices into the scene's :class:`~sam2unext.geo.reading.raster.ReadPlan`.
+choices into the scene's :class:`~sam2unext.geo.reading.plan.ReadPlan`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Union
 from sam2unext.bands import BandConfig
 from sam2unext.errors import InputError, option
 from sam2unext.geo.model_contract import ModelSource
-from sam2unext.geo.reading.raster import ReadPlan, make_plan
+from sam2unext.geo.reading.plan import ReadPlan, make_plan
 
 #: Bands the user picks: 1-based band numbers or band descriptions (``"red"``, ``"nir"``).
 BandChoice = Sequence[Union[int, str]]

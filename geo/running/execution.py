@@ -33,7 +33,8 @@ from rasterio.windows import Window
 
 from sam2unext.geo.model_contract import TileModel
 from sam2unext.geo.reading.aoi import AreaOfInterest
-from sam2unext.geo.reading.raster import ReadPlan, RegionValidity, TileReader
+from sam2unext.geo.reading.plan import ReadPlan
+from sam2unext.geo.reading.windows import RegionValidity, TileReader
 from sam2unext.geo.running.chunks import ChunkGrid, owns_tile, tiles_touching
 from sam2unext.geo.running.device import DeviceLock, feed_for, model_device
 from sam2unext.geo.running.tiling import TileGrid, clip_window

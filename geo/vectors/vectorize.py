@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from sam2unext.errors import InputError, OutputError
 from sam2unext.files import write_atomically
 from sam2unext.geo.progress import Progress, make_progress
-from sam2unext.geo.reading.raster import open_raster
+from sam2unext.geo.reading.opening import open_raster
 from sam2unext.geo.writing.cog import check_output, remove_quietly, temp_name
 
 if TYPE_CHECKING:

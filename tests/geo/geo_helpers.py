@@ -13,7 +13,8 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.geo.demo.stand_ins import pixel_function
-from sam2unext.geo.reading.raster import apply_stretch, make_plan
+from sam2unext.geo.reading.bands import apply_stretch
+from sam2unext.geo.reading.plan import make_plan
 from sam2unext.geo.running.chunks import make_chunk_grid, tiles_touching
 from sam2unext.geo.writing.cog import quantize_probability
 from sam2unext.geo.writing.device_stitching import DeviceChunkStitcher

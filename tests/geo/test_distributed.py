@@ -135,7 +135,7 @@ def test_several_devices_run_one_worker_each(cluster, demo_reference, tmp_path, 
     single-thread worker processes stand for two GPUs, both on the CPU)."""
     import contextlib
 
-    from sam2unext.geo import api
+    from sam2unext.geo import models
     from sam2unext.geo.running import cluster as geo_cluster
 
     _, client = cluster
@@ -147,7 +147,7 @@ def test_several_devices_run_one_worker_each(cluster, demo_reference, tmp_path, 
         yield client
 
     scene, expected, tiles = demo_reference
-    monkeypatch.setattr(api, "local_devices", lambda device: ["cpu", "cpu"])
+    monkeypatch.setattr(models, "local_devices", lambda device: ["cpu", "cpu"])
     monkeypatch.setattr(geo_cluster, "device_workers", workers)
     loader = ModelLoader(checkpoint="demo", device="cpu")
     spread = predict_raster(scene, tmp_path / "spread.tif", model=loader, **DEMO_RUN)

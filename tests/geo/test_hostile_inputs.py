@@ -21,7 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from sam2unext.errors import InputError, OutputError
 from sam2unext.geo import check_scene, predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
-from sam2unext.geo.reading.raster import make_plan
+from sam2unext.geo.reading.plan import make_plan
 
 from geo_helpers import NORTH_UP, smooth_rgb, write_raster
 
@@ -292,9 +292,9 @@ def test_tiles_larger_than_the_scene_are_clamped(rgb_raster, tmp_path):
 
 
 def test_a_tile_size_that_cannot_fit_in_memory_is_refused_before_the_model_loads(rgb_raster, tmp_path, monkeypatch):
-    import sam2unext.geo.api as api
+    import sam2unext.geo.running.scene as scene
 
-    monkeypatch.setattr(api, "available_memory", lambda: 2 * 10**6)
+    monkeypatch.setattr(scene, "available_memory", lambda: 2 * 10**6)
     factory = _Counting()
     with pytest.raises(InputError, match="tile_size=1024 or batch_size=1") as err:
         _run(rgb_raster, tmp_path / "p.tif", model=factory, tile_size=160, batch_size=8)

@@ -12,8 +12,10 @@ from sam2unext import build_model, save_checkpoint
 from sam2unext.errors import InputError
 from sam2unext.geo import predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
+from sam2unext.geo.reading.bands import apply_stretch
 from sam2unext.geo.reading.model_bands import make_model_plan
-from sam2unext.geo.reading.raster import TileReader, apply_stretch, make_plan
+from sam2unext.geo.reading.plan import make_plan
+from sam2unext.geo.reading.windows import TileReader
 from sam2unext.transforms import to_unit_float
 
 from geo_helpers import write_raster

@@ -1,0 +1,319 @@
+"""One scene's run: output checks, tiling check, resume manifest, the chunked run and its COG."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import threading
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import rasterio
+from rasterio.errors import NotGeoreferencedWarning
+
+from sam2unext.errors import InputError, OutputError, option
+from sam2unext.geo.model_contract import ModelFactory, TileModel
+from sam2unext.geo.progress import Progress
+from sam2unext.geo.reading.aoi import AreaOfInterest
+from sam2unext.geo.reading.opening import is_georeferenced
+from sam2unext.geo.reading.plan import ReadPlan
+from sam2unext.geo.running.chunks import ChunkGrid, tile_computations
+from sam2unext.geo.running.execution import (
+    ChunkJob,
+    ChunkStatus,
+    RunStats,
+    local_lanes,
+    measure_seconds_per_tile,
+    run_local,
+)
+from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
+from sam2unext.geo.running.tiling import (
+    TileGrid,
+    available_memory,
+    estimate_memory,
+    make_grid,
+)
+from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, write_from_store
+from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
+from sam2unext.geo.xarray_io import Source
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+#: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
+#: bounded so memory does not grow with the scene.
+GDAL_CACHE_BYTES = 32 * 2**20
+
+
+#: Share of the available memory a run may plan to use (tile size x batch estimate).
+MEMORY_SHARE = 0.8
+
+
+def check_tiling(plan: ReadPlan, tile_size: int, overlap: float | str, batch_size: int) -> TileGrid:
+    """The tile grid, after refusing tilings that cannot run.
+
+    Raises:
+        InputError: a bad overlap, or a tile size and batch whose memory (see
+            :func:`~sam2unext.geo.running.tiling.estimate_memory`) exceeds the memory available.
+    """
+    grid = make_grid(plan.height, plan.width, tile_size, overlap)
+    source_bytes = 3 if plan.stretch is None else 12  # uint8, else up to float32 per band
+    need = estimate_memory(tile_size, batch_size, plan.width, source_bytes)
+    free = available_memory()
+    if free is not None and need > MEMORY_SHARE * free:
+        raise InputError(
+            f"tile_size {tile_size} with batch_size {batch_size} needs about {need / 1e9:.1f} GB of memory but "
+            f"{free / 1e9:.1f} GB are available; use a smaller {option('tile_size', 1024)} or "
+            f"{option('batch_size', 1)}"
+        )
+    return grid
+
+
+def output_tags(plan: ReadPlan) -> dict[str, str]:
+    """GDAL metadata items of the probability raster: the input bands used as red, green, blue."""
+    return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
+
+
+def check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[Path, RunStore]:
+    """The checked output path and its run store; refuses what would lose or mix work.
+
+    ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
+
+    Raises:
+        OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
+            output without overwrite, an unwritable folder.
+    """
+    store = RunStore(store_path_for(out))
+    if resume:
+        if not store.exists():
+            done = " (the output is complete)" if out.exists() else ""
+            raise OutputError(
+                f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; drop {option('resume')}"
+            )
+        return check_output(out, True), store
+    if store.folder.exists():
+        if not overwrite:
+            raise OutputError(
+                f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
+                f"continue it or {option('overwrite')} to discard it and start over"
+            )
+        if discard:
+            store.remove()
+    return check_output(out, overwrite), store
+
+
+def scene_manifest(
+    src_path: str | Path,
+    source: Source,
+    plan: ReadPlan,
+    grid: TileGrid,
+    chunks: ChunkGrid,
+    out_dtype: str,
+    weights: dict[str, Any],
+    area: AreaOfInterest | None = None,
+) -> dict[str, Any]:
+    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions."""
+    inp = file_fingerprint(src_path)
+    if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
+        inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
+    return {
+        "input": inp,
+        "grid": {
+            "height": plan.height,
+            "width": plan.width,
+            "transform": list(plan.transform)[:6],
+            "crs": plan.crs,
+            "bands": list(plan.bands),
+            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
+            "resample": plan.resample,
+            "masked": plan.masked,
+            "offset": list(plan.offset),
+        },
+        "aoi": None if area is None else hashlib.blake2b(area.geometry.wkb, digest_size=16).hexdigest(),
+        "tiles": {"tile_size": grid.tile_size, "overlap_px": grid.overlap_px},
+        "chunk_size": chunks.size,
+        "out_dtype": out_dtype,
+        "weights": json.loads(json.dumps(weights, default=str)),
+        "environment": environment_fingerprint(),
+    }
+
+
+def warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
+    """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
+    if grid.overlap_px == 0 and len(grid) > 1:
+        reporter.warning(
+            f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends them away"
+        )
+    if not is_georeferenced(plan.crs, plan.transform):
+        reporter.warning(
+            f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
+            f"either"
+            + (
+                ", and the polygons are in pixel units (x = column, y = -row, where QGIS shows such a raster)"
+                if vector
+                else ""
+            )
+        )
+
+
+#: Measured seconds per tile by (model id, tile size), so several scenes measure once.
+_SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
+
+
+class SceneRun:
+    """One scene's chunked run: store, chunk tasks, counts and progress, the final COG."""
+
+    def __init__(
+        self,
+        plan: ReadPlan,
+        grid: TileGrid,
+        chunks: ChunkGrid,
+        store: RunStore,
+        batch_size: int,
+        out_dtype: str,
+        reporter: Progress,
+        area: AreaOfInterest | None = None,
+    ):
+        self.plan, self.grid, self.chunks, self.store, self.area = plan, grid, chunks, store, area
+        self.batch_size, self.out_dtype, self.reporter = int(batch_size), out_dtype, reporter
+        self.stats = RunStats()
+        self.todo: list[int] = []
+        self.total = tile_computations(grid, chunks)
+        self._tiles = 0  # tile computations finished (progress)
+        self._lock = threading.Lock()
+        self._created = False
+
+    def open(self, manifest: dict, resume: bool) -> None:
+        """Create the store, or check it against ``manifest`` and count its finished chunks."""
+        if resume:
+            self.store.check_manifest(manifest)
+        else:
+            self.store.create(
+                manifest,
+                height=self.plan.height,
+                width=self.plan.width,
+                chunk_width=self.chunks.size,
+                out_dtype=self.out_dtype,
+                masked=self.plan.masked,
+            )
+            self._created = True
+        finished = self.store.finished()
+        for status in finished.values():
+            self.stats.count(status, resumed=True)
+        self._tiles = self.stats.computed
+        self.todo = [k for k in range(len(self.chunks)) if k not in finished]
+
+    def announce(self, scene: str, local_model: TileModel | None, scene_tiles: int | None = None) -> None:
+        """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
+        info: dict[str, Any] = {
+            "bands": list(self.plan.bands),
+            "chunks": len(self.chunks),
+            "computations": self.total,
+            "resumed_chunks": self.stats.chunks_resumed,
+            "estimated_seconds": None,
+        }
+        if scene_tiles is not None:
+            info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
+        remaining = self.total - self.stats.computed
+        if local_model is not None and remaining > 8 * self.batch_size:
+            key = (id(local_model), self.grid.tile_size)
+            if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
+                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(
+                    local_model, self.grid.tile_size, 1, lanes=local_lanes(local_model)
+                )
+            per_tile = _SECONDS_PER_TILE[key]
+            info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
+        self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
+        self.reporter.update("predict", self._tiles, self.total)
+
+    def job(self, index: int) -> ChunkJob:
+        return ChunkJob(
+            self.plan, self.grid, self.chunks, index, self.batch_size, str(self.store.folder), self.out_dtype, self.area
+        )
+
+    def _on_tiles(self, n: int) -> None:
+        with self._lock:
+            self._tiles += n
+
+    def _tick(self) -> None:
+        self.reporter.update("predict", min(self._tiles, self.total), self.total)
+
+    def run_local(self, model: TileModel) -> None:
+        """Run the unfinished chunks in this process."""
+        with run_gdal_env():
+            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
+        self._tick()
+
+    def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
+        """Run the unfinished chunks on a ``dask.distributed`` cluster."""
+        from sam2unext.geo.running.cluster import DistributedRun
+
+        def on_done(status: ChunkStatus) -> None:
+            self.stats.count(status)
+            self._on_tiles(status.computed)
+
+        with DistributedRun(scheduler, factory, key) as cluster:
+            cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
+        self._tick()
+
+    def write_cog(self, out: Path, replace: bool) -> None:
+        """Build the probability COG from the finished store.
+
+        Raises:
+            OutputError: the disk is full (the store is kept for a resume).
+        """
+        height = self.plan.height
+        self.reporter.update("write", 0, height)
+        try:
+            with (
+                run_gdal_env(),
+                ProbabilityWriter(
+                    out,
+                    height=height,
+                    width=self.plan.width,
+                    transform=self.plan.transform,
+                    crs=self.plan.crs,
+                    out_dtype=self.out_dtype,
+                    overwrite=replace,
+                    masked=self.plan.masked,
+                    tags=output_tags(self.plan),
+                ) as writer,
+            ):
+                write_from_store(
+                    self.store,
+                    writer,
+                    self.chunks.size,
+                    on_rows=lambda rows: self.reporter.update("write", rows, height),
+                )
+                writer.commit()
+        except Exception as exc:  # noqa: BLE001 (GDAL reports a full disk as a plain I/O error)
+            if "No space left" in str(exc) or disk_full_error(out.parent, exc) is not None:
+                raise OutputError(
+                    f"no space left on the device of {out.parent}; free space there, then rerun "
+                    f"with {option('resume')} (the finished chunks are kept)"
+                ) from None
+            raise
+
+    def keep_or_discard(self, scene: str) -> None:
+        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
+        if not self.store.exists():
+            return
+        done = len(self.store.finished())
+        if done:
+            self.reporter.warning(
+                f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
+                f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over"
+            )
+        elif self._created:
+            self.store.remove()
+
+
+def run_gdal_env() -> contextlib.ExitStack:
+    """GDAL settings while running: a bounded block cache, no georeferencing warnings."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+    return stack
