@@ -292,7 +292,7 @@ def predict_raster(
                 area,
             )
             weights = weights_fingerprint(model, checkpoint, preset, device, local_model)
-            run.open(scene_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
+            run.open(scene_manifest(src_path, plan, grid, run.chunks, out_dtype, weights, area), resume)
             scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
             run.announce(scene, local_model, scene_tiles if area is not None else None)
             spread = spread_devices(model, checkpoint, preset, device) if scheduler is None else None

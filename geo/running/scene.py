@@ -28,7 +28,7 @@ from sam2unext.geo.running.execution import (
     measure_seconds_per_tile,
     run_local,
 )
-from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
+from sam2unext.geo.running.fingerprint import environment_fingerprint, scene_fingerprint
 from sam2unext.geo.running.tiling import (
     TileGrid,
     available_memory,
@@ -37,7 +37,6 @@ from sam2unext.geo.running.tiling import (
 )
 from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, write_from_store
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
-from sam2unext.geo.xarray_io import Source
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -106,7 +105,6 @@ def check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True
 
 def scene_manifest(
     src_path: str | Path,
-    source: Source,
     plan: ReadPlan,
     grid: TileGrid,
     chunks: ChunkGrid,
@@ -114,12 +112,13 @@ def scene_manifest(
     weights: dict[str, Any],
     area: AreaOfInterest | None = None,
 ) -> dict[str, Any]:
-    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions."""
-    inp = file_fingerprint(src_path)
-    if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
-        inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
+    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions.
+
+    The input is fingerprinted by its content (:func:`scene_fingerprint`), never its path: a run
+    folder moved or mounted elsewhere, or a DataArray written to a new temporary file, resumes.
+    """
     return {
-        "input": inp,
+        "input": scene_fingerprint(src_path),
         "grid": {
             "height": plan.height,
             "width": plan.width,
