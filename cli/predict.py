@@ -208,6 +208,16 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    worker_timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--worker-timeout",
+            metavar="SECONDS",
+            help="With --scheduler: stop (exit 2, finished chunks kept for --resume) after this many seconds "
+            "without any worker connected. A warning says as soon as none is. Default: wait for one.",
+            show_default=False,
+        ),
+    ] = None,
     bbox: Annotated[
         Optional[tuple[float, float, float, float]],
         typer.Option(
@@ -315,6 +325,7 @@ def predict(
             simplify=simplify,
             out_dtype=out_dtype.value,
             scheduler=scheduler,
+            worker_timeout=worker_timeout,
             chunk_size=chunk_size,
         )
     except BaseException:

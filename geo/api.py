@@ -152,6 +152,7 @@ def predict_raster(
     simplify: float = 0.0,
     out_dtype: str = "uint8",
     scheduler: str | Client | None = None,
+    worker_timeout: float | None = None,
     overwrite: bool = False,
     resume: bool = False,
     chunk_size: int | None = None,
@@ -198,6 +199,9 @@ def predict_raster(
         scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
             the workers read the source and write the run store themselves, so both must be on
             a filesystem every worker sees.
+        worker_timeout: with a ``scheduler``: seconds the run waits while no worker is connected
+            (it warns as soon as none is) before it stops with a ``ClusterError``, keeping the
+            finished chunks for ``resume``; None (default) waits until a worker connects.
         overwrite: replace existing outputs (and discard an unfinished run of them).
         resume: continue the unfinished run of ``output`` (same input, weights and parameters).
         chunk_size: side of the output chunks in pixels (multiple of 512; default
@@ -222,6 +226,7 @@ def predict_raster(
             ``resume``/``overwrite``, nothing to resume, a mismatched resume, an unwritable
             folder or a full disk, bad format.
         PresetError, CheckpointError: from ``sam2unext.load_model``.
+        ClusterError: no worker connected to the ``scheduler`` for ``worker_timeout`` seconds.
     """
     t0 = time.perf_counter()
     reporter = make_progress(progress)
@@ -229,6 +234,7 @@ def predict_raster(
         raise InputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
     if batch_size is not None and int(batch_size) < 1:
         raise InputError(f"batch_size {batch_size} must be at least 1")
+    check_worker_timeout(worker_timeout)
     with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
         src_path, scene = source_path(source, Path(tmp))
         made_dir = None  # a folder made here for a DataArray's output; removed on failure
@@ -310,7 +316,7 @@ def predict_raster(
                 run.run_local(local_model)
             else:
                 factory, key = model_factory(model, checkpoint, preset, device)
-                run.run_distributed(scheduler, factory, key)
+                run.run_distributed(scheduler, factory, key, worker_timeout)
             if run.stats.tiles_run == 0:
                 reporter.warning(
                     f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
@@ -466,6 +472,16 @@ def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | 
     return modes
 
 
+def check_worker_timeout(worker_timeout: float | None) -> None:
+    """Refuse a ``worker_timeout`` that is not a positive number of seconds (None: wait for ever).
+
+    Raises:
+        InputError: zero, negative or not a number.
+    """
+    if worker_timeout is not None and not float(worker_timeout) > 0:
+        raise InputError(f"worker_timeout {worker_timeout} must be a positive number of seconds")
+
+
 def check_scene(
     source: str | Path,
     output: str | Path | None = None,
@@ -485,6 +501,7 @@ def check_scene(
     model: ModelSource = None,
     checkpoint: str | Path | None = None,
     rgb_bands: Sequence[int] | None = None,
+    worker_timeout: float | None = None,
 ) -> None:
     """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
 
@@ -495,6 +512,7 @@ def check_scene(
     Raises:
         InputError, OutputError: as :func:`predict_raster` would, before loading the model.
     """
+    check_worker_timeout(worker_timeout)
     out = Path(output) if output is not None else default_output(source)
     check_outputs(out, overwrite, resume, discard=False)
     if vector:

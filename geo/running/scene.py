@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from sam2unext.errors import InputError, OutputError, option
+from sam2unext.errors import ClusterError, InputError, OutputError, option
 from sam2unext.geo.model_contract import ModelFactory, TileModel
 from sam2unext.geo.progress import Progress
 from sam2unext.geo.reading.aoi import AreaOfInterest
@@ -183,6 +183,7 @@ class SceneRun:
         self._tiles = 0  # tile computations finished (progress)
         self._lock = threading.Lock()
         self._created = False
+        self._keep = False  # keep the store even without a finished chunk (a resume was promised)
 
     def open(self, manifest: dict, resume: bool) -> None:
         """Create the store, or check it against ``manifest`` and count its finished chunks."""
@@ -245,16 +246,28 @@ class SceneRun:
             run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
         self._tick()
 
-    def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
-        """Run the unfinished chunks on a ``dask.distributed`` cluster."""
+    def run_distributed(
+        self, scheduler: str | Client, factory: ModelFactory, key: str, worker_timeout: float | None = None
+    ) -> None:
+        """Run the unfinished chunks on a ``dask.distributed`` cluster.
+
+        Raises:
+            ClusterError: no worker connected for ``worker_timeout`` seconds.
+        """
         from sam2unext.geo.running.cluster import DistributedRun
 
         def on_done(status: ChunkStatus) -> None:
             self.stats.count(status)
             self._on_tiles(status.computed)
 
-        with DistributedRun(scheduler, factory, key) as cluster:
-            cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
+        try:
+            with DistributedRun(
+                scheduler, factory, key, warn=self.reporter.warning, worker_timeout=worker_timeout
+            ) as cluster:
+                cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
+        except ClusterError:
+            self._keep = True  # its message says to rerun with resume once workers are back
+            raise
         self._tick()
 
     def write_cog(self, out: Path, replace: bool) -> None:
@@ -305,7 +318,7 @@ class SceneRun:
                 f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
                 f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over"
             )
-        elif self._created:
+        elif self._created and not self._keep:
             self.store.remove()
 
 

@@ -119,3 +119,25 @@ def scene(small_scenes, tmp_path):
     target = tmp_path / "scene.tif"
     shutil.copy(small_scenes / "alpha.tif", target)
     return target
+
+
+@pytest.mark.timeout(120)
+def test_a_scheduler_without_workers_is_said_and_stops_with_exit_2(scene, capsys):
+    """Issue 23 (8): no worker connected is a warning at once (stderr, JSON), exit 2 after --worker-timeout."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        code = main(["predict", str(scene), *ARGS, "--scheduler", cluster.scheduler_address, "--worker-timeout", "1"])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    warning = next(e for e in events if e["event"] == "warning")
+    assert (
+        "no worker is connected to the scheduler" in warning["message"] and "--worker-timeout 1.0" in warning["message"]
+    )
+    assert f"warning: {warning['message']}" in captured.err
+    error = events[-1]
+    assert error["event"] == "error" and error["exit_code"] == 2 and "resume" in error["options"]
+    assert "start workers, then rerun with --resume" in error["message"]
+    assert scene.with_name("scene_prob.tif.partial").is_dir()  # kept for the promised resume
+    assert main(["predict", str(scene), *ARGS, "--worker-timeout", "0"]) == 2
+    assert "worker_timeout 0.0 must be a positive number of seconds" in capsys.readouterr().err

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 
+from sam2unext.errors import ClusterError
 from sam2unext.geo import predict_raster
-from sam2unext.geo.demo.stand_ins import FailingPixelModel, PixelModel
+from sam2unext.geo.demo.stand_ins import FailingPixelModel, PixelModel, SlowPixelModelFactory
+from sam2unext.geo.running.cluster import WorkerWatch
 from sam2unext.geo.running.fingerprint import scene_fingerprint
 from sam2unext.geo.writing.store import RunStore, store_path_for
 
@@ -58,5 +62,72 @@ def test_a_run_folder_moved_elsewhere_is_resumed(tmp_path):
     res = predict_raster(moved / "s.tif", moved / "o.tif", model=PixelModel(32, None), resume=True, **RUN)
     assert res.chunks_resumed == kept
     ref = predict_raster(moved / "s.tif", tmp_path / "ref.tif", model=PixelModel(32, None), **RUN)
+    for a, b in zip(read_all(ref.probability), read_all(res.probability)):
+        np.testing.assert_array_equal(a, b)
+
+
+# -- (a) a cluster without workers: said at once, stopped after worker_timeout, resumable ---------------
+def test_worker_watch_warns_once_then_stops_after_the_timeout():
+    now, workers, said = [0.0], [1], []
+    watch = WorkerWatch(lambda: workers[0], said.append, "tcp://s:8786", 30.0, interval=1.0, clock=lambda: now[0])
+    watch.check()
+    assert said == []
+    workers[0] = 0
+    for t in (1.0, 1.5, 2.0, 20.0):  # asked at most once a second; one warning
+        now[0] = t
+        watch.check()
+    assert len(said) == 1 and "no worker is connected to the scheduler tcp://s:8786" in said[0]
+    assert "waiting" in said[0] and "worker_timeout=30.0" in said[0]
+    workers[0] = 2  # a worker came back: said, and the clock restarts
+    now[0] = 25.0
+    watch.check()
+    assert "2 worker(s) connected" in said[-1]
+    workers[0] = 0
+    now[0] = 40.0
+    watch.check()
+    now[0] = 69.0
+    watch.check()  # 29 s without a worker: still waiting
+    now[0] = 70.0
+    with pytest.raises(ClusterError, match=r"for 30 s; .*rerun with resume=True") as err:
+        watch.check()
+    assert "\n" not in str(err.value)
+    forever = WorkerWatch(lambda: 0, said.append, "tcp://s:8786", None, clock=lambda: now[0])
+    now[0] = 1e9
+    forever.check()
+    assert "waits until one connects" in said[-1] and "worker_timeout=600" in said[-1]
+
+
+@pytest.mark.timeout(120)
+def test_cluster_whose_workers_all_die_stops_after_worker_timeout_then_resumes(tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    scene = write_raster(tmp_path / "s.tif", smooth_rgb(96, 96, seed=5))  # 9 chunks
+    out = tmp_path / "o.tif"
+    done = store_path_for(out) / "done"
+    with (
+        distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+
+        def lose_every_worker():
+            while len(list(done.glob("*.json"))) < 2:
+                time.sleep(0.02)
+            cluster.scale(0)
+
+        threading.Thread(target=lose_every_worker, daemon=True).start()
+        with pytest.raises(ClusterError, match="no worker was connected to the scheduler .* for 1.5 s"):
+            predict_raster(
+                scene, out, model=SlowPixelModelFactory(32, 0.02), scheduler=client, worker_timeout=1.5, **RUN
+            )
+    err = capsys.readouterr().err
+    assert "warning: no worker is connected to the scheduler" in err and "the run is waiting for one" in err
+    kept = len(RunStore(store_path_for(out)).finished())
+    assert kept >= 2
+    with (
+        distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as client,
+    ):  # new workers: the resume finishes on the cluster
+        res = predict_raster(scene, out, model=SlowPixelModelFactory(32, 0.02), scheduler=client, resume=True, **RUN)
+    ref = predict_raster(scene, tmp_path / "ref.tif", model=PixelModel(32, None), **RUN)
+    assert res.chunks_resumed >= kept
     for a, b in zip(read_all(ref.probability), read_all(res.probability)):
         np.testing.assert_array_equal(a, b)
