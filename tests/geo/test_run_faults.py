@@ -131,3 +131,62 @@ def test_cluster_whose_workers_all_die_stops_after_worker_timeout_then_resumes(t
     assert res.chunks_resumed >= kept
     for a, b in zip(read_all(ref.probability), read_all(res.probability)):
         np.testing.assert_array_equal(a, b)
+
+
+# -- (b) a disk that fills while the COG is written: the run's disk-full error, not GDAL's ----------------
+FULL_DISK_CHILD = """
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sam2unext.errors import OutputError
+from sam2unext.geo.writing.cog import ProbabilityWriter
+
+folder, side = Path(sys.argv[1]), int(sys.argv[2])
+noise = np.random.default_rng(0).integers(0, 255, (side, side), dtype=np.uint8)  # incompressible
+try:
+    with ProbabilityWriter(folder / "o.tif", height=side, width=side, transform=None, crs=None) as writer:
+        for row in range(0, side, 512):
+            writer.write_block(row, 0, noise[row : row + 512], None)
+        writer.commit()
+    print("written")
+except OutputError as exc:
+    print("OutputError:", exc)
+print("left:", sorted(p.name for p in folder.iterdir()))
+"""
+
+
+def _in_a_tiny_tmpfs(size: str, *args: str) -> str:
+    """Run FULL_DISK_CHILD on a real tmpfs of ``size`` (a user and mount namespace: no root needed)."""
+    import subprocess
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("no unshare(1) to mount a small tmpfs")
+    probe = subprocess.run(["unshare", "-rm", "mount", "-t", "tmpfs", "tmpfs", "/mnt"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user and mount namespaces are not allowed here: {probe.stderr.decode().strip()}")
+    script = f'mount -t tmpfs -o size={size} tmpfs /mnt && exec "$0" -c "$1" /mnt "$2"'
+    run = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", script, sys.executable, FULL_DISK_CHILD, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+@pytest.mark.parametrize(
+    "size,side",
+    [
+        ("4m", "2048"),  # full while the blocks are written
+        ("1600k", "1024"),  # full while the overviews or the COG copy are written
+    ],
+)
+def test_a_disk_full_during_the_cog_write_is_the_runs_disk_full_error(size, side):
+    """A real full device (a tmpfs of ``size``): GDAL's plain "Write failed" becomes the resumable disk-full error."""
+    out = _in_a_tiny_tmpfs(size, side)
+    assert "OutputError: no space left on the device of /mnt; free space there, then rerun with resume=True" in out
+    assert "left: []" in out  # no temporary file stays behind
