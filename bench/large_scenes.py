@@ -10,10 +10,14 @@
 (4) local vs ``dask.distributed`` (LocalCluster, 2 single-thread workers) wall time on a 6000² scene
     with the demo weights, outputs compared, and the bytes of status records the client received
     per tile;
-(5) tile computations with chunk borders against the unique tiles at the default chunk size.
+(5) tile computations with chunk borders against the unique tiles at the default chunk size;
+(6) object storage: the scene and the output on S3 (moto's server on 127.0.0.1, a real S3 API
+    over HTTP), a LocalCluster of 2 single-thread workers, against a local run of a local copy:
+    wall time, outputs compared, and the bytes that reached the client (status records from the
+    workers; the compressed store it streams into the COG) against the uncompressed pixels.
 
 Usage:
-    python bench/large_scenes.py [--only 1 2 3 4 5] [--watch 60]
+    python bench/large_scenes.py [--only 1 2 3 4 5 6] [--watch 60]
 """
 
 from __future__ import annotations
@@ -248,6 +252,105 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     return rows
 
 
+def s3_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
+    """(6): the S3 cluster run against a local run of the same scene."""
+    import socket
+
+    import distributed
+
+    from sam2unext.geo import predict_raster
+    from sam2unext.geo.running.execution import ChunkStatus
+    from sam2unext.geo.storage import Location
+    from sam2unext.geo.writing import store as store_module
+    from sam2unext.loader import ModelLoader
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    )
+    store_bytes: list[int] = []
+    real_remove = store_module.RunStore.remove
+
+    def remove(self):  # what the client streamed into the COG: the store's compressed chunks
+        if self.location.is_remote:
+            store_bytes.append(int(self.location.fs.du(self.location._key("prob.zarr"))))
+        real_remove(self)
+
+    store_module.RunStore.remove = remove  # type: ignore[method-assign]
+    try:
+        time.sleep(3)
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="bench")
+        scene = make_scene(tmp / "s3_scene.tif", size, seed=6)
+        Location("s3://bench").upload_file(scene, "in/scene.tif")
+        loader = ModelLoader(checkpoint="demo", device="cpu")
+        times: dict[str, list[float]] = {}
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster),
+        ):
+            predict_raster(  # warm-up: workers import torch and load the model once
+                make_scene(tmp / "warm6.tif", 512),
+                tmp / "warm6_prob.tif",
+                model=loader,
+                scheduler=cluster.scheduler_address,
+                vector=False,
+                progress="none",
+            )
+            for _ in range(2):  # interleaved
+                for mode in ("local", "s3"):
+                    t0 = time.perf_counter()
+                    res = predict_raster(
+                        scene if mode == "local" else "s3://bench/in/scene.tif",
+                        tmp / "local6.tif" if mode == "local" else "s3://bench/out/scene_prob.tif",
+                        model=loader,
+                        vector=False,
+                        progress="none",
+                        overwrite=True,
+                        scheduler=cluster.scheduler_address if mode == "s3" else None,
+                    )
+                    times.setdefault(mode, []).append(time.perf_counter() - t0)
+        same = all(
+            np.array_equal(a, b) for a, b in zip(read(tmp / "local6.tif"), read("s3://bench/out/scene_prob.tif"))
+        )
+        status = len(pickle.dumps(ChunkStatus(0, 99, 99, 0, 1.0, 1.0))) * res.chunks
+        cog = Location("s3://bench/out").size("scene_prob.tif")
+    finally:
+        store_module.RunStore.remove = real_remove  # type: ignore[method-assign]
+        server.terminate()
+        server.wait(timeout=20)
+    pixels = size * size * 2  # uint8 probability + uint8 validity
+    return [
+        (
+            f"(6) local (threads) {size}^2 demo weights, {res.tiles_run} tiles, best of 2",
+            f"{min(times['local']):.1f} s",
+        ),
+        (
+            "(6) S3 in and out, LocalCluster 2 workers x 1 thread, best of 2",
+            f"{min(times['s3']):.1f} s ({min(times['s3']) / min(times['local']):.2f} x local)",
+        ),
+        ("(6) outputs bit-identical", str(same)),
+        ("(6) bytes to the client from the workers (status records)", f"{status} ({res.chunks} chunks)"),
+        (
+            "(6) bytes to the client from S3 (compressed store, streamed into the COG)",
+            f"{store_bytes[-1] / 1e6:.2f} MB vs {pixels / 1e6:.1f} MB of raw pixels; COG uploaded {cog / 1e6:.2f} MB",
+        ),
+    ]
+
+
 def border_figures() -> list[tuple[str, str]]:
     from sam2unext.geo.running.chunks import make_chunk_grid, tile_computations
     from sam2unext.geo.running.tiling import make_grid
@@ -268,12 +371,13 @@ def border_figures() -> list[tuple[str, str]]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--watch", type=float, default=60.0)
     parser.add_argument("--sparse", type=int, nargs="+", default=[50000, 100000, 200000])
     parser.add_argument("--resume-size", type=int, default=3072)
     parser.add_argument("--resume-chunk", type=int, default=512)
     parser.add_argument("--dist-size", type=int, default=6000)
+    parser.add_argument("--s3-size", type=int, default=4096)
     args = parser.parse_args(argv)
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="large-bench-", dir="/tmp") as tmp_name:
@@ -318,6 +422,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += distributed_figures(tmp, args.dist_size)
         if 5 in args.only:
             rows += border_figures()
+        if 6 in args.only:
+            rows += s3_figures(tmp, args.s3_size)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     rows.insert(0, ("load average at the end (1, 5, 15 min); CPUs", f"{load}; {os.cpu_count()}"))
     width = max(len(r[0]) for r in rows)

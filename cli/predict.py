@@ -13,9 +13,8 @@ from sam2unext.errors import cli_words
 
 from .formatting import area, echo, linear_units_of, seconds
 from .inputs import (
-    RASTER_SUFFIXES,
     expand_scenes,
-    new_folders,
+    local_output_folders,
     parse_bands,
     probability_outputs,
     quicklook_outputs,
@@ -118,11 +117,12 @@ def predict(
         ),
     ],
     output: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             "--output",
             "-o",
-            help="Probability .tif (one scene) or a folder (created) for all outputs.",
+            help="Probability .tif (one scene) or a folder (created) for all outputs; may be an s3:// or gs:// "
+            "object or prefix.",
             show_default=False,
         ),
     ] = None,
@@ -204,7 +204,7 @@ def predict(
             "--scheduler",
             help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: threads in this "
             "process). The workers read the scenes and write the outputs' .partial stores themselves: scenes and "
-            "output folder must be on a filesystem every worker sees, under the same paths.",
+            "outputs at s3:// or gs:// URLs, or on a filesystem every worker sees under the same paths.",
             show_default=False,
         ),
     ] = None,
@@ -288,7 +288,7 @@ def predict(
     area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
     from sam2unext.geo import predict_scenes  # imports torch: after the argument checks, so a typo fails fast
 
-    made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
+    made = local_output_folders(output)
     done: list[tuple[Path | str, object, Path | None]] = []  # scene, result, quick-look
     try:
         targets = probability_outputs(paths, output)

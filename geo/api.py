@@ -50,9 +50,21 @@ from sam2unext.geo.running.tiling import (
     make_grid,
     overlap_pixels,
 )
+from sam2unext.geo.storage import (
+    as_target,
+    check_remote_output,
+    is_url,
+    name_of,
+    output_exists,
+    publish,
+    remove_output,
+    staging_path,
+    stem_of,
+    with_name,
+)
 from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
 from sam2unext.geo.writing.cog import OUT_DTYPES, check_output, remove_quietly
-from sam2unext.geo.writing.store import store_path_for
+from sam2unext.geo.writing.store import RunStore, store_path_for
 from sam2unext.geo.xarray_io import Source, open_probability, source_path
 from sam2unext.loader import ModelLoader, weights_note
 
@@ -171,9 +183,11 @@ def predict_raster(
     uninterrupted run, local or on a cluster.
 
     Args:
-        source: raster path (anything GDAL opens) or an ``xarray.DataArray`` (rioxarray).
+        source: raster path (anything GDAL opens; an ``s3://``, ``gs://`` or ``https://`` URL
+            is read with range requests) or an ``xarray.DataArray`` (rioxarray).
         output: probability GeoTIFF (default ``<source stem>_prob.tif`` next to the source;
-            a new temporary folder for a DataArray).
+            a new temporary folder for a DataArray); may be an ``s3://``/``gs://`` object, built
+            locally and uploaded whole, with its run store beside it.
         model: an object with ``predict``/``input_size``/``low_res_size``, or a picklable
             zero-argument factory returning one; None loads ``checkpoint``/``preset``.
         checkpoint, preset, device: passed to ``sam2unext.load_model`` when ``model`` is None.
@@ -197,8 +211,8 @@ def predict_raster(
         vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
         out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
         scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
-            the workers read the source and write the run store themselves, so both must be on
-            a filesystem every worker sees.
+            the workers read the source and write the run store themselves, so both must be at
+            ``s3://``/``gs://`` URLs or on a filesystem every worker sees.
         worker_timeout: with a ``scheduler``: seconds the run waits while no worker is connected
             (it warns as soon as none is) before it stops with a ``ClusterError``, keeping the
             finished chunks for ``resume``; None (default) waits until a worker connects.
@@ -244,13 +258,14 @@ def predict_raster(
         elif output is None:
             output = default_output(src_path)
         created: list[Path] = []
+        published: list[str | Path] = []  # outputs uploaded before a later step failed
         run: SceneRun | None = None
         try:
-            out, store = check_outputs(Path(output), overwrite, resume)
+            out, store = check_outputs(as_target(output), overwrite, resume)
             vec_path = None
             if vector:
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-                vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
+                vec_path = check_vector_output(out, vector, fmt, overwrite)
             plan = make_model_plan(
                 src_path,
                 model=model,
@@ -323,13 +338,16 @@ def predict_raster(
                     f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all "
                     f"nodata"
                 )
-            created.append(out)
-            run.write_cog(out, overwrite or resume)
+            # a URL output is built in the scratch folder and uploaded whole once finished
+            local_out = staging_path(out, Path(tmp))
+            created.append(local_out)
+            run.write_cog(local_out, overwrite or resume)
             polygon_area, gdf = 0.0, None
             if vec_path is not None:
+                local_vec = staging_path(vec_path, Path(tmp))
                 vres = vectorize_raster(
-                    out,
-                    vec_path,
+                    local_out,
+                    local_vec,
                     threshold=threshold,
                     min_area=min_area,
                     fill_holes=fill_holes,
@@ -341,9 +359,17 @@ def predict_raster(
                     clip=area.geometry if area is not None else None,
                 )
                 polygon_area, gdf = vres.area, vres.geodataframe
+                created.append(local_vec)
+                if is_url(vec_path):
+                    publish(local_vec, vec_path)
+                    published.append(vec_path)
+            if is_url(out):
+                publish(local_out, out)  # last: the probability raster marks a finished scene
             store.remove()
         except BaseException:
-            remove_quietly(*created)
+            remove_quietly(*(p for p in created if p.suffix == ".tif"))
+            for target in published:
+                remove_output(target)
             if run is not None:
                 run.keep_or_discard(scene)
             if made_dir is not None:
@@ -381,9 +407,28 @@ def predict_raster(
     )
 
 
-def default_output(source: str | Path) -> Path:
-    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source."""
+def default_output(source: str | Path) -> str | Path:
+    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source.
+
+    Beside a URL scene it is a URL (an ``https://`` scene needs an explicit output).
+    """
+    if is_url(source):
+        return with_name(str(source), stem_of(source) + "_prob.tif")
     return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+
+
+def check_vector_output(out: str | Path, vector: bool | str | Path, fmt: str, overwrite: bool) -> str | Path:
+    """The checked polygon output: ``<probability stem>_polygons.<ext>`` beside ``out``, or the path/URL given.
+
+    Raises:
+        OutputError: an existing output without ``overwrite``, an unwritable folder or bucket.
+    """
+    if vector is True:
+        name = default_vector_path(Path(name_of(out)), fmt).name
+        target: str | Path = with_name(out, name)
+    else:
+        target = as_target(vector)  # type: ignore[arg-type]
+    return check_remote_output(str(target), overwrite) if is_url(target) else check_output(target, overwrite)
 
 
 def predict_scenes(
@@ -457,10 +502,10 @@ def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | 
     """
     modes: list[bool | None] = []
     for source, target in zip(sources, targets):
-        out = Path(target) if target is not None else default_output(source)
-        if store_path_for(out).is_dir():
+        out = as_target(target) if target is not None else default_output(source)
+        if RunStore(store_path_for(out)).present():
             modes.append(True)
-        elif out.exists():
+        elif output_exists(out):
             modes.append(None)
         else:
             modes.append(False)
@@ -513,11 +558,11 @@ def check_scene(
         InputError, OutputError: as :func:`predict_raster` would, before loading the model.
     """
     check_worker_timeout(worker_timeout)
-    out = Path(output) if output is not None else default_output(source)
+    out = as_target(output) if output is not None else default_output(source)
     check_outputs(out, overwrite, resume, discard=False)
     if vector:
         fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-        check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
+        check_vector_output(out, vector, fmt, overwrite)
     plan = make_model_plan(
         source,
         model=model,
@@ -530,7 +575,7 @@ def check_scene(
     area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width)
     if area is not None:
         plan = plan.within(area.window)
-    check_scene_size(plan.height, plan.width, Path(str(source)).name)
+    check_scene_size(plan.height, plan.width, name_of(source))
     if tile_size is not None:
         check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH))
     else:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sam2unext import SegmentationModel
 from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
@@ -30,7 +31,6 @@ from sam2unext.geo.reading.bands import apply_stretch, rgb_channels_of
 from sam2unext.geo.reading.model_bands import StretchChoice
 from sam2unext.geo.reading.plan import ReadPlan, band_statistics, make_plan
 from sam2unext.geo.running.tiling import mirror_pad, pad_to_tile
-from sam2unext.models import SegmentationModel
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
 from sam2unext.transforms import normalize, to_unit_float
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from sam2unext.errors import CheckpointError
+from sam2unext.remote_files import cached_copy, is_remote, safetensors_metadata
 
 FORMAT_TAG = "sam2unext-geo"
 SAM2_TRUNK_PREFIX = "image_encoder.trunk."
@@ -42,11 +43,13 @@ _DINO_DROPPABLE = re.compile(r"^(norm\.|fc_norm\.|head\.|head_drop\.|mask_token$
 
 
 def require_file(path: str | Path) -> Path:
-    """``path`` as a :class:`Path` if it is an existing file.
+    """``path`` as a :class:`Path` if it is an existing file; a URL's local copy (fetched once per machine).
 
     Raises:
-        CheckpointError: the file does not exist.
+        CheckpointError: the file does not exist, or the URL cannot be read.
     """
+    if is_remote(path):
+        return cached_copy(str(path))
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check the path")
@@ -151,6 +154,8 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     """
     from safetensors import safe_open
 
+    if is_remote(path):
+        return safetensors_metadata(str(path))  # the header only: no download of the weights
     path = require_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:

@@ -17,6 +17,7 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from sam2unext.errors import InputError
+from sam2unext.geo.storage import configure_gdal, is_url, storage_error
 
 #: What :meth:`ReadPlan.open` returns: the file, or a resampled view of it.
 Dataset: TypeAlias = Union[DatasetReader, WarpedVRT]
@@ -25,12 +26,18 @@ Dataset: TypeAlias = Union[DatasetReader, WarpedVRT]
 def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     """Open a raster with rasterio after checking it exists and is not empty.
 
+    ``s3://``, ``gs://`` and ``https://`` URLs are read through GDAL's virtual file systems
+    (windowed range requests), configured from the AWS_*/GOOGLE_* variables (:func:`configure_gdal`).
+
     Raises:
-        InputError: missing file, zero-size file or raster, or not a raster GDAL can read.
+        InputError: missing file or object, zero-size file or raster, not a raster GDAL can
+            read; for a URL also a missing bucket, no credentials or denied access.
     """
-    remote = str(path).startswith(("/vsi", "http://", "https://"))
+    remote = is_url(path) or str(path).startswith("/vsi")
     p: str | Path = str(path) if remote else Path(path)  # Path() would turn "https://" into "https:/"
-    if not remote:
+    if remote:
+        configure_gdal()
+    else:
         local = Path(path)
         require_input(local)
         if local.is_file() and local.stat().st_size == 0:
@@ -40,6 +47,10 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             src = rasterio.open(p)
     except RasterioIOError as exc:
+        if is_url(path):
+            err = storage_error(str(path), exc)
+            if err is not None:
+                raise err from None
         first = str(exc).splitlines()[0] if str(exc) else "unreadable"
         raise InputError(f"input {p} is not a raster GDAL can read ({first})") from None
     if src.width == 0 or src.height == 0 or src.count == 0:
@@ -48,13 +59,15 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     return src
 
 
-def require_input(path: Path) -> None:
-    """Refuse a local input raster path that does not exist.
+def require_input(path: str | Path) -> None:
+    """Refuse a local input raster path that does not exist (a URL is checked when it is opened).
 
     Raises:
         InputError: one line naming the path.
     """
-    if not path.exists():
+    if is_url(path):
+        return
+    if not Path(path).exists():
         raise InputError(f"input raster {path} does not exist; check the path")
 
 

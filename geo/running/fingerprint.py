@@ -2,10 +2,10 @@
 
 A resumed run must compute exactly what the interrupted one would have, so the run store's
 manifest records these and a resume compares them. A scene is fingerprinted by its content,
-never its path: size, a hash of sampled bytes (the header and a few spread-out blocks, read
-with range requests for a URL) and GDAL's view of it (size, bands, types, CRS, transform), so
-a 100 GB mosaic is fingerprinted in milliseconds and a run folder moved or mounted elsewhere
-is still resumed; models by their weights.
+never its path: size, a hash of sampled bytes (the header and a few spread-out blocks) and
+GDAL's view of it (size, bands, types, CRS, transform), so a 100 GB mosaic is fingerprinted
+in milliseconds and a run folder moved or mounted elsewhere is still resumed; models by their
+weights.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sam2unext.files import file_fingerprint, sampled_hash
+from sam2unext.files import file_fingerprint
 
 __all__ = [
     "describe_difference",
@@ -26,44 +26,19 @@ __all__ = [
     "scene_fingerprint",
 ]
 
-#: URL schemes whose bytes are sampled with range requests (fsspec), as GDAL reads them.
-_REMOTE = ("s3://", "gs://", "gcs://", "http://", "https://")
-#: GDAL prefixes of the same URLs (``/vsicurl/https://...``, ``/vsis3/bucket/key``).
-_VSI = {"/vsicurl/": "", "/vsis3/": "s3://", "/vsigs/": "gs://"}
-
 
 def scene_fingerprint(path: str | Path) -> dict[str, Any]:
-    """What identifies a scene's content, wherever it lies: bytes and GDAL's header, not the path.
+    """What identifies a scene file's content wherever it lies: bytes and GDAL's header, not the path.
 
     Returns:
         ``{"size", "sample_hash", "header"}``; ``header`` holds width, height, band count,
-        data types, nodata, CRS and transform as GDAL reads them. Where the bytes cannot be
-        read directly (a GDAL expression such as ``/vsizip/...``, or a URL fsspec cannot
-        open), the path stands in for them.
+        data types, nodata, CRS and transform as GDAL reads them. A GDAL expression whose bytes
+        are not a local file (``/vsizip/...``) keeps its path in place of size and hash. (An
+        object at a URL is fingerprinted by its size and version tag, see
+        :func:`sam2unext.geo.running.scene.scene_manifest`.)
     """
     text = str(path)
-    content = _content(text)
-    return {**content, "header": _header(text)}
-
-
-def _content(text: str) -> dict[str, Any]:
-    """Size and sampled hash of the bytes of a local file or a URL; the path where neither works."""
-    if not text.startswith(("/vsi", *_REMOTE)):
-        return dict(file_fingerprint(text))
-    url = text
-    for prefix, scheme in _VSI.items():
-        if text.startswith(prefix):
-            url = scheme + text[len(prefix) :]
-    if not url.startswith(_REMOTE):
-        return {"path": text}
-    try:
-        import fsspec
-
-        fs, key = fsspec.core.url_to_fs(url)
-        size = int(fs.size(key))
-        return {"size": size, "sample_hash": sampled_hash(size, lambda o, n: fs.cat_file(key, o, o + n))}
-    except Exception:  # noqa: BLE001 (no fsspec backend or no access: GDAL may still read it; the URL identifies it)
-        return {"path": text}
+    return {**file_fingerprint(text), "header": _header(text)}
 
 
 def _header(text: str) -> dict[str, Any]:

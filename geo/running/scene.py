@@ -35,6 +35,7 @@ from sam2unext.geo.running.tiling import (
     estimate_memory,
     make_grid,
 )
+from sam2unext.geo.storage import Location, check_remote_output, is_url, name_of, output_exists, parent_of
 from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, write_from_store
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
 
@@ -75,24 +76,26 @@ def output_tags(plan: ReadPlan) -> dict[str, str]:
     return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
 
 
-def check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[Path, RunStore]:
-    """The checked output path and its run store; refuses what would lose or mix work.
+def check_outputs(out: str | Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[str | Path, RunStore]:
+    """The checked output path (or ``s3://``/``gs://`` URL) and its run store; refuses what would lose or mix work.
 
     ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
 
     Raises:
         OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
-            output without overwrite, an unwritable folder.
+            output without overwrite, an unwritable folder; for a URL also a missing bucket,
+            no credentials or denied access.
     """
     store = RunStore(store_path_for(out))
+    check = check_remote_output if is_url(out) else check_output
     if resume:
         if not store.exists():
-            done = " (the output is complete)" if out.exists() else ""
+            done = " (the output is complete)" if output_exists(out) else ""
             raise OutputError(
                 f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; drop {option('resume')}"
             )
-        return check_output(out, True), store
-    if store.folder.exists():
+        return check(out, True), store
+    if store.present():
         if not overwrite:
             raise OutputError(
                 f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
@@ -100,7 +103,7 @@ def check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True
             )
         if discard:
             store.remove()
-    return check_output(out, overwrite), store
+    return check(out, overwrite), store
 
 
 def scene_manifest(
@@ -114,11 +117,17 @@ def scene_manifest(
 ) -> dict[str, Any]:
     """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions.
 
-    The input is fingerprinted by its content (:func:`scene_fingerprint`), never its path: a run
-    folder moved or mounted elsewhere, or a DataArray written to a new temporary file, resumes.
+    The input is fingerprinted by its content, never its path, so a run folder moved or mounted
+    elsewhere, or a DataArray written to a new temporary file, resumes: a local scene by
+    :func:`scene_fingerprint` (size, sampled bytes, GDAL's header), an object by its size and
+    version tag (ETag or generation: one HEAD request).
     """
+    if is_url(src_path):
+        inp = dict(Location(parent_of(str(src_path)), output=False).info(name_of(str(src_path))))
+    else:
+        inp = scene_fingerprint(src_path)
     return {
-        "input": scene_fingerprint(src_path),
+        "input": inp,
         "grid": {
             "height": plan.height,
             "width": plan.width,
@@ -271,7 +280,7 @@ class SceneRun:
         self._tick()
 
     def write_cog(self, out: Path, replace: bool) -> None:
-        """Build the probability COG from the finished store.
+        """Build the probability COG from the finished store (streamed chunk row by chunk row) at the local ``out``.
 
         Raises:
             OutputError: the disk is full (the store is kept for a resume).

@@ -10,31 +10,34 @@ Layout of ``<output name>.partial/``::
     done/NNNNNN.json  one marker per finished chunk (its status), written last and atomically
 
 A chunk counts as finished only once its marker exists; a chunk whose task died half way is
-computed again in full. Any process that sees the folder (a shared filesystem for a cluster)
-can write chunks.
+computed again in full. Any process that reaches the folder can write chunks: a local folder, a
+shared filesystem, or an ``s3://``/``gs://`` prefix (all file I/O goes through
+:class:`~sam2unext.geo.storage.Location`; an object is written in one PUT, so a marker is
+never seen half-written there either).
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sam2unext.errors import OutputError, option
+from sam2unext.errors import OutputError, UserError, option
 from sam2unext.geo.running.fingerprint import describe_difference
+from sam2unext.geo.storage import Location, is_url, storage_error
 
 #: Rows of one Zarr chunk (the COG block).
 ZARR_ROWS = 512
 FORMAT = "sam2unext-geo-partial/1"
 
 
-def store_path_for(output: str | Path) -> Path:
-    """The run store folder of an output raster: ``<output name>.partial`` beside it."""
+def store_path_for(output: str | Path) -> str | Path:
+    """The run store folder of an output raster: ``<output name>.partial`` beside it (a URL stays a str)."""
+    if is_url(output):
+        return str(output).rstrip("/") + ".partial"
     out = Path(output)
     return out.with_name(out.name + ".partial")
 
@@ -47,7 +50,7 @@ def _is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def disk_full_error(folder: Path, exc: BaseException) -> OutputError | None:
+def disk_full_error(folder: str | Path, exc: BaseException) -> OutputError | None:
     """An :class:`OutputError` naming ``folder`` when ``exc`` is a full disk, else None."""
     if _is_disk_full(exc):
         return OutputError(
@@ -58,26 +61,35 @@ def disk_full_error(folder: Path, exc: BaseException) -> OutputError | None:
 
 
 class RunStore:
-    """Open handle on a run store folder (picklable: only the path travels to workers)."""
+    """Open handle on a run store folder or prefix (picklable: only the location travels to workers)."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | Location):
+        self.location = folder if isinstance(folder, Location) else Location(folder)
         self._arrays: dict[str, Any] | None = None
 
     def __getstate__(self):
-        return {"folder": self.folder, "_arrays": None}
+        return {"location": self.location, "_arrays": None}
 
     @property
-    def manifest_path(self) -> Path:
-        return self.folder / "manifest.json"
+    def folder(self) -> str | Path:
+        """The folder (``Path``) or URL prefix (``str``), for messages and local checks."""
+        return self.location.root
 
     @property
-    def done_folder(self) -> Path:
-        return self.folder / "done"
+    def manifest_path(self) -> str | Path:
+        return self.location.path("manifest.json")
+
+    @property
+    def done_folder(self) -> str | Path:
+        return self.location.path("done")
 
     def exists(self) -> bool:
         """True when the folder holds a store (a manifest)."""
-        return self.manifest_path.is_file()
+        return self.location.is_file("manifest.json")
+
+    def present(self) -> bool:
+        """True when anything is at the store's place (a store, a half-made one, or something else)."""
+        return self.location.exists()
 
     # -- creating and checking ------------------------------------------------------------
     def create(
@@ -89,9 +101,10 @@ class RunStore:
         from zarr.core.array_spec import ArrayConfig
 
         try:
-            self.folder.mkdir()
-            self.done_folder.mkdir()
-            group = zarr.open_group(str(self.folder / "prob.zarr"), mode="w")
+            self.location.make()
+            if not self.location.is_remote:
+                Path(self.done_folder).mkdir()
+            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="w")
             fill = float("nan") if out_dtype == "float32" else 0
             config = ArrayConfig(
                 order="C", write_empty_chunks=True
@@ -116,10 +129,13 @@ class RunStore:
                     compressors=ZstdCodec(level=1),
                     config=config,
                 )
-            self._write_json(self.manifest_path, {"format": FORMAT, **manifest})
+            self._write_json("manifest.json", {"format": FORMAT, **manifest})
+        except UserError:
+            self.remove()
+            raise
         except OSError as exc:
             self.remove()
-            full = disk_full_error(self.folder.parent, exc)
+            full = disk_full_error(Path(self.folder).parent, exc)
             if full is not None:
                 raise full from None
             raise OutputError(
@@ -133,8 +149,8 @@ class RunStore:
             OutputError: missing or unreadable manifest.
         """
         try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as exc:
+            return json.loads(self.location.read_text("manifest.json"))
+        except (OSError, ValueError, UserError) as exc:
             raise OutputError(
                 f"{self.folder} is not a readable run store ({exc}); delete it or pass "
                 f"{option('overwrite')} to start over"
@@ -163,12 +179,12 @@ class RunStore:
     def finished(self) -> dict[int, dict]:
         """Status records of the finished chunks, by chunk index."""
         out: dict[int, dict] = {}
-        if not self.done_folder.is_dir():
-            return out
-        for marker in self.done_folder.glob("*.json"):
+        done = self.location.child("done")
+        names = [n for n in done.list() if n.endswith(".json") and not n.startswith(".")]
+        for name, content in done.read_many(names).items():
             try:
-                out[int(marker.stem)] = json.loads(marker.read_text())
-            except (ValueError, OSError):
+                out[int(name[: -len(".json")])] = json.loads(content)
+            except (ValueError, TypeError):
                 continue  # a marker cut short by a crash: the chunk is computed again
         return out
 
@@ -176,7 +192,7 @@ class RunStore:
         if self._arrays is None:
             import zarr
 
-            group = zarr.open_group(str(self.folder / "prob.zarr"), mode="r+")
+            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="r+")
             self._arrays = {name: group[name] for name in ("prob", "valid") if name in group}
         return self._arrays
 
@@ -197,7 +213,18 @@ class RunStore:
             full = disk_full_error(self.folder, exc)
             if full is not None:
                 raise full from None
+            self._storage_failed(exc)
             raise
+        except Exception as exc:  # noqa: BLE001 (a store on object storage: botocore's own errors)
+            self._storage_failed(exc)
+            raise
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        """Raise the one-line error of a failed write to a store on object storage (None on disk)."""
+        if self.location.is_remote:
+            err = storage_error(str(self.folder), exc, output=True, resumable=True)
+            if err is not None:
+                raise err from exc
 
     def read(self, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Values and 0/255 mask (None when the store keeps none) of a window."""
@@ -209,7 +236,7 @@ class RunStore:
     def mark_done(self, index: int, status: dict) -> None:
         """Record chunk ``index`` as finished (atomic)."""
         try:
-            self._write_json(self.done_folder / f"{index:06d}.json", status)
+            self._write_json(f"done/{index:06d}.json", status)
         except OSError as exc:
             full = disk_full_error(self.folder, exc)
             if full is not None:
@@ -217,12 +244,9 @@ class RunStore:
             raise
 
     # -- files ------------------------------------------------------------------------------
-    @staticmethod
-    def _write_json(path: Path, data: dict) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+    def _write_json(self, name: str, data: dict) -> None:
+        self.location.write_text(name, json.dumps(data, indent=1, sort_keys=True))  # atomic
 
     def remove(self) -> None:
-        """Delete the whole store folder."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the whole store folder or prefix."""
+        self.location.remove_tree()
