@@ -41,6 +41,7 @@ from sam2unext.geo.running.scene import (
     SceneRun,
     check_outputs,
     check_tiling,
+    remove_leftovers,
     scene_manifest,
     warn_about,
 )
@@ -265,7 +266,9 @@ def predict_raster(
             vec_path = None
             if vector:
                 fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-                vec_path = check_vector_output(out, vector, fmt, overwrite)
+                vec_path = check_vector_output(out, vector, fmt, overwrite or resume)  # a resume's own
+            if resume:  # what a killed run of these outputs left beside them
+                remove_leftovers(out, vec_path)
             plan = make_model_plan(
                 src_path,
                 model=model,
@@ -353,7 +356,7 @@ def predict_raster(
                     fill_holes=fill_holes,
                     simplify=simplify,
                     vector_format=fmt,
-                    overwrite=overwrite,
+                    overwrite=overwrite or resume,
                     progress=reporter,
                     as_geodataframe=as_geodataframe,
                     clip=area.geometry if area is not None else None,
@@ -562,7 +565,7 @@ def check_scene(
     check_outputs(out, overwrite, resume, discard=False)
     if vector:
         fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-        check_vector_output(out, vector, fmt, overwrite)
+        check_vector_output(out, vector, fmt, overwrite or resume)
     plan = make_model_plan(
         source,
         model=model,

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sam2unext.errors import option
 from sam2unext.files import file_fingerprint
 
 __all__ = [
@@ -23,8 +24,32 @@ __all__ = [
     "environment_fingerprint",
     "file_fingerprint",
     "model_fingerprint",
+    "resume_refusal",
     "scene_fingerprint",
 ]
+
+#: Manifest fields a user sets with one option: (field, option, how the option writes the value).
+#: In the order a refusal names them: the tile size before the overlap in pixels that follows it.
+OPTION_FIELDS: tuple[tuple[str, str, str], ...] = (
+    ("tiles.tile_size", "tile_size", "{}"),
+    ("tiles.overlap_px", "overlap", "{}px"),
+    ("chunk_size", "chunk_size", "{}"),
+    ("out_dtype", "out_dtype", "{}"),
+)
+#: A differing part of the manifest no single option sets: (what differs, how to continue instead).
+PARTS = {
+    "input": ("the scene's content differs from the one it was started on", "rerun on that scene"),
+    "weights": ("the model's weights or settings differ from those it was started with", "rerun with those weights"),
+    "environment": (
+        "it was started by another version of sam2unext-geo, torch or GDAL",
+        "finish it with that version",
+    ),
+    "aoi": ("it was started with another area of interest", "rerun with that area"),
+    "grid": (
+        "the scene's grid, bands, stretch or resolution differ from those it was started with",
+        "rerun with those options",
+    ),
+}
 
 
 def scene_fingerprint(path: str | Path) -> dict[str, Any]:
@@ -104,6 +129,38 @@ def describe_difference(old: dict, new: dict, prefix: str = "") -> str | None:
         elif a != b:
             return f"{prefix}{key}"
     return None
+
+
+def _field(manifest: dict, dotted: str) -> Any:
+    for key in dotted.split("."):
+        manifest = manifest.get(key) if isinstance(manifest, dict) else None  # type: ignore[assignment]
+    return manifest
+
+
+def resume_refusal(found: dict, expected: dict) -> str | None:
+    """Why a run store with manifest ``found`` cannot be resumed by a run with ``expected``, or None.
+
+    An option the user changed is named with the value the run was started with, so the
+    message says exactly how to continue it; other differences name what differs. Either way
+    the other way out is to start over (overwrite instead of resume).
+    """
+    start_over = f"or rerun with {option('overwrite')} instead of {option('resume')} to start over"
+    for dotted, name, written in OPTION_FIELDS:
+        was, now = _field(found, dotted), _field(expected, dotted)
+        if was != now and was is not None:
+            started = option(name, written.format(was) if written != "{}" else was)
+            this = option(name, written.format(now) if written != "{}" else now)
+            return (
+                f"it was started with {started}, this run has {this}; rerun with {option('resume')} {started} "
+                f"to continue it, {start_over}"
+            )
+    differs = describe_difference(found, expected)
+    if differs is None:
+        return None
+    what, advice = PARTS.get(
+        differs.split(".")[0], (f"its {differs} differs from this run's", "rerun with the options it was started with")
+    )
+    return f"{what} ({differs}); {advice} to continue it, {start_over}"
 
 
 def environment_fingerprint() -> dict[str, Any]:

@@ -36,7 +36,14 @@ from sam2unext.geo.running.tiling import (
     make_grid,
 )
 from sam2unext.geo.storage import Location, check_remote_output, is_url, name_of, output_exists, parent_of
-from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, write_from_store
+from sam2unext.geo.vectors.vectorize import leftover_vector_temporaries
+from sam2unext.geo.writing.cog import (
+    ProbabilityWriter,
+    check_output,
+    leftover_temporaries,
+    remove_quietly,
+    write_from_store,
+)
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
 
 if TYPE_CHECKING:
@@ -104,6 +111,19 @@ def check_outputs(out: str | Path, overwrite: bool, resume: bool, discard: bool 
         if discard:
             store.remove()
     return check(out, overwrite), store
+
+
+def remove_leftovers(out: str | Path, vector: str | Path | None) -> None:
+    """Remove the temporary files a killed run of these outputs left beside them (a resume's own).
+
+    Only the names this package makes for these outputs (:func:`leftover_temporaries`,
+    :func:`leftover_vector_temporaries`) are removed; outputs at URLs are built in a scratch
+    folder and leave nothing beside them.
+    """
+    found = [] if is_url(out) else leftover_temporaries(Path(out))
+    if vector is not None and not is_url(vector):
+        found += leftover_vector_temporaries(Path(vector))
+    remove_quietly(*found)
 
 
 def scene_manifest(
@@ -193,6 +213,7 @@ class SceneRun:
         self._lock = threading.Lock()
         self._created = False
         self._keep = False  # keep the store even without a finished chunk (a resume was promised)
+        self._opened = False  # the store is this run's: created, or checked and taken over
 
     def open(self, manifest: dict, resume: bool) -> None:
         """Create the store, or check it against ``manifest`` and count its finished chunks."""
@@ -208,6 +229,7 @@ class SceneRun:
                 masked=self.plan.masked,
             )
             self._created = True
+        self._opened = True
         finished = self.store.finished()
         for status in finished.values():
             self.stats.count(status, resumed=True)
@@ -318,8 +340,12 @@ class SceneRun:
             raise
 
     def keep_or_discard(self, scene: str) -> None:
-        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
-        if not self.store.exists():
+        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it.
+
+        A store this run did not open (a refused resume) is left as it is, without a word: the
+        refusal said how to continue it.
+        """
+        if not self._opened or not self.store.exists():
             return
         done = len(self.store.finished())
         if done:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -97,6 +98,20 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
 def temp_name(final: Path, tag: str) -> Path:
     """A hidden temporary path next to ``final`` (same folder, so renaming is atomic)."""
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.{tag}.tif")
+
+
+def leftover_temporaries(final: Path) -> list[Path]:
+    """The :func:`temp_name` files of ``final`` (and their GDAL side-cars) that a killed run left behind.
+
+    Only names made for ``final`` match (``.<final name>.<8 hex>.<tag>.tif``), so a resume removes
+    its own run's leftovers and nothing else in the folder.
+    """
+    folder = final.parent if str(final.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.[0-9a-f]{{8}}\.[a-z]+\.tif(\.msk|\.aux\.xml)?")
+    try:
+        return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return []
 
 
 def disk_is_full(folder: Path, need: int = PROBE_BYTES) -> bool:

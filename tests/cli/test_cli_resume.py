@@ -56,8 +56,21 @@ def test_resume_refusals_and_finish(scene, monkeypatch, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "pass --resume to continue it or --overwrite to discard it" in errors[0]
 
-    assert main(["predict", str(scene), *ARGS, "--overlap", "0.5", "--resume"]) == 2
-    assert "overlap_px differs" in capsys.readouterr().err
+    # a refused resume names the option as the user wrote it, with the value that continues the run
+    for flag, was, now in [("--overlap", "16px", "0.5"), ("--tile-size", "64", "128"), ("--chunk-size", "128", "256")]:
+        args = (
+            [*ARGS, flag, now]
+            if flag == "--overlap"
+            else [now if a == was and ARGS[i - 1] == flag else a for i, a in enumerate(ARGS)]
+        )
+        assert main(["predict", str(scene), *args, "--resume"]) == 2
+        err = capsys.readouterr().err
+        shown = "32px" if flag == "--overlap" else now
+        assert (
+            f"it was started with {flag} {was}, this run has {flag} {shown}; rerun with --resume {flag} {was} to "
+            f"continue it, or rerun with --overwrite instead of --resume to start over"
+        ) in err, err
+        assert "rerun with --resume to continue" not in err and "chunks of" not in err  # no promise after a refusal
 
     assert main(["predict", str(scene), *ARGS, "--resume"]) == 0
     captured = capsys.readouterr()
