@@ -237,7 +237,7 @@ class DistributedRun:
         self.watch = WorkerWatch(
             lambda: len(self.client.nthreads()),
             warn or (lambda message: None),
-            str(self.client.scheduler.address),
+            str(getattr(self.client.scheduler, "address", scheduler)),
             worker_timeout,
         )
 

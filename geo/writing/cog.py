@@ -143,6 +143,13 @@ def disk_is_full(folder: Path, need: int = PROBE_BYTES) -> bool:
     return False
 
 
+def no_space_error(folder: Path) -> OutputError:
+    """The run's disk-full error for ``folder`` (the words of a full store write)."""
+    error = disk_full_error(folder, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    assert error is not None  # ENOSPC is a full disk
+    return error
+
+
 @contextlib.contextmanager
 def full_disk_as_output_error(folder: Path) -> Iterator[None]:
     """Turn a failed GDAL write on a full device into the run's disk-full :class:`OutputError`.
@@ -157,7 +164,7 @@ def full_disk_as_output_error(folder: Path) -> Iterator[None]:
     except Exception as exc:  # noqa: BLE001 (GDAL's errors carry no errno: the device is asked)
         full = disk_full_error(folder, exc)
         if full is None and disk_is_full(folder):
-            full = disk_full_error(folder, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+            full = no_space_error(folder)
         if full is not None:
             raise full from None
         raise
@@ -245,7 +252,7 @@ class ProbabilityWriter:
             full = disk_is_full(self.folder)
             remove_quietly(self._strips)
             if full:
-                raise disk_full_error(self.folder, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from None
+                raise no_space_error(self.folder) from None
             raise OutputError(f"cannot write {self.path}: {str(exc).splitlines()[0]}") from None
         return self
 
