@@ -102,8 +102,8 @@ class PredictResult:
         bands: the 1-based input bands used as red, green, blue.
     """
 
-    probability: Path
-    vector: Path | None
+    probability: Path | str  # a str for an s3:// or gs:// output
+    vector: Path | str | None
     tiles_run: int
     tiles_skipped: int
     seconds: float

@@ -88,7 +88,7 @@ def source_path(source: Source, tmpdir: Path) -> tuple[str | Path, str]:
     raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
 
-def open_probability(path: Path) -> xr.DataArray:
+def open_probability(path: Path | str) -> xr.DataArray:
     """The probability COG at ``path`` as a lazy, masked ``DataArray`` (Dask chunks :data:`XARRAY_CHUNKS`)."""
     import rioxarray
     import xarray as xr

@@ -35,7 +35,7 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 120 else text[:117].rsplit(" ", 1)[0] + "..."
 
 
-def _fs_and_key(url: str):
+def _fs_and_key(url: str) -> tuple[Any, str]:
     import fsspec
 
     fs, key = fsspec.core.url_to_fs(url)

@@ -94,7 +94,10 @@ def check_outputs(out: str | Path, overwrite: bool, resume: bool, discard: bool 
             no credentials or denied access.
     """
     store = RunStore(store_path_for(out))
-    check = check_remote_output if is_url(out) else check_output
+
+    def check(target: str | Path, replace: bool) -> str | Path:
+        return check_remote_output(str(target), replace) if is_url(target) else check_output(target, replace)
+
     if resume:
         if not store.exists():
             done = " (the output is complete)" if output_exists(out) else ""

@@ -10,6 +10,7 @@ path-style URLs. :func:`gdal_env` derives those, so the user sets one variable o
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 #: Retries of a failed HTTP request (GDAL's default is none) and the first delay, in seconds.
@@ -17,13 +18,13 @@ HTTP_RETRIES = 5
 HTTP_RETRY_DELAY = 0.5
 
 
-def s3_endpoint_url(environ: dict[str, str] | None = None) -> str | None:
+def s3_endpoint_url(environ: Mapping[str, str] | None = None) -> str | None:
     """The S3 endpoint URL the user set (``AWS_ENDPOINT_URL_S3``, else ``AWS_ENDPOINT_URL``), or None."""
     env = os.environ if environ is None else environ
     return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
 
 
-def gdal_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+def gdal_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """GDAL configuration options for reading and writing ``s3://``, ``gs://`` and ``https://`` objects.
 
     Options the user set explicitly (as variables of the same name) are left to them.

@@ -46,7 +46,7 @@ def storage_options(scheme: str) -> dict[str, Any]:
     return {}
 
 
-def filesystem(scheme: str, *, asynchronous: bool = False):
+def filesystem(scheme: str, *, asynchronous: bool = False) -> Any:
     """The fsspec filesystem of a URL scheme (cached by fsspec per process and options)."""
     import fsspec
 
@@ -316,7 +316,7 @@ class Location:
 
         self._call(name, rm)
 
-    def zarr_store(self, name: str = "", *, read_only: bool = False):
+    def zarr_store(self, name: str = "", *, read_only: bool = False) -> Any:
         """A Zarr v3 store on ``name``: ``LocalStore`` on disk, ``FsspecStore`` on a URL."""
         import zarr.storage
 

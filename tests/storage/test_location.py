@@ -81,7 +81,9 @@ def test_gdal_reads_a_cog_window_from_s3(s3_bucket, tmp_path):
 
 
 def test_missing_bucket_and_object_are_user_errors(s3_bucket):
-    with pytest.raises(OutputError, match=r"bucket s3://no-such-bucket-x does not exist; create it"):
+    with pytest.raises(
+        OutputError, match=r"bucket s3://no-such-bucket-x of s3://no-such-bucket-x/out does not exist; create it"
+    ):
         Location("s3://no-such-bucket-x/out").make()
     with pytest.raises(InputError, match=rf"{s3_bucket}/nothing.json does not exist"):
         Location(s3_bucket, output=False).read_bytes("nothing.json")
@@ -110,3 +112,15 @@ def test_access_denied_is_a_user_error(s3_bucket, monkeypatch):
     with pytest.raises(OutputError, match=rf"access denied to {s3_bucket}/o/m.json; .* may write it"):
         Location(f"{s3_bucket}/o").write_text("m.json", "{}")
     fsspec.filesystem("s3").clear_instance_cache()
+
+
+def test_a_lost_connection_says_to_resume():
+    from botocore.exceptions import EndpointConnectionError
+
+    from sam2unext.geo.storage import storage_error
+
+    exc = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/b/k")
+    err = storage_error("s3://b/o.tif.partial", exc, output=True, resumable=True)
+    assert isinstance(err, OutputError)
+    assert str(err).startswith("lost the connection to s3://b/o.tif.partial after retries")
+    assert str(err).endswith("then rerun with resume=True (the finished chunks are kept)")
