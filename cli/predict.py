@@ -256,6 +256,16 @@ def predict(
             show_default=False,
         ),
     ] = None,
+    worker_timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--worker-timeout",
+            metavar="SECONDS",
+            help="With --scheduler: stop (exit 2, finished chunks kept for --resume) after this many seconds "
+            "without any worker connected. A warning says as soon as none is. Default: wait for one.",
+            show_default=False,
+        ),
+    ] = None,
     bbox: Annotated[
         Optional[tuple[float, float, float, float]],
         typer.Option(
@@ -375,6 +385,7 @@ SCENE_FLAGS: dict[str, Callable[[dict[str, Any]], Any] | None] = {
     "device": None,
     "precision": None,
     "scheduler": None,
+    "worker_timeout": None,
     "out_dtype": lambda f: f["out_dtype"].value,
     "vector": None,
     "vector_format": lambda f: f["vector_format"].value,

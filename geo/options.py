@@ -65,6 +65,9 @@ class SceneOptions:
         scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
             the workers read the source and write the run store themselves, so both must be at
             ``s3://``/``gs://`` URLs or on a filesystem every worker sees.
+        worker_timeout: with a ``scheduler``: seconds the run waits while no worker is connected
+            (it warns as soon as none is) before it stops with a ``ClusterError``, keeping the
+            finished chunks for ``resume``; None (default) waits until a worker connects.
         out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
         vector: True (default path), False/None (no polygons) or a path.
         vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
@@ -85,7 +88,7 @@ class SceneOptions:
 
     Raises:
         InputError: a bad ``out_dtype``, ``batch_size``, ``overlap``, ``chunk_size``,
-            ``precision``, ``tta`` or ``regularize`` (one line naming the value).
+            ``precision``, ``tta``, ``regularize`` or ``worker_timeout`` (one line naming the value).
     """
 
     # tiling and chunking
@@ -105,6 +108,7 @@ class SceneOptions:
     device: str = "auto"
     precision: str = "auto"
     scheduler: str | Client | None = None
+    worker_timeout: float | None = None
     # outputs
     out_dtype: str = "uint8"
     vector: bool | str | Path | None = True
@@ -141,6 +145,8 @@ class SceneOptions:
             check_chunk_size(int(self.chunk_size))
         check_tta(self.tta)
         check_regularize(self.regularize)
+        if self.worker_timeout is not None and not float(self.worker_timeout) > 0:
+            raise InputError(f"worker_timeout {self.worker_timeout} must be a positive number of seconds")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -111,7 +111,7 @@ class ModelLoader:
             return None
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the weights this loader loads: the files (size, time, sampled bytes) and settings."""
+        """What identifies the weights this loader loads: the files (size, sampled bytes; no path) and settings."""
         out: dict[str, Any] = {}
         for name, value in self.kwargs.items():
             if name in ("checkpoint", "hiera", "dinov2") and is_remote(value):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
-from sam2unext.errors import OutputError, option
+from sam2unext.errors import ClusterError, OutputError, option
 from sam2unext.geo.model_contract import ModelFactory, TileModel
 from sam2unext.geo.models import ModelChoice
 from sam2unext.geo.options import SceneOptions
@@ -33,7 +33,7 @@ from sam2unext.geo.result import PredictResult
 from sam2unext.geo.running.chunk_task import ChunkJob, ChunkStatus
 from sam2unext.geo.running.chunks import ChunkGrid, OverlapLayout, default_chunk_size, make_chunk_grid
 from sam2unext.geo.running.device import auto_batch_size
-from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint
+from sam2unext.geo.running.fingerprint import environment_fingerprint, scene_fingerprint
 from sam2unext.geo.running.forward import measure_seconds_per_tile
 from sam2unext.geo.running.pools import local_lanes
 from sam2unext.geo.running.schedule import RunStats, StepSchedule, run_local
@@ -54,8 +54,19 @@ from sam2unext.geo.storage import (
     with_name,
 )
 from sam2unext.geo.vectors.units import units_of
-from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
-from sam2unext.geo.writing.cog import ProbabilityWriter, check_output, remove_quietly, write_from_store
+from sam2unext.geo.vectors.vectorize import (
+    default_vector_path,
+    format_from,
+    leftover_vector_temporaries,
+    vectorize_raster,
+)
+from sam2unext.geo.writing.cog import (
+    ProbabilityWriter,
+    check_output,
+    leftover_temporaries,
+    remove_quietly,
+    write_from_store,
+)
 from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
 from sam2unext.geo.xarray_io import Source, open_probability, source_path
 
@@ -111,7 +122,9 @@ def check_outputs(output: str | Path, options: SceneOptions, discard: bool = Tru
     vector = options.vector
     if vector:
         fmt = format_from(None if vector is True else vector, options.vector_format if vector is True else None)
-        return Outputs(out, store, check_vector_output(out, vector, fmt, options.overwrite), fmt)
+        return Outputs(
+            out, store, check_vector_output(out, vector, fmt, options.overwrite or options.resume), fmt
+        )  # a resume's own
     return Outputs(out, store, None, None)
 
 
@@ -155,21 +168,34 @@ def _check_target(out: str | Path, overwrite: bool) -> str | Path:
     return check_remote_output(str(out), overwrite) if is_url(out) else check_output(out, overwrite)
 
 
+def remove_leftovers(out: str | Path, vector: str | Path | None) -> None:
+    """Remove the temporary files a killed run of these outputs left beside them (a resume's own).
+
+    Only the names this package makes for these outputs (:func:`leftover_temporaries`,
+    :func:`leftover_vector_temporaries`) are removed; outputs at URLs are built in a scratch
+    folder and leave nothing beside them.
+    """
+    found = [] if is_url(out) else leftover_temporaries(Path(out))
+    if vector is not None and not is_url(vector):
+        found += leftover_vector_temporaries(Path(vector))
+    remove_quietly(*found)
+
+
 def scene_manifest(plan: ScenePlan, from_array: bool, weights: dict[str, Any]) -> dict[str, Any]:
     """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions.
 
-    ``from_array``: the source is a DataArray written to a new temporary file each run (its
-    name and time do not count).
+    The input is fingerprinted by its content, never its path, so a run folder moved or mounted
+    elsewhere, or a DataArray written to a new temporary file (``from_array``), resumes: a local
+    scene by :func:`scene_fingerprint` (size, sampled bytes, GDAL's header), an object by its size
+    and version tag (ETag or generation: one HEAD request).
     """
     read, area, grid, chunks = plan.read, plan.area, plan.grid, plan.chunks
     assert grid is not None and chunks is not None, "tiles not laid yet"
     if is_url(plan.source):  # size and version tag (ETag/generation) of the object: one HEAD request
         src = str(plan.source)
-        inp = {"url": src, **Location(parent_of(src), output=False).info(name_of(src))}
+        inp = dict(Location(parent_of(src), output=False).info(name_of(src)))
     else:
-        inp = file_fingerprint(plan.source)
-    if from_array:
-        inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
+        inp = scene_fingerprint(plan.source)
     return {
         "input": inp,
         "grid": {
@@ -229,6 +255,8 @@ class SceneRun:
         self._tiles = 0  # tile computations finished (progress)
         self._lock = threading.Lock()
         self._created = False
+        self._keep = False  # keep the store even without a finished chunk (a resume was promised)
+        self._opened = False  # the store is this run's: created, or checked and taken over
 
     def open(self, manifest: dict, resume: bool) -> None:
         """Create the store, or check it against ``manifest`` and count its finished chunks."""
@@ -244,6 +272,7 @@ class SceneRun:
                 masked=self.plan.masked,
             )
             self._created = True
+        self._opened = True
         summed, finished = self.store.summed(), self.store.finished()
         for status in [*summed.values(), *finished.values()]:
             self.stats.count(status, resumed=True)
@@ -297,16 +326,30 @@ class SceneRun:
             )
         self._tick()
 
-    def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
-        """Run the unfinished chunks on a ``dask.distributed`` cluster."""
+    def run_distributed(
+        self, scheduler: str | Client, factory: ModelFactory, key: str, worker_timeout: float | None = None
+    ) -> None:
+        """Run the unfinished chunks on a ``dask.distributed`` cluster.
+
+        Raises:
+            ClusterError: no worker connected for ``worker_timeout`` seconds.
+        """
         from sam2unext.geo.running.cluster import DistributedRun
 
         def on_done(status: ChunkStatus) -> None:
             self.stats.count(status)
             self._on_tiles(status.tiles_run + status.tiles_skipped)
 
-        with DistributedRun(scheduler, factory, key) as cluster:
-            cluster.run(self.job, self.schedule, on_done=on_done, tick=self._tick, on_unneeded=self.store.remove_halo)
+        try:
+            with DistributedRun(
+                scheduler, factory, key, warn=self.reporter.warning, worker_timeout=worker_timeout
+            ) as cluster:
+                cluster.run(
+                    self.job, self.schedule, on_done=on_done, tick=self._tick, on_unneeded=self.store.remove_halo
+                )
+        except ClusterError:
+            self._keep = True  # its message says to rerun with resume once workers are back
+            raise
         self._tick()
 
     def write_cog(self, out: Path, replace: bool) -> None:
@@ -348,8 +391,12 @@ class SceneRun:
             raise
 
     def keep_or_discard(self, scene: str) -> None:
-        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
-        if not self.store.exists():
+        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it.
+
+        A store this run did not open (a refused resume) is left as it is, without a word: the
+        refusal said how to continue it.
+        """
+        if not self._opened or not self.store.exists():
             return
         done = len(self.store.summed())  # chunks whose tiles are computed
         if done:
@@ -357,7 +404,7 @@ class SceneRun:
                 f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
                 f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over"
             )
-        elif self._created:
+        elif self._created and not self._keep:
             self.store.remove()
 
 
@@ -393,6 +440,8 @@ def run_scene(
         run: SceneRun | None = None
         try:
             outputs = check_outputs(output, options)
+            if options.resume:  # what a killed run of these outputs left beside them
+                remove_leftovers(outputs.probability, outputs.vector)
             if plan is None:
                 plan = plan_scene(src_path, options, models, name=scene, warn=reporter.warning)
             run, plan, local_model = _start(plan, outputs.store, models, reporter, not isinstance(source, (str, Path)))
@@ -500,7 +549,7 @@ def _execute(run: SceneRun, plan: ScenePlan, models: ModelChoice, local_model: T
         run.run_local(local_model)
     else:
         factory, key = models.factory()
-        run.run_distributed(scheduler, tta_factory(factory, plan.options.tta), key)
+        run.run_distributed(scheduler, tta_factory(factory, plan.options.tta), key, plan.options.worker_timeout)
     if run.stats.tiles_run == 0:
         run.reporter.warning(
             f"{plan.name} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
@@ -534,7 +583,7 @@ def _vectorize(
         simplify=options.simplify,
         regularize=options.regularize,
         vector_format=outputs.vector_format,
-        overwrite=options.overwrite,
+        overwrite=options.overwrite or options.resume,  # a resume replaces its own killed run's polygons
         progress=reporter,
         as_geodataframe=options.as_geodataframe,
         clip=area.geometry if area is not None else None,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from sam2unext.geo.progress import Progress, make_progress
 from sam2unext.geo.reading.opening import open_raster
 from sam2unext.geo.vectors.regularize import MIN_IOU, check_regularize, regularize_polygons, resolve_overlaps
 from sam2unext.geo.vectors.units import Units, format_area, units_of
-from sam2unext.geo.writing.cog import check_output, remove_quietly, temp_name
+from sam2unext.geo.writing.cog import check_output, leftover_temporaries, remove_quietly, temp_name
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -274,6 +275,23 @@ def polygons_from(
     return frame
 
 
+def vector_temp_name(path: Path, suffix: str) -> Path:
+    """The temporary name the polygons are written under before the rename onto ``path``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
+def leftover_vector_temporaries(path: Path) -> list[Path]:
+    """Files a killed run left beside the polygon output ``path``: its binary raster, its
+    temporary polygon file and SQLite's side files; only names made for ``path`` match."""
+    folder = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.\d+\.tmp\.[a-z]+(-journal|-wal|-shm)?")
+    try:
+        found = [p for p in folder.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        found = []
+    return sorted(found + leftover_temporaries(path))
+
+
 def write_vector(gdf: gpd.GeoDataFrame, path: Path, vector_format: str) -> None:
     """Write ``gdf`` to ``path`` through :func:`sam2unext.files.write_atomically` (temporary
     name + rename; the temporary file and SQLite's side files are removed on any failure).
@@ -293,7 +311,7 @@ def write_vector(gdf: gpd.GeoDataFrame, path: Path, vector_format: str) -> None:
                 kwargs = {"layer": path.stem} if driver == "GPKG" else {}
                 gdf.to_file(tmp, driver=driver, engine="pyogrio", geometry_type="Polygon", **kwargs)
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    tmp = vector_temp_name(path, suffix)
     try:
         write_atomically(path, write, tmp=tmp)
     except Exception as exc:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from sam2unext.errors import OutputError, UserError, option
-from sam2unext.geo.running.fingerprint import describe_difference
+from sam2unext.geo.running.fingerprint import resume_refusal
 from sam2unext.geo.storage import Location, is_url, storage_error
 
 #: Rows of one Zarr chunk (the COG block).
@@ -179,12 +179,9 @@ class RunStore:
                 f"{self.folder} was written by another version ({found.get('format')}); "
                 f"pass {option('overwrite')} to start over"
             )
-        differs = describe_difference({k: v for k, v in found.items() if k != "format"}, expected)
-        if differs:
-            raise OutputError(
-                f"cannot resume {self.folder}: its {differs} differs from this run's; rerun with the "
-                f"same input, weights and parameters, or pass {option('overwrite')} to start over"
-            )
+        refusal = resume_refusal({k: v for k, v in found.items() if k != "format"}, expected)
+        if refusal:
+            raise OutputError(f"cannot resume {self.folder}: {refusal}")
 
     # -- chunks -----------------------------------------------------------------------------
     def finished(self) -> dict[int, dict]:

@@ -56,8 +56,21 @@ def test_resume_refusals_and_finish(scene, monkeypatch, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "pass --resume to continue it or --overwrite to discard it" in errors[0]
 
-    assert main(["predict", str(scene), *ARGS, "--overlap", "0.5", "--resume"]) == 2
-    assert "overlap_px differs" in capsys.readouterr().err
+    # a refused resume names the option as the user wrote it, with the value that continues the run
+    for flag, was, now in [("--overlap", "16px", "0.5"), ("--tile-size", "64", "128"), ("--chunk-size", "128", "256")]:
+        args = (
+            [*ARGS, flag, now]
+            if flag == "--overlap"
+            else [now if a == was and ARGS[i - 1] == flag else a for i, a in enumerate(ARGS)]
+        )
+        assert main(["predict", str(scene), *args, "--resume"]) == 2
+        err = capsys.readouterr().err
+        shown = "32px" if flag == "--overlap" else now
+        assert (
+            f"it was started with {flag} {was}, this run has {flag} {shown}; rerun with --resume {flag} {was} to "
+            f"continue it, or rerun with --overwrite instead of --resume to start over"
+        ) in err, err
+        assert "rerun with --resume to continue" not in err and "chunks of" not in err  # no promise after a refusal
 
     assert main(["predict", str(scene), *ARGS, "--resume"]) == 0
     captured = capsys.readouterr()
@@ -119,3 +132,25 @@ def scene(small_scenes, tmp_path):
     target = tmp_path / "scene.tif"
     shutil.copy(small_scenes / "alpha.tif", target)
     return target
+
+
+@pytest.mark.timeout(120)
+def test_a_scheduler_without_workers_is_said_and_stops_with_exit_2(scene, capsys):
+    """Issue 23 (8): no worker connected is a warning at once (stderr, JSON), exit 2 after --worker-timeout."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        code = main(["predict", str(scene), *ARGS, "--scheduler", cluster.scheduler_address, "--worker-timeout", "1"])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    warning = next(e for e in events if e["event"] == "warning")
+    assert (
+        "no worker is connected to the scheduler" in warning["message"] and "--worker-timeout 1.0" in warning["message"]
+    )
+    assert f"warning: {warning['message']}" in captured.err
+    error = events[-1]
+    assert error["event"] == "error" and error["exit_code"] == 2 and "resume" in error["options"]
+    assert "start workers, then rerun with --resume" in error["message"]
+    assert scene.with_name("scene_prob.tif.partial").is_dir()  # kept for the promised resume
+    assert main(["predict", str(scene), *ARGS, "--worker-timeout", "0"]) == 2
+    assert "worker_timeout 0.0 must be a positive number of seconds" in capsys.readouterr().err

@@ -198,20 +198,20 @@ def test_resume_refusals(nodata_raster, tmp_path):
         )
     # other parameters, another model, another chunking: refused, nothing changed
     before = sorted(p.name for p in RunStore(store_path_for(out)).done_folder.iterdir())
-    for kwargs, field in [
-        ({"overlap": 0.5}, "tiles.overlap_px"),
-        ({"chunk_size": 64}, "chunk_size"),
-        ({"out_dtype": "float32"}, "out_dtype"),
+    for kwargs, started in [
+        ({"overlap": 0.5}, "overlap='8px'"),
+        ({"chunk_size": 64}, "chunk_size=32"),
+        ({"out_dtype": "float32"}, "out_dtype='uint8'"),
     ]:
         args = {"tile_size": 32, "chunk_size": 32, "batch_size": 2, **kwargs}
-        with pytest.raises(OutputError, match=f"its {field} differs"):
+        with pytest.raises(OutputError, match=f"it was started with {started}, "):
             predict_raster(nodata_raster, out, model=PixelModel(32, None), resume=True, progress="none", **args)
 
     class Other(PixelModel):
         def fingerprint(self):
             return {"stand-in": "another function"}
 
-    with pytest.raises(OutputError, match="its weights"):
+    with pytest.raises(OutputError, match="the model's weights or settings differ"):
         predict_raster(
             nodata_raster,
             out,
@@ -245,7 +245,7 @@ def test_resume_refuses_a_changed_input(tmp_path):
             scene, out, model=FailingPixelModel(32, fail_after=5), tile_size=32, chunk_size=32, progress="none"
         )
     write_raster(scene, smooth_rgb(100, 100, seed=2))
-    with pytest.raises(OutputError, match="its input"):
+    with pytest.raises(OutputError, match="the scene's content differs from the one it was started on"):
         predict_raster(
             scene, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, resume=True, progress="none"
         )

@@ -19,7 +19,7 @@ def test_run_store_on_s3(s3_bucket):
     store.create({"input": {"size": 1}}, height=40, width=30, chunk_width=16, out_dtype="uint8", masked=True)
     assert store.exists()
     store.check_manifest({"input": {"size": 1}})
-    with pytest.raises(OutputError, match=r"its input.size differs"):
+    with pytest.raises(OutputError, match=r"the scene's content differs .*\(input.size\)"):
         store.check_manifest({"input": {"size": 2}})
 
     worker = pickle.loads(pickle.dumps(store))  # what a cluster worker gets: the URL, no connection
