@@ -52,20 +52,20 @@ def timed(name: str, fn):
 
 def instrument() -> None:
     """Wrap the pipeline's stage functions (module attributes, looked up at call time)."""
-    from sam2unext.geo import api
-    from sam2unext.geo.reading import raster as reading
-    from sam2unext.geo.running import execution
+    from sam2unext.geo.reading import windows as reading
+    from sam2unext.geo.running import chunk_task, forward, scene, schedule
     from sam2unext.geo.writing import stitching, store
 
     reading.TileReader.read_many = timed("read", reading.TileReader.read_many)
     reading.TileReader._read_region = timed("read.region", reading.TileReader._read_region)
     reading.RegionValidity.rows = timed("emit.mask", reading.RegionValidity.rows)
-    execution._unit_float_scratch = timed("to_float", execution._unit_float_scratch)
+    forward._unit_float_scratch = timed("to_float", forward._unit_float_scratch)
     stitching.ChunkStitcher.add = timed("blend.add", stitching.ChunkStitcher.add)
     stitching.ChunkStitcher._finish_tile_row = timed("blend.finish", stitching.ChunkStitcher._finish_tile_row)
-    execution._RowBuffer.emit = timed("emit", execution._RowBuffer.emit)
+    chunk_task._BandRouter.__call__ = timed("emit", chunk_task._BandRouter.__call__)
+    schedule.finish_chunk = timed("finish", chunk_task.finish_chunk)
     store.RunStore.write = timed("store.write", store.RunStore.write)
-    api._SceneRun.write_cog = timed("cog", api._SceneRun.write_cog)
+    scene.SceneRun.write_cog = timed("cog", scene.SceneRun.write_cog)
 
 
 def make_masked_scene(path: Path, size: int) -> Path:

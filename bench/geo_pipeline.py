@@ -106,7 +106,8 @@ class TimedModel:
 def model_only_time(model, tiles: int, tile: int, batch: int) -> float:
     """Seconds to run ``tiles`` random tiles through ``model`` in batches, with the pipeline's lanes
     (one single-thread forward pass per CPU core, side by side) and nothing else."""
-    from sam2unext.geo.running.execution import Lanes, local_lanes, run_model, single_thread_forward
+    from sam2unext.geo.running.forward import run_model, single_thread_forward
+    from sam2unext.geo.running.pools import Lanes, local_lanes
 
     rng = np.random.default_rng(0)
     batches = [

@@ -125,22 +125,22 @@ def blend_paths_equal(device: torch.device, folder: Path, size: int | None) -> b
     import sam2unext
     from sam2unext.geo import predict_raster
     from sam2unext.geo.demo.demo_scene import write_demo_scene
-    from sam2unext.geo.running import execution
+    from sam2unext.geo.running import chunk_task
 
     kwargs = {} if size is None else {"size": size}
     scene, _ = write_demo_scene(folder / "blend", overwrite=True, **kwargs)
     model = sam2unext.load_model("demo", device=device, dtype="float32")
-    real = execution.blend_on_device
+    real = chunk_task.blend_on_device
     outputs = []
     try:
         for on_device in (True, False):
-            execution.blend_on_device = lambda m, on=on_device: on
+            chunk_task.blend_on_device = lambda m, on=on_device: on
             out = folder / f"blend_{on_device}.tif"
             predict_raster(scene, out, model=model, vector=False, progress="none", overwrite=True, out_dtype="float32")
             with rasterio.open(out) as src:
                 outputs.append(src.read(1))
     finally:
-        execution.blend_on_device = real
+        chunk_task.blend_on_device = real
     return bool(np.array_equal(outputs[0].view(np.uint32), outputs[1].view(np.uint32)))
 
 

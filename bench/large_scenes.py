@@ -10,10 +10,14 @@
 (4) local vs ``dask.distributed`` (LocalCluster, 2 single-thread workers) wall time on a 6000² scene
     with the demo weights, outputs compared, and the bytes of status records the client received
     per tile;
-(5) tile computations with chunk borders against the unique tiles at the default chunk size.
+(5) forward passes ÷ tiles at the default chunk size, and measured on 2048² with 512 px chunks.
+(6) object storage: the scene and the output on S3 (moto's server on 127.0.0.1, a real S3 API
+    over HTTP), a LocalCluster of 2 single-thread workers, against a local run of a local copy:
+    wall time, outputs compared, and the bytes that reached the client (status records from the
+    workers; the compressed store it streams into the COG) against the uncompressed pixels.
 
 Usage:
-    python bench/large_scenes.py [--only 1 2 3 4 5] [--watch 60]
+    python bench/large_scenes.py [--only 1 2 3 4 5 6] [--watch 60]
 """
 
 from __future__ import annotations
@@ -165,11 +169,12 @@ def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait()
-    store = tmp / "r.tif.partial" / "done"
+    store = tmp / "r.tif.partial" / "summed"  # chunks whose tiles are computed
     kept = [json.loads(p.read_text()) for p in store.glob("*.json")]
     kept_tiles = sum(k["computed"] for k in kept)
     res_s, events = run_predict(scene, tmp / "r.tif", "--chunk-size", str(chunk), "--resume")
     resumed = next(e for e in events if e["event"] == "start")
+    resumed_done = next(e for e in events if e["event"] == "done")
     after = total - sum(k["computed"] for k in kept)
     # tiles computed by the killed run: at least those reported; all of them up to the kill
     computed_all = killed_at + after
@@ -189,7 +194,11 @@ def resume_figures(tmp: Path, size: int, chunk: int) -> list[tuple[str, str]]:
             f"{computed_all} / {total} = {computed_all / total:.3f}",
         ),
         ("(3) resumed output bit-identical to the uninterrupted one", str(same)),
-        ("(3) tiles_run reported", f"{done['tiles_run']}"),
+        ("(3) tiles_run reported (uninterrupted)", f"{done['tiles_run']}"),
+        (
+            "(3) resumed run's done event: tiles_computed / tiles_resumed",
+            f"{resumed_done['tiles_computed']} / {resumed_done['tiles_resumed']}",
+        ),
     ]
 
 
@@ -197,7 +206,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     import distributed
 
     from sam2unext.geo import predict_raster
-    from sam2unext.geo.running.execution import ChunkStatus
+    from sam2unext.geo.running.chunk_task import ChunkStatus
     from sam2unext.loader import ModelLoader
 
     scene = make_scene(tmp / "dist_scene.tif", size, seed=4)
@@ -234,7 +243,7 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
                 results[mode] = res
     same = all(np.array_equal(a, b) for a, b in zip(read(tmp / "local.tif"), read(tmp / "distributed.tif")))
     res = results["distributed"]
-    status_bytes = len(pickle.dumps(ChunkStatus(0, 99, 99, 0, 1.0, 1.0))) * res.chunks
+    status_bytes = len(pickle.dumps(ChunkStatus(0, "sum", 99, 99, 0, 1.0, 1.0))) * res.chunks
     rows += [
         (
             f"(4) local (threads) {size}^2 demo weights, {res.tiles_run} tiles, best of 2",
@@ -248,32 +257,163 @@ def distributed_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
     return rows
 
 
-def border_figures() -> list[tuple[str, str]]:
-    from sam2unext.geo.running.chunks import make_chunk_grid, tile_computations
+def s3_figures(tmp: Path, size: int) -> list[tuple[str, str]]:
+    """(6): the S3 cluster run against a local run of the same scene."""
+    import socket
+
+    import distributed
+
+    from sam2unext.geo import predict_raster
+    from sam2unext.geo.running.chunk_task import ChunkStatus
+    from sam2unext.geo.storage import Location
+    from sam2unext.geo.writing import store as store_module
+    from sam2unext.loader import ModelLoader
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+        AWS_ENDPOINT_URL=f"http://127.0.0.1:{port}",
+    )
+    store_bytes: list[int] = []
+    real_remove = store_module.RunStore.remove
+
+    def remove(self):  # what the client streamed into the COG: the store's compressed chunks
+        if self.location.is_remote:
+            store_bytes.append(int(self.location.fs.du(self.location._key("prob.zarr"))))
+        real_remove(self)
+
+    store_module.RunStore.remove = remove  # type: ignore[method-assign]
+    try:
+        time.sleep(3)
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="bench")
+        scene = make_scene(tmp / "s3_scene.tif", size, seed=6)
+        Location("s3://bench").upload_file(scene, "in/scene.tif")
+        loader = ModelLoader(checkpoint="demo", device="cpu")
+        times: dict[str, list[float]] = {}
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            ) as cluster,
+            distributed.Client(cluster),
+        ):
+            predict_raster(  # warm-up: workers import torch and load the model once
+                make_scene(tmp / "warm6.tif", 512),
+                tmp / "warm6_prob.tif",
+                model=loader,
+                scheduler=cluster.scheduler_address,
+                vector=False,
+                progress="none",
+            )
+            for _ in range(2):  # interleaved
+                for mode in ("local", "s3"):
+                    t0 = time.perf_counter()
+                    res = predict_raster(
+                        scene if mode == "local" else "s3://bench/in/scene.tif",
+                        tmp / "local6.tif" if mode == "local" else "s3://bench/out/scene_prob.tif",
+                        model=loader,
+                        vector=False,
+                        progress="none",
+                        overwrite=True,
+                        scheduler=cluster.scheduler_address if mode == "s3" else None,
+                    )
+                    times.setdefault(mode, []).append(time.perf_counter() - t0)
+        same = all(
+            np.array_equal(a, b) for a, b in zip(read(tmp / "local6.tif"), read("s3://bench/out/scene_prob.tif"))
+        )
+        status = len(pickle.dumps(ChunkStatus(0, "sum", 99, 99, 0, 1.0, 1.0))) * res.chunks
+        cog = Location("s3://bench/out").size("scene_prob.tif")
+    finally:
+        store_module.RunStore.remove = real_remove  # type: ignore[method-assign]
+        server.terminate()
+        server.wait(timeout=20)
+    pixels = size * size * 2  # uint8 probability + uint8 validity
+    return [
+        (
+            f"(6) local (threads) {size}^2 demo weights, {res.tiles_run} tiles, best of 2",
+            f"{min(times['local']):.1f} s",
+        ),
+        (
+            "(6) S3 in and out, LocalCluster 2 workers x 1 thread, best of 2",
+            f"{min(times['s3']):.1f} s ({min(times['s3']) / min(times['local']):.2f} x local)",
+        ),
+        ("(6) outputs bit-identical", str(same)),
+        ("(6) bytes to the client from the workers (status records)", f"{status} ({res.chunks} chunks)"),
+        (
+            "(6) bytes to the client from S3 (compressed store, streamed into the COG)",
+            f"{store_bytes[-1] / 1e6:.2f} MB vs {pixels / 1e6:.1f} MB of raw pixels; COG uploaded {cog / 1e6:.2f} MB",
+        ),
+    ]
+
+
+def border_figures(tmp: Path) -> list[tuple[str, str]]:
+    """Forward passes ÷ tiles: at the default chunk size (counted from the ownership layout), and
+    measured on a 2048² scene with 512 px chunks (the issue's 196 passes for 121 tiles)."""
+    from sam2unext.geo import predict_raster
+    from sam2unext.geo.running.chunks import OverlapLayout, make_chunk_grid, tiles_touching
     from sam2unext.geo.running.tiling import make_grid
 
     rows = []
     for tile, size in [(1024, 100000), (1024, 20000), (352, 20000), (256, 20000)]:
         grid = make_grid(size, size, tile, 0.25)
         chunks = make_chunk_grid(size, size, tile)
-        extra = tile_computations(grid, chunks) / len(grid) - 1
+        layout = OverlapLayout(grid, chunks)
+        passes = sum(len(r) * len(c) for r, c in (layout.owned(k) for k in range(len(chunks))))
+        touching = sum(len(r) * len(c) for r, c in (tiles_touching(grid, ch) for ch in chunks))
         rows.append(
             (
-                f"(5) tile {tile}, overlap 0.25, {size}^2, default chunk {chunks.size}",
-                f"{len(grid)} tiles, +{extra * 100:.1f}% recomputed at chunk borders",
+                f"(5) tile {tile}, overlap 0.25, {size}^2, default chunk {chunks.size} (no measured time)",
+                f"{len(grid)} tiles: forward passes / tiles = {passes / len(grid):.2f} "
+                f"(each chunk computing every tile it touches: {touching / len(grid):.2f})",
             )
         )
+    scene = make_scene(tmp / "border.tif", 2048, seed=6)
+    counter = CountingModel(256)
+    res = predict_raster(
+        scene, tmp / "border_prob.tif", model=counter, tile_size=256, chunk_size=512, vector=False, progress="none"
+    )
+    rows.append(
+        (
+            "(5) measured: 2048², tile 256, chunk 512 (16 chunks)",
+            f"computed {res.tiles_computed} for {res.tiles_run} tiles = {res.tiles_computed / res.tiles_run:.2f}; "
+            f"the model saw {counter.tiles} tiles (2 of them the start event's time measurement)",
+        )
+    )
     return rows
+
+
+class CountingModel:
+    """A trivial per-pixel model that counts the tiles it is given."""
+
+    def __init__(self, size: int):
+        self.input_size, self.low_res_size, self.in_chans, self.tiles = size, None, 3, 0
+        self._lock = threading.Lock()
+
+    def predict(self, images, low_res=None):
+        with self._lock:
+            self.tiles += len(images)
+        return images[:, :1] * 0.5
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--watch", type=float, default=60.0)
     parser.add_argument("--sparse", type=int, nargs="+", default=[50000, 100000, 200000])
     parser.add_argument("--resume-size", type=int, default=3072)
     parser.add_argument("--resume-chunk", type=int, default=512)
     parser.add_argument("--dist-size", type=int, default=6000)
+    parser.add_argument("--s3-size", type=int, default=4096)
     args = parser.parse_args(argv)
     rows: list[tuple[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="large-bench-", dir="/tmp") as tmp_name:
@@ -317,7 +457,9 @@ def main(argv: list[str] | None = None) -> None:
         if 4 in args.only:
             rows += distributed_figures(tmp, args.dist_size)
         if 5 in args.only:
-            rows += border_figures()
+            rows += border_figures(tmp)
+        if 6 in args.only:
+            rows += s3_figures(tmp, args.s3_size)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     rows.insert(0, ("load average at the end (1, 5, 15 min); CPUs", f"{load}; {os.cpu_count()}"))
     width = max(len(r[0]) for r in rows)

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from sam2unext.loader import DEMO_NOTE
+from sam2unext.weights import DEMO_NOTE
 
 from .formatting import echo, seconds
 from .inputs import make_folder

@@ -10,7 +10,7 @@ import typer
 
 from .formatting import echo, seconds, table
 from .inputs import parse_bands
-from .predict import Checkpoint, ComputePrecision, Device, PrecisionOpt, PresetOpt
+from .predict import Checkpoint, ComputePrecision, Device, PrecisionOpt, PresetOpt, TTAMode
 
 INFO_EPILOG = """\b
 Examples:
@@ -57,24 +57,26 @@ def info(
         Optional[float],
         typer.Option("--resolution", help="Resample to this pixel size (map units).", show_default=False),
     ] = None,
+    tta: Annotated[
+        TTAMode, typer.Option("--tta", help="Test-time augmentation of the run to estimate (see predict --tta).")
+    ] = TTAMode.none,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
 ) -> None:
-    """Show what predict would do with a scene: size, CRS, bands, stretch, tiles, time."""
+    """Show what predict would do with a scene: size, CRS, units, bands, stretch, tiles, time."""
     from sam2unext.geo import describe_raster
-    from sam2unext.loader import ModelLoader
 
-    weights = None  # the time per tile is measured at the precision predict would run
-    if checkpoint is not None or preset is not None:
-        weights = ModelLoader(checkpoint=checkpoint, preset=preset, device=device, dtype=precision.value)
     facts = describe_raster(
         scene,
         tile_size=tile_size,
         overlap=overlap,
         bands=parse_bands(bands),
         resolution=resolution,
-        model=weights,
+        checkpoint=checkpoint,
+        preset=preset,
         device=device,
+        precision=precision.value,  # the time per tile is measured at the precision predict would run
         batch_size=batch_size,
+        tta=tta.value,
     )
     if as_json:
         echo(json.dumps(facts, default=str))
@@ -87,6 +89,7 @@ def _print_info(f: dict) -> None:
     echo(f"  size:        {f['width']} x {f['height']} px, {f['count']} band(s) {', '.join(f['dtypes'])}")
     echo(f"  crs:         {f['crs'] or 'none (pixel coordinates)'}")
     echo(f"  pixel size:  {f['resolution'][0]:g} x {f['resolution'][1]:g}")
+    echo(f"  polygons:    {f['units']}")
     echo(f"  nodata:      {f['nodata']}")
     echo(f"  bands used:  {','.join(map(str, f['bands_used']))} as R,G,B  ({', '.join(f['colorinterp'])})")
     if f["stretch"]:
@@ -98,8 +101,13 @@ def _print_info(f: dict) -> None:
         echo(f"  resampled:   {f['grid'][1]} x {f['grid'][0]} px")
     echo(
         f"  tiles:       {f['tiles']} of {f['tile_size']} px, overlap {f['overlap']}; {f['chunks']} output "
-        f"chunk(s) of {f['chunk_size']} px ({f['computations']} forward passes with chunk borders)"
+        f"chunk(s) of {f['chunk_size']} px ({f['computations']} tile computations with chunk borders)"
     )
+    if f["tta"] != "none":
+        per_tile = f["forward_passes"] // max(1, f["computations"])
+        echo(f"  tta:         {f['tta']}: {f['forward_passes']} forward passes ({per_tile} per tile computation)")
+    else:
+        echo(f"  passes:      {f['forward_passes']} forward passes")
     if "estimated_seconds" in f:
         echo(f"  model:       {f['model']}, {f['parameters'] / 1e6:.1f} M parameters")
         echo(

@@ -1,13 +1,12 @@
-"""Human-readable formatting of sizes, areas, durations and result summaries."""
+"""Human-readable formatting of sizes, durations and tables (areas: ``sam2unext.geo.vectors.units.format_area``)."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from sam2unext.geo.progress import format_seconds as seconds  # one duration format for the bar and the summary
 
-__all__ = ["area", "echo", "linear_units_of", "megabytes", "seconds", "table", "warn"]
+__all__ = ["echo", "megabytes", "seconds", "table", "warn"]
 
 
 def echo(message: str = "", *, err: bool = False) -> None:
@@ -19,40 +18,6 @@ def echo(message: str = "", *, err: bool = False) -> None:
 def warn(message: str) -> None:
     """Print ``warning: <message>`` on stderr."""
     echo(f"warning: {message}", err=True)
-
-
-def area(value: float, linear_units: str | None) -> str:
-    """An area in map units: ``m²``/``ha``/``km²`` for metre CRSs, else ``<n> <unit>²``."""
-    if linear_units in ("metre", "meter", "m"):
-        if value < 10_000:
-            return f"{value:,.0f} m²"
-        if value < 1_000_000:
-            return f"{value / 10_000:,.2f} ha"
-        return f"{value / 1_000_000:,.3f} km²"
-    unit = linear_units or "map unit"
-    return f"{value:,.6g} {unit}²"
-
-
-def linear_units_of(raster: str | Path) -> str | None:
-    """The CRS linear unit name of a raster (``"metre"``, ``"degree"``), ``"pixel"`` for a raster
-    without georeferencing (its polygons are in pixel units), or None when unknown."""
-    import warnings
-
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            ds = rasterio.open(raster)
-        with ds:
-            if ds.crs is None and ds.transform.is_identity:
-                return "pixel"
-            if ds.crs is None or ds.crs.is_geographic:
-                return "degree" if ds.crs is not None else None
-            return ds.crs.linear_units
-    except Exception:  # a summary must not fail the run
-        return None
 
 
 def megabytes(n_bytes: int) -> str:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import glob
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from sam2unext.errors import InputError, OutputError
+from sam2unext.geo.storage.urls import is_url, join, stem_of
 
 _GLOB_CHARS = set("*?[")
 RASTER_SUFFIXES = (".tif", ".tiff")
@@ -15,16 +16,17 @@ RASTER_SUFFIXES = (".tif", ".tiff")
 def expand_scenes(patterns: list[str]) -> list[Path | str]:
     """Scene paths from arguments that are paths or glob patterns, in order, without duplicates.
 
-    GDAL ``/vsi...`` names stay strings: ``Path()`` would turn ``/vsicurl/https://`` into ``https:/``.
+    GDAL ``/vsi...`` names and ``s3://``, ``gs://``, ``https://`` URLs stay strings: ``Path()`` would
+    turn ``https://`` into ``https:/``. A URL is checked when the scene is opened.
 
     Raises:
         InputError: a path that does not exist, or a glob that matches nothing.
     """
-    from sam2unext.geo.reading.raster import require_input
+    from sam2unext.geo.reading.opening import require_input
 
     scenes: list[Path | str] = []
     for pattern in patterns:
-        if pattern.startswith("/vsi"):  # read by GDAL, not on the local file system
+        if pattern.startswith("/vsi") or is_url(pattern):  # read by GDAL, not on the local file system
             scenes.append(pattern)
             continue
         if _GLOB_CHARS & set(pattern) and not Path(pattern).exists():
@@ -66,11 +68,19 @@ def parse_bands(text: str | None, name: str = "bands") -> tuple[int | str, ...] 
     return bands
 
 
-def probability_outputs(scenes: list[Path | str], output: Path | None) -> list[Path | None]:
+def local_output_folders(output: str | None) -> list[Path]:
+    """The local folders ``-o`` would create (none for a ``.tif`` file or a URL)."""
+    if output is None or is_url(output) or Path(output).suffix.lower() in RASTER_SUFFIXES:
+        return []
+    return new_folders(Path(output))
+
+
+def probability_outputs(scenes: list[Path | str], output: str | Path | None) -> list[Path | str | None]:
     """Where each scene's probability raster goes.
 
     ``output`` may be a ``.tif`` file (one scene only) or a folder (created if missing; each
-    scene becomes ``<folder>/<stem>_prob.tif``). None leaves the default, next to the scene.
+    scene becomes ``<folder>/<stem>_prob.tif``), locally or as an ``s3://``/``gs://`` object or
+    prefix (nothing is created there). None leaves the default, next to the scene.
 
     Raises:
         OutputError: a ``.tif`` output with several scenes, an output folder that cannot be
@@ -78,13 +88,16 @@ def probability_outputs(scenes: list[Path | str], output: Path | None) -> list[P
     """
     if output is None:
         return [None] * len(scenes)
-    if output.suffix.lower() in RASTER_SUFFIXES and not output.is_dir():
+    remote = is_url(output)
+    target = str(output) if remote else Path(output)
+    if PurePosixPath(str(output)).suffix.lower() in RASTER_SUFFIXES and (remote or not Path(output).is_dir()):
         if len(scenes) > 1:
             raise OutputError(f"-o {output} is a file but {len(scenes)} scenes were given; pass a folder with -o")
-        return [output]
-    make_folder(output)
-    targets = [output / f"{Path(scene).stem}_prob.tif" for scene in scenes]
-    seen: dict[Path, Path | str] = {}
+        return [target]
+    if not remote:
+        make_folder(Path(output))
+    targets = [join(target, f"{stem_of(scene)}_prob.tif") for scene in scenes]
+    seen: dict[Path | str, Path | str] = {}
     for scene, target in zip(scenes, targets):
         if target in seen:
             raise OutputError(f"scenes {seen[target]} and {scene} would both write {target}; rename one")
@@ -92,13 +105,20 @@ def probability_outputs(scenes: list[Path | str], output: Path | None) -> list[P
     return targets
 
 
-def quicklook_outputs(scenes: list[Path | str], targets: list[Path | None], overwrite: bool) -> list[Path]:
+def quicklook_outputs(scenes: list[Path | str], targets: list[Path | str | None], overwrite: bool) -> list[Path]:
     """``<scene stem>_quicklook.png`` next to each scene's probability raster, checked before any work.
 
     Raises:
-        OutputError: an existing PNG without ``overwrite``, or an unwritable folder.
+        OutputError: an existing PNG without ``overwrite``, an unwritable folder, or an output at a URL.
     """
     from sam2unext.geo.writing.cog import check_output
+
+    for scene, target in zip(scenes, targets):
+        if is_url(target if target is not None else scene):
+            raise OutputError(
+                f"--quicklook draws a local PNG but the output of {scene} goes to a URL; drop --quicklook "
+                "or write the output to a local folder"
+            )
 
     return [
         check_output(

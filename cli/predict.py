@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from sam2unext.errors import cli_words
+from sam2unext.geo.options import SceneOptions
+from sam2unext.geo.vectors.units import format_area
 
-from .formatting import area, echo, linear_units_of, seconds
+from .formatting import echo, seconds
 from .inputs import (
-    RASTER_SUFFIXES,
     expand_scenes,
-    new_folders,
+    local_output_folders,
     parse_bands,
     probability_outputs,
     quicklook_outputs,
@@ -50,6 +52,12 @@ class ComputePrecision(str, Enum):
     float16 = "float16"
 
 
+class TTAMode(str, Enum):
+    none = "none"
+    flip = "flip"
+    d4 = "d4"
+
+
 PREDICT_EPILOG = """\b
 Examples:
   sam2unext-geo predict scene.tif --checkpoint sam2unext-large-buildings.safetensors
@@ -59,6 +67,7 @@ Examples:
   sam2unext-geo predict scene.tif --checkpoint demo --bbox 13.40 52.50 13.42 52.52 --bbox-crs EPSG:4326
   sam2unext-geo predict scene.tif --checkpoint demo --aoi fields.gpkg
   sam2unext-geo predict scene.tif --checkpoint demo --quicklook
+  sam2unext-geo predict scene.tif --checkpoint demo --tta d4 --regularize --min-area 20
 \b
 Outputs: <scene>_prob.tif (Cloud-Optimized GeoTIFF, probability 0..255) and
 <scene>_prob_polygons.gpkg, next to the scene or in the -o folder.
@@ -68,6 +77,7 @@ VECTORIZE_EPILOG = """\b
 Examples:
   sam2unext-geo vectorize scene_prob.tif --threshold 0.6 --min-area 20
   sam2unext-geo vectorize scene_prob.tif -o buildings.fgb --simplify 0.5 --fill-holes
+  sam2unext-geo vectorize scene_prob.tif -o roofs.gpkg --min-area 20 --regularize --regularize-tolerance 1
 """
 
 Checkpoint = Annotated[
@@ -117,11 +127,38 @@ Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing o
 Threshold = Annotated[
     float, typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Probability above which a pixel is foreground.")
 ]
-MinArea = Annotated[float, typer.Option("--min-area", min=0.0, help="Drop polygons smaller than this (map units²).")]
+MinArea = Annotated[
+    float,
+    typer.Option(
+        "--min-area",
+        min=0.0,
+        help="Drop polygons smaller than this, in m² on any CRS (geodesic on a geographic CRS; px² without "
+        "georeferencing).",
+    ),
+]
 Simplify = Annotated[
-    float, typer.Option("--simplify", min=0.0, help="Douglas-Peucker tolerance in map units (0 = none).")
+    float,
+    typer.Option("--simplify", min=0.0, help="Douglas-Peucker tolerance in metres on any CRS (0 = none)."),
 ]
 FillHoles = Annotated[bool, typer.Option("--fill-holes", help="Remove holes inside polygons.")]
+Regularize = Annotated[
+    bool,
+    typer.Option(
+        "--regularize",
+        help="Square building-like outlines: straight walls at right angles along each polygon's dominant "
+        "direction (or its rotated rectangle); shapes that are not building-like keep their outline.",
+    ),
+]
+RegularizeTolerance = Annotated[
+    Optional[float],
+    typer.Option(
+        "--regularize-tolerance",
+        min=0.0,
+        help="Metres: outline details smaller than this are removed by --regularize (default: two pixel "
+        "sizes); implies --regularize.",
+        show_default=False,
+    ),
+]
 
 
 def predict(
@@ -133,11 +170,12 @@ def predict(
         ),
     ],
     output: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             "--output",
             "-o",
-            help="Probability .tif (one scene) or a folder (created) for all outputs.",
+            help="Probability .tif (one scene) or a folder (created) for all outputs; may be an s3:// or gs:// "
+            "object or prefix.",
             show_default=False,
         ),
     ] = None,
@@ -205,6 +243,16 @@ def predict(
     min_area: MinArea = 0.0,
     simplify: Simplify = 0.0,
     fill_holes: FillHoles = False,
+    regularize: Regularize = False,
+    regularize_tolerance: RegularizeTolerance = None,
+    tta: Annotated[
+        TTAMode,
+        typer.Option(
+            "--tta",
+            help="Test-time augmentation: average each tile's prediction over its mirror image (flip: 2 forward "
+            "passes per tile) or its 8 rotations and mirror images (d4) before blending.",
+        ),
+    ] = TTAMode.none,
     out_dtype: Annotated[
         OutDtype, typer.Option("--dtype", help="Probability raster type: uint8 (0..255) or float32 (0..1).")
     ] = OutDtype.uint8,
@@ -214,7 +262,17 @@ def predict(
             "--scheduler",
             help="dask.distributed scheduler address, e.g. tcp://host:8786 (default: threads in this "
             "process). The workers read the scenes and write the outputs' .partial stores themselves: scenes and "
-            "output folder must be on a filesystem every worker sees, under the same paths.",
+            "outputs at s3:// or gs:// URLs, or on a filesystem every worker sees under the same paths.",
+            show_default=False,
+        ),
+    ] = None,
+    worker_timeout: Annotated[
+        Optional[float],
+        typer.Option(
+            "--worker-timeout",
+            metavar="SECONDS",
+            help="With --scheduler: stop (exit 2, finished chunks kept for --resume) after this many seconds "
+            "without any worker connected. A warning says as soon as none is. Default: wait for one.",
             show_default=False,
         ),
     ] = None,
@@ -281,14 +339,21 @@ def predict(
     t0 = time.perf_counter()
     paths = expand_scenes(scenes)
     band_sel = parse_bands(bands)
-    rgb_sel = parse_bands(rgb_bands, "rgb_bands")
     loader = model_loader(
-        checkpoint, preset, hiera, dinov2, device, precision.value, compile_model, bands=band_sel, rgb_bands=rgb_sel
+        checkpoint,
+        preset,
+        hiera,
+        dinov2,
+        device,
+        precision.value,
+        compile_model,
+        bands=band_sel,
+        rgb_bands=parse_bands(rgb_bands, "rgb_bands"),
     )
-    area_of_interest = area_of_interest_option(bbox, bbox_crs, aoi)
+    options = scene_options(locals())
     from sam2unext.geo import predict_scenes  # imports torch: after the argument checks, so a typo fails fast
 
-    made = new_folders(output) if output is not None and output.suffix.lower() not in RASTER_SUFFIXES else []
+    made = local_output_folders(output)
     done: list[tuple[Path | str, object, Path | None]] = []  # scene, result, quick-look
     try:
         targets = probability_outputs(paths, output)
@@ -300,33 +365,8 @@ def predict(
                 res.quicklook(look, bands=band_sel)
             done.append((scene, res, look))
 
-        predict_scenes(
-            paths,
-            targets,
-            model=loader,  # loaded once, for the first scene
-            device=device,
-            resume=resume,
-            progress=reporter,
-            on_result=finished,
-            bands=band_sel,
-            resolution=resolution,
-            tile_size=tile_size,
-            overlap=overlap,
-            batch_size=batch_size,
-            vector=vector,
-            vector_format=vector_format.value,
-            overwrite=overwrite,
-            aoi=area_of_interest,
-            aoi_crs=bbox_crs,
-            rgb_bands=rgb_sel,
-            threshold=threshold,
-            min_area=min_area,
-            fill_holes=fill_holes,
-            simplify=simplify,
-            out_dtype=out_dtype.value,
-            scheduler=scheduler,
-            chunk_size=chunk_size,
-        )
+        # the model loads once, for the first scene
+        predict_scenes(paths, targets, model=loader, progress=reporter, on_result=finished, options=options)
     except BaseException:
         if not done:
             remove_empty_folders(made)  # a refused run leaves no empty output folder behind
@@ -337,6 +377,58 @@ def predict(
         print_summary([d[0] for d in done], [d[1] for d in done], total, [d[2] for d in done])
         if done:
             echo(f"precision: {precision_line(loader)}")
+
+
+#: How the flags of ``predict`` fill :class:`~sam2unext.geo.options.SceneOptions`: one row per
+#: field, ``None`` where the flag's parameter has the field's name and its value as is, else a
+#: function of the parsed flags. Adding a scene option: a ``SceneOptions`` field, its flag (a
+#: parameter of ``predict``) and its row (docs/ARCHITECTURE.md, "Adding a scene option");
+#: tests/cli/test_cli_flag_table.py checks that every field and every flag has its row.
+SCENE_FLAGS: dict[str, Callable[[dict[str, Any]], Any] | None] = {
+    "tile_size": None,
+    "overlap": None,
+    "batch_size": None,
+    "chunk_size": None,
+    "bands": lambda f: parse_bands(f["bands"]),
+    "rgb_bands": lambda f: parse_bands(f["rgb_bands"], "rgb_bands"),
+    "resolution": None,
+    "aoi": lambda f: area_of_interest_option(f["bbox"], f["bbox_crs"], f["aoi"]),
+    "aoi_crs": lambda f: f["bbox_crs"],
+    "device": None,
+    "precision": lambda f: f["precision"].value,
+    "scheduler": None,
+    "worker_timeout": None,
+    "out_dtype": lambda f: f["out_dtype"].value,
+    "vector": None,
+    "vector_format": lambda f: f["vector_format"].value,
+    "threshold": None,
+    "min_area": None,
+    "fill_holes": None,
+    "simplify": None,
+    "regularize": lambda f: regularize_option(f["regularize"], f["regularize_tolerance"]),
+    "tta": lambda f: f["tta"].value,
+    "overwrite": None,
+    "resume": None,
+}
+#: ``SceneOptions`` fields the command does not set (Python API only).
+API_ONLY = ("stretch", "as_xarray", "as_geodataframe")
+#: Flags of ``predict`` that are not scene options: what to read, with which model, what to show.
+OTHER_FLAGS = ("scenes", "output", "checkpoint", "preset", "hiera", "dinov2", "compile_model", "progress", "quicklook")
+
+
+def scene_options(flags: dict[str, Any]) -> SceneOptions:
+    """The :class:`~sam2unext.geo.options.SceneOptions` of ``predict``'s parsed flags (see :data:`SCENE_FLAGS`).
+
+    Raises:
+        typer.BadParameter: ``--bbox`` with ``--aoi``, or ``--bbox-crs`` alone.
+        InputError: a value no scene could take (e.g. ``--overlap 2``).
+    """
+    return SceneOptions(**{name: flags[name] if how is None else how(flags) for name, how in SCENE_FLAGS.items()})
+
+
+def regularize_option(regularize: bool, tolerance: Optional[float]) -> bool | float:
+    """The ``regularize=`` value from ``--regularize`` / ``--regularize-tolerance`` (a tolerance implies it)."""
+    return tolerance if tolerance is not None else regularize
 
 
 def area_of_interest_option(
@@ -358,15 +450,13 @@ def area_of_interest_option(
 
 def print_summary(scenes: list[Path | str], results: list, total: float, looks: list | None = None) -> None:
     """Per-scene lines and a total: outputs, tiles run, time, area found, quick-looks."""
-    units = linear_units_of(results[0].probability) if results else None
     looks = looks or [None] * len(results)
     for scene, res, look in zip(scenes, results, looks):
         skipped = f", {res.tiles_skipped} empty skipped" if res.tiles_skipped else ""
         if res.chunks_resumed:
-            skipped += f"; resumed: {res.chunks_resumed} of {res.chunks} chunks were already done"
-        if res.tiles_computed > res.tiles_run:
-            skipped += f"; {res.tiles_computed} forward passes (chunk borders)"
-        found = f", {area(res.area, units)} found" if res.vector is not None else ""
+            resumed = getattr(res, "tiles_resumed", 0)
+            skipped += f"; {res.tiles_computed} computed in this run, {resumed} taken from the resumed store"
+        found = f", {res.area_text} found" if res.vector is not None else ""
         bands = f", bands {','.join(map(str, res.bands))}" if getattr(res, "bands", None) else ""
         echo(f"{scene}: {res.tiles_run} tiles{skipped}{bands} in {seconds(res.seconds)}{found}")
         echo(f"  probability: {res.probability}")
@@ -376,8 +466,17 @@ def print_summary(scenes: list[Path | str], results: list, total: float, looks: 
             echo(f"  quick-look:  {look}")
     if len(results) > 1:
         tiles = sum(r.tiles_run for r in results)
-        found = sum(r.area for r in results)
-        echo(f"total: {len(results)} scenes, {tiles} tiles in {seconds(total)}, {area(found, units)} found")
+        found = total_area(results)
+        echo(f"total: {len(results)} scenes, {tiles} tiles in {seconds(total)}{found}")
+
+
+def total_area(results: list) -> str:
+    """``, <total> found`` over the scenes with polygons, one total per area unit."""
+    sums: dict[str, float] = {}
+    for r in results:
+        if r.vector is not None:
+            sums[r.area_unit] = sums.get(r.area_unit, 0.0) + r.area
+    return "".join(f", {format_area(value, unit)} found" for unit, value in sums.items())
 
 
 def vectorize(
@@ -404,6 +503,8 @@ def vectorize(
     min_area: MinArea = 0.0,
     simplify: Simplify = 0.0,
     fill_holes: FillHoles = False,
+    regularize: Regularize = False,
+    regularize_tolerance: RegularizeTolerance = None,
     overwrite: Overwrite = False,
 ) -> None:
     """Re-threshold a probability raster into polygons without rerunning the model."""
@@ -417,13 +518,13 @@ def vectorize(
         min_area=min_area,
         fill_holes=fill_holes,
         simplify=simplify,
+        regularize=regularize_option(regularize, regularize_tolerance),
         vector_format=vector_format.value if vector_format else None,
         overwrite=overwrite,
         progress="none",
     )
-    units = linear_units_of(probability)
     echo(
-        f"{probability}: {res.count} polygons, {area(res.area, units)} at threshold {threshold} "
+        f"{probability}: {res.count} polygons, {res.area_text} at threshold {threshold} "
         f"in {seconds(time.perf_counter() - t0)}"
     )
     echo(f"  polygons: {res.path}")

@@ -48,7 +48,7 @@ def model_loader(
         warn(render_options(note, cli_words))
     widen = {}
     if checkpoint is None and bands is not None and len(bands) > 3:
-        from sam2unext.geo.reading.raster import rgb_channels_of
+        from sam2unext.geo.reading.bands import rgb_channels_of
 
         widen = {
             "in_chans": len(bands),

@@ -1,4 +1,9 @@
-"""The Python API: ``predict_raster``, ``vectorize_raster`` (re-exported), ``describe_raster``.
+"""The Python API: ``predict_raster``, ``predict_scenes``, ``check_scene``, ``describe_raster``.
+
+The façade: each function turns its keywords into one :class:`~sam2unext.geo.options.SceneOptions`
+and one :class:`~sam2unext.geo.models.ModelChoice`, plans the scene
+(:func:`~sam2unext.geo.scene_plan.plan_scene`) and runs it
+(:func:`~sam2unext.geo.running.scene.run_scene`).
 
 Example (notebook)::
 
@@ -12,248 +17,46 @@ Example (notebook)::
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import inspect
-import json
-import shutil
-import tempfile
-import threading
-import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.errors import InputError, OutputError, option
-from sam2unext.loader import ModelLoader, weights_note
-
-if TYPE_CHECKING:
-    import geopandas as gpd
-    import xarray as xr
-    from distributed import Client
-    from matplotlib.figure import Figure
-
-from sam2unext.geo.model_contract import ModelFactory, ModelSource, TileModel, is_factory
+from sam2unext.geo.model_contract import ModelSource
+from sam2unext.geo.models import ModelChoice
+from sam2unext.geo.options import Overlap, SceneOptions
 from sam2unext.geo.progress import Progress, make_progress
-from sam2unext.geo.reading.aoi import AreaOfInterest, resolve_aoi
-from sam2unext.geo.reading.model_bands import BandChoice, StretchChoice, make_model_plan
-from sam2unext.geo.reading.raster import ReadPlan, default_bands, is_georeferenced, open_raster
-from sam2unext.geo.running.chunks import ChunkGrid, make_chunk_grid, tile_computations
-from sam2unext.geo.running.device import CPU_BATCH, auto_batch_size, local_devices
-from sam2unext.geo.running.execution import (
-    ChunkJob,
-    ChunkStatus,
-    RunStats,
-    local_lanes,
-    measure_seconds_per_tile,
-    run_local,
-)
-from sam2unext.geo.running.fingerprint import environment_fingerprint, file_fingerprint, model_fingerprint
-from sam2unext.geo.running.tiling import (
-    TileGrid,
-    available_memory,
-    check_scene_size,
-    clamp_tile,
-    estimate_memory,
-    make_grid,
-    overlap_pixels,
-)
-from sam2unext.geo.vectors.vectorize import default_vector_path, format_from, vectorize_raster
-from sam2unext.geo.writing.cog import OUT_DTYPES, ProbabilityWriter, check_output, remove_quietly, write_from_store
-from sam2unext.geo.writing.store import RunStore, disk_full_error, store_path_for
+from sam2unext.geo.reading.bands import default_bands
+from sam2unext.geo.reading.opening import open_raster
+from sam2unext.geo.result import PredictResult
+from sam2unext.geo.running.device import CPU_BATCH
+from sam2unext.geo.running.forward import measure_seconds_per_tile
+from sam2unext.geo.running.pools import local_lanes
+from sam2unext.geo.running.scene import check_outputs, default_output, run_scene
+from sam2unext.geo.running.tta import forward_passes, with_tta
+from sam2unext.geo.scene_plan import ScenePlan, plan_scene
+from sam2unext.geo.storage import as_target, output_exists
+from sam2unext.geo.vectors.units import units_of
+from sam2unext.geo.writing.store import RunStore, store_path_for
+from sam2unext.geo.xarray_io import Source
+
+__all__ = [
+    "DEFAULT_TILE",
+    "Overlap",
+    "PredictResult",
+    "SceneOptions",
+    "check_scene",
+    "default_output",
+    "describe_raster",
+    "predict_raster",
+    "predict_scenes",
+]
 
 #: Tile side ``describe_raster`` assumes without a model (the input size of the real presets).
 DEFAULT_TILE = 1024
-#: GDAL block cache while running, in bytes (rasterio passes the value to GDAL as bytes):
-#: bounded so memory does not grow with the scene.
-GDAL_CACHE_BYTES = 32 * 2**20
-#: Dask chunks of ``PredictResult.data_array``: 4 x 4 blocks of the probability COG.
-XARRAY_CHUNKS = {"band": 1, "y": 2048, "x": 2048}
-#: Share of the available memory a run may plan to use (tile size x batch estimate).
-MEMORY_SHARE = 0.8
-
-#: A scene: a raster path (anything GDAL opens) or a rioxarray ``DataArray``.
-Source = Union[str, Path, "xr.DataArray"]
-#: Tile overlap: a fraction of the tile in [0, 1), or pixels as ``"64px"``.
-Overlap = Union[float, str]
-
-
-@dataclass
-class PredictResult:
-    """What :func:`predict_raster` produced.
-
-    Attributes:
-        probability: path of the probability COG.
-        vector: path of the polygons, or None.
-        tiles_run, tiles_skipped: tiles of the scene sent to the model / skipped as all-nodata.
-        seconds: wall time of the call.
-        area: total polygon area in map units (0 without polygons).
-        data_array: the probability raster as a lazy ``xarray.DataArray`` (``as_xarray``).
-        geodataframe: the polygons (``as_geodataframe``).
-        tiles_computed: forward passes this call made (tiles at chunk borders count once per
-            chunk; chunks finished by an earlier, resumed run count nothing).
-        chunks, chunks_resumed: output chunks of the scene / taken over from an earlier run.
-        scene_tiles: tiles of the whole scene's grid (with an ``aoi``, against ``tiles_run``).
-        scene: the source raster's path (None for a DataArray source); drawn by :meth:`quicklook`.
-        bands: the 1-based input bands used as red, green, blue.
-    """
-
-    probability: Path
-    vector: Path | None
-    tiles_run: int
-    tiles_skipped: int
-    seconds: float
-    area: float
-    data_array: xr.DataArray | None = None
-    geodataframe: gpd.GeoDataFrame | None = None
-    tiles_computed: int = 0
-    chunks: int = 0
-    chunks_resumed: int = 0
-    scene_tiles: int = 0
-    bands: tuple[int, ...] = ()
-    scene: str | Path | None = None
-
-    def quicklook(
-        self, path: str | Path | None = None, *, bands: Sequence[int] | int | None = None, title: str | None = None
-    ) -> Figure:
-        """Draw the scene, the probability and the polygon outlines side by side, in map coordinates.
-
-        Large results are read from the COG overviews (see :mod:`sam2unext.geo.quicklook`).
-
-        Args:
-            path: also save the figure as a PNG here (e.g. ``"scene_quicklook.png"``).
-            bands: scene bands shown as RGB (default: as ``predict_raster`` picks them).
-            title: figure title (default: the scene's name).
-
-        Returns:
-            The ``matplotlib.figure.Figure`` (a notebook displays it). Without ``scene`` (a
-            DataArray source) the figure has two panels: probability, and outlines on it.
-        """
-        from sam2unext.geo.quicklook import draw_quicklook
-
-        scene = self.scene
-        title = title if title is not None else Path(str(scene if scene is not None else self.probability)).name
-        fig = draw_quicklook(scene, self.probability, self.vector, bands=bands, title=title)
-        if path is not None:
-            fig.savefig(path)
-        return fig
-
-
-def _spread_devices(
-    model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
-) -> tuple[list[str], ModelLoader] | None:
-    """(GPUs, loader) when a local run should spread over several GPUs (see :func:`local_devices`), else None."""
-    if model is None:
-        loader = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    elif isinstance(model, ModelLoader):
-        loader = model
-    else:
-        return None  # a model object or a custom factory runs where it is
-    devices = local_devices(loader.kwargs["device"])
-    return (devices, loader) if devices else None
-
-
-def _model_factory(
-    model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str
-) -> tuple[ModelFactory, str]:
-    """(picklable factory, cache key) of the model that workers run."""
-    factory: ModelFactory
-    if model is None:
-        factory = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    elif is_factory(model):
-        factory = model
-    else:
-        factory = _Const(model)
-    return factory, f"{type(factory).__name__}-{id(factory):x}-{time.time_ns():x}"
-
-
-class _Const:
-    """Picklable zero-argument factory returning a fixed model."""
-
-    def __init__(self, model: TileModel):
-        self.model = model
-
-    def __call__(self) -> TileModel:
-        return self.model
-
-
-def _load_local(model: ModelSource, checkpoint: str | Path | None, preset: str | None, device: str) -> TileModel:
-    """The model object to run in this process."""
-    if model is None:
-        return ModelLoader(checkpoint=checkpoint, preset=preset, device=device)()
-    return model() if is_factory(model) else model
-
-
-#: Block side of the temporary GeoTIFF a DataArray is written to.
-XARRAY_BLOCK = 256
-
-
-def exact_transform(da: xr.DataArray) -> Affine:
-    """The geotransform of a rioxarray DataArray, exact.
-
-    ``rio.transform()`` rebuilds it from the coordinates, which differ from the file's in the
-    last digits; the transform stored with the array (``recalc=False``, the file's own) is used
-    when it places the first pixel centre where the coordinates say, shifted by whole pixels
-    for a slice of the original array. Otherwise the rebuilt one is the only one there is.
-    """
-    rebuilt = da.rio.transform()
-    cached = da.rio.transform(recalc=False)
-    if cached.b or cached.d:  # rotated: coordinates cannot express it, the stored one is right
-        return cached
-    x, y = da.rio.x_dim, da.rio.y_dim
-    try:
-        x0, y0 = float(da[x].values[0]), float(da[y].values[0])
-    except (IndexError, KeyError):
-        return rebuilt
-    col = (x0 - cached.c) / cached.a - 0.5
-    row = (y0 - cached.f) / cached.e - 0.5
-    icol, irow = round(col), round(row)
-    if (
-        abs(col - icol) > 1e-3
-        or abs(row - irow) > 1e-3
-        or not np.allclose([cached.a, cached.e], [rebuilt.a, rebuilt.e], rtol=1e-9, atol=0)
-    ):
-        return rebuilt
-    return cached @ Affine.translation(icol, irow) if (icol or irow) else cached
-
-
-def _source_path(source: Source, tmpdir: Path) -> tuple[str | Path, str]:
-    """A raster path for ``source`` (an xarray DataArray is written to ``tmpdir``) and its name.
-
-    A path is returned as given: ``Path()`` would turn ``/vsicurl/https://...`` into ``https:/``.
-    A DataArray is written as a tiled GeoTIFF with its own block size (the source file's block
-    shape, e.g. one row of a striped file, is not copied) and its exact geotransform.
-    """
-    if isinstance(source, (str, Path)):
-        return source, Path(source).name
-    import xarray as xr
-
-    if isinstance(source, xr.DataArray):
-        import rioxarray  # noqa: F401 (registers .rio)
-
-        da = source if "band" in source.dims else source.expand_dims("band")
-        path = tmpdir / "input.tif"
-        transform = exact_transform(da)
-        da = da.rio.write_transform(transform)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            da.rio.to_raster(
-                path,
-                tiled=True,
-                blockxsize=XARRAY_BLOCK,
-                blockysize=XARRAY_BLOCK,
-                interleave="pixel",
-                recalc_transform=False,
-            )
-        return path, str(source.name or "dataarray")
-    raise InputError(f"source must be a raster path or an xarray.DataArray, got {type(source).__name__}")
 
 
 def predict_raster(
@@ -263,30 +66,9 @@ def predict_raster(
     model: ModelSource = None,
     checkpoint: str | Path | None = None,
     preset: str | None = None,
-    tile_size: int | None = None,
-    overlap: Overlap = 0.25,
-    batch_size: int | None = None,
-    device: str = "auto",
-    bands: BandChoice | None = None,
-    stretch: StretchChoice | None = None,
-    resolution: float | None = None,
-    threshold: float = 0.5,
-    vector: bool | str | Path | None = True,
-    vector_format: str = "gpkg",
-    min_area: float = 0.0,
-    fill_holes: bool = False,
-    simplify: float = 0.0,
-    out_dtype: str = "uint8",
-    scheduler: str | Client | None = None,
-    overwrite: bool = False,
-    resume: bool = False,
-    chunk_size: int | None = None,
-    aoi: Any = None,
-    aoi_crs: Any = None,
     progress: str | Progress | None = "bar",
-    as_xarray: bool = False,
-    as_geodataframe: bool = False,
-    rgb_bands: Sequence[int] | None = None,
+    options: SceneOptions | None = None,
+    **keywords: Any,
 ) -> PredictResult:
     """Segment a raster of any size: tiles → batched model → seamless probability COG → polygons.
 
@@ -296,265 +78,79 @@ def predict_raster(
     uninterrupted run, local or on a cluster.
 
     Args:
-        source: raster path (anything GDAL opens) or an ``xarray.DataArray`` (rioxarray).
+        source: raster path (anything GDAL opens; an ``s3://``, ``gs://`` or ``https://`` URL
+            is read with range requests) or an ``xarray.DataArray`` (rioxarray).
         output: probability GeoTIFF (default ``<source stem>_prob.tif`` next to the source;
-            a new temporary folder for a DataArray).
+            a new temporary folder for a DataArray); may be an ``s3://``/``gs://`` object, built
+            locally and uploaded whole, with its run store beside it.
         model: an object with ``predict``/``input_size``/``low_res_size``, or a picklable
             zero-argument factory returning one; None loads ``checkpoint``/``preset``.
-        checkpoint, preset, device: passed to ``sam2unext.load_model`` when ``model`` is None.
-        tile_size: tile side (default the model's ``input_size``); clamped to the scene's longer
-            side (or the model's input size if larger); refused when the estimated memory of
-            a batch of such tiles exceeds what is available.
-        overlap: tile overlap: a fraction of the tile in [0, 1) (``0.25``) or pixels as
-            ``"64px"``; other values are refused. 0 warns (seams show at tile edges).
-        batch_size: tiles per forward pass; None: 4 on a CPU, what fits the free memory of a GPU
-            (:func:`~sam2unext.geo.running.device.auto_batch_size`; 4 for a cluster run without a local model).
-        bands: 1-based bands, e.g. ``(3, 2, 1)``, or band descriptions (``("red", "green",
-            "blue")``); default: the bands declared red/green/blue, else 1, 2, 3 (a warning
-            names them when the scene has more than three), or grey x3 for one band. A
-            multispectral model takes as many bands as it was trained on (e.g. ``(4, 3, 2, 8)``;
-            default: the bands stored in its checkpoint); another count is an ``InputError``.
-        stretch: None (uint8 as is, others 2-98 % percentile stretch), ``(min, max)`` or one
-            pair per band.
-        resolution: resample to this pixel size (map units) before tiling.
-        threshold, min_area, fill_holes, simplify: polygon options (see ``vectorize_raster``).
-        vector: True (default path), False/None (no polygons) or a path.
-        vector_format: ``gpkg``, ``geojson``, ``fgb`` or ``parquet``.
-        out_dtype: ``"uint8"`` (0..255, masked nodata) or ``"float32"`` (0..1, NaN nodata).
-        scheduler: None (threads in this process) or a ``dask.distributed`` address / Client;
-            the workers read the source and write the run store themselves, so both must be on
-            a filesystem every worker sees.
-        overwrite: replace existing outputs (and discard an unfinished run of them).
-        resume: continue the unfinished run of ``output`` (same input, weights and parameters).
-        chunk_size: side of the output chunks in pixels (multiple of 512; default
-            ``max(4096, 8 x tile_size)``).
-        aoi: segment only this area: a shapely geometry, a GeoDataFrame, a vector file or a bbox
-            ``(minx, miny, maxx, maxy)``. The output covers its bounding window on the scene grid,
-            pixels outside it are nodata, tiles that do not touch it are never read or run, and
-            polygons are clipped to it.
-        aoi_crs: CRS of ``aoi`` when it carries none (default: the scene's).
+        checkpoint, preset: passed to ``sam2unext.load_model`` (with ``device`` and
+            ``precision``) when ``model`` is None.
         progress: ``"bar"``, ``"json"``, ``"none"`` or a ``Progress`` instance.
-        as_xarray: attach the probability raster as a lazy ``xarray.DataArray``.
-        as_geodataframe: attach the polygons as a ``GeoDataFrame``.
-        rgb_bands: which of ``bands`` carry the pretrained R, G, B kernels; checked against
-            the model's mapping (None: the model's).
+        options: a :class:`~sam2unext.geo.options.SceneOptions` (default: all defaults).
+        **keywords: scene options, each replacing the field of ``options`` of its name:
+            ``tile_size``, ``overlap``, ``batch_size``, ``chunk_size``, ``bands``, ``rgb_bands``,
+            ``stretch``, ``resolution``, ``aoi``, ``aoi_crs``, ``device``, ``precision``,
+            ``scheduler``, ``out_dtype``, ``vector``, ``vector_format``, ``threshold``,
+            ``min_area``, ``fill_holes``, ``simplify``, ``regularize``, ``tta``, ``overwrite``,
+            ``resume``, ``as_xarray``, ``as_geodataframe`` (meanings and
+            defaults: :class:`~sam2unext.geo.options.SceneOptions`).
 
     Returns:
         :class:`PredictResult`.
 
     Raises:
+        TypeError: a keyword that is no scene option.
         InputError: unreadable source, bad bands/stretch/resolution/overlap/chunk size.
         OutputError: existing output without ``overwrite``, an unfinished run without
             ``resume``/``overwrite``, nothing to resume, a mismatched resume, an unwritable
             folder or a full disk, bad format.
         PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
-    t0 = time.perf_counter()
-    reporter = make_progress(progress)
-    if out_dtype not in OUT_DTYPES:
-        raise InputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
-    if batch_size is not None and int(batch_size) < 1:
-        raise InputError(f"batch_size {batch_size} must be at least 1")
-    with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
-        src_path, scene = _source_path(source, Path(tmp))
-        made_dir = None  # a folder made here for a DataArray's output; removed on failure
-        if output is None and not isinstance(source, (str, Path)):
-            made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
-            output = made_dir / "prediction_prob.tif"
-        elif output is None:
-            output = default_output(src_path)
-        created: list[Path] = []
-        run: _SceneRun | None = None
-        try:
-            out, store = _check_outputs(Path(output), overwrite, resume)
-            vec_path = None
-            if vector:
-                fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-                vec_path = check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-            plan = make_model_plan(
-                src_path,
-                model=model,
-                checkpoint=checkpoint,
-                bands=bands,
-                stretch=stretch,
-                resolution=resolution,
-                rgb_bands=rgb_bands,
-                warn=reporter.warning,
-            )
-            area = resolve_aoi(
-                aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width
-            )
-            if area is not None:
-                plan = plan.within(area.window)
-            check_scene_size(plan.height, plan.width, scene)
-            if tile_size is not None:  # refuse a bad overlap or tile size before the model loads
-                check_tiling(
-                    plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH)
-                )
-            note = weights_note(checkpoint, preset) if model is None else None
-            if note:
-                reporter.warning(note)
-            local_model = None
-            if scheduler is None or tile_size is None:
-                reporter.update("load", 0, 1)
-                local_model = _load_local(model, checkpoint, preset, device)
-                reporter.update("load", 1, 1)
-            input_size = local_model.input_size if local_model is not None else None
-            requested = tile_size or input_size
-            assert requested is not None  # the model is loaded here whenever tile_size is None
-            tile = clamp_tile(int(requested), plan.height, plan.width, input_size)
-            if batch_size is None:
-                batch_size = auto_batch_size(local_model, tile) if local_model is not None else CPU_BATCH
-            grid = check_tiling(plan, tile, overlap, int(batch_size))
-            _warn_about(reporter, scene, plan, grid, bool(vector))
-            run = _SceneRun(
-                plan,
-                grid,
-                make_chunk_grid(plan.height, plan.width, tile, chunk_size),
-                store,
-                batch_size,
-                out_dtype,
-                reporter,
-                area,
-            )
-            weights = _weights_fingerprint(model, checkpoint, preset, device, local_model)
-            run.open(_manifest(src_path, source, plan, grid, run.chunks, out_dtype, weights, area), resume)
-            scene_tiles = len(make_grid(*area.full_size, tile, overlap)) if area is not None else len(grid)
-            run.announce(scene, local_model, scene_tiles if area is not None else None)
-            spread = _spread_devices(model, checkpoint, preset, device) if scheduler is None else None
-            if spread is not None:  # several GPUs: one worker process each, through the cluster path
-                from sam2unext.geo.running.cluster import PerWorkerDevice, device_workers
-
-                devices, loader = spread
-                factory, key = _model_factory(PerWorkerDevice(loader, devices), None, None, device)
-                local_model = None  # the workers load their own copies: free this one's GPU memory
-                loader.release()
-                with device_workers(len(devices)) as client:
-                    run.run_distributed(client, factory, key)
-            elif scheduler is None:
-                assert local_model is not None  # loaded above whenever scheduler is None
-                run.run_local(local_model)
-            else:
-                factory, key = _model_factory(model, checkpoint, preset, device)
-                run.run_distributed(scheduler, factory, key)
-            if run.stats.tiles_run == 0:
-                reporter.warning(
-                    f"{scene} has no valid pixel (nodata, NaN/inf, alpha or mask everywhere in bands "
-                    f"{','.join(map(str, dict.fromkeys(plan.bands)))}); the probability raster is all "
-                    f"nodata"
-                )
-            created.append(out)
-            run.write_cog(out, overwrite or resume)
-            polygon_area, gdf = 0.0, None
-            if vec_path is not None:
-                vres = vectorize_raster(
-                    out,
-                    vec_path,
-                    threshold=threshold,
-                    min_area=min_area,
-                    fill_holes=fill_holes,
-                    simplify=simplify,
-                    vector_format=fmt,
-                    overwrite=overwrite,
-                    progress=reporter,
-                    as_geodataframe=as_geodataframe,
-                    clip=area.geometry if area is not None else None,
-                )
-                polygon_area, gdf = vres.area, vres.geodataframe
-            store.remove()
-        except BaseException:
-            remove_quietly(*created)
-            if run is not None:
-                run.keep_or_discard(scene)
-            if made_dir is not None:
-                shutil.rmtree(made_dir, ignore_errors=True)
-            raise
-        finally:
-            reporter.close()
-    seconds = time.perf_counter() - t0
-    stats = run.stats
-    reporter.done(
-        scene,
-        str(out),
-        str(vec_path) if vec_path else None,
-        stats.tiles_run,
-        stats.tiles_skipped,
-        seconds,
-        polygon_area,
-    )
-    data_array = None
-    if as_xarray:
-        import rioxarray
-        import xarray as xr
-
-        # chunks as a dict of the COG's block multiples (a tuple or True is deprecated by xarray)
-        opened = rioxarray.open_rasterio(out, masked=True, chunks=XARRAY_CHUNKS)
-        assert isinstance(opened, xr.DataArray)  # a one-band GeoTIFF without subdatasets
-        data_array = opened.squeeze("band", drop=True)
-    return PredictResult(
-        out,
-        vec_path,
-        stats.tiles_run,
-        stats.tiles_skipped,
-        seconds,
-        polygon_area,
-        data_array,
-        gdf,
-        tiles_computed=stats.computed_now,
-        chunks=len(run.chunks),
-        chunks_resumed=stats.chunks_resumed,
-        scene_tiles=scene_tiles,
-        scene=source if isinstance(source, (str, Path)) else None,
-        bands=tuple(plan.bands),
-    )
+    opts = SceneOptions.build(options, **keywords)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
+    return run_scene(source, output, opts, models, make_progress(progress))
 
 
-def _warn_about(reporter: Progress, scene: str, plan: ReadPlan, grid: TileGrid, vector: bool) -> None:
-    """Warnings that do not stop a run: seams with overlap 0, no georeferencing."""
-    if grid.overlap_px == 0 and len(grid) > 1:
-        reporter.warning(
-            f"overlap 0: tile edges will show as seams in {scene}; {option('overlap', 0.25)} blends them away"
-        )
-    if not is_georeferenced(plan.crs, plan.transform):
-        reporter.warning(
-            f"{scene} has no georeferencing (no CRS, no geotransform): the probability raster has none "
-            f"either"
-            + (
-                ", and the polygons are in pixel units (x = column, y = -row, where QGIS shows such a raster)"
-                if vector
-                else ""
-            )
-        )
+def check_scene(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    model: ModelSource = None,
+    checkpoint: str | Path | None = None,
+    preset: str | None = None,
+    options: SceneOptions | None = None,
+    **keywords: Any,
+) -> ScenePlan:
+    """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
 
+    A front end with several scenes calls it on each first, so that a bad third scene is
+    reported before the first two are written. Arguments as :func:`predict_raster` (a path
+    source only).
 
-def check_tiling(plan: ReadPlan, tile_size: int, overlap: Overlap, batch_size: int) -> TileGrid:
-    """The tile grid, after refusing tilings that cannot run.
+    Returns:
+        The scene's :class:`~sam2unext.geo.scene_plan.ScenePlan` (tiles laid when ``tile_size``
+        is given), which a run can follow.
 
     Raises:
-        InputError: a bad overlap, or a tile size and batch whose memory (see
-            :func:`~sam2unext.geo.running.tiling.estimate_memory`) exceeds the memory available.
+        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
     """
-    grid = make_grid(plan.height, plan.width, tile_size, overlap)
-    source_bytes = 3 if plan.stretch is None else 12  # uint8, else up to float32 per band
-    need = estimate_memory(tile_size, batch_size, plan.width, source_bytes)
-    free = available_memory()
-    if free is not None and need > MEMORY_SHARE * free:
-        raise InputError(
-            f"tile_size {tile_size} with batch_size {batch_size} needs about {need / 1e9:.1f} GB of memory but "
-            f"{free / 1e9:.1f} GB are available; use a smaller {option('tile_size', 1024)} or "
-            f"{option('batch_size', 1)}"
-        )
-    return grid
+    opts = SceneOptions.build(options, **keywords)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
+    return _preflight(source, output, opts, models)
 
 
-def output_tags(plan: ReadPlan) -> dict[str, str]:
-    """GDAL metadata items of the probability raster: the input bands used as red, green, blue."""
-    return {"SAM2UNEXT_BANDS": ",".join(map(str, plan.bands))}
-
-
-def default_output(source: str | Path) -> Path:
-    """The probability raster written when none is named: ``<source stem>_prob.tif`` next to the source."""
-    return Path(str(source)).with_name(Path(str(source)).stem + "_prob.tif")
+def _preflight(
+    source: str | Path,
+    output: str | Path | None,
+    options: SceneOptions,
+    models: ModelChoice,
+    warn: Callable[[str], None] | None = None,
+) -> ScenePlan:
+    """The outputs checked (nothing discarded) and the scene planned (see :func:`check_scene`)."""
+    check_outputs(output if output is not None else default_output(source), options, discard=False)
+    return plan_scene(source, options, models, warn=warn)
 
 
 def predict_scenes(
@@ -564,27 +160,24 @@ def predict_scenes(
     model: ModelSource = None,
     checkpoint: str | Path | None = None,
     preset: str | None = None,
-    device: str = "auto",
-    resume: bool = False,
     progress: str | Progress | None = "bar",
     on_result: Callable[[str | Path, PredictResult], None] | None = None,
-    **options: Any,
+    options: SceneOptions | None = None,
+    **keywords: Any,
 ) -> list[PredictResult]:
     """Segment several scenes with one model, loaded once.
 
-    Every scene is checked (:func:`check_scene`) before the model loads, so a bad third scene
-    is reported before the first is written. With ``resume``, scenes with an unfinished run
-    are resumed, finished ones (output present, no unfinished run) are skipped with a warning,
-    and the others start.
+    Every scene is checked and planned (:func:`check_scene`) before the model loads, so a bad
+    third scene is reported before the first is written; each run then follows its plan. With
+    ``resume``, scenes with an unfinished run are resumed, finished ones (output present, no
+    unfinished run) are skipped with a warning, and the others start.
 
     Args:
         sources: scene paths.
         outputs: one probability path per scene (None: :func:`default_output` for each).
-        model, checkpoint, preset, device: as :func:`predict_raster`.
-        resume: as above.
-        progress: one reporter for all scenes (``"bar"``, ``"json"``, ``"none"`` or a ``Progress``).
+        model, checkpoint, preset, progress, options, **keywords: as :func:`predict_raster`,
+            for every scene (one reporter for all scenes).
         on_result: called with each scene and its result as soon as it is done.
-        **options: any other :func:`predict_raster` argument, applied to every scene.
 
     Returns:
         The results of the scenes that ran, in order.
@@ -593,27 +186,28 @@ def predict_scenes(
         InputError, OutputError: a scene fails its checks (nothing is written), or ``resume``
             finds nothing to resume.
     """
+    opts = SceneOptions.build(options, **keywords)
     targets = list(outputs) if outputs is not None else [None] * len(sources)
     if len(targets) != len(sources):
         raise InputError(f"{len(targets)} outputs for {len(sources)} scenes; give one output per scene")
     reporter = make_progress(progress) if not isinstance(progress, Progress) else progress
-    modes = _resume_modes(sources, targets) if resume and len(sources) > 1 else [resume] * len(sources)
+    modes = _resume_modes(sources, targets) if opts.resume and len(sources) > 1 else [opts.resume] * len(sources)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
     if model is None:  # one loader: the model loads once, for the first scene
-        note = weights_note(checkpoint, preset)
+        note = models.weights_note()
         if note:
             reporter.warning(note)
-        model = ModelLoader(checkpoint=checkpoint, preset=preset, device=device)
-    checks = inspect.signature(check_scene).parameters  # the options check_scene checks too
-    checked = {k: v for k, v in options.items() if k in checks}
-    for source, target, mode in zip(sources, targets, modes):
-        if mode is not None:
-            check_scene(source, target, resume=mode, model=model, checkpoint=checkpoint, **checked)
+        models = ModelChoice(models.loader(), checkpoint, preset, opts.device, opts.precision)
+    plans = [
+        _preflight(source, target, replace(opts, resume=mode), models, reporter.warning) if mode is not None else None
+        for source, target, mode in zip(sources, targets, modes)
+    ]
     results = []
-    for source, target, mode in zip(sources, targets, modes):
+    for source, target, mode, plan in zip(sources, targets, modes, plans):
         if mode is None:
             reporter.warning(f"{source}: already complete, skipped")
             continue
-        res = predict_raster(source, target, model=model, device=device, resume=mode, progress=reporter, **options)
+        res = run_scene(source, target, replace(opts, resume=mode), models, reporter, plan)
         results.append(res)
         if on_result is not None:
             on_result(source, res)
@@ -628,10 +222,10 @@ def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | 
     """
     modes: list[bool | None] = []
     for source, target in zip(sources, targets):
-        out = Path(target) if target is not None else default_output(source)
-        if store_path_for(out).is_dir():
+        out = as_target(target) if target is not None else default_output(source)
+        if RunStore(store_path_for(out)).present():
             modes.append(True)
-        elif out.exists():
+        elif output_exists(out):
             modes.append(None)
         else:
             modes.append(False)
@@ -643,335 +237,69 @@ def _resume_modes(sources: Sequence[str | Path], targets: Sequence[str | Path | 
     return modes
 
 
-def check_scene(
-    source: str | Path,
-    output: str | Path | None = None,
-    *,
-    bands: BandChoice | None = None,
-    stretch: StretchChoice | None = None,
-    resolution: float | None = None,
-    tile_size: int | None = None,
-    overlap: Overlap = 0.25,
-    batch_size: int | None = 4,
-    vector: bool | str | Path | None = True,
-    vector_format: str = "gpkg",
-    overwrite: bool = False,
-    resume: bool = False,
-    aoi: Any = None,
-    aoi_crs: Any = None,
-    model: ModelSource = None,
-    checkpoint: str | Path | None = None,
-    rgb_bands: Sequence[int] | None = None,
-) -> None:
-    """Every check :func:`predict_raster` makes before it loads the model, without running or changing anything.
-
-    A front end with several scenes calls it on each first, so that a bad third scene is
-    reported before the first two are written. Arguments as :func:`predict_raster` (a path
-    source only).
-
-    Raises:
-        InputError, OutputError: as :func:`predict_raster` would, before loading the model.
-    """
-    out = Path(output) if output is not None else default_output(source)
-    _check_outputs(out, overwrite, resume, discard=False)
-    if vector:
-        fmt = format_from(None if vector is True else vector, vector_format if vector is True else None)
-        check_output(default_vector_path(out, fmt) if vector is True else vector, overwrite)
-    plan = make_model_plan(
-        source,
-        model=model,
-        checkpoint=checkpoint,
-        bands=bands,
-        stretch=stretch,
-        resolution=resolution,
-        rgb_bands=rgb_bands,
-    )
-    area = resolve_aoi(aoi, aoi_crs, crs=plan.crs, transform=plan.transform, height=plan.height, width=plan.width)
-    if area is not None:
-        plan = plan.within(area.window)
-    check_scene_size(plan.height, plan.width, Path(str(source)).name)
-    if tile_size is not None:
-        check_tiling(plan, clamp_tile(int(tile_size), plan.height, plan.width), overlap, int(batch_size or CPU_BATCH))
-    else:
-        overlap_pixels(2**31, overlap)  # its form; the tile size is the model's, known once loaded
-
-
-def _check_outputs(out: Path, overwrite: bool, resume: bool, discard: bool = True) -> tuple[Path, RunStore]:
-    """The checked output path and its run store; refuses what would lose or mix work.
-
-    ``discard``: remove an unfinished run's store when ``overwrite`` (False: only check).
-
-    Raises:
-        OutputError: an unfinished run without resume/overwrite, nothing to resume, an existing
-            output without overwrite, an unwritable folder.
-    """
-    store = RunStore(store_path_for(out))
-    if resume:
-        if not store.exists():
-            done = " (the output is complete)" if out.exists() else ""
-            raise OutputError(
-                f"nothing to resume for {out}: no unfinished run in {store.folder}{done}; drop {option('resume')}"
-            )
-        return check_output(out, True), store
-    if store.folder.exists():
-        if not overwrite:
-            raise OutputError(
-                f"an unfinished run of {out} is in {store.folder}; pass {option('resume')} to "
-                f"continue it or {option('overwrite')} to discard it and start over"
-            )
-        if discard:
-            store.remove()
-    return check_output(out, overwrite), store
-
-
-def _weights_fingerprint(
-    model: ModelSource,
-    checkpoint: str | Path | None,
-    preset: str | None,
-    device: str,
-    local_model: TileModel | None,
-) -> dict[str, Any]:
-    """What identifies the weights that run (for the resume manifest)."""
-    if model is None:
-        return model_fingerprint(ModelLoader(checkpoint=checkpoint, preset=preset, device=device))
-    own = getattr(model, "fingerprint", None)
-    if is_factory(model) and callable(own):
-        return own()
-    return model_fingerprint(local_model if local_model is not None else model)
-
-
-def _manifest(
-    src_path: str | Path,
-    source: Source,
-    plan: ReadPlan,
-    grid: TileGrid,
-    chunks: ChunkGrid,
-    out_dtype: str,
-    weights: dict[str, Any],
-    area: AreaOfInterest | None = None,
-) -> dict[str, Any]:
-    """What must match for a resume: input, grid, AOI, tiles, chunks, output type, weights, versions."""
-    inp = file_fingerprint(src_path)
-    if not isinstance(source, (str, Path)):  # a DataArray written to a new temporary file each run
-        inp = {k: v for k, v in inp.items() if k in ("size", "sample_hash")}
-    return {
-        "input": inp,
-        "grid": {
-            "height": plan.height,
-            "width": plan.width,
-            "transform": list(plan.transform)[:6],
-            "crs": plan.crs,
-            "bands": list(plan.bands),
-            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-            "resample": plan.resample,
-            "masked": plan.masked,
-            "offset": list(plan.offset),
-        },
-        "aoi": None if area is None else hashlib.blake2b(area.geometry.wkb, digest_size=16).hexdigest(),
-        "tiles": {"tile_size": grid.tile_size, "overlap_px": grid.overlap_px},
-        "chunk_size": chunks.size,
-        "out_dtype": out_dtype,
-        "weights": json.loads(json.dumps(weights, default=str)),
-        "environment": environment_fingerprint(),
-    }
-
-
-#: Measured seconds per tile by (model id, tile size), so several scenes measure once.
-_SECONDS_PER_TILE: dict[tuple[int, int], float] = {}
-
-
-class _SceneRun:
-    """One scene's chunked run: store, chunk tasks, counts and progress, the final COG."""
-
-    def __init__(
-        self,
-        plan: ReadPlan,
-        grid: TileGrid,
-        chunks: ChunkGrid,
-        store: RunStore,
-        batch_size: int,
-        out_dtype: str,
-        reporter: Progress,
-        area: AreaOfInterest | None = None,
-    ):
-        self.plan, self.grid, self.chunks, self.store, self.area = plan, grid, chunks, store, area
-        self.batch_size, self.out_dtype, self.reporter = int(batch_size), out_dtype, reporter
-        self.stats = RunStats()
-        self.todo: list[int] = []
-        self.total = tile_computations(grid, chunks)
-        self._tiles = 0  # tile computations finished (progress)
-        self._lock = threading.Lock()
-        self._created = False
-
-    def open(self, manifest: dict, resume: bool) -> None:
-        """Create the store, or check it against ``manifest`` and count its finished chunks."""
-        if resume:
-            self.store.check_manifest(manifest)
-        else:
-            self.store.create(
-                manifest,
-                height=self.plan.height,
-                width=self.plan.width,
-                chunk_width=self.chunks.size,
-                out_dtype=self.out_dtype,
-                masked=self.plan.masked,
-            )
-            self._created = True
-        finished = self.store.finished()
-        for status in finished.values():
-            self.stats.count(status, resumed=True)
-        self._tiles = self.stats.computed
-        self.todo = [k for k in range(len(self.chunks)) if k not in finished]
-
-    def announce(self, scene: str, local_model: TileModel | None, scene_tiles: int | None = None) -> None:
-        """The ``start`` event: tiles, chunks, recomputation and, when measurable, the estimated time."""
-        info: dict[str, Any] = {
-            "bands": list(self.plan.bands),
-            "chunks": len(self.chunks),
-            "computations": self.total,
-            "resumed_chunks": self.stats.chunks_resumed,
-            "estimated_seconds": None,
-        }
-        if scene_tiles is not None:
-            info["scene_tiles"] = scene_tiles  # tiles of the whole scene, against those of the AOI window
-        remaining = self.total - self.stats.computed
-        if local_model is not None and remaining > 8 * self.batch_size:
-            key = (id(local_model), self.grid.tile_size)
-            if key not in _SECONDS_PER_TILE:  # once per model and tile size; one tile (little memory)
-                _SECONDS_PER_TILE[key] = measure_seconds_per_tile(
-                    local_model, self.grid.tile_size, 1, lanes=local_lanes(local_model)
-                )
-            per_tile = _SECONDS_PER_TILE[key]
-            info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
-        if local_model is not None:
-            from sam2unext.models import precision_facts  # the model is loaded: torch is imported
-
-            info.update(precision_facts(local_model))  # which precision runs and why
-        self.reporter.start(scene, len(self.grid), self.plan.width, self.plan.height, **info)
-        self.reporter.update("predict", self._tiles, self.total)
-
-    def job(self, index: int) -> ChunkJob:
-        return ChunkJob(
-            self.plan, self.grid, self.chunks, index, self.batch_size, str(self.store.folder), self.out_dtype, self.area
-        )
-
-    def _on_tiles(self, n: int) -> None:
-        with self._lock:
-            self._tiles += n
-
-    def _tick(self) -> None:
-        self.reporter.update("predict", min(self._tiles, self.total), self.total)
-
-    def run_local(self, model: TileModel) -> None:
-        """Run the unfinished chunks in this process."""
-        with _gdal_env():
-            run_local(model, self.job, self.todo, on_done=self.stats.count, on_tiles=self._on_tiles, tick=self._tick)
-        self._tick()
-
-    def run_distributed(self, scheduler: str | Client, factory: ModelFactory, key: str) -> None:
-        """Run the unfinished chunks on a ``dask.distributed`` cluster."""
-        from sam2unext.geo.running.cluster import DistributedRun
-
-        def on_done(status: ChunkStatus) -> None:
-            self.stats.count(status)
-            self._on_tiles(status.computed)
-
-        with DistributedRun(scheduler, factory, key) as cluster:
-            cluster.run(self.job, self.todo, on_done=on_done, tick=self._tick)
-        self._tick()
-
-    def write_cog(self, out: Path, replace: bool) -> None:
-        """Build the probability COG from the finished store.
-
-        Raises:
-            OutputError: the disk is full (the store is kept for a resume).
-        """
-        height = self.plan.height
-        self.reporter.update("write", 0, height)
-        try:
-            with (
-                _gdal_env(),
-                ProbabilityWriter(
-                    out,
-                    height=height,
-                    width=self.plan.width,
-                    transform=self.plan.transform,
-                    crs=self.plan.crs,
-                    out_dtype=self.out_dtype,
-                    overwrite=replace,
-                    masked=self.plan.masked,
-                    tags=output_tags(self.plan),
-                ) as writer,
-            ):
-                write_from_store(
-                    self.store,
-                    writer,
-                    self.chunks.size,
-                    on_rows=lambda rows: self.reporter.update("write", rows, height),
-                )
-                writer.commit()
-        except Exception as exc:  # noqa: BLE001 (GDAL reports a full disk as a plain I/O error)
-            if "No space left" in str(exc) or disk_full_error(out.parent, exc) is not None:
-                raise OutputError(
-                    f"no space left on the device of {out.parent}; free space there, then rerun "
-                    f"with {option('resume')} (the finished chunks are kept)"
-                ) from None
-            raise
-
-    def keep_or_discard(self, scene: str) -> None:
-        """After a failure or cancel: keep a store that holds finished chunks (and say so), else remove it."""
-        if not self.store.exists():
-            return
-        done = len(self.store.finished())
-        if done:
-            self.reporter.warning(
-                f"{done} of {len(self.chunks)} chunks of {scene} are kept in {self.store.folder}; "
-                f"rerun with {option('resume')} to continue, or {option('overwrite')} to start over"
-            )
-        elif self._created:
-            self.store.remove()
-
-
-def _gdal_env() -> contextlib.ExitStack:
-    """GDAL settings while running: a bounded block cache, no georeferencing warnings."""
-    stack = contextlib.ExitStack()
-    stack.enter_context(rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES))
-    stack.enter_context(warnings.catch_warnings())
-    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-    return stack
-
-
 def describe_raster(
     path: str | Path,
     *,
-    tile_size: int | None = None,
-    overlap: Overlap = 0.25,
-    bands: BandChoice | None = None,
-    resolution: float | None = None,
-    chunk_size: int | None = None,
     model: ModelSource = None,
     checkpoint: str | Path | None = None,
     preset: str | None = None,
-    device: str = "auto",
-    batch_size: int = 4,
+    options: SceneOptions | None = None,
+    **keywords: Any,
 ) -> dict[str, Any]:
     """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
 
     With a model (``model``, or ``checkpoint``/``preset``) the time per tile is measured on
-    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) at the
-    model's precision (``precision``, ``precision_reason``; ``dtype="auto"`` for checkpoint/preset)
-    and the whole scene's time is estimated.
+    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) at
+    the model's precision (``precision`` and ``precision_reason`` in the result) and the whole
+    scene's time is estimated.
 
     Args:
-        tile_size: tile side (default: the model's input size, else 1024).
-        overlap, bands, resolution, chunk_size, batch_size: as for :func:`predict_raster`.
+        model, checkpoint, preset, options, **keywords: as :func:`predict_raster`; of the
+            options, those that shape the plan count (``tile_size``: default the model's input
+            size, else 1024, not clamped to the scene; ``batch_size``: default 4; ``overlap``,
+            ``chunk_size``, ``bands``, ``rgb_bands``, ``stretch``, ``resolution``, ``aoi``,
+            ``aoi_crs``, ``device``, ``precision``), the output options do not.
 
     Raises:
         InputError: unreadable raster, bad bands/resolution.
         PresetError, CheckpointError: from ``sam2unext.load_model``.
     """
+    opts = SceneOptions.build(options, **keywords)
+    models = ModelChoice(model, checkpoint, preset, opts.device, opts.precision)
+    facts = _header_facts(path)
+    plan = plan_scene(path, opts, models, for_run=False)
+    loaded = models.load() if models.named else None
+    tile = int(opts.tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
+    batch = int(opts.batch_size or CPU_BATCH)
+    plan = plan.with_tiles(tile, batch, check=False)
+    assert plan.grid is not None and plan.chunks is not None
+    facts.update(
+        {
+            "bands_used": list(plan.read.bands),
+            "stretch": [list(p) for p in plan.read.stretch] if plan.read.stretch else None,
+            "grid": [plan.read.height, plan.read.width],
+            "tile_size": tile,
+            "overlap": opts.overlap,
+            "tiles": len(plan.grid),
+            "chunk_size": plan.chunks.size,
+            "chunks": len(plan.chunks),
+            "computations": plan.computations,
+            "tta": opts.tta,
+            "forward_passes": plan.computations * forward_passes(opts.tta),
+        }
+    )
+    if loaded is not None:
+        from sam2unext.models import precision_facts
+
+        facts.update(precision_facts(loaded))  # the precision predict runs, which the timing measures
+        facts.update(_model_facts(with_tta(loaded, opts.tta), tile, batch, plan.computations))
+    return facts
+
+
+def _header_facts(path: str | Path) -> dict[str, Any]:
+    """What the scene's header says: driver, size, bands, types, CRS, transform, nodata, overviews."""
     with open_raster(path) as src:
-        facts = {
+        return {
             "path": str(path),
             "driver": src.driver,
             "width": src.width,
@@ -989,41 +317,19 @@ def describe_raster(
             "colorinterp": [ci.name for ci in src.colorinterp],
             "default_bands": list(default_bands(src)),
             "overviews": src.overviews(1),
+            "units": units_of(src.crs, src.transform).describe(),
         }
-    plan = make_model_plan(path, model=model, checkpoint=checkpoint, bands=bands, resolution=resolution)
-    loaded = None
-    if model is not None or checkpoint is not None or preset is not None:
-        loaded = _load_local(model, checkpoint, preset, device)
-    tile = int(tile_size or (loaded.input_size if loaded is not None else DEFAULT_TILE))
-    grid = make_grid(plan.height, plan.width, tile, overlap)
-    chunks = make_chunk_grid(plan.height, plan.width, tile, chunk_size)
-    facts.update(
-        {
-            "bands_used": list(plan.bands),
-            "stretch": [list(p) for p in plan.stretch] if plan.stretch else None,
-            "grid": [plan.height, plan.width],
-            "tile_size": tile,
-            "overlap": overlap,
-            "tiles": len(grid),
-            "chunk_size": chunks.size,
-            "chunks": len(chunks),
-            "computations": tile_computations(grid, chunks),
-        }
-    )
-    if loaded is not None:
-        from sam2unext.models import precision_facts
 
-        facts.update(precision_facts(loaded))  # the precision predict runs, which the timing measures
-        per_tile = measure_seconds_per_tile(loaded, tile, batch_size, lanes=local_lanes(loaded))
-        params = list(getattr(loaded, "parameters", list)())  # a torch module's; none for a stand-in
-        first = params[0] if params else None
-        facts.update(
-            {
-                "device": str(first.device) if first is not None else "cpu",
-                "model": getattr(loaded, "preset", type(loaded).__name__),
-                "parameters": sum(p.numel() for p in params) if first is not None else None,
-                "seconds_per_tile": per_tile,
-                "estimated_seconds": per_tile * facts["computations"],
-            }
-        )
-    return facts
+
+def _model_facts(loaded: Any, tile: int, batch: int, computations: int) -> dict[str, Any]:
+    """The model's device, name and size, its measured time per tile and the scene's estimated time."""
+    per_tile = measure_seconds_per_tile(loaded, tile, batch, lanes=local_lanes(loaded))
+    params = list(getattr(loaded, "parameters", list)())  # a torch module's; none for a stand-in
+    first = params[0] if params else None
+    return {
+        "device": str(first.device) if first is not None else "cpu",
+        "model": getattr(loaded, "preset", type(loaded).__name__),
+        "parameters": sum(p.numel() for p in params) if first is not None else None,
+        "seconds_per_tile": per_tile,
+        "estimated_seconds": per_tile * computations,
+    }

@@ -3,8 +3,8 @@
 Each (GeoTIFF, vector file) pair becomes a torchgeo ``RasterDataset ∩ VectorDataset``;
 a ``RandomGeoSampler`` draws tiles of the model's input size, torchgeo rasterizes the
 polygons of each tile on the fly (1 inside, 0 outside), and the tile's bands go through the
-same band choice and scene stretch as prediction (:func:`sam2unext.geo.reading.raster.make_plan`,
-:func:`~sam2unext.geo.reading.raster.apply_stretch`), so training and prediction see the same
+same band choice and scene stretch as prediction (:func:`sam2unext.geo.reading.plan.make_plan`,
+:func:`~sam2unext.geo.reading.bands.apply_stretch`), so training and prediction see the same
 pixels. Tiles are then ImageNet-normalized and randomly flipped like image-folder training,
 and the loop of :mod:`sam2unext.train` runs unchanged.
 
@@ -23,13 +23,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from sam2unext import SegmentationModel
 from sam2unext.bands import BandConfig, adapt_model_bands, parameter_counts
 from sam2unext.data import EpochDataset, random_flips, sample_generator
 from sam2unext.errors import DatasetError, InputError
+from sam2unext.geo.reading.bands import apply_stretch, rgb_channels_of
 from sam2unext.geo.reading.model_bands import StretchChoice
-from sam2unext.geo.reading.raster import ReadPlan, apply_stretch, band_statistics, make_plan, rgb_channels_of
+from sam2unext.geo.reading.plan import ReadPlan, band_statistics, make_plan
 from sam2unext.geo.running.tiling import mirror_pad, pad_to_tile
-from sam2unext.models import SegmentationModel
 from sam2unext.train import TrainConfig, TrainResult, make_training_model, resume_preset, train_model
 from sam2unext.transforms import normalize, to_unit_float
 
@@ -392,12 +393,7 @@ def finetune(
     record_training_bands(model, dataset.plans, explicit_stretch=stretch is not None)
     dataset.band_config = model.bands
     if log is not None:
-        counts = parameter_counts(model)
-        log(
-            f"model takes {model.in_chans} bands ({','.join(map(str, dataset.plans[0].bands))}); trainable "
-            f"parameters: {counts['trainable']:,} of {counts['total']:,} ({counts['input_layers']:,} in the "
-            f"adapted first layers)"
-        )
+        log(_model_line(model, dataset.plans[0].bands))
     extra = {
         "rasters": [str(s.raster) for s in scenes],
         "labels": [str(s.labels) for s in scenes],
@@ -418,13 +414,23 @@ def finetune(
     )
 
 
+def _model_line(model: SegmentationModel, bands: Sequence[int]) -> str:
+    """The log line saying which bands the model takes and how many of its parameters train."""
+    counts = parameter_counts(model)
+    return (
+        f"model takes {model.in_chans} bands ({','.join(map(str, bands))}); trainable "
+        f"parameters: {counts['trainable']:,} of {counts['total']:,} ({counts['input_layers']:,} in the "
+        f"adapted first layers)"
+    )
+
+
 def prepare_model_bands(
     model: SegmentationModel, bands: Sequence[int] | None, rgb_bands: Sequence[int] | None, fill: str = "repeat"
 ) -> None:
     """Widen an RGB model to the requested bands (in place) before fine-tuning.
 
     Nothing changes for an RGB selection (1 or 3 bands, R, G, B in order) or for a model that
-    already takes N bands (:func:`~sam2unext.geo.reading.raster.make_plan` then checks the count).
+    already takes N bands (:func:`~sam2unext.geo.reading.plan.make_plan` then checks the count).
 
     Raises:
         InputError: ``rgb_bands`` not among ``bands``, or given for a model that already takes

@@ -45,8 +45,15 @@ class Progress:
         tiles_skipped: int,
         seconds: float,
         area: float,
+        area_unit: str = "m²",
+        *,
+        tiles_computed: int | None = None,
+        tiles_resumed: int = 0,
     ) -> None:
-        """A scene is finished."""
+        """A scene is finished (``area``: total polygon area in ``area_unit``).
+
+        ``tiles_run`` = ``tiles_computed`` (this run) + ``tiles_resumed`` (from the store).
+        """
 
     def warning(self, message: str) -> None:
         """Something the user should know that does not stop the run: one line on stderr."""
@@ -106,7 +113,13 @@ class JsonProgress(Progress):
         tiles_skipped: int,
         seconds: float,
         area: float,
+        area_unit: str = "m²",
+        *,
+        tiles_computed: int | None = None,
+        tiles_resumed: int = 0,
     ) -> None:
+        from sam2unext.geo.vectors.units import format_area
+
         self.emit(
             {
                 "event": "done",
@@ -115,8 +128,12 @@ class JsonProgress(Progress):
                 "vector": vector,
                 "tiles_run": int(tiles_run),
                 "tiles_skipped": int(tiles_skipped),
+                "tiles_computed": int(tiles_run - tiles_resumed if tiles_computed is None else tiles_computed),
+                "tiles_resumed": int(tiles_resumed),
                 "seconds": round(float(seconds), 3),
                 "area": float(area),
+                "area_unit": area_unit,
+                "area_text": format_area(area, area_unit),
             }
         )
 

@@ -27,7 +27,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window, from_bounds
 
-from sam2unext.geo.reading.raster import DEFAULT_PERCENTILES, Stretch, apply_stretch, open_raster, select_bands
+from sam2unext.geo.reading.bands import DEFAULT_PERCENTILES, Stretch, apply_stretch, select_bands
+from sam2unext.geo.reading.opening import open_raster
 from sam2unext.geo.vectors.vectorize import probability_scale
 
 if TYPE_CHECKING:

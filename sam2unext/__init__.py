@@ -6,7 +6,7 @@ Importing the package is cheap: torch, timm and the models load on first use of 
 from __future__ import annotations
 
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sam2unext.errors import (
     CheckpointError,
@@ -17,6 +17,15 @@ from sam2unext.errors import (
     UserError,
 )
 from sam2unext.presets import PRESETS, Preset, get_preset, list_presets
+
+# What the lazy names of _LAZY are, for type checkers; nothing is imported here at run time.
+if TYPE_CHECKING:
+    from sam2unext.api import build_model, checkpoint_bands, load_model, read_checkpoint_metadata, save_checkpoint  # noqa: F401
+    from sam2unext.bands import BandConfig  # noqa: F401
+    from sam2unext.loader import ModelLoader  # noqa: F401
+    from sam2unext.loss import deep_supervision_loss, structure_loss  # noqa: F401
+    from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel  # noqa: F401
+    from sam2unext.transforms import low_res_view  # noqa: F401
 
 __version__ = "0.1.0"
 

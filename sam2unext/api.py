@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
@@ -29,9 +29,10 @@ from sam2unext.checkpoints import (
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
-from sam2unext.loader import demo_weights_path
 from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, choose_precision, model_class
 from sam2unext.presets import PRESETS, Preset, get_preset
+from sam2unext.remote_files import is_remote
+from sam2unext.weights import demo_weights_path
 
 DEMO_WEIGHTS = demo_weights_path()
 
@@ -136,7 +137,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
-def _metadata_preset(path: Path, metadata: dict[str, str]) -> Preset:
+def _metadata_preset(path: str | Path, metadata: dict[str, str]) -> Preset:
     """The preset stored in our metadata, after checking it is complete and consistent.
 
     Raises:
@@ -390,8 +391,8 @@ def checkpoint_bands(checkpoint: str | Path | None) -> BandConfig:
     """
     if checkpoint is None:
         return BandConfig()
-    path = DEMO_WEIGHTS if str(checkpoint) == "demo" else Path(checkpoint)
-    if path.suffix != ".safetensors":
+    path = DEMO_WEIGHTS if str(checkpoint) == "demo" else checkpoint if is_remote(checkpoint) else Path(checkpoint)
+    if PurePosixPath(str(path)).suffix != ".safetensors":
         return BandConfig()
     metadata = read_safetensors_metadata(path)
     if metadata.get("format") != FORMAT_TAG:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -29,6 +30,7 @@ import torch
 import torch.nn as nn
 
 from sam2unext.errors import CheckpointError
+from sam2unext.remote_files import cached_copy, is_remote, safetensors_metadata
 
 FORMAT_TAG = "sam2unext-geo"
 SAM2_TRUNK_PREFIX = "image_encoder.trunk."
@@ -41,11 +43,13 @@ _DINO_DROPPABLE = re.compile(r"^(norm\.|fc_norm\.|head\.|head_drop\.|mask_token$
 
 
 def require_file(path: str | Path) -> Path:
-    """``path`` as a :class:`Path` if it is an existing file.
+    """``path`` as a :class:`Path` if it is an existing file; a URL's local copy (fetched once per machine).
 
     Raises:
-        CheckpointError: the file does not exist.
+        CheckpointError: the file does not exist, or the URL cannot be read.
     """
+    if is_remote(path):
+        return cached_copy(str(path))
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check the path")
@@ -57,21 +61,71 @@ def torch_load_safe(path: str | Path) -> Any:
 
     Raises:
         CheckpointError: missing file, a pickle payload that is not plain tensors/containers,
-            or an unreadable file.
+            or a file torch cannot read as a checkpoint (truncated, random bytes, another format).
     """
     path = require_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on an unusual pickle protocol says nothing useful here
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"refusing {path}: it holds pickled Python objects, and pickled objects are refused (they can run "
-            f"code when loaded; only plain tensors are read: {first[:120]}); re-save it as a plain state_dict, "
-            f"e.g. torch.save(model.state_dict(), path)"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first[:160]}") from None
+        reason = _unpickler_reason(str(exc))
+        if _holds_objects(path, reason):
+            raise CheckpointError(
+                f"refusing {path}: it holds pickled Python objects, and pickled objects are refused (they can run "
+                f"code when loaded; only plain tensors are read: {reason}); re-save it as a plain state_dict, "
+                f"e.g. torch.save(model.state_dict(), path)"
+            ) from None
+        raise _unreadable(path, reason) from None
+    except (RuntimeError, EOFError, OSError, ValueError, LookupError) as exc:
+        # Random or truncated bytes reach torch's unpickler as any of these (IndexError,
+        # KeyError, UnicodeDecodeError, ...); none of them means the file holds objects.
+        raise _unreadable(path, _unpickler_reason(str(exc)) or type(exc).__name__) from None
+
+
+#: What torch's weights-only unpickler says of a real object in a pickle (a class, a function).
+_REFUSED_GLOBAL = re.compile(r"\bUnsupported global\b|\bGLOBAL\b|\bnot an allowed global\b")
+#: Longest quote of torch's own words in a message.
+_QUOTE_CHARS = 160
+
+
+def _holds_objects(path: Path, reason: str) -> bool:
+    """Whether a file torch's weights-only unpickler refused is a pickle of Python objects.
+
+    True for a file that starts as a binary pickle (protocol 2 to 5: a ``pickle.dump`` of
+    objects), or a torch zip archive whose pickle names a class or function. Random bytes
+    make the unpickler fail in the same way, but start as neither.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return True
+    return head.startswith(b"PK\x03\x04") and _REFUSED_GLOBAL.search(reason) is not None
+
+
+def _unpickler_reason(text: str) -> str:
+    """The one sentence of a ``torch.load`` error that says what is wrong, cut at a word boundary.
+
+    torch wraps the reason (``Unsupported operand 154``, ``Trying to load unsupported GLOBAL
+    posix.system ...``) in several lines of advice about ``weights_only``; only the reason is
+    quoted.
+    """
+    import textwrap
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    found = re.search(r"(?:Unsupported|Trying to load unsupported)[^\n]*", text)
+    reason = found.group(0) if found else (text.strip().splitlines() or [""])[0]
+    reason = reason.strip()
+    first = re.match(r"(.+?\.)(\s|$)", reason)  # the first sentence
+    reason = first.group(1) if first else reason
+    return textwrap.shorten(reason, _QUOTE_CHARS, placeholder=" ...")
+
+
+def _unreadable(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read checkpoint {path}: it is not a checkpoint torch can read (torch.load says: {reason}); "
+        f"give the .safetensors, .pt or .pth file the weights were saved to"
+    )
 
 
 def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -100,6 +154,8 @@ def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
     """
     from safetensors import safe_open
 
+    if is_remote(path):
+        return safetensors_metadata(str(path))  # the header only: no download of the weights
     path = require_file(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:

@@ -86,5 +86,9 @@ class OutputError(UserError):
     """An output that cannot be written: existing file without overwrite, unwritable folder."""
 
 
+class ClusterError(UserError):
+    """A ``dask.distributed`` cluster that cannot run the work (no worker connected for too long)."""
+
+
 class DatasetError(UserError):
     """A training/evaluation dataset that is malformed (unmatched names, empty folders)."""

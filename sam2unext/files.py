@@ -34,17 +34,35 @@ SAMPLE_BYTES = 64 * 1024
 SAMPLES = 8
 
 
+def sampled_hash(size: int, read: Callable[[int, int], bytes]) -> str:
+    """A hash of ``SAMPLES`` spread-out ranges of ``SAMPLE_BYTES`` (start, evenly spread blocks, end).
+
+    Args:
+        size: the file's size in bytes.
+        read: ``read(offset, length)`` returns those bytes (a local file, a range request).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    span = max(0, size - SAMPLE_BYTES)
+    for k in range(SAMPLES):
+        offset = span * k // (SAMPLES - 1)
+        digest.update(read(offset, min(SAMPLE_BYTES, size - offset)))
+    return digest.hexdigest()
+
+
 def file_fingerprint(path: str | Path) -> dict[str, Any]:
-    """Size, modification time and a hash of sampled bytes of a local file (GDAL paths: the path)."""
+    """What identifies a local file's content: its size and a hash of sampled bytes (GDAL paths: the path).
+
+    Neither the path nor the modification time is part of it, so a file moved, copied or
+    mounted elsewhere keeps its fingerprint (and a run folder beside it stays resumable).
+    """
     text = str(path)
     if text.startswith(("/vsi", "http://", "https://")) or not Path(text).is_file():
         return {"path": text}
-    p = Path(text)
-    st = p.stat()
-    digest = hashlib.blake2b(digest_size=16)
-    with open(p, "rb") as f:
-        span = max(0, st.st_size - SAMPLE_BYTES)
-        for k in range(SAMPLES):
-            f.seek(span * k // (SAMPLES - 1))
-            digest.update(f.read(SAMPLE_BYTES))
-    return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "sample_hash": digest.hexdigest()}
+    size = Path(text).stat().st_size
+    with open(text, "rb") as f:
+
+        def read(offset: int, length: int) -> bytes:
+            f.seek(offset)
+            return f.read(length)
+
+        return {"size": size, "sample_hash": sampled_hash(size, read)}

@@ -7,19 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from sam2unext.errors import option
 from sam2unext.files import file_fingerprint
+from sam2unext.remote_files import is_remote, remote_info
+from sam2unext.weights import DEMO_NOTE, demo_weights_path
 
 if TYPE_CHECKING:
     from sam2unext.models import SegmentationModel
-
-
-def demo_weights_path() -> Path:
-    """The bundled demo weights file."""
-    return Path(__file__).resolve().parent / "weights" / "demo.safetensors"
-
-
-DEMO_NOTE = (
-    "the demo weights were trained only on synthetic demo scenes (sam2unext-geo demo); they do not work on real imagery"
-)
 
 
 def weights_note(
@@ -119,10 +111,12 @@ class ModelLoader:
             return None
 
     def fingerprint(self) -> dict[str, Any]:
-        """What identifies the weights this loader loads: the files (size, time, sampled bytes) and settings."""
+        """What identifies the weights this loader loads: the files (size, sampled bytes; no path) and settings."""
         out: dict[str, Any] = {}
         for name, value in self.kwargs.items():
-            if name in ("checkpoint", "hiera", "dinov2") and value is not None:
+            if name in ("checkpoint", "hiera", "dinov2") and is_remote(value):
+                out[name] = remote_info(value)  # size and version tag: one HEAD request, no download
+            elif name in ("checkpoint", "hiera", "dinov2") and value is not None:
                 path = demo_weights_path() if str(value) == "demo" else Path(value)
                 out[name] = file_fingerprint(path) if path.is_file() else str(value)
             else:

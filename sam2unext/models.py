@@ -11,7 +11,7 @@ import contextlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import torch
@@ -242,6 +242,28 @@ class SegmentationModel(nn.Module):
                     handle.remove()
             cache[key] = max(1, CUDA_TENSOR_ELEMENTS // largest)
         return cache[key]
+
+    @overload
+    def predict(
+        self,
+        image: np.ndarray,
+        low_res: torch.Tensor | np.ndarray | None = None,
+        *,
+        batch_size: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        to_cpu: bool = True,
+    ) -> np.ndarray: ...
+
+    @overload
+    def predict(
+        self,
+        image: torch.Tensor,
+        low_res: torch.Tensor | np.ndarray | None = None,
+        *,
+        batch_size: int | None = None,
+        dtype: str | torch.dtype | None = None,
+        to_cpu: bool = True,
+    ) -> torch.Tensor: ...
 
     def predict(
         self,

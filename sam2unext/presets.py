@@ -84,13 +84,9 @@ class Preset:
         return dataclasses.replace(self, **changes)
 
 
-_HIERA_SIZES = ("large", "base_plus", "small", "tiny")
-# DINOv2 partner of each Hiera size (paper: L+L; T+S is its 51 M-parameter variant).
-_DINO_FOR_HIERA = {"large": "large", "base_plus": "base", "small": "small", "tiny": "small"}
-
-# Tiny random configurations for tests and the synthetic demo: a real (trainable) small
-# network that runs a 256x256 forward pass on CPU in well under a second.
-_TEST_HIERA_KWARGS = dict(
+# Tiny random networks for tests and the synthetic demo: real (trainable) small networks that
+# run a 256x256 forward pass on CPU in well under a second.
+_TINY_HIERA_KWARGS: dict[str, Any] = dict(
     embed_dim=16,
     num_heads=1,
     stages=(1, 1, 2, 1),
@@ -98,86 +94,85 @@ _TEST_HIERA_KWARGS = dict(
     window_spec=(8, 4, 8, 8),
     global_pos_size=(7, 7),
 )
-_TEST_DINO_KWARGS = dict(embed_dim=32, depth=2, num_heads=2)
+_TINY_DINOV2_KWARGS: dict[str, Any] = dict(embed_dim=32, depth=2, num_heads=2)
 
 
-def _real_presets() -> dict[str, Preset]:
-    presets: dict[str, Preset] = {}
-    for size in _HIERA_SIZES:
-        dino = _DINO_FOR_HIERA[size]
-        presets[f"sam2unext-{size}"] = Preset(
-            name=f"sam2unext-{size}",
-            family="sam2unext",
-            hiera=f"sam2_hiera_{size}",
-            hiera_embed_dim=HIERA_EMBED_DIMS[size],
-            input_size=1024,
-            decoder_channels=128,
-            dinov2=f"vit_{dino}_patch14_dinov2",
-            dinov2_width=DINOV2_WIDTHS[dino],
-            low_res_size=448,
-            sam2_checkpoint=f"sam2_hiera_{size}.pt",
-            description=f"SAM2-UNeXT: Hiera-{size} (1024) + DINOv2-{dino} (448)",
-        )
-    for size in _HIERA_SIZES:
-        presets[f"sam2unet-{size}"] = Preset(
-            name=f"sam2unet-{size}",
-            family="sam2unet",
-            hiera=f"sam2_hiera_{size}",
-            hiera_embed_dim=HIERA_EMBED_DIMS[size],
-            input_size=352,
-            decoder_channels=64,
-            sam2_checkpoint=f"sam2_hiera_{size}.pt",
-            description=f"SAM2-UNet: Hiera-{size} at 352 (its public training size)",
-        )
-    return presets
-
-
-def _test_presets() -> dict[str, Preset]:
-    common: dict[str, Any] = dict(
-        hiera="sam2_hiera_tiny",
-        hiera_embed_dim=_TEST_HIERA_KWARGS["embed_dim"],
-        input_size=256,
-        hiera_kwargs=dict(_TEST_HIERA_KWARGS),
+def _sam2unext(hiera: str, dinov2: str) -> dict[str, Any]:
+    """A SAM2-UNeXT row: timm ``sam2_hiera_<hiera>`` at 1024 + ``vit_<dinov2>_patch14_dinov2`` at 448, decoder 128."""
+    return dict(
+        family="sam2unext",
+        hiera=f"sam2_hiera_{hiera}",
+        hiera_embed_dim=HIERA_EMBED_DIMS[hiera],
+        input_size=1024,
+        decoder_channels=128,
+        dinov2=f"vit_{dinov2}_patch14_dinov2",
+        dinov2_width=DINOV2_WIDTHS[dinov2],
+        low_res_size=448,
+        sam2_checkpoint=f"sam2_hiera_{hiera}.pt",
+        description=f"SAM2-UNeXT: Hiera-{hiera} (1024) + DINOv2-{dinov2} (448)",
     )
-    return {
-        "sam2unext-test": Preset(
-            name="sam2unext-test",
-            family="sam2unext",
-            decoder_channels=32,
+
+
+def _sam2unet(hiera: str) -> dict[str, Any]:
+    """A SAM2-UNet row: timm ``sam2_hiera_<hiera>`` alone at 352 (its public training size), decoder 64."""
+    return dict(
+        family="sam2unet",
+        hiera=f"sam2_hiera_{hiera}",
+        hiera_embed_dim=HIERA_EMBED_DIMS[hiera],
+        input_size=352,
+        decoder_channels=64,
+        sam2_checkpoint=f"sam2_hiera_{hiera}.pt",
+        description=f"SAM2-UNet: Hiera-{hiera} at 352 (its public training size)",
+    )
+
+
+def _tiny(family: str, decoder_channels: int, description: str) -> dict[str, Any]:
+    """A tiny random row at 256 px; a SAM2-UNeXT one adds a 2-block DINOv2 at 112 px."""
+    row: dict[str, Any] = dict(
+        family=family,
+        hiera="sam2_hiera_tiny",
+        hiera_embed_dim=_TINY_HIERA_KWARGS["embed_dim"],
+        input_size=256,
+        decoder_channels=decoder_channels,
+        hiera_kwargs=dict(_TINY_HIERA_KWARGS),
+        description=description,
+    )
+    if family == "sam2unext":
+        row.update(
             dinov2="vit_small_patch14_dinov2",
-            dinov2_width=_TEST_DINO_KWARGS["embed_dim"],
+            dinov2_width=_TINY_DINOV2_KWARGS["embed_dim"],
             low_res_size=112,
-            dinov2_kwargs=dict(_TEST_DINO_KWARGS),
-            description="tiny random SAM2-UNeXT for tests and the demo (256 / 112)",
-            **common,
-        ),
-        "sam2unet-test": Preset(
-            name="sam2unet-test",
-            family="sam2unet",
-            decoder_channels=16,
-            description="tiny random SAM2-UNet for tests (256)",
-            **common,
-        ),
-    }
+            dinov2_kwargs=dict(_TINY_DINOV2_KWARGS),
+        )
+    return row
 
 
-PRESETS: dict[str, Preset] = {**_real_presets(), **_test_presets()}
-
-#: Parameter count of each preset as defined here (three input bands), measured by building it
-#: on the meta device with the pinned timm; tests/model/test_model_structure.py rebuilds every
-#: preset and checks these figures. Kept as data so that listing the presets needs no torch.
-PARAMETER_COUNTS: dict[str, int] = {
-    "sam2unext-large": 522_120_081,
-    "sam2unext-base_plus": 158_836_737,
-    "sam2unext-small": 58_632_865,
-    "sam2unext-tiny": 51_435_041,
-    "sam2unet-large": 216_529_891,
-    "sam2unet-base_plus": 71_836_979,
-    "sam2unet-small": 36_745_539,
-    "sam2unet-tiny": 29_547_715,
-    "sam2unext-test": 472_113,
-    "sam2unet-test": 453_843,
+#: Every preset, one row each: name -> (fields, parameter count with three input bands). The
+#: order is the order of ``list_presets``. A new size is one row; a new timm trunk or ViT also
+#: gives its width in :data:`HIERA_EMBED_DIMS` / :data:`DINOV2_WIDTHS`. Parameter counts are
+#: measured by building the preset on the meta device with the pinned timm:
+#: tests/model/test_model_structure.py rebuilds every preset and checks them.
+_TABLE: dict[str, tuple[dict[str, Any], int]] = {
+    # SAM2-UNeXT (paper: Hiera-L + DINOv2-L; Hiera-T + DINOv2-S is its 51 M-parameter variant)
+    "sam2unext-large": (_sam2unext("large", dinov2="large"), 522_120_081),
+    "sam2unext-base_plus": (_sam2unext("base_plus", dinov2="base"), 158_836_737),
+    "sam2unext-small": (_sam2unext("small", dinov2="small"), 58_632_865),
+    "sam2unext-tiny": (_sam2unext("tiny", dinov2="small"), 51_435_041),
+    # SAM2-UNet
+    "sam2unet-large": (_sam2unet("large"), 216_529_891),
+    "sam2unet-base_plus": (_sam2unet("base_plus"), 71_836_979),
+    "sam2unet-small": (_sam2unet("small"), 36_745_539),
+    "sam2unet-tiny": (_sam2unet("tiny"), 29_547_715),
+    # tests and the synthetic demo
+    "sam2unext-test": (_tiny("sam2unext", 32, "tiny random SAM2-UNeXT for tests and the demo (256 / 112)"), 472_113),
+    "sam2unet-test": (_tiny("sam2unet", 16, "tiny random SAM2-UNet for tests (256)"), 453_843),
 }
+
+PRESETS: dict[str, Preset] = {name: Preset(name=name, **fields) for name, (fields, _) in _TABLE.items()}
+
+#: Parameter count of each preset (three input bands), from the table: kept as data so that
+#: listing the presets needs no torch.
+PARAMETER_COUNTS: dict[str, int] = {name: count for name, (_, count) in _TABLE.items()}
 
 
 def list_presets() -> list[str]:

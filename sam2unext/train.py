@@ -480,9 +480,12 @@ def train_on_folders(
     resume: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
-    stop_after_epoch: int | None = None,
 ) -> TrainResult:
     """Train a preset on an image folder and a mask folder (matched by file stem).
+
+    The folders' convenience entry: it pairs the files, makes the model
+    (:func:`make_training_model`) and runs :func:`train_model`, which takes the rest
+    (``stop_after_epoch``, a dataset of your own).
 
     Args:
         images: folder of training images.
@@ -498,7 +501,6 @@ def train_on_folders(
             weights, so ``preset`` may be omitted and encoder weights need not be given).
         progress: show a progress bar.
         log: message sink.
-        stop_after_epoch: stop early after this epoch.
 
     Returns:
         The training result.
@@ -520,6 +522,5 @@ def train_on_folders(
         resume=resume,
         progress=progress,
         log=log,
-        stop_after_epoch=stop_after_epoch,
         extra={"images": str(images), "masks": str(masks)},
     )

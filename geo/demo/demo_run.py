@@ -146,8 +146,8 @@ def run_demo(
     return DemoResult(
         scene_path,
         truth_path,
-        res.probability,
-        res.vector,
+        Path(res.probability),  # the demo writes local files
+        Path(res.vector) if res.vector is not None else None,
         look,
         iou,
         iou_whole,

@@ -220,31 +220,9 @@ def generate_scene(
     road_union = _union(road_polys)
 
     placer = _Placer(margin=8)
-    buildings, ships, ponds = [], [], []
+    ships, ponds = [], []
 
-    # Buildings: mostly in rows along the roads, aligned with them; some scattered.
-    for _ in range(round(30 * area)):
-        for _try in range(30):
-            if rng.random() < 0.8:
-                k = int(rng.integers(len(roads)))
-                line = roads[k]
-                s = rng.uniform(0, line.length)
-                p, q = line.interpolate(s), line.interpolate(min(line.length, s + 1.0))
-                angle = math.degrees(math.atan2(q.y - p.y, q.x - p.x + 1e-9))
-                length, width = rng.uniform(34, 110), rng.uniform(30, 70)
-                offset = road_widths[k] / 2 + width / 2 + rng.uniform(8, 40)
-                sign = 1 if rng.random() < 0.5 else -1
-                nx, ny = -math.sin(math.radians(angle)), math.cos(math.radians(angle))
-                cx, cy = p.x + sign * offset * nx, p.y + sign * offset * ny
-            else:
-                cx, cy = rng.uniform(0, size, 2)
-                angle = rng.uniform(0, 180)
-                length, width = rng.uniform(34, 110), rng.uniform(30, 70)
-            poly = _rotated_rect(cx, cy, length, width, angle)
-            if _inside(poly, land, size) and placer.fits(poly, road_union):
-                placer.add(poly)
-                buildings.append((poly, angle))
-                break
+    buildings = _place_buildings(round(30 * area), roads, road_widths, land, road_union, placer, rng)
 
     # Ponds on open land.
     for _ in range(max(1, round(4 * area))):
@@ -279,6 +257,43 @@ def generate_scene(
     transform = Affine(pixel_size, 0, origin[0], 0, -pixel_size, origin[1])
     counts = {"buildings": len(buildings), "ships": len(ships), "ponds": len(ponds)}
     return DemoScene(image=image, truth=truth, transform=transform, crs=crs, counts=counts)
+
+
+def _place_buildings(
+    count: int,
+    roads: list,
+    road_widths: list[float],
+    land: np.ndarray,
+    road_union: BaseGeometry,
+    placer: _Placer,
+    rng: np.random.Generator,
+) -> list[tuple[Polygon, float]]:
+    """Up to ``count`` buildings (polygon, angle) on ``land``: mostly in rows along the roads,
+    aligned with them; some scattered (30 tries each)."""
+    buildings = []
+    for _ in range(count):
+        for _try in range(30):
+            if rng.random() < 0.8:
+                k = int(rng.integers(len(roads)))
+                line = roads[k]
+                s = rng.uniform(0, line.length)
+                p, q = line.interpolate(s), line.interpolate(min(line.length, s + 1.0))
+                angle = math.degrees(math.atan2(q.y - p.y, q.x - p.x + 1e-9))
+                length, width = rng.uniform(34, 110), rng.uniform(30, 70)
+                offset = road_widths[k] / 2 + width / 2 + rng.uniform(8, 40)
+                sign = 1 if rng.random() < 0.5 else -1
+                nx, ny = -math.sin(math.radians(angle)), math.cos(math.radians(angle))
+                cx, cy = p.x + sign * offset * nx, p.y + sign * offset * ny
+            else:
+                cx, cy = rng.uniform(0, land.shape[0], 2)
+                angle = rng.uniform(0, 180)
+                length, width = rng.uniform(34, 110), rng.uniform(30, 70)
+            poly = _rotated_rect(cx, cy, length, width, angle)
+            if _inside(poly, land, land.shape[0]) and placer.fits(poly, road_union):
+                placer.add(poly)
+                buildings.append((poly, angle))
+                break
+    return buildings
 
 
 def _ground(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:

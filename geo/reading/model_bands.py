@@ -3,7 +3,7 @@
 A multispectral checkpoint says how many bands it takes, which raster bands it was trained on,
 which of them carry the pretrained R, G, B kernels and which stretch it was trained with
 (:class:`sam2unext.bands.BandConfig`); :func:`make_model_plan` turns that and the user's
-choices into the scene's :class:`~sam2unext.geo.reading.raster.ReadPlan`.
+choices into the scene's :class:`~sam2unext.geo.reading.plan.ReadPlan`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from typing import Union
 
 from sam2unext.bands import BandConfig
 from sam2unext.errors import InputError, option
-from sam2unext.geo.model_contract import ModelSource
-from sam2unext.geo.reading.raster import ReadPlan, make_plan
+from sam2unext.geo.reading.plan import ReadPlan, make_plan
 
 #: Bands the user picks: 1-based band numbers or band descriptions (``"red"``, ``"nir"``).
 BandChoice = Sequence[Union[int, str]]
@@ -23,25 +22,10 @@ BandChoice = Sequence[Union[int, str]]
 StretchChoice = Union[tuple[float, float], Sequence[tuple[float, float]]]
 
 
-def model_band_config(model: ModelSource = None, checkpoint: str | Path | None = None) -> BandConfig | None:
-    """The :class:`~sam2unext.bands.BandConfig` of a model object, of a loader factory that
-    carries one (``.bands``), or read from ``checkpoint``'s metadata; None when unknown
-    (stand-in models and factories without one: RGB)."""
-    bands = getattr(model, "bands", None) if model is not None else None
-    if bands is not None or model is not None:
-        return bands
-    if checkpoint is None:
-        return None
-    from sam2unext.api import checkpoint_bands
-
-    return checkpoint_bands(checkpoint)
-
-
 def make_model_plan(
     path: str | Path,
+    config: BandConfig | None = None,
     *,
-    model: ModelSource = None,
-    checkpoint: str | Path | None = None,
     bands: BandChoice | None = None,
     stretch: StretchChoice | None = None,
     resolution: float | None = None,
@@ -49,6 +33,9 @@ def make_model_plan(
     warn: Callable[[str], None] | None = None,
 ) -> ReadPlan:
     """The read plan of a scene for the model that will run on it.
+
+    ``config``: the model's bands (:meth:`sam2unext.geo.models.ModelChoice.band_config`;
+    None: unknown, an RGB model).
 
     An RGB model (or one whose bands are unknown) reads as before (1 or 3 bands). A model
     that takes N bands reads N: ``bands`` when given, else the bands it was trained on, else
@@ -59,7 +46,6 @@ def make_model_plan(
         InputError: a band count other than the model's (both counts named), or
             ``rgb_bands`` that differ from the model's R, G, B mapping.
     """
-    config = model_band_config(model, checkpoint)
     if config is None or (config.in_chans == 3 and config.source_bands is None):
         plan = make_plan(path, bands=bands, stretch=stretch, resolution=resolution, rgb_bands=rgb_bands, warn=warn)
         if plan.rgb_channels not in (None, (0, 1, 2)):

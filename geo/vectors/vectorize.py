@@ -4,13 +4,17 @@ The threshold pass reads the probability raster block by block into a temporary 
 raster; ``rasterio.features.shapes`` then runs on that dataset band (GDAL polygonize streams
 rows, so no whole-scene array is made). Polygons are traced in pixel coordinates, their
 mean/max probability read from their own window, then mapped to the raster's (possibly
-rotated) geotransform; area, perimeter, ``min_area`` and ``simplify`` are in map units.
+rotated) geotransform. Area, perimeter, ``min_area``, ``simplify`` and the regularization
+tolerance are in m² and m on any CRS (geodesic on a geographic CRS, :mod:`.units`), in pixels
+for a raster without georeferencing.
 """
 
 from __future__ import annotations
 
 import errno
+import math
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +30,10 @@ from rasterio.windows import Window
 from sam2unext.errors import InputError, OutputError
 from sam2unext.files import write_atomically
 from sam2unext.geo.progress import Progress, make_progress
-from sam2unext.geo.reading.raster import open_raster
-from sam2unext.geo.writing.cog import check_output, remove_quietly, temp_name
+from sam2unext.geo.reading.opening import open_raster
+from sam2unext.geo.vectors.regularize import MIN_IOU, check_regularize, regularize_polygons, resolve_overlaps
+from sam2unext.geo.vectors.units import Units, format_area, units_of
+from sam2unext.geo.writing.cog import check_output, leftover_temporaries, remove_quietly, temp_name
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -42,16 +48,28 @@ VECTOR_FORMATS = {
     "parquet": (".parquet", None),
 }
 COLUMNS = ("area", "perimeter", "mean_prob", "max_prob")
+#: Default regularization tolerance, in pixel sizes.
+REGULARIZE_PIXELS = 2.0
 
 
 @dataclass
 class VectorResult:
-    """What :func:`vectorize_raster` made: the file, polygon count, total area (map units)."""
+    """What :func:`vectorize_raster` made: the file, polygon count, total area in ``area_unit``.
+
+    ``area_unit``: ``m²`` for any georeferenced raster (geodesic on a geographic CRS), ``px²``
+    without georeferencing, ``map unit²`` for a geotransform without a CRS.
+    """
 
     path: Path
     count: int
     area: float
     geodataframe: gpd.GeoDataFrame | None = None
+    area_unit: str = "m²"
+
+    @property
+    def area_text(self) -> str:
+        """The total area as people write it: ``850 m²``, ``1.25 ha``, ``3.142 km²``."""
+        return format_area(self.area, self.area_unit)
 
 
 def format_from(path: str | Path | None, vector_format: str | None) -> str:
@@ -164,6 +182,33 @@ def vector_transform(src: DatasetReader) -> Affine:
     return src.transform
 
 
+def raster_units(src: DatasetReader) -> Units:
+    """How the polygons of ``src`` are measured (see :mod:`sam2unext.geo.vectors.units`)."""
+    t = vector_transform(src)
+    return units_of(src.crs, None if t is PIXEL_UNITS else t)
+
+
+def pixel_size_metres(src: DatasetReader, units: Units | None = None) -> float:
+    """The side of a square of one pixel's area at the raster's centre, in metres (pixels without georeferencing)."""
+    units = units or raster_units(src)
+    t = vector_transform(src)
+    if units.kind != "geodesic":
+        return math.sqrt(abs(t.determinant)) * units.metres_per_unit
+    _, lat = t @ (src.width / 2, src.height / 2)
+    east, north = units.metres_per_map_unit(lat)
+    return math.sqrt(abs(t.determinant) * east * north)
+
+
+def default_regularize_tolerance(src: DatasetReader) -> float:
+    """The regularization tolerance used when none is given: :data:`REGULARIZE_PIXELS` pixel sizes, in metres."""
+    return REGULARIZE_PIXELS * pixel_size_metres(src)
+
+
+def _map_bounds(src: DatasetReader, t: Affine) -> tuple[float, float, float, float]:
+    xs, ys = zip(*(t @ (c, r) for c in (0, src.width) for r in (0, src.height)))
+    return min(xs), min(ys), max(xs), max(ys)
+
+
 def polygons_from(
     src: DatasetReader,
     binary_path: Path,
@@ -171,11 +216,15 @@ def polygons_from(
     min_area: float = 0.0,
     fill_holes: bool = False,
     simplify: float = 0.0,
+    regularize: bool | float = False,
     clip: BaseGeometry | None = None,
 ) -> gpd.GeoDataFrame:
     """Polygons of the positive pixels of ``src`` with their attributes, as a GeoDataFrame.
 
-    ``clip``: a geometry in the raster's CRS that the polygons are cut to (parts become polygons).
+    Areas, perimeters, ``min_area``, ``simplify`` and a ``regularize`` tolerance are in m² and m on
+    any georeferenced raster (geodesic on a geographic CRS), in pixels without georeferencing
+    (:class:`~sam2unext.geo.vectors.units.Units`). ``clip``: a geometry in the raster's CRS that
+    the polygons are cut to (parts become polygons).
     """
     import geopandas as gpd
     import shapely
@@ -183,32 +232,64 @@ def polygons_from(
 
     scale = probability_scale(src.dtypes[0])
     t = vector_transform(src)
-    pixel_area = abs(t.determinant)
+    units = raster_units(src)
     with rasterio.open(binary_path) as binary:
         band = rasterio.band(binary, 1)
         geoms = np.array([shape(g) for g, _v in shapes(band, mask=band, connectivity=4)], dtype=object)
-    if geoms.size:
-        geoms = geoms[shapely.area(geoms) * pixel_area >= min_area]
+    if geoms.size and min_area > 0:  # a first cut in pixels that keeps every polygon the exact test below keeps
+        pixel_area = units.max_pixel_area(t, _map_bounds(src, t)) * (1 + 1e-6)
+        if regularize:  # a squared outline keeps an IoU >= MIN_IOU with the traced one: at most 1/MIN_IOU its area
+            pixel_area /= MIN_IOU
+        outline = shapely.polygons(shapely.get_exterior_ring(geoms)) if fill_holes else geoms
+        geoms = geoms[shapely.area(outline) * pixel_area >= min_area]
     mean_p, max_p = polygon_stats(src, geoms, scale)
     matrix = np.array([[t.a, t.b], [t.d, t.e]])
     offset = np.array([t.c, t.f])
     geoms = shapely.transform(geoms, lambda xy: xy @ matrix.T + offset) if geoms.size else geoms
     if fill_holes and geoms.size:
         geoms = shapely.polygons(shapely.get_exterior_ring(geoms))
+    if regularize and geoms.size:
+        tolerance = default_regularize_tolerance(src) if regularize is True else float(regularize)
+        frames = units.frames(geoms)
+        squared = frames.from_local(regularize_polygons(frames.to_local(geoms), tolerance))
+        geoms = resolve_overlaps(squared, geoms)
     if simplify > 0 and geoms.size:
-        geoms = shapely.simplify(geoms, simplify, preserve_topology=True)
+        if units.kind == "geodesic":
+            frames = units.frames(geoms)
+            geoms = frames.from_local(shapely.simplify(frames.to_local(geoms), simplify, preserve_topology=True))
+        else:
+            geoms = shapely.simplify(geoms, simplify / units.metres_per_unit, preserve_topology=True)
     if clip is not None and geoms.size:
         parts, index = shapely.get_parts(shapely.intersection(geoms, clip), return_index=True)
         polygonal = shapely.get_type_id(parts) == 3
         geoms, mean_p, max_p = parts[polygonal], mean_p[index[polygonal]], max_p[index[polygonal]]
-    keep = ~shapely.is_empty(geoms) & (shapely.area(geoms) >= min_area) if geoms.size else np.zeros(0, bool)
-    geoms, mean_p, max_p = geoms[keep], mean_p[keep], max_p[keep]
-    data = {"area": shapely.area(geoms), "perimeter": shapely.length(geoms), "mean_prob": mean_p, "max_prob": max_p}
-    return gpd.GeoDataFrame(
+    area, perimeter = units.measure(geoms)
+    keep = ~shapely.is_empty(geoms) & (area >= min_area) if geoms.size else np.zeros(0, bool)
+    data = {"area": area[keep], "perimeter": perimeter[keep], "mean_prob": mean_p[keep], "max_prob": max_p[keep]}
+    frame = gpd.GeoDataFrame(
         {k: np.asarray(v, dtype=np.float64) for k, v in data.items()},
-        geometry=gpd.GeoSeries(geoms, crs=src.crs),
+        geometry=gpd.GeoSeries(geoms[keep], crs=src.crs),
         crs=src.crs,
     )
+    frame.attrs["area_unit"] = units.area_unit
+    return frame
+
+
+def vector_temp_name(path: Path, suffix: str) -> Path:
+    """The temporary name the polygons are written under before the rename onto ``path``."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+
+
+def leftover_vector_temporaries(path: Path) -> list[Path]:
+    """Files a killed run left beside the polygon output ``path``: its binary raster, its
+    temporary polygon file and SQLite's side files; only names made for ``path`` match."""
+    folder = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.\d+\.tmp\.[a-z]+(-journal|-wal|-shm)?")
+    try:
+        found = [p for p in folder.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        found = []
+    return sorted(found + leftover_temporaries(path))
 
 
 def write_vector(gdf: gpd.GeoDataFrame, path: Path, vector_format: str) -> None:
@@ -230,7 +311,7 @@ def write_vector(gdf: gpd.GeoDataFrame, path: Path, vector_format: str) -> None:
                 kwargs = {"layer": path.stem} if driver == "GPKG" else {}
                 gdf.to_file(tmp, driver=driver, engine="pyogrio", geometry_type="Polygon", **kwargs)
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{suffix}")
+    tmp = vector_temp_name(path, suffix)
     try:
         write_atomically(path, write, tmp=tmp)
     except Exception as exc:
@@ -259,6 +340,7 @@ def vectorize_raster(
     min_area: float = 0.0,
     fill_holes: bool = False,
     simplify: float = 0.0,
+    regularize: bool | float = False,
     vector_format: str | None = None,
     overwrite: bool = False,
     progress: str | Progress | None = "none",
@@ -271,9 +353,14 @@ def vectorize_raster(
         prob_path: probability raster (uint8 0..255 or float 0..1; masked pixels ignored).
         output: vector file (default ``<stem>_polygons.<ext>`` next to the raster).
         threshold: probability above which a pixel is positive.
-        min_area: drop polygons smaller than this (map units squared).
+        min_area: drop polygons smaller than this, in m² (geodesic on a geographic CRS; pixels
+            without georeferencing).
         fill_holes: remove interior rings.
-        simplify: Douglas-Peucker tolerance in map units (0 = none).
+        simplify: Douglas-Peucker tolerance in metres (0 = none); on a geographic CRS applied in
+            a local metric frame at each polygon's latitude.
+        regularize: square building-like outlines (straight walls at right angles; see
+            :mod:`sam2unext.geo.vectors.regularize`): True (outline details smaller than two
+            pixel sizes are removed) or that tolerance in metres, e.g. ``1.5``; False: off.
         vector_format: ``gpkg`` (default), ``geojson``, ``fgb`` or ``parquet``; taken from the
             output suffix when not given.
         overwrite: replace an existing output.
@@ -295,6 +382,7 @@ def vectorize_raster(
     """
     if not 0.0 <= threshold < 1.0:
         raise InputError(f"threshold {threshold} must be in [0, 1)")
+    regularize = check_regularize(regularize)
     fmt = format_from(output, vector_format)
     out = check_output(output or default_vector_path(prob_path, fmt), overwrite)
     reporter = make_progress(progress)
@@ -303,9 +391,18 @@ def vectorize_raster(
         with open_raster(prob_path) as src:
             reporter.update("vectorize", 0, 1)
             write_binary(src, binary, threshold)
-            gdf = polygons_from(src, binary, min_area=min_area, fill_holes=fill_holes, simplify=simplify, clip=clip)
+            gdf = polygons_from(
+                src,
+                binary,
+                min_area=min_area,
+                fill_holes=fill_holes,
+                simplify=simplify,
+                regularize=regularize,
+                clip=clip,
+            )
         write_vector(gdf, out, fmt)
         reporter.update("vectorize", 1, 1)
     finally:
         remove_quietly(binary)
-    return VectorResult(out, len(gdf), float(gdf["area"].sum()) if len(gdf) else 0.0, gdf if as_geodataframe else None)
+    total = float(gdf["area"].sum()) if len(gdf) else 0.0
+    return VectorResult(out, len(gdf), total, gdf if as_geodataframe else None, gdf.attrs["area_unit"])

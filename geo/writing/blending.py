@@ -4,7 +4,7 @@ Each tile's prediction is multiplied by a separable raised-cosine window that is
 middle and falls towards the tile edge over the overlap, but never reaches 0: sample ``i`` of a
 ramp of ``n`` samples has weight ``0.5 - 0.5*cos(pi*(i+0.5)/n)`` > 0. Because the tile grid is
 a product of row and column offsets, the total weight at a pixel is the product of the 1-D
-sums, so the normalizer needs no accumulator of its own.
+sums: a tile's share of a pixel is its weight times the reciprocals of the two 1-D totals.
 """
 
 from __future__ import annotations
@@ -48,29 +48,13 @@ def axis_weight_sum(length: int, offsets: Sequence[int], window_1d: np.ndarray) 
     return total
 
 
-def weighted_mean(
-    weighted_sum: np.ndarray,
-    inv_row_weights: np.ndarray,
-    inv_col_weights: np.ndarray,
-    *,
-    out: np.ndarray | None = None,
-    scratch: np.ndarray | None = None,
-) -> np.ndarray:
-    """Weighted mean from an accumulated ``sum(w*p)`` and the separable weight totals.
+def normalized_axis_weights(window_1d: np.ndarray, inv_total: np.ndarray, offset: int) -> np.ndarray:
+    """The 1-D weights of a tile at ``offset`` divided by the axis totals of the pixels it covers.
 
-    Args:
-        weighted_sum: ``[rows, cols]`` float64 accumulated ``w*p``.
-        inv_row_weights: ``[rows]`` reciprocals of the :func:`axis_weight_sum` totals of those rows.
-        inv_col_weights: ``[cols]`` reciprocals of the column totals.
-        out: optional float32 ``[rows, cols]`` result buffer.
-        scratch: optional float64 ``[rows, cols]`` buffer for the intermediate product.
-
-    Returns:
-        float32 probabilities. When every tile agrees on a float32 ``p``, the float64 result is
-        within a few float64 ulps of ``p``, so the cast to float32 gives exactly ``p``.
+    ``window_1d`` of :func:`ramp_window`, ``inv_total`` the reciprocals of the
+    :func:`axis_weight_sum` totals of the whole axis; the tile's part beyond the axis end is
+    dropped. Along an axis these add up to 1 at every pixel (to float64 rounding), so their
+    outer product, times a probability, is a pixel's share of the blended mean.
     """
-    tmp = np.multiply(weighted_sum, inv_col_weights, out=scratch)
-    if out is None:
-        out = np.empty(tmp.shape, np.float32)
-    # float64 product cast once to float32 on output (the same values as ``.astype``)
-    return np.multiply(tmp, inv_row_weights[:, None], out=out, casting="same_kind")
+    end = min(offset + len(window_1d), len(inv_total))
+    return window_1d[: end - offset] * inv_total[offset:end]

@@ -5,15 +5,20 @@ temporary GeoTIFF in the target folder (partly written blocks wait in GDAL's blo
 whose size the caller bounds). On :meth:`ProbabilityWriter.commit` GDAL's COG driver copies it to a tiled,
 ZSTD-compressed Cloud-Optimized GeoTIFF with overviews under a second temporary name, which
 is then renamed onto the output. Any failure (``KeyboardInterrupt`` and ``SystemExit`` included) removes
-both temporary files.
+both temporary files. GDAL reports a full disk as a plain write error without its errno
+("Write failed", "TIFFAppendToStrip:Write error"), so after a failed write the device itself is
+asked (:func:`disk_is_full`) while the temporary files still hold their space.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,13 +32,15 @@ from rasterio.windows import Window
 
 from sam2unext.errors import OutputError, option
 from sam2unext.files import write_atomically
-from sam2unext.geo.writing.store import RunStore
+from sam2unext.geo.writing.store import RunStore, disk_full_error
 
 OUT_DTYPES = ("uint8", "float32")
 #: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.
 COMPRESS, COMPRESS_LEVEL = "ZSTD", 1
 #: Block side of the temporary and final rasters; overviews go down to one block.
 BLOCK = 512
+#: Bytes a device must still take after a failed write not to count as full: one float32 block.
+PROBE_BYTES = BLOCK * BLOCK * 4
 
 
 def overview_factors(height: int, width: int, block: int = BLOCK) -> list[int]:
@@ -48,25 +55,6 @@ def overview_factors(height: int, width: int, block: int = BLOCK) -> list[int]:
         h, w = h // 2, w // 2
         factors.append(2 ** (len(factors) + 1))
     return factors
-
-
-def quantize_probability(
-    prob: np.ndarray, *, out: np.ndarray | None = None, scratch: np.ndarray | None = None
-) -> np.ndarray:
-    """float32 probabilities in [0, 1] → uint8 0..255 (round half to even, clipped).
-
-    Args:
-        prob: probabilities (any shape).
-        out: optional uint8 result buffer of ``prob``'s shape.
-        scratch: optional float32 buffer of ``prob``'s shape (no temporary is allocated).
-    """
-    scaled = np.multiply(np.asarray(prob, dtype=np.float32), np.float32(255.0), out=scratch, dtype=np.float32)
-    np.rint(scaled, out=scaled)
-    np.clip(scaled, 0, 255, out=scaled)
-    if out is None:
-        return scaled.astype(np.uint8)
-    np.copyto(out, scaled, casting="unsafe")
-    return out
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
@@ -91,6 +79,76 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
 def temp_name(final: Path, tag: str) -> Path:
     """A hidden temporary path next to ``final`` (same folder, so renaming is atomic)."""
     return final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.{tag}.tif")
+
+
+def leftover_temporaries(final: Path) -> list[Path]:
+    """The :func:`temp_name` files of ``final`` (and their GDAL side-cars) that a killed run left behind.
+
+    Only names made for ``final`` match (``.<final name>.<8 hex>.<tag>.tif``), so a resume removes
+    its own run's leftovers and nothing else in the folder.
+    """
+    folder = final.parent if str(final.parent) else Path(".")
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.[0-9a-f]{{8}}\.[a-z]+\.tif(\.msk|\.aux\.xml)?")
+    try:
+        return sorted(p for p in folder.iterdir() if pattern.fullmatch(p.name))
+    except OSError:
+        return []
+
+
+def disk_is_full(folder: Path, need: int = PROBE_BYTES) -> bool:
+    """Whether the device of ``folder`` (or the user's quota there) cannot take ``need`` more bytes now.
+
+    Asks ``statvfs`` first, then writes (and removes) a probe file of ``need`` bytes, which also
+    meets a quota that ``statvfs`` does not show.
+    """
+    try:
+        stat = os.statvfs(folder)
+    except OSError:
+        return False
+    if stat.f_bavail * stat.f_frsize < need:
+        return True
+    probe = folder / f".space-probe.{uuid.uuid4().hex[:8]}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            block, left = b"\0" * min(need, 1 << 16), need
+            while left > 0:
+                left -= os.write(fd, block[:left])
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    finally:
+        probe.unlink(missing_ok=True)
+    return False
+
+
+def no_space_error(folder: Path) -> OutputError:
+    """The run's disk-full error for ``folder`` (the words of a full store write)."""
+    error = disk_full_error(folder, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    assert error is not None  # ENOSPC is a full disk
+    return error
+
+
+@contextlib.contextmanager
+def full_disk_as_output_error(folder: Path) -> Iterator[None]:
+    """Turn a failed GDAL write on a full device into the run's disk-full :class:`OutputError`.
+
+    Raises:
+        OutputError: "no space left on the device of ``folder``; ... rerun with resume".
+    """
+    try:
+        yield
+    except OutputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (GDAL's errors carry no errno: the device is asked)
+        full = disk_full_error(folder, exc)
+        if full is None and disk_is_full(folder):
+            full = no_space_error(folder)
+        if full is not None:
+            raise full from None
+        raise
 
 
 def remove_quietly(*paths: Path) -> None:
@@ -172,9 +230,17 @@ class ProbabilityWriter:
                 if self.tags:
                     ds.update_tags(**self.tags)
         except (rasterio.errors.RasterioIOError, OSError) as exc:
+            full = disk_is_full(self.folder)
             remove_quietly(self._strips)
+            if full:
+                raise no_space_error(self.folder) from None
             raise OutputError(f"cannot write {self.path}: {str(exc).splitlines()[0]}") from None
         return self
+
+    @property
+    def folder(self) -> Path:
+        """The output's folder (where both temporary files are written)."""
+        return self.path.parent if str(self.path.parent) else Path(".")
 
     def write_block(self, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
         """Write final values (``out_dtype``) of a window and, for a masked uint8 raster, its mask.
@@ -186,9 +252,10 @@ class ProbabilityWriter:
         """
         window = Window(col0, row0, values.shape[1], values.shape[0])
         ds = self._open()
-        ds.write(values, 1, window=window)
-        if self.masked and self.out_dtype == "uint8":
-            ds.write_mask(np.full(values.shape, 255, np.uint8) if valid is None else valid, window=window)
+        with full_disk_as_output_error(self.folder):
+            ds.write(values, 1, window=window)
+            if self.masked and self.out_dtype == "uint8":
+                ds.write_mask(np.full(values.shape, 255, np.uint8) if valid is None else valid, window=window)
 
     def _open(self) -> DatasetWriter:
         if self._ds is None:
@@ -200,8 +267,12 @@ class ProbabilityWriter:
 
         Returns:
             The output path.
+
+        Raises:
+            OutputError: the device is full (see :func:`full_disk_as_output_error`).
         """
-        self._open().close()
+        with full_disk_as_output_error(self.folder):
+            self._open().close()  # the blocks still in GDAL's cache are written here
         self._ds = None
         opts = dict(
             driver="COG",
@@ -220,13 +291,22 @@ class ProbabilityWriter:
             # letting the COG driver build them into a compressed temporary), then copied as is.
             factors = overview_factors(self.height, self.width, BLOCK)
             if factors:
-                with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(self._strips, "r+") as ds:
+                with (
+                    full_disk_as_output_error(self.folder),
+                    rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+                    rasterio.open(self._strips, "r+") as ds,
+                ):
                     ds.build_overviews(factors, Resampling.average)
             if self.path.exists() and not self.overwrite:
                 raise OutputError(
                     f"output {self.path} appeared while running; pass {option('overwrite')} to replace it"
                 )
-            write_atomically(self.path, lambda tmp: rasterio.shutil.copy(self._strips, tmp, **opts), tmp=self._cog)
+
+            def copy(tmp: Path) -> None:
+                with full_disk_as_output_error(self.folder):  # asked while the partial COG holds its space
+                    rasterio.shutil.copy(self._strips, tmp, **opts)
+
+            write_atomically(self.path, copy, tmp=self._cog)
         remove_quietly(self._strips)
         return self.path
 

@@ -5,36 +5,49 @@ Layout of ``<output name>.partial/``::
     manifest.json   fingerprints of input, weights and pixel-changing parameters
     prob.zarr/      group with array ``prob`` (uint8 0..255 or float32 0..1) and, for a masked
                     uint8 output, ``valid`` (255 valid, 0 nodata); Zarr chunks of
-                    ``BLOCK rows x chunk width``, so every chunk task writes its own Zarr
-                    chunks and many processes write without locks
-    done/NNNNNN.json  one marker per finished chunk (its status), written last and atomically
+                    ``BLOCK rows x chunk width``, so only one chunk's tasks write a Zarr chunk
+                    and many processes write without locks
+    halo/NNNNNN-<strip>.bin  the partial sums a chunk's own tiles leave outside its core, one
+                    file per strip (``top``, ``bottom``, ``left``, ``right`` or ``all``): int64
+                    sums, then 0/1 validity for a masked scene (the shape is the strip's, known
+                    from the layout); removed once no chunk needs them
+    summed/NNNNNN.json  one marker per chunk whose first step (its own tiles) is finished
+    done/NNNNNN.json  one marker per finished chunk (second step: halos added, quantized)
 
-A chunk counts as finished only once its marker exists; a chunk whose task died half way is
-computed again in full. Any process that sees the folder (a shared filesystem for a cluster)
-can write chunks.
+A step counts as finished only once its marker exists (written last and atomically); a step
+whose task died half way is run again in full and writes the same values. Any process that
+reaches the folder can run steps: a local folder, a shared filesystem, or an
+``s3://``/``gs://`` prefix (all file I/O goes through :class:`~sam2unext.geo.storage.Location`;
+an object is written in one PUT, so a marker or a strip is never seen half-written there either).
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sam2unext.errors import OutputError, option
-from sam2unext.geo.running.fingerprint import describe_difference
+from sam2unext.errors import OutputError, UserError, option
+from sam2unext.geo.running.fingerprint import resume_refusal
+from sam2unext.geo.storage import Location, is_url, storage_error
 
 #: Rows of one Zarr chunk (the COG block).
 ZARR_ROWS = 512
-FORMAT = "sam2unext-geo-partial/1"
+FORMAT = "sam2unext-geo-partial/2"
 
 
-def store_path_for(output: str | Path) -> Path:
-    """The run store folder of an output raster: ``<output name>.partial`` beside it."""
+def zarr_rows(chunk_size: int, height: int) -> int:
+    """Rows of one Zarr chunk of the output arrays: writes aligned to them rewrite nothing."""
+    return min(ZARR_ROWS, chunk_size, height)
+
+
+def store_path_for(output: str | Path) -> str | Path:
+    """The run store folder of an output raster: ``<output name>.partial`` beside it (a URL stays a str)."""
+    if is_url(output):
+        return str(output).rstrip("/") + ".partial"
     out = Path(output)
     return out.with_name(out.name + ".partial")
 
@@ -47,7 +60,7 @@ def _is_disk_full(exc: BaseException | None) -> bool:
     return False
 
 
-def disk_full_error(folder: Path, exc: BaseException) -> OutputError | None:
+def disk_full_error(folder: str | Path, exc: BaseException) -> OutputError | None:
     """An :class:`OutputError` naming ``folder`` when ``exc`` is a full disk, else None."""
     if _is_disk_full(exc):
         return OutputError(
@@ -58,26 +71,35 @@ def disk_full_error(folder: Path, exc: BaseException) -> OutputError | None:
 
 
 class RunStore:
-    """Open handle on a run store folder (picklable: only the path travels to workers)."""
+    """Open handle on a run store folder or prefix (picklable: only the location travels to workers)."""
 
-    def __init__(self, folder: str | Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | Path | Location):
+        self.location = folder if isinstance(folder, Location) else Location(folder)
         self._arrays: dict[str, Any] | None = None
 
     def __getstate__(self):
-        return {"folder": self.folder, "_arrays": None}
+        return {"location": self.location, "_arrays": None}
 
     @property
-    def manifest_path(self) -> Path:
-        return self.folder / "manifest.json"
+    def folder(self) -> str | Path:
+        """The folder (``Path``) or URL prefix (``str``), for messages and local checks."""
+        return self.location.root
 
     @property
-    def done_folder(self) -> Path:
-        return self.folder / "done"
+    def manifest_path(self) -> str | Path:
+        return self.location.path("manifest.json")
+
+    @property
+    def done_folder(self) -> str | Path:
+        return self.location.path("done")
 
     def exists(self) -> bool:
         """True when the folder holds a store (a manifest)."""
-        return self.manifest_path.is_file()
+        return self.location.is_file("manifest.json")
+
+    def present(self) -> bool:
+        """True when anything is at the store's place (a store, a half-made one, or something else)."""
+        return self.location.exists()
 
     # -- creating and checking ------------------------------------------------------------
     def create(
@@ -89,14 +111,16 @@ class RunStore:
         from zarr.core.array_spec import ArrayConfig
 
         try:
-            self.folder.mkdir()
-            self.done_folder.mkdir()
-            group = zarr.open_group(str(self.folder / "prob.zarr"), mode="w")
+            self.location.make()
+            if not self.location.is_remote:
+                for folder in ("done", "summed", "halo"):
+                    Path(self.location.path(folder)).mkdir()
+            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="w")
             fill = float("nan") if out_dtype == "float32" else 0
             config = ArrayConfig(
                 order="C", write_empty_chunks=True
             )  # a rewritten chunk must replace what a dead task left
-            chunks = (min(ZARR_ROWS, chunk_width, height), min(chunk_width, width))
+            chunks = (zarr_rows(chunk_width, height), min(chunk_width, width))
             group.create_array(
                 "prob",
                 shape=(height, width),
@@ -116,10 +140,13 @@ class RunStore:
                     compressors=ZstdCodec(level=1),
                     config=config,
                 )
-            self._write_json(self.manifest_path, {"format": FORMAT, **manifest})
+            self._write_json("manifest.json", {"format": FORMAT, **manifest})
+        except UserError:
+            self.remove()
+            raise
         except OSError as exc:
             self.remove()
-            full = disk_full_error(self.folder.parent, exc)
+            full = disk_full_error(Path(self.folder).parent, exc)
             if full is not None:
                 raise full from None
             raise OutputError(
@@ -133,8 +160,8 @@ class RunStore:
             OutputError: missing or unreadable manifest.
         """
         try:
-            return json.loads(self.manifest_path.read_text())
-        except (OSError, ValueError) as exc:
+            return json.loads(self.location.read_text("manifest.json"))
+        except (OSError, ValueError, UserError) as exc:
             raise OutputError(
                 f"{self.folder} is not a readable run store ({exc}); delete it or pass "
                 f"{option('overwrite')} to start over"
@@ -152,31 +179,35 @@ class RunStore:
                 f"{self.folder} was written by another version ({found.get('format')}); "
                 f"pass {option('overwrite')} to start over"
             )
-        differs = describe_difference({k: v for k, v in found.items() if k != "format"}, expected)
-        if differs:
-            raise OutputError(
-                f"cannot resume {self.folder}: its {differs} differs from this run's; rerun with the "
-                f"same input, weights and parameters, or pass {option('overwrite')} to start over"
-            )
+        refusal = resume_refusal({k: v for k, v in found.items() if k != "format"}, expected)
+        if refusal:
+            raise OutputError(f"cannot resume {self.folder}: {refusal}")
 
     # -- chunks -----------------------------------------------------------------------------
     def finished(self) -> dict[int, dict]:
-        """Status records of the finished chunks, by chunk index."""
+        """Status records of the finished chunks (both steps), by chunk index."""
+        return self._markers("done")
+
+    def summed(self) -> dict[int, dict]:
+        """Status records of the chunks whose first step is finished, by chunk index."""
+        return self._markers("summed")
+
+    def _markers(self, folder: str) -> dict[int, dict]:
         out: dict[int, dict] = {}
-        if not self.done_folder.is_dir():
-            return out
-        for marker in self.done_folder.glob("*.json"):
+        place = self.location.child(folder)
+        names = [n for n in place.list() if n.endswith(".json") and not n.startswith(".")]
+        for name, content in place.read_many(names).items():
             try:
-                out[int(marker.stem)] = json.loads(marker.read_text())
-            except (ValueError, OSError):
-                continue  # a marker cut short by a crash: the chunk is computed again
+                out[int(name[: -len(".json")])] = json.loads(content)
+            except (ValueError, TypeError):
+                continue  # a marker cut short by a crash: the step runs again
         return out
 
     def _open(self) -> dict[str, Any]:
         if self._arrays is None:
             import zarr
 
-            group = zarr.open_group(str(self.folder / "prob.zarr"), mode="r+")
+            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="r+")
             self._arrays = {name: group[name] for name in ("prob", "valid") if name in group}
         return self._arrays
 
@@ -197,7 +228,18 @@ class RunStore:
             full = disk_full_error(self.folder, exc)
             if full is not None:
                 raise full from None
+            self._storage_failed(exc)
             raise
+        except Exception as exc:  # noqa: BLE001 (a store on object storage: botocore's own errors)
+            self._storage_failed(exc)
+            raise
+
+    def _storage_failed(self, exc: BaseException) -> None:
+        """Raise the one-line error of a failed write to a store on object storage (None on disk)."""
+        if self.location.is_remote:
+            err = storage_error(str(self.folder), exc, output=True, resumable=True)
+            if err is not None:
+                raise err from exc
 
     def read(self, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Values and 0/255 mask (None when the store keeps none) of a window."""
@@ -208,21 +250,59 @@ class RunStore:
 
     def mark_done(self, index: int, status: dict) -> None:
         """Record chunk ``index`` as finished (atomic)."""
+        self._mark("done", index, status)
+
+    def mark_summed(self, index: int, status: dict) -> None:
+        """Record the first step of chunk ``index`` as finished (atomic)."""
+        self._mark("summed", index, status)
+
+    def _mark(self, folder: str, index: int, status: dict) -> None:
         try:
-            self._write_json(self.done_folder / f"{index:06d}.json", status)
+            self._write_json(f"{folder}/{index:06d}.json", status)
         except OSError as exc:
-            full = disk_full_error(self.folder, exc)
-            if full is not None:
-                raise full from None
+            self._raise_if_full(exc)
             raise
 
-    # -- files ------------------------------------------------------------------------------
+    def _raise_if_full(self, exc: OSError) -> None:
+        full = disk_full_error(self.folder, exc)
+        if full is not None:
+            raise full from None
+
+    # -- halo strips: partial sums for the neighbours ------------------------------------------
     @staticmethod
-    def _write_json(path: Path, data: dict) -> None:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
+    def _halo_name(index: int, strip: str) -> str:
+        return f"halo/{index:06d}-{strip}.bin"
+
+    def write_halo(self, index: int, strip: str, sums: np.ndarray, valid: np.ndarray | None) -> None:
+        """Store one strip of chunk ``index``: its partial sums (as int64) and 0/1 validity (atomic)."""
+        data = np.ascontiguousarray(sums, dtype=np.int64).tobytes()
+        if valid is not None:
+            data += np.ascontiguousarray(valid, dtype=np.uint8).tobytes()
+        try:
+            self.location.write_bytes(self._halo_name(index, strip), data)
+        except OSError as exc:
+            self._raise_if_full(exc)
+            raise
+
+    def read_halo(
+        self, index: int, strip: str, shape: tuple[int, int], masked: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Partial sums (int64) and validity (bool; None unless ``masked``) of a strip of ``shape``."""
+        data = self.location.read_bytes(self._halo_name(index, strip))
+        n = shape[0] * shape[1]
+        sums = np.frombuffer(data, np.int64, count=n).reshape(shape)
+        valid = np.frombuffer(data, np.uint8, count=n, offset=8 * n).reshape(shape).view(bool) if masked else None
+        return sums, valid
+
+    def remove_halo(self, index: int, strips: list[str]) -> None:
+        """Delete chunk ``index``'s strips (no chunk needs them any more)."""
+        for strip in strips:
+            self.location.remove(self._halo_name(index, strip))
+
+    # -- files ------------------------------------------------------------------------------
+    def _write_json(self, name: str, data: dict) -> None:
+        self.location.write_text(name, json.dumps(data, indent=1, sort_keys=True))  # atomic
 
     def remove(self) -> None:
-        """Delete the whole store folder."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the whole store folder or prefix."""
+        self.location.remove_tree()

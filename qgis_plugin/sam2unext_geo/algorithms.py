@@ -53,8 +53,11 @@ def _run(args: list, feedback, out_dir, outputs=()) -> runner.RunResult:
         pct = commands.progress_percent(event)
         if pct is not None:
             feedback.setProgress(pct)
-        if event.get("event") in ("start", "done", "error"):
-            feedback.pushInfo(str(event))
+        text = commands.describe_event(event)
+        if text and event.get("event") == "warning":
+            feedback.pushWarning(text)
+        elif text:
+            feedback.pushInfo(text)
 
     try:
         return runner.run_command(
@@ -199,6 +202,10 @@ class PredictAlgorithm(_Base):
         if preset == "demo":
             preset, checkpoint = None, checkpoint or "demo"
         out_dir = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
+        try:
+            commands.check_output_folder(out_dir)
+        except ValueError as exc:
+            raise QgsProcessingException(str(exc)) from exc
         bands = self.parameterAsString(parameters, self.BANDS, context).strip()
         bbox, bbox_crs, aoi_file = self._area_of_interest(parameters, context)
         try:

@@ -46,7 +46,10 @@ OPTION_LABELS = {
     "checkpoint": "Checkpoint",
     "preset": "Preset",
     "aoi": "Area of interest",
+    "output": "Output folder",
 }
+#: The command's short flags the plugin passes, by API name (``-o`` is ``output``).
+SHORT_FLAGS = {"output": "-o"}
 
 
 def output_names(options: PredictOptions) -> list[str]:
@@ -64,6 +67,8 @@ def plugin_words(message: str, options: Optional[list] = None, labels: Optional[
     ``options`` are the API names from the ``error`` event (``["overwrite"]``): ``pass --overwrite``
     becomes ``tick “Overwrite existing outputs”``, ``drop --x``/``pass --no-x`` become ``untick “…”``,
     any other ``--x`` becomes ``“…”``. Options the plugin has no widget for keep the command's words.
+    The output folder, which the plugin always passes as ``-o``, is named by its widget whether or
+    not the event lists it: ``choose another with -o`` becomes ``choose another “Output folder”``.
     """
     labels = OPTION_LABELS if labels is None else labels
     for name in options or ():
@@ -75,7 +80,35 @@ def plugin_words(message: str, options: Optional[list] = None, labels: Optional[
         message = re.sub(rf"\bpass {flag}(?![\w-])", f"tick “{label}”", message)
         message = re.sub(rf"\b(?:drop {flag}|pass {no_flag})(?![\w-])", f"untick “{label}”", message)
         message = re.sub(rf"(?:{no_flag}|{flag})(?![\w-])", f"“{label}”", message)
+    for name, short in SHORT_FLAGS.items():
+        label = labels.get(name)
+        if label:
+            flags = rf"(?:{re.escape(short)}|--{name.replace('_', '-')})(?![\w-])"
+            message = re.sub(rf"\banother (?:with|in) {flags}", f"another “{label}”", message)
+            message = re.sub(rf"\b(?:with|in) {flags}", f"in “{label}”", message)
+            message = re.sub(rf"(?<![\w-]){flags}", f"“{label}”", message)
     return message
+
+
+def check_output_folder(folder: str) -> None:
+    """The output folder can be written: it exists and is writable, or the nearest folder above
+    it that exists is (the command creates it).
+
+    Raises:
+        ValueError: empty, a file, or not writable; names the widget.
+    """
+    label = OPTION_LABELS["output"]
+    if not folder:
+        raise ValueError(f"Choose an “{label}”.")
+    path = os.path.abspath(folder)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"“{label}” {path} is a file; choose a folder.")
+    existing = path
+    while not os.path.isdir(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == path else f" (its parent {existing} is read-only)"
+        raise ValueError(f"“{label}” {path} is not writable{where}; choose another “{label}”.")
 
 
 def predict_args(executable: str, options: PredictOptions) -> list[str]:
@@ -174,6 +207,25 @@ def parse_event(line: str) -> Optional[dict]:
     except ValueError:
         return None
     return event if isinstance(event, dict) and "event" in event else None
+
+
+def describe_event(event: dict) -> Optional[str]:
+    """One line for a log (Processing's): ``start`` and ``done`` of a scene, a ``warning``; None for
+    the rest (an ``error`` is raised once as the run's exception, never printed beside it)."""
+    kind = event.get("event")
+    scene = os.path.basename(str(event.get("scene") or "scene"))
+    if kind == "start":
+        bands = ",".join(str(b) for b in event.get("bands") or []) or "?"
+        return (
+            f"{scene}: {event.get('width', '?')} x {event.get('height', '?')} px, "
+            f"{event.get('tiles', '?')} tiles, bands {bands}"
+        )
+    if kind == "done":
+        outputs = ", ".join(p for p in (event.get("probability"), event.get("vector")) if p)
+        return f"{scene}: {event.get('tiles_run', '?')} tiles in {float(event.get('seconds') or 0):.1f} s → {outputs}"
+    if kind == "warning":
+        return f"warning: {event.get('message', '')}"
+    return None
 
 
 STAGES = {"load": (0.0, 5.0), "predict": (5.0, 85.0), "write": (85.0, 92.0), "vectorize": (92.0, 100.0)}

@@ -50,6 +50,7 @@ def diagnostics_text(
         f"sam2unext-geo version: {probe.get('version', 'unknown')}",
         f"environment Python: {probe.get('python', 'unknown')}",
         f"torch: {probe.get('torch') or probe.get('torch_error') or 'unknown'}",
+        f"torchvision: {probe.get('torchvision') or probe.get('torchvision_error') or 'unknown'}",
         f"CUDA (torch build): {probe.get('cuda') or ('none (CPU build)' if probe.get('torch') else 'unknown')}",
         f"GPU: {gpu}",
     ]

@@ -190,7 +190,7 @@ class PredictDialog(QDialog):
             "After a crash or failure: continue from the output's .partial store; only "
             "unfinished chunks are computed. (Cancel keeps nothing to resume.)"
         )
-        ol.addRow("Folder", self.out_widget)
+        ol.addRow(commands.OPTION_LABELS["output"], self.out_widget)
         ol.addRow("", self.vector_check)
         ol.addRow("", self.overwrite_check)
         ol.addRow("", self.resume_check)
@@ -336,8 +336,7 @@ class PredictDialog(QDialog):
                 preset = chosen  # upstream state_dicts do not say which architecture they are
         bands = self.bands_edit.text().strip()
         out_dir = self.out_widget.filePath().strip()
-        if not out_dir:
-            raise ValueError("Choose an output folder.")
+        commands.check_output_folder(out_dir)
         bbox, bbox_crs, aoi_path = self.area_of_interest(export_aoi)
         return commands.PredictOptions(
             scene=scene,
@@ -432,16 +431,17 @@ class PredictDialog(QDialog):
         self.check_finished = True
 
     def _show_probe(self, info: dict) -> None:
-        self.last_probe, self.env_problem = info, None
         self.add_presets(info.get("presets", []))
-        gpu = info.get("gpu")
-        self.set_gpu_available(gpu)
-        gpu_text = {True: f"GPU {info.get('gpu_name') or 'available'}", False: "no GPU: CPU only", None: "GPU unknown"}[
-            gpu
-        ]
-        torch_text = f"torch {info['torch']}" if info.get("torch") else "torch not importable"
+        self.set_gpu_available(info.get("gpu"))
+        problem = environment.torch_problem(info)
+        if problem:
+            self._show_problem(f"{info['executable']} — {info['version']}: {problem}")
+            return
+        self.last_probe, self.env_problem = info, None
+        versions = f"torch {info['torch']}" if info.get("torch") else "torch not probed"
+        versions += f" + torchvision {info['torchvision']}" if info.get("torchvision") else ""
         self.env_label.setText(
-            f"OK: {info['executable']} — {info['version']} — {torch_text} — {gpu_text}"
+            f"OK: {info['executable']} — {info['version']} — {versions} — {environment.gpu_text(info)}"
             + (" (cached)" if info.get("cached") else "")
         )
 

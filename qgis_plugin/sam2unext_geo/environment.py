@@ -158,7 +158,10 @@ def environment_python(executable: str) -> Optional[str]:
     return None
 
 
-_TORCH_PROBE = (
+#: torch, torchvision and the GPU in the command's environment, as one JSON line. torchvision is
+#: imported and its ``nms`` operator called: a torchvision built for another torch imports with
+#: "operator torchvision::nms does not exist", which a torch import alone never shows.
+TORCH_PROBE = (
     "import json, sys\n"
     "info = {'python': sys.version.split()[0]}\n"
     "try:\n"
@@ -167,16 +170,49 @@ _TORCH_PROBE = (
     "    info['gpu_name'] = torch.cuda.get_device_name(0) if info['gpu'] else None\n"
     "except Exception as exc:\n"
     "    info['torch_error'] = f'{type(exc).__name__}: {exc}'\n"
+    "else:\n"
+    "    try:\n"
+    "        import torchvision\n"
+    "        from torchvision.ops import nms\n"
+    "        nms(torch.zeros((1, 4)), torch.zeros(1), 0.5)\n"
+    "        info['torchvision'] = torchvision.__version__\n"
+    "    except Exception as exc:\n"
+    "        info['torchvision_error'] = f'{type(exc).__name__}: {exc}'\n"
     "print(json.dumps(info))\n"
 )
+#: What to do when torch or torchvision does not import (the installer's dialog has the button).
+REPAIR_HINT = (
+    "torch and torchvision do not work together: open Install… (Raster ▸ SAM2-UNeXT Geo) and click "
+    "Repair; it reinstalls a matching torch and torchvision."
+)
+
+
+def gpu_text(info: dict) -> str:
+    """Whether the environment's torch found a GPU, and which: for the dialogs' environment lines."""
+    if info.get("gpu") is True:
+        cuda = f", CUDA {info['cuda']}" if info.get("cuda") else ""
+        return f"GPU found: {info.get('gpu_name') or 'name unknown'}{cuda}"
+    if info.get("gpu") is False:
+        return "no GPU found: runs on the CPU"
+    return "GPU: unknown (torch could not be asked)"
+
+
+def torch_problem(info: dict) -> Optional[str]:
+    """One line when torch or torchvision does not import in the environment (with the fix), else None."""
+    error = info.get("torch_error") or info.get("torchvision_error")
+    if not error:
+        return None
+    which = "torch" if info.get("torch_error") else "torchvision"
+    return f"{which} does not import ({error}); {REPAIR_HINT}"
 
 
 def torch_info(executable: str, timeout: float = 120.0) -> dict:
     """Python, torch, CUDA versions and GPU of the command's environment (one subprocess).
 
     Returns:
-        ``{"python", "torch", "cuda", "gpu": bool, "gpu_name"}``; ``{}`` or ``{"torch_error"}``
-        when it cannot tell.
+        ``{"python", "torch", "cuda", "gpu": bool, "gpu_name", "torchvision"}``; ``{}`` when it
+        cannot tell; ``torch_error`` or ``torchvision_error`` (see :func:`torch_problem`) when
+        they do not import.
     """
     python = environment_python(executable)
     if python is None:
@@ -186,7 +222,7 @@ def torch_info(executable: str, timeout: float = 120.0) -> dict:
         kwargs.pop(key)
     try:
         proc = subprocess.run(
-            low_priority([python, "-c", _TORCH_PROBE]), stdin=subprocess.DEVNULL, timeout=timeout, **kwargs
+            low_priority([python, "-c", TORCH_PROBE]), stdin=subprocess.DEVNULL, timeout=timeout, **kwargs
         )
     except (OSError, subprocess.TimeoutExpired):
         return {}

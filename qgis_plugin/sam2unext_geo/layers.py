@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import datetime
 from typing import Optional
 
 from qgis.core import (
@@ -11,6 +12,7 @@ from qgis.core import (
     QgsFillSymbol,
     QgsLayerTreeGroup,
     QgsProject,
+    QgsRaster,
     QgsRasterLayer,
     QgsRasterShader,
     QgsSingleBandPseudoColorRenderer,
@@ -34,9 +36,20 @@ def scene_name(path: str) -> str:
     return os.path.splitext(base)[0] or base
 
 
-def result_group_name(scene: str) -> str:
-    """The layer-tree group of a run: says what it holds, unlike the input layer's own name."""
-    return f"{scene} — SAM2-UNeXT segmentation"
+def result_group_name(scene: str, started: datetime) -> str:
+    """The layer-tree group of a run: the scene and when the run started (two runs are told apart),
+    and what it holds, unlike the input layer's own name."""
+    return f"{scene} — SAM2-UNeXT {started:%Y-%m-%d %H:%M:%S}"
+
+
+def unique_group_name(root, name: str) -> str:
+    """``name``, or ``name (2)``, ``(3)`` … when the layer tree already has a group of that name."""
+    taken = {group.name() for group in root.findGroups(True)} if hasattr(root, "findGroups") else set()
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name} ({n})"
+    return candidate
 
 
 def probability_max(layer: QgsRasterLayer) -> float:
@@ -45,8 +58,23 @@ def probability_max(layer: QgsRasterLayer) -> float:
     return 1.0 if dtype in (Qgis.DataType.Float32, Qgis.DataType.Float64) else 255.0
 
 
+def mask_band(layer: QgsRasterLayer) -> int:
+    """The band through which QGIS shows the raster's nodata mask, or -1.
+
+    The command writes a uint8 probability with nodata as GDAL's internal mask (nodata pixels are 0
+    underneath). QGIS (3.22 at least) does not read that mask as nodata: it adds it as an extra
+    alpha band (``Band 2``, 0 where nodata). A renderer that does not use that band draws nodata
+    pixels as probability 0.
+    """
+    alpha = getattr(Qgis, "RasterColorInterpretation", None)
+    alpha = alpha.AlphaBand if alpha is not None else QgsRaster.ColorInterpretation.AlphaBand
+    provider = layer.dataProvider()
+    return next((b for b in range(2, layer.bandCount() + 1) if provider.colorInterpretation(b) == alpha), -1)
+
+
 def style_probability(layer: QgsRasterLayer) -> None:
-    """Pseudocolor (interpolated, transparent near 0) over band 1; nodata stays transparent."""
+    """Pseudocolor (interpolated, transparent near 0) over band 1; nodata (outside the area of
+    interest, invalid input pixels) is not drawn: the mask band is the renderer's alpha band."""
     vmax = probability_max(layer)
     ramp = QgsColorRampShader(0.0, vmax)
     ramp.setColorRampType(QgsColorRampShader.Type.Interpolated)
@@ -58,6 +86,7 @@ def style_probability(layer: QgsRasterLayer) -> None:
     renderer = QgsSingleBandPseudoColorRenderer(layer.dataProvider(), 1, shader)
     renderer.setClassificationMin(0.0)
     renderer.setClassificationMax(vmax)
+    renderer.setAlphaBand(mask_band(layer))
     layer.setRenderer(renderer)
     layer.triggerRepaint()
 
@@ -72,15 +101,21 @@ def style_polygons(layer: QgsVectorLayer) -> None:
 
 
 def add_result_layers(
-    probability: str, vector: Optional[str], scene: str, project: Optional[QgsProject] = None
+    probability: str,
+    vector: Optional[str],
+    scene: str,
+    project: Optional[QgsProject] = None,
+    started: Optional[datetime] = None,
 ) -> tuple:
     """Load the outputs and add them on top of the layer tree in a new, expanded group.
 
     Args:
         probability: path of the probability GeoTIFF.
         vector: path of the polygon GeoPackage, or ``None``.
-        scene: the scene's name (see :func:`scene_name`); the group is :func:`result_group_name`.
+        scene: the scene's name (see :func:`scene_name`); the group is :func:`result_group_name`
+            (made unique in the layer tree).
         project: defaults to ``QgsProject.instance()``.
+        started: when the run started (default: now).
 
     Returns:
         ``(group, raster_layer, vector_layer_or_None)``.
@@ -99,7 +134,9 @@ def add_result_layers(
         if not polygons.isValid():
             raise RuntimeError(f"QGIS cannot open the polygon layer {vector}.")
         style_polygons(polygons)
-    group: QgsLayerTreeGroup = project.layerTreeRoot().insertGroup(0, result_group_name(scene))
+    root = project.layerTreeRoot()
+    name = unique_group_name(root, result_group_name(scene, started or datetime.now()))
+    group: QgsLayerTreeGroup = root.insertGroup(0, name)
     group.setExpanded(True)
     for layer in (polygons, raster):
         if layer is not None:

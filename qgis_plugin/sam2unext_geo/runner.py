@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Optional
 
-from .commands import parse_event, plugin_words
-from .environment import INSTALL_HINT, EnvironmentProblem, last_line, popen_kwargs
+from .commands import OPTION_LABELS, parse_event, plugin_words
+from .environment import INSTALL_HINT, REPAIR_HINT, EnvironmentProblem, last_line, popen_kwargs
 
 DEFAULT_GRACE_SECONDS = 5.0
 _BROKEN_MARKERS = ("ModuleNotFoundError", "ImportError", "DLL load failed", "No module named")
+#: What a torchvision built for another torch says (at import, or at its first operator).
+_MISMATCH_MARKERS = ("torchvision::", "torchvision._C")
 
 
 class CancelledRun(RuntimeError):
@@ -164,7 +166,10 @@ def run_command(
         try:
             os.makedirs(out_dir)
         except OSError as exc:
-            raise CommandFailed(f"Cannot create the output folder {out_dir}: {exc}", 2) from exc
+            label = OPTION_LABELS["output"]
+            raise CommandFailed(
+                f"Cannot create the “{label}” {out_dir} ({exc.strerror or exc}); choose another “{label}”.", 2
+            ) from exc
     start = time.monotonic()
     try:
         proc = subprocess.Popen(list(args), cwd=cwd, **popen_kwargs())
@@ -223,7 +228,9 @@ def run_command(
             or f"sam2unext-geo exited with code {proc.returncode}"
         )
         message = plugin_words(message, (error_event or {}).get("options"))
-        if any(marker in stderr_text for marker in _BROKEN_MARKERS):
+        if any(marker in message or marker in stderr_text for marker in _MISMATCH_MARKERS):
+            message += f" {REPAIR_HINT}"
+        elif any(marker in stderr_text for marker in _BROKEN_MARKERS):
             message += f" The sam2unext-geo environment looks broken. {INSTALL_HINT}"
         raise CommandFailed(message, proc.returncode)
     return result

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from datetime import datetime
 from typing import Optional
 
 from qgis.core import Qgis, QgsMessageLog, QgsProject, QgsTask
 
 from . import commands, environment, runner
-from .layers import add_result_layers, result_group_name, scene_name
+from .layers import add_result_layers, scene_name
 
 LOG_TAG = "SAM2-UNeXT Geo"
 
@@ -17,10 +18,11 @@ LOG_TAG = "SAM2-UNeXT Geo"
 class PredictTask(QgsTask):
     """Runs the command in a worker thread; progress from its JSON stream; Cancel stops it.
 
-    ``finished`` (main thread) adds the layers in an expanded group named after the scene
-    (:func:`result_group_name`), or reports the error. ``on_finished(task)`` is called afterwards
-    (used by the dialog and the tests). ``stage`` is the text of the current stage
-    (``loading model…`` while the model loads), also shown in the task's description.
+    ``finished`` (main thread) adds the layers in an expanded group named after the scene and the
+    time the run started (:func:`layers.result_group_name`), or reports the error.
+    ``on_finished(task)`` is called afterwards (used by the dialog and the tests). ``stage`` is the
+    text of the current stage (``loading model…`` while the model loads), also shown in the task's
+    description.
     """
 
     def __init__(
@@ -49,6 +51,7 @@ class PredictTask(QgsTask):
         self.layers: tuple = ()
         self.group = None
         self.cleanup: Optional[Callable[[], None]] = None  # removes temporary inputs (AOI file) afterwards
+        self.started = datetime.now()  # replaced by the moment the run starts
 
     def output_paths(self) -> list:
         """The absolute paths of the files this run writes (probability first)."""
@@ -56,6 +59,7 @@ class PredictTask(QgsTask):
 
     def run(self) -> bool:
         """Worker thread: no GUI or project access here."""
+        self.started = datetime.now()
         try:
             if self.check_env:
                 environment.check_environment(self.executable, full=False)
@@ -99,12 +103,12 @@ class PredictTask(QgsTask):
                 done = self.result.done[-1]
                 scene = scene_name(done.get("scene") or self.options.scene)
                 self.group, *self.layers = add_result_layers(
-                    done["probability"], done.get("vector"), scene, self.project
+                    done["probability"], done.get("vector"), scene, self.project, self.started
                 )
                 skipped = int(done.get("tiles_skipped") or 0)
                 tiles = f"{done.get('tiles_run', '?')} tiles" + (f", {skipped} skipped" if skipped else "")
                 self.notify(
-                    f"{scene}: added “{result_group_name(scene)}” ({tiles}, {done.get('seconds', 0):.1f} s).",
+                    f"{scene}: added “{self.group.name()}” ({tiles}, {done.get('seconds', 0):.1f} s).",
                     Qgis.MessageLevel.Success,
                 )
             elif self.cancelled_run or self.isCanceled():

@@ -130,7 +130,7 @@ def grab_installer(cli: str, wheel: Path, path: Path) -> None:
         if line.split("=")[0].strip() == "home"
     )
     dlg = InstallDialog(
-        None, python=str(Path(home) / "python3"), wheel=wheel, reuse_site_packages=site, pip_options=["--no-index"]
+        None, python=str(Path(home) / "python3"), wheel=wheel, reuse_site_packages=site, pypi_options=["--no-index"]
     )
     dlg.resize(760, 560)
     dlg.show()

@@ -1,4 +1,4 @@
-"""``predict --bbox/--bbox-crs/--aoi`` reach ``predict_raster(aoi=, aoi_crs=)`` (parsing only)."""
+"""``predict --bbox/--bbox-crs/--aoi`` reach ``SceneOptions(aoi=, aoi_crs=)`` (parsing only)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ def captured(monkeypatch, tmp_path):
         def __getattr__(self, name):
             return 0
 
-    def fake(source, output=None, **kw):
-        calls.append(kw)
+    def fake(source, output, options, models, reporter, plan=None):
+        calls.append(vars(options))
         return Result()
 
-    monkeypatch.setattr(geo_api, "predict_raster", fake)  # what predict_scenes calls per scene
-    monkeypatch.setattr(geo_api, "check_scene", lambda *args, **kw: None)  # the scene file is a stand-in
+    monkeypatch.setattr(geo_api, "run_scene", fake)  # what predict_scenes calls per scene
+    monkeypatch.setattr(geo_api, "_preflight", lambda *args, **kw: None)  # the scene file is a stand-in
     scene = tmp_path / "s.tif"
     scene.write_bytes(b"")
     return calls, scene

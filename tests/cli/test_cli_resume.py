@@ -8,7 +8,7 @@ import pytest
 import rasterio
 
 from sam2unext.cli.main import main
-from sam2unext.geo.running import execution
+from sam2unext.geo.running import chunk_task
 
 from cli_helpers import write_small_scene
 
@@ -29,7 +29,7 @@ ARGS = [
 
 def interrupted_run(scene, monkeypatch, capsys, after: int = 6) -> None:
     """A predict run whose model fails after ``after`` batches: the finished chunks stay in the store."""
-    real = execution.run_model
+    real = chunk_task.run_model
     calls = [0]
 
     def failing(*args, **kwargs):
@@ -38,9 +38,9 @@ def interrupted_run(scene, monkeypatch, capsys, after: int = 6) -> None:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(execution, "run_model", failing)
+    monkeypatch.setattr(chunk_task, "run_model", failing)
     assert main(["predict", str(scene), *ARGS]) == 130
-    monkeypatch.setattr(execution, "run_model", real)
+    monkeypatch.setattr(chunk_task, "run_model", real)
     captured = capsys.readouterr()
     assert "rerun with --resume to continue, or --overwrite to start over" in captured.err
     events = [json.loads(line) for line in captured.out.splitlines()]
@@ -56,8 +56,21 @@ def test_resume_refusals_and_finish(scene, monkeypatch, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "pass --resume to continue it or --overwrite to discard it" in errors[0]
 
-    assert main(["predict", str(scene), *ARGS, "--overlap", "0.5", "--resume"]) == 2
-    assert "overlap_px differs" in capsys.readouterr().err
+    # a refused resume names the option as the user wrote it, with the value that continues the run
+    for flag, was, now in [("--overlap", "16px", "0.5"), ("--tile-size", "64", "128"), ("--chunk-size", "128", "256")]:
+        args = (
+            [*ARGS, flag, now]
+            if flag == "--overlap"
+            else [now if a == was and ARGS[i - 1] == flag else a for i, a in enumerate(ARGS)]
+        )
+        assert main(["predict", str(scene), *args, "--resume"]) == 2
+        err = capsys.readouterr().err
+        shown = "32px" if flag == "--overlap" else now
+        assert (
+            f"it was started with {flag} {was}, this run has {flag} {shown}; rerun with --resume {flag} {was} to "
+            f"continue it, or rerun with --overwrite instead of --resume to start over"
+        ) in err, err
+        assert "rerun with --resume to continue" not in err and "chunks of" not in err  # no promise after a refusal
 
     assert main(["predict", str(scene), *ARGS, "--resume"]) == 0
     captured = capsys.readouterr()
@@ -80,7 +93,7 @@ def test_resume_several_scenes_skips_finished_ones(small_scenes, tmp_path, monke
     assert main(["predict", str(beta), "-o", str(out), *ARGS]) == 0
     beta_bytes = (out / "beta_prob.tif").read_bytes()
     capsys.readouterr()
-    real = execution.run_model
+    real = chunk_task.run_model
     calls = [0]
 
     def failing(*args, **kwargs):
@@ -89,9 +102,9 @@ def test_resume_several_scenes_skips_finished_ones(small_scenes, tmp_path, monke
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(execution, "run_model", failing)
+    monkeypatch.setattr(chunk_task, "run_model", failing)
     assert main(["predict", str(alpha), "-o", str(out), *ARGS]) == 130
-    monkeypatch.setattr(execution, "run_model", real)
+    monkeypatch.setattr(chunk_task, "run_model", real)
     capsys.readouterr()
     assert main(["predict", str(alpha), str(beta), "-o", str(out), *ARGS, "--resume"]) == 0
     captured = capsys.readouterr()
@@ -119,3 +132,25 @@ def scene(small_scenes, tmp_path):
     target = tmp_path / "scene.tif"
     shutil.copy(small_scenes / "alpha.tif", target)
     return target
+
+
+@pytest.mark.timeout(120)
+def test_a_scheduler_without_workers_is_said_and_stops_with_exit_2(scene, capsys):
+    """Issue 23 (8): no worker connected is a warning at once (stderr, JSON), exit 2 after --worker-timeout."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=None) as cluster:
+        code = main(["predict", str(scene), *ARGS, "--scheduler", cluster.scheduler_address, "--worker-timeout", "1"])
+    captured = capsys.readouterr()
+    assert code == 2, captured.err
+    events = [json.loads(line) for line in captured.out.splitlines()]
+    warning = next(e for e in events if e["event"] == "warning")
+    assert (
+        "no worker is connected to the scheduler" in warning["message"] and "--worker-timeout 1.0" in warning["message"]
+    )
+    assert f"warning: {warning['message']}" in captured.err
+    error = events[-1]
+    assert error["event"] == "error" and error["exit_code"] == 2 and "resume" in error["options"]
+    assert "start workers, then rerun with --resume" in error["message"]
+    assert scene.with_name("scene_prob.tif.partial").is_dir()  # kept for the promised resume
+    assert main(["predict", str(scene), *ARGS, "--worker-timeout", "0"]) == 2
+    assert "worker_timeout 0.0 must be a positive number of seconds" in capsys.readouterr().err

@@ -13,10 +13,11 @@ from affine import Affine
 from rasterio.errors import NotGeoreferencedWarning
 
 from sam2unext.geo.demo.stand_ins import pixel_function
-from sam2unext.geo.reading.raster import apply_stretch, make_plan
-from sam2unext.geo.running.chunks import make_chunk_grid, tiles_touching
-from sam2unext.geo.writing.cog import quantize_probability
+from sam2unext.geo.reading.bands import apply_stretch
+from sam2unext.geo.reading.plan import make_plan
+from sam2unext.geo.running.chunks import Chunk, OverlapLayout, make_chunk_grid
 from sam2unext.geo.writing.device_stitching import DeviceChunkStitcher
+from sam2unext.geo.writing.quantize import finish_sums, quantize_probability
 from sam2unext.geo.writing.stitching import ChunkStitcher, SceneWeights
 
 
@@ -85,23 +86,36 @@ def smooth_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def stitch(grid, probs, size: int, device=None, quantize: bool = False, weights=None) -> np.ndarray:
-    """The whole scene through chunk stitchers of side ``size``: ``probs`` one ``[T, T]`` array (or
-    None) per tile of ``grid`` in its order; device=None: the CPU stitcher, else the device one."""
-    out = np.full((grid.height, grid.width), 0 if quantize else np.nan, np.uint8 if quantize else np.float32)
-    for chunk in make_chunk_grid(grid.height, grid.width, grid.tile_size, size):
-        rows, cols = tiles_touching(grid, chunk)
+def stitch_sums(grid, probs, size: int, device=None, weights=None) -> np.ndarray:
+    """The scene's fixed-point blend sums, each chunk's own tiles through a stitcher over its
+    extended window, the chunks' bands added together (overlap-add, exact in any order).
+    ``probs``: one ``[T, T]`` array (or None) per tile of ``grid`` in its order; device=None:
+    the CPU stitcher, else the device one."""
+    chunks = make_chunk_grid(grid.height, grid.width, grid.tile_size, size)
+    layout = OverlapLayout(grid, chunks)
+    sums = np.zeros((grid.height, grid.width))
+    weights = weights or SceneWeights(grid)
+    for k in range(len(chunks)):
+        ext = layout.extended(k)
+        if ext is None:
+            continue
+        rows, cols = layout.owned(k)
+        window = Chunk(k, int(ext.row_off), int(ext.col_off), int(ext.height), int(ext.width))
 
-        def emit(row0, block, c0=chunk.col_off):
-            out[row0 : row0 + block.shape[0], c0 : c0 + block.shape[1]] = block
+        def emit(row0, band, st, c0=window.col_off):
+            sums[row0 : row0 + band.shape[0], c0 : c0 + band.shape[1]] += st.to_host(band)
 
-        weights = weights or SceneWeights(grid)
         if device is None:
-            st = ChunkStitcher(grid, chunk, rows, cols, emit, weights)
+            st = ChunkStitcher(grid, window, rows, cols, emit, weights)
         else:
-            st = DeviceChunkStitcher(grid, chunk, rows, cols, emit, weights, device=device, quantize=quantize)
+            st = DeviceChunkStitcher(grid, window, rows, cols, emit, weights, device=device)
         for r, c in st.tiles:
             p = probs[r * len(grid.col_offsets) + c]
             st.add(None if p is None else (p if device is None else torch.from_numpy(p)))
         assert st.complete
-    return out
+    return sums
+
+
+def stitch(grid, probs, size: int, device=None, quantize: bool = False, weights=None) -> np.ndarray:
+    """The blended scene (float32, or uint8 when ``quantize``) through :func:`stitch_sums`."""
+    return finish_sums(stitch_sums(grid, probs, size, device, weights), "uint8" if quantize else "float32")

@@ -9,7 +9,7 @@ from shapely.geometry import Polygon, box
 
 from sam2unext.geo import predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
-from sam2unext.geo.reading.raster import TileReader
+from sam2unext.geo.reading.windows import TileReader
 
 from geo_helpers import NORTH_UP, expected_uint8, smooth_rgb, write_raster
 

@@ -19,7 +19,7 @@ from sam2unext.geo.running.device import (
     model_device,
     unit_float_table,
 )
-from sam2unext.geo.running.execution import run_model, single_thread_forward
+from sam2unext.geo.running.forward import run_model, single_thread_forward
 from sam2unext.loader import ModelLoader
 from sam2unext import models
 from sam2unext.models import resolve_dtype

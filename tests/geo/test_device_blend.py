@@ -7,12 +7,11 @@ import torch
 
 from sam2unext.geo import predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
-from sam2unext.geo.running import execution
+from sam2unext.geo.running import chunk_task
 from sam2unext.geo.running.tiling import make_grid
-from sam2unext.geo.writing.cog import quantize_probability
-from sam2unext.geo.writing.device_stitching import quantize_on_device
+from sam2unext.geo.writing.quantize import finish_sums, quantize_probability
 
-from geo_helpers import stitch
+from geo_helpers import stitch_sums
 
 
 @pytest.mark.parametrize("overlap", [0.0, 0.25, 0.5])
@@ -22,17 +21,19 @@ def test_device_stitcher_equals_the_cpu_stitcher(overlap):
     probs = list(rng.random((len(grid), 32, 32), dtype=np.float32))
     probs[5] = None  # a skipped tile
     for size in (16, 64, 256):
-        cpu = stitch(grid, probs, size)
-        dev = stitch(grid, probs, size, device="cpu")
-        np.testing.assert_array_equal(dev.view(np.uint32), cpu.view(np.uint32))
-        np.testing.assert_array_equal(stitch(grid, probs, size, device="cpu", quantize=True), quantize_probability(cpu))
+        cpu = stitch_sums(grid, probs, size)
+        dev = stitch_sums(grid, probs, size, device="cpu")
+        np.testing.assert_array_equal(dev.view(np.uint64), cpu.view(np.uint64))
+        for out_dtype in ("uint8", "float32"):  # the one quantizer, on tensors and on arrays
+            on_device = finish_sums(torch.from_numpy(cpu), out_dtype).numpy()
+            np.testing.assert_array_equal(on_device, finish_sums(cpu, out_dtype))
 
 
 def test_quantize_on_device_equals_quantize_probability():
     edges = (np.arange(256, dtype=np.float32) + 0.5) / np.float32(255.0)  # the rounding boundaries
     values = np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, 1), [-0.1, 0.0, 1.0, 1.5]])
     values = np.concatenate([values, np.random.default_rng(0).random(10000, dtype=np.float32)]).astype(np.float32)
-    np.testing.assert_array_equal(quantize_on_device(torch.from_numpy(values)).numpy(), quantize_probability(values))
+    np.testing.assert_array_equal(quantize_probability(torch.from_numpy(values)).numpy(), quantize_probability(values))
 
 
 @pytest.mark.parametrize("out_dtype", ["uint8", "float32"])
@@ -52,7 +53,7 @@ def test_runs_blending_on_the_device_equal_cpu_runs(nodata_raster, tmp_path, mon
             return src.read(1), src.read_masks(1), res
 
     cpu_values, cpu_mask, cpu_res = run("cpu.tif")
-    monkeypatch.setattr(execution, "blend_on_device", lambda model: True)  # the GPU path, on CPU tensors
+    monkeypatch.setattr(chunk_task, "blend_on_device", lambda model: True)  # the GPU path, on CPU tensors
     dev_values, dev_mask, dev_res = run("dev.tif")
     assert cpu_res.chunks > 1 and 0 < dev_res.tiles_skipped == cpu_res.tiles_skipped
     np.testing.assert_array_equal(dev_mask, cpu_mask)

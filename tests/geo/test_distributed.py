@@ -72,7 +72,9 @@ def demo_reference(tmp_path_factory):
     """The scene of the demo-model runs and its local output at torch's default thread count."""
     folder = tmp_path_factory.mktemp("demo_reference")
     scene = write_raster(folder / "s.tif", smooth_rgb(300, 280, seed=4))
-    res = predict_raster(scene, folder / "local.tif", model=ModelLoader(checkpoint="demo", device="cpu", dtype="float32"), **DEMO_RUN)
+    res = predict_raster(
+        scene, folder / "local.tif", model=ModelLoader(checkpoint="demo", device="cpu", dtype="float32"), **DEMO_RUN
+    )
     return scene, read(res.probability)[0], (res.tiles_run, res.tiles_computed)
 
 
@@ -136,7 +138,7 @@ def test_several_devices_run_one_worker_each(cluster, demo_reference, tmp_path, 
     single-thread worker processes stand for two GPUs, both on the CPU)."""
     import contextlib
 
-    from sam2unext.geo import api
+    from sam2unext.geo import models
     from sam2unext.geo.running import cluster as geo_cluster
 
     _, client = cluster
@@ -148,7 +150,7 @@ def test_several_devices_run_one_worker_each(cluster, demo_reference, tmp_path, 
         yield client
 
     scene, expected, tiles = demo_reference
-    monkeypatch.setattr(api, "local_devices", lambda device: ["cpu", "cpu"])
+    monkeypatch.setattr(models, "local_devices", lambda device: ["cpu", "cpu"])
     monkeypatch.setattr(geo_cluster, "device_workers", workers)
     loader = ModelLoader(checkpoint="demo", device="cpu", dtype="float32")
     spread = predict_raster(scene, tmp_path / "spread.tif", model=loader, **DEMO_RUN)

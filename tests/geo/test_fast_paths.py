@@ -9,9 +9,11 @@ import rasterio.shutil
 import torch
 from affine import Affine
 
-from sam2unext.geo.reading.raster import TileReader, make_plan
+from sam2unext.geo.reading.plan import make_plan
+from sam2unext.geo.reading.windows import TileReader
 from sam2unext.geo.running.tiling import make_grid
-from sam2unext.geo.writing.cog import ProbabilityWriter, overview_factors, quantize_probability
+from sam2unext.geo.writing.cog import ProbabilityWriter, overview_factors
+from sam2unext.geo.writing.quantize import quantize_probability
 from sam2unext.transforms import to_unit_float
 
 from geo_helpers import smooth_rgb, write_raster

@@ -21,7 +21,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from sam2unext.errors import InputError, OutputError
 from sam2unext.geo import check_scene, predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
-from sam2unext.geo.reading.raster import make_plan
+from sam2unext.geo.reading.plan import make_plan
 
 from geo_helpers import NORTH_UP, smooth_rgb, write_raster
 
@@ -254,9 +254,7 @@ def test_non_georeferenced_input_gives_output_without_geotransform_and_pixel_pol
             assert out.crs is None and out.transform.is_identity and out.shape == (60, 80)
     minx, miny, maxx, maxy = res.geodataframe.total_bounds
     assert (minx, miny, maxx, maxy) == (0.0, -60.0, 80.0, 0.0)  # where QGIS shows the input
-    from sam2unext.cli.formatting import area, linear_units_of
-
-    assert area(4800.0, linear_units_of(res.probability)) == "4,800 pixel²"
+    assert res.area_unit == "px²" and res.area_text == "4,800 px²"
 
 
 # ---------------------------------------------------------------- sizes and overlap
@@ -292,9 +290,9 @@ def test_tiles_larger_than_the_scene_are_clamped(rgb_raster, tmp_path):
 
 
 def test_a_tile_size_that_cannot_fit_in_memory_is_refused_before_the_model_loads(rgb_raster, tmp_path, monkeypatch):
-    import sam2unext.geo.api as api
+    import sam2unext.geo.scene_plan as scene_plan
 
-    monkeypatch.setattr(api, "available_memory", lambda: 2 * 10**6)
+    monkeypatch.setattr(scene_plan, "available_memory", lambda: 2 * 10**6)
     factory = _Counting()
     with pytest.raises(InputError, match="tile_size=1024 or batch_size=1") as err:
         _run(rgb_raster, tmp_path / "p.tif", model=factory, tile_size=160, batch_size=8)

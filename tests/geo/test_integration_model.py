@@ -7,7 +7,7 @@ import torch
 
 import sam2unext
 from sam2unext.geo import predict_raster
-from sam2unext.geo.running.execution import single_thread_forward
+from sam2unext.geo.running.forward import single_thread_forward
 from sam2unext.transforms import to_unit_float
 
 from geo_helpers import ROTATED, smooth_rgb, write_raster

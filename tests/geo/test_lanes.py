@@ -1,4 +1,4 @@
-"""``execution.Lanes``: batches in order, at most ``count`` in flight per process, no waiting on
+"""``pools.Lanes``: batches in order, at most ``count`` in flight per process, no waiting on
 a finished batch."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import random
 import threading
 import time
 
-from sam2unext.geo.running.execution import Lanes
+from sam2unext.geo.running.pools import Lanes
 
 
 class InFlight:

@@ -12,8 +12,11 @@ from sam2unext import build_model, save_checkpoint
 from sam2unext.errors import InputError
 from sam2unext.geo import predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
+from sam2unext.geo.models import ModelChoice
+from sam2unext.geo.reading.bands import apply_stretch
 from sam2unext.geo.reading.model_bands import make_model_plan
-from sam2unext.geo.reading.raster import TileReader, apply_stretch, make_plan
+from sam2unext.geo.reading.plan import make_plan
+from sam2unext.geo.reading.windows import TileReader
 from sam2unext.transforms import to_unit_float
 
 from geo_helpers import write_raster
@@ -69,17 +72,19 @@ def test_band_count_mismatch_names_both_counts(four_band, tmp_path):
 def test_checkpoint_decides_bands_and_refuses_other_counts(four_band, model4, tmp_path):
     path, data = four_band
     _, checkpoint = model4
-    assert make_model_plan(path, checkpoint=checkpoint).bands == (1, 2, 3, 4)
+    assert make_model_plan(path, ModelChoice(checkpoint=checkpoint).band_config()).bands == (1, 2, 3, 4)
     three = write_raster(tmp_path / "rgb.tif", data[:3])
     with pytest.raises(InputError, match="has 3 bands but the model takes 4"):
         predict_raster(three, tmp_path / "out.tif", checkpoint=checkpoint, device="cpu", progress="none")
     with pytest.raises(InputError, match="differ from the model's R, G, B mapping"):
-        make_model_plan(path, checkpoint=checkpoint, rgb_bands=(3, 2, 1))
+        make_model_plan(path, ModelChoice(checkpoint=checkpoint).band_config(), rgb_bands=(3, 2, 1))
     # an RGB stand-in model reads three bands as before, R, G, B in order
-    assert make_model_plan(path, model=PixelModel()).bands == (1, 2, 3)
-    assert make_model_plan(path, model=PixelModel(), bands=(3, 2, 1), rgb_bands=(3, 2, 1)).bands == (3, 2, 1)
+    assert make_model_plan(path, ModelChoice(PixelModel()).band_config()).bands == (1, 2, 3)
+    assert make_model_plan(
+        path, ModelChoice(PixelModel()).band_config(), bands=(3, 2, 1), rgb_bands=(3, 2, 1)
+    ).bands == (3, 2, 1)
     with pytest.raises(InputError, match="reads its bands as R, G, B"):
-        make_model_plan(path, model=PixelModel(), bands=(3, 2, 1), rgb_bands=(1, 2, 3))
+        make_model_plan(path, ModelChoice(PixelModel()).band_config(), bands=(3, 2, 1), rgb_bands=(1, 2, 3))
 
 
 def test_predict_raster_four_bands_path_and_xarray(four_band, model4, tmp_path):

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from sam2unext.geo.reading import raster as reading
-from sam2unext.geo.reading.raster import TileReader, integer_nodata, make_plan, read_valid, valid_from_nodata
+from sam2unext.geo.reading import windows as reading
+from sam2unext.geo.reading.plan import make_plan
+from sam2unext.geo.reading.windows import TileReader, integer_nodata, read_valid, valid_from_nodata
 from sam2unext.geo.running.tiling import make_grid
 
 from geo_helpers import smooth_rgb, write_raster

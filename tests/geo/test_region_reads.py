@@ -6,7 +6,8 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from sam2unext.geo.reading.raster import RegionValidity, TileReader, make_plan, read_valid, region_groups
+from sam2unext.geo.reading.plan import make_plan
+from sam2unext.geo.reading.windows import RegionValidity, TileReader, read_valid, region_groups
 from sam2unext.geo.running.tiling import make_grid
 
 from geo_helpers import smooth_rgb, write_raster

@@ -5,7 +5,9 @@ import pytest
 
 from sam2unext.errors import InputError
 from sam2unext.geo.running.tiling import axis_offsets, clip_window, make_grid, overlap_pixels, pad_to_tile
-from sam2unext.geo.writing.blending import axis_weight_sum, ramp_window, tile_weights, weighted_mean
+from sam2unext.geo.writing.blending import ramp_window, tile_weights
+from sam2unext.geo.writing.quantize import probability_from_sums
+from sam2unext.geo.writing.stitching import SceneWeights
 
 
 @pytest.mark.parametrize(
@@ -60,15 +62,17 @@ def test_weights_strictly_positive_and_symmetric():
     assert (tile_weights(16, 8) > 0).all()
 
 
-def test_weighted_mean_is_exact_when_tiles_agree():
+def test_fixed_point_shares_give_p_exactly_when_tiles_agree():
+    """Each tile adds rint(p * row_share ⊗ col_share): where every tile says p, the sum is
+    p * 2**52 to a few units and the float32 result is p itself."""
     rng = np.random.default_rng(0)
-    length, tile = 90, 32
-    offsets = axis_offsets(length, tile, 20)
-    w = ramp_window(tile, 12)
-    p = rng.random((length, length), dtype=np.float32)
-    acc = np.zeros((length, length))
-    for r in offsets:
-        for c in offsets:
-            acc[r : r + tile, c : c + tile] += np.outer(w, w) * p[r : r + tile, c : c + tile]
-    total = axis_weight_sum(length, offsets, w)
-    np.testing.assert_array_equal(weighted_mean(acc, 1.0 / total, 1.0 / total), p)
+    grid = make_grid(90, 90, 32, "12px")
+    w = SceneWeights(grid)
+    p = rng.random((90, 90), dtype=np.float32)
+    sums = np.zeros((90, 90))
+    for r, r0 in enumerate(grid.row_offsets):
+        for c, c0 in enumerate(grid.col_offsets):
+            tile = p[r0 : r0 + 32, c0 : c0 + 32]
+            sums[r0 : r0 + 32, c0 : c0 + 32] += np.rint(tile * w.share(r, c))
+    assert sums.max() < 2.0**53  # exact integers in float64: any order of addition gives these sums
+    np.testing.assert_array_equal(probability_from_sums(sums), p)

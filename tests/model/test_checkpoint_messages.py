@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from sam2unext import build_model, load_model, save_checkpoint
-from sam2unext.checkpoints import ours_to_upstream, read_safetensors
+from sam2unext.checkpoints import ours_to_upstream, read_safetensors, read_state_dict
 from sam2unext.encoders import build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError
 from sam2unext.presets import get_preset
@@ -128,3 +128,20 @@ def test_cli_maps_a_broken_checkpoint_to_exit_2(ours, tmp_path, capsys):
     assert main(["predict", str(scene), "--checkpoint", str(path), "--progress", "none"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "preset_config metadata is broken" in err[-1]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_bytes_pth_is_not_a_checkpoint_torch_can_read(tmp_path, seed):
+    """Issue 23 (8): random bytes are not "pickled Python objects", and torch's words are not cut mid-word."""
+    import random
+
+    path = tmp_path / "random.pth"
+    path.write_bytes(random.Random(seed).randbytes(4096))
+    with pytest.raises(CheckpointError) as err:
+        read_state_dict(path)  # what load_model reads a .pth with
+    message = str(err.value)
+    assert "it is not a checkpoint torch can read" in message, message
+    assert "pickled" not in message and "\n" not in message and str(path) in message
+    quoted = message.split("torch.load says: ")[1].split("); give")[0]
+    assert "weights_only" not in quoted and len(quoted) <= 160
+    assert quoted.endswith(("...", ".")) or quoted == quoted.strip(), quoted

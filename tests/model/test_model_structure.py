@@ -25,7 +25,12 @@ def test_preset_names_match_the_contract():
         get_preset("nope")
 
 
-@pytest.mark.parametrize("size", ["large", "base_plus", "small", "tiny", "test"])
+#: Sizes that have both a ``sam2unext-<size>`` and a ``sam2unet-<size>`` preset (checked in pairs).
+PAIRED_SIZES = ["large", "base_plus", "small", "tiny", "test"]
+PAIRED = {f"{family}-{size}" for family in ("sam2unext", "sam2unet") for size in PAIRED_SIZES}
+
+
+@pytest.mark.parametrize("size", PAIRED_SIZES)
 def test_shapes_at_every_stage_of_every_preset_on_meta_device(size):
     """Both families share the trunk: one meta forward per Hiera size checks all 10 presets,
     and their parameter counts in ``PARAMETER_COUNTS``."""
@@ -57,6 +62,14 @@ def test_shapes_at_every_stage_of_every_preset_on_meta_device(size):
     ]
     outs = unet_model.decode(*unet_stages, side_outputs=True)
     assert [tuple(o.shape) for o in outs] == [(1, 1, u, u)] * 3
+
+
+def test_parameter_count_of_every_other_preset():
+    """A row of the preset table outside the pairs above gets its ``PARAMETER_COUNTS`` figure checked too."""
+    for name in [n for n in PRESETS if n not in PAIRED]:
+        with torch.device("meta"):
+            model = build_model(name)
+        assert sum(p.numel() for p in model.parameters()) == PARAMETER_COUNTS[name], name
 
 
 def test_paper_parameter_count_of_the_large_preset():

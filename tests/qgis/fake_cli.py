@@ -9,6 +9,8 @@ between progress lines (stage ``load`` first). SIGTERM removes the temporary fil
 without ``--overwrite`` is an ``error`` event with ``"options": ["overwrite"]``.
 ``FAKE_CLI_CHECK_DELAY`` makes ``--version`` and ``models`` take that long (seconds).
 ``FAKE_CLI_BROKEN=1`` makes every command fail the way a broken environment does.
+``FAKE_CLI_UNWRITABLE=1`` makes ``predict`` refuse its ``-o`` folder with the real command's words
+(``cli/inputs.py``: the tests run as root, for whom no folder is read-only).
 """
 
 import json
@@ -49,6 +51,11 @@ def predict(args):
     gdal.UseExceptions()
     scene, out_dir = args[0], option(args, "-o")
     stem = os.path.splitext(os.path.basename(scene))[0]
+    if os.environ.get("FAKE_CLI_UNWRITABLE"):
+        message = f"output folder {out_dir} is not writable; choose another with -o"
+        emit(event="error", message=message, exit_code=2)
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(2)
     src = gdal.Open(scene)
     w, h = src.RasterXSize, src.RasterYSize
     tiles = 8

@@ -106,12 +106,17 @@ def make_scene(path: Path, size: int = 96, epsg: int = 32633) -> Path:
 
 
 def fake_executable(
-    delay: float = 0.05, broken: bool = False, check_delay: float = 0.0, args_log: Optional[Path] = None
+    delay: float = 0.05,
+    broken: bool = False,
+    check_delay: float = 0.0,
+    args_log: Optional[Path] = None,
+    unwritable: bool = False,
 ) -> str:
     """A ``sam2unext-geo`` shim running tests/qgis/fake_cli.py with the system Python."""
     folder = Path(tempfile.mkdtemp(prefix="fakebin_", dir=TMP))
     exe = folder / "sam2unext-geo"
     env = f"FAKE_CLI_DELAY={delay} FAKE_CLI_CHECK_DELAY={check_delay} " + ("FAKE_CLI_BROKEN=1 " if broken else "")
+    env += "FAKE_CLI_UNWRITABLE=1 " if unwritable else ""
     if args_log:
         env += f"FAKE_CLI_ARGS_LOG={args_log} "
     exe.write_text(f'#!/bin/sh\n{env}exec {sys.executable} {FAKE_CLI} "$@"\n')
@@ -352,20 +357,49 @@ def check_missing_environment():
 
 
 def check_task_adds_layers():
-    """The real CLI (tiny preset) via the background task, with the dialog's map-extent AOI, adds
-    both layers, grouped, in the input CRS; the probability raster covers only that window."""
+    """The real CLI (tiny preset) via the dialog and the background task, with a selected triangle as
+    the area of interest: both layers added in a group named after the scene and the run's time, in
+    the input CRS; the raster covers the triangle's box, its pixels outside the triangle are nodata
+    as QGIS reads them (the mask band, drawn as the renderer's alpha), no polygon leaves the triangle."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+
     exe = real_cli()
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
+        from sam2unext_geo import layers as layers_module
+        from sam2unext_geo.dialog import PredictDialog
+
         scene = make_scene(TMP / "field_32633.tif", size=96)  # 10 m pixels from (500000, 5000000)
         out = TMP / "task_out"
-        bbox = (500100.0, 4999400.0, 500420.0, 4999720.0)  # 32 x 32 pixels inside the scene
-        options = predict_options(scene, out, vector=True, tile_size=32, bbox=bbox, bbox_crs="EPSG:32633")
+        # a right triangle whose box is 32 x 32 pixels inside the scene
+        triangle = QgsGeometry.fromWkt("POLYGON((500100 4999400, 500420 4999400, 500100 4999720, 500100 4999400))")
+        fields = QgsVectorLayer("Polygon?crs=EPSG:32633", "fields", "memory")
+        feature = QgsFeature()
+        feature.setGeometry(triangle)
+        fields.dataProvider().addFeatures([feature])
+        fields.selectAll()
+        layer = QgsRasterLayer(str(scene), "field_32633")
+        QgsProject.instance().addMapLayers([layer, fields])
+        dlg = PredictDialog(None, layer, check_on_open=False)
+        dlg.preset_radio.setChecked(True)
+        dlg.preset_combo.setCurrentText("sam2unext-test")
+        dlg.tile_spin.setValue(32)
+        dlg.batch_spin.setValue(2)
+        dlg.device_combo.setCurrentIndex(dlg.device_combo.findData("cpu"))
+        dlg.threshold_spin.setValue(0.01)  # random weights: every valid pixel is above it
+        dlg.vector_check.setChecked(True)
+        dlg.out_widget.setFilePath(str(out))
+        dlg.aoi_combo.setCurrentIndex(dlg.aoi_combo.findData("selected"))
+        dlg.aoi_layer_combo.setLayer(fields)
+        options = dlg.options(export_aoi=True)
+        dlg.close()
+        assert options.aoi and options.bbox is None, (options.aoi, options.bbox)
         t0 = time.monotonic()
         task, _ = run_task(plugin, exe, options)
         secs = time.monotonic() - t0
         assert task.error is None, task.error
+        assert not os.path.exists(options.aoi), "temporary AOI file left behind"
         done = task.result.done[-1]
         ds = gdal.Open(done["probability"])
         gt, size = ds.GetGeoTransform(), (ds.RasterXSize, ds.RasterYSize)
@@ -373,36 +407,62 @@ def check_task_adds_layers():
         assert size == (32, 32) and (gt[0], gt[3]) == (500100.0, 4999720.0), (size, gt)
         assert done["tiles_run"] < 16, done  # the whole 96 px scene is 16 tiles of 32 px
         root = QgsProject.instance().layerTreeRoot()
-        from sam2unext_geo.layers import result_group_name
-
-        group = root.findGroup(result_group_name("field_32633"))
-        assert group is not None, [c.name() for c in root.children()]
-        assert group.isExpanded() and group.name() != "field_32633", group.name()
+        group = task.group
+        assert root.findGroup(group.name()) is group, [c.name() for c in root.children()]
+        expected = layers_module.result_group_name("field_32633", task.started)
+        assert group.name() == expected and group.isExpanded(), (group.name(), expected)
         assert task.stages[0] == "loading model…" and "segmenting tiles…" in task.stages, task.stages
         group_name = group.name()
         layers = [n.layer() for n in group.findLayers()]
         assert len(layers) == 2, layers
-        src_crs = QgsRasterLayer(str(scene), "src").crs()
+        src_crs = layer.crs()
         assert src_crs.authid() == "EPSG:32633", src_crs.authid()
         for lyr in layers:
             assert lyr.isValid() and lyr.crs() == src_crs, (lyr.name(), lyr.crs().authid())
         kinds = sorted(type(lyr).__name__ for lyr in layers)
         assert kinds == ["QgsRasterLayer", "QgsVectorLayer"], kinds
         raster = next(lyr for lyr in layers if isinstance(lyr, QgsRasterLayer))
+        polygons = next(lyr for lyr in layers if not isinstance(lyr, QgsRasterLayer))
         assert raster.renderer().type() == "singlebandpseudocolor", raster.renderer().type()
+        # nodata as QGIS reads it: the mask band (0 = nodata), which the renderer uses as alpha
+        mask = layers_module.mask_band(raster)
+        assert mask == 2 and raster.renderer().alphaBand() == mask, (mask, raster.renderer().alphaBand())
+        block = raster.dataProvider().block(mask, raster.extent(), 32, 32)
+        edge = triangle.convertToType(1)  # the outline: pixels whose centre is on it are left out
+        counts = {"inside": 0, "outside": 0}
+        for row in range(32):
+            for col in range(32):
+                centre = QgsGeometry.fromPointXY(QgsPointXY(500105 + 10 * col, 4999715 - 10 * row))
+                if edge.distance(centre) < 1.0:
+                    continue
+                where = "inside" if triangle.contains(centre) else "outside"
+                value = block.value(row, col)
+                assert value == (255 if where == "inside" else 0), (row, col, where, value)
+                counts[where] += 1
+        assert min(counts.values()) > 400, counts
+        features = list(polygons.getFeatures())
+        within = triangle.buffer(0.01, 4)
+        assert features and all(within.contains(f.geometry()) for f in features), [
+            f.geometry().asWkt(1) for f in features if not within.contains(f.geometry())
+        ]
+        # a second result of the same scene at the same second still gets its own group
+        again, *_ = layers_module.add_result_layers(done["probability"], None, "field_32633", started=task.started)
+        assert again.name() == group_name + " (2)", again.name()
         # the real command's vectorize through the Processing algorithm (executable from settings)
         processing = init_processing()
         QgsSettings().setValue("sam2unext_geo/executable", exe)
-        again = TMP / "task_vec" / "again.gpkg"
-        again.parent.mkdir()
-        res = processing.run("sam2unext:vectorize", {"INPUT": raster.source(), "THRESHOLD": 0.3, "OUTPUT": str(again)})
-        assert res["OUTPUT"] == str(again) and again.is_file(), res
+        vec = TMP / "task_vec" / "again.gpkg"
+        vec.parent.mkdir()
+        res = processing.run("sam2unext:vectorize", {"INPUT": raster.source(), "THRESHOLD": 0.3, "OUTPUT": str(vec)})
+        assert res["OUTPUT"] == str(vec) and vec.is_file(), res
         QgsProject.instance().removeAllMapLayers()
         root.removeAllChildren()
         return (
-            f"expanded group '{group_name}' with {kinds} in EPSG:32633 in {secs:.1f} s; stages {task.stages}; "
-            f"bbox → {size[0]}x{size[1]} px probability raster at the box, {done['tiles_run']} tile(s) run "
-            f"(whole scene: 16); sam2unext:vectorize wrote {again.name}"
+            f"group '{group_name}' with {kinds} in EPSG:32633 in {secs:.1f} s; stages {task.stages}; selected "
+            f"triangle → {size[0]}x{size[1]} px raster at its box, {done['tiles_run']} tile(s) run (whole scene: "
+            f"16); QGIS reads {counts['outside']} pixel centres outside it as nodata (mask band = alpha band) and "
+            f"{counts['inside']} inside as valid; {len(features)} polygon(s), all within the triangle; "
+            f"sam2unext:vectorize wrote {vec.name}"
         )
     finally:
         QgsSettings().remove("sam2unext_geo/executable")
@@ -571,8 +631,44 @@ def check_cancel_keeps_other_runs():
         unload_plugin()
 
 
+class RecordingFeedback:
+    """A Processing feedback that keeps every line it is given, whatever the channel."""
+
+    def __new__(cls):
+        from qgis.core import QgsProcessingFeedback
+
+        class Recording(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.lines: list = []
+
+            def pushInfo(self, info):  # noqa: N802 - QGIS API
+                self.lines.append(info)
+
+            def pushWarning(self, warning):  # noqa: N802 - QGIS API
+                self.lines.append(warning)
+
+            def pushCommandInfo(self, info):  # noqa: N802 - QGIS API
+                self.lines.append(info)
+
+            def pushDebugInfo(self, info):  # noqa: N802 - QGIS API
+                self.lines.append(info)
+
+            def pushConsoleInfo(self, info):  # noqa: N802 - QGIS API
+                self.lines.append(info)
+
+            def reportError(self, error, fatalError=False):  # noqa: N802, N803 - QGIS API
+                self.lines.append(error)
+
+            def setProgressText(self, text):  # noqa: N802 - QGIS API
+                self.lines.append(text)
+
+        return Recording()
+
+
 def check_stage_and_error_words():
-    """The progress shows "loading model…" during the load stage; an existing output names the Overwrite box."""
+    """The progress shows "loading model…" during the load stage; an existing output names the Overwrite
+    box; a read-only output folder is named by its widget, once, in the dialog, its task and Processing."""
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
@@ -580,7 +676,9 @@ def check_stage_and_error_words():
         out = TMP / "words_out"
         exe = fake_executable()
         stages: list = []
+        from sam2unext_geo import commands
         from sam2unext_geo import task as task_module
+        from sam2unext_geo.dialog import PredictDialog
 
         orig = task_module.PredictTask._on_event
 
@@ -599,8 +697,56 @@ def check_stage_and_error_words():
         assert again.error and "tick “Overwrite existing outputs”" in again.error, again.error
         assert "--overwrite" not in again.error, again.error
         QgsProject.instance().removeAllMapLayers()
-        return f"stages {stages}; rerun error: {again.error}"
+        # a read-only output folder: the command's "choose another with -o" in the plugin's words
+        read_only = TMP / "read_only"
+        read_only.mkdir()
+        unwritable = fake_executable(unwritable=True)
+        refused, _ = run_task(plugin, unwritable, predict_options(scene, read_only), check_environment=False)
+        expected = f"output folder {read_only} is not writable; choose another “Output folder”"
+        assert refused.error == expected, refused.error
+        processing = init_processing()
+        from qgis.core import QgsProcessingException
+
+        QgsSettings().setValue("sam2unext_geo/executable", unwritable)
+        feedback = RecordingFeedback()
+        try:
+            processing.run(
+                "sam2unext:predict",
+                {"INPUT": str(scene), "PRESET": "sam2unext-test", "OUTPUT_FOLDER": str(read_only)},
+                feedback=feedback,
+            )
+            raise AssertionError("Processing accepted a read-only output folder")
+        except QgsProcessingException as exc:
+            said = feedback.lines + [str(exc)]
+        assert sum(line.count("is not writable") for line in said) == 1, said
+        assert any(expected in line for line in said), said
+        assert not any("{'event'" in line or '{"event"' in line or "with -o" in line for line in said), said
+        # the dialog refuses it before the run (os.access stands in for a read-only folder: tests run as root)
+        layer = QgsRasterLayer(str(scene), "words")
+        QgsProject.instance().addMapLayer(layer)
+        dlg = PredictDialog(None, layer, check_on_open=False)
+        dlg.preset_radio.setChecked(True)
+        dlg.preset_combo.setCurrentText("sam2unext-test")
+        dlg.out_widget.setFilePath(str(read_only))
+        real_access = commands.os.access
+        commands.os.access = lambda path, mode: not str(path).startswith(str(read_only)) and real_access(path, mode)
+        try:
+            dlg.options()
+            raise AssertionError("the dialog accepted a read-only output folder")
+        except ValueError as exc:
+            refusal = str(exc)
+        finally:
+            commands.os.access = real_access
+        assert refusal == f"“Output folder” {read_only} is not writable; choose another “Output folder”.", refusal
+        assert dlg.out_widget.parent().layout().labelForField(dlg.out_widget).text() == "Output folder"
+        dlg.close()
+        QgsProject.instance().removeAllMapLayers()
+        return (
+            f"stages {stages}; rerun error: {again.error}; read-only folder: task says {refused.error!r}, "
+            f"Processing says it once among {len(said)} lines, the dialog refuses it: {refusal!r}"
+        )
     finally:
+        QgsSettings().remove("sam2unext_geo/executable")
         unload_plugin()
 
 
@@ -746,20 +892,76 @@ def base_python_of(venv_python: str) -> str:
     raise Skip(f"no python in {home}")
 
 
-def check_installer(screenshot: Optional[str] = None):
-    """Install in real QGIS: venv in the profile folder, the local wheel installed, the plugin pointed at it.
+def closed_port_url() -> str:
+    """``http://127.0.0.1:<port>/`` where nothing listens: an index that cannot be reached."""
+    import socket
 
-    torch and the wheel's dependencies are not downloaded: the new environment reuses the packages of
-    the project's environment (a .pth) and pip runs with --no-index.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def stand_in_wheel(folder: Path, name: str, version: str) -> Path:
+    """A wheel with only its metadata: installing it records ``name`` at ``version`` and adds no module."""
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}/RECORD"] = "\n".join(record + [f"{dist}/RECORD,,"]) + "\n"
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, text in files.items():
+            zf.writestr(path, text)
+    return wheel
+
+
+def check_installer(screenshot: Optional[str] = None):
+    """Install in real QGIS with PyTorch's index unreachable and a torchvision that does not match
+    torch: the install falls back to "PyPI", its check fails naming the error and offering Repair;
+    Repair reinstalls the pair and the check's demo prediction runs; the plugin then points at it.
+
+    Nothing is downloaded: the new environment reuses the packages of the project's environment
+    (a .pth), behind a folder whose ``torchvision`` raises what a torchvision built for another
+    torch raises. "PyPI" is a local folder (pip --no-index --find-links) holding the real
+    torchvision wheel (pip download from this machine's index) and a stand-in torch wheel with only
+    metadata (``import torch`` still finds the project's torch). pip, the fallback and the checks
+    run for real.
     """
     exe = real_cli()
     if not WHEEL:
         raise Skip("no sam2unext-geo wheel given (--wheel)")
+    from sam2unext_geo import environment, installer
+
     venv_python = str(Path(exe).parent / "python")
+    pypi = TMP / "pypi"
+    pypi.mkdir()
+    got = subprocess.run(
+        [venv_python, "-m", "pip", "download", "--no-deps", "-q", "-d", str(pypi), installer.torch_pins()[1]],
+        capture_output=True,
+        text=True,
+        env=environment.subprocess_env(),
+    )
+    if got.returncode != 0:
+        raise Skip(f"pip download {installer.torch_pins()[1]} failed: {got.stderr.strip()[-300:]}")
+    stand_in_wheel(pypi, "torch", installer.TORCH_VERSION)
+    broken = TMP / "broken_site"
+    (broken / "torchvision").mkdir(parents=True)
+    (broken / "torchvision" / "__init__.py").write_text(
+        'raise RuntimeError("operator torchvision::nms does not exist")\n'
+    )
     iface = IfaceStandIn()
     plugin, _ = load_plugin(iface)
     try:
-        from sam2unext_geo import environment, installer
         from sam2unext_geo.install_dialog import InstallDialog
 
         installed: list = []
@@ -769,48 +971,68 @@ def check_installer(screenshot: Optional[str] = None):
             on_installed=installed.append,
             python=base_python_of(venv_python),
             wheel=Path(WHEEL),
-            reuse_site_packages=site_packages_of(venv_python),
-            pip_options=["--no-index"],
+            reuse_site_packages=[str(broken)] + site_packages_of(venv_python),
+            pypi_options=["--no-index", "--find-links", str(pypi)],
+            torch_index=closed_port_url(),
             detect=True,
         )
         dlg.show()
         assert wait_until(lambda: dlg.plan is not None or dlg.error, 60), "no plan"
         assert dlg.plan is not None, dlg.error
-        assert dlg.plan.venv == target, (dlg.plan.venv, target)
+        assert dlg.plan.venv == target and not dlg.repair_button.isEnabled(), (dlg.plan.venv, target)
         t0 = time.monotonic()
         with GuiStallMeter() as meter:
             dlg.start_install()
             assert wait_until(lambda: dlg.task is None and (installed or dlg.error), 600), "install did not end"
-        secs = time.monotonic() - t0
-        assert not dlg.error, dlg.error + "\n" + dlg.log.toPlainText()[-3000:]
+            install_s = time.monotonic() - t0
+            log = dlg.log.toPlainText()
+            assert dlg.error and not installed, (dlg.error, log[-3000:])
+            assert "did not answer within" in log and "using PyPI" in log, log[-3000:]
+            assert "operator torchvision::nms does not exist" in dlg.error and "Click Repair" in dlg.error, dlg.error
+            assert "Check torch, torchvision and a prediction" in log and dlg.status.text().startswith("Failed:")
+            assert dlg.repair_button.isEnabled() and dlg.repair_button.isDefault()
+            assert not QgsSettings().value("sam2unext_geo/executable"), "a broken environment was adopted"
+            failure = dlg.error
+            t1 = time.monotonic()
+            dlg.start_repair()
+            assert wait_until(lambda: dlg.task is None and (installed or dlg.error), 600), "repair did not end"
+        repair_s = time.monotonic() - t1
+        log = dlg.log.toPlainText()
+        assert not dlg.error, dlg.error + "\n" + log[-3000:]
+        assert "--force-reinstall" in log and log.count("did not answer within") == 2, log[-3000:]
         new_exe = installed[0]
         assert new_exe == str(target / "bin" / "sam2unext-geo") and os.access(new_exe, os.X_OK), new_exe
         assert QgsSettings().value("sam2unext_geo/executable") == new_exe
-        assert dlg.progress.value() == 100 and "Check the command" in dlg.log.toPlainText()
+        line = dlg.env_line.text()
+        assert f"torch {installer.TORCH_VERSION}" in line and "from PyPI" in line, line
+        assert ("GPU found: " in line or "no GPU found" in line) and "demo prediction OK" in line, line
+        assert dlg.progress.value() == 100 and dlg.result.prediction["valid_pixels"] > 0
         module = subprocess.run(
-            [str(target / "bin" / "python"), "-c", "import sam2unext; print(sam2unext.__file__)"],
+            [
+                str(target / "bin" / "python"),
+                "-c",
+                "from importlib.util import find_spec as f; print(f('sam2unext').origin, f('torchvision').origin)",
+            ],
             capture_output=True,
             text=True,
             env=environment.subprocess_env(),
             cwd=str(TMP),
         )
-        assert module.stdout.strip().startswith(str(target)), module.stdout + module.stderr
-        version = subprocess.run(
-            [new_exe, "--version"], capture_output=True, text=True, env=environment.subprocess_env()
-        ).stdout.strip()
-        assert installer.wheel_version(Path(WHEEL)) in version, version
-        assert meter.longest_ms < 500, f"GUI blocked {meter.longest_ms:.0f} ms during the install"
+        found = module.stdout.split()
+        assert len(found) == 2 and all(p.startswith(str(target)) for p in found), module.stdout + module.stderr
+        # The checks import torch and predict in child processes (seconds of CPU each): on a loaded
+        # 2-core machine the OS can starve the GUI thread for a while although nothing in QGIS waits
+        # for them (check_background_check proves that at 200 ms with no CPU work): bounded loosely.
+        assert meter.longest_ms < 1000, f"GUI blocked {meter.longest_ms:.0f} ms during the install and repair"
         diag = dlg.copy_diagnostics()
-        assert new_exe in diag, diag
+        assert new_exe in diag and "torchvision: " in diag, diag
         if screenshot:
             wait_until(lambda: False, 0.3)
             dlg.grab().save(screenshot)
-        build = dlg.plan.torch_build
         dlg.close()
         return (
-            f"installed into {target.relative_to(QgsApplication.qgisSettingsDirPath())} of the profile in "
-            f"{secs:.1f} s (torch build chosen: {build}; packages reused, --no-index); {version}; "
-            "sam2unext imported from the new venv; plugin points at it; "
+            f"install with PyTorch's index unreachable fell back to PyPI in {install_s:.1f} s and failed its "
+            f"check: {failure[:90]}…; Repair in {repair_s:.1f} s; environment line: {line}; "
             f"longest GUI stall {meter.longest_ms:.0f} ms"
         )
     finally:

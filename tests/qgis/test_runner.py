@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "qgis_plugin"))
-from sam2unext_geo import commands, environment, installer, runner  # noqa: E402 - pure Python, no QGIS
+from sam2unext_geo import commands, environment, runner  # noqa: E402 - pure Python, no QGIS
 
 
 def make_exe(folder: Path, body: str, name: str = "sam2unext-geo") -> str:
@@ -177,6 +177,24 @@ def test_broken_environment_failure_names_the_install_command(tmp_path):
     assert "No module named 'torch'" in str(info.value)
 
 
+def test_mismatched_torchvision_names_repair(tmp_path):
+    """The failure of issue 22: the command's internal error, and the one action that fixes it."""
+    message = "internal error: RuntimeError: operator torchvision::nms does not exist (rerun with --debug)"
+    exe = make_exe(
+        tmp_path,
+        f"""
+        import json, sys
+        print(json.dumps({{"event": "error", "message": {message!r}, "exit_code": 1}}))
+        sys.stderr.write("error: " + {message!r} + "\\n")
+        sys.exit(1)
+    """,
+    )
+    with pytest.raises(runner.CommandFailed) as info:
+        runner.run_command([exe])
+    assert str(info.value).startswith(message) and "click Repair" in str(info.value), str(info.value)
+    assert "Install…" in str(info.value) and str(info.value).count("torchvision::nms") == 1
+
+
 def test_cancel_terminates_and_removes_only_its_own_files(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -309,6 +327,57 @@ def test_plugin_words_name_the_widgets():
     assert commands.plugin_words(msg, None) == msg  # no options listed: unchanged
     assert commands.plugin_words("use --chunk-size 512", ["chunk_size"]) == "use --chunk-size 512"  # no widget
     assert commands.plugin_words("pass --overwrite-all", ["overwrite"]) == "pass --overwrite-all"
+    # the output folder is always passed as -o: named by its widget whether or not the event lists it
+    for core, plugin in (
+        (
+            "output folder /ro/out is not writable; choose another with -o",
+            "output folder /ro/out is not writable; choose another “Output folder”",
+        ),
+        (
+            "cannot create output folder /x/y (Permission denied); choose another with -o",
+            "cannot create output folder /x/y (Permission denied); choose another “Output folder”",
+        ),
+        (
+            "output /o is a file, not a folder; choose a folder with -o",
+            "output /o is a file, not a folder; choose a folder in “Output folder”",
+        ),
+    ):
+        assert commands.plugin_words(core) == plugin
+    assert commands.plugin_words("keep -o2 and x-o as they are") == "keep -o2 and x-o as they are"
+
+
+def test_output_folder_is_checked_before_the_run(tmp_path, monkeypatch):
+    commands.check_output_folder(str(tmp_path / "new" / "deeper"))  # created by the command
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="“Output folder” .*file is a file"):
+        commands.check_output_folder(str(tmp_path / "file"))
+    with pytest.raises(ValueError, match="Choose an “Output folder”"):
+        commands.check_output_folder("")
+    read_only = str(tmp_path / "ro")
+    monkeypatch.setattr(commands.os, "access", lambda path, mode: not str(path).startswith(read_only))
+    (tmp_path / "ro").mkdir()
+    with pytest.raises(ValueError) as info:
+        commands.check_output_folder(read_only)
+    assert str(info.value) == f"“Output folder” {read_only} is not writable; choose another “Output folder”."
+    with pytest.raises(ValueError, match="its parent .*ro is read-only"):
+        commands.check_output_folder(read_only + "/sub")
+
+
+def test_events_are_described_in_words():
+    start = {"event": "start", "scene": "/d/s.tif", "tiles": 9, "width": 512, "height": 400, "bands": [1, 2, 3]}
+    assert commands.describe_event(start) == "s.tif: 512 x 400 px, 9 tiles, bands 1,2,3"
+    done = {
+        "event": "done",
+        "scene": "s.tif",
+        "probability": "/o/s_prob.tif",
+        "vector": None,
+        "tiles_run": 9,
+        "seconds": 2.04,
+    }
+    assert commands.describe_event(done) == "s.tif: 9 tiles in 2.0 s → /o/s_prob.tif"
+    assert commands.describe_event({"event": "warning", "message": "overlap 0"}) == "warning: overlap 0"
+    assert commands.describe_event({"event": "error", "message": "x", "exit_code": 2}) is None
+    assert commands.describe_event({"event": "progress", "stage": "predict", "done": 1, "total": 2}) is None
 
 
 def test_output_names_and_aoi_args():
@@ -352,40 +421,6 @@ def test_probe_is_cached_until_the_command_changes(tmp_path, monkeypatch):
     assert len(torch_probes) == 2
 
 
-def test_installer_plan_and_steps(tmp_path, monkeypatch):
-    wheel = tmp_path / "sam2unext_geo-0.1.0-py3-none-any.whl"
-    wheel.write_bytes(b"")
-    assert installer.bundled_wheel(tmp_path) == wheel and installer.wheel_version(wheel) == "0.1.0"
-    with pytest.raises(installer.InstallError, match="build_zip.py"):
-        installer.bundled_wheel(tmp_path / "none")
-    assert installer.torch_build(None) == "cpu"
-    assert installer.torch_build(installer.Gpu("H200", (12, 8))) == "cu126"
-    assert installer.torch_build(installer.Gpu("T4", (12, 2))) == "cu121"
-    assert installer.torch_build(installer.Gpu("old", (11, 4))) == "cpu"
-    python, version = installer.find_python([str(tmp_path / "nope"), sys.executable])
-    assert python == sys.executable and tuple(map(int, version.split(".")))[:2] >= (3, 10)
-    with pytest.raises(installer.InstallError, match="Python >= 3.10"):
-        installer.find_python([str(tmp_path / "nope")])
-    plan = installer.make_plan(
-        str(tmp_path / "profile"), python=sys.executable, wheel=wheel, detect=False, pip_options=["--no-index"]
-    )
-    assert plan.venv == tmp_path / "profile" / "sam2unext-geo" / "venv" and plan.torch_build == "cpu"
-    titles, argvs = zip(*installer.steps(plan))
-    assert argvs[0][:4] == [sys.executable, "-m", "venv", "--clear"]
-    assert "https://download.pytorch.org/whl/cpu" in argvs[1] and argvs[1][-1] == "--no-index"
-    assert str(wheel) in argvs[2] and argvs[4] == [str(plan.executable), "--version"]
-    assert "import torch, sam2unext.geo" in argvs[3][-1] and "--no-deps" not in argvs[2]
-    reuse = installer.make_plan(
-        str(tmp_path), python=sys.executable, wheel=wheel, detect=False, reuse_site_packages=[tmp_path / "site"]
-    )
-    reuse_steps = [argv for _, argv in installer.steps(reuse)]
-    assert "--without-pip" in reuse_steps[0] and "--no-deps" in reuse_steps[1] and "--no-deps" in reuse_steps[2]
-    gpu_plan = installer.make_plan(
-        str(tmp_path), python=sys.executable, wheel=wheel, gpu=installer.Gpu("H200", (12, 8))
-    )
-    assert "https://download.pytorch.org/whl/cu126" in installer.steps(gpu_plan)[1][1]
-
-
 def test_remove_own_entries_only_touches_this_runs_names(tmp_path):
     (tmp_path / "keep.txt").write_text("was here before")
     (tmp_path / ".s_prob.tif.11111111.cog.tif").write_text("older run's temp")
@@ -412,23 +447,3 @@ def test_remove_own_entries_only_touches_this_runs_names(tmp_path):
         "other_prob.tif",
         "other_prob.tif.tmp",
     ]
-
-
-def test_detect_gpu_reads_nvidia_smi(tmp_path, monkeypatch):
-    """A stand-in nvidia-smi (the real one is not on the test machines): name and driver CUDA version."""
-    make_exe(
-        tmp_path,
-        """
-        import sys
-        if any(a.startswith("--query-gpu") for a in sys.argv):
-            print("NVIDIA H200")
-        else:
-            print("| NVIDIA-SMI 550.54.15    Driver Version: 550.54.15    CUDA Version: 12.4     |")
-    """,
-        name="nvidia-smi",
-    )
-    monkeypatch.setenv("PATH", str(tmp_path))
-    gpu = installer.detect_gpu()
-    assert gpu == installer.Gpu("NVIDIA H200", (12, 4)) and installer.torch_build(gpu) == "cu124"
-    monkeypatch.setenv("PATH", str(tmp_path / "none"))
-    assert installer.detect_gpu() is None

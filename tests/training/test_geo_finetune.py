@@ -9,7 +9,8 @@ import torch
 from sam2unext import load_model
 from sam2unext.errors import DatasetError, InputError
 from sam2unext.geo.finetune import GeoTileDataset, LabeledScene, finetune, pair_scenes, scene_iou, tile_from_sample
-from sam2unext.geo.reading.raster import TileReader, make_plan
+from sam2unext.geo.reading.plan import make_plan
+from sam2unext.geo.reading.windows import TileReader
 from sam2unext.train import TrainConfig, make_training_model
 
 from training_synth import make_geo_scene
@@ -72,7 +73,7 @@ def test_scene_pairs_are_checked(scene):
 
 def test_tile_from_sample_crops_and_mirrors_like_prediction(scene):
     """Pixels past the scene edge are mirrored, as prediction pads its edge tiles (not zeros)."""
-    from sam2unext.geo.reading.raster import apply_stretch
+    from sam2unext.geo.reading.bands import apply_stretch
     from sam2unext.geo.running.tiling import pad_to_tile
 
     plan = make_plan(scene.raster)

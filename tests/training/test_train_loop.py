@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from sam2unext import load_model, read_checkpoint_metadata
+from sam2unext.data import ImageMaskDataset, pair_files
 from sam2unext.errors import OutputError, PresetError, UserError
 from sam2unext.loss import deep_supervision_loss
 from sam2unext.presets import get_preset
@@ -16,7 +17,9 @@ from sam2unext.run_folder import RESUME_FILE
 from sam2unext.train import (
     RECIPES,
     TrainConfig,
+    make_training_model,
     resolve_config,
+    train_model,
     train_on_folders,
 )
 
@@ -56,16 +59,13 @@ def test_snapshots_load_as_models(short_run):
 def test_resume_after_kill_matches_uninterrupted_run(folder_data, short_run, tmp_path):
     images, masks = folder_data
     run_dir = tmp_path / "killed"
-    first = train_on_folders(
-        images,
-        masks,
-        run_dir,
-        preset=PRESET,
-        task="cod",
-        config=TrainConfig(**SHORT),
-        progress=False,
-        log=None,
-        stop_after_epoch=1,
+    # train_on_folders' first epoch, stopped as a kill would stop it (train_model's stop_after_epoch)
+    config = TrainConfig(**SHORT)
+    model = make_training_model(PRESET, seed=config.seed)
+    dataset = ImageMaskDataset(pair_files(images, masks), model.input_size, train=True, seed=config.seed)
+    extra = {"images": str(images), "masks": str(masks)}
+    first = train_model(
+        model, dataset, run_dir, config, task="cod", progress=False, log=None, stop_after_epoch=1, extra=extra
     )
     assert first.epochs_done == 1
     resumed = train_on_folders(
