@@ -35,12 +35,13 @@ from sam2unext.geo.result import PredictResult
 from sam2unext.geo.running.device import CPU_BATCH
 from sam2unext.geo.running.forward import measure_seconds_per_tile
 from sam2unext.geo.running.pools import local_lanes
-from sam2unext.geo.running.scene import check_outputs, default_output, run_scene
+from sam2unext.geo.running.scene import run_scene
 from sam2unext.geo.running.tta import forward_passes, with_tta
 from sam2unext.geo.scene_plan import ScenePlan, plan_scene
 from sam2unext.geo.storage import as_target, output_exists
 from sam2unext.geo.vectors.units import units_of
 from sam2unext.geo.writing.store import RunStore, store_path_for
+from sam2unext.geo.writing.targets import check_outputs, default_output
 from sam2unext.geo.xarray_io import Source
 
 __all__ = [

@@ -78,7 +78,7 @@ def test_killed_run_on_s3_resumes_bit_identical(s3_bucket, tmp_path):
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == -9, proc.stderr
     store = RunStore(store_path_for(out))
-    kept = store.finished()
+    kept = store.summed()  # chunks whose tiles are kept
     assert kept and not Location(f"{s3_bucket}/out").is_file("s_prob.tif")
 
     with pytest.raises(OutputError, match=r"pass resume=True to continue it or overwrite=True"):
