@@ -10,7 +10,7 @@ import typer
 
 from .formatting import echo, seconds, table
 from .inputs import parse_bands
-from .predict import Checkpoint, Device, PresetOpt, TTAMode
+from .predict import Checkpoint, ComputePrecision, Device, PrecisionOpt, PresetOpt, TTAMode
 
 INFO_EPILOG = """\b
 Examples:
@@ -19,7 +19,8 @@ Examples:
   sam2unext-geo info scene.tif --preset sam2unext-large --bands 3,2,1 --json
 \b
 With --checkpoint or --preset the time per tile is measured on the chosen device
-(a few batches of random tiles; the weights do not change the speed).
+at the precision predict would use (--precision; a few batches of random tiles;
+the weights do not change the speed).
 """
 
 MODELS_EPILOG = """\b
@@ -48,6 +49,7 @@ def info(
     ] = "0.25",
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Tiles per forward pass.")] = 4,
     device: Device = "auto",
+    precision: PrecisionOpt = ComputePrecision.auto,
     bands: Annotated[
         Optional[str], typer.Option("--bands", help="1-based bands, e.g. 3,2,1.", show_default=False)
     ] = None,
@@ -72,6 +74,7 @@ def info(
         checkpoint=checkpoint,
         preset=preset,
         device=device,
+        precision=precision.value,  # the time per tile is measured at the precision predict would run
         batch_size=batch_size,
         tta=tta.value,
     )
@@ -111,6 +114,8 @@ def _print_info(f: dict) -> None:
             f"  time:        ~{seconds(f['estimated_seconds'])} on {f['device']} with {f['model']} "
             f"({f['seconds_per_tile'] * 1000:.0f} ms/tile, measured)"
         )
+        if "precision" in f:
+            echo(f"  precision:   {f['precision']} ({f['precision_reason']})")
     else:
         echo("  time:        pass --checkpoint or --preset (and --device) to measure it")
 

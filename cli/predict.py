@@ -24,7 +24,7 @@ from .inputs import (
     remove_empty_folders,
 )
 from .state import STATE
-from .weights import model_loader
+from .weights import model_loader, precision_line
 
 
 class ProgressMode(str, Enum):
@@ -43,6 +43,13 @@ class VectorFormat(str, Enum):
 class OutDtype(str, Enum):
     uint8 = "uint8"
     float32 = "float32"
+
+
+class ComputePrecision(str, Enum):
+    auto = "auto"
+    float32 = "float32"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
 
 
 class TTAMode(str, Enum):
@@ -108,6 +115,14 @@ Dinov2 = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+PrecisionOpt = Annotated[
+    ComputePrecision,
+    typer.Option(
+        "--precision",
+        help="auto (bfloat16 on CUDA, float32 on CPU), float32 (bit-exact), bfloat16 (on a CPU faster only "
+        "with AVX512-BF16 or AMX, and the masks change slightly) or float16 (CUDA only).",
+    ),
+]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace existing outputs.")]
 Threshold = Annotated[
     float, typer.Option("--threshold", "-t", min=0.0, max=1.0, help="Probability above which a pixel is foreground.")
@@ -193,12 +208,7 @@ def predict(
         ),
     ] = None,
     device: Device = "auto",
-    precision: Annotated[
-        str,
-        typer.Option(
-            "--precision", help="auto (bfloat16 on CUDA, float32 on CPU), float32, bfloat16 or float16 (CUDA only)."
-        ),
-    ] = "auto",
+    precision: PrecisionOpt = ComputePrecision.auto,
     compile_model: Annotated[
         bool, typer.Option("--compile", help="torch.compile the model (the first batch waits for the compile).")
     ] = False,
@@ -335,7 +345,7 @@ def predict(
         hiera,
         dinov2,
         device,
-        precision,
+        precision.value,
         compile_model,
         bands=band_sel,
         rgb_bands=parse_bands(rgb_bands, "rgb_bands"),
@@ -365,6 +375,8 @@ def predict(
     reporter.complete(len(done), total)
     if progress is not ProgressMode.json:
         print_summary([d[0] for d in done], [d[1] for d in done], total, [d[2] for d in done])
+        if done:
+            echo(f"precision: {precision_line(loader)}")
 
 
 #: How the flags of ``predict`` fill :class:`~sam2unext.geo.options.SceneOptions`: one row per
@@ -383,7 +395,7 @@ SCENE_FLAGS: dict[str, Callable[[dict[str, Any]], Any] | None] = {
     "aoi": lambda f: area_of_interest_option(f["bbox"], f["bbox_crs"], f["aoi"]),
     "aoi_crs": lambda f: f["bbox_crs"],
     "device": None,
-    "precision": None,
+    "precision": lambda f: f["precision"].value,
     "scheduler": None,
     "worker_timeout": None,
     "out_dtype": lambda f: f["out_dtype"].value,

@@ -64,3 +64,18 @@ def model_loader(
         compile=compile,
         **widen,
     )
+
+
+def precision_line(loader: ModelLoader) -> str:
+    """What precision the loader's model runs in and why, e.g. ``bfloat16 autocast (auto: this CPU has ...)``.
+
+    The rule ``load_model`` applies (:func:`sam2unext.models.choose_precision`) for the loader's device.
+    """
+    import warnings
+
+    from sam2unext.api import resolve_device
+    from sam2unext.models import choose_precision
+
+    with warnings.catch_warnings():  # float16 on a CPU was already warned about when the model loaded
+        warnings.simplefilter("ignore")
+        return choose_precision(loader.kwargs["dtype"], resolve_device(loader.kwargs["device"])).describe()

@@ -250,8 +250,9 @@ def describe_raster(
     """What :func:`predict_raster` would do with a scene: size, bands, CRS, stretch, tiles, chunks, time.
 
     With a model (``model``, or ``checkpoint``/``preset``) the time per tile is measured on
-    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) and
-    the whole scene's time is estimated.
+    ``device`` (one warm-up and one timed batch of random tiles, as the pipeline runs them) at
+    the model's precision (``precision`` and ``precision_reason`` in the result) and the whole
+    scene's time is estimated.
 
     Args:
         model, checkpoint, preset, options, **keywords: as :func:`predict_raster`; of the
@@ -289,6 +290,9 @@ def describe_raster(
         }
     )
     if loaded is not None:
+        from sam2unext.models import precision_facts
+
+        facts.update(precision_facts(loaded))  # the precision predict runs, which the timing measures
         facts.update(_model_facts(with_tta(loaded, opts.tta), tile, batch, plan.computations))
     return facts
 

@@ -261,6 +261,8 @@ def describe_start(scene: str, tiles: int, info: dict[str, Any]) -> str:
     est = info.get("estimated_seconds")
     if est is not None:
         line += f"; about {format_seconds(est)} at {info['seconds_per_tile'] * 1000:.0f} ms/tile (measured)"
+    if info.get("precision"):
+        line += f"; {info['precision']}"
     return line
 
 

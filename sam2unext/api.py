@@ -29,7 +29,7 @@ from sam2unext.checkpoints import (
 from sam2unext.encoders import build_dinov2, build_hiera_trunk
 from sam2unext.errors import CheckpointError, PresetError, UserError, option
 from sam2unext.files import write_atomically
-from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, model_class, resolve_dtype
+from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, choose_precision, model_class
 from sam2unext.presets import PRESETS, Preset, get_preset
 from sam2unext.remote_files import is_remote
 from sam2unext.weights import demo_weights_path
@@ -259,9 +259,11 @@ def load_model(
         dinov2: DINOv2 checkpoint (only with ``checkpoint=None``).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
         dtype: Compute dtype of :meth:`SegmentationModel.predict`: ``auto`` (``bfloat16`` on
-            CUDA, ``float32`` on CPU), ``float32``, ``bfloat16`` or ``float16`` (CUDA only; on
-            CPU it falls back to float32 with a warning). Weights stay float32; reduced
-            precision runs under ``torch.autocast``.
+            CUDA, ``float32`` on CPU: :func:`sam2unext.models.choose_precision`), ``float32``
+            (bit-exact), ``bfloat16`` (on a CPU faster only with AVX512-BF16 or AMX) or
+            ``float16`` (CUDA only; on CPU it falls back to float32 with a warning). Weights
+            stay float32; reduced precision runs under ``torch.autocast``. The model's
+            ``inference_dtype`` and ``precision_reason`` say what was chosen and why.
         compile: wrap the forward pass in ``torch.compile`` (the first batch then takes the
             compile time; see ``bench/cpu_precision.py`` and ``bench/gpu_throughput.py``).
         in_chans: Bands the model must take (None: what the checkpoint takes). An RGB
@@ -278,7 +280,7 @@ def load_model(
         PresetError, CheckpointError, UserError: see the message.
     """
     target = resolve_device(device)
-    compute = resolve_dtype(dtype, target)
+    compute = choose_precision(dtype, target)
     if checkpoint is None:
         if preset is None:
             raise PresetError("give a checkpoint file or a preset name")
@@ -316,7 +318,7 @@ def load_model(
                     f"or fine-tune a model for {in_chans}"
                 )
             adapt_model_bands(model, int(in_chans), rgb_channels, fill=band_fill)
-    model.inference_dtype = compute
+    model.inference_dtype, model.precision_reason = compute.dtype, compute.reason
     model = model.to(target).eval()
     if compile:
         model.forward = torch.compile(model.forward, dynamic=False)

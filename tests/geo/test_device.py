@@ -6,6 +6,7 @@ import rasterio
 import torch
 
 import sam2unext
+from sam2unext import models
 from sam2unext.errors import UserError, cli_words
 from sam2unext.geo import predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
@@ -146,22 +147,31 @@ def test_auto_batch_size_on_cpu_is_the_default(tiny):
     assert auto_batch_size(PixelModel(), 64) == CPU_BATCH
 
 
-def test_auto_precision():
+def test_auto_precision(monkeypatch):
+    monkeypatch.setattr(models, "cpu_native_bf16", lambda: None)  # a CPU without native bfloat16
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     assert resolve_dtype("auto", torch.device("cuda")) == torch.bfloat16
     with pytest.raises(UserError, match="auto"):
         resolve_dtype("half", torch.device("cpu"))
 
 
-def test_auto_precision_keeps_cpu_fingerprints():
-    """A resume of a run made with the old float32 default still matches on CPU."""
+def test_auto_precision_keeps_cpu_fingerprints(monkeypatch):
+    """A resume of a run made with the old float32 default still matches on any CPU; were ``auto`` to
+    take bfloat16 on a CPU with it, the fingerprint would name bfloat16 (the pixels differ)."""
+    monkeypatch.setattr(models, "cpu_native_bf16", lambda: None)
     auto = ModelLoader(checkpoint="demo", device="cpu").fingerprint()
     old = ModelLoader(checkpoint="demo", device="cpu", dtype="float32").fingerprint()
     assert auto == old
     assert ModelLoader(checkpoint="demo", device="cpu", compile=True).fingerprint()["compile"] == "True"
+    monkeypatch.setattr(models, "cpu_native_bf16", lambda: "avx512_bf16")
+    assert ModelLoader(checkpoint="demo", device="cpu").fingerprint() == old  # auto stays float32 there too
+    monkeypatch.setattr(models, "CPU_AUTO_BFLOAT16", True)
+    assert ModelLoader(checkpoint="demo", device="cpu").fingerprint()["dtype"] == "bfloat16"
+    assert ModelLoader(checkpoint="demo", device="cpu", dtype="float32").fingerprint() == old
 
 
-def test_compile_wraps_the_forward_pass():
+def test_compile_wraps_the_forward_pass(monkeypatch):
+    monkeypatch.setattr(models, "cpu_native_bf16", lambda: None)
     model = sam2unext.load_model(preset="sam2unext-test", device="cpu", compile=True)
     assert hasattr(model.forward, "_torchdynamo_orig_callable")  # compiled lazily, at its first call
     assert model.inference_dtype == torch.float32

@@ -62,7 +62,8 @@ def test_local_cluster_two_workers(cluster, nodata_raster, tmp_path):
     assert res.tiles_skipped >= 1
 
 
-#: The demo-model runs below: a 300 x 280 scene in 2 x 2 chunks of 256 px, float32 output.
+#: The demo-model runs below: a 300 x 280 scene in 2 x 2 chunks of 256 px, float32 output. They ask for
+#: float32 compute: bit-identity is promised for it (``--precision auto`` may pick bfloat16 on a CPU that has it).
 DEMO_RUN = dict(tile_size=128, batch_size=3, chunk_size=256, vector=False, progress="none", out_dtype="float32")
 
 
@@ -71,7 +72,9 @@ def demo_reference(tmp_path_factory):
     """The scene of the demo-model runs and its local output at torch's default thread count."""
     folder = tmp_path_factory.mktemp("demo_reference")
     scene = write_raster(folder / "s.tif", smooth_rgb(300, 280, seed=4))
-    res = predict_raster(scene, folder / "local.tif", model=ModelLoader(checkpoint="demo", device="cpu"), **DEMO_RUN)
+    res = predict_raster(
+        scene, folder / "local.tif", model=ModelLoader(checkpoint="demo", device="cpu", dtype="float32"), **DEMO_RUN
+    )
     return scene, read(res.probability)[0], (res.tiles_run, res.tiles_computed)
 
 
@@ -81,7 +84,7 @@ def test_local_and_distributed_outputs_are_bit_identical(cluster, demo_reference
     on one thread; local runs at any torch thread count equal cluster runs (1-thread worker processes)."""
     cl, _ = cluster
     scene, expected, tiles = demo_reference
-    loader = ModelLoader(checkpoint="demo", device="cpu")
+    loader = ModelLoader(checkpoint="demo", device="cpu", dtype="float32")
     before = torch.get_num_threads()
     threads = 1 if before > 1 else 2  # the other thread count than the reference run's
     try:
@@ -149,7 +152,7 @@ def test_several_devices_run_one_worker_each(cluster, demo_reference, tmp_path, 
     scene, expected, tiles = demo_reference
     monkeypatch.setattr(models, "local_devices", lambda device: ["cpu", "cpu"])
     monkeypatch.setattr(geo_cluster, "device_workers", workers)
-    loader = ModelLoader(checkpoint="demo", device="cpu")
+    loader = ModelLoader(checkpoint="demo", device="cpu", dtype="float32")
     spread = predict_raster(scene, tmp_path / "spread.tif", model=loader, **DEMO_RUN)
     assert used == [2] and loader._model is None  # this process's copy was released for the workers
     np.testing.assert_array_equal(read(spread.probability)[0], expected)  # equal to the local run

@@ -109,7 +109,7 @@ def test_band_metadata_round_trip(tmp_path):
     assert meta["bands"] == model.bands and meta["preset_config"]["in_chans"] == 4
     assert json.loads(read_safetensors(path)[1]["bands"])["source_bands"] == [4, 3, 2, 8]
     assert checkpoint_bands(path) == model.bands
-    loaded = load_model(path, device="cpu")
+    loaded = load_model(path, device="cpu", dtype="float32")  # bit-exact: the float32 of build_model
     assert loaded.bands == model.bands and loaded.in_chans == 4
     assert all(p.requires_grad for c in input_convs(loaded).values() for p in c.parameters())
     x = torch.rand(1, 4, 256, 256)
