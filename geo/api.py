@@ -290,7 +290,7 @@ def describe_raster(
         }
     )
     if loaded is not None:
-        from sam2unext.models import precision_facts
+        from sam2unext import precision_facts
 
         facts.update(precision_facts(loaded))  # the precision predict runs, which the timing measures
         facts.update(_model_facts(with_tta(loaded, opts.tta), tile, batch, plan.computations))

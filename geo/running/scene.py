@@ -192,7 +192,7 @@ class SceneRun:
             per_tile = _seconds_per_tile(local_model, self.grid.tile_size)
             info.update(seconds_per_tile=round(per_tile, 6), estimated_seconds=round(per_tile * remaining, 1))
         if local_model is not None:  # which precision runs and why (of the model inside a TTA wrapper)
-            from sam2unext.models import precision_facts  # the model is loaded: torch is imported
+            from sam2unext import precision_facts  # the model is loaded: torch is imported
 
             info.update(
                 precision_facts(getattr(local_model, "model", local_model) if self.tta != "none" else local_model)

@@ -105,6 +105,7 @@ class PredictAlgorithm(_Base):
     TILE_SIZE, OVERLAP, BATCH_SIZE, DEVICE = "TILE_SIZE", "OVERLAP", "BATCH_SIZE", "DEVICE"
     BANDS, THRESHOLD, VECTORIZE, OVERWRITE = "BANDS", "THRESHOLD", "VECTORIZE", "OVERWRITE"
     AOI_EXTENT, AOI_POLYGONS, RESUME = "AOI_EXTENT", "AOI_POLYGONS", "RESUME"
+    TTA, REGULARIZE, REGULARIZE_TOLERANCE = "TTA", "REGULARIZE", "REGULARIZE_TOLERANCE"
     OUTPUT_FOLDER, PROBABILITY, POLYGONS = "OUTPUT_FOLDER", "PROBABILITY", "POLYGONS"
 
     def name(self) -> str:
@@ -182,7 +183,22 @@ class PredictAlgorithm(_Base):
                 self.THRESHOLD, "Threshold", QgsProcessingParameterNumber.Type.Double, 0.5, minValue=0.0, maxValue=1.0
             )
         )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.TTA, commands.OPTION_LABELS["tta"], options=list(commands.TTA_MODES.values()), defaultValue=0
+            )
+        )
         self.addParameter(QgsProcessingParameterBoolean(self.VECTORIZE, commands.OPTION_LABELS["vector"], True))
+        self.addParameter(QgsProcessingParameterBoolean(self.REGULARIZE, commands.OPTION_LABELS["regularize"], False))
+        tolerance = QgsProcessingParameterNumber(
+            self.REGULARIZE_TOLERANCE,
+            commands.OPTION_LABELS["regularize_tolerance"] + " in metres (0 = two pixel sizes)",
+            QgsProcessingParameterNumber.Type.Double,
+            0.0,
+            minValue=0.0,
+        )
+        tolerance.setFlags(tolerance.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+        self.addParameter(tolerance)
         overwrite = QgsProcessingParameterBoolean(self.OVERWRITE, commands.OPTION_LABELS["overwrite"], False)
         overwrite.setFlags(overwrite.flags() | QgsProcessingParameterDefinition.Flag.FlagAdvanced)
         self.addParameter(overwrite)
@@ -226,6 +242,9 @@ class PredictAlgorithm(_Base):
                 bbox=bbox,
                 bbox_crs=bbox_crs,
                 aoi=aoi_file,
+                tta=list(commands.TTA_MODES)[self.parameterAsEnum(parameters, self.TTA, context)],
+                regularize=self.parameterAsBool(parameters, self.REGULARIZE, context),
+                regularize_tolerance=self.parameterAsDouble(parameters, self.REGULARIZE_TOLERANCE, context) or None,
             )
             args = commands.predict_args(_executable(), options)
             result = _run(args, feedback, out_dir, commands.output_names(options))

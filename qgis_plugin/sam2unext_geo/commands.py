@@ -29,6 +29,17 @@ class PredictOptions:
     bbox: Optional[tuple] = None  # (minx, miny, maxx, maxy) in ``bbox_crs``
     bbox_crs: Optional[str] = None  # e.g. "EPSG:4326"; None = the scene's CRS
     aoi: Optional[str] = None  # polygon file (any CRS) to segment within
+    tta: str = "none"  # test-time augmentation: one of TTA_MODES
+    regularize: bool = False  # square building-like outlines (needs ``vector``)
+    regularize_tolerance: Optional[float] = None  # metres; None or 0 = the command's default (two pixel sizes)
+
+
+#: ``--tta`` values with the words the plugin shows for them (dialog combo, Processing enum).
+TTA_MODES = {
+    "none": "None (one pass per tile)",
+    "flip": "Flip (2 passes per tile)",
+    "d4": "Rotations and flips (8 passes per tile)",
+}
 
 
 #: The words each option of the command has in the plugin (dialog label = Processing parameter
@@ -47,6 +58,9 @@ OPTION_LABELS = {
     "preset": "Preset",
     "aoi": "Area of interest",
     "output": "Output folder",
+    "tta": "Test-time augmentation",
+    "regularize": "Square building outlines",
+    "regularize_tolerance": "Outline tolerance",
 }
 #: The command's short flags the plugin passes, by API name (``-o`` is ``output``).
 SHORT_FLAGS = {"output": "-o"}
@@ -146,7 +160,20 @@ def predict_args(executable: str, options: PredictOptions) -> list[str]:
     ]
     if options.bands:
         args += ["--bands", normalize_bands(options.bands)]
+    if options.tta not in TTA_MODES:
+        raise ValueError(f"“{OPTION_LABELS['tta']}” {options.tta!r} must be one of: {', '.join(TTA_MODES)}.")
+    if options.tta != "none":
+        args += ["--tta", options.tta]
     args += ["--vector" if options.vector else "--no-vector", "--format", "gpkg"]
+    if options.regularize:
+        if not options.vector:
+            raise ValueError(f"“{OPTION_LABELS['regularize']}” needs “{OPTION_LABELS['vector']}”; tick it.")
+        args.append("--regularize")
+        tolerance = float(options.regularize_tolerance or 0.0)
+        if tolerance < 0:
+            raise ValueError(f"“{OPTION_LABELS['regularize_tolerance']}” {tolerance} m must be 0 (default) or more.")
+        if tolerance > 0:
+            args += ["--regularize-tolerance", _num(tolerance)]
     if options.overwrite:
         args.append("--overwrite")
     if options.resume:

@@ -172,12 +172,20 @@ class PredictDialog(QDialog):
         self.threshold_spin = QDoubleSpinBox()
         self.threshold_spin.setRange(0.01, 0.99)
         self.threshold_spin.setSingleStep(0.05)
+        self.tta_combo = QComboBox()
+        for value, label in commands.TTA_MODES.items():
+            self.tta_combo.addItem(label, value)
+        self.tta_combo.setToolTip(
+            "Average each tile's prediction over its mirror image (flip) or its 8 rotations and "
+            "mirror images (rotations and flips): smoother edges, 2x or 8x the inference time."
+        )
         tl.addRow("Tile size", self.tile_spin)
         tl.addRow("Overlap", self.overlap_spin)
         tl.addRow("Batch size", self.batch_spin)
         tl.addRow("Device", self.device_combo)
         tl.addRow("Bands", self.bands_edit)
         tl.addRow("Threshold", self.threshold_spin)
+        tl.addRow(commands.OPTION_LABELS["tta"], self.tta_combo)
 
         output = QGroupBox("Output")
         ol = QFormLayout(output)
@@ -190,8 +198,23 @@ class PredictDialog(QDialog):
             "After a crash or failure: continue from the output's .partial store; only "
             "unfinished chunks are computed. (Cancel keeps nothing to resume.)"
         )
+        self.regularize_check = QCheckBox(commands.OPTION_LABELS["regularize"])
+        self.regularize_check.setToolTip(
+            "Straight walls at right angles along each polygon's dominant direction; "
+            "shapes that are not building-like keep their outline."
+        )
+        self.tolerance_spin = QDoubleSpinBox()
+        self.tolerance_spin.setRange(0.0, 1000.0)
+        self.tolerance_spin.setSingleStep(0.5)
+        self.tolerance_spin.setSuffix(" m")
+        self.tolerance_spin.setSpecialValueText("two pixel sizes")
+        self.tolerance_spin.setToolTip("Outline details smaller than this are removed when squaring.")
         ol.addRow(commands.OPTION_LABELS["output"], self.out_widget)
         ol.addRow("", self.vector_check)
+        ol.addRow("", self.regularize_check)
+        ol.addRow(commands.OPTION_LABELS["regularize_tolerance"], self.tolerance_spin)
+        self.vector_check.toggled.connect(self._sync_regularize)
+        self.regularize_check.toggled.connect(self._sync_regularize)
         ol.addRow("", self.overwrite_check)
         ol.addRow("", self.resume_check)
 
@@ -270,7 +293,11 @@ class PredictDialog(QDialog):
         self.overwrite_check.setChecked(settings.get("overwrite"))
         self.exe_widget.setFilePath(settings.executable_setting())
         self.aoi_combo.setCurrentIndex(max(self.aoi_combo.findData(settings.get("aoi_mode")), 0))
+        self.tta_combo.setCurrentIndex(max(self.tta_combo.findData(settings.get("tta")), 0))
+        self.regularize_check.setChecked(settings.get("regularize"))
+        self.tolerance_spin.setValue(settings.get("regularize_tolerance"))
         self._sync_weights()
+        self._sync_regularize()
 
     def save_settings(self) -> None:
         """Remember the current values for the next session."""
@@ -288,9 +315,17 @@ class PredictDialog(QDialog):
         settings.set("overwrite", self.overwrite_check.isChecked())
         settings.set("executable", self.exe_widget.filePath().strip())
         settings.set("aoi_mode", self.aoi_combo.currentData())
+        settings.set("tta", self.tta_combo.currentData())
+        settings.set("regularize", self.regularize_check.isChecked())
+        settings.set("regularize_tolerance", self.tolerance_spin.value())
 
     def _sync_weights(self) -> None:
         self.ckpt_widget.setEnabled(not self.preset_radio.isChecked())
+
+    def _sync_regularize(self, *args) -> None:
+        self.regularize_check.setEnabled(self.vector_check.isChecked())
+        on = self.vector_check.isChecked() and self.regularize_check.isChecked()
+        self.tolerance_spin.setEnabled(on)
 
     def _sync_aoi(self) -> None:
         mode = self.aoi_combo.currentData()
@@ -355,6 +390,9 @@ class PredictDialog(QDialog):
             bbox=bbox,
             bbox_crs=bbox_crs,
             aoi=aoi_path,
+            tta=self.tta_combo.currentData(),
+            regularize=self.vector_check.isChecked() and self.regularize_check.isChecked(),
+            regularize_tolerance=self.tolerance_spin.value() or None,
         )
 
     def area_of_interest(self, export: bool = False) -> tuple:

@@ -21,6 +21,9 @@ DEFAULTS = {
     "out_dir": "",
     "vector": True,
     "overwrite": False,
+    "tta": "none",  # commands.TTA_MODES key
+    "regularize": False,
+    "regularize_tolerance": 0.0,  # metres; 0 = the command's default (two pixel sizes)
     "aoi_mode": "scene",  # "scene", "extent" or "selected"
 }
 

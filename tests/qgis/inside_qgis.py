@@ -213,8 +213,9 @@ def check_load_unload():
     overwrite = predict.parameterDefinition("OVERWRITE")
     assert overwrite.defaultValue() is False, overwrite.defaultValue()  # agrees with the dialog
     assert overwrite.description() == "Overwrite existing outputs"
-    for name in ("AOI_EXTENT", "AOI_POLYGONS", "RESUME"):
+    for name in ("AOI_EXTENT", "AOI_POLYGONS", "RESUME", "TTA", "REGULARIZE", "REGULARIZE_TOLERANCE"):
         assert predict.parameterDefinition(name) is not None, name
+    assert predict.parameterDefinition("TTA").description() == "Test-time augmentation"
     unload_plugin()
     assert reg.providerById("sam2unext") is None, "provider still registered"
     assert not iface.raster_menus, iface.raster_menus
@@ -287,6 +288,17 @@ def check_dialog_options():
         opts = dlg.options()
         assert opts.scene == str(scene) and opts.preset == "sam2unext-test" and opts.tile_size == 128
         assert opts.bands == "3,2,1", opts.bands
+        assert (opts.tta, opts.regularize, opts.regularize_tolerance) == ("none", False, None)
+        dlg.tta_combo.setCurrentIndex(dlg.tta_combo.findData("d4"))
+        dlg.vector_check.setChecked(True)
+        dlg.regularize_check.setChecked(True)
+        dlg.tolerance_spin.setValue(1.5)
+        assert dlg.tolerance_spin.isEnabled()
+        opts = dlg.options()
+        assert (opts.tta, opts.regularize, opts.regularize_tolerance) == ("d4", True, 1.5), opts
+        dlg.vector_check.setChecked(False)  # no polygons: nothing to square
+        assert not dlg.regularize_check.isEnabled() and not dlg.options().regularize
+        dlg.vector_check.setChecked(True)
         upstream = TMP / "SAM2-UNeXT-upstream.pth"
         upstream.write_bytes(b"")
         dlg.ckpt_radio.setChecked(True)
@@ -298,6 +310,10 @@ def check_dialog_options():
         again = PredictDialog(None, layer, check_on_open=False)
         assert again.tile_spin.value() == 128 and again.preset_combo.currentText() == "sam2unext-test"
         assert QgsSettings().value("sam2unext_geo/bands") == "3, 2,1"
+        assert again.tta_combo.currentData() == "d4" and again.regularize_check.isChecked()
+        assert again.tolerance_spin.value() == 1.5
+        for key, value in (("tta", "none"), ("regularize", False), ("regularize_tolerance", 0.0)):
+            QgsSettings().setValue("sam2unext_geo/" + key, value)  # later checks run the real CLI: keep them fast
         again.exe_widget.setFilePath(fake_executable())
         again.check_environment(use_cache=False)
         assert wait_until(lambda: again.check_finished, 60), "check did not finish"

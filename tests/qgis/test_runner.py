@@ -447,3 +447,50 @@ def test_remove_own_entries_only_touches_this_runs_names(tmp_path):
         "other_prob.tif",
         "other_prob.tif.tmp",
     ]
+
+
+def _flag_value(args: list, flag: str):
+    return args[args.index(flag) + 1] if flag in args else None
+
+
+def test_tta_widget_values_become_the_tta_flag():
+    base = dict(scene="/d/s.tif", out_dir="/o", checkpoint="demo")
+    assert "--tta" not in commands.predict_args("x", commands.PredictOptions(**base))  # default: one pass
+    assert list(commands.TTA_MODES) == ["none", "flip", "d4"]  # the dialog combo / Processing enum order
+    for mode in ("none", "flip", "d4"):
+        args = commands.predict_args("x", commands.PredictOptions(**base, tta=mode))
+        assert _flag_value(args, "--tta") == (None if mode == "none" else mode), args
+        assert args.count("--tta") == (mode != "none")
+    with pytest.raises(ValueError, match="“Test-time augmentation” 'd8' must be one of: none, flip, d4"):
+        commands.predict_args("x", commands.PredictOptions(**base, tta="d8"))
+
+
+def test_regularize_widgets_become_the_regularize_flags():
+    base = dict(scene="/d/s.tif", out_dir="/o", checkpoint="demo")
+    off = commands.predict_args("x", commands.PredictOptions(**base, regularize_tolerance=2.0))
+    assert "--regularize" not in off and "--regularize-tolerance" not in off  # unticked: tolerance unused
+    on = commands.predict_args("x", commands.PredictOptions(**base, regularize=True))
+    assert "--regularize" in on and "--regularize-tolerance" not in on  # 0/None: the command's default
+    for tolerance in (0.0, None):
+        args = commands.predict_args(
+            "x", commands.PredictOptions(**base, regularize=True, regularize_tolerance=tolerance)
+        )
+        assert "--regularize-tolerance" not in args
+    args = commands.predict_args("x", commands.PredictOptions(**base, regularize=True, regularize_tolerance=1.5))
+    assert "--regularize" in args and _flag_value(args, "--regularize-tolerance") == "1.5"
+    assert args.index("--regularize") < args.index("--progress")
+    with pytest.raises(ValueError, match="“Square building outlines” needs “Vectorize to polygons”; tick it"):
+        commands.predict_args("x", commands.PredictOptions(**base, regularize=True, vector=False))
+    with pytest.raises(ValueError, match="“Outline tolerance” -1.0 m must be 0"):
+        commands.predict_args("x", commands.PredictOptions(**base, regularize=True, regularize_tolerance=-1))
+
+
+def test_new_options_are_named_in_the_plugins_words():
+    assert commands.plugin_words("pass --regularize", ["regularize"]) == "tick “Square building outlines”"
+    msg = "--regularize-tolerance 0 must be > 0"
+    assert commands.plugin_words(msg, ["regularize_tolerance"]) == "“Outline tolerance” 0 must be > 0"
+    assert commands.plugin_words(msg, ["regularize"]) == msg  # --regularize does not eat --regularize-tolerance
+    assert (
+        commands.plugin_words("--tta d4 needs a square tile", ["tta"])
+        == "“Test-time augmentation” d4 needs a square tile"
+    )
