@@ -48,7 +48,7 @@ from sam2unext.geo.storage import (
     remove_output,
     staging_path,
 )
-from sam2unext.geo.vectors.units import units_of
+from sam2unext.geo.vectors.units import area_unit_of
 from sam2unext.geo.vectors.vectorize import (
     vectorize_raster,
 )
@@ -471,7 +471,7 @@ def _vectorize(
     area unit); (0, None, the scene's area unit) without. A URL target is written in ``tmp`` and
     uploaded (then listed in ``published``)."""
     if outputs.vector is None:
-        return 0.0, None, units_of(plan.read.crs, plan.read.transform).area_unit
+        return 0.0, None, area_unit_of(plan.read.crs, plan.read.transform)
     options, area = plan.options, plan.area
     local_vec = staging_path(outputs.vector, tmp)
     vres = vectorize_raster(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from affine import Affine
     from pyproj import Geod
 
-__all__ = ["LocalFrames", "Units", "format_area", "units_of"]
+__all__ = ["LocalFrames", "Units", "area_unit_of", "format_area", "units_of"]
 
 #: kind → (area unit, length unit) as printed
 UNIT_NAMES = {
@@ -186,6 +186,12 @@ def units_of(crs: Any, transform: Affine | None = None) -> Units:
         ellipsoid = pcrs.ellipsoid.name if pcrs.ellipsoid is not None else "CRS's"
         return Units("geodesic", degrees_per_unit=math.degrees(factor), geod=pcrs.get_geod(), ellipsoid=ellipsoid)
     return Units("metre", metres_per_unit=factor)
+
+
+def area_unit_of(crs: Any, transform: Affine | None = None) -> str:
+    """The printed area unit of a raster, without pyproj: m² for any CRS (planar or geodesic), else
+    the unit of :func:`units_of` (px² or map unit²)."""
+    return "m²" if crs is not None else units_of(None, transform).area_unit
 
 
 def format_area(value: float, unit: str) -> str:
