@@ -24,7 +24,8 @@ GDAL_TYPES = {"uint8": "Byte", "float32": "Float32"}
 
 def _band(parent: ET.Element, tag: str, source: str, shape: tuple[int, int], dtype: str, number: bool) -> ET.Element:
     """A band (or a mask band's band) whose one simple source is the whole of ``source``."""
-    band = ET.SubElement(parent, tag, dataType=GDAL_TYPES[dtype], **({"band": "1"} if number else {}))
+    attrib = {"dataType": GDAL_TYPES[dtype], **({"band": "1"} if number else {})}
+    band = ET.SubElement(parent, tag, attrib)
     if dtype == "float32":
         ET.SubElement(band, "NoDataValue").text = "nan"
     simple = ET.SubElement(band, "SimpleSource")
@@ -32,8 +33,8 @@ def _band(parent: ET.Element, tag: str, source: str, shape: tuple[int, int], dty
     ET.SubElement(simple, "SourceBand").text = "1"
     rows, cols = shape
     rect = {"xOff": "0", "yOff": "0", "xSize": str(cols), "ySize": str(rows)}
-    ET.SubElement(simple, "SrcRect", **rect)
-    ET.SubElement(simple, "DstRect", **rect)
+    ET.SubElement(simple, "SrcRect", rect)
+    ET.SubElement(simple, "DstRect", rect)
     return band
 
 
