@@ -45,11 +45,11 @@ def child(scene: str, mode: str, chunks: int, out: str) -> None:
     import rioxarray
 
     sys.path.insert(0, str(Path(__file__).parent))
-    import sam2unext.geo.xarray_io as xio
     from geo_pipeline import TrivialModel
-    from sam2unext.geo import predict_raster
 
+    import sam2unext.geo.xarray_io as xio
     from sam2unext import precision_facts  # noqa: F401 (imports torch and timm before the clock starts)
+    from sam2unext.geo import predict_raster
 
     if mode == "geotiff":
         xio.reads_by_window = lambda da: False
@@ -71,8 +71,17 @@ def child(scene: str, mode: str, chunks: int, out: str) -> None:
     stop.set()
     watcher.join()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"mode": mode, "seconds": round(seconds, 2), "peak_tmp_bytes": peak[0], "peak_rss_bytes": rss,
-                      "tiles": res.tiles_run}))
+    print(
+        json.dumps(
+            {
+                "mode": mode,
+                "seconds": round(seconds, 2),
+                "peak_tmp_bytes": peak[0],
+                "peak_rss_bytes": rss,
+                "tiles": res.tiles_run,
+            }
+        )
+    )
 
 
 def main() -> None:

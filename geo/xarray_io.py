@@ -76,14 +76,22 @@ def exact_transform(da: xr.DataArray) -> Affine:
 
 
 def raster_array(source: xr.DataArray) -> xr.DataArray:
-    """``source`` as a raster: a ``band`` dimension (added when missing), ``[band, y, x]``, the exact transform."""
+    """``source`` as a raster: a ``band`` dimension (added when missing), ``[band, y, x]``, the exact transform.
+
+    Raises:
+        InputError: a dimension other than band, y and x (a stackstac ``time``: select one).
+    """
     import rioxarray  # noqa: F401 (registers .rio)
 
     da = source if "band" in source.dims else source.expand_dims("band")
     y, x = da.rio.y_dim, da.rio.x_dim
-    if set(da.dims) == {"band", y, x}:
-        da = da.transpose("band", y, x)
-    return da.rio.write_transform(exact_transform(da))
+    extra = [str(d) for d in da.dims if d not in ("band", y, x)]
+    if extra:
+        raise InputError(
+            f"DataArray {source.name or ''} has the dimensions {', '.join(map(str, da.dims))}; a scene has band, "
+            f"{y} and {x} only: select one {extra[0]} first (e.g. .isel({extra[0]}=0))"
+        )
+    return da.transpose("band", y, x).rio.write_transform(exact_transform(da))
 
 
 def write_geotiff(da: xr.DataArray, path: str | Path) -> None:

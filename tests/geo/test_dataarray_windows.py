@@ -321,3 +321,13 @@ def test_cluster_workers_compute_their_own_windows(nodata_scene, tmp_path):
         remote, client_tasks = tasks_here(cluster.scheduler_address)
     _same_outputs(local, remote)
     assert client_tasks <= 4 < local_tasks, (client_tasks, local_tasks)  # the two pre-flight windows
+
+
+def test_a_time_dimension_is_refused_in_one_line(tmp_path):
+    from sam2unext.errors import InputError
+
+    values = smooth_rgb(40, 50)[None]
+    da = xr.DataArray(dask_array.from_array(values), dims=("time", "band", "y", "x"), name="stack")
+    da = da.rio.write_transform(NORTH_UP).rio.write_crs("EPSG:32633")
+    with pytest.raises(InputError, match=r"select one time first \(e.g. .isel\(time=0\)\)"):
+        predict_raster(da, tmp_path / "o.tif", model=PixelModel(32, 14), **RUN)
