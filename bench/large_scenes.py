@@ -15,9 +15,13 @@
     over HTTP), a LocalCluster of 2 single-thread workers, against a local run of a local copy:
     wall time, outputs compared, and the bytes that reached the client (status records from the
     workers; the compressed store it streams into the COG) against the uncompressed pixels.
+(7) the final step at ``--cog-size``² (default 65536²): a store filled chunk by chunk with a smooth
+    probability pattern and each chunk's pyramid levels (as the workers make them; not timed),
+    then the client's coarse levels and the COG copy (timed), with the peak scratch bytes in the
+    output folder (sampled every 0.2 s: the COG under its temporary name) against the COG's size.
 
 Usage:
-    python bench/large_scenes.py [--only 1 2 3 4 5 6] [--watch 60]
+    python bench/large_scenes.py [--only 1 2 3 4 5 6 7] [--watch 60] [--cog-size 65536]
 """
 
 from __future__ import annotations
@@ -405,9 +409,77 @@ class CountingModel:
         return images[:, :1] * 0.5
 
 
+def folder_bytes(folder: Path, skip: str) -> int:
+    """Bytes of the files in ``folder`` except under the entry named ``skip`` (the run store)."""
+    total = 0
+    for entry in os.scandir(folder):
+        if entry.name != skip and entry.is_file():
+            try:
+                total += entry.stat().st_size
+            except FileNotFoundError:
+                pass
+    return total
+
+
+def cog_write_figures(tmp: Path, size: int, chunk: int = 4096) -> list[tuple[str, str]]:
+    """(7): time and scratch of the final step (coarse levels + COG copy) from a filled store."""
+    from affine import Affine
+
+    from sam2unext.geo.running.chunks import ChunkGrid
+    from sam2unext.geo.writing.cog import write_probability_cog
+    from sam2unext.geo.writing.pyramid import chunk_levels, finish_pyramid, write_chunk_pyramid
+    from sam2unext.geo.writing.store import RunStore
+
+    folder = tmp / "cog7"
+    folder.mkdir()
+    store = RunStore(folder / "p.tif.partial")
+    store.create({}, height=size, width=size, chunk_width=chunk, out_dtype="uint8", masked=True)
+    levels = chunk_levels(chunk, size, size)
+    t0 = time.perf_counter()
+    for c in ChunkGrid(size, size, chunk):
+        yy = np.arange(c.row_off, c.row_off + c.height, dtype=np.float32)[:, None]
+        xx = np.arange(c.col_off, c.col_off + c.width, dtype=np.float32)[None, :]
+        prob = 0.5 + 0.5 * np.sin(yy / 97) * np.cos(xx / 131)  # blobs like a saliency map
+        values = np.where(prob > 0.8, 255, np.rint(prob * 255) // 16).astype(np.uint8)
+        store.write(c.row_off, c.col_off, values, None)
+        write_chunk_pyramid(store, c.row_off, c.col_off, c.height, c.width, levels)
+    fill = time.perf_counter() - t0
+    peak, stop = [0], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], folder_bytes(folder, "p.tif.partial"))
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    out = folder / "p.tif"
+    t0 = time.perf_counter()
+    finish_pyramid(store, size, size, levels)
+    t_levels = time.perf_counter() - t0
+    write_probability_cog(
+        store, out, height=size, width=size, transform=Affine(0.5, 0, 0, 0, -0.5, 0), crs="EPSG:32633", masked=True
+    )
+    total = time.perf_counter() - t0
+    stop.set()
+    watcher.join()
+    cog = out.stat().st_size
+    store_bytes = sum(f.stat().st_size for f in (folder / "p.tif.partial").rglob("*") if f.is_file())
+    store.remove()
+    return [
+        (
+            f"(7) final step at {size}^2 ({chunk} px chunks, {levels} levels by the chunks)",
+            f"{total:.1f} s ({t_levels:.1f} s of client levels), COG {cog / 1e6:.1f} MB, peak scratch in the output "
+            f"folder {peak[0] / 1e6:.1f} MB ({peak[0] / cog:.2f} x the COG); store {store_bytes / 1e6:.1f} MB, "
+            f"filled in {fill:.0f} s",
+        )
+    ]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
+    parser.add_argument("--only", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6, 7])
+    parser.add_argument("--cog-size", type=int, default=65536)
     parser.add_argument("--watch", type=float, default=60.0)
     parser.add_argument("--sparse", type=int, nargs="+", default=[50000, 100000, 200000])
     parser.add_argument("--resume-size", type=int, default=3072)
@@ -460,6 +532,8 @@ def main(argv: list[str] | None = None) -> None:
             rows += border_figures(tmp)
         if 6 in args.only:
             rows += s3_figures(tmp, args.s3_size)
+        if 7 in args.only:
+            rows += cog_write_figures(tmp, args.cog_size)
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     rows.insert(0, ("load average at the end (1, 5, 15 min); CPUs", f"{load}; {os.cpu_count()}"))
     width = max(len(r[0]) for r in rows)

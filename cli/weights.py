@@ -74,7 +74,7 @@ def precision_line(loader: ModelLoader) -> str:
     import warnings
 
     from sam2unext.api import resolve_device
-    from sam2unext.models import choose_precision
+    from sam2unext.precision import choose_precision
 
     with warnings.catch_warnings():  # float16 on a CPU was already warned about when the model loaded
         warnings.simplefilter("ignore")

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from sam2unext.bands import BandConfig  # noqa: F401
     from sam2unext.loader import ModelLoader  # noqa: F401
     from sam2unext.loss import deep_supervision_loss, structure_loss  # noqa: F401
-    from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel, precision_facts  # noqa: F401
+    from sam2unext.models import SAM2UNet, SAM2UNeXT, SegmentationModel  # noqa: F401
+    from sam2unext.precision import precision_facts  # noqa: F401
     from sam2unext.transforms import low_res_view  # noqa: F401
 
 __version__ = "0.1.0"
@@ -41,7 +42,7 @@ _LAZY = {
     "SegmentationModel": "sam2unext.models",
     "SAM2UNeXT": "sam2unext.models",
     "SAM2UNet": "sam2unext.models",
-    "precision_facts": "sam2unext.models",
+    "precision_facts": "sam2unext.precision",
     "structure_loss": "sam2unext.loss",
     "deep_supervision_loss": "sam2unext.loss",
     "low_res_view": "sam2unext.transforms",

@@ -123,7 +123,7 @@ class ModelLoader:
                 out[name] = None if value is None else str(value)
         if out.get("device") == "auto" or out.get("dtype") == "auto":
             from sam2unext.api import resolve_device
-            from sam2unext.models import resolve_dtype
+            from sam2unext.precision import resolve_dtype
 
             device = resolve_device(self.kwargs["device"])
             out["device"] = device.type if out.get("device") == "auto" else out["device"]

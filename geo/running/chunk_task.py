@@ -38,6 +38,7 @@ from sam2unext.geo.running.forward import blend_on_device, on_gpu, run_model
 from sam2unext.geo.running.pools import Lanes
 from sam2unext.geo.running.tiling import TileGrid, clip_window
 from sam2unext.geo.writing.device_stitching import DeviceChunkStitcher
+from sam2unext.geo.writing.pyramid import chunk_levels, write_chunk_pyramid
 from sam2unext.geo.writing.quantize import finish_sums
 from sam2unext.geo.writing.stitching import ChunkStitcher, SceneWeights
 from sam2unext.geo.writing.store import RunStore, zarr_rows
@@ -321,6 +322,9 @@ def finish_chunk(job: ChunkJob) -> ChunkStatus:
             out.take(row0 + r, finish_sums(sums[r : r + n], job.out_dtype), None if valid is None else valid[r : r + n])
             r += n
         out.flush()
+    chunk = job.chunks.chunk(job.index)
+    levels = chunk_levels(job.chunks.size, job.chunks.height, job.chunks.width)
+    write_chunk_pyramid(store, chunk.row_off, chunk.col_off, chunk.height, chunk.width, levels)
     status = ChunkStatus(job.index, step="finish", seconds=time.perf_counter() - t0)
     store.mark_done(job.index, asdict(status))
     return status

@@ -52,11 +52,8 @@ from sam2unext.geo.vectors.units import area_unit_of
 from sam2unext.geo.vectors.vectorize import (
     vectorize_raster,
 )
-from sam2unext.geo.writing.cog import (
-    ProbabilityWriter,
-    remove_quietly,
-    write_from_store,
-)
+from sam2unext.geo.writing.cog import remove_quietly, write_probability_cog
+from sam2unext.geo.writing.pyramid import chunk_levels, finish_pyramid, level_count
 from sam2unext.geo.writing.store import RunStore, disk_full_error
 from sam2unext.geo.writing.targets import Outputs, check_outputs, default_output, remove_leftovers
 from sam2unext.geo.xarray_io import Source, open_probability, scene_source
@@ -253,35 +250,37 @@ class SceneRun:
         self._tick()
 
     def write_cog(self, out: Path, replace: bool) -> None:
-        """Build the probability COG from the finished store (streamed chunk row by chunk row) at the local ``out``.
+        """Build the probability COG at the local ``out`` from the finished store: the client makes the
+        coarse overview levels the chunks did not (:func:`finish_pyramid`), GDAL copies the rest.
 
         Raises:
             OutputError: the disk is full (the store is kept for a resume).
         """
-        height = self.plan.height
-        self.reporter.update("write", 0, height)
+        height, width = self.plan.height, self.plan.width
+        levels = level_count(height, width)
+        self.reporter.update("write", 0, levels + 1)
         try:
-            with (
-                run_gdal_env(),
-                ProbabilityWriter(
+            with run_gdal_env():
+                finish_pyramid(
+                    self.store,
+                    height,
+                    width,
+                    chunk_levels(self.chunks.size, height, width),
+                    on_level=lambda k: self.reporter.update("write", k, levels + 1),
+                )
+                write_probability_cog(
+                    self.store,
                     out,
                     height=height,
-                    width=self.plan.width,
+                    width=width,
                     transform=self.plan.transform,
                     crs=self.plan.crs,
                     out_dtype=self.out_dtype,
-                    overwrite=replace,
                     masked=self.plan.masked,
+                    overwrite=replace,
                     tags=output_tags(self.plan),
-                ) as writer,
-            ):
-                write_from_store(
-                    self.store,
-                    writer,
-                    self.chunks.size,
-                    on_rows=lambda rows: self.reporter.update("write", rows, height),
                 )
-                writer.commit()
+            self.reporter.update("write", levels + 1, levels + 1)
         except Exception as exc:  # noqa: BLE001 (GDAL reports a full disk as a plain I/O error)
             if "No space left" in str(exc) or disk_full_error(out.parent, exc) is not None:
                 raise OutputError(

@@ -11,7 +11,7 @@ from sam2unext.geo.storage.errors import storage_error
 from sam2unext.geo.storage.gdal import configure_gdal, gdal_env
 from sam2unext.geo.storage.location import Location
 from sam2unext.geo.storage.outputs import check_remote_output, output_exists, publish, remove_output, staging_path
-from sam2unext.geo.storage.urls import as_target, is_url, join, name_of, parent_of, stem_of, with_name
+from sam2unext.geo.storage.urls import as_target, gdal_path, is_url, join, name_of, parent_of, stem_of, with_name
 
 __all__ = [
     "as_target",
@@ -23,6 +23,7 @@ __all__ = [
     "staging_path",
     "configure_gdal",
     "gdal_env",
+    "gdal_path",
     "is_url",
     "join",
     "name_of",

@@ -61,3 +61,18 @@ def stem_of(target: str | Path) -> str:
 def as_target(target: str | Path) -> str | Path:
     """A URL string as given, anything else as a :class:`Path`."""
     return target if is_url(target) else Path(target)
+
+
+#: GDAL's virtual file system of each scheme.
+VSI_PREFIX = {"s3": "/vsis3/", "gs": "/vsigs/", "gcs": "/vsigs/"}
+
+
+def gdal_path(target: str | Path) -> str:
+    """The name GDAL opens for a path or URL: ``s3://b/k`` -> ``/vsis3/b/k``, ``https://...`` -> ``/vsicurl/https://...``."""
+    if not is_url(target):
+        return str(target)
+    text = str(target)
+    scheme = scheme_of(text)
+    if scheme in VSI_PREFIX:
+        return VSI_PREFIX[scheme] + text.split("://", 1)[1]
+    return "/vsicurl/" + text

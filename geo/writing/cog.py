@@ -1,11 +1,11 @@
-"""Write the probability raster: the finished chunks of the run store to a temporary file, then a COG.
+"""Write the probability raster: the finished run store, pyramid included, copied into a COG.
 
-The run store's chunks are copied block row by block row into an uncompressed, tiled
-temporary GeoTIFF in the target folder (partly written blocks wait in GDAL's block cache,
-whose size the caller bounds). On :meth:`ProbabilityWriter.commit` GDAL's COG driver copies it to a tiled,
-ZSTD-compressed Cloud-Optimized GeoTIFF with overviews under a second temporary name, which
-is then renamed onto the output. Any failure (``KeyboardInterrupt`` and ``SystemExit`` included) removes
-both temporary files. GDAL reports a full disk as a plain write error without its errno
+The chunks computed the raster and its overview levels into the run store
+(:mod:`~sam2unext.geo.writing.pyramid`); GDAL's COG driver copies them, through VRT files
+over the store's Zarr arrays, into a tiled, ZSTD-compressed Cloud-Optimized GeoTIFF under a
+temporary name, which is then renamed onto the output. No whole-scene scratch copy is made:
+the only file written is the output. Any failure (``KeyboardInterrupt`` and ``SystemExit``
+included) removes the temporary file. GDAL reports a full disk as a plain write error without its errno
 ("Write failed", "TIFFAppendToStrip:Write error"), so after a failed write the device itself is
 asked (:func:`disk_is_full`) while the temporary files still hold their space.
 """
@@ -16,45 +16,41 @@ import contextlib
 import errno
 import os
 import re
+import tempfile
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import rasterio
 import rasterio.shutil
 from affine import Affine
-from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
-from rasterio.io import DatasetWriter
 from rasterio.windows import Window
 
 from sam2unext.errors import OutputError, option
 from sam2unext.files import write_atomically
+from sam2unext.geo.writing.pyramid import BLOCK, overview_factors
 from sam2unext.geo.writing.store import RunStore, disk_full_error
+from sam2unext.geo.writing.store_vrt import write_store_vrt
+
+__all__ = [
+    "BLOCK",
+    "check_output",
+    "disk_is_full",
+    "full_disk_as_output_error",
+    "leftover_temporaries",
+    "overview_factors",
+    "remove_quietly",
+    "temp_name",
+    "write_probability_cog",
+]
 
 OUT_DTYPES = ("uint8", "float32")
 #: COG compression: ZSTD at a low level is several times faster than DEFLATE for similar size.
 COMPRESS, COMPRESS_LEVEL = "ZSTD", 1
-#: Block side of the temporary and final rasters; overviews go down to one block.
-BLOCK = 512
 #: Bytes a device must still take after a failed write not to count as full: one float32 block.
 PROBE_BYTES = BLOCK * BLOCK * 4
-
-
-def overview_factors(height: int, width: int, block: int = BLOCK) -> list[int]:
-    """Overview decimation factors 2, 4, ... until both sides fit in one ``block``.
-
-    The same number of levels as GDAL's COG driver with ``OVERVIEWS=AUTO`` (sides halved,
-    rounded down, until both fit in a block).
-    """
-    factors: list[int] = []
-    h, w = height, width
-    while h > block or w > block:
-        h, w = h // 2, w // 2
-        factors.append(2 ** (len(factors) + 1))
-    return factors
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
@@ -98,8 +94,8 @@ def leftover_temporaries(final: Path) -> list[Path]:
 def disk_is_full(folder: Path, need: int = PROBE_BYTES) -> bool:
     """Whether the device of ``folder`` (or the user's quota there) cannot take ``need`` more bytes now.
 
-    Asks ``statvfs`` first, then writes (and removes) a probe file of ``need`` bytes, which also
-    meets a quota that ``statvfs`` does not show.
+    Asks ``statvfs`` first, then writes (and removes) a probe file of ``need`` bytes (at most
+    :data:`PROBE_BYTES`), which also meets a quota that ``statvfs`` does not show.
     """
     try:
         stat = os.statvfs(folder)
@@ -111,7 +107,7 @@ def disk_is_full(folder: Path, need: int = PROBE_BYTES) -> bool:
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            block, left = b"\0" * min(need, 1 << 16), need
+            block, left = b"\0" * min(need, 1 << 16), min(need, PROBE_BYTES)
             while left > 0:
                 left -= os.write(fd, block[:left])
             os.fsync(fd)
@@ -132,8 +128,11 @@ def no_space_error(folder: Path) -> OutputError:
 
 
 @contextlib.contextmanager
-def full_disk_as_output_error(folder: Path) -> Iterator[None]:
+def full_disk_as_output_error(folder: Path, need: int = PROBE_BYTES) -> Iterator[None]:
     """Turn a failed GDAL write on a full device into the run's disk-full :class:`OutputError`.
+
+    ``need``: bytes the write needed at most; the device counts as full when it has less free
+    (GDAL may delete a file it failed to finish, freeing the space before the device is asked).
 
     Raises:
         OutputError: "no space left on the device of ``folder``; ... rerun with resume".
@@ -144,7 +143,7 @@ def full_disk_as_output_error(folder: Path) -> Iterator[None]:
         raise
     except Exception as exc:  # noqa: BLE001 (GDAL's errors carry no errno: the device is asked)
         full = disk_full_error(folder, exc)
-        if full is None and disk_is_full(folder):
+        if full is None and disk_is_full(folder, need):
             full = no_space_error(folder)
         if full is not None:
             raise full from None
@@ -161,173 +160,100 @@ def remove_quietly(*paths: Path) -> None:
                 pass
 
 
-class ProbabilityWriter:
-    """Row-strip writer of a probability raster with a temp name + rename.
+def _most_bytes(height: int, width: int, out_dtype: str) -> int:
+    """An upper bound of the COG's size: uncompressed raster, mask and overviews (a third more)."""
+    per_pixel = 4 if out_dtype == "float32" else 2
+    return height * width * per_pixel * 4 // 3
+
+
+def _check_complete(path: Path, height: int, width: int) -> None:
+    """Open the COG and read its last block, which a COG writes last.
+
+    GDAL's COG driver can end without an error when a full device cut the file short (the
+    write errors of its worker threads are only printed); the truncated file fails here.
+    """
+    row0, col0 = (height - 1) // BLOCK * BLOCK, (width - 1) // BLOCK * BLOCK
+    with rasterio.open(path) as ds:
+        window = Window(col0, row0, width - col0, height - row0)
+        ds.read(1, window=window)
+        ds.read_masks(1, window=window)
+
+
+def write_probability_cog(
+    store: RunStore,
+    path: Path,
+    *,
+    height: int,
+    width: int,
+    transform: Affine | None,
+    crs: object,
+    out_dtype: str = "uint8",
+    masked: bool = True,
+    overwrite: bool = False,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """The probability COG of a finished store (raster, mask and overview pyramid) at ``path``.
+
+    GDAL's COG driver copies the store's arrays (:func:`write_store_vrt`) with the overviews
+    the store holds: nothing is written but the output, under a hidden temporary name renamed
+    onto ``path`` at the end (removed on any failure).
 
     Args:
+        store: a store whose chunks and pyramid are finished.
         path: final output path (already checked with :func:`check_output`).
-        height, width, transform, crs: output grid, copied from the input.
-        out_dtype: ``"uint8"`` (0..255, invalid pixels masked with an internal mask band)
-            or ``"float32"`` (0..1, invalid pixels NaN = nodata).
-        overwrite: replace an existing output at commit time.
-        masked: whether some input pixels may be invalid (uint8: write a mask band).
-        tags: GDAL metadata items written on the raster (kept by the COG copy).
+        height, width, transform, crs: output grid, copied from the input (an identity or
+            missing transform is not written: an input without georeferencing gives an output
+            without it).
+        out_dtype: ``"uint8"`` (0..255; invalid pixels masked by an internal mask band when
+            ``masked``) or ``"float32"`` (0..1; invalid pixels NaN = nodata).
+        overwrite: replace an existing output.
+        tags: GDAL metadata items written on the raster.
 
-    The identity transform (what rasterio reports for a file without a geotransform) is not
-    written, so an input without georeferencing gives an output without it, and GDAL and
-    QGIS place both the same way.
-
-    Use as a context manager; call :meth:`commit` at the end of the ``with`` block.
+    Raises:
+        OutputError: the device is full (see :func:`full_disk_as_output_error`), or the output
+            appeared meanwhile without ``overwrite``.
     """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        height: int,
-        width: int,
-        transform: Affine | None,
-        crs: object,
-        out_dtype: str = "uint8",
-        overwrite: bool = False,
-        masked: bool = True,
-        tags: dict[str, str] | None = None,
-    ) -> None:
-        if out_dtype not in OUT_DTYPES:
-            raise OutputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
-        self.path = Path(path)
-        self.out_dtype = out_dtype
-        self.overwrite = overwrite
-        self.masked = masked
-        self.height, self.width = height, width
-        self._strips = temp_name(self.path, "strips")
-        self._cog = temp_name(self.path, "cog")
-        self.tags = dict(tags or {})
-        profile = dict(
-            driver="GTiff",
-            width=width,
+    if out_dtype not in OUT_DTYPES:
+        raise OutputError(f"out_dtype {out_dtype!r} must be one of {', '.join(OUT_DTYPES)}")
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    opts = dict(
+        driver="COG",
+        compress=COMPRESS,
+        level=COMPRESS_LEVEL,
+        blocksize=BLOCK,
+        overviews="FORCE_USE_EXISTING",
+        bigtiff="IF_SAFER",
+        predictor=3 if out_dtype == "float32" else 2,
+        num_threads="ALL_CPUS",
+    )
+    with tempfile.TemporaryDirectory(prefix="sam2unext-vrt-") as tmp:
+        vrt = write_store_vrt(
+            store,
+            Path(tmp),
             height=height,
-            count=1,
+            width=width,
+            transform=transform,
+            crs=crs,
             dtype=out_dtype,
-            tiled=True,
-            blockxsize=BLOCK,
-            blockysize=BLOCK,
+            masked=masked and out_dtype == "uint8",
+            tags=tags,
         )
-        if crs is not None:
-            profile["crs"] = crs
-        if transform is not None and not Affine(*transform[:6]).is_identity:
-            profile["transform"] = transform  # none at all when the input has none
-        if out_dtype == "float32":
-            profile["nodata"] = float("nan")
-        self._profile = profile
-        self._ds: DatasetWriter | None = None
+        if path.exists() and not overwrite:
+            raise OutputError(f"output {path} appeared while running; pass {option('overwrite')} to replace it")
 
-    def __enter__(self) -> ProbabilityWriter:
-        try:
-            with warnings.catch_warnings(), rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True):
+        def copy(target: Path) -> None:
+            with (
+                warnings.catch_warnings(),
+                full_disk_as_output_error(folder, need=_most_bytes(height, width, out_dtype)),
+                rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
+            ):
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                ds = self._ds = rasterio.open(self._strips, "w", **self._profile)
-                if self.tags:
-                    ds.update_tags(**self.tags)
-        except (rasterio.errors.RasterioIOError, OSError) as exc:
-            full = disk_is_full(self.folder)
-            remove_quietly(self._strips)
-            if full:
-                raise no_space_error(self.folder) from None
-            raise OutputError(f"cannot write {self.path}: {str(exc).splitlines()[0]}") from None
-        return self
+                rasterio.shutil.copy(vrt, target, **opts)
+                _check_complete(target, height, width)
 
-    @property
-    def folder(self) -> Path:
-        """The output's folder (where both temporary files are written)."""
-        return self.path.parent if str(self.path.parent) else Path(".")
-
-    def write_block(self, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
-        """Write final values (``out_dtype``) of a window and, for a masked uint8 raster, its mask.
-
-        Args:
-            row0, col0: top-left pixel of the window.
-            values: ``[rows, cols]`` in the output type (nodata already applied).
-            valid: uint8 ``[rows, cols]``, 255 valid and 0 nodata (None: all valid).
-        """
-        window = Window(col0, row0, values.shape[1], values.shape[0])
-        ds = self._open()
-        with full_disk_as_output_error(self.folder):
-            ds.write(values, 1, window=window)
-            if self.masked and self.out_dtype == "uint8":
-                ds.write_mask(np.full(values.shape, 255, np.uint8) if valid is None else valid, window=window)
-
-    def _open(self) -> DatasetWriter:
-        if self._ds is None:
-            raise RuntimeError("ProbabilityWriter used outside its with block or after commit")
-        return self._ds
-
-    def commit(self) -> Path:
-        """Finish: convert to a COG and rename onto the output path.
-
-        Returns:
-            The output path.
-
-        Raises:
-            OutputError: the device is full (see :func:`full_disk_as_output_error`).
-        """
-        with full_disk_as_output_error(self.folder):
-            self._open().close()  # the blocks still in GDAL's cache are written here
-        self._ds = None
-        opts = dict(
-            driver="COG",
-            compress=COMPRESS,
-            level=COMPRESS_LEVEL,
-            blocksize=BLOCK,
-            overviews="FORCE_USE_EXISTING",
-            resampling="average",
-            bigtiff="IF_SAFER",
-            predictor=3 if self.out_dtype == "float32" else 2,
-            num_threads="ALL_CPUS",
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            # Overviews built once on the uncompressed temporary file (several times cheaper than
-            # letting the COG driver build them into a compressed temporary), then copied as is.
-            factors = overview_factors(self.height, self.width, BLOCK)
-            if factors:
-                with (
-                    full_disk_as_output_error(self.folder),
-                    rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True),
-                    rasterio.open(self._strips, "r+") as ds,
-                ):
-                    ds.build_overviews(factors, Resampling.average)
-            if self.path.exists() and not self.overwrite:
-                raise OutputError(
-                    f"output {self.path} appeared while running; pass {option('overwrite')} to replace it"
-                )
-
-            def copy(tmp: Path) -> None:
-                with full_disk_as_output_error(self.folder):  # asked while the partial COG holds its space
-                    rasterio.shutil.copy(self._strips, tmp, **opts)
-
-            write_atomically(self.path, copy, tmp=self._cog)
-        remove_quietly(self._strips)
-        return self.path
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
-        if self._ds is not None:
-            try:
-                self._ds.close()
-            finally:
-                self._ds = None
-        remove_quietly(self._strips, self._cog)
-
-
-def write_from_store(
-    store: RunStore, writer: ProbabilityWriter, chunk_width: int, on_rows: Callable[[int], None] | None = None
-) -> None:
-    """Copy every finished chunk of ``store`` into ``writer``, block row by block row."""
-    for row0 in range(0, writer.height, BLOCK):
-        rows = min(BLOCK, writer.height - row0)
-        for col0 in range(0, writer.width, chunk_width):
-            cols = min(chunk_width, writer.width - col0)
-            values, valid = store.read(row0, col0, rows, cols)
-            writer.write_block(row0, col0, values, valid)
-        if on_rows is not None:
-            on_rows(row0 + rows)
+        try:
+            write_atomically(path, copy, tmp=temp_name(path, "cog"))
+        finally:
+            remove_quietly(temp_name(path, "cog"))
+    return path

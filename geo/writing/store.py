@@ -3,10 +3,13 @@
 Layout of ``<output name>.partial/``::
 
     manifest.json   fingerprints of input, weights and pixel-changing parameters
-    prob.zarr/      group with array ``prob`` (uint8 0..255 or float32 0..1) and, for a masked
-                    uint8 output, ``valid`` (255 valid, 0 nodata); Zarr chunks of
-                    ``BLOCK rows x chunk width``, so only one chunk's tasks write a Zarr chunk
-                    and many processes write without locks
+    prob.zarr/      Zarr (format 2, which GDAL's Zarr driver reads) group with array ``prob``
+                    (uint8 0..255 or float32 0..1) and, for a masked uint8 output, ``valid``
+                    (255 valid, 0 nodata); Zarr chunks of ``BLOCK rows x chunk width``, so only
+                    one chunk's tasks write a Zarr chunk and many processes write without locks;
+                    the overview pyramid as ``prob_1``, ``valid_1``, ... (level k: half of
+                    level k - 1, :mod:`~sam2unext.geo.writing.pyramid`), one Zarr chunk per
+                    chunk for the levels the chunks make
     halo/NNNNNN-<strip>.bin  the partial sums a chunk's own tiles leave outside its core, one
                     file per strip (``top``, ``bottom``, ``left``, ``right`` or ``all``): int64
                     sums, then 0/1 validity for a masked scene (the shape is the strip's, known
@@ -32,11 +35,11 @@ import numpy as np
 
 from sam2unext.errors import OutputError, UserError, option
 from sam2unext.geo.running.fingerprint import resume_refusal
-from sam2unext.geo.storage import Location, is_url, storage_error
+from sam2unext.geo.storage import Location, gdal_path, is_url, storage_error
 
 #: Rows of one Zarr chunk (the COG block).
 ZARR_ROWS = 512
-FORMAT = "sam2unext-geo-partial/2"
+FORMAT = "sam2unext-geo-partial/3"
 
 
 def zarr_rows(chunk_size: int, height: int) -> int:
@@ -50,6 +53,11 @@ def store_path_for(output: str | Path) -> str | Path:
         return str(output).rstrip("/") + ".partial"
     out = Path(output)
     return out.with_name(out.name + ".partial")
+
+
+def level_name(array: str, level: int) -> str:
+    """The store's array of ``array`` (``prob`` or ``valid``) at overview ``level`` (0: the raster)."""
+    return array if level == 0 else f"{array}_{level}"
 
 
 def _is_disk_full(exc: BaseException | None) -> bool:
@@ -106,40 +114,43 @@ class RunStore:
         self, manifest: dict, *, height: int, width: int, chunk_width: int, out_dtype: str, masked: bool
     ) -> None:
         """Create the folder, the Zarr arrays and the manifest (the manifest last)."""
+        import numcodecs
         import zarr
-        from zarr.codecs import ZstdCodec
         from zarr.core.array_spec import ArrayConfig
+
+        from sam2unext.geo.writing.pyramid import chunk_levels, level_count, level_shape
 
         try:
             self.location.make()
             if not self.location.is_remote:
                 for folder in ("done", "summed", "halo"):
                     Path(self.location.path(folder)).mkdir()
-            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="w")
+            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="w", zarr_format=2)
             fill = float("nan") if out_dtype == "float32" else 0
             config = ArrayConfig(
                 order="C", write_empty_chunks=True
             )  # a rewritten chunk must replace what a dead task left
-            chunks = (zarr_rows(chunk_width, height), min(chunk_width, width))
-            group.create_array(
-                "prob",
-                shape=(height, width),
-                chunks=chunks,
-                dtype=out_dtype,
-                fill_value=fill,
-                compressors=ZstdCodec(level=1),
-                config=config,
-            )
-            if masked and out_dtype == "uint8":
-                group.create_array(
-                    "valid",
-                    shape=(height, width),
-                    chunks=chunks,
-                    dtype="uint8",
-                    fill_value=0,
-                    compressors=ZstdCodec(level=1),
-                    config=config,
-                )
+            names = ["prob"] + (["valid"] if masked and out_dtype == "uint8" else [])
+            local = chunk_levels(chunk_width, height, width)
+            for level in range(level_count(height, width) + 1):
+                shape = level_shape(height, width, level)
+                if level == 0:
+                    chunks = (zarr_rows(chunk_width, height), min(chunk_width, width))
+                elif level <= local:  # one Zarr chunk per chunk: its finish step writes it alone
+                    side = chunk_width >> level
+                    chunks = (min(side, shape[0]), min(side, shape[1]))
+                else:  # made by the client
+                    chunks = (min(ZARR_ROWS, shape[0]), min(ZARR_ROWS, shape[1]))
+                for name in names:
+                    group.create_array(
+                        level_name(name, level),
+                        shape=shape,
+                        chunks=chunks,
+                        dtype=out_dtype if name == "prob" else "uint8",
+                        fill_value=fill if name == "prob" else 0,
+                        compressors=numcodecs.Zstd(level=1),
+                        config=config,
+                    )
             self._write_json("manifest.json", {"format": FORMAT, **manifest})
         except UserError:
             self.remove()
@@ -207,8 +218,8 @@ class RunStore:
         if self._arrays is None:
             import zarr
 
-            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="r+")
-            self._arrays = {name: group[name] for name in ("prob", "valid") if name in group}
+            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="r+", zarr_format=2)
+            self._arrays = {name: array for name, array in group.arrays()}
         return self._arrays
 
     def write(self, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
@@ -217,13 +228,18 @@ class RunStore:
         Raises:
             OutputError: the disk is full.
         """
+        self.write_level(0, row0, col0, values, valid)
+
+    def write_level(self, level: int, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
+        """:meth:`write` at overview ``level`` (0: the raster)."""
         arrays = self._open()
         rows, cols = values.shape
+        where = (slice(row0, row0 + rows), slice(col0, col0 + cols))
         try:
-            arrays["prob"][row0 : row0 + rows, col0 : col0 + cols] = values
-            if "valid" in arrays:
+            arrays[level_name("prob", level)][where] = values
+            if level_name("valid", level) in arrays:
                 mask = np.full(values.shape, 255, np.uint8) if valid is None else valid
-                arrays["valid"][row0 : row0 + rows, col0 : col0 + cols] = mask
+                arrays[level_name("valid", level)][where] = mask
         except OSError as exc:
             full = disk_full_error(self.folder, exc)
             if full is not None:
@@ -243,10 +259,21 @@ class RunStore:
 
     def read(self, row0: int, col0: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Values and 0/255 mask (None when the store keeps none) of a window."""
+        return self.read_level(0, row0, col0, rows, cols)
+
+    def read_level(
+        self, level: int, row0: int, col0: int, rows: int, cols: int
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`read` at overview ``level`` (0: the raster)."""
         arrays = self._open()
-        values = arrays["prob"][row0 : row0 + rows, col0 : col0 + cols]
-        valid = arrays["valid"][row0 : row0 + rows, col0 : col0 + cols] if "valid" in arrays else None
-        return values, valid
+        where = (slice(row0, row0 + rows), slice(col0, col0 + cols))
+        values = arrays[level_name("prob", level)][where]
+        mask = arrays.get(level_name("valid", level))
+        return values, (None if mask is None else mask[where])
+
+    def gdal_array(self, array: str, level: int = 0) -> str:
+        """The GDAL name of an array of the store (``ZARR:"<store>/prob.zarr":/prob_2``), local or remote."""
+        return f'ZARR:"{gdal_path(self.location.path("prob.zarr"))}":/{level_name(array, level)}'
 
     def mark_done(self, index: int, status: dict) -> None:
         """Record chunk ``index`` as finished (atomic)."""

@@ -6,8 +6,8 @@ import json
 
 import torch
 
-from sam2unext import models
-from sam2unext.models import choose_precision
+from sam2unext import precision as models
+from sam2unext.precision import choose_precision
 
 from cli_helpers import json_events, run_cli
 

@@ -6,7 +6,7 @@ import rasterio
 import torch
 
 import sam2unext
-from sam2unext import models
+from sam2unext import precision as models
 from sam2unext.errors import UserError, cli_words
 from sam2unext.geo import predict_raster
 from sam2unext.geo.demo.stand_ins import PixelModel
@@ -22,7 +22,7 @@ from sam2unext.geo.running.device import (
 )
 from sam2unext.geo.running.forward import run_model, single_thread_forward
 from sam2unext.loader import ModelLoader
-from sam2unext.models import resolve_dtype
+from sam2unext.precision import resolve_dtype
 from sam2unext.transforms import to_unit_float
 
 from geo_helpers import smooth_rgb, write_raster

@@ -140,24 +140,29 @@ def test_cluster_whose_workers_all_die_stops_after_worker_timeout_then_resumes(t
 # -- (b) a disk that fills while the COG is written: the run's disk-full error, not GDAL's ----------------
 FULL_DISK_CHILD = """
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from sam2unext.errors import OutputError
-from sam2unext.geo.writing.cog import ProbabilityWriter
+from sam2unext.geo.writing.cog import write_probability_cog
+from sam2unext.geo.writing.pyramid import chunk_levels, write_chunk_pyramid
+from sam2unext.geo.writing.store import RunStore
 
 folder, side = Path(sys.argv[1]), int(sys.argv[2])
 noise = np.random.default_rng(0).integers(0, 255, (side, side), dtype=np.uint8)  # incompressible
+store = RunStore(Path(tempfile.mkdtemp()) / "o.tif.partial")  # the store on another device: only the COG fills this one
+store.create({}, height=side, width=side, chunk_width=side, out_dtype="uint8", masked=False)
+store.write(0, 0, noise, None)
+write_chunk_pyramid(store, 0, 0, side, side, chunk_levels(side, side, side))
 try:
-    with ProbabilityWriter(folder / "o.tif", height=side, width=side, transform=None, crs=None) as writer:
-        for row in range(0, side, 512):
-            writer.write_block(row, 0, noise[row : row + 512], None)
-        writer.commit()
+    write_probability_cog(store, folder / "o.tif", height=side, width=side, transform=None, crs=None, masked=False)
     print("written")
 except OutputError as exc:
     print("OutputError:", exc)
 print("left:", sorted(p.name for p in folder.iterdir()))
+store.remove()
 """
 
 
@@ -185,8 +190,8 @@ def _in_a_tiny_tmpfs(size: str, *args: str) -> str:
 @pytest.mark.parametrize(
     "size,side",
     [
-        ("4m", "2048"),  # full while the blocks are written
-        ("1600k", "1024"),  # full while the overviews or the COG copy are written
+        ("4m", "2048"),  # full early in the COG copy
+        ("900k", "1024"),  # full late in the COG copy
     ],
 )
 def test_a_disk_full_during_the_cog_write_is_the_runs_disk_full_error(size, side):
@@ -232,7 +237,7 @@ def test_a_resume_after_a_kill_in_the_write_stage_removes_its_own_leftovers(noda
     child = subprocess.run([sys.executable, "-c", KILLED_IN_COG_COPY, str(nodata_raster), str(out)], timeout=150)
     assert child.returncode == -signal.SIGKILL
     left = sorted(p.name for p in folder.iterdir())
-    assert any(n.endswith(".strips.tif") for n in left) and any(n.endswith(".cog.tif") for n in left), left
+    assert [n for n in left if n.endswith(".tif")] == [n for n in left if n.endswith(".cog.tif")] != [], left
     # what a kill in the vectorize stage leaves (the names the polygon writer makes), and files of others
     temp_name(vec, "binary").write_bytes(b"binary raster")
     pending = vector_temp_name(vec, ".gpkg")

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sam2unext import load_model, models
-from sam2unext.models import Precision, choose_precision, precision_facts, resolve_dtype
+from sam2unext import load_model
+from sam2unext import precision as models
+from sam2unext.precision import Precision, choose_precision, precision_facts, resolve_dtype
 
 CPU = torch.device("cpu")
 
