@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from sam2unext.errors import InputError, option
 from sam2unext.geo.options import SceneOptions
 from sam2unext.geo.reading.aoi import AreaOfInterest, resolve_aoi
+from sam2unext.geo.reading.array_raster import ArraySource
 from sam2unext.geo.reading.model_bands import make_model_plan
 from sam2unext.geo.reading.plan import ReadPlan
 from sam2unext.geo.running.chunks import ChunkGrid, make_chunk_grid, tile_computations
@@ -44,7 +45,9 @@ class ScenePlan:
 
     Attributes:
         name: the scene's name in messages (a file name, or the DataArray's name).
-        source: the raster read (for a DataArray, the GeoTIFF it was written to).
+        source: the raster read: a path, or for a dask-backed DataArray its
+            :class:`~sam2unext.geo.reading.array_raster.ArraySource` (another DataArray: the
+            GeoTIFF it was written to).
         read: bands, stretch and grid of the reads (the AOI's window with an ``aoi``).
         options: the run's options.
         area: the area of interest on the scene grid, or None.
@@ -54,7 +57,7 @@ class ScenePlan:
     """
 
     name: str
-    source: str | Path
+    source: str | Path | ArraySource
     read: ReadPlan
     options: SceneOptions
     area: AreaOfInterest | None = None
@@ -115,7 +118,7 @@ class ScenePlan:
 
 
 def plan_scene(
-    source: str | Path,
+    source: str | Path | ArraySource,
     options: SceneOptions,
     models: ModelChoice | None = None,
     *,
@@ -127,7 +130,7 @@ def plan_scene(
     when ``options.tile_size`` is given (else :meth:`ScenePlan.for_model` lays it).
 
     Args:
-        source: a raster path.
+        source: a raster path, or a dask-backed array (:func:`~sam2unext.geo.xarray_io.scene_source`).
         options: the run's options.
         models: the model (its bands decide how many are read); None: an RGB model.
         name: the scene's name in messages (default: the file name).
@@ -143,7 +146,8 @@ def plan_scene(
     from sam2unext.geo.models import ModelChoice
 
     models = models if models is not None else ModelChoice()
-    name = name if name is not None else name_of(source)
+    if name is None:
+        name = source.name if isinstance(source, ArraySource) else name_of(source)
     read = make_model_plan(
         source,
         models.band_config(),

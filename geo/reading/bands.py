@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from rasterio.enums import ColorInterp, Resampling
 
 from sam2unext.errors import InputError, option
@@ -24,7 +23,7 @@ DEFAULT_PERCENTILES = (2.0, 98.0)
 STATS_SIDE = 1024
 
 
-def alpha_band(src: rasterio.io.DatasetReader) -> int | None:
+def alpha_band(src: Dataset) -> int | None:
     """1-based index of the band GDAL marks as alpha, or None."""
     for i, ci in enumerate(src.colorinterp, start=1):
         if ci == ColorInterp.alpha:
@@ -42,7 +41,7 @@ def _rgb_by_colorinterp(src: Dataset) -> tuple[int, int, int] | None:
     return None
 
 
-def default_bands(src: rasterio.io.DatasetReader) -> tuple[int, int, int]:
+def default_bands(src: Dataset) -> tuple[int, int, int]:
     """The bands used when none are chosen.
 
     Rules: the bands whose colour interpretation is red, green and blue when the file declares
@@ -118,7 +117,7 @@ def resolve_band_names(src: Dataset, bands: Sequence[int | str]) -> tuple[int, .
 
 
 def select_bands(
-    src: rasterio.io.DatasetReader,
+    src: Dataset,
     bands: Sequence[int | str] | int | str | None,
     n_bands: int = 3,
     default: Sequence[int] | None = None,
@@ -149,7 +148,7 @@ def select_bands(
 
 
 def select_n_bands(
-    src: rasterio.io.DatasetReader,
+    src: Dataset,
     bands: Sequence[int] | int | None,
     n_bands: int,
     default: Sequence[int] | None = None,

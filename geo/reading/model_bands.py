@@ -14,6 +14,7 @@ from typing import Union
 
 from sam2unext.bands import BandConfig
 from sam2unext.errors import InputError, option
+from sam2unext.geo.reading.array_raster import ArraySource
 from sam2unext.geo.reading.plan import ReadPlan, make_plan
 
 #: Bands the user picks: 1-based band numbers or band descriptions (``"red"``, ``"nir"``).
@@ -23,7 +24,7 @@ StretchChoice = Union[tuple[float, float], Sequence[tuple[float, float]]]
 
 
 def make_model_plan(
-    path: str | Path,
+    path: str | Path | ArraySource,
     config: BandConfig | None = None,
     *,
     bands: BandChoice | None = None,

@@ -17,10 +17,11 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from sam2unext.errors import InputError
+from sam2unext.geo.reading.array_raster import ArrayDataset, ArraySource
 from sam2unext.geo.storage import configure_gdal, is_url, storage_error
 
-#: What :meth:`ReadPlan.open` returns: the file, or a resampled view of it.
-Dataset: TypeAlias = Union[DatasetReader, WarpedVRT]
+#: What :meth:`ReadPlan.open` returns: the file, a resampled view of it, or a dask-backed array.
+Dataset: TypeAlias = Union[DatasetReader, WarpedVRT, ArrayDataset]
 
 
 def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
@@ -57,6 +58,17 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
         src.close()
         raise InputError(f"input raster {p} has zero size ({src.width}x{src.height}, {src.count} bands)")
     return src
+
+
+def open_source(source: str | Path | ArraySource) -> DatasetReader | ArrayDataset:
+    """Open a scene: a raster path with :func:`open_raster`, a dask-backed array as a new handle.
+
+    Raises:
+        InputError: as :func:`open_raster`.
+    """
+    if isinstance(source, ArraySource):
+        return source.open()
+    return open_raster(source)
 
 
 def require_input(path: str | Path) -> None:
@@ -109,23 +121,26 @@ def close_dataset(ds: Dataset) -> None:
 
 
 def check_readable(src: Dataset, bands: Sequence[int]) -> None:
-    """Read the first and the last block of every band used, so a truncated file fails early.
+    """Read the first and the last block of the bands used, so a truncated file fails early.
+
+    The bands are read together (a dask-backed array computes each block once), with the
+    block shape of the first band used.
 
     Raises:
         InputError: one line naming the file and the window that cannot be read.
     """
-    for b in sorted(set(bands)):
-        bh, bw = src.block_shapes[b - 1]
-        last_row = (src.height - 1) // bh * bh
-        last_col = (src.width - 1) // bw * bw
-        for window in (
-            Window(0, 0, min(bw, src.width), min(bh, src.height)),
-            Window(last_col, last_row, src.width - last_col, src.height - last_row),
-        ):
-            try:
-                src.read(b, window=window)
-            except RasterioIOError as exc:
-                raise read_error(src.name, window, exc) from None
+    unique = sorted(set(bands))
+    bh, bw = src.block_shapes[unique[0] - 1]
+    last_row = (src.height - 1) // bh * bh
+    last_col = (src.width - 1) // bw * bw
+    for window in (
+        Window(0, 0, min(bw, src.width), min(bh, src.height)),
+        Window(last_col, last_row, src.width - last_col, src.height - last_row),
+    ):
+        try:
+            src.read(unique, window=window)
+        except RasterioIOError as exc:
+            raise read_error(src.name, window, exc) from None
 
 
 def read_error(path: str | Path, window: Window, exc: Exception) -> InputError:

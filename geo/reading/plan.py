@@ -16,6 +16,7 @@ from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from sam2unext.geo.reading.array_raster import ArrayDataset, ArraySource
 from sam2unext.geo.reading.bands import (
     STATS_SIDE,
     Stretch,
@@ -29,7 +30,7 @@ from sam2unext.geo.reading.bands import (
 from sam2unext.geo.reading.opening import (
     check_readable,
     close_dataset,
-    open_raster,
+    open_source,
     read_error,
     resampled_grid,
     resampled_view,
@@ -41,7 +42,7 @@ class ReadPlan:
     """Everything needed to read model-ready tiles from one scene (picklable).
 
     Attributes:
-        path: raster path.
+        path: raster path (for a dask-backed array, its name in messages).
         bands: 1-based band indexes, one per model channel (three for RGB).
         stretch: per-band (min, max) mapped to 0..255, or None for uint8 used as is.
         height, width: size of the processing grid (after optional resampling).
@@ -56,6 +57,8 @@ class ReadPlan:
         offset: (row, column) of this grid's origin in the opened dataset (an area of interest).
         rgb_channels: 0-based positions in ``bands`` of the bands mapped to the pretrained
             R, G, B kernels (None: not given).
+        array: a dask-backed array read in place of ``path`` (window by window; pickled
+            with its graph, never its pixels).
     """
 
     path: str
@@ -70,6 +73,7 @@ class ReadPlan:
     offset: tuple[int, int] = (0, 0)
     rgb_channels: tuple[int, int, int] | None = None
     finite_check: bool = False
+    array: ArraySource | None = None
 
     def source_window(self, window: Window) -> Window:
         """``window`` of this plan's grid as a window of the dataset :meth:`open` returns."""
@@ -94,16 +98,17 @@ class ReadPlan:
 
         Close it with :func:`close_dataset` (which also closes the file under a view).
         """
-        src = open_raster(self.path)
+        src = open_source(self.array if self.array is not None else self.path)
         if not self.resample:
             return src
+        assert not isinstance(src, ArrayDataset), "a dask-backed array is not resampled"
         vrt = resampled_view(src, self.transform, self.height, self.width)
         vrt._sam2unext_parent = src  # keep the parent open as long as the view
         return vrt
 
 
 def make_plan(
-    path: str | Path,
+    path: str | Path | ArraySource,
     *,
     bands: Sequence[int | str] | int | str | None = None,
     stretch: Sequence[float] | Sequence[Sequence[float]] | None = None,
@@ -119,7 +124,7 @@ def make_plan(
     refused here, before any model is loaded.
 
     Args:
-        path: the raster.
+        path: the raster, or a dask-backed array (read in place, never resampled).
         bands: 1-based bands or band descriptions (None: the default choice, see :func:`select_bands`).
         stretch: see :func:`compute_stretch`.
         resolution: resample to this pixel size (map units).
@@ -135,7 +140,10 @@ def make_plan(
         InputError: unreadable input, bad bands (a count other than ``n_bands``), bad
             rgb bands, bad stretch or resolution.
     """
-    with open_raster(path) as src:
+    array = path if isinstance(path, ArraySource) else None
+    if array is not None and resolution:
+        raise ValueError("a dask-backed array is not resampled: write it to a GeoTIFF first")
+    with open_source(path) as src:
         sel = select_bands(src, bands, n_bands, default_bands)
         rgb_channels = rgb_channels_of(sel, rgb_bands) if rgb_bands is not None else None
         check_readable(src, sel)
@@ -149,12 +157,13 @@ def make_plan(
         stats_src = src
         vrt = None
         if resolution:
+            assert not isinstance(src, ArrayDataset)  # refused above
             vrt = resampled_view(src, transform, height, width)
             stats_src = vrt
         try:
             st = compute_stretch(stats_src, sel, stretch)
         except RasterioIOError as exc:
-            raise read_error(path, Window(0, 0, src.width, src.height), exc) from None
+            raise read_error(src.name, Window(0, 0, src.width, src.height), exc) from None
         finally:
             if vrt is not None:
                 vrt.close()
@@ -163,7 +172,10 @@ def make_plan(
         masked = (
             bool(resolution) or finite_check or any(src.mask_flag_enums[b - 1] != [MaskFlags.all_valid] for b in sel)
         )
-        full = str(Path(path).resolve()) if Path(path).exists() else str(path)  # workers may run elsewhere
+        if isinstance(path, ArraySource):
+            full = path.name
+        else:  # workers may run elsewhere
+            full = str(Path(path).resolve()) if Path(path).exists() else str(path)
         return ReadPlan(
             full,
             sel,
@@ -176,6 +188,7 @@ def make_plan(
             masked,
             rgb_channels=rgb_channels,
             finite_check=finite_check,
+            array=array,
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from sam2unext.errors import option
 from sam2unext.files import file_fingerprint
+from sam2unext.geo.reading.array_raster import ArraySource
 
 __all__ = [
     "describe_difference",
@@ -52,8 +53,11 @@ PARTS = {
 }
 
 
-def scene_fingerprint(path: str | Path) -> dict[str, Any]:
+def scene_fingerprint(path: str | Path | ArraySource) -> dict[str, Any]:
     """What identifies a scene file's content wherever it lies: bytes and GDAL's header, not the path.
+
+    A dask-backed array is fingerprinted by its graph's name and its header
+    (:meth:`~sam2unext.geo.reading.array_raster.ArraySource.fingerprint`): no pixel is computed.
 
     Returns:
         ``{"size", "sample_hash", "header"}``; ``header`` holds width, height, band count,
@@ -62,6 +66,8 @@ def scene_fingerprint(path: str | Path) -> dict[str, Any]:
         object at a URL is fingerprinted by its size and version tag, see
         :func:`sam2unext.geo.running.scene.scene_manifest`.)
     """
+    if isinstance(path, ArraySource):
+        return path.fingerprint()
     text = str(path)
     return {**file_fingerprint(text), "header": _header(text)}
 

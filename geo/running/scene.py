@@ -56,7 +56,7 @@ from sam2unext.geo.writing.cog import remove_quietly, write_probability_cog
 from sam2unext.geo.writing.pyramid import chunk_levels, finish_pyramid, level_count
 from sam2unext.geo.writing.store import RunStore, disk_full_error
 from sam2unext.geo.writing.targets import Outputs, check_outputs, default_output, remove_leftovers
-from sam2unext.geo.xarray_io import Source, open_probability, source_path
+from sam2unext.geo.xarray_io import Source, open_probability, scene_source
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -327,12 +327,13 @@ def run_scene(
     """Segment one scene (see :func:`sam2unext.geo.predict_raster`); ``plan``: its pre-flight plan, if made."""
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="sam2unext-geo-") as tmp:
-        src_path, scene = source_path(source, Path(tmp))
+        src_path, scene = scene_source(source, Path(tmp), windowed=options.resolution is None)
         made_dir = None  # a folder made here for a DataArray's output; removed on failure
         if output is None and not isinstance(source, (str, Path)):
             made_dir = Path(tempfile.mkdtemp(prefix="sam2unext-geo-out-"))
             output = made_dir / "prediction_prob.tif"
         elif output is None:
+            assert isinstance(src_path, (str, Path))  # a DataArray took the branch above
             output = default_output(src_path)
         created: list[Path] = []  # local files written (a URL output's staging copy)
         published: list[str | Path] = []  # outputs uploaded before a later step failed
