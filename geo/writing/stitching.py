@@ -169,7 +169,9 @@ class ChunkStitcher:
         for s0 in range(a0, a1, ADD_ROWS):
             s1 = min(s0 + ADD_ROWS, a1)
             part = (slice(s0 - r0, s1 - r0), slice(b0 - c0, b1 - c0))
-            term = np.multiply(prob[part], share[part], out=self._tmp[: s1 - s0, : b1 - b0])
+            term = self._tmp[: s1 - s0, : b1 - b0]
+            term[...] = prob[part]  # float32 -> float64 first: exact, and cheaper than a mixed-type multiply
+            np.multiply(term, share[part], out=term)
             np.rint(term, out=term)
             self._acc[s0 - base : s1 - base, b0 - col : b1 - col] += term
 
