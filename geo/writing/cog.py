@@ -252,8 +252,9 @@ def write_probability_cog(
                 rasterio.shutil.copy(vrt, target, **opts)
                 _check_complete(target, height, width)
 
+        partial = temp_name(path, "cog")
         try:
-            write_atomically(path, copy, tmp=temp_name(path, "cog"))
+            write_atomically(path, copy, tmp=partial)
         finally:
-            remove_quietly(temp_name(path, "cog"))
+            remove_quietly(partial)  # GDAL's side-cars of a failed copy (write_atomically removes the file)
     return path
