@@ -83,10 +83,11 @@ class RunStore:
 
     def __init__(self, folder: str | Path | Location):
         self.location = folder if isinstance(folder, Location) else Location(folder)
-        self._arrays: dict[str, Any] | None = None
+        self._group: Any = None
+        self._arrays: dict[str, Any] = {}
 
     def __getstate__(self):
-        return {"location": self.location, "_arrays": None}
+        return {"location": self.location, "_group": None, "_arrays": {}}
 
     @property
     def folder(self) -> str | Path:
@@ -214,13 +215,19 @@ class RunStore:
                 continue  # a marker cut short by a crash: the step runs again
         return out
 
-    def _open(self) -> dict[str, Any]:
-        if self._arrays is None:
-            import zarr
+    def _array(self, name: str) -> Any:
+        """The Zarr array ``name``, or None when the store has none (opened once, on first use:
+        a task touches a few of the pyramid's arrays, each open is a read on object storage)."""
+        if name not in self._arrays:
+            if self._group is None:
+                import zarr
 
-            group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="r+", zarr_format=2)
-            self._arrays = {name: array for name, array in group.arrays()}
-        return self._arrays
+                self._group = zarr.open_group(self.location.zarr_store("prob.zarr"), mode="r+", zarr_format=2)
+            try:
+                self._arrays[name] = self._group[name]
+            except KeyError:
+                self._arrays[name] = None
+        return self._arrays[name]
 
     def write(self, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
         """Write whole Zarr chunks: ``values`` (and the 0/255 ``valid`` mask when the store keeps one).
@@ -232,14 +239,13 @@ class RunStore:
 
     def write_level(self, level: int, row0: int, col0: int, values: np.ndarray, valid: np.ndarray | None) -> None:
         """:meth:`write` at overview ``level`` (0: the raster)."""
-        arrays = self._open()
         rows, cols = values.shape
         where = (slice(row0, row0 + rows), slice(col0, col0 + cols))
         try:
-            arrays[level_name("prob", level)][where] = values
-            if level_name("valid", level) in arrays:
-                mask = np.full(values.shape, 255, np.uint8) if valid is None else valid
-                arrays[level_name("valid", level)][where] = mask
+            self._array(level_name("prob", level))[where] = values
+            kept = self._array(level_name("valid", level))
+            if kept is not None:
+                kept[where] = np.full(values.shape, 255, np.uint8) if valid is None else valid
         except OSError as exc:
             full = disk_full_error(self.folder, exc)
             if full is not None:
@@ -265,10 +271,9 @@ class RunStore:
         self, level: int, row0: int, col0: int, rows: int, cols: int
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`read` at overview ``level`` (0: the raster)."""
-        arrays = self._open()
         where = (slice(row0, row0 + rows), slice(col0, col0 + cols))
-        values = arrays[level_name("prob", level)][where]
-        mask = arrays.get(level_name("valid", level))
+        values = self._array(level_name("prob", level))[where]
+        mask = self._array(level_name("valid", level))
         return values, (None if mask is None else mask[where])
 
     def gdal_array(self, array: str, level: int = 0) -> str:
