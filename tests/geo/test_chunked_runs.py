@@ -253,7 +253,7 @@ def test_resume_refuses_a_changed_input(tmp_path):
 
 def test_disk_full_names_the_folder_and_keeps_chunks(nodata_raster, tmp_path, monkeypatch):
     out = tmp_path / "o.tif"
-    real_open = RunStore._open
+    real_array = RunStore._array
     calls = [0]
 
     class FullDisk:
@@ -268,15 +268,16 @@ def test_disk_full_names_the_folder_and_keeps_chunks(nodata_raster, tmp_path, mo
                 raise OSError(errno.ENOSPC, "No space left on device")
             self.array[key] = value
 
-    def full_open(self):
-        return {name: FullDisk(a) for name, a in real_open(self).items()}
+    def full_array(self, name):
+        array = real_array(self, name)
+        return None if array is None else FullDisk(array)
 
-    monkeypatch.setattr(RunStore, "_open", full_open)
+    monkeypatch.setattr(RunStore, "_array", full_array)
     with pytest.raises(OutputError, match=f"no space left on the device of {tmp_path}"):
         predict_raster(nodata_raster, out, model=PixelModel(32, None), tile_size=32, chunk_size=32, progress="none")
     kept = RunStore(store_path_for(out)).summed()  # chunks whose tiles are computed and stored
     assert len(kept) >= 3
-    monkeypatch.setattr(RunStore, "_open", real_open)
+    monkeypatch.setattr(RunStore, "_array", real_array)
     res = predict_raster(
         nodata_raster,
         out,
